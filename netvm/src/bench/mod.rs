@@ -1,0 +1,750 @@
+//! `netvm bench`: an ipbench `latency-check`-compatible load generator and RTT sampler.
+//!
+//! One measurement *point* per requested rate, with ipbench's phases:
+//! warm-up (time) → sampling (until `samples` echoes, or for a duration) → cool-down (time),
+//! then a short drain so in-flight echoes are not counted as lost. Throughput and RTT samples
+//! come from the sampling phase only; Bad_Packets are counted over the whole point.
+//!
+//! Threads per point: one paced sender for all flows, one receiver for all flows, and the
+//! calling thread, which speaks the utilisation protocol and reports progress. The receiver
+//! owns the phase clock because it is the one that knows when enough samples have arrived.
+
+pub mod csv;
+pub mod payload;
+pub mod stats;
+pub mod svg;
+mod tcp;
+pub mod track;
+mod udp;
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::time::Duration;
+
+use crate::sys::{monotonic_ns, sleep_until_ns};
+use crate::util_proto::{UtilClient, UtilError, Utilisation};
+use stats::RttStats;
+use track::{BadKind, SendLog, Verdict};
+
+/// Default UDP echo port (sDDF `echo.h`).
+pub const UDP_ECHO_PORT: u16 = 1235;
+/// Default TCP echo port (sDDF `echo.h`).
+pub const TCP_ECHO_PORT: u16 = 1236;
+/// Default ipbench utilisation daemon port (sDDF `echo.h`).
+pub const UTIL_PORT: u16 = 1237;
+
+/// Packets handed to the kernel per sender call and flow.
+const SEND_BATCH: u64 = 32;
+/// How long the receiver keeps listening after the sender stops, so echoes in flight at the
+/// end of cool-down count as echoed, not lost.
+const DRAIN: Duration = Duration::from_millis(200);
+/// Longest the receiver blocks in epoll before re-checking the phase clock.
+const RECV_POLL: Duration = Duration::from_millis(5);
+/// Longest the sender sleeps before re-checking the phase.
+const SEND_MAX_SLEEP_NS: u64 = 5_000_000;
+/// How often the calling thread reports progress.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+/// Timeout for connecting and for each utilisation protocol exchange.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Transport protocol of a benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    /// UDP datagrams, one socket per flow.
+    Udp,
+    /// TCP, one connection per flow, TCP_NODELAY.
+    Tcp,
+}
+
+/// When the sampling phase ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SampleStop {
+    /// After this many verified echoes in total (ipbench `samples`), or after `sample_timeout`.
+    Samples(u64),
+    /// After this long.
+    Duration(Duration),
+}
+
+/// Everything one benchmark run needs.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    /// Echo server address.
+    pub target: IpAddr,
+    /// UDP echo port.
+    pub udp_port: u16,
+    /// TCP echo port.
+    pub tcp_port: u16,
+    /// Utilisation daemon port, or `None` to report 0,0.
+    pub util_port: Option<u16>,
+    /// Transport.
+    pub proto: Proto,
+    /// Payload bytes per packet (per TCP write).
+    pub size: usize,
+    /// Requested rates, bit/s of payload; one point each.
+    pub rates: Vec<u64>,
+    /// Warm-up before sampling.
+    pub warmup: Duration,
+    /// Sampling phase length.
+    pub stop: SampleStop,
+    /// Upper bound on the sampling phase when stopping by sample count.
+    pub sample_timeout: Duration,
+    /// Cool-down after sampling (traffic continues, nothing is counted).
+    pub cooldown: Duration,
+    /// Parallel flows (sockets or connections); the rate is split evenly between them.
+    pub flows: u32,
+}
+
+impl BenchConfig {
+    /// A configuration with the sDDF defaults for `target` and `proto`: ports 1235/1236/1237,
+    /// size 1472 (UDP) or 1460 (TCP), 2 s warm-up, 5 s sampling, 1 s cool-down, 4 flows.
+    pub fn new(target: IpAddr, proto: Proto, rates: Vec<u64>) -> BenchConfig {
+        BenchConfig {
+            target,
+            udp_port: UDP_ECHO_PORT,
+            tcp_port: TCP_ECHO_PORT,
+            util_port: Some(UTIL_PORT),
+            proto,
+            size: if proto == Proto::Udp { 1472 } else { 1460 },
+            rates,
+            warmup: Duration::from_secs(2),
+            stop: SampleStop::Duration(Duration::from_secs(5)),
+            sample_timeout: Duration::from_secs(60),
+            cooldown: Duration::from_secs(1),
+            flows: 4,
+        }
+    }
+
+    fn validate(&self) -> Result<(), BenchError> {
+        let bad = |m: String| Err(BenchError::Config(m));
+        let max_size = if self.proto == Proto::Udp {
+            MAX_UDP_PAYLOAD
+        } else {
+            MAX_TCP_MESSAGE
+        };
+        if self.size == 0 || self.size > max_size {
+            return bad(format!(
+                "packet size {} is outside 1..={max_size}",
+                self.size
+            ));
+        }
+        if self.flows == 0 || self.flows > MAX_FLOWS {
+            return bad(format!(
+                "flow count {} is outside 1..={MAX_FLOWS}",
+                self.flows
+            ));
+        }
+        if self.rates.is_empty() || self.rates.contains(&0) {
+            return bad("at least one rate is needed, and every rate must be above 0".into());
+        }
+        let sampling = match self.stop {
+            SampleStop::Samples(0) => return bad("samples must be above 0".into()),
+            SampleStop::Samples(_) => self.sample_timeout,
+            SampleStop::Duration(d) if d.is_zero() => {
+                return bad("the sampling duration must be above 0".into())
+            }
+            SampleStop::Duration(d) => d,
+        };
+        let total = self.warmup + sampling + self.cooldown + DRAIN;
+        if total > MAX_POINT {
+            return bad(format!(
+                "one point would last {total:?}, longer than the {MAX_POINT:?} limit"
+            ));
+        }
+        Ok(())
+    }
+
+    fn echo_addr(&self) -> SocketAddr {
+        let port = if self.proto == Proto::Udp {
+            self.udp_port
+        } else {
+            self.tcp_port
+        };
+        SocketAddr::new(self.target, port)
+    }
+}
+
+/// Largest UDP payload over IPv4.
+pub const MAX_UDP_PAYLOAD: usize = 65_507;
+/// Largest TCP message size accepted.
+pub const MAX_TCP_MESSAGE: usize = 1 << 20;
+/// Most flows accepted.
+pub const MAX_FLOWS: u32 = 256;
+/// Longest one point may last (warm-up + sampling bound + cool-down).
+pub const MAX_POINT: Duration = Duration::from_secs(3600);
+
+/// Errors running a benchmark.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// invalid benchmark configuration: {0}
+    #[error("invalid benchmark configuration: {0}")]
+    Config(String),
+    /// {what} for {addr} failed: {source}
+    #[error("{what} for {addr} failed: {source}")]
+    Socket {
+        /// What was being done.
+        what: &'static str,
+        /// Echo server address.
+        addr: SocketAddr,
+        /// Underlying error.
+        source: io::Error,
+    },
+    /// the echo server at {addr} closed TCP flow {flow} during the measurement
+    #[error("the echo server at {addr} closed TCP flow {flow} during the measurement")]
+    PeerClosed {
+        /// Echo server address.
+        addr: SocketAddr,
+        /// Flow index.
+        flow: u32,
+    },
+    /// utilisation protocol failed: {0}
+    #[error("utilisation protocol failed: {0}")]
+    Util(#[from] UtilError),
+}
+
+/// Bad_Packets broken down by cause.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BadCounts {
+    /// Wrong length or truncated.
+    pub length: u64,
+    /// Sequence number never sent.
+    pub unknown: u64,
+    /// Echo received twice.
+    pub duplicate: u64,
+    /// Bytes differ from what was sent.
+    pub corrupt: u64,
+}
+
+impl BadCounts {
+    /// Total Bad_Packets.
+    pub fn total(&self) -> u64 {
+        self.length + self.unknown + self.duplicate + self.corrupt
+    }
+
+    fn add(&mut self, kind: BadKind) {
+        match kind {
+            BadKind::Length => self.length += 1,
+            BadKind::Unknown => self.unknown += 1,
+            BadKind::Duplicate => self.duplicate += 1,
+            BadKind::Corrupt => self.corrupt += 1,
+        }
+    }
+}
+
+/// The outcome of one measurement point.
+#[derive(Clone, Debug)]
+pub struct PointResult {
+    /// The CSV row.
+    pub row: csv::Row,
+    /// RTT statistics (also in the row).
+    pub rtt: RttStats,
+    /// Packets (TCP messages) sent over the whole point.
+    pub sent: u64,
+    /// Verified echoes over the whole point (including late ones).
+    pub echoed: u64,
+    /// Echoes too old to match their send record.
+    pub late: u64,
+    /// Bad_Packets by cause.
+    pub bad: BadCounts,
+    /// Length of the sampling phase.
+    pub sampling: Duration,
+    /// Whether sampling ended by `sample_timeout` before reaching the sample count.
+    pub timed_out: bool,
+}
+
+impl PointResult {
+    /// Percentage of packets sent in the whole point that never came back verified.
+    pub fn loss_percent(&self) -> f64 {
+        if self.sent == 0 {
+            return 0.0;
+        }
+        100.0 * self.sent.saturating_sub(self.echoed) as f64 / self.sent as f64
+    }
+
+    /// One human-readable line: rate, loss, bad packets by cause.
+    pub fn summary(&self) -> String {
+        format!(
+            "requested {} b/s: received {} b/s, sent {} b/s, {} samples, median RTT {} us, loss {:.3}% ({} of {}), late {}, bad {} (length {}, unknown {}, duplicate {}, corrupt {}){}",
+            self.row.requested_bps,
+            self.row.receive_bps,
+            self.row.send_bps,
+            self.rtt.count,
+            self.row.median_rtt_us,
+            self.loss_percent(),
+            self.sent.saturating_sub(self.echoed),
+            self.sent,
+            self.late,
+            self.bad.total(),
+            self.bad.length,
+            self.bad.unknown,
+            self.bad.duplicate,
+            self.bad.corrupt,
+            if self.timed_out { ", sampling timed out before the sample count" } else { "" }
+        )
+    }
+}
+
+/// Phase of a point, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Traffic flows, nothing is counted.
+    Warmup = 0,
+    /// Samples and throughput are counted.
+    Sampling = 1,
+    /// Traffic flows, nothing is counted.
+    Cooldown = 2,
+    /// The sender has stopped; late echoes are still collected for the loss figure.
+    Drain = 3,
+    /// Finished (or aborted).
+    Done = 4,
+}
+
+impl Phase {
+    fn from_u8(v: u8) -> Phase {
+        match v {
+            0 => Phase::Warmup,
+            1 => Phase::Sampling,
+            2 => Phase::Cooldown,
+            3 => Phase::Drain,
+            _ => Phase::Done,
+        }
+    }
+}
+
+/// A progress snapshot, reported about every 100 ms.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// Requested rate of the current point.
+    pub rate: u64,
+    /// Current phase.
+    pub phase: Phase,
+    /// Packets sent so far in this point.
+    pub sent: u64,
+    /// RTT samples so far in this point.
+    pub samples: u64,
+}
+
+/// State shared by a point's sender, receiver and coordinator.
+struct Shared {
+    phase: AtomicU8,
+    logs: Vec<SendLog>,
+    size: usize,
+    sent: AtomicU64,
+    sent_sampling: AtomicU64,
+    samples: AtomicU64,
+}
+
+impl Shared {
+    fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::Acquire))
+    }
+
+    fn set_phase(&self, p: Phase) {
+        self.phase.fetch_max(p as u8, Ordering::AcqRel);
+    }
+}
+
+/// What the receiver hands back.
+#[derive(Default)]
+struct RecvOutcome {
+    samples_us: Vec<u64>,
+    sampling_ns: u64,
+    received_sampling: u64,
+    echoed: u64,
+    late: u64,
+    bad: BadCounts,
+    timed_out: bool,
+}
+
+/// The receiver's phase clock and counters, shared by the UDP and TCP receivers.
+struct RecvState<'a> {
+    shared: &'a Shared,
+    warmup_end: u64,
+    sample_start: u64,
+    sampling_deadline: u64,
+    cooldown_end: u64,
+    drain_end: u64,
+    stop: SampleStop,
+    sampling_ns_for_duration: u64,
+    sample_timeout_ns: u64,
+    cooldown_ns: u64,
+    out: RecvOutcome,
+}
+
+impl<'a> RecvState<'a> {
+    fn new(shared: &'a Shared, cfg: &BenchConfig, start: u64) -> RecvState<'a> {
+        RecvState {
+            shared,
+            warmup_end: start + cfg.warmup.as_nanos() as u64,
+            sample_start: 0,
+            sampling_deadline: u64::MAX,
+            cooldown_end: u64::MAX,
+            drain_end: u64::MAX,
+            stop: cfg.stop,
+            sampling_ns_for_duration: match cfg.stop {
+                SampleStop::Duration(d) => d.as_nanos() as u64,
+                SampleStop::Samples(_) => 0,
+            },
+            sample_timeout_ns: cfg.sample_timeout.as_nanos() as u64,
+            cooldown_ns: cfg.cooldown.as_nanos() as u64,
+            out: RecvOutcome::default(),
+        }
+    }
+
+    /// Advances the phase clock to `now`; returns the current phase.
+    fn tick(&mut self, now: u64) -> Phase {
+        let phase = self.shared.phase();
+        match phase {
+            Phase::Warmup if now >= self.warmup_end => {
+                self.sample_start = now;
+                self.sampling_deadline = now
+                    + match self.stop {
+                        SampleStop::Duration(_) => self.sampling_ns_for_duration,
+                        SampleStop::Samples(_) => self.sample_timeout_ns,
+                    };
+                self.shared.set_phase(Phase::Sampling);
+                Phase::Sampling
+            }
+            Phase::Sampling => {
+                let enough =
+                    matches!(self.stop, SampleStop::Samples(n) if self.out.received_sampling >= n);
+                if enough || now >= self.sampling_deadline {
+                    self.out.timed_out = !enough && matches!(self.stop, SampleStop::Samples(_));
+                    self.out.sampling_ns = now - self.sample_start;
+                    self.cooldown_end = now + self.cooldown_ns;
+                    self.shared.set_phase(Phase::Cooldown);
+                    return Phase::Cooldown;
+                }
+                phase
+            }
+            Phase::Cooldown if now >= self.cooldown_end => {
+                self.drain_end = now + DRAIN.as_nanos() as u64;
+                self.shared.set_phase(Phase::Drain);
+                Phase::Drain
+            }
+            Phase::Drain if now >= self.drain_end => {
+                self.shared.set_phase(Phase::Done);
+                Phase::Done
+            }
+            p => p,
+        }
+    }
+
+    /// Accounts one classified echo received at `now`.
+    fn account(&mut self, verdict: Verdict, now: u64) {
+        match verdict {
+            Verdict::Sample { sent_ns } => {
+                self.out.echoed += 1;
+                if self.shared.phase() == Phase::Sampling {
+                    self.out.received_sampling += 1;
+                    self.out
+                        .samples_us
+                        .push(now.saturating_sub(sent_ns) / 1_000);
+                    self.shared.samples.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Verdict::Late => {
+                self.out.echoed += 1;
+                self.out.late += 1;
+            }
+            Verdict::Bad(kind) => self.out.bad.add(kind),
+        }
+    }
+}
+
+/// The sender's view of a transport: put `count` packets of flow `flow` starting at `first_seq`
+/// on the wire (recording each in the flow's log first); returns how many went.
+trait Transmit {
+    fn send(&mut self, shared: &Shared, flow: usize, first_seq: u64, count: u64)
+        -> io::Result<u64>;
+}
+
+/// The paced sender loop: each flow owes `elapsed * pps` packets; owed packets go out in
+/// batches, and between batches the thread sleeps until the next packet is due (absolute
+/// deadlines, so the schedule does not drift).
+fn pace<T: Transmit>(shared: &Shared, tx: &mut T, start: u64, pps_per_flow: f64) -> io::Result<()> {
+    let flows = shared.logs.len();
+    let mut sent = vec![0u64; flows];
+    let ns_per_packet = 1e9 / pps_per_flow;
+    loop {
+        let phase = shared.phase();
+        if phase >= Phase::Drain {
+            return Ok(());
+        }
+        let now = monotonic_ns();
+        let due = ((now - start) as f64 / ns_per_packet) as u64;
+        let mut blocked = false;
+        for (flow, sent_f) in sent.iter_mut().enumerate() {
+            let owed = due.saturating_sub(*sent_f).min(SEND_BATCH);
+            if owed == 0 {
+                continue;
+            }
+            let went = tx.send(shared, flow, *sent_f, owed)?;
+            *sent_f += went;
+            shared.sent.fetch_add(went, Ordering::Relaxed);
+            if shared.phase() == Phase::Sampling {
+                shared.sent_sampling.fetch_add(went, Ordering::Relaxed);
+            }
+            blocked |= went < owed;
+        }
+        let behind = sent.iter().any(|&s| s < due);
+        if blocked {
+            // The socket (or the TCP window) is full: give the receiver side time to drain.
+            sleep_until_ns(monotonic_ns() + 50_000);
+        } else if !behind {
+            let slowest = sent.iter().copied().min().unwrap_or(0);
+            let next_due = start + ((slowest + 1) as f64 * ns_per_packet) as u64;
+            sleep_until_ns(next_due.min(now + SEND_MAX_SLEEP_NS));
+        }
+    }
+}
+
+/// Runs one point at `rate` bit/s, calling `progress` about every 100 ms.
+pub fn run_point(
+    cfg: &BenchConfig,
+    rate: u64,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<PointResult, BenchError> {
+    cfg.validate()?;
+    let addr = cfg.echo_addr();
+    let pps_per_flow = rate as f64 / (8.0 * cfg.size as f64) / f64::from(cfg.flows);
+    let window = track::window_for(pps_per_flow);
+
+    let mut util = match cfg.util_port {
+        Some(port) => Some(UtilClient::connect(
+            SocketAddr::new(cfg.target, port),
+            CONNECT_TIMEOUT,
+        )?),
+        None => None,
+    };
+    let sockets = match cfg.proto {
+        Proto::Udp => Sockets::Udp(udp::connect(addr, cfg.flows)?),
+        Proto::Tcp => Sockets::Tcp(tcp::connect(addr, cfg.flows)?),
+    };
+    if let Some(u) = util.as_mut() {
+        u.start()?;
+    }
+
+    let start = monotonic_ns();
+    let shared = Shared {
+        phase: AtomicU8::new(Phase::Warmup as u8),
+        logs: (0..cfg.flows)
+            .map(|f| SendLog::new(f, window, start))
+            .collect(),
+        size: cfg.size,
+        sent: AtomicU64::new(0),
+        sent_sampling: AtomicU64::new(0),
+        samples: AtomicU64::new(0),
+    };
+    let sampling_bound = match cfg.stop {
+        SampleStop::Duration(d) => d,
+        SampleStop::Samples(_) => cfg.sample_timeout,
+    };
+    // A backstop in case a thread wedges: the receiver ends the point well before this.
+    let hard_deadline = start
+        + (cfg.warmup + sampling_bound + cfg.cooldown + DRAIN + Duration::from_secs(5)).as_nanos()
+            as u64;
+
+    let (sent_res, recv_res) = std::thread::scope(|s| {
+        let shared = &shared;
+        let sockets = &sockets;
+        let sender = s.spawn(move || {
+            let r = match sockets {
+                Sockets::Udp(socks) => pace(
+                    shared,
+                    &mut udp::Sender::new(socks, cfg.size),
+                    start,
+                    pps_per_flow,
+                ),
+                Sockets::Tcp(streams) => pace(
+                    shared,
+                    &mut tcp::Sender::new(streams, cfg.size),
+                    start,
+                    pps_per_flow,
+                ),
+            };
+            if r.is_err() {
+                shared.set_phase(Phase::Done);
+            }
+            r
+        });
+        let receiver = s.spawn(move || {
+            let mut st = RecvState::new(shared, cfg, start);
+            let r = match sockets {
+                Sockets::Udp(socks) => udp::receive(socks, &mut st),
+                Sockets::Tcp(streams) => tcp::receive(streams, addr, &mut st),
+            };
+            shared.set_phase(Phase::Done);
+            r.map(|()| st.out)
+        });
+        while !receiver.is_finished() {
+            std::thread::sleep(PROGRESS_EVERY);
+            progress(&Progress {
+                rate,
+                phase: shared.phase(),
+                sent: shared.sent.load(Ordering::Relaxed),
+                samples: shared.samples.load(Ordering::Relaxed),
+            });
+            if monotonic_ns() > hard_deadline {
+                shared.set_phase(Phase::Done);
+            }
+        }
+        let sent_res = sender.join();
+        let recv_res = receiver.join();
+        (sent_res, recv_res)
+    });
+    let io_fail = |what, source| BenchError::Socket { what, addr, source };
+    let panicked = || io::Error::other("benchmark thread panicked");
+    sent_res
+        .map_err(|_| panicked())
+        .and_then(|r| r)
+        .map_err(|e| io_fail("sending", e))?;
+    let mut out = recv_res.map_err(|_| BenchError::Socket {
+        what: "receiving",
+        addr,
+        source: panicked(),
+    })??;
+
+    let utilisation = match util {
+        Some(u) => u.stop()?,
+        None => Utilisation::default(),
+    };
+    let rtt = RttStats::from_samples(&mut out.samples_us);
+    let secs_us = (out.sampling_ns / 1_000).max(1) as u128;
+    let bps =
+        |packets: u64| (8 * u128::from(packets) * cfg.size as u128 * 1_000_000 / secs_us) as u64;
+    let row = csv::Row {
+        requested_bps: rate,
+        receive_bps: bps(out.received_sampling),
+        send_bps: bps(shared.sent_sampling.load(Ordering::Relaxed)),
+        packet_size: cfg.size as u64,
+        min_rtt_us: rtt.min_us,
+        avg_rtt_us: rtt.avg_us,
+        max_rtt_us: rtt.max_us,
+        stdev_rtt_us: rtt.stdev_us,
+        median_rtt_us: rtt.median_us,
+        bad_packets: out.bad.total(),
+        idle_cycles: utilisation.idle,
+        total_cycles: utilisation.total,
+    };
+    Ok(PointResult {
+        row,
+        rtt,
+        sent: shared.sent.load(Ordering::Relaxed),
+        echoed: out.echoed,
+        late: out.late,
+        bad: out.bad,
+        sampling: Duration::from_nanos(out.sampling_ns),
+        timed_out: out.timed_out,
+    })
+}
+
+/// Runs every rate of `cfg` in order.
+pub fn run(
+    cfg: &BenchConfig,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Vec<PointResult>, BenchError> {
+    cfg.validate()?;
+    cfg.rates
+        .iter()
+        .map(|&rate| run_point(cfg, rate, progress))
+        .collect()
+}
+
+/// The connected sockets of one point.
+enum Sockets {
+    Udp(Vec<std::net::UdpSocket>),
+    Tcp(Vec<std::net::TcpStream>),
+}
+
+/// Parses a rate in bit/s: digits with an optional fraction and an optional `K`, `M` or `G`
+/// suffix (decimal: 10⁳, 10⁶, 10⁹), e.g. `10M`, `1.5G`, `970000000`.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 1e3),
+        Some('m' | 'M') => (&t[..t.len() - 1], 1e6),
+        Some('g' | 'G') => (&t[..t.len() - 1], 1e9),
+        _ => (t, 1.0),
+    };
+    let valid = !num.is_empty()
+        && num.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && num.matches('.').count() <= 1;
+    let value: f64 = if valid {
+        num.parse().map_err(|_| format!("invalid rate \"{s}\""))?
+    } else {
+        return Err(format!(
+            "invalid rate \"{s}\": expected e.g. 100M, 1.5G, 64000"
+        ));
+    };
+    let bps = (value * mult).round();
+    if !(1.0..=1e12).contains(&bps) {
+        return Err(format!("rate \"{s}\" is outside 1 bit/s ..= 1 Tbit/s"));
+    }
+    Ok(bps as u64)
+}
+
+/// Parses a comma-separated list of rates.
+pub fn parse_rates(s: &str) -> Result<Vec<u64>, String> {
+    s.split(',').map(parse_rate).collect()
+}
+
+/// Parses a duration: a number with a unit `ms`, `s` or `m` (e.g. `500ms`, `2s`, `1.5s`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        return Err(format!(
+            "invalid duration \"{s}\": expected e.g. 500ms, 2s, 1.5s, 1m"
+        ));
+    };
+    let valid = !num.is_empty()
+        && num.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && num.matches('.').count() <= 1;
+    let v: f64 = if valid {
+        num.parse()
+            .map_err(|_| format!("invalid duration \"{s}\""))?
+    } else {
+        return Err(format!("invalid duration \"{s}\""));
+    };
+    let secs = v * scale;
+    if secs > MAX_POINT.as_secs_f64() {
+        return Err(format!("duration \"{s}\" is longer than {MAX_POINT:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(
+            parse_rates("10M,100M,1G"),
+            Ok(vec![10_000_000, 100_000_000, 1_000_000_000])
+        );
+        assert_eq!(parse_rate("1.5G"), Ok(1_500_000_000));
+        assert_eq!(parse_rate("64k"), Ok(64_000));
+        assert_eq!(parse_rate("970000000"), Ok(970_000_000));
+        for bad in ["", "M", "1.2.3M", "-5M", "10X", "0", "2000G", "1e6"] {
+            assert!(parse_rate(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        for bad in ["", "2", "s", "-1s", "2h", "1..2s", "2days"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! netvm command line: a thin clap front end over the `netvm` library.
+#![deny(unsafe_code)]
+
+use std::io::IsTerminal;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nix::sys::signal::{SigSet, Signal};
+
+use netvm::bench::{self, csv, svg, BenchConfig, Phase, Progress, Proto, SampleStop};
+use netvm::kernel_echo::{EchoConfig, EchoServer};
+
+#[derive(Parser)]
+#[command(
+    name = "netvm",
+    version,
+    about = "netvm: host-mode runner, benchmark, stats"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// ipbench latency-check compatible benchmark against an echo server; prints the sDDF CSV.
+    Bench(BenchArgs),
+    /// Linux kernel-socket UDP/TCP echo server (the reference), with an optional utilisation
+    /// daemon; runs until SIGINT or SIGTERM.
+    KernelEcho(EchoArgs),
+    /// Run the system in host mode (not built yet).
+    Run,
+    /// Show system statistics (not built yet).
+    Stats,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProtoArg {
+    Udp,
+    Tcp,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Echo server IP address.
+    #[arg(long)]
+    target: IpAddr,
+    /// UDP echo port.
+    #[arg(long, default_value_t = bench::UDP_ECHO_PORT)]
+    udp_port: u16,
+    /// TCP echo port.
+    #[arg(long, default_value_t = bench::TCP_ECHO_PORT)]
+    tcp_port: u16,
+    /// ipbench utilisation daemon port (cpu_target_lukem).
+    #[arg(long, default_value_t = bench::UTIL_PORT, conflicts_with = "no_util")]
+    util_port: u16,
+    /// Do not contact a utilisation daemon; Idle_Cycles and Total_Cycles are 0.
+    #[arg(long)]
+    no_util: bool,
+    /// Transport.
+    #[arg(long, value_enum, default_value = "udp")]
+    proto: ProtoArg,
+    /// Payload bytes per packet [default: 1472 for UDP, 1460 for TCP].
+    #[arg(long)]
+    size: Option<usize>,
+    /// Requested rates in bit/s, comma-separated, suffixes K/M/G (decimal), e.g. 10M,100M,1G.
+    #[arg(long, value_parser = bench::parse_rates)]
+    rates: std::vec::Vec<u64>,
+    /// Warm-up before sampling (e.g. 2s, 500ms).
+    #[arg(long, default_value = "2s", value_parser = bench::parse_duration)]
+    warmup: Duration,
+    /// End sampling after this many RTT samples (in total over all flows).
+    #[arg(long, conflicts_with = "duration")]
+    samples: Option<u64>,
+    /// End sampling after this long [default: 5s].
+    #[arg(long, value_parser = bench::parse_duration)]
+    duration: Option<Duration>,
+    /// With --samples: give up sampling after this long.
+    #[arg(long, default_value = "60s", value_parser = bench::parse_duration)]
+    sample_timeout: Duration,
+    /// Cool-down after sampling.
+    #[arg(long, default_value = "1s", value_parser = bench::parse_duration)]
+    cooldown: Duration,
+    /// Parallel flows (UDP sockets / TCP connections); the rate is split evenly.
+    #[arg(long, default_value_t = 4)]
+    flows: u32,
+    /// Also write the CSV to this file.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Draw Receive_Throughput and median RTT against the requested rate into this SVG file.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// No progress display and no per-point summary.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct EchoArgs {
+    /// Address to bind.
+    #[arg(long)]
+    bind: IpAddr,
+    /// UDP echo port.
+    #[arg(long, default_value_t = bench::UDP_ECHO_PORT)]
+    udp_port: u16,
+    /// TCP echo port.
+    #[arg(long, default_value_t = bench::TCP_ECHO_PORT)]
+    tcp_port: u16,
+    /// Also serve the ipbench utilisation daemon (idle/total from /proc/stat) on this port.
+    #[arg(long)]
+    util_port: Option<u16>,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Bench(a) => run_bench(a),
+        Command::KernelEcho(a) => run_echo(a),
+        Command::Run | Command::Stats => {
+            eprintln!("netvm: not built yet");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_bench(a: BenchArgs) -> ExitCode {
+    let proto = match a.proto {
+        ProtoArg::Udp => Proto::Udp,
+        ProtoArg::Tcp => Proto::Tcp,
+    };
+    let mut cfg = BenchConfig::new(a.target, proto, a.rates);
+    cfg.udp_port = a.udp_port;
+    cfg.tcp_port = a.tcp_port;
+    cfg.util_port = (!a.no_util).then_some(a.util_port);
+    if let Some(size) = a.size {
+        cfg.size = size;
+    }
+    cfg.warmup = a.warmup;
+    cfg.cooldown = a.cooldown;
+    cfg.sample_timeout = a.sample_timeout;
+    cfg.flows = a.flows;
+    cfg.stop = match (a.samples, a.duration) {
+        (Some(n), _) => SampleStop::Samples(n),
+        (None, Some(d)) => SampleStop::Duration(d),
+        (None, None) => SampleStop::Duration(Duration::from_secs(5)),
+    };
+
+    let show = !a.quiet && std::io::stderr().is_terminal();
+    let bar = if show {
+        ProgressBar::new_spinner()
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_draw_target(if show {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let mut on_progress = |p: &Progress| {
+        let phase = match p.phase {
+            Phase::Warmup => "warm-up",
+            Phase::Sampling => "sampling",
+            Phase::Cooldown => "cool-down",
+            Phase::Drain | Phase::Done => "draining",
+        };
+        bar.set_message(format!(
+            "{} b/s: {phase}, {} sent, {} samples",
+            p.rate, p.sent, p.samples
+        ));
+        bar.tick();
+    };
+
+    println!("{}", csv::HEADER);
+    let mut rows = Vec::new();
+    for &rate in &cfg.rates {
+        match bench::run_point(&cfg, rate, &mut on_progress) {
+            Ok(r) => {
+                bar.suspend(|| {
+                    println!("{}", r.row.to_line());
+                    if !a.quiet {
+                        eprintln!("netvm bench: {}", r.summary());
+                    }
+                });
+                rows.push(r.row);
+            }
+            Err(e) => {
+                bar.finish_and_clear();
+                eprintln!("netvm bench: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    if let Some(path) = &a.csv {
+        if let Err(e) = std::fs::write(path, csv::render(&rows)) {
+            eprintln!("netvm bench: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Some(path) = &a.svg {
+        let proto_name = if proto == Proto::Udp { "UDP" } else { "TCP" };
+        let title = format!(
+            "{proto_name} echo, {} B payload, {} flows, target {}",
+            cfg.size, cfg.flows, cfg.target
+        );
+        if let Err(e) = std::fs::write(path, svg::render(&rows, &title)) {
+            eprintln!("netvm bench: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn run_echo(a: EchoArgs) -> ExitCode {
+    // Block the stop signals before any thread starts (threads inherit the mask), then wait
+    // for one synchronously: no async signal handler is needed.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    if let Err(e) = signals.thread_block() {
+        eprintln!("netvm kernel-echo: cannot block SIGINT/SIGTERM: {e}");
+        return ExitCode::FAILURE;
+    }
+    let server = match EchoServer::start(EchoConfig {
+        bind: a.bind,
+        udp_port: a.udp_port,
+        tcp_port: a.tcp_port,
+        util_port: a.util_port,
+    }) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("netvm kernel-echo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "netvm kernel-echo: UDP {} TCP {}{}",
+        server.udp_addr(),
+        server.tcp_addr(),
+        server
+            .util_addr()
+            .map(|u| format!(" utilisation {u}"))
+            .unwrap_or_default()
+    );
+    let sig = signals.wait();
+    eprintln!(
+        "netvm kernel-echo: {}, stopping",
+        sig.map(|s| s.as_str()).unwrap_or("signal wait failed")
+    );
+    match server.stop() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("netvm kernel-echo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The `netvm` binary: `kernel-echo` as a subprocess stopped by SIGTERM, `bench` printing the
+//! CSV and writing the CSV and SVG files, and the placeholder subcommands.
+
+use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const NETVM: &str = env!("CARGO_BIN_EXE_netvm");
+
+/// Ports free at the time of asking (the kernel echo binds them right after).
+fn free_ports() -> (u16, u16, u16) {
+    let u = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("udp");
+    let t = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("tcp");
+    let x = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("util");
+    (
+        u.local_addr().expect("a").port(),
+        t.local_addr().expect("a").port(),
+        x.local_addr().expect("a").port(),
+    )
+}
+
+fn wait_for_tcp(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "kernel-echo did not come up on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn bench_cli_against_kernel_echo_subprocess() {
+    let (udp, tcp, util) = free_ports();
+    let mut echo = Command::new(NETVM)
+        .args(["kernel-echo", "--bind", "127.0.0.1"])
+        .args([
+            "--udp-port",
+            &udp.to_string(),
+            "--tcp-port",
+            &tcp.to_string(),
+            "--util-port",
+            &util.to_string(),
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn kernel-echo");
+    wait_for_tcp(tcp);
+    let dir = std::env::temp_dir().join(format!("netvm-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (csv_path, svg_path) = (dir.join("out.csv"), dir.join("out.svg"));
+    let out = Command::new(NETVM)
+        .args([
+            "bench",
+            "--target",
+            "127.0.0.1",
+            "--udp-port",
+            &udp.to_string(),
+            "--util-port",
+            &util.to_string(),
+        ])
+        .args([
+            "--proto",
+            "udp",
+            "--size",
+            "512",
+            "--rates",
+            "2M,8M",
+            "--warmup",
+            "200ms",
+            "--duration",
+            "500ms",
+        ])
+        .args(["--cooldown", "100ms", "--flows", "2", "--quiet"])
+        .arg("--csv")
+        .arg(&csv_path)
+        .arg("--svg")
+        .arg(&svg_path)
+        .output()
+        .expect("run bench");
+    assert!(
+        out.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).expect("utf8");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(lines[0], netvm::bench::csv::HEADER);
+    for (line, rate) in lines[1..].iter().zip(["2000000", "8000000"]) {
+        let cols: Vec<&str> = line.split(',').collect();
+        assert_eq!(cols.len(), 12, "{line}");
+        assert_eq!(cols[0], rate);
+        assert_eq!(cols[3], "512");
+        assert_eq!(cols[9], "0", "bad packets: {line}");
+        assert!(
+            cols[7]
+                .split_once('.')
+                .is_some_and(|(_, frac)| frac.len() == 2),
+            "stdev not %.2f: {line}"
+        );
+        let total: u64 = cols[11].parse().expect("total");
+        assert!(total > 0, "no utilisation ticks: {line}");
+    }
+    assert_eq!(std::fs::read_to_string(&csv_path).expect("csv"), stdout);
+    let svg = std::fs::read_to_string(&svg_path).expect("svg");
+    assert!(svg.starts_with("<svg") && svg.contains("Median RTT"));
+
+    kill(Pid::from_raw(echo.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(status) = echo.try_wait().expect("wait") {
+            assert!(status.success(), "kernel-echo exited with {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "kernel-echo ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bench_cli_rejects_bad_arguments() {
+    let out = Command::new(NETVM)
+        .args(["bench", "--target", "127.0.0.1", "--rates", "10Q"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid rate"));
+    let out = Command::new(NETVM)
+        .args([
+            "bench",
+            "--target",
+            "127.0.0.1",
+            "--rates",
+            "1M",
+            "--samples",
+            "5",
+            "--duration",
+            "1s",
+        ])
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "--samples with --duration accepted");
+}
+
+#[test]
+fn unbuilt_subcommands_say_so() {
+    for sub in ["run", "stats"] {
+        let out = Command::new(NETVM).arg(sub).output().expect("run");
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
+    }
+}
