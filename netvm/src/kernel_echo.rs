@@ -31,6 +31,10 @@ const UDP_SOCKET_BUFFER: usize = 4 << 20;
 /// Times a partly sent batch is retried before the rest is dropped (UDP may drop; the
 /// benchmark counts it as loss).
 const UDP_SEND_RETRIES: usize = 64;
+/// `recvmmsg` batches per readiness event, so a flood cannot keep the thread from seeing stop.
+const UDP_ROUNDS: usize = 64;
+/// Connections accepted per readiness event of the listener.
+const ACCEPT_BURST: usize = 256;
 /// Bytes read per TCP read.
 const TCP_CHUNK: usize = 64 << 10;
 /// Most TCP connections served at once; more are closed on accept.
@@ -246,7 +250,7 @@ fn serve_udp(
             Ok(_) => {}
             Err(e) => return Err(fail("waiting in epoll on", e.into())),
         }
-        loop {
+        for _ in 0..UDP_ROUNDS {
             let got = batch
                 .recv(sock.as_fd())
                 .map_err(|e| fail("receiving on", e))?;
@@ -339,7 +343,7 @@ fn accept_all(
     next_token: &mut u64,
     stats: &EchoStats,
 ) {
-    loop {
+    for _ in 0..ACCEPT_BURST {
         let stream = match listener.accept() {
             Ok((s, _)) => s,
             // WouldBlock ends the accept burst; other accept errors (e.g. ECONNABORTED, EMFILE)

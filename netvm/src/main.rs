@@ -94,7 +94,7 @@ struct BenchArgs {
     /// Draw Receive_Throughput and median RTT against the requested rate into this SVG file.
     #[arg(long)]
     svg: Option<PathBuf>,
-    /// No progress display and no per-point summary.
+    /// No progress display (the per-point summary with loss % still goes to stderr).
     #[arg(long)]
     quiet: bool,
 }
@@ -184,9 +184,7 @@ fn run_bench(a: BenchArgs) -> ExitCode {
             Ok(r) => {
                 bar.suspend(|| {
                     println!("{}", r.row.to_line());
-                    if !a.quiet {
-                        eprintln!("netvm bench: {}", r.summary());
-                    }
+                    eprintln!("netvm bench: {}", r.summary());
                 });
                 rows.push(r.row);
             }

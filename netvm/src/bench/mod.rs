@@ -457,6 +457,12 @@ impl<'a> RecvState<'a> {
 trait Transmit {
     fn send(&mut self, shared: &Shared, flow: usize, first_seq: u64, count: u64)
         -> io::Result<u64>;
+
+    /// Pushes out anything accepted by `send` but not yet on the wire; returns whether nothing
+    /// is left. Called after the sending phases end, so counted packets do reach the wire.
+    fn flush(&mut self) -> io::Result<bool> {
+        Ok(true)
+    }
 }
 
 /// The paced sender loop: each flow owes `elapsed * pps` packets; owed packets go out in
@@ -469,6 +475,9 @@ fn pace<T: Transmit>(shared: &Shared, tx: &mut T, start: u64, pps_per_flow: f64)
     loop {
         let phase = shared.phase();
         if phase >= Phase::Drain {
+            while shared.phase() < Phase::Done && !tx.flush()? {
+                sleep_until_ns(monotonic_ns() + 50_000);
+            }
             return Ok(());
         }
         let now = monotonic_ns();

@@ -104,6 +104,16 @@ impl Transmit for Sender<'_> {
         // Every message built is committed to the stream: TCP delivers the pending rest.
         Ok(n)
     }
+
+    fn flush(&mut self) -> io::Result<bool> {
+        let mut empty = true;
+        for (stream, pending) in self.streams.iter().zip(self.pending.iter_mut()) {
+            let done = Self::write_some(stream, pending)?;
+            pending.drain(..done);
+            empty &= pending.is_empty();
+        }
+        Ok(empty)
+    }
 }
 
 /// Reassembles and classifies echoed messages on all flows until the phase clock reaches
