@@ -205,7 +205,7 @@ SECTIONS
     .data : {
         *(.data .data.*)
     } :data
-    .bss (NOLOAD) : {
+    .bss : {
         *(.bss .bss.*)
         *(COMMON)
     } :data

@@ -60,6 +60,11 @@ pub use message::{mr_get, mr_set, MessageInfo, MAX_MESSAGE_REGISTERS};
 /// Largest channel, IRQ, child or vCPU id Microkit allows (`PD_MAX_ID` in the tool).
 pub const MAX_CHANNEL_ID: u8 = 61;
 
+/// Entry address (`_start`) of every PD image linked by this crate's linker script, i.e. what a
+/// parent passes to [`Child::restart`] to restart a child from the beginning (libmicrokit PDs use
+/// the same address). The host backend ignores the address.
+pub const PD_ENTRY: usize = 0x20_0000;
+
 /// The name of this PD as given in the system description.
 pub fn pd_name() -> &'static str {
     backend::pd_name()

@@ -1,0 +1,3 @@
+//! Entry point of the `client` PD.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+microkit::protection_domain!(hello_pds::client::Client);
