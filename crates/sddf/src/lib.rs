@@ -1,0 +1,40 @@
+//! The sDDF 0.7 network ABI, in Rust.
+//!
+//! This crate is the binary contract between netvm's components and sDDF's C components:
+//!
+//! * [`desc`]: the 16-byte buffer descriptor `net_buff_desc_t` (`io_or_offset`, `len`, 6-bit `oid`).
+//! * [`queue`]: the single-producer single-consumer ring `net_queue_t` (u16 `tail`, u16 `head`,
+//!   u32 `consumer_signalled`, descriptors from byte 8) with free-running u16 indices, the
+//!   request-signal / double-check / require-signal protocol, and role-typed handles so that the code
+//!   owning one side of a queue pair cannot act as the other side.
+//! * [`config`]: the config blobs sdfgen (>= 0.31, sDDF 0.7) writes into the `.net_*_config` and
+//!   `.device_resources` ELF sections, with checked parsing.
+//!
+//! # Contract
+//!
+//! Shared memory is untrusted. Nothing read from it can make this crate panic, index outside the
+//! region it was given, or mistake a corrupt queue for an empty or full one: a peer that leaves
+//! impossible indices is reported as [`queue::QueueError::PeerMisbehaviour`]. Each side keeps its
+//! own index privately and only publishes it, so a peer scribbling on our index hurts only itself.
+//! Queue capacities come only from trusted configuration, never from shared memory.
+//!
+//! Descriptors themselves (offsets, lengths, `oid`) are *not* validated here: what is valid depends
+//! on the component (see the virtualisers).
+#![no_std]
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+#[cfg(any(test, feature = "std", loom))]
+extern crate std;
+
+pub mod config;
+pub mod desc;
+pub mod queue;
+pub mod shm;
+mod sync;
+
+/// Size in bytes of every sDDF network buffer; buffer `i` of a data region starts at `i * 2048`.
+pub const NET_BUFFER_SIZE: usize = 2048;
+
+pub use desc::BuffDesc;
+pub use queue::{Capacity, QueueError};

@@ -1,0 +1,560 @@
+//! `net_queue_t`: sDDF's single-producer single-consumer descriptor ring, and its signalling.
+//!
+//! # Layout (shared memory, little-endian)
+//!
+//! | bytes | field | written by |
+//! |---|---|---|
+//! | 0..2 | `tail`: free-running u16 producer index | producer |
+//! | 2..4 | `head`: free-running u16 consumer index | consumer |
+//! | 4..8 | `consumer_signalled`: 0 = "signal me", 1 = "don't" | both (see below) |
+//! | 8.. | `capacity` × [`BuffDesc`] | producer |
+//!
+//! Slot = index mod capacity; capacity is a power of two from trusted config ([`Capacity`]).
+//! Length = `tail - head` (u16 wrapping); empty = 0; full = capacity. (sDDF's C `full` check
+//! promotes to int and is wrong once `tail` has wrapped and `head` has not; this one is not.)
+//!
+//! # Ordering
+//!
+//! The producer writes the slot then publishes `tail` with Release; the consumer loads `tail` with
+//! Acquire before reading slots, and publishes `head` with Release after reading them, which the
+//! producer loads with Acquire before reusing a slot. The signal flag is Dekker-style: the consumer
+//! stores "signal me" then issues a SeqCst fence before re-checking `tail`; the producer issues a
+//! SeqCst fence after publishing `tail` and before reading the flag. So whenever the consumer goes
+//! to sleep with work queued, the producer sees the request and a notification is owed (checked
+//! with loom in `tests/loom.rs`).
+//!
+//! # Untrusted peers
+//!
+//! Each side keeps its own index privately and never reads it back from shared memory. The peer's
+//! index is checked on every load: a distance beyond the capacity is
+//! [`QueueError::PeerMisbehaviour`], never "empty" or "full", and no slot outside the ring is ever
+//! touched because slots are always taken mod capacity.
+use core::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+
+use crate::desc::BuffDesc;
+use crate::shm::Slot;
+use crate::sync::{fence, AtomicU16, AtomicU32};
+
+/// The 8-byte queue header, exactly as in shared memory.
+#[repr(C)]
+pub(crate) struct QueueHeader {
+    tail: AtomicU16,
+    head: AtomicU16,
+    consumer_signalled: AtomicU32,
+}
+
+#[cfg(not(loom))]
+const _: () = {
+    assert!(core::mem::size_of::<QueueHeader>() == 8);
+    assert!(core::mem::offset_of!(QueueHeader, tail) == 0);
+    assert!(core::mem::offset_of!(QueueHeader, head) == 2);
+    assert!(core::mem::offset_of!(QueueHeader, consumer_signalled) == 4);
+};
+
+/// Bytes a queue of `capacity` entries occupies (`8 + 16 * capacity`).
+pub const fn queue_bytes(capacity: usize) -> usize {
+    8 + 16 * capacity
+}
+
+/// A queue capacity: a power of two from 1 to 32768, taken only from trusted configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity(u16);
+
+/// The capacity given is not a power of two in 1..=32768.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadCapacity(pub u32);
+
+impl core::fmt::Display for BadCapacity {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "queue capacity {} is not a power of two in 1..=32768",
+            self.0
+        )
+    }
+}
+
+impl Capacity {
+    /// Checks that `n` is a power of two no larger than 32768 (so that free-running u16 indices
+    /// stay consistent mod the capacity across their wrap).
+    pub const fn new(n: u32) -> Result<Capacity, BadCapacity> {
+        if n.is_power_of_two() && n <= 32768 {
+            Ok(Capacity(n as u16))
+        } else {
+            Err(BadCapacity(n))
+        }
+    }
+
+    /// The number of entries.
+    pub const fn get(self) -> u16 {
+        self.0
+    }
+
+    /// As a `usize`.
+    pub const fn entries(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Why a queue operation did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueError {
+    /// The queue holds no descriptor (try again after the next notification).
+    Empty,
+    /// The queue holds `capacity` descriptors (try again after the consumer catches up).
+    Full,
+    /// The peer left indices no honest peer can produce: `tail - head` exceeds the capacity.
+    PeerMisbehaviour {
+        /// The index this side keeps.
+        ours: u16,
+        /// The index read from the peer.
+        theirs: u16,
+    },
+}
+
+impl core::fmt::Display for QueueError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            QueueError::Empty => f.write_str("queue is empty"),
+            QueueError::Full => f.write_str("queue is full"),
+            QueueError::PeerMisbehaviour { ours, theirs } => write!(
+                f,
+                "peer misbehaved: its index {theirs} is impossible against ours {ours}"
+            ),
+        }
+    }
+}
+
+/// One queue (free or active) before it is given a role.
+pub struct Queue<'a> {
+    header: &'a QueueHeader,
+    slots: &'a [Slot],
+    mask: u16,
+}
+
+impl<'a> Queue<'a> {
+    /// The queue in `region`, which must hold at least [`queue_bytes`]`(capacity)` bytes.
+    #[cfg(not(loom))]
+    pub fn new(
+        region: crate::shm::Region<'a>,
+        capacity: Capacity,
+    ) -> Result<Queue<'a>, crate::shm::OutOfBounds> {
+        let (header, slots) = region.queue_parts(capacity.entries())?;
+        Ok(Queue {
+            header,
+            slots,
+            mask: capacity.get() - 1,
+        })
+    }
+
+    /// A queue in loom-tracked memory (model checking only).
+    #[cfg(loom)]
+    pub fn new_loom(mem: &'a LoomQueueMemory) -> Queue<'a> {
+        Queue {
+            header: &mem.header,
+            slots: &mem.slots,
+            mask: (mem.slots.len() - 1) as u16,
+        }
+    }
+
+    fn capacity(&self) -> u16 {
+        self.mask.wrapping_add(1)
+    }
+
+    /// Takes the producer role, starting from the `tail` currently published.
+    pub fn into_producer(self) -> Producer<'a> {
+        let tail = self.header.tail.load(Relaxed);
+        Producer { q: self, tail }
+    }
+
+    /// Takes the consumer role, starting from the `head` currently published.
+    pub fn into_consumer(self) -> Consumer<'a> {
+        let head = self.header.head.load(Relaxed);
+        Consumer {
+            q: self,
+            head,
+            tail_seen: head,
+        }
+    }
+}
+
+/// Loom-tracked queue memory for model checking.
+#[cfg(loom)]
+pub struct LoomQueueMemory {
+    header: QueueHeader,
+    slots: std::vec::Vec<Slot>,
+}
+
+#[cfg(loom)]
+impl LoomQueueMemory {
+    /// A zeroed queue of `capacity` (a power of two) entries.
+    pub fn new(capacity: usize) -> Self {
+        assert!(capacity.is_power_of_two());
+        LoomQueueMemory {
+            header: QueueHeader {
+                tail: AtomicU16::new(0),
+                head: AtomicU16::new(0),
+                consumer_signalled: AtomicU32::new(0),
+            },
+            slots: (0..capacity)
+                .map(|_| Slot::new(BuffDesc::default()))
+                .collect(),
+        }
+    }
+}
+
+/// The producing side of one queue: enqueues descriptors and decides when to notify.
+pub struct Producer<'a> {
+    q: Queue<'a>,
+    tail: u16,
+}
+
+impl Producer<'_> {
+    /// Descriptors currently queued, checking the consumer's `head`.
+    pub fn len(&self) -> Result<u16, QueueError> {
+        let head = self.q.header.head.load(Acquire);
+        let len = self.tail.wrapping_sub(head);
+        if len > self.q.capacity() {
+            return Err(QueueError::PeerMisbehaviour {
+                ours: self.tail,
+                theirs: head,
+            });
+        }
+        Ok(len)
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> Result<bool, QueueError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Whether no slot is free.
+    pub fn is_full(&self) -> Result<bool, QueueError> {
+        Ok(self.len()? == self.q.capacity())
+    }
+
+    /// The queue's capacity.
+    pub fn capacity(&self) -> u16 {
+        self.q.capacity()
+    }
+
+    /// Appends `desc` and publishes it.
+    pub fn enqueue(&mut self, desc: BuffDesc) -> Result<(), QueueError> {
+        if self.len()? == self.q.capacity() {
+            return Err(QueueError::Full);
+        }
+        self.q.slots[usize::from(self.tail & self.q.mask)].write(desc);
+        self.tail = self.tail.wrapping_add(1);
+        self.q.header.tail.store(self.tail, Release);
+        Ok(())
+    }
+
+    /// The notification phase, after a batch of enqueues: returns `true` when the consumer asked
+    /// to be signalled, in which case the request is consumed and the caller must notify it.
+    ///
+    /// (`require_signal` + `cancel_signal` of sDDF, with the fence SMP needs.)
+    pub fn take_signal_request(&self) -> bool {
+        fence(SeqCst);
+        if self.q.header.consumer_signalled.load(Relaxed) == 0 {
+            self.q.header.consumer_signalled.store(1, Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The consuming side of one queue: dequeues descriptors and re-arms its signal.
+pub struct Consumer<'a> {
+    q: Queue<'a>,
+    head: u16,
+    /// Last `tail` validated, so a batch costs one Acquire load, not one per descriptor.
+    tail_seen: u16,
+}
+
+impl Consumer<'_> {
+    fn refresh(&mut self) -> Result<u16, QueueError> {
+        let tail = self.q.header.tail.load(Acquire);
+        let len = tail.wrapping_sub(self.head);
+        if len > self.q.capacity() {
+            return Err(QueueError::PeerMisbehaviour {
+                ours: self.head,
+                theirs: tail,
+            });
+        }
+        self.tail_seen = tail;
+        Ok(len)
+    }
+
+    /// Descriptors ready to dequeue.
+    pub fn len(&mut self) -> Result<u16, QueueError> {
+        self.refresh()
+    }
+
+    /// Whether nothing is ready.
+    pub fn is_empty(&mut self) -> Result<bool, QueueError> {
+        Ok(self.refresh()? == 0)
+    }
+
+    /// The queue's capacity.
+    pub fn capacity(&self) -> u16 {
+        self.q.capacity()
+    }
+
+    /// Removes the oldest descriptor.
+    pub fn dequeue(&mut self) -> Result<BuffDesc, QueueError> {
+        if self.tail_seen == self.head && self.refresh()? == 0 {
+            return Err(QueueError::Empty);
+        }
+        let desc = self.q.slots[usize::from(self.head & self.q.mask)].read();
+        self.head = self.head.wrapping_add(1);
+        self.q.header.head.store(self.head, Release);
+        Ok(desc)
+    }
+
+    /// Asks the producer for a signal on its next enqueue (`request_signal`).
+    pub fn request_signal(&self) {
+        self.q.header.consumer_signalled.store(0, Relaxed);
+        fence(SeqCst);
+    }
+
+    /// Withdraws a signal request (`cancel_signal`).
+    pub fn cancel_signal(&self) {
+        self.q.header.consumer_signalled.store(1, Relaxed);
+    }
+
+    /// The double-check that ends a drain: request a signal, then look again. Returns `true` when
+    /// more work arrived meanwhile (the request is withdrawn and the caller should drain again),
+    /// `false` when it is safe to wait for a notification.
+    pub fn rearm(&mut self) -> Result<bool, QueueError> {
+        self.request_signal();
+        if self.refresh()? != 0 {
+            self.cancel_signal();
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+}
+
+/// The side of a queue pair that *fills* buffers: takes empty ones from `free`, passes full ones
+/// on through `active` (a driver's RX side, a client's TX side, virt_rx towards a copier, a
+/// copier towards its client, virt_tx towards the driver).
+pub struct FillSide<'a> {
+    /// Empty buffers coming back.
+    pub free: Consumer<'a>,
+    /// Full buffers going out.
+    pub active: Producer<'a>,
+}
+
+/// The side of a queue pair that *drains* buffers: takes full ones from `active`, returns empty
+/// ones through `free` (virt_rx from the driver, a copier from virt_rx, a client's RX side,
+/// virt_tx from a client, the driver's TX side).
+pub struct DrainSide<'a> {
+    /// Full buffers coming in.
+    pub active: Consumer<'a>,
+    /// Empty buffers going back.
+    pub free: Producer<'a>,
+}
+
+impl<'a> FillSide<'a> {
+    /// Takes the fill role on a free/active pair.
+    pub fn new(free: Queue<'a>, active: Queue<'a>) -> Self {
+        FillSide {
+            free: free.into_consumer(),
+            active: active.into_producer(),
+        }
+    }
+}
+
+impl<'a> DrainSide<'a> {
+    /// Takes the drain role on a free/active pair.
+    pub fn new(free: Queue<'a>, active: Queue<'a>) -> Self {
+        DrainSide {
+            active: active.into_consumer(),
+            free: free.into_producer(),
+        }
+    }
+
+    /// `net_buffers_init`: hands every buffer of a data region to the fill side, as offsets (or IO
+    /// addresses) `base + i * 2048` for `i` in `0..count`.
+    pub fn provide_all_buffers(&mut self, base: u64, count: u16) -> Result<(), QueueError> {
+        for i in 0..u64::from(count) {
+            self.free.enqueue(BuffDesc::new(
+                base + i * crate::NET_BUFFER_SIZE as u64,
+                0,
+                0,
+            ))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::shm::OwnedRegion;
+
+    fn pair(mem: &OwnedRegion, cap: u32) -> (Producer<'_>, Consumer<'_>) {
+        let cap = Capacity::new(cap).unwrap();
+        let p = Queue::new(mem.region(), cap).unwrap().into_producer();
+        let c = Queue::new(mem.region(), cap).unwrap().into_consumer();
+        (p, c)
+    }
+
+    fn d(i: u64) -> BuffDesc {
+        BuffDesc::new(i * 2048, (i % 1500) as u16 + 1, (i % 64) as u8)
+    }
+
+    #[test]
+    fn capacity_must_be_power_of_two_up_to_32768() {
+        for ok in [1, 2, 512, 32768] {
+            assert!(Capacity::new(ok).is_ok(), "{ok}");
+        }
+        for bad in [0, 3, 513, 65536, 40000] {
+            assert_eq!(Capacity::new(bad), Err(BadCapacity(bad)));
+        }
+    }
+
+    #[test]
+    fn region_too_small_for_capacity_is_refused() {
+        let mem = OwnedRegion::new(queue_bytes(4));
+        assert!(Queue::new(mem.region(), Capacity::new(4).unwrap()).is_ok());
+        assert!(Queue::new(mem.region(), Capacity::new(8).unwrap()).is_err());
+    }
+
+    #[test]
+    fn fifo_until_full_then_full_then_empty() {
+        let mem = OwnedRegion::new(queue_bytes(8));
+        let (mut p, mut c) = pair(&mem, 8);
+        assert_eq!(c.dequeue(), Err(QueueError::Empty));
+        for i in 0..8 {
+            p.enqueue(d(i)).unwrap();
+        }
+        assert_eq!(p.enqueue(d(99)), Err(QueueError::Full));
+        assert!(p.is_full().unwrap());
+        for i in 0..8 {
+            assert_eq!(c.dequeue().unwrap(), d(i));
+        }
+        assert_eq!(c.dequeue(), Err(QueueError::Empty));
+    }
+
+    #[test]
+    fn full_is_detected_after_tail_wraps_and_head_has_not() {
+        // The case sDDF's C `full` check gets wrong: head = 65530, tail = 506 (512 queued).
+        let mem = OwnedRegion::new(queue_bytes(512));
+        let region = mem.region();
+        region.write(0, &506u16.to_le_bytes()).unwrap();
+        region.write(2, &65530u16.to_le_bytes()).unwrap();
+        let (mut p, mut c) = pair(&mem, 512);
+        assert_eq!(p.len(), Ok(512));
+        assert_eq!(p.enqueue(d(1)), Err(QueueError::Full));
+        assert_eq!(c.len(), Ok(512));
+        c.dequeue().unwrap();
+        assert_eq!(p.enqueue(d(1)), Ok(()));
+    }
+
+    #[test]
+    fn header_bytes_match_the_c_layout() {
+        let mem = OwnedRegion::new(queue_bytes(4));
+        let (mut p, mut c) = pair(&mem, 4);
+        p.enqueue(BuffDesc::new(0x1000, 60, 2)).unwrap();
+        p.enqueue(BuffDesc::new(0x1800, 61, 0)).unwrap();
+        c.dequeue().unwrap();
+        c.cancel_signal();
+        let mut raw = [0u8; 8 + 32];
+        mem.region().read(0, &mut raw).unwrap();
+        assert_eq!(&raw[0..8], &[2, 0, 1, 0, 1, 0, 0, 0]);
+        assert_eq!(&raw[8..16], &0x1000u64.to_le_bytes());
+        assert_eq!(&raw[16..18], &60u16.to_le_bytes());
+        assert_eq!(raw[18], 2);
+    }
+
+    #[test]
+    fn peer_moving_head_past_tail_is_misbehaviour() {
+        let mem = OwnedRegion::new(queue_bytes(16));
+        let (mut p, _c) = pair(&mem, 16);
+        p.enqueue(d(0)).unwrap();
+        mem.region().write(2, &5u16.to_le_bytes()).unwrap();
+        assert_eq!(
+            p.enqueue(d(1)),
+            Err(QueueError::PeerMisbehaviour { ours: 1, theirs: 5 })
+        );
+    }
+
+    #[test]
+    fn peer_moving_tail_too_far_is_misbehaviour_not_data() {
+        let mem = OwnedRegion::new(queue_bytes(16));
+        let (_p, mut c) = pair(&mem, 16);
+        mem.region().write(0, &17u16.to_le_bytes()).unwrap();
+        assert_eq!(
+            c.dequeue(),
+            Err(QueueError::PeerMisbehaviour {
+                ours: 0,
+                theirs: 17
+            })
+        );
+        assert_eq!(
+            c.len(),
+            Err(QueueError::PeerMisbehaviour {
+                ours: 0,
+                theirs: 17
+            })
+        );
+    }
+
+    #[test]
+    fn peer_scribbling_on_our_index_does_not_affect_us() {
+        let mem = OwnedRegion::new(queue_bytes(4));
+        let (mut p, mut c) = pair(&mem, 4);
+        p.enqueue(d(7)).unwrap();
+        // A hostile consumer rewrites tail; our producer keeps its own copy and republishes.
+        mem.region().write(0, &3u16.to_le_bytes()).unwrap();
+        p.enqueue(d(8)).unwrap();
+        assert_eq!(c.dequeue().unwrap(), d(7));
+        assert_eq!(c.dequeue().unwrap(), d(8));
+        assert_eq!(c.dequeue(), Err(QueueError::Empty));
+    }
+
+    #[test]
+    fn signalling_protocol_round_trip() {
+        let mem = OwnedRegion::new(queue_bytes(4));
+        let (mut p, mut c) = pair(&mem, 4);
+        // Zeroed memory means "signal wanted": the first batch notifies, once.
+        p.enqueue(d(1)).unwrap();
+        assert!(p.take_signal_request());
+        p.enqueue(d(2)).unwrap();
+        assert!(!p.take_signal_request());
+        // The consumer drains, re-arms, and nothing arrived: it may sleep.
+        while c.dequeue().is_ok() {}
+        assert_eq!(c.rearm(), Ok(false));
+        p.enqueue(d(3)).unwrap();
+        assert!(p.take_signal_request());
+        // Work that arrives before the re-check is found by the double-check.
+        p.enqueue(d(4)).unwrap();
+        assert_eq!(c.rearm(), Ok(true));
+        assert!(!p.take_signal_request(), "request was withdrawn");
+    }
+
+    #[test]
+    fn provide_all_buffers_fills_free_with_offsets() {
+        let free = OwnedRegion::new(queue_bytes(8));
+        let active = OwnedRegion::new(queue_bytes(8));
+        let cap = Capacity::new(8).unwrap();
+        let mut drain = DrainSide::new(
+            Queue::new(free.region(), cap).unwrap(),
+            Queue::new(active.region(), cap).unwrap(),
+        );
+        drain.provide_all_buffers(0x5fef_0000, 8).unwrap();
+        let mut fill = FillSide::new(
+            Queue::new(free.region(), cap).unwrap(),
+            Queue::new(active.region(), cap).unwrap(),
+        );
+        for i in 0..8u64 {
+            assert_eq!(
+                fill.free.dequeue().unwrap(),
+                BuffDesc::new(0x5fef_0000 + i * 2048, 0, 0)
+            );
+        }
+    }
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs everything netvm's build, tests and main job need on a fresh Debian bookworm machine.
+# Idempotent: each step checks before it installs. Run as root (or with passwordless sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+# Debian packages: name:command-or-file that proves it is installed.
+APT_PACKAGES=(
+    "iproute2:/usr/sbin/ip"            # network namespaces and veth pairs for host mode and tests
+    "ethtool:/usr/sbin/ethtool"        # checking offload settings in tests
+    "libclang-dev:/usr/lib/llvm-14/lib/libclang.so"  # bindgen layout check against sDDF headers
+)
+missing=()
+for entry in "${APT_PACKAGES[@]}"; do
+    pkg=${entry%%:*}; probe=${entry#*:}
+    [ -e "$probe" ] || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    log "apt-get install ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Rust: the pinned toolchain and its targets come from rust-toolchain.toml (rustup installs them
+# on first use); nightly is only for miri.
+rustup show active-toolchain >/dev/null
+if ! cargo +nightly miri --version >/dev/null 2>&1; then
+    log "rustup component add miri (nightly)"
+    rustup toolchain install nightly --profile minimal --component miri,rust-src >/dev/null 2>&1 \
+        || rustup component add miri rust-src --toolchain nightly
+fi
+
+# Python venv with the real sdfgen, for interop tests.
+if ! .venv/bin/python -c 'import sdfgen' >/dev/null 2>&1; then
+    log "python venv .venv with sdfgen 0.35"
+    python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check "sdfgen==0.35.*"
+fi
+log "ready"
