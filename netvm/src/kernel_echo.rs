@@ -80,7 +80,7 @@ pub enum EchoError {
 pub struct EchoStats {
     /// UDP datagrams echoed.
     pub udp_datagrams: AtomicU64,
-    /// UDP datagrams dropped because the socket stayed full.
+    /// UDP datagrams not echoed: the socket stayed full, or sending to that peer failed.
     pub udp_dropped: AtomicU64,
     /// TCP bytes echoed.
     pub tcp_bytes: AtomicU64,
@@ -257,22 +257,28 @@ fn serve_udp(
             if got == 0 {
                 break;
             }
-            let mut done = 0;
+            let (mut done, mut failed) = (0, 0);
             for _ in 0..UDP_SEND_RETRIES {
-                done += batch
-                    .send(sock.as_fd(), done, got, true)
-                    .map_err(|e| fail("sending on", e))?;
-                if done == got {
+                match batch.send(sock.as_fd(), done, got, true) {
+                    Ok(n) => done += n,
+                    // A send error concerns the datagram at `done` (e.g. an unroutable peer),
+                    // not the server: drop that one and carry on with the rest.
+                    Err(_) => {
+                        done += 1;
+                        failed += 1;
+                    }
+                }
+                if done >= got {
                     break;
                 }
                 std::thread::yield_now();
             }
             stats
                 .udp_datagrams
-                .fetch_add(done as u64, Ordering::Relaxed);
+                .fetch_add((done - failed) as u64, Ordering::Relaxed);
             stats
                 .udp_dropped
-                .fetch_add((got - done) as u64, Ordering::Relaxed);
+                .fetch_add((got - done + failed) as u64, Ordering::Relaxed);
             if got < batch.count() {
                 break;
             }
