@@ -126,6 +126,7 @@ impl core::fmt::Display for QueueError {
 }
 
 /// One queue (free or active) before it is given a role.
+#[derive(Clone, Copy)]
 pub struct Queue<'a> {
     header: &'a QueueHeader,
     slots: &'a [Slot],
@@ -365,6 +366,21 @@ impl<'a> FillSide<'a> {
             active: active.into_producer(),
         }
     }
+
+    /// Takes the fill role on a pair whose buffers this side owns (a client's TX data, a copier's
+    /// client RX data): before the peer runs, hands itself every buffer through `free` as offsets
+    /// `i * 2048` for `i` in `0..count`, as sDDF's `net_buffers_init(handle, 0)` does there.
+    pub fn new_self_provided(
+        free: Queue<'a>,
+        active: Queue<'a>,
+        count: u16,
+    ) -> Result<Self, QueueError> {
+        let mut producer = free.into_producer();
+        for i in 0..u64::from(count) {
+            producer.enqueue(BuffDesc::new(i * crate::NET_BUFFER_SIZE as u64, 0, 0))?;
+        }
+        Ok(FillSide::new(free, active))
+    }
 }
 
 impl<'a> DrainSide<'a> {
@@ -534,6 +550,21 @@ mod tests {
         p.enqueue(d(4)).unwrap();
         assert_eq!(c.rearm(), Ok(true));
         assert!(!p.take_signal_request(), "request was withdrawn");
+    }
+
+    #[test]
+    fn self_provided_fill_side_starts_with_every_buffer() {
+        let free = OwnedRegion::new(queue_bytes(4));
+        let active = OwnedRegion::new(queue_bytes(4));
+        fn q(r: &OwnedRegion) -> Queue<'_> {
+            Queue::new(r.region(), Capacity::new(4).unwrap()).unwrap()
+        }
+        let mut fill = FillSide::new_self_provided(q(&free), q(&active), 4).unwrap();
+        for i in 0..4u64 {
+            assert_eq!(fill.free.dequeue().unwrap(), BuffDesc::new(i * 2048, 0, 0));
+        }
+        assert_eq!(fill.free.dequeue(), Err(QueueError::Empty));
+        assert!(FillSide::new_self_provided(q(&free), q(&active), 5).is_err());
     }
 
     #[test]
