@@ -441,6 +441,12 @@ impl<'a> RecvState<'a> {
                         .samples_us
                         .push(now.saturating_sub(sent_ns) / 1_000);
                     self.shared.samples.fetch_add(1, Ordering::Relaxed);
+                    // Like ipbench, sampling ends at exactly the requested sample count, not
+                    // at the end of the receive batch that reached it.
+                    if matches!(self.stop, SampleStop::Samples(n) if self.out.received_sampling >= n)
+                    {
+                        self.tick(now);
+                    }
                 }
             }
             Verdict::Late => {
