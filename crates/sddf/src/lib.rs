@@ -7,6 +7,9 @@
 //!   u32 `consumer_signalled`, descriptors from byte 8) with free-running u16 indices, the
 //!   request-signal / double-check / require-signal protocol, and role-typed handles so that the code
 //!   owning one side of a queue pair cannot act as the other side.
+//! * [`options`]: netvm's own options for the virtualisers (driver-VM offset mode, multicast,
+//!   TX fairness), in a separate section.
+//! * [`shm`]: bounds-checked volatile access to shared memory; [`cache`]: DMA cache maintenance.
 //! * [`config`]: the config blobs sdfgen (>= 0.31, sDDF 0.7) writes into the `.net_*_config` and
 //!   `.device_resources` ELF sections, with checked parsing.
 //!
@@ -27,14 +30,27 @@
 #[cfg(any(test, feature = "std", loom))]
 extern crate std;
 
+pub mod cache;
 pub mod config;
 pub mod desc;
+pub mod options;
 pub mod queue;
 pub mod shm;
 mod sync;
+#[cfg(feature = "std")]
+pub mod testing;
 
 /// Size in bytes of every sDDF network buffer; buffer `i` of a data region starts at `i * 2048`.
 pub const NET_BUFFER_SIZE: usize = 2048;
 
 pub use desc::BuffDesc;
+
+/// How a component signals its peers: Microkit notifications, immediate or deferred to the end
+/// of the current handler (one pending slot, as libmicrokit).
+pub trait Notifier {
+    /// Signals channel `ch` now.
+    fn notify(&mut self, ch: u8);
+    /// Signals channel `ch` when the current handler returns.
+    fn deferred_notify(&mut self, ch: u8);
+}
 pub use queue::{Capacity, QueueError};

@@ -321,3 +321,69 @@ impl OwnedRegion {
         Region::from_cells(&self.cells)
     }
 }
+
+/// Where a component finds the regions its config names by virtual address.
+///
+/// On seL4 and in host mode every region is mapped at the vaddr the system description gives, so
+/// the lookup is the identity ([`IdentityMapped`]); tests map vaddrs to heap memory
+/// ([`OwnedSpace`]).
+pub trait AddressSpace<'a> {
+    /// The region `vaddr..vaddr+size`, or `None` when it is not mapped here.
+    fn region(&self, vaddr: u64, size: u64) -> Option<Region<'a>>;
+}
+
+/// The address space of a protection domain whose regions are mapped where its config says.
+#[derive(Debug, Clone, Copy)]
+pub struct IdentityMapped(());
+
+impl IdentityMapped {
+    /// # Safety
+    ///
+    /// Every `(vaddr, size)` later asked of [`AddressSpace::region`] must be mapped read-write (or
+    /// read-only, if the caller only reads it) for the rest of the program, as Microkit and the
+    /// host runner guarantee for the regions a PD's config section names, and must be accessed
+    /// only through [`Region`]s.
+    pub unsafe fn new() -> Self {
+        IdentityMapped(())
+    }
+}
+
+impl AddressSpace<'static> for IdentityMapped {
+    fn region(&self, vaddr: u64, size: u64) -> Option<Region<'static>> {
+        let base = NonNull::new(usize::try_from(vaddr).ok()? as *mut u8)?;
+        // SAFETY: `IdentityMapped::new`'s caller guaranteed the mapping for the program's life.
+        Some(unsafe { Region::new(base, usize::try_from(size).ok()?) })
+    }
+}
+
+/// Heap regions standing at chosen virtual addresses, for tests of components that take their
+/// regions from a config.
+#[cfg(any(test, feature = "std", loom))]
+#[derive(Default)]
+pub struct OwnedSpace {
+    regions: std::vec::Vec<(u64, OwnedRegion)>,
+}
+
+#[cfg(any(test, feature = "std", loom))]
+impl OwnedSpace {
+    /// An empty address space.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `size` zeroed bytes at `vaddr` and returns it for chaining.
+    pub fn add(&mut self, vaddr: u64, size: u64) -> &mut Self {
+        self.regions.push((vaddr, OwnedRegion::new(size as usize)));
+        self
+    }
+}
+
+#[cfg(any(test, feature = "std", loom))]
+impl<'a> AddressSpace<'a> for &'a OwnedSpace {
+    fn region(&self, vaddr: u64, size: u64) -> Option<Region<'a>> {
+        self.regions.iter().find_map(|(base, mem)| {
+            let off = vaddr.checked_sub(*base)?;
+            mem.region().slice(off as usize, size as usize).ok()
+        })
+    }
+}

@@ -1,0 +1,83 @@
+//! Test support for components built on this crate (feature `std`): heap-backed address spaces
+//! laid out like a PD's, config building blocks, and a notifier that records what it was asked.
+use std::vec::Vec;
+
+use crate::config::{ConnectionResource, RegionResource};
+use crate::queue::{queue_bytes, Capacity, Queue};
+use crate::shm::{AddressSpace, OwnedSpace};
+
+/// Records notifications: `(channel, deferred)`.
+#[derive(Debug, Default)]
+pub struct RecordingNotifier {
+    /// Every call, in order.
+    pub events: Vec<(u8, bool)>,
+}
+
+impl RecordingNotifier {
+    /// Channels notified (immediately or deferred), then forgets them.
+    pub fn take(&mut self) -> Vec<(u8, bool)> {
+        core::mem::take(&mut self.events)
+    }
+}
+
+impl crate::Notifier for RecordingNotifier {
+    fn notify(&mut self, ch: u8) {
+        self.events.push((ch, false));
+    }
+    fn deferred_notify(&mut self, ch: u8) {
+        self.events.push((ch, true));
+    }
+}
+
+/// Allocates regions at increasing page-aligned vaddrs in one [`OwnedSpace`].
+pub struct Layout {
+    /// The memory.
+    pub space: OwnedSpace,
+    next: u64,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout {
+            space: OwnedSpace::new(),
+            next: 0x2000_0000,
+        }
+    }
+}
+
+impl Layout {
+    /// A new empty layout.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A zeroed region of `size` bytes.
+    pub fn region(&mut self, size: u64) -> RegionResource {
+        let vaddr = self.next;
+        self.space.add(vaddr, size);
+        self.next += size.div_ceil(0x1000) * 0x1000 + 0x1000;
+        RegionResource { vaddr, size }
+    }
+
+    /// A queue pair of `capacity` entries towards channel `id`.
+    pub fn connection(&mut self, capacity: u16, id: u8) -> ConnectionResource {
+        let bytes = queue_bytes(capacity.into()) as u64;
+        let free = self.region(bytes);
+        let active = self.region(bytes);
+        ConnectionResource::new(free, active, capacity, id)
+    }
+
+    /// The two queues of a connection, for a scripted peer.
+    pub fn queues(&self, conn: &ConnectionResource) -> (Queue<'_>, Queue<'_>) {
+        let cap = Capacity::new(conn.num_buffers.into()).expect("test capacity");
+        let q = |r: &RegionResource| {
+            Queue::new((&self.space).region(r.vaddr, r.size).expect("mapped"), cap).expect("fits")
+        };
+        (q(&conn.free_queue), q(&conn.active_queue))
+    }
+
+    /// A view of a region.
+    pub fn view(&self, r: &RegionResource) -> crate::shm::Region<'_> {
+        (&self.space).region(r.vaddr, r.size).expect("mapped")
+    }
+}

@@ -1,0 +1,314 @@
+//! virt_rx against a scripted driver and scripted clients over real shared memory.
+use sddf::config::{ConnectionResource, DeviceRegionResource, NetVirtRxConfig, NET_MAGIC};
+use sddf::options::{NetOptions, DRIVER_OFFSETS, NO_MULTICAST};
+use sddf::queue::{DrainSide, FillSide, QueueError};
+use sddf::testing::{Layout, RecordingNotifier};
+use sddf::BuffDesc;
+use virt_rx::{Holder, VirtRx};
+use zerocopy::FromZeros;
+
+const MAC0: [u8; 6] = [0x52, 0x54, 1, 0, 0, 0x10];
+const MAC1: [u8; 6] = [0x52, 0x54, 1, 0, 0, 0x11];
+const IO: u64 = 0x5fef_0000;
+const CAP: u16 = 8;
+const DRIVER_CH: u8 = 0;
+
+struct Rig {
+    layout: Layout,
+    cfg: Box<NetVirtRxConfig>,
+    driver: ConnectionResource,
+    clients: Vec<ConnectionResource>,
+}
+
+fn rig(num_clients: usize) -> Rig {
+    let mut layout = Layout::new();
+    let mut cfg = NetVirtRxConfig::new_box_zeroed().unwrap();
+    cfg.magic = NET_MAGIC;
+    let driver = layout.connection(CAP, DRIVER_CH);
+    cfg.driver = driver;
+    cfg.data = DeviceRegionResource {
+        region: layout.region(CAP as u64 * 2048),
+        io_addr: IO,
+    };
+    cfg.buffer_metadata = layout.region(0x1000);
+    let mut clients = vec![];
+    for (i, mac) in [MAC0, MAC1].iter().take(num_clients).enumerate() {
+        let conn = layout.connection(CAP, 1 + i as u8);
+        cfg.clients[i].conn = conn;
+        cfg.clients[i].mac_addrs[0] = *mac;
+        cfg.clients[i].num_macs = 1;
+        clients.push(conn);
+    }
+    cfg.num_clients = num_clients as u8;
+    Rig {
+        layout,
+        cfg,
+        driver,
+        clients,
+    }
+}
+
+fn frame(dest: [u8; 6], tag: u8, len: usize) -> Vec<u8> {
+    let mut f = vec![tag; len];
+    f[..6].copy_from_slice(&dest);
+    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    f
+}
+
+/// The scripted driver: takes a free buffer, writes the frame there (as DMA would), hands it on.
+fn driver_rx(rig: &Rig, drv: &mut FillSide<'_>, base: u64, f: &[u8]) -> u64 {
+    let d = drv.free.dequeue().expect("driver has a free buffer");
+    let off = d.io_or_offset - base;
+    rig.layout
+        .view(&rig.cfg.data.region)
+        .write(off as usize, f)
+        .unwrap();
+    drv.active
+        .enqueue(BuffDesc::new(d.io_or_offset, f.len() as u16, 0))
+        .unwrap();
+    off
+}
+
+fn read_frame(rig: &Rig, d: &BuffDesc) -> Vec<u8> {
+    let mut buf = vec![0; d.len as usize];
+    rig.layout
+        .view(&rig.cfg.data.region)
+        .read(d.io_or_offset as usize, &mut buf)
+        .unwrap();
+    buf
+}
+
+fn drain(q: &mut DrainSide<'_>) -> Vec<BuffDesc> {
+    std::iter::from_fn(|| q.active.dequeue().ok()).collect()
+}
+
+#[test]
+fn init_gives_every_buffer_to_the_driver_as_io_addresses_and_notifies_deferred() {
+    let r = rig(2);
+    let mut n = RecordingNotifier::default();
+    let _v = VirtRx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n).unwrap();
+    assert_eq!(n.take(), vec![(DRIVER_CH, true)]);
+    let (free, active) = r.layout.queues(&r.driver);
+    let mut drv = FillSide::new(free, active);
+    let got: Vec<u64> = std::iter::from_fn(|| drv.free.dequeue().ok())
+        .map(|d| d.io_or_offset)
+        .collect();
+    assert_eq!(
+        got,
+        (0..CAP as u64).map(|i| IO + i * 2048).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn offset_mode_gives_the_driver_offsets_only() {
+    let r = rig(1);
+    let mut n = RecordingNotifier::default();
+    let opts = NetOptions::new(DRIVER_OFFSETS, 0, Default::default());
+    let mut v = VirtRx::new(&r.cfg, &opts, &&r.layout.space, &mut n).unwrap();
+    let (free, active) = r.layout.queues(&r.driver);
+    let mut drv = FillSide::new(free, active);
+    let first = drv.free.dequeue().unwrap();
+    assert_eq!(first.io_or_offset, 0);
+    rig_frame_roundtrip(&r, &mut v, &mut drv, 0);
+}
+
+fn rig_frame_roundtrip(r: &Rig, v: &mut VirtRx<'_>, drv: &mut FillSide<'_>, base: u64) {
+    let mut n = RecordingNotifier::default();
+    let f = frame(MAC0, 7, 100);
+    driver_rx(r, drv, base, &f);
+    v.notified(&mut n);
+    let (cf, ca) = r.layout.queues(&r.clients[0]);
+    let mut c0 = DrainSide::new(cf, ca);
+    let got = drain(&mut c0);
+    assert_eq!(got.len(), 1);
+    assert_eq!(read_frame(r, &got[0]), f);
+}
+
+#[test]
+fn unicast_reaches_only_its_client_and_broadcast_reaches_both() {
+    let r = rig(2);
+    let mut n = RecordingNotifier::default();
+    let mut v = VirtRx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n).unwrap();
+    n.take();
+    let (free, active) = r.layout.queues(&r.driver);
+    let mut drv = FillSide::new(free, active);
+    let mut c: Vec<DrainSide<'_>> = r
+        .clients
+        .iter()
+        .map(|conn| {
+            let (f, a) = r.layout.queues(conn);
+            DrainSide::new(f, a)
+        })
+        .collect();
+
+    let uni = frame(MAC1, 1, 60);
+    let bcast = frame([0xff; 6], 2, 60);
+    let off_uni = driver_rx(&r, &mut drv, IO, &uni);
+    let off_b = driver_rx(&r, &mut drv, IO, &bcast);
+    v.notified(&mut n);
+    // Both clients asked (zeroed flag), so both are notified immediately.
+    let mut ev = n.take();
+    ev.sort();
+    assert_eq!(ev, vec![(1, false), (2, false)]);
+    let got0 = drain(&mut c[0]);
+    let got1 = drain(&mut c[1]);
+    assert_eq!(
+        got0.iter().map(|d| read_frame(&r, d)).collect::<Vec<_>>(),
+        vec![bcast.clone()]
+    );
+    assert_eq!(
+        got1.iter().map(|d| read_frame(&r, d)).collect::<Vec<_>>(),
+        vec![uni, bcast]
+    );
+    assert_eq!(
+        v.holder((off_b / 2048) as usize),
+        Some(Holder::Clients(0b11))
+    );
+    assert_eq!(
+        v.holder((off_uni / 2048) as usize),
+        Some(Holder::Clients(0b10))
+    );
+    assert_eq!(v.client_counters(0).unwrap().frames, 1);
+    assert_eq!(v.client_counters(1).unwrap().frames, 2);
+
+    // The broadcast buffer goes back to the driver only when both clients returned it.
+    c[0].free.enqueue(got0[0]).unwrap();
+    v.notified(&mut n);
+    assert_eq!(
+        v.holder((off_b / 2048) as usize),
+        Some(Holder::Clients(0b10))
+    );
+    let before = drv.free.len().unwrap();
+    c[1].free.enqueue(got1[1]).unwrap();
+    c[1].free.enqueue(got1[0]).unwrap();
+    v.notified(&mut n);
+    assert_eq!(drv.free.len().unwrap(), before + 2);
+    assert_eq!(v.holder((off_b / 2048) as usize), Some(Holder::Driver));
+    assert_eq!(v.driver_counters.broadcast, 1);
+}
+
+#[test]
+fn unmatched_frames_go_straight_back_and_multicast_follows_the_option() {
+    for (flags, delivered) in [(0, true), (NO_MULTICAST, false)] {
+        let r = rig(2);
+        let mut n = RecordingNotifier::default();
+        let opts = NetOptions::new(flags, 0, Default::default());
+        let mut v = VirtRx::new(&r.cfg, &opts, &&r.layout.space, &mut n).unwrap();
+        let (free, active) = r.layout.queues(&r.driver);
+        let mut drv = FillSide::new(free, active);
+        let mut c0 = {
+            let (f, a) = r.layout.queues(&r.clients[0]);
+            DrainSide::new(f, a)
+        };
+        driver_rx(&r, &mut drv, IO, &frame([0x52, 0x54, 9, 9, 9, 9], 3, 64));
+        // IPv6 neighbour discovery goes to 33:33:ff:xx:xx:xx.
+        driver_rx(&r, &mut drv, IO, &frame([0x33, 0x33, 0xff, 0, 0, 1], 4, 86));
+        v.notified(&mut n);
+        assert_eq!(v.driver_counters.unmatched, if delivered { 1 } else { 2 });
+        assert_eq!(v.driver_counters.multicast, 1);
+        assert_eq!(drain(&mut c0).len(), usize::from(delivered));
+        // Two buffers taken; the unmatched one came back, and the multicast one too unless delivered.
+        assert_eq!(
+            drv.free.len().unwrap(),
+            CAP - 2 + if delivered { 1 } else { 2 }
+        );
+    }
+}
+
+#[test]
+fn hostile_client_returns_are_counted_and_harm_no_one() {
+    let r = rig(2);
+    let mut n = RecordingNotifier::default();
+    let mut v = VirtRx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n).unwrap();
+    let (free, active) = r.layout.queues(&r.driver);
+    let mut drv = FillSide::new(free, active);
+    let mut c: Vec<DrainSide<'_>> = r
+        .clients
+        .iter()
+        .map(|conn| {
+            let (f, a) = r.layout.queues(conn);
+            DrainSide::new(f, a)
+        })
+        .collect();
+    let off1 = driver_rx(&r, &mut drv, IO, &frame(MAC1, 1, 60));
+    v.notified(&mut n);
+    let good = drain(&mut c[1]);
+    // Client 0 "returns" client 1's buffer, a misaligned one, an out-of-range one, and a driver one.
+    for bad in [off1, 100, 2048 * 64, 2048 * 5] {
+        c[0].free.enqueue(BuffDesc::new(bad, 0, 0)).unwrap();
+    }
+    v.notified(&mut n);
+    assert_eq!(v.client_counters(0).unwrap().bad_returns, 4);
+    assert_eq!(
+        v.holder((off1 / 2048) as usize),
+        Some(Holder::Clients(0b10))
+    );
+    // Client 1 is unaffected: returns its buffer; returning it twice is a counted duplicate.
+    c[1].free.enqueue(good[0]).unwrap();
+    c[1].free.enqueue(good[0]).unwrap();
+    v.notified(&mut n);
+    assert_eq!(v.client_counters(1).unwrap().returned, 1);
+    assert_eq!(v.client_counters(1).unwrap().bad_returns, 1);
+    assert_eq!(drv.free.len().unwrap(), CAP);
+    // Impossible indices from client 0 are counted as misbehaviour, not data.
+    let r0 = r.layout.view(&r.clients[0].free_queue);
+    r0.write(0, &500u16.to_le_bytes()).unwrap();
+    v.notified(&mut n);
+    assert!(v.client_counters(0).unwrap().peer_misbehaviour >= 1);
+    driver_rx(&r, &mut drv, IO, &frame(MAC1, 9, 70));
+    v.notified(&mut n);
+    assert_eq!(drain(&mut c[1]).len(), 1, "client 1 still served");
+}
+
+#[test]
+fn hostile_driver_descriptors_are_counted_never_read() {
+    let r = rig(1);
+    let mut n = RecordingNotifier::default();
+    let mut v = VirtRx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n).unwrap();
+    let (free, active) = r.layout.queues(&r.driver);
+    let mut drv = FillSide::new(free, active);
+    let mut c0 = {
+        let (f, a) = r.layout.queues(&r.clients[0]);
+        DrainSide::new(f, a)
+    };
+    for d in [
+        BuffDesc::new(0, 60, 0),             // below the IO base
+        BuffDesc::new(IO + 3, 60, 0),        // misaligned
+        BuffDesc::new(IO + 2048 * 8, 60, 0), // past the region
+        BuffDesc::new(IO, 0, 0),             // empty
+        BuffDesc::new(IO, 4000, 0),          // longer than a buffer
+    ] {
+        drv.active.enqueue(d).unwrap();
+    }
+    v.notified(&mut n);
+    assert_eq!(v.driver_counters.bad_descriptors, 5);
+    assert_eq!(drain(&mut c0).len(), 0);
+    // A buffer delivered to a client and then "received" again by the driver is refused.
+    let off = driver_rx(&r, &mut drv, IO, &frame(MAC0, 1, 60));
+    v.notified(&mut n);
+    drv.active.enqueue(BuffDesc::new(IO + off, 60, 0)).unwrap();
+    v.notified(&mut n);
+    assert_eq!(v.driver_counters.bad_descriptors, 6);
+    assert_eq!(drain(&mut c0).len(), 1);
+}
+
+#[test]
+fn config_errors_name_what_is_wrong() {
+    let mut r = rig(1);
+    let mut n = RecordingNotifier::default();
+    r.cfg.clients[0].conn.active_queue.vaddr = 0x7000_0000;
+    let e = VirtRx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n)
+        .err()
+        .unwrap();
+    assert_eq!(
+        e.to_string(),
+        "virt_rx: client 0 active queue at 0x70000000 is not mapped"
+    );
+    let mut r = rig(1);
+    r.cfg.driver.num_buffers = 6;
+    let e = VirtRx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("num_buffers 6"), "{e}");
+    let _ = QueueError::Empty;
+}
