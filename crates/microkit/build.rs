@@ -10,7 +10,9 @@
 //!    this crate (see `emit_linker_script`).
 //!
 //! It also sets `cfg(microkit_printing)` when the kernel config has `seL4_DebugPutChar`
-//! (the debug config), so that `debug_println!` is a no-op against a release kernel.
+//! (`"PRINTING": true` in the SDK's `include/kernel/gen_config.json`; without an SDK: the debug
+//! config), so that `debug_println!` is a no-op against a release or benchmark kernel, where that
+//! syscall does not exist and would fault.
 
 use std::env;
 use std::fmt::Write as _;
@@ -53,7 +55,7 @@ fn main() {
     let board = env::var("MICROKIT_BOARD").unwrap_or_else(|_| "qemu_virt_aarch64".into());
     let config = env::var("MICROKIT_CONFIG").unwrap_or_else(|_| "debug".into());
 
-    let (labels, vspace_user_top) = match env::var_os("MICROKIT_SDK") {
+    let (labels, vspace_user_top, printing) = match env::var_os("MICROKIT_SDK") {
         Some(sdk) => from_sdk(&Path::new(&sdk).join("board").join(&board).join(&config)),
         None => builtin(&board, &config),
     };
@@ -67,17 +69,26 @@ fn main() {
         .unwrap();
         writeln!(src, "pub const {}: u64 = {value};", const_name(name)).unwrap();
     }
+    let ipc_buffer = vspace_user_top & !0xfff;
     writeln!(
         src,
         "/// Address of the IPC buffer: `seL4_UserVSpaceTop & !0xfff` (microkit-abi.md §4.5).\n\
-         pub const IPC_BUFFER: usize = {:#x};",
-        vspace_user_top & !0xfff
+         pub const IPC_BUFFER: usize = {ipc_buffer:#x};"
+    )
+    .unwrap();
+    // The tool leaves one unmapped guard page between the stack and the IPC buffer; the initial
+    // SP of every PD is the bottom of that guard page (report.txt: `SP: 0xffffffe000`).
+    writeln!(
+        src,
+        "/// Initial stack pointer of every PD: the IPC buffer minus one guard page (§4.5).\n\
+         pub const STACK_TOP: usize = {:#x};",
+        ipc_buffer - 0x1000
     )
     .unwrap();
     fs::write(out_dir.join("invocations.rs"), src).expect("write invocations.rs");
 
-    // seL4_DebugPutChar only exists where the kernel has CONFIG_PRINTING, i.e. the debug config.
-    if config == "debug" {
+    // seL4_DebugPutChar only exists where the kernel has CONFIG_PRINTING.
+    if printing {
         println!("cargo:rustc-cfg=microkit_printing");
     }
 
@@ -101,26 +112,31 @@ fn const_name(label: &str) -> String {
     out
 }
 
-fn builtin(board: &str, config: &str) -> ([u64; 8], u64) {
+/// (labels, `seL4_UserVSpaceTop`, kernel has `CONFIG_PRINTING`) for a board and config.
+type KernelConfig = ([u64; 8], u64, bool);
+
+fn builtin(board: &str, config: &str) -> KernelConfig {
     if board != "qemu_virt_aarch64" {
         panic!(
             "microkit: no built-in tables for board '{board}'; set MICROKIT_SDK to a Microkit 2.3.0 SDK"
         );
     }
     match config {
-        "debug" => (BUILTIN_DEBUG, BUILTIN_VSPACE_USER_TOP),
-        "release" => (BUILTIN_RELEASE, BUILTIN_VSPACE_USER_TOP),
+        "debug" => (BUILTIN_DEBUG, BUILTIN_VSPACE_USER_TOP, true),
+        "release" => (BUILTIN_RELEASE, BUILTIN_VSPACE_USER_TOP, false),
         other => panic!(
             "microkit: no built-in tables for config '{other}'; set MICROKIT_SDK to a Microkit 2.3.0 SDK"
         ),
     }
 }
 
-fn from_sdk(config_dir: &Path) -> ([u64; 8], u64) {
+fn from_sdk(config_dir: &Path) -> KernelConfig {
     let inv_path = config_dir.join("invocations_all.json");
     let consts_path = config_dir.join("address_space_constants.json");
-    println!("cargo:rerun-if-changed={}", inv_path.display());
-    println!("cargo:rerun-if-changed={}", consts_path.display());
+    let kernel_path = config_dir.join("include/kernel/gen_config.json");
+    for path in [&inv_path, &consts_path, &kernel_path] {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
     let read = |p: &Path| {
         fs::read_to_string(p)
             .unwrap_or_else(|e| panic!("microkit: cannot read {}: {e}", p.display()))
@@ -141,23 +157,53 @@ fn from_sdk(config_dir: &Path) -> ([u64; 8], u64) {
             consts_path.display()
         )
     });
-    (labels, top)
+    let kernel = read(&kernel_path);
+    let flag = |key: &str| {
+        json_bool(&kernel, key).unwrap_or_else(|| {
+            panic!(
+                "microkit: {} has no boolean entry \"{key}\"",
+                kernel_path.display()
+            )
+        })
+    };
+    // The syscall numbers and the reply-object registers of the seL4 backend are the MCS ones.
+    assert!(
+        flag("KERNEL_MCS"),
+        "microkit: {} is not an MCS kernel; this runtime speaks the MCS syscall ABI",
+        kernel_path.display()
+    );
+    (labels, top, flag("PRINTING"))
 }
 
-/// The number after `"key":` in a flat JSON object (the only shape these SDK files have).
+/// The `true`/`false` after `"key":` in a flat JSON object.
+fn json_bool(text: &str, key: &str) -> Option<bool> {
+    let value = json_value(text, key)?;
+    if value.starts_with("true") {
+        Some(true)
+    } else if value.starts_with("false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// The number after `"key":` in a flat JSON object.
 fn json_number(text: &str, key: &str) -> Option<u64> {
+    let digits: String = json_value(text, key)?
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+/// The text after `"key":` in a flat JSON object (the only shape these SDK files have).
+fn json_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     let quoted = format!("\"{key}\"");
     let mut rest = text;
     while let Some(pos) = rest.find(&quoted) {
         rest = &rest[pos + quoted.len()..];
-        let after = rest.trim_start();
-        if let Some(value) = after.strip_prefix(':') {
-            let digits: String = value
-                .trim_start()
-                .chars()
-                .take_while(|c| c.is_ascii_digit())
-                .collect();
-            return digits.parse().ok();
+        if let Some(value) = rest.trim_start().strip_prefix(':') {
+            return Some(value.trim_start());
         }
     }
     None

@@ -88,20 +88,27 @@ struct NameCopy(UnsafeCell<([u8; 64], usize)>);
 unsafe impl Sync for NameCopy {}
 static NAME: NameCopy = NameCopy(UnsafeCell::new(([0; 64], 0)));
 
-// The PD starts here with the stack the CapDL initialiser set up (sp = 0xff_ffff_e000, with a
-// guard page below the IPC buffer; microkit-abi.md §4.4). Unlike a bare-metal `_start` this does
-// not switch to a `.bss` stack: the initialiser's stack honours the SDF `stack_size` and faults on
-// overflow. Frame pointer and link register are zeroed to terminate backtraces.
-// `__microkit_main` is defined by `protection_domain!` in the PD crate.
+// The PD starts here with the stack the CapDL initialiser set up (sp = STACK_TOP, with a guard
+// page below the IPC buffer; microkit-abi.md §4.4). Unlike a bare-metal `_start` this does not
+// switch to a `.bss` stack: the initialiser's stack honours the SDF `stack_size` and faults on
+// overflow. It does set sp to STACK_TOP again, though: a parent restarts a child by writing only
+// its pc (`Child::restart`, libmicrokit's `microkit_pd_restart`), so without this every restart
+// would continue on the stack pointer of the dead incarnation and leak the frames above it, until
+// the stack runs into its guard page after enough restarts. Frame pointer and link register are
+// zeroed to terminate backtraces. `__microkit_main` is defined by `protection_domain!`.
 global_asm!(
     ".section .text.start, \"ax\"",
     ".global _start",
     ".type _start, %function",
     "_start:",
+    "    ldr x9, ={stack_top}",
+    "    mov sp, x9",
     "    mov x29, xzr",
     "    mov x30, xzr",
     "    b __microkit_main",
+    "    .ltorg",
     ".size _start, . - _start",
+    stack_top = const STACK_TOP,
 );
 
 fn ipc_word(index: usize) -> *mut u64 {
@@ -346,6 +353,9 @@ fn decode(badge: u64, info: u64) -> Event {
 /// libmicrokit `main` + `handler_loop`.
 pub(crate) fn run<H: Handler>() -> ! {
     copy_name();
+    // A restarted child keeps the memory of its previous run (only its pc and sp are reset), so a
+    // deferred action that run left pending must not leak into this one.
+    let _stale = deferred::take();
     let mut handler = H::init();
 
     let mut signal = deferred::take().map(signal_of);
