@@ -5,8 +5,11 @@
 //!   is the parent of `crasher`;
 //! - `server` is passive, reads and writes the region `shared` (mapped at different vaddrs in the
 //!   two PDs, found through `setvar_vaddr`) and reads its config section;
-//! - `crasher` faults on its first run and panics on its second; each time `client` restarts it;
-//!   on its third run it notifies `client`, which prints `client: done`.
+//! - `crasher` faults on its first run and panics on its second and third; each time `client`
+//!   restarts it; on its fourth run it notifies `client`, which prints `client: done`.
+//!
+//! The client also leaves the results of the exchange in `shared` ([`SHARED_WORDS`]), so that a
+//! test can check the run where nothing is printed (a release seL4 kernel has no debug console).
 #![no_std]
 #![deny(unsafe_code)]
 
@@ -17,6 +20,13 @@ microkit::setvar!(
     /// server; one symbol, since every PD image links this whole crate).
     pub shared_vaddr
 );
+
+/// The first four words of the region `shared` once the system has run to the end: the client's
+/// value, the server's answer (value + 1), the PPC reply's MR0, and [`DONE`].
+pub const SHARED_WORDS: [u64; 4] = [0x1234_5678, 0x1234_5679, 42, DONE];
+
+/// What the client writes to `shared[3]` when the crasher's last run notified it ("done").
+pub const DONE: u64 = 0x656e_6f64;
 
 /// Word `index` of the shared region whose address a setvar holds.
 fn word(vaddr: u64, index: usize) -> &'static AtomicU64 {
@@ -62,7 +72,7 @@ pub mod client {
 
     impl Handler for Client {
         fn init() -> Self {
-            word(shared_vaddr.get(), 0).store(0x1234_5678, Ordering::SeqCst);
+            word(shared_vaddr.get(), 0).store(SHARED_WORDS[0], Ordering::SeqCst);
             debug_println!("client: init, notifying server");
             SERVER.notify();
             Client
@@ -75,12 +85,11 @@ pub mod client {
                     debug_println!("client: notified by server, shared[1]={seen:#x}");
                     microkit::mr_set(0, 7);
                     let reply = SERVER.pp_call(MessageInfo::new(42, 1));
-                    debug_println!(
-                        "client: ppcall reply label={} mr0={}",
-                        reply.label(),
-                        microkit::mr_get(0)
-                    );
+                    let answer = microkit::mr_get(0);
+                    debug_println!("client: ppcall reply label={} mr0={answer}", reply.label());
+                    word(shared_vaddr.get(), 2).store(answer, Ordering::SeqCst);
                 } else if ch == CRASHER {
+                    word(shared_vaddr.get(), 3).store(DONE, Ordering::SeqCst);
                     debug_println!("client: done");
                 }
             }
@@ -171,7 +180,9 @@ pub mod crasher {
             debug_println!("crasher: run {run}");
             match run {
                 1 => super::shared::fault_at(FAULT_ADDR),
-                2 => panic!("deliberate panic on run 2"),
+                // Two panics at the same point: the parent sees both user exceptions at the same
+                // SP only if a restart starts the child on a fresh stack.
+                2 | 3 => panic!("deliberate panic on run {run}"),
                 _ => PARENT.notify(),
             }
             Crasher

@@ -163,7 +163,7 @@ fn hello_system_runs_on_the_host() {
         "mr1=0xdead000",
         "client: fault from child 1 label=3",
         "client: restarted child 1",
-        "crasher: run 3",
+        "crasher: run 4",
     ] {
         assert!(
             output.iter().any(|l| l.contains(expected)),
