@@ -25,10 +25,14 @@
 //!
 //! # Untrusted peers
 //!
-//! Each side keeps its own index privately and never reads it back from shared memory. The peer's
-//! index is checked on every load: a distance beyond the capacity is
+//! Both indices are checked on every load: a distance beyond the capacity is
 //! [`QueueError::PeerMisbehaviour`], never "empty" or "full", and no slot outside the ring is ever
-//! touched because slots are always taken mod capacity.
+//! touched because slots are always taken mod capacity. The consumer keeps `head` privately, so a
+//! producer scribbling on it cannot make the consumer re-read or skip entries. The producer reads
+//! `tail` back from shared memory: sDDF lets the *consuming* side of a free queue fill it once at
+//! start-up (a client its TX buffers, a copier its client's RX buffers), possibly after the
+//! producer attached, so `tail` has two writers at init; a consumer that scribbles on `tail` later
+//! can only garble entries meant for itself.
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 
 use crate::desc::BuffDesc;
@@ -162,10 +166,9 @@ impl<'a> Queue<'a> {
         self.mask.wrapping_add(1)
     }
 
-    /// Takes the producer role, starting from the `tail` currently published.
+    /// Takes the producer role.
     pub fn into_producer(self) -> Producer<'a> {
-        let tail = self.header.tail.load(Relaxed);
-        Producer { q: self, tail }
+        Producer { q: self }
     }
 
     /// Takes the consumer role, starting from the `head` currently published.
@@ -207,21 +210,26 @@ impl LoomQueueMemory {
 /// The producing side of one queue: enqueues descriptors and decides when to notify.
 pub struct Producer<'a> {
     q: Queue<'a>,
-    tail: u16,
 }
 
 impl Producer<'_> {
-    /// Descriptors currently queued, checking the consumer's `head`.
-    pub fn len(&self) -> Result<u16, QueueError> {
+    /// `(tail, number queued)`, checking the consumer's `head` against `tail`.
+    fn indices(&self) -> Result<(u16, u16), QueueError> {
+        let tail = self.q.header.tail.load(Acquire);
         let head = self.q.header.head.load(Acquire);
-        let len = self.tail.wrapping_sub(head);
+        let len = tail.wrapping_sub(head);
         if len > self.q.capacity() {
             return Err(QueueError::PeerMisbehaviour {
-                ours: self.tail,
+                ours: tail,
                 theirs: head,
             });
         }
-        Ok(len)
+        Ok((tail, len))
+    }
+
+    /// Descriptors currently queued.
+    pub fn len(&self) -> Result<u16, QueueError> {
+        Ok(self.indices()?.1)
     }
 
     /// Whether nothing is queued.
@@ -241,12 +249,12 @@ impl Producer<'_> {
 
     /// Appends `desc` and publishes it.
     pub fn enqueue(&mut self, desc: BuffDesc) -> Result<(), QueueError> {
-        if self.len()? == self.q.capacity() {
+        let (tail, len) = self.indices()?;
+        if len == self.q.capacity() {
             return Err(QueueError::Full);
         }
-        self.q.slots[usize::from(self.tail & self.q.mask)].write(desc);
-        self.tail = self.tail.wrapping_add(1);
-        self.q.header.tail.store(self.tail, Release);
+        self.q.slots[usize::from(tail & self.q.mask)].write(desc);
+        self.q.header.tail.store(tail.wrapping_add(1), Release);
         Ok(())
     }
 
@@ -520,16 +528,32 @@ mod tests {
     }
 
     #[test]
-    fn peer_scribbling_on_our_index_does_not_affect_us() {
+    fn producer_scribbling_on_head_does_not_affect_the_consumer() {
         let mem = OwnedRegion::new(queue_bytes(4));
         let (mut p, mut c) = pair(&mem, 4);
         p.enqueue(d(7)).unwrap();
-        // A hostile consumer rewrites tail; our producer keeps its own copy and republishes.
-        mem.region().write(0, &3u16.to_le_bytes()).unwrap();
         p.enqueue(d(8)).unwrap();
         assert_eq!(c.dequeue().unwrap(), d(7));
+        // A hostile producer rewinds head; the consumer keeps its own copy and republishes.
+        mem.region().write(2, &0u16.to_le_bytes()).unwrap();
         assert_eq!(c.dequeue().unwrap(), d(8));
         assert_eq!(c.dequeue(), Err(QueueError::Empty));
+    }
+
+    #[test]
+    fn a_second_filler_at_init_is_seen_by_the_producer() {
+        // The consuming side fills its free queue at start-up after the producer attached.
+        let mem = OwnedRegion::new(queue_bytes(4));
+        let (mut p, mut c) = pair(&mem, 4);
+        let mut filler = Queue::new(mem.region(), Capacity::new(4).unwrap())
+            .unwrap()
+            .into_producer();
+        filler.enqueue(d(1)).unwrap();
+        filler.enqueue(d(2)).unwrap();
+        assert_eq!(c.dequeue().unwrap(), d(1));
+        p.enqueue(d(3)).unwrap();
+        assert_eq!(c.dequeue().unwrap(), d(2));
+        assert_eq!(c.dequeue().unwrap(), d(3));
     }
 
     #[test]
