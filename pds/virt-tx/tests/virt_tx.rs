@@ -1,0 +1,191 @@
+//! virt_tx against a scripted driver and scripted clients over real shared memory.
+use sddf::config::{ConnectionResource, DeviceRegionResource, NetVirtTxConfig, NET_MAGIC};
+use sddf::options::{NetOptions, DRIVER_OFFSETS, STRICT_TX_ORDER};
+use sddf::queue::{DrainSide, FillSide};
+use sddf::testing::{Layout, RecordingNotifier};
+use sddf::BuffDesc;
+use virt_tx::VirtTx;
+use zerocopy::FromZeros;
+
+const CAP: u16 = 8;
+const IO: [u64; 2] = [0x5fe0_0000, 0x5fd0_0000];
+
+struct Rig {
+    layout: Layout,
+    cfg: Box<NetVirtTxConfig>,
+    driver: ConnectionResource,
+    clients: Vec<ConnectionResource>,
+}
+
+fn rig(driver_cap: u16) -> Rig {
+    let mut layout = Layout::new();
+    let mut cfg = NetVirtTxConfig::new_box_zeroed().unwrap();
+    cfg.magic = NET_MAGIC;
+    let driver = layout.connection(driver_cap, 0);
+    cfg.driver = driver;
+    let mut clients = vec![];
+    for (i, io) in IO.iter().enumerate() {
+        let conn = layout.connection(CAP, 1 + i as u8);
+        cfg.clients[i].conn = conn;
+        cfg.clients[i].regions[0].data = DeviceRegionResource {
+            region: layout.region(CAP as u64 * 2048),
+            io_addr: *io,
+        };
+        cfg.clients[i].regions[0].num_buffers = CAP as u32;
+        cfg.clients[i].num_regions = 1;
+        clients.push(conn);
+    }
+    cfg.num_clients = 2;
+    Rig {
+        layout,
+        cfg,
+        driver,
+        clients,
+    }
+}
+
+impl Rig {
+    fn client(&self, i: usize) -> FillSide<'_> {
+        let (f, a) = self.layout.queues(&self.clients[i]);
+        FillSide::new_self_provided(f, a, CAP).unwrap()
+    }
+    fn driver(&self) -> DrainSide<'_> {
+        let (f, a) = self.layout.queues(&self.driver);
+        DrainSide::new(f, a)
+    }
+    /// A client sends `len` bytes of `tag` from its next free buffer.
+    fn send(&self, c: &mut FillSide<'_>, i: usize, tag: u8, len: u16) -> BuffDesc {
+        let d = c.free.dequeue().unwrap();
+        let region = self
+            .layout
+            .view(&self.cfg.clients[i].regions[0].data.region);
+        region
+            .write(d.io_or_offset as usize, &vec![tag; len as usize])
+            .unwrap();
+        let out = BuffDesc::new(d.io_or_offset, len, 0);
+        c.active.enqueue(out).unwrap();
+        out
+    }
+}
+
+#[test]
+fn frames_reach_the_driver_as_io_addresses_and_complete_back_to_their_owner() {
+    let r = rig(16);
+    let mut n = RecordingNotifier::default();
+    let mut v = VirtTx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n).unwrap();
+    let (mut c0, mut c1) = (r.client(0), r.client(1));
+    let mut drv = r.driver();
+    let a = r.send(&mut c0, 0, 0xa, 100);
+    let b = r.send(&mut c1, 1, 0xb, 200);
+    v.notified(&mut n);
+    assert_eq!(n.take(), vec![(0, true)], "driver notified, deferred");
+    let got: Vec<BuffDesc> = std::iter::from_fn(|| drv.active.dequeue().ok()).collect();
+    let mut seen: Vec<(u64, u16)> = got.iter().map(|d| (d.io_or_offset, d.len)).collect();
+    seen.sort();
+    let mut want = vec![(IO[0] + a.io_or_offset, 100), (IO[1] + b.io_or_offset, 200)];
+    want.sort();
+    assert_eq!(seen, want);
+    assert_eq!(v.in_flight(), 2);
+    // Complete them in reverse order; each goes back to its owner, as an offset.
+    for d in got.iter().rev() {
+        drv.free.enqueue(d.with_len(0)).unwrap();
+    }
+    v.notified(&mut n);
+    let mut ev = n.take();
+    ev.sort();
+    assert_eq!(ev, vec![(1, false), (2, false)]);
+    assert_eq!(v.in_flight(), 0);
+    assert_eq!(c0.free.len().unwrap(), CAP);
+    assert_eq!(c1.free.len().unwrap(), CAP);
+}
+
+#[test]
+fn offset_mode_gives_the_driver_offset_and_global_region_oid() {
+    let r = rig(16);
+    let mut n = RecordingNotifier::default();
+    let opts = NetOptions::new(DRIVER_OFFSETS, 0, Default::default());
+    let mut v = VirtTx::new(&r.cfg, &opts, &&r.layout.space, &mut n).unwrap();
+    let (mut c0, mut c1) = (r.client(0), r.client(1));
+    let mut drv = r.driver();
+    r.send(&mut c1, 1, 1, 64);
+    r.send(&mut c0, 0, 2, 64);
+    v.notified(&mut n);
+    let got: Vec<BuffDesc> = std::iter::from_fn(|| drv.active.dequeue().ok()).collect();
+    let mut seen: Vec<(u64, u8)> = got.iter().map(|d| (d.io_or_offset, d.oid())).collect();
+    seen.sort();
+    assert_eq!(seen, vec![(0, 0), (0, 1)]);
+    for d in got {
+        drv.free.enqueue(d).unwrap();
+    }
+    v.notified(&mut n);
+    assert_eq!((c0.free.len().unwrap(), c1.free.len().unwrap()), (CAP, CAP));
+}
+
+#[test]
+fn bad_descriptors_bounce_to_their_client_and_are_counted() {
+    let r = rig(16);
+    let mut n = RecordingNotifier::default();
+    let mut v = VirtTx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n).unwrap();
+    let mut c0 = r.client(0);
+    let mut drv = r.driver();
+    // The client takes five buffers and sends garbage descriptors in their place.
+    for _ in 0..5 {
+        c0.free.dequeue().unwrap();
+    }
+    for d in [
+        BuffDesc::new(0, 0, 0),         // empty
+        BuffDesc::new(0, 2049, 0),      // too long
+        BuffDesc::new(0, 60, 1),        // no region 1
+        BuffDesc::new(100, 60, 0),      // misaligned
+        BuffDesc::new(2048 * 8, 60, 0), // past the region
+    ] {
+        c0.active.enqueue(d).unwrap();
+    }
+    let good = r.send(&mut c0, 0, 7, 60);
+    c0.active.enqueue(good).unwrap(); // the same buffer again while in flight
+    v.notified(&mut n);
+    let cc = v.client_counters(0).unwrap();
+    assert_eq!(
+        (cc.bad_length, cc.bad_oid, cc.bad_offset, cc.duplicates),
+        (2, 1, 2, 1)
+    );
+    assert_eq!(cc.frames, 1);
+    assert_eq!(drv.active.len().unwrap(), 1);
+    // The five bad ones came back; the duplicate did not (its buffer is with the driver).
+    assert_eq!(c0.free.len().unwrap(), CAP - 6 + 5);
+    // A completion for a buffer that is not in flight is refused.
+    drv.free.enqueue(BuffDesc::new(IO[1], 0, 0)).unwrap();
+    drv.free.enqueue(BuffDesc::new(0x1234, 0, 0)).unwrap();
+    v.notified(&mut n);
+    assert_eq!(v.driver_counters.bad_completions, 2);
+}
+
+#[test]
+fn round_robin_shares_the_driver_queue_fairly_and_strict_order_does_not() {
+    for (flags, expect_c1) in [(0u32, 4usize), (STRICT_TX_ORDER, 0)] {
+        let r = rig(8);
+        let mut n = RecordingNotifier::default();
+        let opts = NetOptions::new(flags, 2, Default::default());
+        let mut v = VirtTx::new(&r.cfg, &opts, &&r.layout.space, &mut n).unwrap();
+        let (mut c0, mut c1) = (r.client(0), r.client(1));
+        let mut drv = r.driver();
+        for _ in 0..8 {
+            r.send(&mut c0, 0, 0, 60);
+            r.send(&mut c1, 1, 1, 60);
+        }
+        v.notified(&mut n);
+        let got: Vec<BuffDesc> = std::iter::from_fn(|| drv.active.dequeue().ok()).collect();
+        assert_eq!(got.len(), 8, "driver queue filled");
+        let from_c1 = got
+            .iter()
+            .filter(|d| d.io_or_offset >= IO[1] && d.io_or_offset < IO[1] + 0x100000)
+            .count();
+        assert_eq!(from_c1, expect_c1, "flags {flags:#x}");
+        // The rest follows once the driver completes.
+        for d in got {
+            drv.free.enqueue(d.with_len(0)).unwrap();
+        }
+        v.notified(&mut n);
+        assert_eq!(drv.active.len().unwrap(), 8);
+    }
+}
