@@ -203,7 +203,8 @@ impl Child {
     }
 
     /// Restarts the child at `entry_ip` and resumes it (`microkit_pd_restart`: TCB_WriteRegisters
-    /// of the pc with resume). Host: the child process re-executes its image from the start (the
+    /// of the pc with resume; a PD of this crate resets its sp in `_start`, and its memory keeps
+    /// the previous run's contents). Host: the child process re-executes its image from the start (the
     /// entry point is always the image entry there) — see [`crate::host`].
     pub fn restart(self, entry_ip: usize) -> Result<(), InvocationError> {
         backend::child_restart(self.0, entry_ip)

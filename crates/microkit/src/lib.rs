@@ -22,9 +22,12 @@
 //!
 //! `_start` branches to the PD's entry on the stack the CapDL initialiser set up (top
 //! `0xff_ffff_e000`, guard page below the IPC buffer), so the SDF `stack_size` is honoured and a
-//! stack overflow faults instead of corrupting `.bss`. Invocation labels come from the SDK config
-//! being targeted (`MICROKIT_SDK`, `MICROKIT_CONFIG`; see `build.rs`). `debug_println!` uses
-//! `seL4_DebugPutChar` and is a no-op for the release config. A panic prints its message and
+//! stack overflow faults instead of corrupting `.bss`; it resets sp to that top first, so that a
+//! child restarted at [`PD_ENTRY`] starts on a fresh stack. A restarted PD keeps its memory
+//! (`.data`, `.bss`, patched symbols), unlike a restarted host PD, which re-executes its image.
+//! Invocation labels come from the SDK config being targeted (`MICROKIT_SDK`, `MICROKIT_CONFIG`;
+//! see `build.rs`). `debug_println!` uses `seL4_DebugPutChar` and is a no-op for configs whose
+//! kernel cannot print (release, benchmark). A panic prints its message and
 //! executes `udf #0`, i.e. the PD takes a user-exception fault that its parent or the monitor sees.
 #![no_std]
 #![deny(unsafe_code)]
