@@ -55,12 +55,19 @@
 //!
 //! Not checked here, because it needs the ELF files: overlap of maps with the program image's
 //! segments, and whether setvar symbols exist in the image.
+//!
+//! # sDDF network configs
+//!
+//! [`net`] derives the sDDF 0.7 `.net_*_config` / `.device_resources` blobs of a network system
+//! from a validated description (byte-identical to sdfgen's), and maps sdfgen's own `.data`
+//! files to their PDs and sections.
 
 #![forbid(unsafe_code)]
 
 mod config;
 mod error;
 mod model;
+pub mod net;
 mod parse;
 mod query;
 mod validate;
