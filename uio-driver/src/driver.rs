@@ -1,0 +1,429 @@
+//! The driver core: moves frames between a [`Nic`] and the driver side of sDDF's queues, and
+//! signals virt_rx / virt_tx through a [`Platform`]. It knows nothing of UIO or sockets.
+//!
+//! # Contract
+//!
+//! * RX (driver = fill side of the rx_free / rx_active pair): for each frame from the NIC, take a
+//!   free `{offset}` from virt_rx, copy the frame into `rx_data` at `offset` (aligned 64-bit
+//!   volatile stores only: the data region may be a Device-memory UIO mapping), enqueue
+//!   `{offset, len}` on rx_active. One doorbell per batch when virt_rx asked for one.
+//! * TX (driver = drain side of the tx_active / tx_free pair): dequeue `{offset, len, oid}`,
+//!   validate it, copy the frame out of client TX region `oid` (aligned 64-bit volatile loads),
+//!   hand it to the NIC, return `{offset, 0, oid}` on tx_free. One doorbell per batch.
+//! * Every TX descriptor is validated before anything is read through it: `len` in
+//!   `1..=2048`, `oid` < number of TX regions, `offset` a multiple of 2048 with the whole buffer
+//!   inside the region. A bad one is returned to tx_free unchanged (length 0) and counted; its
+//!   buffer is never touched. Free RX descriptors are checked the same way (they cannot be handed
+//!   back, since the driver consumes that queue, so they are counted and dropped).
+//! * Frames longer than one buffer, or truncated by the NIC, are dropped and counted.
+//! * Signalling follows sDDF: producers notify only when the consumer asked
+//!   ([`sddf::queue::Producer::take_signal_request`]); the driver asks for tx_active signals after
+//!   every drain (request, then double-check), and for rx_free signals only when it ran out of
+//!   buffers with frames waiting, so that virt_rx does not interrupt the guest needlessly.
+//! * Order after a wake-up is TX first, then RX, as sDDF drivers do (sddf-net.md §2.5).
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use sddf::queue::{DrainSide, FillSide, QueueError};
+use sddf::shm::Region;
+use sddf::{BuffDesc, NET_BUFFER_SIZE};
+
+use crate::counters::Counters;
+
+/// Frames or descriptors handled per pass before the loop looks at the other direction.
+pub const BATCH: usize = 64;
+
+/// A file descriptor the NIC wants polled, and for what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NicPoll {
+    /// The descriptor.
+    pub fd: RawFd,
+    /// Wake when it is readable.
+    pub readable: bool,
+    /// Wake when it is writable.
+    pub writable: bool,
+}
+
+/// What woke [`Platform::wait`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Events {
+    /// virt_rx notified the driver (free RX buffers arrived).
+    pub rx_notified: bool,
+    /// virt_tx notified the driver (frames to send arrived).
+    pub tx_notified: bool,
+    /// A NIC descriptor polled for reading is readable.
+    pub nic_readable: bool,
+    /// A NIC descriptor polled for writing is writable.
+    pub nic_writable: bool,
+    /// The wait was cut short by a signal.
+    pub interrupted: bool,
+}
+
+/// Where the driver runs: how it rings the virtualisers and how it sleeps.
+///
+/// In the guest ([`crate::uio::UioPlatform`]) doorbells are stores to unmapped UIO pages and
+/// notifications are UIO interrupts; in host mode they are Microkit notifications (or, in tests
+/// and benchmarks, eventfds: [`crate::host::EventFdPlatform`]).
+pub trait Platform {
+    /// Notifies virt_rx (frames were added to rx_active and it asked for a signal).
+    fn doorbell_rx(&mut self) -> io::Result<()>;
+    /// Notifies virt_tx (buffers were added to tx_free and it asked for a signal).
+    fn doorbell_tx(&mut self) -> io::Result<()>;
+    /// Sleeps until a virtualiser notifies the driver, one of `nic` is ready, a signal arrives or
+    /// `timeout` passes (`None` = no limit). Notifications are consumed and re-armed before this
+    /// returns, so one that arrives while the driver works wakes the next call.
+    fn wait(&mut self, nic: &[NicPoll], timeout: Option<Duration>) -> io::Result<Events>;
+}
+
+/// One frame offered by the NIC.
+#[derive(Debug, Clone, Copy)]
+pub struct RxFrame<'f> {
+    /// The bytes captured.
+    pub data: &'f [u8],
+    /// The frame's length on the wire (larger than `data.len()` if the NIC truncated it).
+    pub wire_len: usize,
+}
+
+/// What the driver did with an offered frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxVerdict {
+    /// Copied or dropped: the NIC may release it.
+    Consumed,
+    /// No buffer: keep it (and everything after it) for the next call.
+    Keep,
+}
+
+/// What one [`Nic::tx_flush`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TxReport {
+    /// Frames the NIC accepted.
+    pub sent: u64,
+    /// Their bytes.
+    pub sent_bytes: u64,
+    /// Frames the NIC refused for good (they are dropped).
+    pub failed: u64,
+}
+
+/// The packet side: a source and sink of Ethernet frames.
+pub trait Nic {
+    /// The descriptors to poll: readable if `want_rx`, writable if `want_tx`.
+    fn poll_set(&self, want_rx: bool, want_tx: bool) -> Vec<NicPoll>;
+    /// Offers up to `budget` received frames to `deliver`, in order; stops at the first
+    /// [`RxVerdict::Keep`]. Returns `true` if frames may remain (budget exhausted or kept).
+    fn receive(
+        &mut self,
+        budget: usize,
+        deliver: &mut dyn FnMut(RxFrame<'_>) -> RxVerdict,
+    ) -> io::Result<bool>;
+    /// A free transmit buffer of [`NET_BUFFER_SIZE`] bytes, or `None` while the NIC is full.
+    fn tx_buffer(&mut self) -> Option<&mut [u8]>;
+    /// Queues the first `len` bytes of the buffer last returned by [`Nic::tx_buffer`].
+    fn tx_commit(&mut self, len: usize);
+    /// Hands the queued frames to the device (one system call per batch where possible).
+    fn tx_flush(&mut self) -> io::Result<TxReport>;
+    /// Whether committed frames are still waiting for room in the device.
+    fn tx_pending(&self) -> bool;
+    /// Frames the device dropped since the last call because the driver did not keep up.
+    fn take_dropped(&mut self) -> io::Result<u64>;
+}
+
+/// The driver's side of the four queues and the data regions they refer to.
+pub struct DriverQueues<'a> {
+    /// rx_free (consumed) / rx_active (produced).
+    pub rx: FillSide<'a>,
+    /// The RX data region that rx offsets index.
+    pub rx_data: Region<'a>,
+    /// tx_active (consumed) / tx_free (produced).
+    pub tx: DrainSide<'a>,
+    /// Client TX data regions, indexed by `oid`.
+    pub tx_data: Vec<Region<'a>>,
+}
+
+/// Why a descriptor was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BadDesc {
+    Len,
+    Oid,
+    Offset,
+}
+
+/// Checks that `offset` names a whole buffer of `region`.
+fn buffer_offset(region: &Region<'_>, offset: u64) -> Option<usize> {
+    let offset = usize::try_from(offset).ok()?;
+    let fits = offset
+        .checked_add(NET_BUFFER_SIZE)
+        .is_some_and(|end| end <= region.len());
+    (offset.is_multiple_of(NET_BUFFER_SIZE) && fits).then_some(offset)
+}
+
+/// The driver core.
+pub struct Driver<'a> {
+    q: DriverQueues<'a>,
+    counters: Counters,
+    /// Frames are waiting but rx_free was empty: sleep on rx_irq, not on the NIC.
+    rx_starved: bool,
+    /// The NIC had no room: sleep on NIC writability before taking more from tx_active.
+    tx_blocked: bool,
+    /// A pass stopped at its budget: run again without sleeping.
+    rx_more: bool,
+    tx_more: bool,
+}
+
+impl<'a> Driver<'a> {
+    /// Takes over the queues. rx_free signals are withdrawn: the driver asks for them only when it
+    /// runs out of buffers.
+    pub fn new(q: DriverQueues<'a>) -> Self {
+        q.rx.free.cancel_signal();
+        Driver {
+            q,
+            counters: Counters::default(),
+            rx_starved: false,
+            tx_blocked: false,
+            rx_more: false,
+            tx_more: false,
+        }
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Number of client TX regions.
+    pub fn tx_regions(&self) -> usize {
+        self.q.tx_data.len()
+    }
+
+    /// Moves frames from the NIC into RX buffers until the NIC is empty, buffers run out or one
+    /// batch is done; rings virt_rx once if it asked.
+    pub fn rx_process(&mut self, nic: &mut dyn Nic, platform: &mut dyn Platform) -> io::Result<()> {
+        loop {
+            let mut moved = 0u64;
+            let mut out_of_buffers = false;
+            let q = &mut self.q;
+            let c = &mut self.counters;
+            let more = nic.receive(BATCH, &mut |frame| {
+                if frame.wire_len > frame.data.len() {
+                    c.rx_drop_truncated += 1;
+                    return RxVerdict::Consumed;
+                }
+                if frame.data.len() > NET_BUFFER_SIZE {
+                    c.rx_drop_oversize += 1;
+                    return RxVerdict::Consumed;
+                }
+                match q.rx.active.is_full() {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        out_of_buffers = true;
+                        return RxVerdict::Keep;
+                    }
+                    Err(_) => {
+                        c.rx_queue_misbehaviour += 1;
+                        out_of_buffers = true;
+                        return RxVerdict::Keep;
+                    }
+                }
+                let offset = loop {
+                    match q.rx.free.dequeue() {
+                        Ok(d) => match buffer_offset(&q.rx_data, d.io_or_offset) {
+                            Some(o) => break o,
+                            None => c.rx_bad_free_desc += 1,
+                        },
+                        Err(e) => {
+                            if e != QueueError::Empty {
+                                c.rx_queue_misbehaviour += 1;
+                            }
+                            out_of_buffers = true;
+                            return RxVerdict::Keep;
+                        }
+                    }
+                };
+                // Cannot fail: the offset was checked to leave a whole buffer, and the frame fits
+                // in one (with its zero padding to 8 bytes).
+                if q.rx_data.write_words(offset, frame.data).is_err() {
+                    c.rx_bad_free_desc += 1;
+                    return RxVerdict::Consumed;
+                }
+                let desc = BuffDesc::new(offset as u64, frame.data.len() as u16, 0);
+                if q.rx.active.enqueue(desc).is_err() {
+                    // Checked not full above; only a peer rewriting our index gets here.
+                    c.rx_queue_misbehaviour += 1;
+                    return RxVerdict::Consumed;
+                }
+                c.rx_frames += 1;
+                c.rx_bytes += frame.data.len() as u64;
+                moved += 1;
+                RxVerdict::Consumed
+            })?;
+            self.counters.rx_batch.record(moved);
+            if moved > 0 && self.q.rx.active.take_signal_request() {
+                self.counters.doorbells_rx += 1;
+                platform.doorbell_rx()?;
+            }
+            self.rx_more = more && !out_of_buffers;
+            self.rx_starved = false;
+            if !out_of_buffers {
+                return Ok(());
+            }
+            // Out of buffers with frames waiting: ask virt_rx for a signal, then look again
+            // (the sDDF double-check), so that buffers returned meanwhile are not missed.
+            match self.q.rx.free.rearm() {
+                Ok(true) => continue,
+                Ok(false) => {
+                    self.rx_starved = true;
+                    return Ok(());
+                }
+                Err(_) => {
+                    self.counters.rx_queue_misbehaviour += 1;
+                    self.rx_starved = true;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn validate_tx(&self, d: &BuffDesc) -> Result<(usize, usize), BadDesc> {
+        let len = usize::from(d.len);
+        if len == 0 || len > NET_BUFFER_SIZE {
+            return Err(BadDesc::Len);
+        }
+        let region = self
+            .q
+            .tx_data
+            .get(usize::from(d.oid()))
+            .ok_or(BadDesc::Oid)?;
+        let offset = buffer_offset(region, d.io_or_offset).ok_or(BadDesc::Offset)?;
+        Ok((offset, len))
+    }
+
+    /// Returns a TX descriptor to virt_tx, unchanged but for its length.
+    fn tx_return(&mut self, d: BuffDesc) -> bool {
+        match self.q.tx.free.enqueue(d.with_len(0)) {
+            Ok(()) => true,
+            Err(_) => {
+                self.counters.tx_queue_misbehaviour += 1;
+                false
+            }
+        }
+    }
+
+    /// Sends what virt_tx queued, until tx_active is empty, the NIC is full or one batch is done;
+    /// returns the buffers and rings virt_tx once if it asked.
+    pub fn tx_process(&mut self, nic: &mut dyn Nic, platform: &mut dyn Platform) -> io::Result<()> {
+        loop {
+            let mut taken = 0usize;
+            let mut moved = 0u64;
+            let mut returned = false;
+            let mut blocked = false;
+            let mut peer_broke = false;
+            if nic.tx_pending() {
+                self.flush(nic)?;
+            }
+            while taken < BATCH {
+                let Some(buf) = nic.tx_buffer() else {
+                    blocked = true;
+                    break;
+                };
+                let d = match self.q.tx.active.dequeue() {
+                    Ok(d) => d,
+                    Err(QueueError::Empty) => break,
+                    Err(_) => {
+                        self.counters.tx_queue_misbehaviour += 1;
+                        peer_broke = true;
+                        break;
+                    }
+                };
+                taken += 1;
+                match self.validate_tx(&d) {
+                    Ok((offset, len)) => {
+                        let region = self.q.tx_data[usize::from(d.oid())];
+                        // Cannot fail: validated to lie in a whole buffer of the region.
+                        if region.read_words(offset, &mut buf[..len]).is_ok() {
+                            nic.tx_commit(len);
+                            moved += 1;
+                        } else {
+                            self.counters.tx_bad_offset += 1;
+                        }
+                    }
+                    Err(BadDesc::Len) => self.counters.tx_bad_len += 1,
+                    Err(BadDesc::Oid) => self.counters.tx_bad_oid += 1,
+                    Err(BadDesc::Offset) => self.counters.tx_bad_offset += 1,
+                }
+                // The frame (if any) now lives in the NIC's buffer: the sDDF buffer goes back.
+                returned |= self.tx_return(d);
+            }
+            if moved > 0 {
+                self.flush(nic)?;
+            }
+            self.counters.tx_batch.record(moved);
+            if returned && self.q.tx.free.take_signal_request() {
+                self.counters.doorbells_tx += 1;
+                platform.doorbell_tx()?;
+            }
+            self.tx_blocked = blocked || nic.tx_pending();
+            self.tx_more = !self.tx_blocked && !peer_broke && taken == BATCH;
+            if self.tx_blocked || peer_broke || self.tx_more {
+                return Ok(());
+            }
+            // Drained: ask virt_tx for a signal, then look again (the sDDF double-check).
+            match self.q.tx.active.rearm() {
+                Ok(true) => continue,
+                Ok(false) => return Ok(()),
+                Err(_) => {
+                    self.counters.tx_queue_misbehaviour += 1;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self, nic: &mut dyn Nic) -> io::Result<()> {
+        let r = nic.tx_flush()?;
+        self.counters.tx_frames += r.sent;
+        self.counters.tx_bytes += r.sent_bytes;
+        self.counters.tx_send_errors += r.failed;
+        Ok(())
+    }
+
+    /// Handles one wake-up: TX first, then RX.
+    pub fn handle(
+        &mut self,
+        ev: Events,
+        nic: &mut dyn Nic,
+        platform: &mut dyn Platform,
+    ) -> io::Result<()> {
+        if ev.rx_notified {
+            self.counters.irqs_rx += 1;
+        }
+        if ev.tx_notified {
+            self.counters.irqs_tx += 1;
+        }
+        if ev.tx_notified || self.tx_more || (self.tx_blocked && ev.nic_writable) {
+            self.tx_process(nic, platform)?;
+        }
+        if ev.nic_readable || self.rx_more || (self.rx_starved && ev.rx_notified) {
+            self.rx_process(nic, platform)?;
+        }
+        Ok(())
+    }
+
+    /// The event loop: processes both directions once, then sleeps and handles wake-ups until
+    /// `keep_going` (called after every wake-up, with the counters and the NIC) returns `false`.
+    pub fn run(
+        &mut self,
+        nic: &mut dyn Nic,
+        platform: &mut dyn Platform,
+        keep_going: &mut dyn FnMut(&Counters, &mut dyn Nic) -> bool,
+    ) -> io::Result<()> {
+        self.tx_process(nic, platform)?;
+        self.rx_process(nic, platform)?;
+        while keep_going(&self.counters, nic) {
+            let polls = nic.poll_set(!self.rx_starved, self.tx_blocked);
+            let timeout = (self.rx_more || self.tx_more).then_some(Duration::ZERO);
+            let ev = platform.wait(&polls, timeout)?;
+            self.handle(ev, nic, platform)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,40 @@
+//! netvm's guest network driver: moves Ethernet frames between a promiscuous `AF_PACKET` socket
+//! and the driver side of sDDF's network queues, which reach the guest as UIO devices.
+//!
+//! * [`driver`]: the core ([`driver::Driver`]), independent of UIO and sockets, behind the
+//!   [`driver::Platform`] (doorbells, sleeping) and [`driver::Nic`] (frames) traits.
+//! * [`uio`]: finding UIO devices by name and the guest [`uio::UioPlatform`].
+//! * [`packet`]: the TPACKET_V3 receive ring and `sendmmsg` transmit ([`packet::PacketNic`]).
+//! * [`host`]: an eventfd [`driver::Platform`] for running the core as an ordinary process.
+//! * [`names`]: the UIO device names (shared with the guest image builder).
+//! * [`counters`]: what the driver counts.
+//!
+//! # Building for the guest
+//!
+//! A static aarch64 binary, linked with the toolchain's own `rust-lld` and musl's self-contained
+//! start files (no cross C toolchain needed):
+//!
+//! ```text
+//! CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld \
+//!     cargo build -p uio-driver --release --target aarch64-unknown-linux-musl
+//! ```
+//!
+//! (`RUSTFLAGS="-C linker=rust-lld"` works as well.) The result,
+//! `target/aarch64-unknown-linux-musl/release/uio-driver`, is a statically linked AArch64 ELF.
+//!
+//! # Usage
+//!
+//! `uio-driver --iface eth0 [--rx-capacity N] [--tx-capacity N] [--sysfs-root /sys]
+//! [--dev-root /dev]`; once everything is found it prints
+//! `uio-driver: ready iface=<if> rx_capacity=N tx_capacity=N tx_regions=N` on stdout.
+//! SIGUSR1 prints the counters; SIGTERM/SIGINT print them and exit.
+#![deny(unsafe_code)]
+
+pub mod counters;
+pub mod driver;
+pub mod host;
+pub mod names;
+pub mod packet;
+pub mod signals;
+mod sys;
+pub mod uio;

@@ -1,0 +1,101 @@
+//! `uio-driver`: the guest network driver (see the library docs for the build command).
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use uio_driver::counters::Counters;
+use uio_driver::driver::{Driver, Nic};
+use uio_driver::signals;
+use uio_driver::packet::{PacketConfig, PacketNic, RxWakeup};
+use uio_driver::uio::{Capacities, UioDevices};
+
+/// Bridges a network interface to sDDF queues mapped through UIO.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// The network interface to drive.
+    #[arg(long, default_value = "eth0")]
+    iface: String,
+    /// Capacity of rx_free / rx_active (default: the largest power of two the maps hold).
+    #[arg(long)]
+    rx_capacity: Option<u32>,
+    /// Capacity of tx_free / tx_active (default: the largest power of two the maps hold).
+    #[arg(long)]
+    tx_capacity: Option<u32>,
+    /// Root of sysfs (UIO devices are looked up under <root>/class/uio).
+    #[arg(long, default_value = "/sys")]
+    sysfs_root: PathBuf,
+    /// Directory holding the uioN device files.
+    #[arg(long, default_value = "/dev")]
+    dev_root: PathBuf,
+    /// How received frames wake the driver.
+    #[arg(long, value_enum, default_value = "per-frame")]
+    rx_wakeup: RxWakeup,
+    /// Bytes per TPACKET_V3 ring block.
+    #[arg(long, default_value_t = 1 << 16)]
+    block_size: usize,
+    /// Number of ring blocks.
+    #[arg(long, default_value_t = 32)]
+    blocks: usize,
+    /// Block retire timeout in milliseconds.
+    #[arg(long, default_value_t = 1)]
+    retire_ms: u32,
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let caps = Capacities {
+        rx: args.rx_capacity,
+        tx: args.tx_capacity,
+    };
+    let mut uio = UioDevices::open(&args.sysfs_root, &args.dev_root, caps)
+        .map_err(|e| e.to_string())?;
+    eprintln!("uio-driver: UIO devices: {}", uio.listing);
+    let mut nic = PacketNic::open(
+        &args.iface,
+        PacketConfig {
+            block_size: args.block_size,
+            block_count: args.blocks,
+            retire_ms: args.retire_ms,
+            wakeup: args.rx_wakeup,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    for w in &nic.warnings {
+        eprintln!("uio-driver: warning: {w}");
+    }
+    signals::install().map_err(|e| format!("installing signal handlers: {e}"))?;
+    uio.platform
+        .enable_irqs()
+        .map_err(|e| format!("enabling UIO interrupts: {e}"))?;
+    let mut driver = Driver::new(uio.memory.queues());
+    println!(
+        "uio-driver: ready iface={} rx_capacity={} tx_capacity={} tx_regions={}",
+        args.iface,
+        uio.memory.rx_capacity.get(),
+        uio.memory.tx_capacity.get(),
+        driver.tx_regions()
+    );
+    let mut ring_drops = 0u64;
+    let mut report = |c: &Counters, nic: &mut dyn Nic| {
+        ring_drops += nic.take_dropped().unwrap_or(0);
+        println!("uio-driver: counters {c} rx_ring_drops={ring_drops}");
+    };
+    let result = driver.run(&mut nic, &mut uio.platform, &mut |c, nic| {
+        if signals::take_usr1() {
+            report(c, nic);
+        }
+        !signals::stop_requested()
+    });
+    report(driver.counters(), &mut nic);
+    result.map_err(|e| format!("driver loop: {e}"))
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("uio-driver: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

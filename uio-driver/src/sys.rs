@@ -1,0 +1,380 @@
+//! The crate's one place that uses `unsafe`: memory mappings, packet sockets and signals.
+//!
+//! Everything else in the crate goes through the safe wrappers here. The wrappers take and
+//! return plain Rust values; raw pointers never leave this module except inside
+//! [`sddf::shm::Region`], whose own contract (bounds-checked volatile access) applies.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sddf::shm::Region;
+
+/// A shared, read-write memory mapping of a file (a `/dev/uioN` map or a packet ring).
+pub struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is shared memory accessed only volatilely or through `Region`; moving the
+// owner to another thread changes nothing about who else may access it.
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    /// Maps `len` bytes of `fd` from `file_offset`, shared and read-write.
+    pub fn map(fd: RawFd, len: usize, file_offset: u64) -> io::Result<Mapping> {
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"));
+        }
+        let off = libc::off_t::try_from(file_offset)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
+        // SAFETY: a fresh mapping at an address the kernel picks cannot alias any Rust object;
+        // the result is checked before use.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                off,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
+        Ok(Mapping { ptr, len })
+    }
+
+    /// The whole mapping as shared memory.
+    pub fn region(&self) -> Region<'_> {
+        // SAFETY: the mapping is live, readable and writable for as long as `self` is borrowed,
+        // and this crate makes no plain Rust references into it except `bytes` below, whose
+        // caller guarantees no one writes those bytes meanwhile.
+        unsafe { Region::new(self.ptr, self.len) }
+    }
+
+    fn at<T>(&self, offset: usize) -> Option<*mut T> {
+        let end = offset.checked_add(size_of::<T>())?;
+        if end > self.len || !offset.is_multiple_of(std::mem::align_of::<T>()) {
+            return None;
+        }
+        // SAFETY: `offset + size_of::<T>() <= len`, so the pointer stays inside the mapping.
+        Some(unsafe { self.ptr.as_ptr().add(offset) }.cast::<T>())
+    }
+
+    /// One naturally aligned 32-bit volatile store (a UIO doorbell: Device memory needs
+    /// exactly one aligned access of a size the fault decoder understands). `false` if
+    /// `offset` is unaligned or out of range.
+    pub fn store_u32(&self, offset: usize, value: u32) -> bool {
+        match self.at::<u32>(offset) {
+            Some(p) => {
+                // SAFETY: in bounds and aligned (checked by `at`); volatile because other
+                // parties (the kernel, a VMM, a peer process) observe this memory.
+                unsafe { p.write_volatile(value) };
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// One aligned 32-bit volatile load, `None` if out of range or unaligned.
+    pub fn load_u32(&self, offset: usize) -> Option<u32> {
+        // SAFETY: in bounds and aligned; volatile because the kernel writes concurrently.
+        self.at::<u32>(offset).map(|p| unsafe { p.read_volatile() })
+    }
+
+    /// One aligned 16-bit volatile load, `None` if out of range or unaligned.
+    pub fn load_u16(&self, offset: usize) -> Option<u16> {
+        // SAFETY: as for `load_u32`.
+        self.at::<u16>(offset).map(|p| unsafe { p.read_volatile() })
+    }
+
+    /// Zeroes `len` bytes at `offset` (ordinary memory only). `false` if out of range.
+    pub fn zero(&self, offset: usize, len: usize) -> bool {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => {
+                // SAFETY: in bounds; the caller owns these bytes at this moment (a ring block
+                // handed to user space), so no one else writes them concurrently.
+                unsafe { self.ptr.as_ptr().add(offset).write_bytes(0, len) };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Borrows `len` bytes at `offset` as a slice. The caller must know that no one writes them
+    /// while the slice lives (a completed frame in a packet ring: the kernel writes a frame's
+    /// bytes before publishing its header and never again until the block is handed back).
+    pub fn bytes(&self, offset: usize, len: usize) -> Option<&[u8]> {
+        let end = offset.checked_add(len)?;
+        if end > self.len {
+            return None;
+        }
+        // SAFETY: in bounds, and by the caller's protocol nobody mutates the bytes while the
+        // shared borrow of `self` (and thus of the slice) lasts.
+        Some(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset), len) })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly what mmap returned, and every Region or slice made from
+        // this mapping borrows `self`, so none outlives it.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// A nonblocking `AF_PACKET`/`SOCK_RAW` socket for EtherType `protocol` (0 = receive nothing).
+pub fn packet_socket(protocol: u16) -> io::Result<OwnedFd> {
+    // SAFETY: plain system call; the returned descriptor is checked and then owned.
+    let fd = check(unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            i32::from(protocol.to_be()),
+        )
+    })?;
+    // SAFETY: `fd` is a fresh descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `setsockopt(fd, level, name, &value)` for a plain-data option value.
+pub fn setsockopt<T: Copy>(fd: RawFd, level: i32, name: i32, value: &T) -> io::Result<()> {
+    // SAFETY: `value` points at `size_of::<T>()` readable bytes for the duration of the call.
+    check(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// `getsockopt(fd, level, name)` for a plain-data option value of type `T`.
+pub fn getsockopt<T: Copy + Default>(fd: RawFd, level: i32, name: i32) -> io::Result<T> {
+    let mut v = T::default();
+    let mut len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: `v` is `len` writable bytes; the kernel writes at most `len`.
+    check(unsafe { libc::getsockopt(fd, level, name, (&mut v as *mut T).cast(), &mut len) })?;
+    Ok(v)
+}
+
+/// A `sockaddr_ll` for interface `ifindex` and EtherType `protocol`.
+pub fn sockaddr_ll(ifindex: u32, protocol: u16) -> libc::sockaddr_ll {
+    // SAFETY: sockaddr_ll is plain data for which all-zero bytes are valid.
+    let mut a: libc::sockaddr_ll = unsafe { zeroed() };
+    a.sll_family = libc::AF_PACKET as u16;
+    a.sll_protocol = protocol.to_be();
+    a.sll_ifindex = ifindex as i32;
+    a.sll_halen = 6;
+    a
+}
+
+/// Binds a packet socket to one interface.
+pub fn bind(fd: RawFd, addr: &libc::sockaddr_ll) -> io::Result<()> {
+    // SAFETY: `addr` is a valid sockaddr_ll for the duration of the call.
+    check(unsafe {
+        libc::bind(
+            fd,
+            (addr as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// The index of network interface `name`.
+pub fn if_index(name: &str) -> io::Result<u32> {
+    let c = CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
+        0 => Err(io::Error::last_os_error()),
+        i => Ok(i),
+    }
+}
+
+/// `struct ethtool_value` (linux/ethtool.h).
+#[repr(C)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
+/// Runs the legacy ethtool "set" command `cmd` with `data` on interface `ifname`.
+pub fn ethtool_set(fd: RawFd, ifname: &str, cmd: u32, data: u32) -> io::Result<()> {
+    let mut value = EthtoolValue { cmd, data };
+    // SAFETY: ifreq is plain data for which all-zero bytes are valid.
+    let mut ifr: libc::ifreq = unsafe { zeroed() };
+    let name = ifname.as_bytes();
+    if name.len() >= ifr.ifr_name.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
+    }
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
+    // SAFETY: `ifr` names the interface and points at `value`, which outlives the call;
+    // SIOCETHTOOL reads and writes only the ethtool_value it points at.
+    check(unsafe { libc::ioctl(fd, libc::SIOCETHTOOL as _, &mut ifr) }).map(drop)
+}
+
+/// Attaches the classic BPF program "accept the first `bytes` bytes of every packet".
+pub fn attach_truncating_filter(fd: RawFd, bytes: u32) -> io::Result<()> {
+    let mut insn = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: bytes,
+    }];
+    let prog = libc::sock_fprog {
+        len: 1,
+        filter: insn.as_mut_ptr(),
+    };
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
+}
+
+/// Receives and discards one datagram; `Ok(false)` when none is waiting.
+pub fn recv_discard(fd: RawFd) -> io::Result<bool> {
+    let mut b = [0u8; 1];
+    // SAFETY: `b` is one writable byte; MSG_TRUNC makes the kernel drop the rest.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            b.as_mut_ptr().cast(),
+            1,
+            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+        )
+    };
+    if n >= 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.kind() == io::ErrorKind::WouldBlock {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// Sends `frames` to `addr` with one `sendmmsg` (MSG_DONTWAIT). Returns how many were sent,
+/// or the error that stopped the first one.
+pub fn sendmmsg(fd: RawFd, frames: &[&[u8]], addr: &libc::sockaddr_ll) -> io::Result<usize> {
+    let mut iov: Vec<libc::iovec> = frames
+        .iter()
+        .map(|f| libc::iovec {
+            iov_base: f.as_ptr() as *mut libc::c_void,
+            iov_len: f.len(),
+        })
+        .collect();
+    let mut msgs: Vec<libc::mmsghdr> = iov
+        .iter_mut()
+        .map(|v| {
+            // SAFETY: msghdr is plain data for which all-zero bytes are valid.
+            let mut h: libc::msghdr = unsafe { zeroed() };
+            h.msg_name = (addr as *const libc::sockaddr_ll).cast_mut().cast();
+            h.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            h.msg_iov = v;
+            h.msg_iovlen = 1;
+            libc::mmsghdr {
+                msg_hdr: h,
+                msg_len: 0,
+            }
+        })
+        .collect();
+    // SAFETY: every header points at a live iovec, frame and address for the duration of the
+    // call; the kernel only reads them (and writes msg_len).
+    let n = unsafe {
+        libc::sendmmsg(
+            fd,
+            msgs.as_mut_ptr(),
+            msgs.len() as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// `poll(2)`; a signal yields `Ok(None)`.
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<Option<usize>> {
+    // SAFETY: `fds` is a valid, exclusively borrowed array of pollfd for the duration.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if n >= 0 {
+        return Ok(Some(n as usize));
+    }
+    let e = io::Error::last_os_error();
+    if e.kind() == io::ErrorKind::Interrupted {
+        Ok(None)
+    } else {
+        Err(e)
+    }
+}
+
+/// A nonblocking eventfd, as a `File` (8-byte reads and writes).
+pub fn eventfd() -> io::Result<File> {
+    // SAFETY: plain system call; the descriptor is checked and then owned.
+    let fd = check(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+    // SAFETY: `fd` is a fresh descriptor nothing else owns.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// The system page size.
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).unwrap_or(4096)
+}
+
+/// Set by SIGUSR1 (print counters).
+pub static SIGUSR1_SEEN: AtomicBool = AtomicBool::new(false);
+/// Set by SIGTERM or SIGINT (print counters and exit).
+pub static STOP_SEEN: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    // Only async-signal-safe work here: set a flag, the event loop does the rest.
+    if sig == libc::SIGUSR1 {
+        SIGUSR1_SEEN.store(true, Ordering::Relaxed);
+    } else {
+        STOP_SEEN.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Routes SIGUSR1, SIGTERM and SIGINT to [`SIGUSR1_SEEN`] / [`STOP_SEEN`], without
+/// `SA_RESTART`, so a blocking `poll` returns and the loop sees the flag at once.
+pub fn install_signal_flags() -> io::Result<()> {
+    for sig in [libc::SIGUSR1, libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: sigaction is plain data for which all-zero bytes are valid (empty mask, no
+        // flags); the handler only stores to atomics, which is async-signal-safe.
+        unsafe {
+            let mut sa: libc::sigaction = zeroed();
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            check(libc::sigaction(sig, &sa, std::ptr::null_mut()))?;
+        }
+    }
+    Ok(())
+}
