@@ -1,0 +1,259 @@
+//! The RX copier: copies each frame from the shared RX DMA region into its client's private RX
+//! region, so an untrusted client never sees other clients' traffic and never holds a DMA buffer.
+//!
+//! Drop-in for sDDF 0.7's `network_copy.elf` (`.net_copy_config`): at init it gives the client
+//! all of its RX buffers; for each frame from virt_rx it takes a free client buffer, copies,
+//! hands the copy to the client and returns the DMA buffer to virt_rx at once. When the client
+//! has no free buffer the frame is dropped (the DMA buffer goes straight back): a slow client
+//! costs only itself. The client is notified immediately, virt_rx deferred.
+//!
+//! Unlike sDDF, every descriptor is checked before use: a frame descriptor from virt_rx with an
+//! unknown `oid`, or an offset/length leaving its region, is returned uncopied and counted; a
+//! client buffer that is misaligned or out of range is discarded and counted, as in sDDF. A
+//! client that lists one of its buffers twice can only make two of its own frames share that
+//! buffer: the client region is private to the client and this copier, so no one else is harmed.
+#![no_std]
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+use sddf::config::{ConnectionResource, NetCopyConfig, RegionResource};
+use sddf::queue::{Capacity, DrainSide, FillSide, Queue, QueueError};
+use sddf::shm::{AddressSpace, Region};
+use sddf::{BuffDesc, Notifier, NET_BUFFER_SIZE};
+
+/// Most source regions (`rx_data[]` entries).
+pub const MAX_SOURCES: usize = 64;
+/// Why the copier cannot start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// The config section is invalid.
+    Config(sddf::config::ConfigError),
+    /// A region named in the config is not mapped.
+    Unmapped {
+        /// Which region.
+        what: &'static str,
+        /// Its vaddr.
+        vaddr: u64,
+    },
+    /// A queue capacity is invalid or its region too small.
+    Queue {
+        /// Which queue pair.
+        what: &'static str,
+    },
+    /// The client's RX region cannot hold its buffers.
+    ClientRegion {
+        /// Buffers configured.
+        buffers: usize,
+    },
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Error::Config(e) => write!(f, "copier: {e}"),
+            Error::Unmapped { what, vaddr } => {
+                write!(f, "copier: {what} at {vaddr:#x} is not mapped")
+            }
+            Error::Queue { what } => {
+                write!(f, "copier: {what} queues: bad capacity or region too small")
+            }
+            Error::ClientRegion { buffers } => {
+                write!(f, "copier: client RX region cannot hold {buffers} buffers")
+            }
+        }
+    }
+}
+
+/// Copier counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames copied to the client.
+    pub frames: u64,
+    /// Bytes copied.
+    pub bytes: u64,
+    /// Frames dropped because the client had no free buffer.
+    pub dropped_no_buffer: u64,
+    /// Frame descriptors from virt_rx that were invalid (returned uncopied).
+    pub bad_frames: u64,
+    /// Client buffers that were invalid or duplicates (discarded).
+    pub bad_client_buffers: u64,
+    /// Times virt_rx left impossible queue indices.
+    pub virt_misbehaviour: u64,
+    /// Times the client left impossible queue indices.
+    pub client_misbehaviour: u64,
+    /// Notifications sent to the client.
+    pub client_notifications: u64,
+    /// Notifications sent to virt_rx.
+    pub virt_notifications: u64,
+}
+
+/// The copier's state.
+pub struct Copier<'a> {
+    virt: DrainSide<'a>,
+    virt_channel: u8,
+    sources: [Option<Region<'a>>; MAX_SOURCES],
+    client: FillSide<'a>,
+    client_channel: u8,
+    client_data: Region<'a>,
+    client_buffers: usize,
+    /// Counters.
+    pub counters: Counters,
+}
+
+fn queue_pair<'a>(
+    mem: &impl AddressSpace<'a>,
+    conn: &ConnectionResource,
+    what: &'static str,
+) -> Result<(Queue<'a>, Queue<'a>), Error> {
+    let capacity = Capacity::new(u32::from(conn.num_buffers)).map_err(|_| Error::Queue { what })?;
+    let region = |r: &RegionResource, name| {
+        mem.region(r.vaddr, r.size).ok_or(Error::Unmapped {
+            what: name,
+            vaddr: r.vaddr,
+        })
+    };
+    let free = Queue::new(region(&conn.free_queue, "free queue")?, capacity)
+        .map_err(|_| Error::Queue { what })?;
+    let active = Queue::new(region(&conn.active_queue, "active queue")?, capacity)
+        .map_err(|_| Error::Queue { what })?;
+    Ok((free, active))
+}
+
+impl<'a> Copier<'a> {
+    /// Checks the config, finds every region and gives the client all of its RX buffers.
+    pub fn new(config: &NetCopyConfig, mem: &impl AddressSpace<'a>) -> Result<Copier<'a>, Error> {
+        sddf::config::Config::validate(config).map_err(Error::Config)?;
+        let (vfree, vactive) = queue_pair(mem, &config.rx, "virt_rx")?;
+        let (cfree, cactive) = queue_pair(mem, &config.client, "client")?;
+        let mut sources = [None; MAX_SOURCES];
+        for (i, r) in config.rx_data.iter().enumerate() {
+            if r.vaddr != 0 {
+                sources[i] = Some(mem.region(r.vaddr, r.size).ok_or(Error::Unmapped {
+                    what: "RX data region",
+                    vaddr: r.vaddr,
+                })?);
+            }
+        }
+        let client_buffers = usize::from(config.client.num_buffers);
+        let client_data = mem
+            .region(config.client_data.vaddr, config.client_data.size)
+            .ok_or(Error::Unmapped {
+                what: "client RX region",
+                vaddr: config.client_data.vaddr,
+            })?;
+        if client_data.len() < client_buffers * NET_BUFFER_SIZE {
+            return Err(Error::ClientRegion {
+                buffers: client_buffers,
+            });
+        }
+        let client = FillSide::new_self_provided(cfree, cactive, config.client.num_buffers)
+            .map_err(|_| Error::Queue { what: "client" })?;
+        Ok(Copier {
+            virt: DrainSide::new(vfree, vactive),
+            virt_channel: config.rx.id,
+            sources,
+            client,
+            client_channel: config.client.id,
+            client_data,
+            client_buffers,
+            counters: Counters::default(),
+        })
+    }
+
+    /// A free client buffer, skipping (and counting) invalid ones; `None` when there is none.
+    fn take_client_buffer(&mut self) -> Option<usize> {
+        loop {
+            let d = match self.client.free.dequeue() {
+                Ok(d) => d,
+                Err(QueueError::Empty) => return None,
+                Err(_) => {
+                    self.counters.client_misbehaviour += 1;
+                    return None;
+                }
+            };
+            let index = (d.io_or_offset / NET_BUFFER_SIZE as u64) as usize;
+            if d.io_or_offset.is_multiple_of(NET_BUFFER_SIZE as u64) && index < self.client_buffers
+            {
+                return Some(index);
+            }
+            self.counters.bad_client_buffers += 1;
+        }
+    }
+
+    /// Handles a notification from anyone: moves frames from virt_rx to the client.
+    pub fn notified(&mut self, notifier: &mut impl Notifier) {
+        let mut to_client = false;
+        let mut to_virt = false;
+        loop {
+            loop {
+                let d = match self.virt.active.dequeue() {
+                    Ok(d) => d,
+                    Err(QueueError::Empty) => break,
+                    Err(_) => {
+                        self.counters.virt_misbehaviour += 1;
+                        break;
+                    }
+                };
+                to_virt = true;
+                let len = usize::from(d.len);
+                let source = self
+                    .sources
+                    .get(usize::from(d.oid()))
+                    .copied()
+                    .flatten()
+                    .filter(|s| {
+                        len > 0
+                            && len <= NET_BUFFER_SIZE
+                            && (d.io_or_offset as usize)
+                                .checked_add(len)
+                                .is_some_and(|e| e <= s.len())
+                    });
+                if let Some(source) = source {
+                    if let Some(index) = self.take_client_buffer() {
+                        let dst = index * NET_BUFFER_SIZE;
+                        let copied = self
+                            .client_data
+                            .copy_from_region(dst, &source, d.io_or_offset as usize, len)
+                            .is_ok();
+                        if copied
+                            && self
+                                .client
+                                .active
+                                .enqueue(BuffDesc::new(dst as u64, d.len, 0))
+                                .is_ok()
+                        {
+                            self.counters.frames += 1;
+                            self.counters.bytes += len as u64;
+                            to_client = true;
+                        } else {
+                            self.counters.client_misbehaviour += 1;
+                        }
+                    } else {
+                        self.counters.dropped_no_buffer += 1;
+                    }
+                } else {
+                    self.counters.bad_frames += 1;
+                }
+                if self.virt.free.enqueue(d).is_err() {
+                    self.counters.virt_misbehaviour += 1;
+                }
+            }
+            match self.virt.active.rearm() {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(_) => {
+                    self.counters.virt_misbehaviour += 1;
+                    break;
+                }
+            }
+        }
+        if to_client && self.client.active.take_signal_request() {
+            self.counters.client_notifications += 1;
+            notifier.notify(self.client_channel);
+        }
+        if to_virt && self.virt.free.take_signal_request() {
+            self.counters.virt_notifications += 1;
+            notifier.deferred_notify(self.virt_channel);
+        }
+    }
+}
