@@ -36,9 +36,17 @@ pub(crate) fn set(action: DeferredAction) {
     SLOT.store(word, Ordering::Relaxed);
 }
 
+/// The pending action, if any, left in place.
+pub fn pending() -> Option<DeferredAction> {
+    decode(SLOT.load(Ordering::Relaxed))
+}
+
 /// Takes the pending action, leaving the slot empty.
 pub(crate) fn take() -> Option<DeferredAction> {
-    let word = SLOT.swap(NONE, Ordering::Relaxed);
+    decode(SLOT.swap(NONE, Ordering::Relaxed))
+}
+
+fn decode(word: u32) -> Option<DeferredAction> {
     let ch = Channel::new((word & 0xff) as u8);
     match word & !0xff {
         NOTIFY => Some(DeferredAction::Notify(ch)),

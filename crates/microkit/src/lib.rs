@@ -55,7 +55,7 @@ use host::backend;
 compile_error!("microkit has a seL4 backend (target_os = \"none\") and a Linux host backend only");
 
 pub use channel::{Channel, ChannelSet, Child, InvocationError, Vcpu};
-pub use deferred::DeferredAction;
+pub use deferred::{pending as deferred_pending, DeferredAction};
 pub use handler::{fault_label, Handler};
 pub use macros::{ConfigSection, SetVar};
 pub use message::{mr_get, mr_set, MessageInfo, MAX_MESSAGE_REGISTERS};

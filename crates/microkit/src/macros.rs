@@ -36,7 +36,9 @@ impl SetVar {
 
 /// A byte array in a named ELF section whose contents a build tool writes (sDDF config structs:
 /// `.net_client_config` and the like). Declare it with [`config_section!`](crate::config_section).
-#[repr(transparent)]
+///
+/// 8-byte aligned, so the C structs sDDF puts there can be read in place.
+#[repr(C, align(8))]
 pub struct ConfigSection<const N: usize>(UnsafeCell<[u8; N]>);
 
 // SAFETY: as for `SetVar`: written only before the PD's code runs, read afterwards.
@@ -53,6 +55,18 @@ impl<const N: usize> ConfigSection<N> {
     pub fn bytes(&self) -> [u8; N] {
         // SAFETY: as in `SetVar::get`; the array is plain bytes, any value is valid.
         unsafe { core::ptr::read_volatile(self.0.get()) }
+    }
+
+    /// The section's contents in place, for configs too large to copy onto a PD's stack.
+    ///
+    /// The pointer goes through `black_box`, so the compiler cannot assume the zero initialiser
+    /// is still there and constant-fold reads of it.
+    pub fn as_bytes(&'static self) -> &'static [u8; N] {
+        let p = core::hint::black_box(self.0.get());
+        // SAFETY: the section is written only before the PD's code runs (by the Microkit tool in
+        // the ELF, or by the host runtime before `init`) and never afterwards, so a shared
+        // reference for the rest of the program observes no mutation.
+        unsafe { &*p }
     }
 }
 

@@ -31,6 +31,8 @@
 extern crate std;
 
 pub mod cache;
+#[cfg(feature = "microkit")]
+pub mod pd;
 pub mod config;
 pub mod desc;
 pub mod options;

@@ -1,0 +1,35 @@
+//! The `virt_rx` protection domain: sDDF's `.net_virt_rx_config` plus netvm's options in, the
+//! [`virt_rx::VirtRx`] logic behind Microkit's event loop.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+use sddf::config::NetVirtRxConfig;
+use sddf::options::NetOptions;
+use sddf::pd::{fail, MicrokitNotifier};
+use sddf::shm::IdentityMapped;
+
+microkit::config_section!(".net_virt_rx_config", CONFIG: [u8; core::mem::size_of::<NetVirtRxConfig>()]);
+microkit::config_section!(".netvm_net_options", OPTIONS: [u8; core::mem::size_of::<NetOptions>()]);
+
+struct Pd(virt_rx::VirtRx<'static>);
+
+impl microkit::Handler for Pd {
+    fn init() -> Self {
+        let config =
+            sddf::config::parse::<NetVirtRxConfig>(CONFIG.as_bytes()).unwrap_or_else(|e| fail(&e));
+        let options = NetOptions::parse(OPTIONS.as_bytes()).unwrap_or_else(|e| fail(&e));
+        #[allow(unsafe_code)]
+        // SAFETY: Microkit (and the host runner) map every region the config section names at
+        // the vaddr it gives, for the PD's whole life, and this PD touches them only through
+        // sddf::shm::Region.
+        let mem = unsafe { IdentityMapped::new() };
+        virt_rx::VirtRx::new(config, &options, &mem, &mut MicrokitNotifier)
+            .map(Pd)
+            .unwrap_or_else(|e| fail(&e))
+    }
+
+    fn notified(&mut self, _channels: microkit::ChannelSet) {
+        self.0.notified(&mut MicrokitNotifier);
+    }
+}
+
+microkit::protection_domain!(Pd);
