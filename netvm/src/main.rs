@@ -13,6 +13,9 @@ use nix::sys::signal::{SigSet, Signal};
 
 use netvm::bench::{self, csv, svg, BenchConfig, Phase, Progress, Proto, SampleStop};
 use netvm::kernel_echo::{EchoConfig, EchoServer};
+use netvm::run::{
+    OnFault, Outcome, OutputMode, RunError, RunOptions, SdfgenDir, SectionDir, StopReason, System,
+};
 
 #[derive(Parser)]
 #[command(
@@ -32,8 +35,10 @@ enum Command {
     /// Linux kernel-socket UDP/TCP echo server (the reference), with an optional utilisation
     /// daemon; runs until SIGINT or SIGTERM.
     KernelEcho(EchoArgs),
-    /// Run the system in host mode (not built yet).
-    Run,
+    /// Run a Microkit system in host mode: every PD a Linux process, regions in /dev/shm.
+    /// Exit status: 0 stopped cleanly (signal or --timeout), 1 a PD faulted or died,
+    /// 2 configuration error.
+    Run(RunArgs),
     /// Show system statistics (not built yet).
     Stats,
 }
@@ -99,6 +104,59 @@ struct BenchArgs {
     quiet: bool,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputArg {
+    /// Each PD line prefixed with `[<pd>] `.
+    Prefixed,
+    /// PD output unchanged.
+    Raw,
+    /// No PD output (monitor messages still go to stderr).
+    Quiet,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OnFaultArg {
+    /// Tear the whole system down.
+    Stop,
+    /// Keep the other PDs running.
+    Continue,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The system description (Microkit 2.3.0 SDF).
+    system: PathBuf,
+    /// Directory of the PD executables (program_image foo.elf runs <bin-dir>/foo)
+    /// [default: the directory of this netvm executable].
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Config sections from DIR/<pd>/<section>.bin.
+    #[arg(long, value_name = "DIR")]
+    sections: Option<PathBuf>,
+    /// Config sections from sdfgen's .data files in DIR (net_client_<pd>.data, ...).
+    #[arg(long, value_name = "DIR")]
+    sdfgen_dir: Option<PathBuf>,
+    /// With --sdfgen-dir: the PD that gets net_driver.data [default: the PD with channels to
+    /// both net_virt_rx and net_virt_tx].
+    #[arg(long, value_name = "PD", requires = "sdfgen_dir")]
+    net_driver: Option<String>,
+    /// How PD output is printed.
+    #[arg(long, value_enum, default_value = "prefixed")]
+    output: OutputArg,
+    /// What a PD fault, exit or death does to the rest of the system.
+    #[arg(long, value_enum, default_value = "stop")]
+    on_fault: OnFaultArg,
+    /// Stop cleanly after this long (e.g. 30s, 2m).
+    #[arg(long, value_parser = bench::parse_duration)]
+    timeout: Option<Duration>,
+    /// Where the run directory (region files, control region, manifests) is created.
+    #[arg(long, default_value = "/dev/shm")]
+    shm_dir: PathBuf,
+    /// Validate, plan and print every PD's manifest; start nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
 #[derive(clap::Args)]
 struct EchoArgs {
     /// Address to bind.
@@ -119,7 +177,8 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Bench(a) => run_bench(a),
         Command::KernelEcho(a) => run_echo(a),
-        Command::Run | Command::Stats => {
+        Command::Run(a) => run_system(a),
+        Command::Stats => {
             eprintln!("netvm: not built yet");
             ExitCode::from(2)
         }
@@ -214,6 +273,80 @@ fn run_bench(a: BenchArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+fn run_system(a: RunArgs) -> ExitCode {
+    let mut opts = RunOptions::new(&a.system);
+    if let Some(dir) = a.bin_dir {
+        opts.bin_dir = dir;
+    }
+    opts.shm_dir = a.shm_dir;
+    if let Some(dir) = a.sections {
+        opts.sections.push(Box::new(SectionDir(dir)));
+    }
+    if let Some(dir) = a.sdfgen_dir {
+        let mut sdfgen = SdfgenDir::new(dir);
+        sdfgen.driver = a.net_driver;
+        opts.sections.push(Box::new(sdfgen));
+    }
+    opts.output = match a.output {
+        OutputArg::Prefixed => OutputMode::Prefixed,
+        OutputArg::Raw => OutputMode::Raw,
+        OutputArg::Quiet => OutputMode::Quiet,
+    };
+    opts.on_fault = match a.on_fault {
+        OnFaultArg::Stop => OnFault::Stop,
+        OnFaultArg::Continue => OnFault::Continue,
+    };
+    opts.timeout = a.timeout;
+    let report = |e: RunError| {
+        match &e {
+            // file:line:col first, as compilers print it, so editors can jump there.
+            RunError::Sdf(_) | RunError::MissingExecutable { .. } => eprintln!("{e}"),
+            _ => eprintln!("netvm run: {e}"),
+        }
+        ExitCode::from(e.exit_code())
+    };
+    if a.dry_run {
+        return match netvm::run::plan(&opts) {
+            Ok(plan) => {
+                print!("{}", plan.manifests_text());
+                ExitCode::SUCCESS
+            }
+            Err(e) => report(e),
+        };
+    }
+
+    // Block the stop signals before any thread starts (threads inherit the mask; PD processes
+    // get an empty one), then wait for one on a thread of its own.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    if let Err(e) = signals.thread_block() {
+        eprintln!("netvm run: cannot block SIGINT/SIGTERM: {e}");
+        return ExitCode::from(2);
+    }
+    let system = match System::start(opts) {
+        Ok(s) => std::sync::Arc::new(s),
+        Err(e) => return report(e),
+    };
+    let stopper = system.clone();
+    std::thread::spawn(move || {
+        if let Ok(sig) = signals.wait() {
+            eprintln!("netvm run: {}, stopping", sig.as_str());
+            stopper.stop();
+        }
+    });
+    let outcome = system.wait(None).unwrap_or_else(|| system.stop());
+    match &outcome {
+        Outcome::Stopped(StopReason::Timeout) => eprintln!("netvm run: timeout, stopped"),
+        Outcome::Stopped(StopReason::Requested) => eprintln!("netvm run: stopped"),
+        Outcome::Failed(failures) => {
+            let names: Vec<&str> = failures.iter().map(|f| f.pd.as_str()).collect();
+            eprintln!("netvm run: stopped after PD failure: {}", names.join(", "));
+        }
+    }
+    ExitCode::from(outcome.exit_code())
 }
 
 fn run_echo(a: EchoArgs) -> ExitCode {

@@ -1,5 +1,6 @@
 //! The one module that opts back into `unsafe`: batched datagram I/O with `recvmmsg(2)` and
-//! `sendmmsg(2)`, which neither std nor a small safe wrapper offers without per-call allocation.
+//! `sendmmsg(2)`, which neither std nor a small safe wrapper offers without per-call allocation,
+//! and the pre-exec set-up of PD processes (`prctl`, `sigprocmask` between fork and exec).
 //!
 //! Contract: a [`Batch`] owns every buffer and address the kernel writes into; the `mmsghdr` and
 //! `iovec` arrays handed to the kernel are rebuilt on each call from those owned buffers and live
@@ -212,4 +213,36 @@ pub fn sleep_until_ns(deadline_ns: u64) {
             std::ptr::null_mut(),
         );
     }
+}
+
+/// Prepares `cmd` (a PD process) to die with the runner and to start with no blocked signals.
+///
+/// `PR_SET_PDEATHSIG` makes the kernel SIGKILL the PD when the thread that forked it exits
+/// (the runner's supervisor thread lives as long as the system), so a runner killed outright
+/// leaves no PDs behind; it survives the PD's own re-exec on restart. The signal mask is
+/// cleared because a runner that blocks SIGINT/SIGTERM to `sigwait` for them would otherwise
+/// pass that mask on through `exec`.
+pub fn die_with_runner(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let runner = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
+    // calls are allowed: prctl, getppid, sigemptyset and sigprocmask are (no allocation, no
+    // locks); it captures only a copied integer.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The runner may have died between fork and prctl: then nobody would kill us.
+            if libc::getppid() != runner {
+                return Err(std::io::Error::other("the runner exited during start-up"));
+            }
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
 }
