@@ -14,7 +14,8 @@ use nix::sys::signal::{SigSet, Signal};
 use netvm::bench::{self, csv, svg, BenchConfig, Phase, Progress, Proto, SampleStop};
 use netvm::kernel_echo::{EchoConfig, EchoServer};
 use netvm::run::{
-    OnFault, Outcome, OutputMode, RunError, RunOptions, SdfgenDir, SectionDir, StopReason, System,
+    DerivedNetConfigs, OnFault, Outcome, OutputMode, RunError, RunOptions, SdfgenDir, SectionDir,
+    StopReason, System,
 };
 
 #[derive(Parser)]
@@ -133,13 +134,13 @@ struct RunArgs {
     /// Config sections from DIR/<pd>/<section>.bin.
     #[arg(long, value_name = "DIR")]
     sections: Option<PathBuf>,
-    /// Config sections from sdfgen's .data files in DIR (net_client_<pd>.data, ...).
-    #[arg(long, value_name = "DIR")]
+    /// sDDF net configs from sdfgen's .data files in DIR (net_client_<pd>.data, ...).
+    #[arg(long, value_name = "DIR", conflicts_with = "net_macs")]
     sdfgen_dir: Option<PathBuf>,
-    /// With --sdfgen-dir: the PD that gets net_driver.data [default: the PD with channels to
-    /// both net_virt_rx and net_virt_tx].
-    #[arg(long, value_name = "PD", requires = "sdfgen_dir")]
-    net_driver: Option<String>,
+    /// Derive the sDDF net configs from the system description, with these client MACs
+    /// (e.g. client0=52:54:01:00:00:10,client1=52:54:01:00:00:11).
+    #[arg(long, value_name = "LIST", value_parser = parse_macs)]
+    net_macs: Option<MacList>,
     /// How PD output is printed.
     #[arg(long, value_enum, default_value = "prefixed")]
     output: OutputArg,
@@ -275,6 +276,16 @@ fn run_bench(a: BenchArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `--net-macs`: client PD name and MAC address pairs.
+#[derive(Clone)]
+struct MacList(Vec<(String, [u8; 6])>);
+
+fn parse_macs(text: &str) -> Result<MacList, String> {
+    sdf::net::parse_mac_list(text)
+        .map(MacList)
+        .map_err(|e| e.to_string())
+}
+
 fn run_system(a: RunArgs) -> ExitCode {
     let mut opts = RunOptions::new(&a.system);
     if let Some(dir) = a.bin_dir {
@@ -285,9 +296,10 @@ fn run_system(a: RunArgs) -> ExitCode {
         opts.sections.push(Box::new(SectionDir(dir)));
     }
     if let Some(dir) = a.sdfgen_dir {
-        let mut sdfgen = SdfgenDir::new(dir);
-        sdfgen.driver = a.net_driver;
-        opts.sections.push(Box::new(sdfgen));
+        opts.sections.push(Box::new(SdfgenDir(dir)));
+    }
+    if let Some(MacList(macs)) = a.net_macs {
+        opts.sections.push(Box::new(DerivedNetConfigs { macs }));
     }
     opts.output = match a.output {
         OutputArg::Prefixed => OutputMode::Prefixed,

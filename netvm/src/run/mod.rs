@@ -49,7 +49,10 @@ use nix::sys::signal::Signal;
 
 pub use console::{ConsoleLine, OutputMode, Stream, WaitError};
 pub use plan::{PdPlan, Plan, RegionPlan};
-pub use sections::{SdfgenDir, Section, SectionDir, SectionError, SectionProvider, StaticSections};
+pub use sections::{
+    DerivedNetConfigs, SdfgenDir, Section, SectionDir, SectionError, SectionProvider,
+    StaticSections,
+};
 pub use supervisor::{FailureKind, Outcome, PdFailure, StopReason};
 
 /// What to do when a PD faults, exits or dies.

@@ -2,9 +2,9 @@
 //! seL4 build does with `objcopy --update-section` (sDDF configs, device resources...).
 //!
 //! Where the bytes come from is pluggable ([`SectionProvider`]): files in a directory
-//! ([`SectionDir`]), sdfgen's output directory ([`SdfgenDir`]), or a caller's own code
-//! ([`StaticSections`], or any type implementing the trait — e.g. a derivation of sDDF configs
-//! from the system description).
+//! ([`SectionDir`]), sdfgen's output directory ([`SdfgenDir`]), the sDDF net configs derived
+//! from the system description ([`DerivedNetConfigs`]), or a caller's own code
+//! ([`StaticSections`], or any type implementing the trait).
 
 use std::fs;
 use std::io;
@@ -42,6 +42,9 @@ pub enum SectionError {
         /// Why it cannot be used.
         reason: String,
     },
+    /// The sDDF net configs cannot be derived or read (the message names the PD, region or file).
+    #[error("sDDF net configs: {0}")]
+    Net(#[from] sdf::net::NetError),
     /// A provider written by a caller failed.
     #[error("config sections from {origin}: {message}")]
     Provider {
@@ -126,142 +129,54 @@ impl SectionProvider for SectionDir {
     }
 }
 
-/// The `.data` files sdfgen's `serialise_config` writes, named by component rather than by PD:
-///
-/// | file | PD | section |
-/// |---|---|---|
-/// | `net_virt_rx.data` | the virt_rx PD (`net_virt_rx`) | `.net_virt_rx_config` |
-/// | `net_virt_tx.data` | the virt_tx PD (`net_virt_tx`) | `.net_virt_tx_config` |
-/// | `net_vswitch.data` | the vswitch PD (`net_vswitch`) | `.net_vswitch_config` |
-/// | `net_driver.data` | the driver PD (see below) | `.net_driver_config` |
-/// | `<pd>_device_resources.data` | `<pd>` | `.device_resources` |
-/// | `net_copy_<pd>.data` | `<pd>` | `.net_copy_config` |
-/// | `net_client_<pd>.data` | `<pd>` | `.net_client_config` |
-/// | `lib_sddf_lwip_config_<pd>.data` | `<pd>` | `.lib_sddf_lwip_config` |
-/// | `timer_client_<pd>.data` | `<pd>` | `.timer_client_config` |
-/// | `serial_client_<pd>.data` | `<pd>` | `.serial_client_config` |
-///
-/// The driver PD is [`SdfgenDir::driver`] if set, else the one PD with channels to both the
-/// virt_rx and the virt_tx PD. Other files (`.json`, the `.system` file) are ignored; a `.data`
-/// file matching no rule is an error rather than a config silently left out.
+/// The sDDF net config blobs sdfgen wrote into a directory (`net_driver.data`,
+/// `net_client_<pd>.data`, ...), mapped to PDs and sections by `sdf::net::sdfgen_blob_sections`
+/// from the roles the system description's region names show. Each blob is checked for size and
+/// magic; a `.data` file that fits no role is an error, not a config silently left out.
 #[derive(Clone, Debug)]
-pub struct SdfgenDir {
-    /// sdfgen's output directory.
-    pub dir: PathBuf,
-    /// Name of the virt_rx PD.
-    pub virt_rx: String,
-    /// Name of the virt_tx PD.
-    pub virt_tx: String,
-    /// Name of the vswitch PD.
-    pub vswitch: String,
-    /// Name of the net driver PD; found from the channels when `None`.
-    pub driver: Option<String>,
-}
-
-impl SdfgenDir {
-    /// sdfgen's directory with the PD names of sDDF's examples (`net_virt_rx`, `net_virt_tx`,
-    /// `net_vswitch`) and the driver found from the channels.
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self {
-            dir: dir.into(),
-            virt_rx: "net_virt_rx".into(),
-            virt_tx: "net_virt_tx".into(),
-            vswitch: "net_vswitch".into(),
-            driver: None,
-        }
-    }
-
-    /// The driver PD: the configured one, or the unique PD connected to both virtualisers.
-    fn driver(&self, system: &SystemDescription, file: &Path) -> Result<String, SectionError> {
-        if let Some(driver) = &self.driver {
-            return Ok(driver.clone());
-        }
-        let candidates: Vec<&str> = system
-            .pds()
-            .map(|(pd, _)| pd.name.as_str())
-            .filter(|&name| name != self.virt_rx && name != self.virt_tx)
-            .filter(|&name| {
-                let peers = system.channels_of(name);
-                peers.iter().any(|c| c.peer_pd == self.virt_rx)
-                    && peers.iter().any(|c| c.peer_pd == self.virt_tx)
-            })
-            .collect();
-        match candidates.as_slice() {
-            [one] => Ok(one.to_string()),
-            _ => Err(SectionError::Unrecognised {
-                path: file.to_path_buf(),
-                reason: format!(
-                    "cannot tell the net driver PD: PDs with channels to both '{}' and '{}': {:?}",
-                    self.virt_rx, self.virt_tx, candidates
-                ),
-            }),
-        }
-    }
-
-    /// Which PD and section an sdfgen file name is for.
-    fn classify(
-        &self,
-        system: &SystemDescription,
-        file: &Path,
-        stem: &str,
-    ) -> Result<(String, &'static str), SectionError> {
-        let fixed = [
-            ("net_virt_rx", &self.virt_rx, ".net_virt_rx_config"),
-            ("net_virt_tx", &self.virt_tx, ".net_virt_tx_config"),
-            ("net_vswitch", &self.vswitch, ".net_vswitch_config"),
-        ];
-        if let Some((_, pd, section)) = fixed.iter().find(|(s, _, _)| *s == stem) {
-            return Ok((pd.to_string(), section));
-        }
-        if stem == "net_driver" {
-            return Ok((self.driver(system, file)?, ".net_driver_config"));
-        }
-        let prefixed = [
-            ("net_copy_", ".net_copy_config"),
-            ("net_client_", ".net_client_config"),
-            ("lib_sddf_lwip_config_", ".lib_sddf_lwip_config"),
-            ("timer_client_", ".timer_client_config"),
-            ("serial_client_", ".serial_client_config"),
-        ];
-        for (prefix, section) in prefixed {
-            if let Some(pd) = stem.strip_prefix(prefix).filter(|pd| !pd.is_empty()) {
-                return Ok((pd.to_string(), section));
-            }
-        }
-        if let Some(pd) = stem
-            .strip_suffix("_device_resources")
-            .filter(|pd| !pd.is_empty())
-        {
-            return Ok((pd.to_string(), ".device_resources"));
-        }
-        Err(SectionError::Unrecognised {
-            path: file.to_path_buf(),
-            reason: "not a config file name sdfgen writes".into(),
-        })
-    }
-}
+pub struct SdfgenDir(pub PathBuf);
 
 impl SectionProvider for SdfgenDir {
     fn origin(&self) -> String {
-        self.dir.display().to_string()
+        self.0.display().to_string()
     }
 
     fn sections(&self, system: &SystemDescription) -> Result<Vec<Section>, SectionError> {
-        let mut out = Vec::new();
-        for file in sorted_entries(&self.dir)? {
-            let name = file_name(&file)?;
-            let Some(stem) = name.strip_suffix(".data") else {
-                continue;
-            };
-            let (pd, section) = self.classify(system, &file, stem)?;
-            out.push(Section {
-                pd,
-                name: section.to_string(),
-                bytes: read(&file)?,
-            });
-        }
-        Ok(out)
+        Ok(from_pd_sections(sdf::net::sdfgen_blob_sections(
+            &self.0, system,
+        )?))
     }
+}
+
+/// The sDDF net config blobs derived from the system description itself (`sdf::net::derive`,
+/// byte-identical to sdfgen's), with the roles read off the region names and the clients' MAC
+/// addresses given here (they live nowhere in a system description).
+#[derive(Clone, Debug)]
+pub struct DerivedNetConfigs {
+    /// `(client PD, MAC)` for every client, e.g. from `sdf::net::parse_mac_list`.
+    pub macs: Vec<(String, [u8; 6])>,
+}
+
+impl SectionProvider for DerivedNetConfigs {
+    fn origin(&self) -> String {
+        "the sDDF net configs derived from the system description".into()
+    }
+
+    fn sections(&self, system: &SystemDescription) -> Result<Vec<Section>, SectionError> {
+        let spec = sdf::net::NetSystemSpec::infer(system, &self.macs)?;
+        Ok(from_pd_sections(sdf::net::derive(system, &spec)?))
+    }
+}
+
+fn from_pd_sections(sections: Vec<sdf::net::PdSection>) -> Vec<Section> {
+    sections
+        .into_iter()
+        .map(|(pd, name, bytes)| Section {
+            pd,
+            name: name.to_string(),
+            bytes,
+        })
+        .collect()
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, SectionError> {
@@ -316,64 +231,61 @@ mod tests {
         dir
     }
 
-    #[test]
-    fn sdfgen_names_map_to_pds_and_sections() {
-        let system = sdf::parse_str(SYSTEM, "t.xml", sdf::Arch::Aarch64).expect("valid");
-        let dir = temp_dir("sdfgen");
-        for (file, byte) in [
-            ("net_virt_rx.data", 1u8),
-            ("net_virt_tx.data", 2),
-            ("net_driver.data", 3),
-            ("net_copy_copier0.data", 4),
-            ("net_client_echo0.data", 5),
-            ("eth_device_resources.data", 6),
-            ("timer_client_echo0.data", 7),
-            ("echo_server.system", 8),
-            ("net_client_echo0.json", 9),
-        ] {
-            fs::write(dir.join(file), [byte]).expect("write");
-        }
-        let mut got = SdfgenDir::new(&dir).sections(&system).expect("sections");
-        got.sort_by_key(|s| s.bytes[0]);
-        let got: Vec<(&str, &str, u8)> = got
-            .iter()
-            .map(|s| (s.pd.as_str(), s.name.as_str(), s.bytes[0]))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("net_virt_rx", ".net_virt_rx_config", 1),
-                ("net_virt_tx", ".net_virt_tx_config", 2),
-                ("eth", ".net_driver_config", 3),
-                ("copier0", ".net_copy_config", 4),
-                ("echo0", ".net_client_config", 5),
-                ("eth", ".device_resources", 6),
-                ("echo0", ".timer_client_config", 7),
-            ]
-        );
-
-        fs::write(dir.join("blk_virt.data"), [0]).expect("write");
-        let err = SdfgenDir::new(&dir).sections(&system).unwrap_err();
-        assert!(err.to_string().contains("blk_virt.data"), "{err}");
-        let _ = fs::remove_dir_all(&dir);
+    /// sdf's net fixture: the output of scripts/sdfgen_net_system.py (two clients).
+    fn net_fixture() -> SystemDescription {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../crates/sdf/tests/net/two_clients.system");
+        sdf::parse(&path, sdf::Arch::Aarch64).expect("fixture parses")
     }
 
     #[test]
-    fn driver_must_be_unambiguous() {
-        let text = SYSTEM.replace(
-            "</system>",
-            r#"<protection_domain name="eth2" priority="101"><program_image path="e.elf"/></protection_domain>
-            <channel><end pd="eth2" id="1"/><end pd="net_virt_rx" id="1"/></channel>
-            <channel><end pd="eth2" id="2"/><end pd="net_virt_tx" id="2"/></channel></system>"#,
-        );
-        let system = sdf::parse_str(&text, "t.xml", sdf::Arch::Aarch64).expect("valid");
-        let dir = temp_dir("driver");
-        fs::write(dir.join("net_driver.data"), [0]).expect("write");
-        let err = SdfgenDir::new(&dir).sections(&system).unwrap_err();
-        assert!(err.to_string().contains("cannot tell the net driver PD"));
-        let mut named = SdfgenDir::new(&dir);
-        named.driver = Some("eth2".into());
-        assert_eq!(named.sections(&system).expect("named")[0].pd, "eth2");
+    fn derived_net_configs_round_trip_through_an_sdfgen_directory() {
+        let system = net_fixture();
+        let macs = sdf::net::parse_mac_list("client0=52:54:01:00:00:10,client1=52:54:01:00:00:11")
+            .expect("macs");
+        let derived = DerivedNetConfigs { macs }
+            .sections(&system)
+            .expect("derive");
+        let names: Vec<(&str, &str)> = derived
+            .iter()
+            .map(|s| (s.pd.as_str(), s.name.as_str()))
+            .collect();
+        for expected in [
+            ("driver_vm", ".net_driver_config"),
+            ("net_virt_rx", ".net_virt_rx_config"),
+            ("net_virt_tx", ".net_virt_tx_config"),
+            ("client0_net_copier", ".net_copy_config"),
+            ("client1", ".net_client_config"),
+        ] {
+            assert!(names.contains(&expected), "{expected:?} in {names:?}");
+        }
+        // Written under sdfgen's file names, the same blobs come back for the same PDs.
+        let dir = temp_dir("sdfgen");
+        for s in &derived {
+            let file = match s.name.as_str() {
+                ".net_driver_config" => "net_driver.data".to_string(),
+                ".device_resources" => format!("{}_device_resources.data", s.pd),
+                ".net_virt_rx_config" => "net_virt_rx.data".to_string(),
+                ".net_virt_tx_config" => "net_virt_tx.data".to_string(),
+                ".net_copy_config" => format!("net_copy_{}.data", s.pd),
+                ".net_client_config" => format!("net_client_{}.data", s.pd),
+                other => panic!("unexpected section {other}"),
+            };
+            fs::write(dir.join(file), &s.bytes).expect("write");
+        }
+        let mut read = SdfgenDir(dir.clone()).sections(&system).expect("read");
+        let mut derived = derived;
+        read.sort_by(|a, b| (&a.pd, &a.name).cmp(&(&b.pd, &b.name)));
+        derived.sort_by(|a, b| (&a.pd, &a.name).cmp(&(&b.pd, &b.name)));
+        assert_eq!(read, derived);
+
+        // A MAC for a PD that is no client is the caller's mistake, named.
+        let err = DerivedNetConfigs {
+            macs: vec![("nobody".into(), [2, 0, 0, 0, 0, 1])],
+        }
+        .sections(&system)
+        .unwrap_err();
+        assert!(err.to_string().contains("nobody"), "{err}");
         let _ = fs::remove_dir_all(&dir);
     }
 
