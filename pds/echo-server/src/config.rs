@@ -1,0 +1,198 @@
+//! The PD's IP configuration: the 16-byte `.echo_config` section.
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0..4 | magic `ECHO` |
+//! | 4 | version, 1 |
+//! | 5 | flags: bit 0 = use DHCP (the address fields are then ignored) |
+//! | 6 | prefix length (0..=32) |
+//! | 7 | zero |
+//! | 8..12 | IPv4 address, network order |
+//! | 12..16 | default gateway, network order; 0.0.0.0 = none |
+//!
+//! The system build (or the host runner) writes it like the sDDF config sections; an all-zero
+//! section (nothing written) is refused rather than guessed at.
+use core::net::Ipv4Addr;
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// The section name.
+pub const SECTION: &str = ".echo_config";
+/// The magic.
+pub const MAGIC: [u8; 4] = *b"ECHO";
+/// The layout version.
+pub const VERSION: u8 = 1;
+/// Flag bit: configure by DHCP.
+pub const FLAG_DHCP: u8 = 1;
+
+/// The section's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct EchoConfig {
+    /// [`MAGIC`].
+    pub magic: [u8; 4],
+    /// [`VERSION`].
+    pub version: u8,
+    /// [`FLAG_DHCP`] or 0.
+    pub flags: u8,
+    /// Prefix length of the static address.
+    pub prefix_len: u8,
+    /// Zero.
+    pub reserved: u8,
+    /// Static address.
+    pub addr: [u8; 4],
+    /// Default gateway, or zeros.
+    pub gateway: [u8; 4],
+}
+
+const _: () = assert!(core::mem::size_of::<EchoConfig>() == 16);
+
+/// How the PD gets its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpConfig {
+    /// A fixed address.
+    Static {
+        /// The address.
+        addr: Ipv4Addr,
+        /// Its prefix length.
+        prefix_len: u8,
+        /// The default gateway, if any.
+        gateway: Option<Ipv4Addr>,
+    },
+    /// DHCP (as sDDF's echo server does when given no address).
+    Dhcp,
+}
+
+/// What is wrong with an `.echo_config` section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The section is not 16 bytes.
+    Size(usize),
+    /// The magic is not `ECHO` (the section was not written).
+    Magic([u8; 4]),
+    /// Unknown layout version.
+    Version(u8),
+    /// Prefix length above 32.
+    Prefix(u8),
+    /// A static address that is unspecified, multicast or broadcast.
+    Addr(Ipv4Addr),
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ConfigError::Size(n) => write!(f, "{SECTION}: {n} bytes, expected 16"),
+            ConfigError::Magic(m) => {
+                write!(
+                    f,
+                    "{SECTION}: magic {m:02x?}, expected \"ECHO\" (section not written?)"
+                )
+            }
+            ConfigError::Version(v) => write!(f, "{SECTION}: version {v}, expected {VERSION}"),
+            ConfigError::Prefix(p) => write!(f, "{SECTION}: prefix length {p} is above 32"),
+            ConfigError::Addr(a) => write!(f, "{SECTION}: {a} is not a unicast address"),
+        }
+    }
+}
+
+impl EchoConfig {
+    /// The section for `ip`.
+    pub fn new(ip: IpConfig) -> Self {
+        let mut c = EchoConfig {
+            magic: MAGIC,
+            version: VERSION,
+            flags: 0,
+            prefix_len: 0,
+            reserved: 0,
+            addr: [0; 4],
+            gateway: [0; 4],
+        };
+        match ip {
+            IpConfig::Dhcp => c.flags = FLAG_DHCP,
+            IpConfig::Static {
+                addr,
+                prefix_len,
+                gateway,
+            } => {
+                c.prefix_len = prefix_len;
+                c.addr = addr.octets();
+                c.gateway = gateway.unwrap_or(Ipv4Addr::UNSPECIFIED).octets();
+            }
+        }
+        c
+    }
+
+    /// Checks and decodes a section.
+    pub fn parse(bytes: &[u8]) -> Result<IpConfig, ConfigError> {
+        let c = EchoConfig::read_from_bytes(bytes).map_err(|_| ConfigError::Size(bytes.len()))?;
+        if c.magic != MAGIC {
+            return Err(ConfigError::Magic(c.magic));
+        }
+        if c.version != VERSION {
+            return Err(ConfigError::Version(c.version));
+        }
+        if c.flags & FLAG_DHCP != 0 {
+            return Ok(IpConfig::Dhcp);
+        }
+        if c.prefix_len > 32 {
+            return Err(ConfigError::Prefix(c.prefix_len));
+        }
+        let addr = Ipv4Addr::from(c.addr);
+        if addr.is_unspecified() || addr.is_multicast() || addr.is_broadcast() {
+            return Err(ConfigError::Addr(addr));
+        }
+        let gateway = Ipv4Addr::from(c.gateway);
+        Ok(IpConfig::Static {
+            addr,
+            prefix_len: c.prefix_len,
+            gateway: (!gateway.is_unspecified()).then_some(gateway),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::ToString;
+
+    #[test]
+    fn static_and_dhcp_round_trip() {
+        let ip = IpConfig::Static {
+            addr: Ipv4Addr::new(10, 0, 2, 16),
+            prefix_len: 24,
+            gateway: Some(Ipv4Addr::new(10, 0, 2, 2)),
+        };
+        let bytes = EchoConfig::new(ip);
+        assert_eq!(
+            bytes.as_bytes(),
+            &[b'E', b'C', b'H', b'O', 1, 0, 24, 0, 10, 0, 2, 16, 10, 0, 2, 2]
+        );
+        assert_eq!(EchoConfig::parse(bytes.as_bytes()), Ok(ip));
+        let dhcp = EchoConfig::new(IpConfig::Dhcp);
+        assert_eq!(EchoConfig::parse(dhcp.as_bytes()), Ok(IpConfig::Dhcp));
+    }
+
+    #[test]
+    fn bad_sections_are_named() {
+        assert_eq!(EchoConfig::parse(&[0; 16]), Err(ConfigError::Magic([0; 4])));
+        assert_eq!(EchoConfig::parse(&[0; 15]), Err(ConfigError::Size(15)));
+        let mut c = EchoConfig::new(IpConfig::Static {
+            addr: Ipv4Addr::new(10, 0, 0, 1),
+            prefix_len: 33,
+            gateway: None,
+        });
+        assert_eq!(
+            EchoConfig::parse(c.as_bytes()),
+            Err(ConfigError::Prefix(33))
+        );
+        c.prefix_len = 8;
+        c.addr = [224, 0, 0, 1];
+        let e = EchoConfig::parse(c.as_bytes()).unwrap_err();
+        assert!(e.to_string().starts_with(".echo_config: 224.0.0.1"), "{e}");
+        c.version = 2;
+        assert_eq!(
+            EchoConfig::parse(c.as_bytes()),
+            Err(ConfigError::Version(2))
+        );
+    }
+}

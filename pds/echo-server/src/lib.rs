@@ -1,0 +1,73 @@
+//! The echo-server client PD (the Rust counterpart of sDDF's `examples/echo_server` client, see
+//! sddf-net.md §4.5): on smoltcp over [`net_client`],
+//!
+//! * UDP echo on [`UDP_ECHO_PORT`] (1235): every datagram goes back to its sender;
+//! * TCP echo on [`TCP_ECHO_PORT`] (1236): [`TCP_ECHO_CONNS`] concurrent connections, Nagle off,
+//!   each listening socket re-opened when its connection ends;
+//! * the ipbench utilisation daemon (`cpu_target_lukem`) on [`UTILISATION_PORT`] (1237), see
+//!   [`utilisation`];
+//! * ICMP echo and ARP, answered by smoltcp itself.
+//!
+//! All logic is in this library and runs on the host in tests; `src/main.rs` is the Microkit
+//! entry ([`pd`]). The IP configuration comes from the `.echo_config` section ([`config`]); idle
+//! and total cycle counts from a [`CycleSource`]; time from a [`Clock`].
+#![no_std]
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+#[cfg(target_os = "linux")]
+extern crate std;
+
+pub mod config;
+#[cfg(target_os = "linux")]
+pub mod host;
+pub mod pd;
+mod server;
+mod storage;
+pub mod utilisation;
+
+pub use config::{EchoConfig, IpConfig};
+pub use server::{EchoServer, EchoStats};
+pub use storage::{Buffers, Sockets, TakeOnce};
+
+/// UDP echo port (sDDF `UDP_ECHO_PORT`).
+pub const UDP_ECHO_PORT: u16 = 1235;
+/// TCP echo port (sDDF `TCP_ECHO_PORT`).
+pub const TCP_ECHO_PORT: u16 = 1236;
+/// ipbench utilisation daemon port (sDDF `UTILIZATION_PORT`).
+pub const UTILISATION_PORT: u16 = 1237;
+/// Concurrent TCP echo connections (sDDF `TCP_ECHO_MAX_CONNS`).
+pub const TCP_ECHO_CONNS: usize = 4;
+
+/// Idle and total CPU time counters for the utilisation daemon.
+///
+/// seL4: the idle PD's cycle counters (sddf-net.md §4.7; a later job); host: [`host::ProcStat`].
+pub trait CycleSource {
+    /// `(idle, total)`: free-running counters in one unit (cycles, microseconds, ...), summed
+    /// over the cores measured. Utilisation = 1 − Δidle/Δtotal.
+    fn sample(&mut self) -> (u64, u64);
+    /// The daemon received START (sDDF notifies the benchmark PD here).
+    fn measurement_started(&mut self) {}
+    /// The daemon received STOP (sDDF notifies the benchmark PD here).
+    fn measurement_stopped(&mut self) {}
+}
+
+/// A [`CycleSource`] for systems without counters: reports 0, 0, as sDDF's echo server does for
+/// client1, non-benchmark builds and x86.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoCycles;
+
+impl CycleSource for NoCycles {
+    fn sample(&mut self) -> (u64, u64) {
+        (0, 0)
+    }
+}
+
+/// Monotonic time for the IP stack.
+///
+/// Host: [`host::MonotonicClock`]; seL4: the timer PD via PPC (a later job; until then
+/// [`pd`] uses a clock that stands still, see there).
+pub trait Clock {
+    /// Microseconds since an arbitrary fixed point; never decreases.
+    fn now_us(&mut self) -> u64;
+}
