@@ -1,0 +1,66 @@
+//! The project's own top-level system.xml: it is valid, its sDDF net configs derive cleanly, and
+//! it is exactly what scripts/gen_system.py (sdfgen 0.35) writes.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sdf::net::{derive, parse_mac_list, NetSystemSpec};
+use sdf::Arch;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn system_xml_is_valid_and_its_net_configs_derive() {
+    let sys =
+        sdf::parse(root().join("system.xml"), Arch::Aarch64).unwrap_or_else(|e| panic!("{e}"));
+    let macs =
+        parse_mac_list(&std::fs::read_to_string(root().join("system.macs")).unwrap()).unwrap();
+    let spec = NetSystemSpec::infer(&sys, &macs).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spec.driver, "vmm");
+    assert_eq!(spec.clients.len(), 2);
+    let sections = derive(&sys, &spec).unwrap_or_else(|e| panic!("{e}"));
+    // Driver (2), virt_rx, virt_tx, a copier and a client config per client.
+    assert_eq!(sections.len(), 4 + 2 * spec.clients.len());
+    let vmm = sys.pd("vmm").unwrap();
+    assert!(
+        vmm.virtual_machine.is_some(),
+        "the driver is a VMM with its Linux guest"
+    );
+}
+
+#[test]
+fn system_xml_is_what_gen_system_writes() {
+    let python = root().join(".venv/bin/python");
+    if !python.exists() {
+        assert!(
+            std::env::var_os("NETVM_REQUIRE_SDFGEN").is_none(),
+            "no venv at {}",
+            python.display()
+        );
+        eprintln!("SKIPPED system.xml regeneration check: no venv (run scripts/test.sh)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("netvm-gen-system-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (xml, macs) = (dir.join("system.xml"), dir.join("system.macs"));
+    std::fs::copy(root().join("system.macs"), &macs).unwrap();
+    let out = Command::new(&python)
+        .arg(root().join("scripts/gen_system.py"))
+        .args([&xml, &macs])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (generated, committed) in [(&xml, "system.xml"), (&macs, "system.macs")] {
+        assert_eq!(
+            std::fs::read_to_string(generated).unwrap(),
+            std::fs::read_to_string(root().join(committed)).unwrap(),
+            "{committed} is stale: run .venv/bin/python scripts/gen_system.py system.xml system.macs"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
