@@ -1,0 +1,343 @@
+//! The driver VM's `/init` (PID 1), a static aarch64 musl binary.
+//!
+//! 1. mounts proc, sysfs and devtmpfs;
+//! 2. loads `/lib/modules/<name>.ko` in the order of `/lib/modules/order` with `finit_module`,
+//!    passing `<module>.<param>=` words from the kernel command line (the kernel applies those
+//!    only to built-in code);
+//! 3. logs every UIO device it finds (`init: uioN name=… map0=addr+size`);
+//! 4. turns the NIC's offloads off (the uio-driver must see frames as they are on the wire, not
+//!    GRO-merged or awaiting checksum) and brings it up;
+//! 5. runs `/bin/uio-driver --iface <if>`, restarting it with exponential backoff when it dies;
+//! 6. powers off cleanly on SIGTERM, SIGINT (Ctrl-Alt-Del), SIGPWR, or a line `netvm.poweroff`
+//!    on the console — and also after a fatal setup error, since PID 1 must not exit.
+#![deny(unsafe_code)]
+
+mod cmdline;
+mod sys;
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use cmdline::Options;
+
+/// What a console line must say to power the guest off.
+const POWEROFF_COMMAND: &str = "netvm.poweroff";
+/// Where the builder puts things in the initramfs (see guest's `initramfs` module).
+const MODULE_DIR: &str = "/lib/modules";
+const MODULE_ORDER: &str = "/lib/modules/order";
+const UIO_DRIVER: &str = "/bin/uio-driver";
+/// How long to wait for the NIC's interface to appear after virtio_net loaded.
+const IFACE_WAIT: Duration = Duration::from_secs(5);
+/// Restart backoff: first delay, cap, and how long a run must last to reset the delay.
+const BACKOFF_FIRST: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+const HEALTHY_RUN: Duration = Duration::from_secs(30);
+/// How long the driver gets to exit after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Legacy ethtool set commands (linux/ethtool.h), in an order that respects their
+/// dependencies (segmentation offloads before scatter-gather and checksumming).
+const OFFLOADS: [(&str, u32); 6] = [
+    ("tso", 0x1f),
+    ("gso", 0x24),
+    ("gro", 0x2c),
+    ("sg", 0x19),
+    ("tx-checksum", 0x17),
+    ("rx-checksum", 0x15),
+];
+
+fn uptime() -> String {
+    fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(String::from))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn log(msg: impl AsRef<str>) {
+    // One write per line, so lines from the driver on the same console do not interleave.
+    let line = format!("init [{}]: {}\n", uptime(), msg.as_ref());
+    let _ = io::stderr().write_all(line.as_bytes());
+}
+
+fn main() {
+    if let Err(e) = setup_and_supervise() {
+        log(format!("fatal: {e}; powering off"));
+    }
+    let e = sys::power_off();
+    log(format!("power off failed: {e}"));
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn mount_all() -> io::Result<()> {
+    for (src, dir, fs_type) in [
+        ("proc", "/proc", "proc"),
+        ("sysfs", "/sys", "sysfs"),
+        ("devtmpfs", "/dev", "devtmpfs"),
+    ] {
+        fs::create_dir_all(dir)?;
+        sys::mount(src, dir, fs_type)
+            .map_err(|e| io::Error::new(e.kind(), format!("mount {fs_type} on {dir}: {e}")))?;
+    }
+    Ok(())
+}
+
+fn load_modules(opts: &Options) -> io::Result<()> {
+    let order = fs::read_to_string(MODULE_ORDER)
+        .map_err(|e| io::Error::new(e.kind(), format!("{MODULE_ORDER}: {e}")))?;
+    for name in order.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let path = format!("{MODULE_DIR}/{name}.ko");
+        let file =
+            fs::File::open(&path).map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))?;
+        let params = opts.module_params(name);
+        match sys::finit_module(&file, &params) {
+            Ok(()) => log(format!("loaded {name} {params}")),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                log(format!("{name} already loaded"))
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("loading {path} ({params}): {e}"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_trim(p: &Path) -> Option<String> {
+    fs::read_to_string(p).ok().map(|s| s.trim().to_string())
+}
+
+/// Logs `uioN name=<name> map0=<addr>+<size>` (or `irq-only`) for every UIO device.
+fn log_uio_devices() {
+    let mut devs: Vec<(u32, std::path::PathBuf)> = fs::read_dir("/sys/class/uio")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let n = e
+                        .file_name()
+                        .to_string_lossy()
+                        .strip_prefix("uio")?
+                        .parse()
+                        .ok()?;
+                    Some((n, e.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    devs.sort();
+    for (n, dir) in &devs {
+        let name = read_trim(&dir.join("name")).unwrap_or_else(|| "?".into());
+        let map = match (
+            read_trim(&dir.join("maps/map0/addr")),
+            read_trim(&dir.join("maps/map0/size")),
+        ) {
+            (Some(a), Some(s)) => format!("map0={a}+{s}"),
+            _ => "irq-only".into(),
+        };
+        log(format!("uio{n} name={name} {map}"));
+    }
+    log(format!("{} UIO devices", devs.len()));
+}
+
+fn bring_up_nic(iface: &str) -> io::Result<()> {
+    let dir = Path::new("/sys/class/net").join(iface);
+    let start = Instant::now();
+    while !dir.exists() {
+        if start.elapsed() > IFACE_WAIT {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no interface {iface} after {IFACE_WAIT:?} (is the virtio-mmio NIC in the device tree?)"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sock = sys::control_socket()?;
+    let mut report = Vec::new();
+    for (name, cmd) in OFFLOADS {
+        match sys::ethtool_set(&sock, iface, cmd, 0) {
+            Ok(()) => report.push(format!("{name} off")),
+            Err(e) => report.push(format!("{name} unchanged ({e})")),
+        }
+    }
+    log(format!("{iface}: {}", report.join(", ")));
+    sys::set_up(&sock, iface).map_err(|e| io::Error::new(e.kind(), format!("{iface} up: {e}")))?;
+    log(format!("{iface} up"));
+    Ok(())
+}
+
+/// The supervised uio-driver.
+struct Driver {
+    args: Vec<String>,
+    child: Option<Child>,
+    started: Instant,
+    backoff: Duration,
+    restart_at: Option<Instant>,
+}
+
+impl Driver {
+    fn start(&mut self) {
+        self.restart_at = None;
+        match Command::new(UIO_DRIVER).args(&self.args).spawn() {
+            Ok(c) => {
+                log(format!(
+                    "started {UIO_DRIVER} {} (pid {})",
+                    self.args.join(" "),
+                    c.id()
+                ));
+                self.child = Some(c);
+                self.started = Instant::now();
+            }
+            Err(e) => {
+                log(format!("cannot start {UIO_DRIVER}: {e}"));
+                self.schedule_restart();
+            }
+        }
+    }
+
+    fn schedule_restart(&mut self) {
+        if self.started.elapsed() >= HEALTHY_RUN {
+            self.backoff = BACKOFF_FIRST;
+        }
+        log(format!(
+            "restarting {UIO_DRIVER} in {} ms",
+            self.backoff.as_millis()
+        ));
+        self.restart_at = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    fn pid(&self) -> Option<i32> {
+        self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok())
+    }
+
+    /// A child exited: if it was the driver, log and schedule its restart.
+    fn reaped(&mut self, pid: i32, status: i32) {
+        if self.pid() == Some(pid) {
+            self.child = None;
+            log(format!(
+                "{UIO_DRIVER} exited ({}) after {:.1} s",
+                sys::describe_status(status),
+                self.started.elapsed().as_secs_f64()
+            ));
+            self.schedule_restart();
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after the grace period.
+    fn stop(&mut self) {
+        let Some(pid) = self.pid() else { return };
+        let _ = sys::kill(pid, libc::SIGTERM);
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if let Some((p, status)) = sys::reap() {
+                if p == pid {
+                    log(format!(
+                        "{UIO_DRIVER} stopped ({})",
+                        sys::describe_status(status)
+                    ));
+                    self.child = None;
+                    return;
+                }
+            } else {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = sys::kill(pid, libc::SIGKILL);
+        log(format!("{UIO_DRIVER} killed after {STOP_GRACE:?}"));
+        self.child = None;
+    }
+}
+
+fn setup_and_supervise() -> io::Result<()> {
+    let signals = sys::signalfd()?;
+    mount_all()?;
+    log("started");
+    if let Err(e) = sys::ctrl_alt_del_signals_init() {
+        log(format!("cannot route Ctrl-Alt-Del to init: {e}"));
+    }
+    let opts = Options::parse(&fs::read_to_string("/proc/cmdline")?);
+    load_modules(&opts)?;
+    log_uio_devices();
+    bring_up_nic(&opts.iface)?;
+
+    let mut args = vec!["--iface".to_string(), opts.iface.clone()];
+    args.extend(opts.driver_args.iter().cloned());
+    let mut driver = Driver {
+        args,
+        child: None,
+        started: Instant::now(),
+        backoff: BACKOFF_FIRST,
+        restart_at: None,
+    };
+    driver.start();
+
+    let console = io::stdin();
+    let mut console_ok = sys::set_nonblocking(console.as_raw_fd()).is_ok();
+    let mut line = Vec::new();
+    loop {
+        let timeout = driver
+            .restart_at
+            .map(|t| {
+                t.saturating_duration_since(Instant::now())
+                    .as_millis()
+                    .min(i32::MAX as u128) as i32
+            })
+            .unwrap_or(-1);
+        let mut fds = vec![signals.as_raw_fd()];
+        if console_ok {
+            fds.push(console.as_raw_fd());
+        }
+        let ready = sys::poll_readable(&fds, timeout)?;
+        if ready[0] {
+            while let Some(sig) = sys::read_signal(&signals)? {
+                if sig == libc::SIGCHLD as u32 {
+                    while let Some((pid, status)) = sys::reap() {
+                        driver.reaped(pid, status);
+                    }
+                } else {
+                    log(format!("signal {sig}: powering off"));
+                    driver.stop();
+                    return Ok(());
+                }
+            }
+        }
+        if ready.get(1).copied().unwrap_or(false) {
+            let mut buf = [0u8; 256];
+            match console.lock().read(&mut buf) {
+                Ok(0) => {
+                    log("console closed; power off by signal only");
+                    console_ok = false;
+                }
+                Ok(n) => {
+                    for &b in &buf[..n] {
+                        if b == b'\n' || b == b'\r' {
+                            if String::from_utf8_lossy(&line).trim() == POWEROFF_COMMAND {
+                                log(format!(
+                                    "{POWEROFF_COMMAND} requested on the console: powering off"
+                                ));
+                                driver.stop();
+                                return Ok(());
+                            }
+                            line.clear();
+                        } else if line.len() < 256 {
+                            line.push(b);
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => log(format!("console read failed: {e}")),
+            }
+        }
+        if driver.restart_at.is_some_and(|t| Instant::now() >= t) {
+            driver.start();
+        }
+    }
+}
