@@ -5,45 +5,25 @@
 //! written, so that a missing UIO region is reported at build time (naming the region) instead
 //! of as a uio-driver that never becomes ready inside the guest.
 //!
-//! The UIO names are spelled once, in [`names`]: `uio_pdrv_genirq` names each UIO device after
-//! its device-tree node (without the unit address), and the uio-driver looks its devices up by
-//! exactly these names.
+//! The UIO names are spelled once, in the uio-driver's [`names`] module: `uio_pdrv_genirq` names
+//! each UIO device after its device-tree node (without the unit address), and the uio-driver
+//! looks its devices up by exactly these names.
 
 use crate::error::GuestError;
 
-/// The UIO device names the uio-driver looks up (node names in the guest device tree).
-pub mod names {
-    /// Queue of free RX buffers (virt_rx -> driver).
-    pub const RX_FREE: &str = "rx_free";
-    /// Queue of received frames (driver -> virt_rx).
-    pub const RX_ACTIVE: &str = "rx_active";
-    /// The RX data region.
-    pub const RX_DATA: &str = "rx_data";
-    /// Queue of buffers the driver has sent (driver -> virt_tx).
-    pub const TX_FREE: &str = "tx_free";
-    /// Queue of frames to send (virt_tx -> driver).
-    pub const TX_ACTIVE: &str = "tx_active";
-    /// Prefix of the client TX data regions `tx_data0` .. `tx_data<N-1>`.
-    pub const TX_DATA_PREFIX: &str = "tx_data";
-    /// Doorbell page towards virt_rx (unmapped in a real VM: a store faults into the VMM).
-    pub const RX_FAULT: &str = "rx_fault";
-    /// Doorbell page towards virt_tx.
-    pub const TX_FAULT: &str = "tx_fault";
-    /// IRQ-only device raised when virt_rx notifies the driver.
-    pub const RX_IRQ: &str = "rx_irq";
-    /// IRQ-only device raised when virt_tx notifies the driver.
-    pub const TX_IRQ: &str = "tx_irq";
+pub use uio_driver::names;
 
-    /// Regions with memory other than the client TX data regions, in device-tree order.
-    pub const FIXED_REGIONS: [&str; 7] = [
-        RX_FREE, RX_ACTIVE, RX_DATA, TX_FREE, TX_ACTIVE, RX_FAULT, TX_FAULT,
-    ];
-
-    /// The name of client TX data region `index` (its `oid`).
-    pub fn tx_data(index: usize) -> String {
-        format!("{TX_DATA_PREFIX}{index}")
-    }
-}
+/// The UIO regions with memory other than the client TX data regions, in device-tree order
+/// (the rest of `names::FIXED` are the IRQ-only `rx_irq` and `tx_irq`).
+pub const FIXED_REGIONS: [&str; 7] = [
+    names::RX_FREE,
+    names::RX_ACTIVE,
+    names::RX_DATA,
+    names::TX_FREE,
+    names::TX_ACTIVE,
+    names::RX_FAULT,
+    names::TX_FAULT,
+];
 
 /// UIO maps are page granular: every region starts and ends on a 4 KiB page.
 pub const PAGE_SIZE: u64 = 0x1000;
@@ -144,7 +124,7 @@ pub struct GuestLayout {
     pub uart: Option<Pl011>,
     /// The NIC Linux drives.
     pub nic: VirtioMmio,
-    /// Every UIO region with memory: [`names::FIXED_REGIONS`] plus `tx_data0..tx_data<N-1>`.
+    /// Every UIO region with memory: [`FIXED_REGIONS`] plus `tx_data0..tx_data<N-1>`.
     pub uio_regions: Vec<UioRegion>,
     /// SPI of the IRQ-only UIO device [`names::RX_IRQ`].
     pub rx_irq_spi: u32,
@@ -281,7 +261,7 @@ impl GuestLayout {
     /// a reserved carve-out.
     pub fn validate(&self) -> Result<(), GuestError> {
         let bad = |reason: String| Err(GuestError::Layout { reason });
-        for name in names::FIXED_REGIONS {
+        for name in FIXED_REGIONS {
             if self.region(name).is_none() {
                 return Err(GuestError::MissingRegion {
                     name: name.to_string(),
@@ -295,7 +275,7 @@ impl GuestLayout {
             });
         }
         for r in &self.uio_regions {
-            let known = names::FIXED_REGIONS.contains(&r.name.as_str())
+            let known = FIXED_REGIONS.contains(&r.name.as_str())
                 || r.name
                     .strip_prefix(names::TX_DATA_PREFIX)
                     .and_then(|i| i.parse::<usize>().ok())
@@ -305,7 +285,7 @@ impl GuestLayout {
                     "UIO region '{}' is not one the uio-driver knows (expected {} and tx_data0..tx_data{}; \
                      TX data regions must be numbered from 0 without gaps)",
                     r.name,
-                    names::FIXED_REGIONS.join(", "),
+                    FIXED_REGIONS.join(", "),
                     clients - 1
                 ));
             }
@@ -402,7 +382,7 @@ mod tests {
 
     #[test]
     fn missing_region_is_named() {
-        for name in names::FIXED_REGIONS
+        for name in FIXED_REGIONS
             .iter()
             .map(|s| s.to_string())
             .chain([names::tx_data(0)])

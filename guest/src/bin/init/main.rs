@@ -164,6 +164,11 @@ fn bring_up_nic(iface: &str) -> io::Result<()> {
     for (name, cmd) in OFFLOADS {
         match sys::ethtool_set(&sock, iface, cmd, 0) {
             Ok(()) => report.push(format!("{name} off")),
+            // The device does not offer it (e.g. no checksum offload without a vnet header):
+            // it is off already.
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                report.push(format!("{name} not offered"))
+            }
             Err(e) => report.push(format!("{name} unchanged ({e})")),
         }
     }
