@@ -40,4 +40,6 @@ if ! .venv/bin/python -c 'import sdfgen' >/dev/null 2>&1; then
     python3 -m venv .venv
     .venv/bin/pip install -q --disable-pip-version-check "sdfgen==0.35.*"
 fi
+# The guest image build and QEMU (scripts/setup-guest.sh installs only what is missing).
+bash scripts/setup-guest.sh
 log "ready"

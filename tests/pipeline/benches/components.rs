@@ -17,7 +17,10 @@ const BATCH: usize = 32;
 const MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 
 fn report(name: &str, spent: Duration, frames: u64) {
-    println!("{name:8} {:7.1} ns/frame  ({frames} frames, batch {BATCH})", spent.as_nanos() as f64 / frames as f64);
+    println!(
+        "{name:8} {:7.1} ns/frame  ({frames} frames, batch {BATCH})",
+        spent.as_nanos() as f64 / frames as f64
+    );
 }
 
 fn virt_rx_and_copier(rounds: u64) {
@@ -25,7 +28,10 @@ fn virt_rx_and_copier(rounds: u64) {
     let mut rx = NetVirtRxConfig::new_box_zeroed().unwrap();
     rx.magic = NET_MAGIC;
     rx.driver = l.connection(CAP, 0);
-    rx.data = DeviceRegionResource { region: l.region(CAP as u64 * 2048), io_addr: 0 };
+    rx.data = DeviceRegionResource {
+        region: l.region(CAP as u64 * 2048),
+        io_addr: 0,
+    };
     let virt_copier = l.connection(CAP, 1);
     rx.clients[0].conn = virt_copier;
     rx.clients[0].mac_addrs[0] = MAC;
@@ -54,7 +60,9 @@ fn virt_rx_and_copier(rounds: u64) {
         for _ in 0..BATCH {
             let d = drv.free.dequeue().unwrap();
             dma.write(d.io_or_offset as usize, &frame[..14]).unwrap();
-            drv.active.enqueue(BuffDesc::new(d.io_or_offset, 1514, 0)).unwrap();
+            drv.active
+                .enqueue(BuffDesc::new(d.io_or_offset, 1514, 0))
+                .unwrap();
         }
         let t = Instant::now();
         vrx.notified(&mut n);
@@ -93,8 +101,10 @@ fn virt_tx(rounds: u64) {
     tx.driver = l.connection(CAP, 0);
     let conn = l.connection(CAP, 1);
     tx.clients[0].conn = conn;
-    tx.clients[0].regions[0].data =
-        DeviceRegionResource { region: l.region(CAP as u64 * 2048), io_addr: 0 };
+    tx.clients[0].regions[0].data = DeviceRegionResource {
+        region: l.region(CAP as u64 * 2048),
+        io_addr: 0,
+    };
     tx.clients[0].regions[0].num_buffers = CAP as u32;
     tx.clients[0].num_regions = 1;
     tx.num_clients = 1;
@@ -110,7 +120,10 @@ fn virt_tx(rounds: u64) {
     for _ in 0..rounds {
         for _ in 0..BATCH {
             let d = client.free.dequeue().unwrap();
-            client.active.enqueue(BuffDesc::new(d.io_or_offset, 1514, 0)).unwrap();
+            client
+                .active
+                .enqueue(BuffDesc::new(d.io_or_offset, 1514, 0))
+                .unwrap();
         }
         let t = Instant::now();
         v.notified(&mut n);
