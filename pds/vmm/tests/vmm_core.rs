@@ -1,0 +1,539 @@
+//! The VMM core against a recording platform: MMIO emulation with real register transfer,
+//! doorbells, vIRQ injection and EOI, PSCI over SMC and HVC, WFI blocking, unexpected faults.
+
+use std::fmt;
+
+use vmm::fault::{label, Esr, Fault};
+use vmm::regs::UserContext;
+use vmm::vgic::{reg, ListRegisters, LoadError, GICD_BASE};
+use vmm::vmm::{KernelError, Vtimer};
+use vmm::{Config, Doorbell, Platform, Reply, RunState, StopReason, VirqRoute, Vmm};
+
+/// A vCPU and kernel as far as the VMM can see them.
+#[derive(Default)]
+struct Mock {
+    regs: UserContext,
+    /// Whether the vCPU thread is suspended.
+    suspended: bool,
+    /// Resumes with their pc.
+    resumes: Vec<u64>,
+    loads: Vec<(u16, u8, u8)>,
+    notified: Vec<u8>,
+    irq_acks: Vec<u8>,
+    vppi_acks: Vec<u16>,
+    vtimer: Vtimer,
+    now: u64,
+    has_wakeup: bool,
+    wakeup: Option<u64>,
+    log: String,
+    /// Words transferred by the last read.
+    last_read: usize,
+}
+
+impl ListRegisters for Mock {
+    fn load(&mut self, irq: u16, priority: u8, index: u8) -> Result<(), LoadError> {
+        self.loads.push((irq, priority, index));
+        Ok(())
+    }
+}
+
+impl Platform for Mock {
+    fn read_regs(&mut self, count: usize) -> Result<UserContext, KernelError> {
+        // Only the prefix is transferred: the rest reads as garbage the VMM must not use.
+        let mut ctx = UserContext([0xdead_beef; 36]);
+        ctx.0[..count].copy_from_slice(&self.regs.0[..count]);
+        self.last_read = count;
+        Ok(ctx)
+    }
+    fn write_regs(&mut self, ctx: &UserContext, count: usize) -> Result<(), KernelError> {
+        self.regs.0[..count].copy_from_slice(&ctx.0[..count]);
+        Ok(())
+    }
+    fn stop_vcpu(&mut self) -> Result<(), KernelError> {
+        self.suspended = true;
+        Ok(())
+    }
+    fn resume_vcpu(&mut self, pc: u64) -> Result<(), KernelError> {
+        self.suspended = false;
+        self.regs.set_pc(pc);
+        self.resumes.push(pc);
+        Ok(())
+    }
+    fn ack_vppi(&mut self, irq: u16) -> Result<(), KernelError> {
+        self.vppi_acks.push(irq);
+        Ok(())
+    }
+    fn irq_ack(&mut self, channel: u8) {
+        self.irq_acks.push(channel);
+    }
+    fn notify(&mut self, channel: u8) {
+        self.notified.push(channel);
+    }
+    fn vtimer(&mut self) -> Result<Vtimer, KernelError> {
+        Ok(self.vtimer)
+    }
+    fn now(&mut self) -> u64 {
+        self.now
+    }
+    fn set_wakeup(&mut self, deadline: Option<u64>) -> bool {
+        if self.has_wakeup {
+            self.wakeup = deadline;
+        }
+        self.has_wakeup
+    }
+    fn log(&mut self, args: fmt::Arguments<'_>) {
+        self.log.push_str(&args.to_string());
+    }
+}
+
+const RX_FAULT: u64 = 0x3020_8000;
+const TX_FAULT: u64 = 0x3020_9000;
+const VIRT_RX: u8 = 1;
+const VIRT_TX: u8 = 2;
+const UART_IRQ_CH: u8 = 3;
+const WAKEUP_CH: u8 = 4;
+const RX_IRQ: u16 = 112;
+const TX_IRQ: u16 = 113;
+const UART_IRQ: u16 = 33;
+
+const DOORBELLS: [Doorbell; 2] = [
+    Doorbell {
+        name: "rx_fault",
+        gpa: RX_FAULT,
+        channel: Some(VIRT_RX),
+    },
+    Doorbell {
+        name: "tx_fault",
+        gpa: TX_FAULT,
+        channel: Some(VIRT_TX),
+    },
+];
+const VIRQS: [VirqRoute; 3] = [
+    VirqRoute {
+        name: "rx_irq",
+        channel: VIRT_RX,
+        irq: RX_IRQ,
+        passthrough: false,
+    },
+    VirqRoute {
+        name: "tx_irq",
+        channel: VIRT_TX,
+        irq: TX_IRQ,
+        passthrough: false,
+    },
+    VirqRoute {
+        name: "uart",
+        channel: UART_IRQ_CH,
+        irq: UART_IRQ,
+        passthrough: true,
+    },
+];
+
+fn config(wakeup: bool) -> Config<'static> {
+    Config {
+        gicd_base: GICD_BASE,
+        doorbells: &DOORBELLS,
+        virqs: &VIRQS,
+        wakeup_channel: wakeup.then_some(WAKEUP_CH),
+    }
+}
+
+/// A started guest at pc 0x9000_0000.
+fn started(wakeup: bool) -> (Vmm<'static>, Mock) {
+    let mut vmm = Vmm::new(config(wakeup));
+    let mut p = Mock {
+        has_wakeup: wakeup,
+        ..Mock::default()
+    };
+    let mut ctx = UserContext::default();
+    ctx.set_pc(0x9000_0000);
+    ctx.set_x(0, 0x9fe0_0000);
+    ctx.0[2] = 0x3c5;
+    vmm.start(&mut p, &ctx).unwrap();
+    assert_eq!(p.resumes, [0x9000_0000]);
+    assert_eq!(p.regs.x(0), 0x9fe0_0000);
+    assert_eq!(vmm.state(), RunState::Running);
+    (vmm, p)
+}
+
+/// ESR of a data abort with a valid syndrome: `width` bytes, register `rt`.
+fn dabt(write: bool, width: u32, rt: u32) -> u64 {
+    let sas = width.trailing_zeros();
+    u64::from(
+        (0x24 << 26)
+            | (1 << 25)
+            | (1 << 24)
+            | (sas << 22)
+            | (rt << 16)
+            | (u32::from(write) << 6)
+            | 7,
+    )
+}
+
+fn vm_fault(ip: u64, addr: u64, esr: u64) -> Fault {
+    Fault::decode(label::VM_FAULT, |i| [ip, addr, 0, esr][i])
+}
+
+/// The guest executes `str w<rt>, [addr]` with `value` at `pc`.
+fn guest_store(vmm: &mut Vmm, p: &mut Mock, pc: u64, addr: u64, rt: u32, value: u64) -> Reply {
+    p.regs.set_pc(pc);
+    p.regs.set_x(rt, value);
+    vmm.handle_fault(p, &vm_fault(pc, addr, dabt(true, 4, rt)))
+}
+
+/// The guest executes `ldr w<rt>, [addr]` at `pc`; returns the loaded register.
+fn guest_load(vmm: &mut Vmm, p: &mut Mock, pc: u64, addr: u64, width: u32, rt: u32) -> u64 {
+    p.regs.set_pc(pc);
+    p.regs.set_x(rt, 0x5555_5555_5555_5555);
+    assert_eq!(
+        vmm.handle_fault(p, &vm_fault(pc, addr, dabt(false, width, rt))),
+        Reply::Resume
+    );
+    assert_eq!(p.regs.pc(), pc + 4, "pc advanced past the load");
+    p.regs.x(rt)
+}
+
+fn enable_irq(vmm: &mut Vmm, p: &mut Mock, irq: u16) {
+    let addr = GICD_BASE + reg::ISENABLER + 4 * u64::from(irq / 32);
+    guest_store(vmm, p, 0x9000_1000, addr, 2, 1 << (irq % 32));
+}
+
+fn linux_gic_init(vmm: &mut Vmm, p: &mut Mock) {
+    assert_eq!(
+        guest_load(vmm, p, 0x9000_0100, GICD_BASE + reg::TYPER, 4, 1),
+        7
+    );
+    assert_eq!(
+        guest_load(vmm, p, 0x9000_0104, GICD_BASE + reg::ITARGETSR, 4, 20),
+        0x0101_0101
+    );
+    guest_store(vmm, p, 0x9000_0108, GICD_BASE + reg::CTLR, 8, 1);
+    assert!(vmm.vgic().distributor_enabled());
+}
+
+#[test]
+fn gicd_accesses_are_emulated_with_register_transfer() {
+    let (mut vmm, mut p) = started(true);
+    linux_gic_init(&mut vmm, &mut p);
+    // A store reads only the registers up to Rt, then writes back only the pc.
+    p.regs.set_x(20, 0x77);
+    assert_eq!(
+        guest_store(
+            &mut vmm,
+            &mut p,
+            0x9000_0200,
+            GICD_BASE + reg::IPRIORITYR + 112,
+            19,
+            0xa0a0_a0a0
+        ),
+        Reply::Resume
+    );
+    assert_eq!(p.last_read, UserContext::prefix_for(19));
+    assert_eq!(p.regs.pc(), 0x9000_0204);
+    assert_eq!(p.regs.x(20), 0x77, "other registers untouched");
+    // Byte load of one priority; xzr as target discards the value but still advances.
+    assert_eq!(
+        guest_load(
+            &mut vmm,
+            &mut p,
+            0x9000_0300,
+            GICD_BASE + reg::IPRIORITYR + 113,
+            1,
+            5
+        ),
+        0xa0
+    );
+    let before = p.regs;
+    guest_load(&mut vmm, &mut p, 0x9000_0400, GICD_BASE + reg::CTLR, 4, 31);
+    assert_eq!(&p.regs.0[1..], &before.0[1..]);
+    // An invalid access is logged and ignored, the guest continues.
+    guest_store(&mut vmm, &mut p, 0x9000_0500, GICD_BASE + reg::TYPER, 1, 0);
+    assert!(p.log.contains("ReadOnly"), "{}", p.log);
+    assert_eq!(vmm.state(), RunState::Running);
+    let c = vmm.counters();
+    assert_eq!((c.gicd_reads, c.gicd_writes), (4, 3));
+}
+
+#[test]
+fn doorbells_notify_and_virt_notifications_inject() {
+    let (mut vmm, mut p) = started(true);
+    linux_gic_init(&mut vmm, &mut p);
+    // The uio-driver rings rx_fault (a one-byte store) and tx_fault.
+    p.regs.set_pc(0x40_1000);
+    let reply = vmm.handle_fault(&mut p, &vm_fault(0x40_1000, RX_FAULT, dabt(true, 1, 8)));
+    assert_eq!(reply, Reply::Resume);
+    assert_eq!(p.regs.pc(), 0x40_1004);
+    guest_store(&mut vmm, &mut p, 0x40_2000, TX_FAULT + 0x40, 3, 0);
+    assert_eq!(p.notified, [VIRT_RX, VIRT_TX]);
+    // A doorbell load reads 0.
+    assert_eq!(guest_load(&mut vmm, &mut p, 0x40_3000, RX_FAULT, 4, 4), 0);
+    assert_eq!(vmm.counters().doorbells, 2);
+
+    // virt_rx notifies before the guest enabled rx_irq: queued, delivered on enable.
+    assert!(vmm.notified(&mut p, VIRT_RX));
+    assert!(p.loads.is_empty());
+    enable_irq(&mut vmm, &mut p, RX_IRQ);
+    assert_eq!(p.loads, [(RX_IRQ, 0, 0)]);
+    enable_irq(&mut vmm, &mut p, TX_IRQ);
+    assert!(vmm.notified(&mut p, VIRT_TX));
+    assert_eq!(p.loads[1], (TX_IRQ, 0, 1));
+    // A second rx notification before the guest's EOI waits for it.
+    assert!(vmm.notified(&mut p, VIRT_RX));
+    assert_eq!(p.loads.len(), 2);
+    let eoi = Fault::decode(label::VGIC_MAINTENANCE, |_| 0);
+    assert_eq!(vmm.handle_fault(&mut p, &eoi), Reply::Resume);
+    assert_eq!(p.loads[2], (RX_IRQ, 0, 0));
+    assert!(
+        p.irq_acks.is_empty(),
+        "UIO vIRQs have no physical IRQ to ack"
+    );
+    assert!(!vmm.notified(&mut p, 40), "not a VMM channel");
+}
+
+#[test]
+fn passthrough_and_vtimer_are_acked_on_eoi() {
+    let (mut vmm, mut p) = started(true);
+    linux_gic_init(&mut vmm, &mut p);
+    enable_irq(&mut vmm, &mut p, UART_IRQ);
+    enable_irq(&mut vmm, &mut p, 27);
+    assert!(vmm.notified(&mut p, UART_IRQ_CH));
+    let vppi = Fault::decode(label::VPPI_EVENT, |_| 27);
+    assert_eq!(vmm.handle_fault(&mut p, &vppi), Reply::Resume);
+    assert_eq!(p.loads, [(UART_IRQ, 0, 0), (27, 0, 1)]);
+    let eoi = |i: u64| Fault::decode(label::VGIC_MAINTENANCE, move |_| i);
+    vmm.handle_fault(&mut p, &eoi(1));
+    assert_eq!(p.vppi_acks, [27]);
+    assert!(p.irq_acks.is_empty());
+    vmm.handle_fault(&mut p, &eoi(0));
+    assert_eq!(p.irq_acks, [UART_IRQ_CH]);
+}
+
+fn smc(vmm: &mut Vmm, p: &mut Mock, pc: u64, args: [u64; 4]) -> Reply {
+    p.regs.set_pc(pc);
+    for (i, a) in args.into_iter().enumerate() {
+        p.regs.set_x(i as u32, a);
+    }
+    vmm.handle_fault(p, &Fault::VcpuFault(Esr((0x17 << 26) | (1 << 25))))
+}
+
+#[test]
+fn psci_over_smc_writes_x0_and_skips_the_smc() {
+    let (mut vmm, mut p) = started(true);
+    assert_eq!(
+        smc(&mut vmm, &mut p, 0x9010_0000, [0x8400_0000, 0, 0, 0]),
+        Reply::Resume
+    );
+    assert_eq!((p.regs.x(0), p.regs.pc()), (0x10001, 0x9010_0004));
+    smc(
+        &mut vmm,
+        &mut p,
+        0x9010_0000,
+        [0xc400_0003, 1, 0x9000_0000, 0],
+    );
+    assert_eq!(
+        p.regs.x(0) as i64,
+        -2,
+        "CPU_ON for a CPU that does not exist"
+    );
+    smc(
+        &mut vmm,
+        &mut p,
+        0x9010_0000,
+        [0xc400_0003, 0, 0x9000_0000, 0],
+    );
+    assert_eq!(
+        p.regs.x(0) as i64,
+        -4,
+        "CPU_ON for the running CPU: ALREADY_ON"
+    );
+    smc(&mut vmm, &mut p, 0x9010_0000, [0x8600_0000, 0, 0, 0]);
+    assert_eq!(p.regs.x(0) as i64, -1);
+    assert_eq!(p.regs.x(1), 0, "x1 untouched");
+    // SYSTEM_OFF: no reply, vCPU suspended, reason recorded.
+    assert_eq!(
+        smc(&mut vmm, &mut p, 0x9010_0000, [0x8400_0008, 0, 0, 0]),
+        Reply::None
+    );
+    assert!(p.suspended);
+    assert_eq!(
+        (vmm.state(), vmm.stop_reason()),
+        (RunState::Stopped, Some(StopReason::SystemOff))
+    );
+    assert_eq!(vmm.counters().psci_calls, 5);
+}
+
+#[test]
+fn psci_over_hvc_answers_in_the_fault_reply() {
+    let (mut vmm, mut p) = started(true);
+    let mrs = [
+        0x8400_000a,
+        0x8000_0000,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0x9020_00a8,
+        0x9fff_0000,
+        0,
+        0x3c5,
+        0,
+    ];
+    let call = Fault::decode(label::UNKNOWN_SYSCALL, |i| mrs[i]);
+    let Reply::ResumeWith { mrs: out } = vmm.handle_fault(&mut p, &call) else {
+        panic!()
+    };
+    assert_eq!(out[0] as i64, -1, "FEATURES(SMCCC_VERSION) = NOT_SUPPORTED");
+    assert_eq!(out[1], 0x8000_0000, "x1 written back unchanged");
+    assert_eq!(out[8], 0x9020_00ac, "pc after the hvc");
+    let reset = [0x8400_0009, 0, 0, 0, 0, 0, 0, 0, 0x9020_00a8, 0, 0, 0, 0];
+    let call = Fault::decode(label::UNKNOWN_SYSCALL, |i| reset[i]);
+    assert_eq!(vmm.handle_fault(&mut p, &call), Reply::None);
+    assert_eq!(vmm.stop_reason(), Some(StopReason::SystemReset));
+}
+
+fn wfi(vmm: &mut Vmm, p: &mut Mock, pc: u64) -> Reply {
+    p.regs.set_pc(pc);
+    vmm.handle_fault(
+        p,
+        &Fault::decode(label::VCPU_FAULT, |_| (0x01 << 26) | (1 << 25)),
+    )
+}
+
+#[test]
+fn wfi_blocks_until_an_irq_is_injected() {
+    let (mut vmm, mut p) = started(true);
+    linux_gic_init(&mut vmm, &mut p);
+    enable_irq(&mut vmm, &mut p, RX_IRQ);
+    // Nothing pending, timer off: the vCPU is suspended and the fault not replied to.
+    assert_eq!(wfi(&mut vmm, &mut p, 0x9000_8000), Reply::None);
+    assert!(p.suspended);
+    assert_eq!(
+        vmm.state(),
+        RunState::Waiting {
+            resume_pc: 0x9000_8004,
+            x0: None
+        }
+    );
+    assert_eq!(p.wakeup, None);
+    // A notification for a disabled vIRQ does not wake it.
+    vmm.notified(&mut p, VIRT_TX);
+    assert!(p.suspended);
+    // virt_rx notifies: rx_irq goes into a list register and the guest resumes after the WFI.
+    vmm.notified(&mut p, VIRT_RX);
+    assert!(!p.suspended);
+    assert_eq!(p.resumes.last(), Some(&0x9000_8004));
+    assert_eq!(p.loads, [(RX_IRQ, 0, 0)]);
+    assert_eq!(vmm.state(), RunState::Running);
+    // WFI while that IRQ is still in a list register returns at once.
+    assert_eq!(wfi(&mut vmm, &mut p, 0x9000_9000), Reply::Resume);
+    assert_eq!(p.regs.pc(), 0x9000_9004);
+    assert_eq!(vmm.counters().wfi_blocks, 1);
+    // WFE never blocks.
+    p.regs.set_pc(0x9000_a000);
+    let wfe = Fault::decode(label::VCPU_FAULT, |_| (0x01 << 26) | (1 << 25) | 1);
+    assert_eq!(vmm.handle_fault(&mut p, &wfe), Reply::Resume);
+    assert_eq!(p.regs.pc(), 0x9000_a004);
+}
+
+#[test]
+fn wfi_with_the_guest_timer_armed_sleeps_until_its_deadline() {
+    let (mut vmm, mut p) = started(true);
+    p.vtimer = Vtimer {
+        ctl: 1,
+        cval: 5_000,
+        offset: 100,
+    };
+    p.now = 1_000;
+    assert_eq!(wfi(&mut vmm, &mut p, 0x9000_8000), Reply::None);
+    assert_eq!(p.wakeup, Some(5_100), "physical deadline = cval + CNTVOFF");
+    p.now = 5_200;
+    assert!(vmm.notified(&mut p, WAKEUP_CH));
+    assert_eq!(p.irq_acks, [WAKEUP_CH]);
+    assert_eq!(p.wakeup, None);
+    assert!(!p.suspended);
+    assert_eq!(p.resumes.last(), Some(&0x9000_8004));
+    // Deadline already passed: no blocking.
+    assert_eq!(wfi(&mut vmm, &mut p, 0x9000_9000), Reply::Resume);
+    // Masked timer: not a wake-up source.
+    p.vtimer.ctl = 3;
+    assert_eq!(wfi(&mut vmm, &mut p, 0x9000_a000), Reply::None);
+    assert_eq!(p.wakeup, None);
+}
+
+#[test]
+fn without_a_wakeup_timer_an_armed_vtimer_makes_wfi_return() {
+    let (mut vmm, mut p) = started(false);
+    p.vtimer = Vtimer {
+        ctl: 1,
+        cval: 5_000,
+        offset: 0,
+    };
+    assert_eq!(wfi(&mut vmm, &mut p, 0x9000_8000), Reply::Resume);
+    assert_eq!(p.regs.pc(), 0x9000_8004);
+    assert!(!p.suspended);
+}
+
+#[test]
+fn cpu_suspend_waits_and_returns_success() {
+    let (mut vmm, mut p) = started(true);
+    linux_gic_init(&mut vmm, &mut p);
+    enable_irq(&mut vmm, &mut p, TX_IRQ);
+    assert_eq!(
+        smc(&mut vmm, &mut p, 0x9030_0000, [0xc400_0001, 0, 0, 0]),
+        Reply::None
+    );
+    p.regs.set_x(0, 0xc400_0001);
+    vmm.notified(&mut p, VIRT_TX);
+    assert_eq!((p.regs.x(0), p.regs.pc()), (0, 0x9030_0004));
+}
+
+#[test]
+fn unexpected_faults_dump_registers_and_stop_only_the_guest() {
+    let (mut vmm, mut p) = started(true);
+    p.regs.set_x(7, 0x1234_5678);
+    p.regs.set_pc(0x9040_0000);
+    // A store to an address nothing emulates.
+    let f = vm_fault(0x9040_0000, 0x0a00_0000, dabt(true, 4, 1));
+    assert_eq!(vmm.handle_fault(&mut p, &f), Reply::None);
+    assert!(p.suspended);
+    assert_eq!(vmm.stop_reason(), Some(StopReason::Unexpected));
+    assert!(p.log.contains("unexpected guest fault"), "{}", p.log);
+    assert!(p.log.contains("0xa000000"), "{}", p.log);
+    assert!(p.log.contains("x7   0x0000000012345678"), "{}", p.log);
+    // Notifications are still served (the PD did not die).
+    assert!(vmm.notified(&mut p, VIRT_RX));
+
+    // A GICD access without a valid syndrome (e.g. ldp) cannot be emulated.
+    let (mut vmm, mut p) = started(true);
+    let no_isv = u64::from((0x24u32 << 26) | (1 << 25) | 7);
+    let f = vm_fault(0x9040_0000, GICD_BASE, no_isv);
+    assert_eq!(vmm.handle_fault(&mut p, &f), Reply::None);
+    assert!(p.log.contains("ISV=0"), "{}", p.log);
+
+    // A trapped MSR and a user exception are unexpected too.
+    for f in [
+        Fault::decode(label::VCPU_FAULT, |_| 0x6000_0000),
+        Fault::decode(label::USER_EXCEPTION, |i| [0x9000_0000, 0, 0, 0, 0][i]),
+    ] {
+        let (mut vmm, mut p) = started(true);
+        assert_eq!(vmm.handle_fault(&mut p, &f), Reply::None);
+        assert_eq!(vmm.state(), RunState::Stopped);
+    }
+}
+
+#[test]
+fn restart_after_reset_clears_the_vgic() {
+    let (mut vmm, mut p) = started(true);
+    linux_gic_init(&mut vmm, &mut p);
+    enable_irq(&mut vmm, &mut p, RX_IRQ);
+    vmm.notified(&mut p, VIRT_RX);
+    smc(&mut vmm, &mut p, 0x9000_0000, [0x8400_0009, 0, 0, 0]);
+    let mut ctx = UserContext::default();
+    ctx.set_pc(0x9000_0000);
+    vmm.start(&mut p, &ctx).unwrap();
+    assert_eq!(vmm.state(), RunState::Running);
+    assert!(!vmm.vgic().distributor_enabled() && !vmm.vgic().has_work());
+    assert_eq!(vmm.stop_reason(), None);
+}
