@@ -201,6 +201,7 @@ impl<'a> Driver<'a> {
         loop {
             let mut moved = 0u64;
             let mut out_of_buffers = false;
+            let mut active_stuck = false;
             let q = &mut self.q;
             let c = &mut self.counters;
             let more = nic.receive(BATCH, &mut |frame| {
@@ -215,12 +216,12 @@ impl<'a> Driver<'a> {
                 match q.rx.active.is_full() {
                     Ok(false) => {}
                     Ok(true) => {
-                        out_of_buffers = true;
+                        active_stuck = true;
                         return RxVerdict::Keep;
                     }
                     Err(_) => {
                         c.rx_queue_misbehaviour += 1;
-                        out_of_buffers = true;
+                        active_stuck = true;
                         return RxVerdict::Keep;
                     }
                 }
@@ -261,8 +262,15 @@ impl<'a> Driver<'a> {
                 self.counters.doorbells_rx += 1;
                 platform.doorbell_rx()?;
             }
-            self.rx_more = more && !out_of_buffers;
+            self.rx_more = more && !out_of_buffers && !active_stuck;
             self.rx_starved = false;
+            if active_stuck {
+                // rx_active is full (virt_rx sized it wrongly) or corrupt: nothing to retry until
+                // virt_rx moves; sleep until it next returns a buffer.
+                self.q.rx.free.request_signal();
+                self.rx_starved = true;
+                return Ok(());
+            }
             if !out_of_buffers {
                 return Ok(());
             }

@@ -1,0 +1,353 @@
+//! The driver core against scripted virtualiser sides over shared memory (OwnedRegions) and a
+//! scripted NIC.
+use std::collections::VecDeque;
+use std::io;
+use std::time::Duration;
+
+use sddf::queue::{queue_bytes, Capacity, DrainSide, FillSide, Queue};
+use sddf::shm::OwnedRegion;
+use sddf::{BuffDesc, QueueError, NET_BUFFER_SIZE};
+use uio_driver::driver::{
+    Driver, DriverQueues, Events, Nic, NicPoll, Platform, RxFrame, RxVerdict, TxReport,
+};
+
+const CAP: u32 = 16;
+const BUFS: usize = 16;
+
+/// Shared memory of one driver: four queues, RX data, `tx_regions` TX data regions.
+struct Memory {
+    rx_free: OwnedRegion,
+    rx_active: OwnedRegion,
+    rx_data: OwnedRegion,
+    tx_free: OwnedRegion,
+    tx_active: OwnedRegion,
+    tx_data: Vec<OwnedRegion>,
+}
+
+fn cap() -> Capacity {
+    Capacity::new(CAP).unwrap()
+}
+
+impl Memory {
+    fn new(tx_regions: usize) -> Memory {
+        let q = || OwnedRegion::new(queue_bytes(CAP as usize));
+        Memory {
+            rx_free: q(),
+            rx_active: q(),
+            rx_data: OwnedRegion::new(BUFS * NET_BUFFER_SIZE),
+            tx_free: q(),
+            tx_active: q(),
+            tx_data: (0..tx_regions)
+                .map(|_| OwnedRegion::new(BUFS * NET_BUFFER_SIZE))
+                .collect(),
+        }
+    }
+    fn queue<'a>(&self, r: &'a OwnedRegion) -> Queue<'a> {
+        Queue::new(r.region(), cap()).unwrap()
+    }
+    fn driver(&self) -> Driver<'_> {
+        Driver::new(DriverQueues {
+            rx: FillSide::new(self.queue(&self.rx_free), self.queue(&self.rx_active)),
+            rx_data: self.rx_data.region(),
+            tx: DrainSide::new(self.queue(&self.tx_free), self.queue(&self.tx_active)),
+            tx_data: self.tx_data.iter().map(|r| r.region()).collect(),
+        })
+    }
+    /// virt_rx's side: drains rx_active, provides rx_free.
+    fn virt_rx(&self) -> DrainSide<'_> {
+        DrainSide::new(self.queue(&self.rx_free), self.queue(&self.rx_active))
+    }
+    /// virt_tx's side: fills tx_active, takes tx_free.
+    fn virt_tx(&self) -> FillSide<'_> {
+        FillSide::new(self.queue(&self.tx_free), self.queue(&self.tx_active))
+    }
+}
+
+#[derive(Default)]
+struct ScriptedNic {
+    incoming: VecDeque<Vec<u8>>,
+    sent: Vec<Vec<u8>>,
+    slot: Vec<u8>,
+    pending: Vec<Vec<u8>>,
+    /// Frames the NIC holds before it reports itself full.
+    room: usize,
+}
+
+impl ScriptedNic {
+    fn new() -> Self {
+        ScriptedNic {
+            slot: vec![0; NET_BUFFER_SIZE],
+            room: usize::MAX,
+            ..Default::default()
+        }
+    }
+}
+
+impl Nic for ScriptedNic {
+    fn poll_set(&self, _: bool, _: bool) -> Vec<NicPoll> {
+        Vec::new()
+    }
+    fn receive(
+        &mut self,
+        budget: usize,
+        deliver: &mut dyn FnMut(RxFrame<'_>) -> RxVerdict,
+    ) -> io::Result<bool> {
+        for _ in 0..budget {
+            let Some(f) = self.incoming.front() else {
+                return Ok(false);
+            };
+            let v = deliver(RxFrame {
+                data: f,
+                wire_len: f.len(),
+            });
+            if v == RxVerdict::Keep {
+                return Ok(true);
+            }
+            self.incoming.pop_front();
+        }
+        Ok(!self.incoming.is_empty())
+    }
+    fn tx_buffer(&mut self) -> Option<&mut [u8]> {
+        (self.pending.len() < self.room).then_some(&mut self.slot[..])
+    }
+    fn tx_commit(&mut self, len: usize) {
+        self.pending.push(self.slot[..len].to_vec());
+    }
+    fn tx_flush(&mut self) -> io::Result<TxReport> {
+        let mut r = TxReport::default();
+        for f in self.pending.drain(..) {
+            r.sent += 1;
+            r.sent_bytes += f.len() as u64;
+            self.sent.push(f);
+        }
+        Ok(r)
+    }
+    fn tx_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+    fn take_dropped(&mut self) -> io::Result<u64> {
+        Ok(0)
+    }
+}
+
+#[derive(Default)]
+struct Bells {
+    rx: u32,
+    tx: u32,
+}
+
+impl Platform for Bells {
+    fn doorbell_rx(&mut self) -> io::Result<()> {
+        self.rx += 1;
+        Ok(())
+    }
+    fn doorbell_tx(&mut self) -> io::Result<()> {
+        self.tx += 1;
+        Ok(())
+    }
+    fn wait(&mut self, _: &[NicPoll], _: Option<Duration>) -> io::Result<Events> {
+        Ok(Events::default())
+    }
+}
+
+fn frame(i: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|k| (k * 7 + i * 13) as u8).collect()
+}
+
+#[test]
+fn rx_frames_land_byte_identical_with_one_doorbell_per_batch() {
+    let mem = Memory::new(1);
+    let mut virt = mem.virt_rx();
+    virt.provide_all_buffers(0, BUFS as u16).unwrap();
+    let mut d = mem.driver();
+    let mut nic = ScriptedNic::new();
+    let mut bells = Bells::default();
+    let frames: Vec<Vec<u8>> = [60, 61, 1514, 2048, 7, 333].iter().enumerate().map(|(i, &l)| frame(i, l)).collect();
+    nic.incoming.extend(frames.iter().cloned());
+    d.rx_process(&mut nic, &mut bells).unwrap();
+    assert_eq!(bells.rx, 1, "one doorbell for the batch (zeroed flag = signal wanted)");
+    for (i, f) in frames.iter().enumerate() {
+        let desc = virt.active.dequeue().unwrap();
+        assert_eq!(desc.io_or_offset, (i * NET_BUFFER_SIZE) as u64);
+        assert_eq!(usize::from(desc.len), f.len());
+        let mut got = vec![0; f.len()];
+        mem.rx_data.region().read(desc.io_or_offset as usize, &mut got).unwrap();
+        assert_eq!(&got, f);
+    }
+    // virt_rx did not re-arm: more frames, no more doorbells.
+    nic.incoming.push_back(frame(9, 100));
+    d.rx_process(&mut nic, &mut bells).unwrap();
+    assert_eq!(bells.rx, 1);
+    // It re-arms: the next batch rings again.
+    while virt.active.dequeue().is_ok() {}
+    assert_eq!(virt.active.rearm(), Ok(false));
+    nic.incoming.push_back(frame(10, 100));
+    d.rx_process(&mut nic, &mut bells).unwrap();
+    assert_eq!(bells.rx, 2);
+    assert_eq!(d.counters().rx_frames, 8);
+}
+
+#[test]
+fn rx_oversize_frames_are_dropped_and_counted() {
+    let mem = Memory::new(1);
+    let mut virt = mem.virt_rx();
+    virt.provide_all_buffers(0, 4).unwrap();
+    let mut d = mem.driver();
+    let mut nic = ScriptedNic::new();
+    nic.incoming.extend([frame(0, 2049), frame(1, 9000), frame(2, 100)]);
+    d.rx_process(&mut nic, &mut Bells::default()).unwrap();
+    assert_eq!(d.counters().rx_drop_oversize, 2);
+    assert_eq!(virt.active.dequeue().unwrap().len, 100);
+    assert_eq!(virt.active.dequeue(), Err(QueueError::Empty));
+}
+
+#[test]
+fn rx_waits_for_buffers_and_asks_virt_rx_for_a_signal() {
+    let mem = Memory::new(1);
+    let mut virt = mem.virt_rx();
+    virt.provide_all_buffers(0, 2).unwrap();
+    let mut d = mem.driver();
+    let mut nic = ScriptedNic::new();
+    nic.incoming.extend((0..5).map(|i| frame(i, 64)));
+    let mut bells = Bells::default();
+    d.rx_process(&mut nic, &mut bells).unwrap();
+    assert_eq!(nic.incoming.len(), 3, "frames are kept, not dropped, while buffers are out");
+    // Buffers come back: virt_rx must be asked to signal.
+    let a = virt.active.dequeue().unwrap();
+    virt.free.enqueue(a.with_len(0)).unwrap();
+    assert!(virt.free.take_signal_request(), "driver requested a free signal when starved");
+    d.rx_process(&mut nic, &mut bells).unwrap();
+    assert_eq!(nic.incoming.len(), 2);
+}
+
+#[test]
+fn rx_bad_free_descriptors_are_counted_and_skipped() {
+    let mem = Memory::new(1);
+    let mut virt = mem.virt_rx();
+    for off in [1u64, (BUFS * NET_BUFFER_SIZE) as u64, u64::MAX - 10, 2048] {
+        virt.free.enqueue(BuffDesc::new(off, 0, 0)).unwrap();
+    }
+    let mut d = mem.driver();
+    let mut nic = ScriptedNic::new();
+    nic.incoming.push_back(frame(0, 64));
+    d.rx_process(&mut nic, &mut Bells::default()).unwrap();
+    assert_eq!(d.counters().rx_bad_free_desc, 3);
+    assert_eq!(virt.active.dequeue().unwrap().io_or_offset, 2048);
+}
+
+#[test]
+fn tx_frames_go_out_and_buffers_come_back_with_their_oid() {
+    let mem = Memory::new(3);
+    let mut virt = mem.virt_tx();
+    let mut expected = Vec::new();
+    for (i, (oid, slot, len)) in [(0u8, 0usize, 60usize), (2, 5, 1514), (1, 15, 2048), (2, 0, 1)].into_iter().enumerate() {
+        let f = frame(i, len);
+        mem.tx_data[usize::from(oid)].region().write(slot * NET_BUFFER_SIZE, &f).unwrap();
+        virt.active.enqueue(BuffDesc::new((slot * NET_BUFFER_SIZE) as u64, len as u16, oid)).unwrap();
+        expected.push((f, oid, slot));
+    }
+    let mut d = mem.driver();
+    let mut nic = ScriptedNic::new();
+    let mut bells = Bells::default();
+    d.tx_process(&mut nic, &mut bells).unwrap();
+    assert_eq!(nic.sent, expected.iter().map(|e| e.0.clone()).collect::<Vec<_>>());
+    assert_eq!(bells.tx, 1);
+    for (_, oid, slot) in &expected {
+        assert_eq!(virt.free.dequeue().unwrap(), BuffDesc::new((slot * NET_BUFFER_SIZE) as u64, 0, *oid));
+    }
+    assert_eq!(d.counters().tx_frames, 4);
+    // The driver re-armed tx_active: virt_tx owes it a signal on the next enqueue.
+    virt.active.enqueue(BuffDesc::new(0, 60, 0)).unwrap();
+    assert!(virt.active.take_signal_request());
+}
+
+/// A canary region whose bytes must survive every hostile descriptor.
+#[test]
+fn hostile_tx_descriptors_are_returned_counted_and_never_touched() {
+    let mem = Memory::new(2);
+    for r in &mem.tx_data {
+        r.region().write(0, &vec![0xa5; BUFS * NET_BUFFER_SIZE]).unwrap();
+    }
+    let mut virt = mem.virt_tx();
+    let region_len = (BUFS * NET_BUFFER_SIZE) as u64;
+    let hostile = [
+        BuffDesc::new(0, 0, 0),                    // len 0
+        BuffDesc::new(0, 2049, 0),                 // len > 2048
+        BuffDesc::new(0, u16::MAX, 1),             // len huge
+        BuffDesc::new(0, 60, 2),                   // oid == N
+        BuffDesc::new(0, 60, 63),                  // oid way out
+        BuffDesc::new(8, 60, 0),                   // unaligned
+        BuffDesc::new(2047, 60, 1),                // unaligned
+        BuffDesc::new(region_len, 60, 0),          // one past the end
+        BuffDesc::new(u64::MAX & !2047, 60, 0),    // overflows
+    ];
+    for h in hostile {
+        virt.active.enqueue(h).unwrap();
+    }
+    virt.active.enqueue(BuffDesc::new(2048, 64, 1)).unwrap();
+    let mut d = mem.driver();
+    let mut nic = ScriptedNic::new();
+    d.tx_process(&mut nic, &mut Bells::default()).unwrap();
+    let c = d.counters();
+    assert_eq!((c.tx_bad_len, c.tx_bad_oid, c.tx_bad_offset), (3, 2, 4));
+    assert_eq!(nic.sent, vec![vec![0xa5; 64]], "only the good frame went out");
+    for h in hostile {
+        assert_eq!(virt.free.dequeue().unwrap(), h.with_len(0), "returned unchanged");
+    }
+    assert_eq!(virt.free.dequeue().unwrap(), BuffDesc::new(2048, 0, 1));
+    for r in &mem.tx_data {
+        let mut all = vec![0; BUFS * NET_BUFFER_SIZE];
+        r.region().read(0, &mut all).unwrap();
+        assert!(all.iter().all(|b| *b == 0xa5), "the driver wrote into a TX region");
+    }
+}
+
+#[test]
+fn impossible_queue_indices_are_counted_not_followed() {
+    let mem = Memory::new(1);
+    let mut d = mem.driver();
+    let mut nic = ScriptedNic::new();
+    let mut bells = Bells::default();
+    // virt_tx claims 40 descriptors in a queue of 16.
+    mem.tx_active.region().write(0, &40u16.to_le_bytes()).unwrap();
+    d.tx_process(&mut nic, &mut bells).unwrap();
+    assert!(nic.sent.is_empty());
+    assert!(d.counters().tx_queue_misbehaviour >= 1);
+    // virt_rx claims 17 free buffers in a queue of 16.
+    mem.rx_free.region().write(0, &17u16.to_le_bytes()).unwrap();
+    nic.incoming.push_back(frame(0, 64));
+    d.rx_process(&mut nic, &mut bells).unwrap();
+    assert!(d.counters().rx_queue_misbehaviour >= 1);
+    assert_eq!(nic.incoming.len(), 1, "no frame was written anywhere");
+    let mut data = vec![0; BUFS * NET_BUFFER_SIZE];
+    mem.rx_data.region().read(0, &mut data).unwrap();
+    assert!(data.iter().all(|b| *b == 0));
+    // virt_rx moves rx_active's head past our tail.
+    let mem = Memory::new(1);
+    let mut virt = mem.virt_rx();
+    virt.provide_all_buffers(0, 4).unwrap();
+    let mut d = mem.driver();
+    mem.rx_active.region().write(2, &9u16.to_le_bytes()).unwrap();
+    nic.incoming.push_back(frame(1, 64));
+    d.rx_process(&mut nic, &mut bells).unwrap();
+    assert!(d.counters().rx_queue_misbehaviour >= 1);
+    assert_eq!(d.counters().rx_frames, 0);
+}
+
+#[test]
+fn a_full_nic_stops_dequeuing_until_there_is_room() {
+    let mem = Memory::new(1);
+    let mut virt = mem.virt_tx();
+    for i in 0..6u64 {
+        virt.active.enqueue(BuffDesc::new(i * 2048, 60, 0)).unwrap();
+    }
+    let mut d = mem.driver();
+    let mut nic = ScriptedNic::new();
+    nic.room = 0;
+    d.tx_process(&mut nic, &mut Bells::default()).unwrap();
+    assert!(nic.sent.is_empty());
+    assert_eq!(virt.free.dequeue(), Err(QueueError::Empty), "nothing taken while full");
+    nic.room = usize::MAX;
+    d.handle(Events { nic_writable: true, ..Default::default() }, &mut nic, &mut Bells::default()).unwrap();
+    assert_eq!(nic.sent.len(), 6);
+}
