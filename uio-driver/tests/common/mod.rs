@@ -1,0 +1,204 @@
+//! Test support: a UIO emulation (a sysfs-shaped tree, regular files standing in for the
+//! `/dev/uioN` maps, pseudo-terminals standing in for IRQ devices) and the virtualisers' view of
+//! it.
+#![allow(dead_code)] // each test binary uses a different part of this module
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sddf::shm::Region;
+
+pub const PAGE: u64 = 4096;
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "uio-driver-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The host end of an emulated UIO IRQ device: a pseudo-terminal in raw mode whose slave is what
+/// the driver opens as `/dev/uioN`. Writing 4 bytes fires the "interrupt"; the driver's re-arm
+/// (`write(fd, 1u32)`) arrives here.
+pub struct IrqPty {
+    pub master: File,
+    _slave: File,
+    pub slave_path: PathBuf,
+}
+
+impl IrqPty {
+    pub fn new() -> IrqPty {
+        let mut m: libc::c_int = -1;
+        let mut s: libc::c_int = -1;
+        // SAFETY: openpty writes two descriptors into `m` and `s`; no name/termios/winsize given.
+        let r = unsafe {
+            libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), std::ptr::null())
+        };
+        assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: termios is plain data; tcgetattr fills it from a valid tty descriptor.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: `s` is a valid tty descriptor and `t` a valid termios.
+        unsafe {
+            assert_eq!(libc::tcgetattr(s, &mut t), 0);
+            libc::cfmakeraw(&mut t);
+            assert_eq!(libc::tcsetattr(s, libc::TCSANOW, &t), 0);
+        }
+        let slave_path = fs::read_link(format!("/proc/self/fd/{s}")).unwrap();
+        // SAFETY: both descriptors are fresh and owned by nothing else.
+        let (master, slave) = unsafe { (File::from(OwnedFd::from_raw_fd(m)), File::from(OwnedFd::from_raw_fd(s))) };
+        IrqPty { master, _slave: slave, slave_path }
+    }
+
+    /// Fires the interrupt (an event count, as UIO's read returns).
+    pub fn fire(&mut self) {
+        self.master.write_all(&1u32.to_ne_bytes()).unwrap();
+    }
+
+    /// Waits (up to `ms`) for 4 bytes written by the driver: a re-arm.
+    pub fn read_rearm(&mut self, ms: i32) -> Option<u32> {
+        let mut p = libc::pollfd { fd: self.master.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, ms) } != 1 {
+            return None;
+        }
+        let mut b = [0u8; 4];
+        self.master.read_exact(&mut b).ok()?;
+        Some(u32::from_ne_bytes(b))
+    }
+}
+
+/// An emulated set of UIO devices.
+pub struct UioTree {
+    pub dir: TempDir,
+    pub sysfs: PathBuf,
+    pub dev: PathBuf,
+    next: u32,
+    pub irqs: Vec<(String, IrqPty)>,
+}
+
+impl UioTree {
+    pub fn new() -> UioTree {
+        let dir = TempDir::new("uio");
+        let sysfs = dir.0.join("sys");
+        let dev = dir.0.join("dev");
+        fs::create_dir_all(sysfs.join("class/uio")).unwrap();
+        fs::create_dir_all(&dev).unwrap();
+        UioTree { dir, sysfs, dev, next: 0, irqs: Vec::new() }
+    }
+
+    fn device(&mut self, name: &str) -> (u32, PathBuf) {
+        let n = self.next;
+        self.next += 1;
+        let d = self.sysfs.join(format!("class/uio/uio{n}"));
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("name"), format!("{name}\n")).unwrap();
+        (n, d)
+    }
+
+    /// A device with map0 of `size` bytes (page-rounded, including `offset`, as
+    /// uio_pdrv_genirq reports it) backed by a zeroed file. Returns the file path.
+    pub fn add_map(&mut self, name: &str, size: u64, offset: u64) -> PathBuf {
+        let (n, d) = self.device(name);
+        let m = d.join("maps/map0");
+        fs::create_dir_all(&m).unwrap();
+        fs::write(m.join("name"), format!("{name}\n")).unwrap();
+        fs::write(m.join("addr"), format!("0x{:016x}\n", 0x4000_0000u64 + u64::from(n) * 0x10_0000)).unwrap();
+        fs::write(m.join("size"), format!("0x{size:016x}\n")).unwrap();
+        fs::write(m.join("offset"), format!("0x{offset:x}\n")).unwrap();
+        let f = self.dev.join(format!("uio{n}"));
+        File::create(&f).unwrap().set_len(size.next_multiple_of(PAGE)).unwrap();
+        f
+    }
+
+    /// An IRQ-only device (no maps).
+    pub fn add_irq(&mut self, name: &str) {
+        let (n, _) = self.device(name);
+        let pty = IrqPty::new();
+        std::os::unix::fs::symlink(&pty.slave_path, self.dev.join(format!("uio{n}"))).unwrap();
+        self.irqs.push((name.to_string(), pty));
+    }
+
+    pub fn irq(&mut self, name: &str) -> &mut IrqPty {
+        &mut self.irqs.iter_mut().find(|(n, _)| n == name).unwrap().1
+    }
+
+    /// The devices a working driver needs: queues of `cap` entries, `rx_bufs` RX buffers,
+    /// `tx_regions` TX regions of `tx_bufs` buffers. Returns the file paths by name.
+    pub fn standard(cap: u64, rx_bufs: u64, tx_regions: usize, tx_bufs: u64) -> (UioTree, Vec<(String, PathBuf)>) {
+        let mut t = UioTree::new();
+        let q = (8 + 16 * cap).next_multiple_of(PAGE);
+        let mut files = Vec::new();
+        for (name, size) in [
+            ("rx_free", q),
+            ("rx_active", q),
+            ("rx_data", rx_bufs * 2048),
+            ("tx_free", q),
+            ("tx_active", q),
+            ("rx_fault", PAGE),
+            ("tx_fault", PAGE),
+        ] {
+            files.push((name.to_string(), t.add_map(name, size, 0)));
+        }
+        for i in 0..tx_regions {
+            let name = format!("tx_data{i}");
+            files.push((name.clone(), t.add_map(&name, tx_bufs * 2048, 0)));
+        }
+        t.add_irq("rx_irq");
+        t.add_irq("tx_irq");
+        (t, files)
+    }
+}
+
+/// A file mapped shared, viewed as a Region (the virtualisers' side of a UIO map).
+pub struct FileMap {
+    ptr: NonNull<u8>,
+    len: usize,
+    _file: File,
+}
+
+// SAFETY: the mapping is shared memory only accessed through Region (volatile, bounds-checked).
+unsafe impl Send for FileMap {}
+
+impl FileMap {
+    pub fn open(path: &Path) -> FileMap {
+        let file = OpenOptions::new().read(true).write(true).open(path).unwrap();
+        let len = file.metadata().unwrap().len() as usize;
+        // SAFETY: a fresh shared mapping of a regular file, checked below.
+        let p = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, file.as_raw_fd(), 0)
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        FileMap { ptr: NonNull::new(p.cast()).unwrap(), len, _file: file }
+    }
+
+    pub fn region(&self) -> Region<'_> {
+        // SAFETY: the mapping lives as long as `self`; nothing makes plain references into it.
+        unsafe { Region::new(self.ptr, self.len) }
+    }
+}
+
+impl Drop for FileMap {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mapping made in `open`; Regions borrow `self`, so none outlives it.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
