@@ -21,6 +21,7 @@ use microkit::host::control::{ControlRegion, PdRecord};
 use microkit::host::manifest::MANIFEST_ENV;
 use microkit::host::EXIT_STARTUP_FAILED;
 use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::console::{Console, Stream};
@@ -45,8 +46,9 @@ pub enum StopReason {
 /// How a PD failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailureKind {
-    /// A top-level PD faulted (its control record holds the seL4-style fault message and it
-    /// exited with `128 + signal`).
+    /// A top-level PD faulted: its control record holds the seL4-style fault message, and it
+    /// exited with `128 + signal` for the signal the fault implies (SIGSEGV/SIGBUS for a
+    /// VMFault, the recorded number for a UserException).
     Faulted {
         /// seL4 fault label (6 VMFault, 3 UserException...).
         label: u64,
@@ -372,6 +374,11 @@ fn poll(inner: &Inner) -> (Vec<PdFailure>, usize) {
         let Some(child) = proc.child.as_mut() else {
             continue;
         };
+        if exited(proc.pid) {
+            // Its process group goes with it (whatever it forked), killed while the PD is a
+            // zombie so that the group's id cannot have been reused.
+            kill_group(proc.pid);
+        }
         match child.try_wait() {
             Ok(None) => {
                 running += 1;
@@ -407,10 +414,17 @@ fn classify(status: ExitStatus, record: Option<&PdRecord>) -> FailureKind {
         return FailureKind::Killed(signal);
     }
     let code = status.code().unwrap_or(-1);
-    if code > 128 {
-        // The runtime exits with 128 + signal after recording a top-level fault; a record
-        // claiming a fault with any other exit is not believed.
-        if let Some(fault) = record.and_then(PdRecord::fault) {
+    // The runtime records a top-level fault, then exits with 128 + the signal behind it. The
+    // record is the PD's own memory: believe it only when it agrees with the exit status.
+    if let Some(fault) = record.and_then(PdRecord::fault) {
+        let signal_of_fault = match fault.label {
+            fault_label::VM_FAULT => [libc::SIGSEGV, libc::SIGBUS]
+                .into_iter()
+                .find(|&s| code == 128 + s),
+            fault_label::USER_EXCEPTION => i32::try_from(fault.mrs[3]).ok(),
+            _ => None,
+        };
+        if signal_of_fault.is_some_and(|s| code == 128 + s) {
             let mut mrs = [0; 5];
             mrs.copy_from_slice(&fault.mrs[..5]);
             return FailureKind::Faulted {
@@ -427,14 +441,32 @@ fn classify(status: ExitStatus, record: Option<&PdRecord>) -> FailureKind {
     }
 }
 
-fn kill_proc(proc: &Proc) {
-    let Ok(pid) = i32::try_from(proc.pid) else {
-        return;
+/// Whether our unreaped child `pid` has exited, without reaping it.
+fn exited(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
     };
-    // The group first (the PD and anything it forked), then the PD itself in case it moved to
-    // another group. Errors mean there is nothing left to kill.
-    let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    !matches!(
+        waitid(Id::Pid(Pid::from_raw(pid)), flags),
+        Ok(WaitStatus::StillAlive) | Err(_)
+    )
+}
+
+/// SIGKILLs the process group led by PD `pid` (the PD and anything it forked). The caller
+/// has not reaped the PD yet, so the group id is still the PD's. Errors mean nothing is left.
+fn kill_group(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
+fn kill_proc(proc: &Proc) {
+    kill_group(proc.pid);
+    // The PD itself too, in case it moved to another group.
+    if let Ok(pid) = i32::try_from(proc.pid) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
 }
 
 /// Kills and reaps every PD, removes the run directory and publishes the outcome.

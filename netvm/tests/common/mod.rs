@@ -84,9 +84,28 @@ pub fn script_system(dir: &Path, pds: &[&str]) -> PathBuf {
     path
 }
 
-/// Whether a process with this pid exists (zombies count: they are not reaped yet).
+/// Whether a process with this pid exists and is not a zombie (a zombie runs no code; one
+/// whose parent died waits for init, which in a container may never reap it).
 pub fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat.get(i + 2..i + 3))
+            .is_some_and(|state| state != "Z"),
+        Err(_) => false,
+    }
+}
+
+/// Waits up to 5 s for a process to be gone (killed processes take a moment to exit).
+pub fn gone(pid: u32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
 }
 
 /// Waits up to 5 s for a file to appear and returns its trimmed contents.
