@@ -202,3 +202,144 @@ impl Drop for FileMap {
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
+
+/// Two network namespaces joined by a veth pair, removed on drop.
+pub struct VethPair {
+    pub ns_driver: String,
+    pub ns_peer: String,
+    pub if_driver: String,
+    pub if_peer: String,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+impl VethPair {
+    /// Creates the namespaces and the pair, or says why it could not.
+    pub fn new(tag: &str) -> Result<VethPair, String> {
+        let id = std::process::id();
+        let v = VethPair {
+            ns_driver: format!("uiod-{tag}-{id}-d"),
+            ns_peer: format!("uiod-{tag}-{id}-p"),
+            if_driver: "vdrv".to_string(),
+            if_peer: "vpeer".to_string(),
+        };
+        ip(&["netns", "add", &v.ns_driver])?;
+        ip(&["netns", "add", &v.ns_peer])?;
+        ip(&["link", "add", &v.if_driver, "netns", &v.ns_driver, "type", "veth", "peer", "name", &v.if_peer, "netns", &v.ns_peer])?;
+        ip(&["-n", &v.ns_driver, "link", "set", &v.if_driver, "up"])?;
+        ip(&["-n", &v.ns_peer, "link", "set", &v.if_peer, "up"])?;
+        Ok(v)
+    }
+
+    /// Runs `f` on a thread that has entered namespace `ns` (sockets it makes stay there).
+    pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/var/run/netns/{ns}");
+        std::thread::spawn(move || {
+            let file = File::open(&path).unwrap();
+            // SAFETY: setns on a valid namespace descriptor affects only this thread.
+            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+}
+
+impl Drop for VethPair {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.ns_driver]);
+        let _ = ip(&["netns", "del", &self.ns_peer]);
+    }
+}
+
+/// A raw packet socket on one interface (the far end of the veth), receiving one EtherType.
+pub struct RawSocket {
+    fd: OwnedFd,
+    ifindex: i32,
+}
+
+impl RawSocket {
+    /// Opens it; call inside the interface's namespace ([`VethPair::in_ns`]).
+    pub fn open(iface: &str, ethertype: u16) -> RawSocket {
+        let name = std::ffi::CString::new(iface).unwrap();
+        // SAFETY: valid C string.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;
+        assert!(ifindex > 0, "no interface {iface}");
+        // SAFETY: plain system call, result checked.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, i32::from(ethertype.to_be())) };
+        assert!(fd >= 0);
+        // SAFETY: fresh descriptor.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let addr = Self::addr(ifindex, ethertype);
+        // SAFETY: `addr` is a valid sockaddr_ll.
+        let r = unsafe { libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as u32) };
+        assert_eq!(r, 0);
+        RawSocket { fd, ifindex }
+    }
+
+    fn addr(ifindex: i32, ethertype: u16) -> libc::sockaddr_ll {
+        // SAFETY: plain data, zero is valid.
+        let mut a: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        a.sll_family = libc::AF_PACKET as u16;
+        a.sll_protocol = ethertype.to_be();
+        a.sll_ifindex = ifindex;
+        a.sll_halen = 6;
+        a
+    }
+
+    pub fn send(&self, frame: &[u8]) {
+        let addr = Self::addr(self.ifindex, 0);
+        // SAFETY: `frame` and `addr` are valid for the call.
+        let n = unsafe {
+            libc::sendto(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0, (&addr as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as u32)
+        };
+        assert_eq!(n, frame.len() as isize, "send: {}", std::io::Error::last_os_error());
+    }
+
+    /// The next frame within `ms`, or `None`.
+    pub fn recv(&self, ms: i32) -> Option<Vec<u8>> {
+        let mut p = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, ms) } != 1 {
+            return None;
+        }
+        let mut b = vec![0u8; 4096];
+        // SAFETY: `b` is writable for its length.
+        let n = unsafe { libc::recv(self.fd.as_raw_fd(), b.as_mut_ptr().cast(), b.len(), libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return None;
+        }
+        b.truncate(n as usize);
+        Some(b)
+    }
+}
+
+/// EtherType of test frames (IEEE local experimental).
+pub const TEST_ETHERTYPE: u16 = 0x88b5;
+
+/// A test frame: broadcast dst, fixed src, test EtherType, payload of `len - 14` bytes
+/// derived from `seq`.
+pub fn test_frame(seq: u32, len: usize) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
+    f.extend_from_slice(&TEST_ETHERTYPE.to_be_bytes());
+    f.extend_from_slice(&seq.to_be_bytes());
+    while f.len() < len {
+        f.push((f.len() as u32 ^ seq) as u8);
+    }
+    f.truncate(len);
+    f
+}
+
+/// Whether a frame carries the test EtherType.
+pub fn is_test_frame(f: &[u8]) -> bool {
+    f.len() >= 14 && f[12..14] == TEST_ETHERTYPE.to_be_bytes()
+}

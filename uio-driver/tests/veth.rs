@@ -1,0 +1,250 @@
+//! The real binary on a veth pair in network namespaces made by the test, with the UIO emulation
+//! standing in for the VMM: RX byte-identical, TX out on the peer, a queue-side reflector.
+//! Needs root (`ip netns`); skips with a message otherwise.
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{is_test_frame, test_frame, FileMap, RawSocket, UioTree, VethPair, TEST_ETHERTYPE};
+use sddf::queue::{Capacity, DrainSide, FillSide, Queue};
+use sddf::{BuffDesc, NET_BUFFER_SIZE};
+
+const CAP: u64 = 256;
+const RX_BUFS: u64 = 256;
+const TX_BUFS: u64 = 128;
+
+struct Running {
+    tree: UioTree,
+    files: Vec<(String, PathBuf)>,
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    veth: VethPair,
+}
+
+impl Running {
+    fn map(&self, name: &str) -> FileMap {
+        FileMap::open(&self.files.iter().find(|(n, _)| n == name).unwrap().1)
+    }
+
+    /// Stops the driver and returns its final counters line.
+    fn stop(mut self) -> String {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "driver exited with {status}");
+        let mut last = String::new();
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            if l.contains("counters") {
+                last = l;
+            }
+        }
+        drop(self.veth);
+        last
+    }
+}
+
+/// Sets up namespaces, the UIO tree, hands all RX buffers to the driver, starts it and waits
+/// for its ready line. `None` (after saying why) when the machine cannot do this.
+fn start(tag: &str) -> Option<Running> {
+    let veth = match VethPair::new(tag) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("SKIPPED: cannot create network namespaces ({e}); run as root with iproute2");
+            return None;
+        }
+    };
+    let (tree, files) = UioTree::standard(CAP, RX_BUFS, 1, TX_BUFS);
+    {
+        let free = FileMap::open(&files.iter().find(|(n, _)| n == "rx_free").unwrap().1);
+        let active = FileMap::open(&files.iter().find(|(n, _)| n == "rx_active").unwrap().1);
+        let cap = Capacity::new(CAP as u32).unwrap();
+        let mut virt_rx = DrainSide::new(Queue::new(free.region(), cap).unwrap(), Queue::new(active.region(), cap).unwrap());
+        virt_rx.provide_all_buffers(0, RX_BUFS as u16).unwrap();
+    }
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &veth.ns_driver, env!("CARGO_BIN_EXE_uio-driver"), "--iface", &veth.if_driver, "--sysfs-root"])
+        .arg(&tree.sysfs)
+        .arg("--dev-root")
+        .arg(&tree.dev)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let ready = lines.recv_timeout(Duration::from_secs(10)).expect("driver printed no ready line");
+    assert_eq!(ready, format!("uio-driver: ready iface={} rx_capacity={CAP} tx_capacity={CAP} tx_regions=1", veth.if_driver));
+    Some(Running { tree, files, child, lines, veth })
+}
+
+fn peer_socket(r: &Running) -> RawSocket {
+    let iface = r.veth.if_peer.clone();
+    VethPair::in_ns(&r.veth.ns_peer, move || RawSocket::open(&iface, TEST_ETHERTYPE))
+}
+
+fn sizes() -> impl Iterator<Item = (u32, usize)> {
+    (0..40u32).map(|i| (i, [60usize, 61, 64, 127, 128, 1000, 1514][i as usize % 7]))
+}
+
+#[test]
+fn frames_from_the_peer_arrive_in_rx_active_byte_identical() {
+    let Some(r) = start("rx") else { return };
+    let peer = peer_socket(&r);
+    let (free_m, active_m, data_m, fault_m) = (r.map("rx_free"), r.map("rx_active"), r.map("rx_data"), r.map("rx_fault"));
+    let cap = Capacity::new(CAP as u32).unwrap();
+    let mut virt_rx = DrainSide::new(Queue::new(free_m.region(), cap).unwrap(), Queue::new(active_m.region(), cap).unwrap());
+    let sent: Vec<Vec<u8>> = sizes().map(|(i, l)| test_frame(i, l)).collect();
+    for f in &sent {
+        peer.send(f);
+    }
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < sent.len() && Instant::now() < deadline {
+        match virt_rx.active.dequeue() {
+            Ok(d) => {
+                assert_eq!(d.io_or_offset % NET_BUFFER_SIZE as u64, 0);
+                let mut f = vec![0; usize::from(d.len)];
+                data_m.region().read(d.io_or_offset as usize, &mut f).unwrap();
+                if is_test_frame(&f) {
+                    got.push(f);
+                }
+                virt_rx.free.enqueue(d.with_len(0)).unwrap();
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    assert_eq!(got, sent, "frames differ or are missing");
+    let mut bell = [0u8; 4];
+    fault_m.region().read(0, &mut bell).unwrap();
+    assert!(u32::from_ne_bytes(bell) >= 1, "rx doorbell never rang");
+    let counters = r.stop();
+    assert!(counters.contains("rx_drop_oversize=0"), "{counters}");
+}
+
+#[test]
+fn frames_in_tx_active_come_out_on_the_peer() {
+    let Some(mut r) = start("tx") else { return };
+    let peer = peer_socket(&r);
+    let (free_m, active_m, data_m) = (r.map("tx_free"), r.map("tx_active"), r.map("tx_data0"));
+    let cap = Capacity::new(CAP as u32).unwrap();
+    let mut virt_tx = FillSide::new(Queue::new(free_m.region(), cap).unwrap(), Queue::new(active_m.region(), cap).unwrap());
+    let frames: Vec<Vec<u8>> = sizes().map(|(i, l)| test_frame(1000 + i, l)).collect();
+    for (i, f) in frames.iter().enumerate() {
+        let off = i * NET_BUFFER_SIZE;
+        data_m.region().write(off, f).unwrap();
+        virt_tx.active.enqueue(BuffDesc::new(off as u64, f.len() as u16, 0)).unwrap();
+    }
+    assert!(virt_tx.active.take_signal_request(), "the driver armed tx_active at start");
+    r.tree.irq("tx_irq").fire();
+    let mut got = Vec::new();
+    while got.len() < frames.len() {
+        match peer.recv(5000) {
+            Some(f) if is_test_frame(&f) => got.push(f),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert_eq!(got, frames);
+    // Every buffer comes back, with its offset and oid.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut back = Vec::new();
+    while back.len() < frames.len() && Instant::now() < deadline {
+        match virt_tx.free.dequeue() {
+            Ok(d) => back.push(d),
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    let want: Vec<BuffDesc> = (0..frames.len()).map(|i| BuffDesc::new((i * NET_BUFFER_SIZE) as u64, 0, 0)).collect();
+    assert_eq!(back, want);
+    assert_eq!(r.tree.irq("tx_irq").read_rearm(1000), Some(1), "driver re-armed the IRQ");
+    let counters = r.stop();
+    assert!(counters.contains(&format!("tx_frames={}", frames.len())), "{counters}");
+}
+
+#[test]
+fn a_queue_side_reflector_echoes_every_frame() {
+    let Some(r) = start("echo") else { return };
+    let peer = peer_socket(&r);
+    let cap = Capacity::new(CAP as u32).unwrap();
+    let m: Vec<FileMap> = ["rx_free", "rx_active", "rx_data", "tx_free", "tx_active", "tx_data0"].iter().map(|n| r.map(n)).collect();
+    let q = |i: usize| Queue::new(m[i].region(), cap).unwrap();
+    let mut virt_rx = DrainSide::new(q(0), q(1));
+    let mut virt_tx = FillSide::new_self_provided(q(3), q(4), TX_BUFS as u16).unwrap();
+    let (rx_data, tx_data) = (m[2].region(), m[5].region());
+    let n = 500u32;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let echoes = std::thread::scope(|s| {
+        let stop2 = stop.clone();
+        let receiver = s.spawn(move || {
+            let mut seen = vec![false; n as usize];
+            let mut count = 0;
+            while count < n {
+                let Some(f) = peer.recv(5000) else { break };
+                if is_test_frame(&f) && f[6] == 0xee {
+                    let seq = u32::from_be_bytes(f[14..18].try_into().unwrap());
+                    assert_eq!(&f[18..], &test_frame(seq, f.len())[18..], "echo payload differs");
+                    if !std::mem::replace(&mut seen[seq as usize], true) {
+                        count += 1;
+                    }
+                }
+            }
+            stop2.store(true, std::sync::atomic::Ordering::Relaxed);
+            count
+        });
+        // The reflector: rx_active -> tx_data (src MAC marked) -> tx_active; rx buffer back.
+        let sender = s.spawn({
+            let iface = r.veth.if_peer.clone();
+            let ns = r.veth.ns_peer.clone();
+            move || {
+                let tx = VethPair::in_ns(&ns, move || RawSocket::open(&iface, 0));
+                for i in 0..n {
+                    tx.send(&test_frame(i, 60 + (i as usize * 37) % 1455));
+                    if i % 32 == 31 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+        });
+        let mut buf = vec![0u8; NET_BUFFER_SIZE];
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut idle = true;
+            while let Ok(d) = virt_rx.active.dequeue() {
+                idle = false;
+                let len = usize::from(d.len);
+                rx_data.read(d.io_or_offset as usize, &mut buf[..len]).unwrap();
+                virt_rx.free.enqueue(d.with_len(0)).unwrap();
+                if !is_test_frame(&buf[..len]) {
+                    continue;
+                }
+                buf[6] = 0xee;
+                let Ok(t) = virt_tx.free.dequeue() else { continue };
+                tx_data.write(t.io_or_offset as usize, &buf[..len]).unwrap();
+                virt_tx.active.enqueue(t.with_len(len as u16)).unwrap();
+            }
+            if virt_tx.active.take_signal_request() {
+                r.tree.irqs[1].1.master.try_clone().map(|mut m| std::io::Write::write_all(&mut m, &1u32.to_ne_bytes())).unwrap().unwrap();
+            }
+            if virt_rx.free.take_signal_request() {
+                r.tree.irqs[0].1.master.try_clone().map(|mut m| std::io::Write::write_all(&mut m, &1u32.to_ne_bytes())).unwrap().unwrap();
+            }
+            if idle {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        sender.join().unwrap();
+        receiver.join().unwrap()
+    });
+    assert_eq!(echoes, n, "some frames were not echoed");
+    let counters = r.stop();
+    assert!(counters.contains("tx_bad_len=0 tx_bad_oid=0 tx_bad_offset=0"), "{counters}");
+}
