@@ -232,6 +232,22 @@ fn timeout_is_a_clean_stop() {
     for pid in pids {
         assert!(common::gone(pid));
     }
+    // Raw output: the PD's bytes unchanged.
+    let child = netvm_run(
+        &[
+            "--bin-dir",
+            &bin_dir,
+            "--timeout",
+            "500ms",
+            "--output",
+            "raw",
+        ],
+        &system,
+    );
+    let (code, stderr) = finish(child);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.lines().any(|l| l == "a: ready"), "{stderr}");
+    assert!(!stderr.contains("[a]"), "{stderr}");
     let _ = fs::remove_dir_all(&dir);
 }
 
