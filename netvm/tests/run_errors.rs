@@ -6,6 +6,7 @@ mod common;
 
 use std::fs;
 use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -112,6 +113,25 @@ fn missing_executable_names_the_pd_and_the_path_tried() {
     // Nothing started: checked before any PD runs.
     assert!(!dir.join("present.pid").exists());
     assert!(common::shm_dirs_of(runner).is_empty());
+
+    // Present and executable, but exec fails (its interpreter does not exist): what started
+    // is torn down.
+    fs::write(dir.join("absent"), "#!/nonexistent/interpreter\n").expect("write");
+    fs::set_permissions(dir.join("absent"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let child = netvm_run(&["--bin-dir", &bin_dir], &system);
+    let runner = child.id();
+    let (code, stderr) = finish(child);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("netvm run: PD 'absent': cannot start"),
+        "{stderr}"
+    );
+    assert!(common::shm_dirs_of(runner).is_empty());
+    // 'present' was started first; if it got as far as recording its pid, it is gone now.
+    if let Ok(pid) = fs::read_to_string(dir.join("present.pid")) {
+        let pid: u32 = pid.trim().parse().expect("pid");
+        assert!(common::gone(pid), "PD {pid} survived a failed start");
+    }
     let _ = fs::remove_dir_all(&dir);
 }
 
