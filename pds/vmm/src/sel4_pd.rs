@@ -1,0 +1,397 @@
+//! The Microkit handler: owns vCPU 0, implements [`Platform`] with seL4 invocations, loads the
+//! guest images into 1:1 guest RAM and starts the guest in `init`.
+//!
+//! System contract (examples/vmm-boot/system.xml):
+//! - guest RAM is mapped in this PD at its guest-physical address, patched into
+//!   `guest_ram_vaddr` / `guest_ram_size`;
+//! - IRQ channels: [`UART_CH`] (PL011, INTID 33) and [`NIC_CH`] (virtio-net, INTID 79) are
+//!   passed through; [`WAKEUP_CH`], if the system gives it (the EL1 physical timer, INTID 30),
+//!   wakes a guest that waits in WFI for its timer;
+//! - channels [`VIRT_RX_CH`] / [`VIRT_TX_CH`] to the virtualisers, if the system has them: the
+//!   `rx_fault` / `tx_fault` doorbells notify them, their notifications raise `rx_irq` /
+//!   `tx_irq`.
+
+use core::fmt;
+
+use microkit::{Channel, ChannelSet, Child, MessageInfo, Vcpu};
+use vmm::fault::Fault;
+use vmm::linux::{BootPlan, GuestRam};
+use vmm::regs::{UserContext, USER_CONTEXT_WORDS};
+use vmm::vgic::{ListRegisters, LoadError, GICD_BASE};
+use vmm::vmm::{KernelError, Vtimer};
+use vmm::{Config, Doorbell, Platform, Reply, StopReason, VirqRoute, Vmm};
+
+mod images {
+    include!(concat!(env!("OUT_DIR"), "/images.rs"));
+}
+
+/// The PL011's IRQ channel.
+const UART_CH: u8 = 1;
+/// The passed-through virtio-net transport's IRQ channel.
+const NIC_CH: u8 = 2;
+/// The wake-up timer's IRQ channel.
+const WAKEUP_CH: u8 = 3;
+/// Channel to the RX virtualiser.
+const VIRT_RX_CH: u8 = 4;
+/// Channel to the TX virtualiser.
+const VIRT_TX_CH: u8 = 5;
+/// The only vCPU.
+const VCPU: Vcpu = Vcpu::new(0);
+
+/// Guest-physical doorbell pages (unmapped in the VM) — the `rx_fault` / `tx_fault` nodes of
+/// the guest device tree.
+const RX_FAULT_GPA: u64 = 0x3001_0000;
+const TX_FAULT_GPA: u64 = 0x3001_1000;
+/// `rx_irq` / `tx_irq`: SPIs 80 and 81 of the guest device tree.
+const RX_IRQ: u16 = 32 + 80;
+const TX_IRQ: u16 = 32 + 81;
+
+static DOORBELLS: [Doorbell; 2] = [
+    Doorbell {
+        name: "rx_fault",
+        gpa: RX_FAULT_GPA,
+        channel: Some(VIRT_RX_CH),
+    },
+    Doorbell {
+        name: "tx_fault",
+        gpa: TX_FAULT_GPA,
+        channel: Some(VIRT_TX_CH),
+    },
+];
+static VIRQS: [VirqRoute; 4] = [
+    VirqRoute {
+        name: "uart",
+        channel: UART_CH,
+        irq: 33,
+        passthrough: true,
+    },
+    VirqRoute {
+        name: "virtio-net",
+        channel: NIC_CH,
+        irq: 79,
+        passthrough: true,
+    },
+    VirqRoute {
+        name: "rx_irq",
+        channel: VIRT_RX_CH,
+        irq: RX_IRQ,
+        passthrough: false,
+    },
+    VirqRoute {
+        name: "tx_irq",
+        channel: VIRT_TX_CH,
+        irq: TX_IRQ,
+        passthrough: false,
+    },
+];
+
+microkit::setvar!(
+    /// Where guest RAM is mapped in this PD (= its guest-physical base: RAM is 1:1).
+    guest_ram_vaddr
+);
+microkit::setvar!(
+    /// Size of guest RAM.
+    guest_ram_size
+);
+
+/// `seL4_VCPUReg` numbers of the virtual timer (libsel4 `sel4_arch/constants.h`).
+const VCPU_REG_CNTV_CTL: u64 = 20;
+const VCPU_REG_CNTV_CVAL: u64 = 21;
+const VCPU_REG_CNTVOFF: u64 = 22;
+
+/// The seL4 side of [`Platform`].
+struct Sel4;
+
+fn kernel(e: microkit::InvocationError) -> KernelError {
+    KernelError(e.0)
+}
+
+impl ListRegisters for Sel4 {
+    fn load(&mut self, irq: u16, priority: u8, index: u8) -> Result<(), LoadError> {
+        VCPU.inject_irq(irq, priority, 0, index)
+            .map_err(|e| LoadError(e.0))
+    }
+}
+
+impl Platform for Sel4 {
+    fn read_regs(&mut self, count: usize) -> Result<UserContext, KernelError> {
+        sys::read_registers(VCPU.id(), count).map_err(KernelError)
+    }
+    fn write_regs(&mut self, ctx: &UserContext, count: usize) -> Result<(), KernelError> {
+        sys::write_registers(VCPU.id(), ctx, count).map_err(KernelError)
+    }
+    fn stop_vcpu(&mut self) -> Result<(), KernelError> {
+        VCPU.stop().map_err(kernel)
+    }
+    fn resume_vcpu(&mut self, pc: u64) -> Result<(), KernelError> {
+        VCPU.restart(pc as usize).map_err(kernel)
+    }
+    fn ack_vppi(&mut self, irq: u16) -> Result<(), KernelError> {
+        VCPU.ack_vppi(irq.into()).map_err(kernel)
+    }
+    fn irq_ack(&mut self, channel: u8) {
+        Channel::new(channel).irq_ack();
+    }
+    fn notify(&mut self, channel: u8) {
+        // A system without that virtualiser: the doorbell is counted, nobody is told.
+        let ch = Channel::new(channel);
+        if ch.can_notify() {
+            ch.notify();
+        }
+    }
+    fn vtimer(&mut self) -> Result<Vtimer, KernelError> {
+        Ok(Vtimer {
+            ctl: VCPU.read_reg(VCPU_REG_CNTV_CTL).map_err(kernel)?,
+            cval: VCPU.read_reg(VCPU_REG_CNTV_CVAL).map_err(kernel)?,
+            offset: VCPU.read_reg(VCPU_REG_CNTVOFF).map_err(kernel)?,
+        })
+    }
+    fn now(&mut self) -> u64 {
+        sys::physical_count()
+    }
+    fn set_wakeup(&mut self, deadline: Option<u64>) -> bool {
+        if !Channel::new(WAKEUP_CH).is_irq() {
+            return false;
+        }
+        sys::set_physical_timer(deadline);
+        true
+    }
+    fn log(&mut self, args: fmt::Arguments<'_>) {
+        microkit::debug_print!("{args}");
+    }
+}
+
+/// The PD's state.
+pub struct VmmPd {
+    vmm: Vmm<'static>,
+}
+
+impl VmmPd {
+    /// Copies the images into guest RAM and starts the guest; reports why not otherwise.
+    fn boot(&mut self) {
+        let ram = GuestRam {
+            base: guest_ram_vaddr.get(),
+            size: guest_ram_size.get(),
+        };
+        if images::KERNEL.is_empty() {
+            microkit::debug_println!(
+                "vmm: no guest kernel embedded (VMM_GUEST_KERNEL unset at build time)"
+            );
+            return;
+        }
+        let plan = match BootPlan::new(ram, images::KERNEL, images::DTB, images::INITRD) {
+            Ok(plan) => plan,
+            Err(e) => {
+                microkit::debug_println!("vmm: cannot boot the guest: {e}");
+                return;
+            }
+        };
+        let t0 = sys::physical_count();
+        sys::copy_to_guest(ram, plan.kernel, images::KERNEL);
+        sys::copy_to_guest(ram, plan.dtb, images::DTB);
+        if let Some(initrd) = plan.initrd {
+            sys::copy_to_guest(ram, initrd, images::INITRD);
+        }
+        let copy_us = (sys::physical_count() - t0) * 1_000_000 / sys::counter_frequency().max(1);
+        microkit::debug_println!(
+            "vmm: starting guest: Image {:#x} ({} bytes), DTB {:#x}, initrd {:#x} ({} bytes), RAM {:#x}+{:#x}, copied in {} us",
+            plan.kernel,
+            images::KERNEL.len(),
+            plan.dtb,
+            plan.initrd.unwrap_or(0),
+            images::INITRD.len(),
+            ram.base,
+            ram.size,
+            copy_us
+        );
+        if let Err(KernelError(e)) = self.vmm.start(&mut Sel4, &plan.initial_context()) {
+            microkit::debug_println!("vmm: starting vCPU 0 failed: seL4 error {e}");
+        }
+    }
+}
+
+impl microkit::Handler for VmmPd {
+    fn init() -> Self {
+        let config = Config {
+            gicd_base: GICD_BASE,
+            doorbells: &DOORBELLS,
+            virqs: &VIRQS,
+            wakeup_channel: Channel::new(WAKEUP_CH).is_irq().then_some(WAKEUP_CH),
+        };
+        let mut pd = VmmPd {
+            vmm: Vmm::new(config),
+        };
+        pd.boot();
+        pd
+    }
+
+    fn notified(&mut self, channels: ChannelSet) {
+        for ch in channels {
+            if !self.vmm.notified(&mut Sel4, ch.id()) {
+                microkit::debug_println!("vmm: notification on unexpected channel {}", ch.id());
+            }
+        }
+    }
+
+    fn fault(&mut self, child: Child, msg: MessageInfo) -> Option<MessageInfo> {
+        // Decoding reads every fault MR before any invocation overwrites the IPC buffer.
+        let fault = Fault::decode(msg.label(), microkit::mr_get);
+        if child.id() != VCPU.id() {
+            microkit::debug_println!("vmm: fault from unknown child {}: {fault}", child.id());
+            return None;
+        }
+        let reply = self.vmm.handle_fault(&mut Sel4, &fault);
+        if let Some(reason) = self.vmm.stop_reason().filter(|_| reply == Reply::None) {
+            let c = self.vmm.counters();
+            microkit::debug_println!(
+                "vmm: guest stopped ({reason:?}); gicd r/w {}/{}, doorbells {}, psci {}, wfx {} (blocked {}), vppi {}, eoi {}, virq {}",
+                c.gicd_reads, c.gicd_writes, c.doorbells, c.psci_calls, c.wfx, c.wfi_blocks, c.vppi,
+                c.maintenance, c.virq_injections
+            );
+            if reason == StopReason::SystemReset {
+                self.boot();
+            }
+        }
+        match reply {
+            Reply::Resume => Some(MessageInfo::new(0, 0)),
+            Reply::ResumeWith { mrs } => {
+                for (i, &v) in mrs.iter().enumerate() {
+                    microkit::mr_set(i, v);
+                }
+                Some(MessageInfo::new(0, mrs.len()))
+            }
+            Reply::None => None,
+        }
+    }
+}
+
+/// The raw pieces: TCB register transfer (not in the `microkit` crate), the EL0 physical
+/// counter and timer (the kernel exports them: `EXPORT_PCNT_USER`, `EXPORT_PTMR_USER`), and
+/// copying into guest RAM.
+mod sys {
+    #![allow(unsafe_code)]
+
+    use core::arch::asm;
+
+    use vmm::linux::GuestRam;
+    use vmm::regs::{UserContext, USER_CONTEXT_WORDS};
+
+    /// `BASE_VM_TCB_CAP` of libmicrokit.
+    const BASE_VM_TCB_CAP: u64 = 266;
+    /// `TCBReadRegisters` / `TCBWriteRegisters`: 2 and 3 in every Microkit 2.3.0 config
+    /// (they precede the labels `HardwareDebugAPI` shifts; `invocations_all.json`).
+    const TCB_READ_REGISTERS: u64 = 2;
+    const TCB_WRITE_REGISTERS: u64 = 3;
+    /// MCS `seL4_Call`.
+    const SYS_CALL: i64 = -1;
+
+    /// `seL4_Call(cap, msginfo(label, len))` with MR0..3 in x2..x5 and the rest in the IPC
+    /// buffer; returns the reply label (the seL4 error).
+    fn call(cap: u64, label: u64, len: usize) -> u64 {
+        let [mut m0, mut m1, mut m2, mut m3] = [0, 1, 2, 3].map(microkit::mr_get);
+        let info = microkit::MessageInfo::new(label, len).to_word();
+        let out: u64;
+        // SAFETY: seL4 syscall ABI (microkit-abi.md §4.6): Call reads x0 (cap), x1 (msginfo),
+        // x2..x5 (MR0..3) and x7, returns x0 (badge), x1 (msginfo), x2..x5 and preserves all
+        // other registers. It may write the IPC buffer, hence no `nomem`.
+        unsafe {
+            asm!("svc #0",
+                inout("x0") cap => _, inout("x1") info => out,
+                inout("x2") m0, inout("x3") m1, inout("x4") m2, inout("x5") m3,
+                in("x6") 0u64, in("x7") SYS_CALL, options(nostack));
+        }
+        for (i, v) in [m0, m1, m2, m3].into_iter().enumerate() {
+            microkit::mr_set(i, v);
+        }
+        microkit::MessageInfo::from_word(out).label()
+    }
+
+    /// `seL4_TCB_ReadRegisters(vm_tcb, suspend = false, arch_flags = 0, count)`.
+    pub fn read_registers(vcpu: u8, count: usize) -> Result<UserContext, u64> {
+        let count = count.min(USER_CONTEXT_WORDS);
+        microkit::mr_set(0, 0);
+        microkit::mr_set(1, count as u64);
+        match call(BASE_VM_TCB_CAP + u64::from(vcpu), TCB_READ_REGISTERS, 2) {
+            0 => {
+                let mut ctx = UserContext::default();
+                for (i, slot) in ctx.0.iter_mut().enumerate().take(count) {
+                    *slot = microkit::mr_get(i);
+                }
+                Ok(ctx)
+            }
+            e => Err(e),
+        }
+    }
+
+    /// `seL4_TCB_WriteRegisters(vm_tcb, resume = false, arch_flags = 0, count, ctx)`.
+    pub fn write_registers(vcpu: u8, ctx: &UserContext, count: usize) -> Result<(), u64> {
+        let count = count.min(USER_CONTEXT_WORDS);
+        microkit::mr_set(0, 0);
+        microkit::mr_set(1, count as u64);
+        for (i, &v) in ctx.0.iter().enumerate().take(count) {
+            microkit::mr_set(2 + i, v);
+        }
+        match call(
+            BASE_VM_TCB_CAP + u64::from(vcpu),
+            TCB_WRITE_REGISTERS,
+            2 + count,
+        ) {
+            0 => Ok(()),
+            e => Err(e),
+        }
+    }
+
+    /// CNTPCT_EL0.
+    pub fn physical_count() -> u64 {
+        let v: u64;
+        // SAFETY: reads a system register; EL0 access is enabled by the kernel config
+        // (EXPORT_PCNT_USER). No memory or stack effects.
+        unsafe { asm!("isb", "mrs {}, cntpct_el0", out(reg) v, options(nomem, nostack)) };
+        v
+    }
+
+    /// CNTFRQ_EL0.
+    pub fn counter_frequency() -> u64 {
+        let v: u64;
+        // SAFETY: CNTFRQ_EL0 is readable at EL0 whenever a counter is; no side effects.
+        unsafe { asm!("mrs {}, cntfrq_el0", out(reg) v, options(nomem, nostack)) };
+        v
+    }
+
+    /// Arms the EL1 physical timer (INTID 30) at `deadline`, or disables it.
+    pub fn set_physical_timer(deadline: Option<u64>) {
+        match deadline {
+            // SAFETY: EL0 access to the physical timer is enabled by the kernel config
+            // (EXPORT_PTMR_USER); this PD owns the timer (its IRQ is this PD's channel).
+            Some(d) => unsafe {
+                asm!("msr cntp_cval_el0, {}", "msr cntp_ctl_el0, {}", "isb",
+                    in(reg) d, in(reg) 1u64, options(nomem, nostack));
+            },
+            // SAFETY: as above; ENABLE = 0 also drops the level-triggered IRQ.
+            None => unsafe {
+                asm!("msr cntp_ctl_el0, {}", "isb", in(reg) 0u64, options(nomem, nostack));
+            },
+        }
+    }
+
+    /// Copies `bytes` to guest-physical `gpa` through this PD's 1:1 mapping of guest RAM.
+    ///
+    /// # Panics
+    /// If the range is not inside guest RAM (the boot plan checked it already).
+    pub fn copy_to_guest(ram: GuestRam, gpa: u64, bytes: &[u8]) {
+        let end = gpa
+            .checked_add(bytes.len() as u64)
+            .expect("guest range wraps");
+        assert!(
+            gpa >= ram.base && end <= ram.base + ram.size,
+            "{gpa:#x}..{end:#x} outside guest RAM"
+        );
+        // SAFETY: the system maps guest RAM read-write at vaddr = guest-physical address for
+        // this PD's whole life (`guest_ram_vaddr`/`guest_ram_size`), and the range was checked
+        // to lie inside it. The vCPU is not running while the VMM loads images, so nothing else
+        // writes these bytes, and `bytes` (the PD's rodata) cannot overlap guest RAM.
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), gpa as *mut u8, bytes.len()) };
+    }
+}
+
+const _: () = assert!(USER_CONTEXT_WORDS + 2 <= microkit::MAX_MESSAGE_REGISTERS);

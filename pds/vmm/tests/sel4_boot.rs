@@ -1,0 +1,318 @@
+//! Boots the Debian driver-VM guest under the Rust vmm PD on seL4 in QEMU
+//! (examples/vmm-boot/system.xml) and waits for its console, in order: the VMM's start line,
+//! the Linux banner, `Run /init`, the first `/init` line and `uio-driver: ready`. Then it asks
+//! `/init` to power off (a `netvm.poweroff` console line) and expects the VMM to report the
+//! guest stopped by PSCI SYSTEM_OFF, with WFI having blocked at least once and no unexpected
+//! fault. Prints the time from QEMU's start to each line.
+//!
+//! Needs `MICROKIT_SDK` (Microkit 2.3.0), `qemu-system-aarch64`, `dtc`, and the guest outputs
+//! (`Image`, `initrd.cpio.gz`) in `$NETVM_GUEST_DIR` or `<workspace>/build/guest`
+//! (`cargo run -p guest --release -- build --out build/guest`); otherwise it says what is
+//! missing and passes.
+#![cfg(target_os = "linux")]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+const BOARD: &str = "qemu_virt_aarch64";
+const CONFIG: &str = "debug";
+const QEMU: &str = "qemu-system-aarch64";
+/// Where the system puts the initrd (guest RAM base + 0xd000000, as libvmm does).
+const INITRD_START: u64 = 0x9d00_0000;
+/// From QEMU's start to `uio-driver: ready` (about 4 s on an idle 2-core host under TCG).
+const BOOT_TIMEOUT: Duration = Duration::from_secs(150);
+const POWEROFF_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The console lines to wait for, in order, with a label for the timing table.
+const MARKERS: [(&str, &str); 5] = [
+    ("vmm: starting guest", "VMM starts the guest"),
+    ("Linux version 6.", "Linux banner"),
+    ("Run /init as init process", "Run /init"),
+    ("init [", "first /init line"),
+    ("uio-driver: ready", "uio-driver: ready"),
+];
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The SDK and guest directory, or None after saying why the test is skipped.
+fn prerequisites() -> Option<(PathBuf, PathBuf)> {
+    let Some(sdk) = std::env::var_os("MICROKIT_SDK") else {
+        println!("SKIPPED sel4_boot: MICROKIT_SDK not set");
+        return None;
+    };
+    for tool in [QEMU, "dtc"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            println!("SKIPPED sel4_boot: {tool} not found");
+            return None;
+        }
+    }
+    let guest = std::env::var_os("NETVM_GUEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("build/guest"));
+    for file in ["Image", "initrd.cpio.gz"] {
+        if !guest.join(file).is_file() {
+            println!(
+                "SKIPPED sel4_boot: no {} (build the guest: cargo run -p guest --release -- build --out build/guest)",
+                guest.join(file).display()
+            );
+            return None;
+        }
+    }
+    Some((PathBuf::from(sdk), guest))
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Writes the guest DTB for an initrd of `initrd_len` bytes from examples/vmm-boot/guest.dts.
+fn make_dtb(dir: &Path, initrd_len: u64) -> PathBuf {
+    let template = workspace().join("examples/vmm-boot/guest.dts");
+    let dts = std::fs::read_to_string(&template)
+        .unwrap_or_else(|e| panic!("{}: {e}", template.display()))
+        .replace("@INITRD_START@", &format!("{INITRD_START:#x}"))
+        .replace("@INITRD_END@", &format!("{:#x}", INITRD_START + initrd_len));
+    let (src, dtb) = (dir.join("guest.dts"), dir.join("guest.dtb"));
+    std::fs::write(&src, dts).unwrap();
+    run(
+        Command::new("dtc")
+            .args(["-q", "-I", "dts", "-O", "dtb", "-o"])
+            .arg(&dtb)
+            .arg(&src),
+        "dtc",
+    );
+    dtb
+}
+
+/// Builds the vmm ELF with the images embedded and the Microkit image; returns loader.img.
+fn build_image(sdk: &Path, guest: &Path, dir: &Path) -> PathBuf {
+    let initrd = guest.join("initrd.cpio.gz");
+    let dtb = make_dtb(dir, std::fs::metadata(&initrd).unwrap().len());
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sel4-boot");
+    run(
+        Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "vmm",
+                "--bin",
+                "vmm",
+                "--target",
+                "aarch64-unknown-none",
+            ])
+            .arg("--manifest-path")
+            .arg(workspace().join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .env("MICROKIT_SDK", sdk)
+            .env("MICROKIT_BOARD", BOARD)
+            .env("MICROKIT_CONFIG", CONFIG)
+            .env("VMM_GUEST_KERNEL", guest.join("Image"))
+            .env("VMM_GUEST_INITRD", &initrd)
+            .env("VMM_GUEST_DTB", &dtb),
+        "cargo build -p vmm --target aarch64-unknown-none",
+    );
+    std::fs::copy(
+        target_dir.join("aarch64-unknown-none/release/vmm"),
+        dir.join("vmm.elf"),
+    )
+    .unwrap();
+    let image = dir.join("loader.img");
+    run(
+        Command::new(sdk.join("bin/microkit"))
+            .arg(workspace().join("examples/vmm-boot/system.xml"))
+            .arg("--search-path")
+            .arg(dir)
+            .args(["--board", BOARD, "--config", CONFIG, "-o"])
+            .arg(&image)
+            .arg("-r")
+            .arg(dir.join("report.txt")),
+        "microkit tool",
+    );
+    image
+}
+
+/// A running QEMU, killed when dropped.
+struct Qemu {
+    child: Child,
+    stdin: ChildStdin,
+    output: Receiver<Vec<u8>>,
+    console: Vec<u8>,
+    started: Instant,
+}
+
+impl Qemu {
+    fn boot(image: &Path) -> Self {
+        let mut child = Command::new(QEMU)
+            .args([
+                "-machine",
+                "virt,virtualization=on",
+                "-cpu",
+                "cortex-a53",
+                "-m",
+                "size=2G",
+            ])
+            .args(["-nographic", "-serial", "mon:stdio", "-nic", "none"])
+            // The NIC the guest drives: QEMU's first virtio-mmio transport, passed through;
+            // no backend (no slirp), the test only needs eth0 to exist.
+            .args(["-global", "virtio-mmio.force-legacy=false"])
+            .args(["-device", "virtio-net-device,mac=52:54:00:12:34:56"])
+            .arg("-device")
+            .arg(format!(
+                "loader,file={},addr=0x70000000,cpu-num=0",
+                image.display()
+            ))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {QEMU}: {e}"));
+        let started = Instant::now();
+        let stdin = child.stdin.take().unwrap();
+        let (tx, output) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut buf = [0; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut buf) {
+                    if tx.send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Self {
+            child,
+            stdin,
+            output,
+            console: Vec::new(),
+            started,
+        }
+    }
+
+    fn console(&self) -> String {
+        String::from_utf8_lossy(&self.console).into_owned()
+    }
+
+    /// Waits until `needle` appears after byte `from`; returns (its end offset, time since start).
+    fn wait_for(
+        &mut self,
+        needle: &str,
+        from: usize,
+        deadline: Instant,
+    ) -> Option<(usize, Duration)> {
+        loop {
+            if let Some(pos) = self
+                .console
+                .get(from..)
+                .and_then(|c| find(c, needle.as_bytes()))
+            {
+                return Some((from + pos + needle.len(), self.started.elapsed()));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok(bytes) => self.console.extend_from_slice(&bytes),
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn debian_guest_boots_under_the_rust_vmm() {
+    let Some((sdk, guest)) = prerequisites() else {
+        return;
+    };
+    let dir = TempDir(std::env::temp_dir().join(format!("vmm-sel4-boot-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let image = build_image(&sdk, &guest, &dir.0);
+
+    let mut qemu = Qemu::boot(&image);
+    let deadline = qemu.started + BOOT_TIMEOUT;
+    let mut pos = 0;
+    let mut timings = Vec::new();
+    for (needle, label) in MARKERS {
+        match qemu.wait_for(needle, pos, deadline) {
+            Some((end, t)) => {
+                pos = end;
+                timings.push((label, t));
+            }
+            None => panic!(
+                "no '{needle}' on the console within {BOOT_TIMEOUT:?}; console:\n{}",
+                qemu.console()
+            ),
+        }
+    }
+    println!("boot timings (from QEMU start):");
+    for (label, t) in &timings {
+        println!("  {:>7.2} s  {label}", t.as_secs_f64());
+    }
+
+    // Power off through /init -> reboot(POWER_OFF) -> PSCI SYSTEM_OFF (an hvc here).
+    qemu.stdin.write_all(b"netvm.poweroff\n").unwrap();
+    qemu.stdin.flush().unwrap();
+    let stopped = "vmm: guest stopped (SystemOff)";
+    let Some((end, t)) = qemu.wait_for(stopped, pos, Instant::now() + POWEROFF_TIMEOUT) else {
+        panic!(
+            "no '{stopped}' after netvm.poweroff; console:\n{}",
+            qemu.console()
+        );
+    };
+    println!(
+        "  {:>7.2} s  guest stopped by PSCI SYSTEM_OFF",
+        t.as_secs_f64()
+    );
+    // The rest of that line: the counters.
+    qemu.wait_for("\n", end, Instant::now() + POWEROFF_TIMEOUT);
+    let console = qemu.console();
+    let line = console[end..].lines().next().unwrap_or_default();
+    println!("vmm counters:{line}");
+    let blocked: u64 = line
+        .split("(blocked ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no WFI count in '{line}'"));
+    assert!(blocked > 0, "the idle guest never blocked in WFI: {line}");
+    assert!(
+        !console.contains("unexpected guest fault"),
+        "console:\n{console}"
+    );
+    assert!(!console.contains("Kernel panic"), "console:\n{console}");
+}
