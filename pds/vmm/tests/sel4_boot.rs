@@ -8,7 +8,7 @@
 //! Needs `MICROKIT_SDK` (Microkit 2.3.0), `qemu-system-aarch64`, `dtc`, and the guest outputs
 //! (`Image`, `initrd.cpio.gz`) in `$NETVM_GUEST_DIR` or `<workspace>/build/guest`
 //! (`cargo run -p guest --release -- build --out build/guest`); otherwise it says what is
-//! missing and passes.
+//! missing and passes. `VMM_BOOT_CONSOLE=<file>` saves the whole console.
 #![cfg(target_os = "linux")]
 
 use std::io::{Read, Write};
@@ -301,6 +301,10 @@ fn debian_guest_boots_under_the_rust_vmm() {
     // The rest of that line: the counters.
     qemu.wait_for("\n", end, Instant::now() + POWEROFF_TIMEOUT);
     let console = qemu.console();
+    if let Some(path) = std::env::var_os("VMM_BOOT_CONSOLE") {
+        std::fs::write(&path, &console)
+            .unwrap_or_else(|e| panic!("{}: {e}", Path::new(&path).display()));
+    }
     let line = console[end..].lines().next().unwrap_or_default();
     println!("vmm counters:{line}");
     let blocked: u64 = line
