@@ -37,7 +37,12 @@ pub struct Doorbells {
 
 /// Creates the four eventfds and hands out both sides.
 pub fn eventfd_platform() -> io::Result<(EventFdPlatform, EventFdPeer)> {
-    let (a, b, c, d) = (sys::eventfd()?, sys::eventfd()?, sys::eventfd()?, sys::eventfd()?);
+    let (a, b, c, d) = (
+        sys::eventfd()?,
+        sys::eventfd()?,
+        sys::eventfd()?,
+        sys::eventfd()?,
+    );
     let peer = EventFdPeer {
         rx_doorbell: a.try_clone()?,
         tx_doorbell: b.try_clone()?,
@@ -80,7 +85,10 @@ impl Platform for EventFdPlatform {
 
     fn wait(&mut self, nic: &[NicPoll], timeout: Option<Duration>) -> io::Result<Events> {
         poll_with(
-            [(&mut self.rx_notify, "rx_notify"), (&mut self.tx_notify, "tx_notify")],
+            [
+                (&mut self.rx_notify, "rx_notify"),
+                (&mut self.tx_notify, "tx_notify"),
+            ],
             nic,
             timeout,
             drain,

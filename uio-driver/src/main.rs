@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use uio_driver::counters::Counters;
 use uio_driver::driver::{Driver, Nic};
-use uio_driver::signals;
 use uio_driver::packet::{PacketConfig, PacketNic, RxWakeup};
+use uio_driver::signals;
 use uio_driver::uio::{Capacities, UioDevices};
 
 /// Bridges a network interface to sDDF queues mapped through UIO.
@@ -47,8 +47,8 @@ fn run(args: Args) -> Result<(), String> {
         rx: args.rx_capacity,
         tx: args.tx_capacity,
     };
-    let mut uio = UioDevices::open(&args.sysfs_root, &args.dev_root, caps)
-        .map_err(|e| e.to_string())?;
+    let mut uio =
+        UioDevices::open(&args.sysfs_root, &args.dev_root, caps).map_err(|e| e.to_string())?;
     eprintln!("uio-driver: UIO devices: {}", uio.listing);
     let mut nic = PacketNic::open(
         &args.iface,

@@ -229,7 +229,11 @@ impl PacketNic {
             RxWakeup::PerFrame => {
                 let n = setup(iface, "notifier socket", sys::packet_socket(0))?;
                 let fd = n.as_raw_fd();
-                setup(iface, "notifier filter", sys::attach_truncating_filter(fd, 1))?;
+                setup(
+                    iface,
+                    "notifier filter",
+                    sys::attach_truncating_filter(fd, 1),
+                )?;
                 setup(
                     iface,
                     "notifier receive buffer",

@@ -309,7 +309,7 @@ pub fn sendmmsg(fd: RawFd, frames: &[&[u8]], addr: &libc::sockaddr_ll) -> io::Re
             fd,
             msgs.as_mut_ptr(),
             msgs.len() as libc::c_uint,
-            libc::MSG_DONTWAIT,
+            libc::MSG_DONTWAIT as _,
         )
     };
     if n < 0 {

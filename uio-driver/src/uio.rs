@@ -415,10 +415,14 @@ impl Finder<'_> {
     /// Map0 of `name`, which must hold `need` bytes after its offset.
     fn map(&self, name: &str, need: u64, why: &str) -> Result<UioMap, UioError> {
         let d = self.require(name)?;
-        let m = d.maps.iter().find(|m| m.index == 0).ok_or_else(|| UioError::NoMap {
-            name: name.to_string(),
-            found: self.found.clone(),
-        })?;
+        let m = d
+            .maps
+            .iter()
+            .find(|m| m.index == 0)
+            .ok_or_else(|| UioError::NoMap {
+                name: name.to_string(),
+                found: self.found.clone(),
+            })?;
         let usable = m.size.saturating_sub(m.offset);
         if usable < need {
             return Err(UioError::MapTooSmall {
@@ -460,10 +464,14 @@ impl Finder<'_> {
         })?;
         for name in pair {
             let d = self.require(name)?;
-            let m = d.maps.iter().find(|m| m.index == 0).ok_or_else(|| UioError::NoMap {
-                name: name.to_string(),
-                found: self.found.clone(),
-            })?;
+            let m = d
+                .maps
+                .iter()
+                .find(|m| m.index == 0)
+                .ok_or_else(|| UioError::NoMap {
+                    name: name.to_string(),
+                    found: self.found.clone(),
+                })?;
             let fits = capacity_for(m.size.saturating_sub(m.offset)).ok_or_else(|| {
                 UioError::MapTooSmall {
                     name: name.to_string(),
@@ -551,7 +559,11 @@ impl UioDevices {
 impl UioPlatform {
     fn ring(&mut self, which: bool) -> io::Result<()> {
         self.rings = self.rings.wrapping_add(1);
-        let m = if which { &self.rx_fault } else { &self.tx_fault };
+        let m = if which {
+            &self.rx_fault
+        } else {
+            &self.tx_fault
+        };
         if m.mapping.store_u32(m.offset, self.rings) {
             Ok(())
         } else {
@@ -601,7 +613,10 @@ impl Platform for UioPlatform {
 
     fn wait(&mut self, nic: &[NicPoll], timeout: Option<Duration>) -> io::Result<Events> {
         poll_with(
-            [(&mut self.rx_irq, names::RX_IRQ), (&mut self.tx_irq, names::TX_IRQ)],
+            [
+                (&mut self.rx_irq, names::RX_IRQ),
+                (&mut self.tx_irq, names::TX_IRQ),
+            ],
             nic,
             timeout,
             drain_and_rearm,
@@ -627,7 +642,8 @@ pub(crate) fn poll_with(
         .collect();
     fds.extend(nic.iter().map(|p| libc::pollfd {
         fd: p.fd,
-        events: if p.readable { libc::POLLIN } else { 0 } | if p.writable { libc::POLLOUT } else { 0 },
+        events: if p.readable { libc::POLLIN } else { 0 }
+            | if p.writable { libc::POLLOUT } else { 0 },
         revents: 0,
     }));
     let ms = timeout.map_or(-1, |t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX));

@@ -162,16 +162,26 @@ fn rx_frames_land_byte_identical_with_one_doorbell_per_batch() {
     let mut d = mem.driver();
     let mut nic = ScriptedNic::new();
     let mut bells = Bells::default();
-    let frames: Vec<Vec<u8>> = [60, 61, 1514, 2048, 7, 333].iter().enumerate().map(|(i, &l)| frame(i, l)).collect();
+    let frames: Vec<Vec<u8>> = [60, 61, 1514, 2048, 7, 333]
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| frame(i, l))
+        .collect();
     nic.incoming.extend(frames.iter().cloned());
     d.rx_process(&mut nic, &mut bells).unwrap();
-    assert_eq!(bells.rx, 1, "one doorbell for the batch (zeroed flag = signal wanted)");
+    assert_eq!(
+        bells.rx, 1,
+        "one doorbell for the batch (zeroed flag = signal wanted)"
+    );
     for (i, f) in frames.iter().enumerate() {
         let desc = virt.active.dequeue().unwrap();
         assert_eq!(desc.io_or_offset, (i * NET_BUFFER_SIZE) as u64);
         assert_eq!(usize::from(desc.len), f.len());
         let mut got = vec![0; f.len()];
-        mem.rx_data.region().read(desc.io_or_offset as usize, &mut got).unwrap();
+        mem.rx_data
+            .region()
+            .read(desc.io_or_offset as usize, &mut got)
+            .unwrap();
         assert_eq!(&got, f);
     }
     // virt_rx did not re-arm: more frames, no more doorbells.
@@ -194,7 +204,8 @@ fn rx_oversize_frames_are_dropped_and_counted() {
     virt.provide_all_buffers(0, 4).unwrap();
     let mut d = mem.driver();
     let mut nic = ScriptedNic::new();
-    nic.incoming.extend([frame(0, 2049), frame(1, 9000), frame(2, 100)]);
+    nic.incoming
+        .extend([frame(0, 2049), frame(1, 9000), frame(2, 100)]);
     d.rx_process(&mut nic, &mut Bells::default()).unwrap();
     assert_eq!(d.counters().rx_drop_oversize, 2);
     assert_eq!(virt.active.dequeue().unwrap().len, 100);
@@ -211,11 +222,18 @@ fn rx_waits_for_buffers_and_asks_virt_rx_for_a_signal() {
     nic.incoming.extend((0..5).map(|i| frame(i, 64)));
     let mut bells = Bells::default();
     d.rx_process(&mut nic, &mut bells).unwrap();
-    assert_eq!(nic.incoming.len(), 3, "frames are kept, not dropped, while buffers are out");
+    assert_eq!(
+        nic.incoming.len(),
+        3,
+        "frames are kept, not dropped, while buffers are out"
+    );
     // Buffers come back: virt_rx must be asked to signal.
     let a = virt.active.dequeue().unwrap();
     virt.free.enqueue(a.with_len(0)).unwrap();
-    assert!(virt.free.take_signal_request(), "driver requested a free signal when starved");
+    assert!(
+        virt.free.take_signal_request(),
+        "driver requested a free signal when starved"
+    );
     d.rx_process(&mut nic, &mut bells).unwrap();
     assert_eq!(nic.incoming.len(), 2);
 }
@@ -240,20 +258,43 @@ fn tx_frames_go_out_and_buffers_come_back_with_their_oid() {
     let mem = Memory::new(3);
     let mut virt = mem.virt_tx();
     let mut expected = Vec::new();
-    for (i, (oid, slot, len)) in [(0u8, 0usize, 60usize), (2, 5, 1514), (1, 15, 2048), (2, 0, 1)].into_iter().enumerate() {
+    for (i, (oid, slot, len)) in [
+        (0u8, 0usize, 60usize),
+        (2, 5, 1514),
+        (1, 15, 2048),
+        (2, 0, 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let f = frame(i, len);
-        mem.tx_data[usize::from(oid)].region().write(slot * NET_BUFFER_SIZE, &f).unwrap();
-        virt.active.enqueue(BuffDesc::new((slot * NET_BUFFER_SIZE) as u64, len as u16, oid)).unwrap();
+        mem.tx_data[usize::from(oid)]
+            .region()
+            .write(slot * NET_BUFFER_SIZE, &f)
+            .unwrap();
+        virt.active
+            .enqueue(BuffDesc::new(
+                (slot * NET_BUFFER_SIZE) as u64,
+                len as u16,
+                oid,
+            ))
+            .unwrap();
         expected.push((f, oid, slot));
     }
     let mut d = mem.driver();
     let mut nic = ScriptedNic::new();
     let mut bells = Bells::default();
     d.tx_process(&mut nic, &mut bells).unwrap();
-    assert_eq!(nic.sent, expected.iter().map(|e| e.0.clone()).collect::<Vec<_>>());
+    assert_eq!(
+        nic.sent,
+        expected.iter().map(|e| e.0.clone()).collect::<Vec<_>>()
+    );
     assert_eq!(bells.tx, 1);
     for (_, oid, slot) in &expected {
-        assert_eq!(virt.free.dequeue().unwrap(), BuffDesc::new((slot * NET_BUFFER_SIZE) as u64, 0, *oid));
+        assert_eq!(
+            virt.free.dequeue().unwrap(),
+            BuffDesc::new((slot * NET_BUFFER_SIZE) as u64, 0, *oid)
+        );
     }
     assert_eq!(d.counters().tx_frames, 4);
     // The driver re-armed tx_active: virt_tx owes it a signal on the next enqueue.
@@ -266,20 +307,22 @@ fn tx_frames_go_out_and_buffers_come_back_with_their_oid() {
 fn hostile_tx_descriptors_are_returned_counted_and_never_touched() {
     let mem = Memory::new(2);
     for r in &mem.tx_data {
-        r.region().write(0, &vec![0xa5; BUFS * NET_BUFFER_SIZE]).unwrap();
+        r.region()
+            .write(0, &vec![0xa5; BUFS * NET_BUFFER_SIZE])
+            .unwrap();
     }
     let mut virt = mem.virt_tx();
     let region_len = (BUFS * NET_BUFFER_SIZE) as u64;
     let hostile = [
-        BuffDesc::new(0, 0, 0),                    // len 0
-        BuffDesc::new(0, 2049, 0),                 // len > 2048
-        BuffDesc::new(0, u16::MAX, 1),             // len huge
-        BuffDesc::new(0, 60, 2),                   // oid == N
-        BuffDesc::new(0, 60, 63),                  // oid way out
-        BuffDesc::new(8, 60, 0),                   // unaligned
-        BuffDesc::new(2047, 60, 1),                // unaligned
-        BuffDesc::new(region_len, 60, 0),          // one past the end
-        BuffDesc::new(u64::MAX & !2047, 60, 0),    // overflows
+        BuffDesc::new(0, 0, 0),           // len 0
+        BuffDesc::new(0, 2049, 0),        // len > 2048
+        BuffDesc::new(0, u16::MAX, 1),    // len huge
+        BuffDesc::new(0, 60, 2),          // oid == N
+        BuffDesc::new(0, 60, 63),         // oid way out
+        BuffDesc::new(8, 60, 0),          // unaligned
+        BuffDesc::new(2047, 60, 1),       // unaligned
+        BuffDesc::new(region_len, 60, 0), // one past the end
+        BuffDesc::new(!2047, 60, 0),      // overflows
     ];
     for h in hostile {
         virt.active.enqueue(h).unwrap();
@@ -290,15 +333,26 @@ fn hostile_tx_descriptors_are_returned_counted_and_never_touched() {
     d.tx_process(&mut nic, &mut Bells::default()).unwrap();
     let c = d.counters();
     assert_eq!((c.tx_bad_len, c.tx_bad_oid, c.tx_bad_offset), (3, 2, 4));
-    assert_eq!(nic.sent, vec![vec![0xa5; 64]], "only the good frame went out");
+    assert_eq!(
+        nic.sent,
+        vec![vec![0xa5; 64]],
+        "only the good frame went out"
+    );
     for h in hostile {
-        assert_eq!(virt.free.dequeue().unwrap(), h.with_len(0), "returned unchanged");
+        assert_eq!(
+            virt.free.dequeue().unwrap(),
+            h.with_len(0),
+            "returned unchanged"
+        );
     }
     assert_eq!(virt.free.dequeue().unwrap(), BuffDesc::new(2048, 0, 1));
     for r in &mem.tx_data {
         let mut all = vec![0; BUFS * NET_BUFFER_SIZE];
         r.region().read(0, &mut all).unwrap();
-        assert!(all.iter().all(|b| *b == 0xa5), "the driver wrote into a TX region");
+        assert!(
+            all.iter().all(|b| *b == 0xa5),
+            "the driver wrote into a TX region"
+        );
     }
 }
 
@@ -309,7 +363,10 @@ fn impossible_queue_indices_are_counted_not_followed() {
     let mut nic = ScriptedNic::new();
     let mut bells = Bells::default();
     // virt_tx claims 40 descriptors in a queue of 16.
-    mem.tx_active.region().write(0, &40u16.to_le_bytes()).unwrap();
+    mem.tx_active
+        .region()
+        .write(0, &40u16.to_le_bytes())
+        .unwrap();
     d.tx_process(&mut nic, &mut bells).unwrap();
     assert!(nic.sent.is_empty());
     assert!(d.counters().tx_queue_misbehaviour >= 1);
@@ -327,7 +384,10 @@ fn impossible_queue_indices_are_counted_not_followed() {
     let mut virt = mem.virt_rx();
     virt.provide_all_buffers(0, 4).unwrap();
     let mut d = mem.driver();
-    mem.rx_active.region().write(2, &9u16.to_le_bytes()).unwrap();
+    mem.rx_active
+        .region()
+        .write(2, &9u16.to_le_bytes())
+        .unwrap();
     nic.incoming.push_back(frame(1, 64));
     d.rx_process(&mut nic, &mut bells).unwrap();
     assert!(d.counters().rx_queue_misbehaviour >= 1);
@@ -346,8 +406,20 @@ fn a_full_nic_stops_dequeuing_until_there_is_room() {
     nic.room = 0;
     d.tx_process(&mut nic, &mut Bells::default()).unwrap();
     assert!(nic.sent.is_empty());
-    assert_eq!(virt.free.dequeue(), Err(QueueError::Empty), "nothing taken while full");
+    assert_eq!(
+        virt.free.dequeue(),
+        Err(QueueError::Empty),
+        "nothing taken while full"
+    );
     nic.room = usize::MAX;
-    d.handle(Events { nic_writable: true, ..Default::default() }, &mut nic, &mut Bells::default()).unwrap();
+    d.handle(
+        Events {
+            nic_writable: true,
+            ..Default::default()
+        },
+        &mut nic,
+        &mut Bells::default(),
+    )
+    .unwrap();
     assert_eq!(nic.sent.len(), 6);
 }

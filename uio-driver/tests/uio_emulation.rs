@@ -44,7 +44,10 @@ fn finds_devices_by_name_in_any_order_and_honours_map_offsets() {
     // tx_data1 is the second TX region.
     FileMap::open(&tx1).region().write(0x800, b"oid1").unwrap();
     let mut got = [0u8; 4];
-    uio.memory.tx_data[1].region().read(0x800, &mut got).unwrap();
+    uio.memory.tx_data[1]
+        .region()
+        .read(0x800, &mut got)
+        .unwrap();
     assert_eq!(&got, b"oid1");
 }
 
@@ -57,31 +60,78 @@ fn a_missing_device_is_named_and_everything_found_is_listed() {
     std::fs::write(&tx_irq_dir, "something_else\n").unwrap();
     let e = open(&t, Capacities::default()).err().unwrap().to_string();
     assert!(e.contains("no UIO device named `tx_irq`"), "{e}");
-    for name in ["rx_free", "rx_active", "rx_data", "tx_free", "tx_active", "rx_fault", "tx_fault", "tx_data0", "tx_data1", "rx_irq", "something_else"] {
+    for name in [
+        "rx_free",
+        "rx_active",
+        "rx_data",
+        "tx_free",
+        "tx_active",
+        "rx_fault",
+        "tx_fault",
+        "tx_data0",
+        "tx_data1",
+        "rx_irq",
+        "something_else",
+    ] {
         assert!(e.contains(&format!("`{name}`")), "{name} missing from: {e}");
     }
-    assert!(e.contains("uio0 `rx_free` map0 addr=0x40000000 size=0x3000 offset=0x0"), "{e}");
+    assert!(
+        e.contains("uio0 `rx_free` map0 addr=0x40000000 size=0x3000 offset=0x0"),
+        "{e}"
+    );
     assert!(e.contains("(no maps)"), "{e}");
-    let e = open(&fake, Capacities::default()).err().unwrap().to_string();
+    let e = open(&fake, Capacities::default())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("no UIO devices at all"), "{e}");
 }
 
 #[test]
 fn wrong_sized_maps_are_refused_with_the_sizes() {
     let mut t = UioTree::new();
-    for (n, s) in [("rx_free", PAGE), ("rx_active", PAGE), ("tx_free", PAGE), ("tx_active", PAGE), ("rx_fault", PAGE), ("tx_fault", PAGE), ("tx_data0", PAGE)] {
+    for (n, s) in [
+        ("rx_free", PAGE),
+        ("rx_active", PAGE),
+        ("tx_free", PAGE),
+        ("tx_active", PAGE),
+        ("rx_fault", PAGE),
+        ("tx_fault", PAGE),
+        ("tx_data0", PAGE),
+    ] {
         t.add_map(n, s, 0);
     }
     t.add_map("rx_data", 0x400, 0); // smaller than one buffer
     t.add_irq("rx_irq");
     t.add_irq("tx_irq");
     let e = open(&t, Capacities::default()).err().unwrap().to_string();
-    assert!(e.contains("UIO device `rx_data`: map0 holds 0x400 bytes after its offset, 0x800 needed"), "{e}");
+    assert!(
+        e.contains("UIO device `rx_data`: map0 holds 0x400 bytes after its offset, 0x800 needed"),
+        "{e}"
+    );
     // An explicit capacity the queue maps cannot hold.
     let (t, _) = UioTree::standard(256, 512, 1, 512);
-    let e = open(&t, Capacities { rx: Some(512), tx: None }).err().unwrap().to_string();
+    let e = open(
+        &t,
+        Capacities {
+            rx: Some(512),
+            tx: None,
+        },
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(e.contains("`rx_free`: map0 holds 0x2000 bytes after its offset, 0x2008 needed (a queue of capacity 512)"), "{e}");
-    let e = open(&t, Capacities { rx: Some(300), tx: None }).err().unwrap().to_string();
+    let e = open(
+        &t,
+        Capacities {
+            rx: Some(300),
+            tx: None,
+        },
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(e.contains("not a power of two"), "{e}");
 }
 
@@ -108,23 +158,39 @@ fn doorbells_store_one_word_and_irqs_are_drained_then_rearmed() {
     uio.platform.doorbell_rx().unwrap();
     uio.platform.doorbell_tx().unwrap();
     uio.platform.doorbell_rx().unwrap();
-    assert_eq!((word(&rx_fault), word(&tx_fault)), (3, 2), "running count of rings");
+    assert_eq!(
+        (word(&rx_fault), word(&tx_fault)),
+        (3, 2),
+        "running count of rings"
+    );
 
     // Nothing pending: the wait times out.
-    let ev = uio.platform.wait(&[], Some(Duration::from_millis(20))).unwrap();
+    let ev = uio
+        .platform
+        .wait(&[], Some(Duration::from_millis(20)))
+        .unwrap();
     assert!(!ev.rx_notified && !ev.tx_notified);
     // Three interrupts before the driver looks: one wake-up, all counts read, one re-arm.
     for _ in 0..3 {
         t.irq("tx_irq").fire();
     }
-    let ev = uio.platform.wait(&[], Some(Duration::from_secs(5))).unwrap();
+    let ev = uio
+        .platform
+        .wait(&[], Some(Duration::from_secs(5)))
+        .unwrap();
     assert!(ev.tx_notified && !ev.rx_notified);
     assert_eq!(t.irq("tx_irq").read_rearm(1000), Some(1));
     assert_eq!(t.irq("tx_irq").read_rearm(50), None, "exactly one re-arm");
-    let ev = uio.platform.wait(&[], Some(Duration::from_millis(20))).unwrap();
+    let ev = uio
+        .platform
+        .wait(&[], Some(Duration::from_millis(20)))
+        .unwrap();
     assert!(!ev.tx_notified, "drained counts do not wake again");
     t.irq("rx_irq").fire();
-    let ev = uio.platform.wait(&[], Some(Duration::from_secs(5))).unwrap();
+    let ev = uio
+        .platform
+        .wait(&[], Some(Duration::from_secs(5)))
+        .unwrap();
     assert!(ev.rx_notified);
     assert_eq!(t.irq("rx_irq").read_rearm(1000), Some(1));
 }
@@ -142,6 +208,12 @@ fn the_binary_reports_a_missing_device_and_exits_nonzero() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("uio-driver: error: no UIO device named `rx_data`"), "{err}");
-    assert!(String::from_utf8_lossy(&out.stdout).is_empty(), "no ready line");
+    assert!(
+        err.contains("uio-driver: error: no UIO device named `rx_data`"),
+        "{err}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).is_empty(),
+        "no ready line"
+    );
 }

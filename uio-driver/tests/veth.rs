@@ -62,11 +62,22 @@ fn start(tag: &str) -> Option<Running> {
         let free = FileMap::open(&files.iter().find(|(n, _)| n == "rx_free").unwrap().1);
         let active = FileMap::open(&files.iter().find(|(n, _)| n == "rx_active").unwrap().1);
         let cap = Capacity::new(CAP as u32).unwrap();
-        let mut virt_rx = DrainSide::new(Queue::new(free.region(), cap).unwrap(), Queue::new(active.region(), cap).unwrap());
+        let mut virt_rx = DrainSide::new(
+            Queue::new(free.region(), cap).unwrap(),
+            Queue::new(active.region(), cap).unwrap(),
+        );
         virt_rx.provide_all_buffers(0, RX_BUFS as u16).unwrap();
     }
     let mut child = Command::new("ip")
-        .args(["netns", "exec", &veth.ns_driver, env!("CARGO_BIN_EXE_uio-driver"), "--iface", &veth.if_driver, "--sysfs-root"])
+        .args([
+            "netns",
+            "exec",
+            &veth.ns_driver,
+            env!("CARGO_BIN_EXE_uio-driver"),
+            "--iface",
+            &veth.if_driver,
+            "--sysfs-root",
+        ])
         .arg(&tree.sysfs)
         .arg("--dev-root")
         .arg(&tree.dev)
@@ -82,14 +93,30 @@ fn start(tag: &str) -> Option<Running> {
             }
         }
     });
-    let ready = lines.recv_timeout(Duration::from_secs(10)).expect("driver printed no ready line");
-    assert_eq!(ready, format!("uio-driver: ready iface={} rx_capacity={CAP} tx_capacity={CAP} tx_regions=1", veth.if_driver));
-    Some(Running { tree, files, child, lines, veth })
+    let ready = lines
+        .recv_timeout(Duration::from_secs(10))
+        .expect("driver printed no ready line");
+    assert_eq!(
+        ready,
+        format!(
+            "uio-driver: ready iface={} rx_capacity={CAP} tx_capacity={CAP} tx_regions=1",
+            veth.if_driver
+        )
+    );
+    Some(Running {
+        tree,
+        files,
+        child,
+        lines,
+        veth,
+    })
 }
 
 fn peer_socket(r: &Running) -> RawSocket {
     let iface = r.veth.if_peer.clone();
-    VethPair::in_ns(&r.veth.ns_peer, move || RawSocket::open(&iface, TEST_ETHERTYPE))
+    VethPair::in_ns(&r.veth.ns_peer, move || {
+        RawSocket::open(&iface, TEST_ETHERTYPE)
+    })
 }
 
 fn sizes() -> impl Iterator<Item = (u32, usize)> {
@@ -100,9 +127,17 @@ fn sizes() -> impl Iterator<Item = (u32, usize)> {
 fn frames_from_the_peer_arrive_in_rx_active_byte_identical() {
     let Some(r) = start("rx") else { return };
     let peer = peer_socket(&r);
-    let (free_m, active_m, data_m, fault_m) = (r.map("rx_free"), r.map("rx_active"), r.map("rx_data"), r.map("rx_fault"));
+    let (free_m, active_m, data_m, fault_m) = (
+        r.map("rx_free"),
+        r.map("rx_active"),
+        r.map("rx_data"),
+        r.map("rx_fault"),
+    );
     let cap = Capacity::new(CAP as u32).unwrap();
-    let mut virt_rx = DrainSide::new(Queue::new(free_m.region(), cap).unwrap(), Queue::new(active_m.region(), cap).unwrap());
+    let mut virt_rx = DrainSide::new(
+        Queue::new(free_m.region(), cap).unwrap(),
+        Queue::new(active_m.region(), cap).unwrap(),
+    );
     let sent: Vec<Vec<u8>> = sizes().map(|(i, l)| test_frame(i, l)).collect();
     for f in &sent {
         peer.send(f);
@@ -114,7 +149,10 @@ fn frames_from_the_peer_arrive_in_rx_active_byte_identical() {
             Ok(d) => {
                 assert_eq!(d.io_or_offset % NET_BUFFER_SIZE as u64, 0);
                 let mut f = vec![0; usize::from(d.len)];
-                data_m.region().read(d.io_or_offset as usize, &mut f).unwrap();
+                data_m
+                    .region()
+                    .read(d.io_or_offset as usize, &mut f)
+                    .unwrap();
                 if is_test_frame(&f) {
                     got.push(f);
                 }
@@ -137,14 +175,23 @@ fn frames_in_tx_active_come_out_on_the_peer() {
     let peer = peer_socket(&r);
     let (free_m, active_m, data_m) = (r.map("tx_free"), r.map("tx_active"), r.map("tx_data0"));
     let cap = Capacity::new(CAP as u32).unwrap();
-    let mut virt_tx = FillSide::new(Queue::new(free_m.region(), cap).unwrap(), Queue::new(active_m.region(), cap).unwrap());
+    let mut virt_tx = FillSide::new(
+        Queue::new(free_m.region(), cap).unwrap(),
+        Queue::new(active_m.region(), cap).unwrap(),
+    );
     let frames: Vec<Vec<u8>> = sizes().map(|(i, l)| test_frame(1000 + i, l)).collect();
     for (i, f) in frames.iter().enumerate() {
         let off = i * NET_BUFFER_SIZE;
         data_m.region().write(off, f).unwrap();
-        virt_tx.active.enqueue(BuffDesc::new(off as u64, f.len() as u16, 0)).unwrap();
+        virt_tx
+            .active
+            .enqueue(BuffDesc::new(off as u64, f.len() as u16, 0))
+            .unwrap();
     }
-    assert!(virt_tx.active.take_signal_request(), "the driver armed tx_active at start");
+    assert!(
+        virt_tx.active.take_signal_request(),
+        "the driver armed tx_active at start"
+    );
     r.tree.irq("tx_irq").fire();
     let mut got = Vec::new();
     while got.len() < frames.len() {
@@ -164,11 +211,20 @@ fn frames_in_tx_active_come_out_on_the_peer() {
             Err(_) => std::thread::sleep(Duration::from_millis(1)),
         }
     }
-    let want: Vec<BuffDesc> = (0..frames.len()).map(|i| BuffDesc::new((i * NET_BUFFER_SIZE) as u64, 0, 0)).collect();
+    let want: Vec<BuffDesc> = (0..frames.len())
+        .map(|i| BuffDesc::new((i * NET_BUFFER_SIZE) as u64, 0, 0))
+        .collect();
     assert_eq!(back, want);
-    assert_eq!(r.tree.irq("tx_irq").read_rearm(1000), Some(1), "driver re-armed the IRQ");
+    assert_eq!(
+        r.tree.irq("tx_irq").read_rearm(1000),
+        Some(1),
+        "driver re-armed the IRQ"
+    );
     let counters = r.stop();
-    assert!(counters.contains(&format!("tx_frames={}", frames.len())), "{counters}");
+    assert!(
+        counters.contains(&format!("tx_frames={}", frames.len())),
+        "{counters}"
+    );
 }
 
 #[test]
@@ -176,7 +232,17 @@ fn a_queue_side_reflector_echoes_every_frame() {
     let Some(r) = start("echo") else { return };
     let peer = peer_socket(&r);
     let cap = Capacity::new(CAP as u32).unwrap();
-    let m: Vec<FileMap> = ["rx_free", "rx_active", "rx_data", "tx_free", "tx_active", "tx_data0"].iter().map(|n| r.map(n)).collect();
+    let m: Vec<FileMap> = [
+        "rx_free",
+        "rx_active",
+        "rx_data",
+        "tx_free",
+        "tx_active",
+        "tx_data0",
+    ]
+    .iter()
+    .map(|n| r.map(n))
+    .collect();
     let q = |i: usize| Queue::new(m[i].region(), cap).unwrap();
     let mut virt_rx = DrainSide::new(q(0), q(1));
     let mut virt_tx = FillSide::new_self_provided(q(3), q(4), TX_BUFS as u16).unwrap();
@@ -192,7 +258,11 @@ fn a_queue_side_reflector_echoes_every_frame() {
                 let Some(f) = peer.recv(5000) else { break };
                 if is_test_frame(&f) && f[6] == 0xee {
                     let seq = u32::from_be_bytes(f[14..18].try_into().unwrap());
-                    assert_eq!(&f[18..], &test_frame(seq, f.len())[18..], "echo payload differs");
+                    assert_eq!(
+                        &f[18..],
+                        &test_frame(seq, f.len())[18..],
+                        "echo payload differs"
+                    );
                     if !std::mem::replace(&mut seen[seq as usize], true) {
                         count += 1;
                     }
@@ -221,21 +291,37 @@ fn a_queue_side_reflector_echoes_every_frame() {
             while let Ok(d) = virt_rx.active.dequeue() {
                 idle = false;
                 let len = usize::from(d.len);
-                rx_data.read(d.io_or_offset as usize, &mut buf[..len]).unwrap();
+                rx_data
+                    .read(d.io_or_offset as usize, &mut buf[..len])
+                    .unwrap();
                 virt_rx.free.enqueue(d.with_len(0)).unwrap();
                 if !is_test_frame(&buf[..len]) {
                     continue;
                 }
                 buf[6] = 0xee;
-                let Ok(t) = virt_tx.free.dequeue() else { continue };
+                let Ok(t) = virt_tx.free.dequeue() else {
+                    continue;
+                };
                 tx_data.write(t.io_or_offset as usize, &buf[..len]).unwrap();
                 virt_tx.active.enqueue(t.with_len(len as u16)).unwrap();
             }
             if virt_tx.active.take_signal_request() {
-                r.tree.irqs[1].1.master.try_clone().map(|mut m| std::io::Write::write_all(&mut m, &1u32.to_ne_bytes())).unwrap().unwrap();
+                r.tree.irqs[1]
+                    .1
+                    .master
+                    .try_clone()
+                    .map(|mut m| std::io::Write::write_all(&mut m, &1u32.to_ne_bytes()))
+                    .unwrap()
+                    .unwrap();
             }
             if virt_rx.free.take_signal_request() {
-                r.tree.irqs[0].1.master.try_clone().map(|mut m| std::io::Write::write_all(&mut m, &1u32.to_ne_bytes())).unwrap().unwrap();
+                r.tree.irqs[0]
+                    .1
+                    .master
+                    .try_clone()
+                    .map(|mut m| std::io::Write::write_all(&mut m, &1u32.to_ne_bytes()))
+                    .unwrap()
+                    .unwrap();
             }
             if idle {
                 std::thread::sleep(Duration::from_micros(200));
@@ -246,5 +332,8 @@ fn a_queue_side_reflector_echoes_every_frame() {
     });
     assert_eq!(echoes, n, "some frames were not echoed");
     let counters = r.stop();
-    assert!(counters.contains("tx_bad_len=0 tx_bad_oid=0 tx_bad_offset=0"), "{counters}");
+    assert!(
+        counters.contains("tx_bad_len=0 tx_bad_oid=0 tx_bad_offset=0"),
+        "{counters}"
+    );
 }

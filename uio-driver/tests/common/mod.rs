@@ -51,7 +51,13 @@ impl IrqPty {
         let mut s: libc::c_int = -1;
         // SAFETY: openpty writes two descriptors into `m` and `s`; no name/termios/winsize given.
         let r = unsafe {
-            libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), std::ptr::null())
+            libc::openpty(
+                &mut m,
+                &mut s,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
         };
         assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
         // SAFETY: termios is plain data; tcgetattr fills it from a valid tty descriptor.
@@ -64,8 +70,17 @@ impl IrqPty {
         }
         let slave_path = fs::read_link(format!("/proc/self/fd/{s}")).unwrap();
         // SAFETY: both descriptors are fresh and owned by nothing else.
-        let (master, slave) = unsafe { (File::from(OwnedFd::from_raw_fd(m)), File::from(OwnedFd::from_raw_fd(s))) };
-        IrqPty { master, _slave: slave, slave_path }
+        let (master, slave) = unsafe {
+            (
+                File::from(OwnedFd::from_raw_fd(m)),
+                File::from(OwnedFd::from_raw_fd(s)),
+            )
+        };
+        IrqPty {
+            master,
+            _slave: slave,
+            slave_path,
+        }
     }
 
     /// Fires the interrupt (an event count, as UIO's read returns).
@@ -75,7 +90,11 @@ impl IrqPty {
 
     /// Waits (up to `ms`) for 4 bytes written by the driver: a re-arm.
     pub fn read_rearm(&mut self, ms: i32) -> Option<u32> {
-        let mut p = libc::pollfd { fd: self.master.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut p = libc::pollfd {
+            fd: self.master.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd.
         if unsafe { libc::poll(&mut p, 1, ms) } != 1 {
             return None;
@@ -102,7 +121,13 @@ impl UioTree {
         let dev = dir.0.join("dev");
         fs::create_dir_all(sysfs.join("class/uio")).unwrap();
         fs::create_dir_all(&dev).unwrap();
-        UioTree { dir, sysfs, dev, next: 0, irqs: Vec::new() }
+        UioTree {
+            dir,
+            sysfs,
+            dev,
+            next: 0,
+            irqs: Vec::new(),
+        }
     }
 
     fn device(&mut self, name: &str) -> (u32, PathBuf) {
@@ -121,11 +146,18 @@ impl UioTree {
         let m = d.join("maps/map0");
         fs::create_dir_all(&m).unwrap();
         fs::write(m.join("name"), format!("{name}\n")).unwrap();
-        fs::write(m.join("addr"), format!("0x{:016x}\n", 0x4000_0000u64 + u64::from(n) * 0x10_0000)).unwrap();
+        fs::write(
+            m.join("addr"),
+            format!("0x{:016x}\n", 0x4000_0000u64 + u64::from(n) * 0x10_0000),
+        )
+        .unwrap();
         fs::write(m.join("size"), format!("0x{size:016x}\n")).unwrap();
         fs::write(m.join("offset"), format!("0x{offset:x}\n")).unwrap();
         let f = self.dev.join(format!("uio{n}"));
-        File::create(&f).unwrap().set_len(size.next_multiple_of(PAGE)).unwrap();
+        File::create(&f)
+            .unwrap()
+            .set_len(size.next_multiple_of(PAGE))
+            .unwrap();
         f
     }
 
@@ -143,7 +175,12 @@ impl UioTree {
 
     /// The devices a working driver needs: queues of `cap` entries, `rx_bufs` RX buffers,
     /// `tx_regions` TX regions of `tx_bufs` buffers. Returns the file paths by name.
-    pub fn standard(cap: u64, rx_bufs: u64, tx_regions: usize, tx_bufs: u64) -> (UioTree, Vec<(String, PathBuf)>) {
+    pub fn standard(
+        cap: u64,
+        rx_bufs: u64,
+        tx_regions: usize,
+        tx_bufs: u64,
+    ) -> (UioTree, Vec<(String, PathBuf)>) {
         let mut t = UioTree::new();
         let q = (8 + 16 * cap).next_multiple_of(PAGE);
         let mut files = Vec::new();
@@ -180,14 +217,29 @@ unsafe impl Send for FileMap {}
 
 impl FileMap {
     pub fn open(path: &Path) -> FileMap {
-        let file = OpenOptions::new().read(true).write(true).open(path).unwrap();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap();
         let len = file.metadata().unwrap().len() as usize;
         // SAFETY: a fresh shared mapping of a regular file, checked below.
         let p = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, file.as_raw_fd(), 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
         };
         assert_ne!(p, libc::MAP_FAILED);
-        FileMap { ptr: NonNull::new(p.cast()).unwrap(), len, _file: file }
+        FileMap {
+            ptr: NonNull::new(p.cast()).unwrap(),
+            len,
+            _file: file,
+        }
     }
 
     pub fn region(&self) -> Region<'_> {
@@ -212,11 +264,18 @@ pub struct VethPair {
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
-    let out = std::process::Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
@@ -232,7 +291,20 @@ impl VethPair {
         };
         ip(&["netns", "add", &v.ns_driver])?;
         ip(&["netns", "add", &v.ns_peer])?;
-        ip(&["link", "add", &v.if_driver, "netns", &v.ns_driver, "type", "veth", "peer", "name", &v.if_peer, "netns", &v.ns_peer])?;
+        ip(&[
+            "link",
+            "add",
+            &v.if_driver,
+            "netns",
+            &v.ns_driver,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &v.if_peer,
+            "netns",
+            &v.ns_peer,
+        ])?;
         ip(&["-n", &v.ns_driver, "link", "set", &v.if_driver, "up"])?;
         ip(&["-n", &v.ns_peer, "link", "set", &v.if_peer, "up"])?;
         Ok(v)
@@ -240,12 +312,9 @@ impl VethPair {
 
     /// Runs `f` on a thread that has entered namespace `ns` (sockets it makes stay there).
     pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/var/run/netns/{ns}");
+        let ns = ns.to_string();
         std::thread::spawn(move || {
-            let file = File::open(&path).unwrap();
-            // SAFETY: setns on a valid namespace descriptor affects only this thread.
-            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            enter_ns(&ns);
             f()
         })
         .join()
@@ -274,13 +343,25 @@ impl RawSocket {
         let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;
         assert!(ifindex > 0, "no interface {iface}");
         // SAFETY: plain system call, result checked.
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, i32::from(ethertype.to_be())) };
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                i32::from(ethertype.to_be()),
+            )
+        };
         assert!(fd >= 0);
         // SAFETY: fresh descriptor.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let addr = Self::addr(ifindex, ethertype);
         // SAFETY: `addr` is a valid sockaddr_ll.
-        let r = unsafe { libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as u32) };
+        let r = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
         assert_eq!(r, 0);
         RawSocket { fd, ifindex }
     }
@@ -299,21 +380,44 @@ impl RawSocket {
         let addr = Self::addr(self.ifindex, 0);
         // SAFETY: `frame` and `addr` are valid for the call.
         let n = unsafe {
-            libc::sendto(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0, (&addr as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as u32)
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
         };
-        assert_eq!(n, frame.len() as isize, "send: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            n,
+            frame.len() as isize,
+            "send: {}",
+            std::io::Error::last_os_error()
+        );
     }
 
     /// The next frame within `ms`, or `None`.
     pub fn recv(&self, ms: i32) -> Option<Vec<u8>> {
-        let mut p = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut p = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd.
         if unsafe { libc::poll(&mut p, 1, ms) } != 1 {
             return None;
         }
         let mut b = vec![0u8; 4096];
         // SAFETY: `b` is writable for its length.
-        let n = unsafe { libc::recv(self.fd.as_raw_fd(), b.as_mut_ptr().cast(), b.len(), libc::MSG_DONTWAIT) };
+        let n = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                b.as_mut_ptr().cast(),
+                b.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
         if n < 0 {
             return None;
         }
@@ -342,4 +446,12 @@ pub fn test_frame(seq: u32, len: usize) -> Vec<u8> {
 /// Whether a frame carries the test EtherType.
 pub fn is_test_frame(f: &[u8]) -> bool {
     f.len() >= 14 && f[12..14] == TEST_ETHERTYPE.to_be_bytes()
+}
+
+/// Moves the calling thread into network namespace `ns`.
+pub fn enter_ns(ns: &str) {
+    let file = File::open(format!("/var/run/netns/{ns}")).unwrap();
+    // SAFETY: setns on a valid namespace descriptor affects only this thread.
+    let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(r, 0, "setns {ns}: {}", std::io::Error::last_os_error());
 }
