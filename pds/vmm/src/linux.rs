@@ -190,23 +190,28 @@ impl ImageHeader {
     }
 }
 
-/// `/chosen`'s `linux,initrd-start` and `linux,initrd-end` of a flattened device tree, or
-/// `None` when it has no initrd. Checks the header and stays inside the blob on any input.
-pub fn dtb_initrd(dtb: &[u8]) -> Result<Option<(u64, u64)>, BootError> {
+/// Calls `f(depth, node, property, value)` for every property of a flattened device tree
+/// (`depth` 1 = the root node, `node` = the node's name with its unit address). Checks the
+/// header and stays inside the blob on any input.
+fn for_each_property(
+    dtb: &[u8],
+    mut f: impl FnMut(usize, &[u8], &[u8], &[u8]),
+) -> Result<(), BootError> {
     const BEGIN_NODE: u32 = 1;
     const END_NODE: u32 = 2;
     const PROP: u32 = 3;
     const NOP: u32 = 4;
     const END: u32 = 9;
+    /// Deeper nodes are not needed; their names are not tracked.
+    const MAX_DEPTH: usize = 8;
     let field = |at| be32(dtb, at).ok_or(BootError::BadDtb);
     if field(0)? != FDT_MAGIC || (field(4)? as usize) > dtb.len() {
         return Err(BootError::BadDtb);
     }
     let structs = field(8)? as usize;
     let strings = field(12)? as usize;
-    let (mut start, mut end) = (None, None);
+    let mut names: [&[u8]; MAX_DEPTH] = [&[]; MAX_DEPTH];
     let mut depth = 0usize;
-    let mut in_chosen = false;
     let mut pos = structs;
     loop {
         match field(pos)? {
@@ -216,48 +221,111 @@ pub fn dtb_initrd(dtb: &[u8]) -> Result<Option<(u64, u64)>, BootError> {
                     .get(name_start..)
                     .and_then(|s| s.iter().position(|&b| b == 0))
                     .ok_or(BootError::BadDtb)?;
-                let name = &dtb[name_start..name_start + name_len];
                 depth += 1;
-                in_chosen = depth == 2 && name == b"chosen";
+                if let Some(slot) = names.get_mut(depth - 1) {
+                    *slot = &dtb[name_start..name_start + name_len];
+                }
                 pos = (name_start + name_len + 1).next_multiple_of(4);
             }
             END_NODE => {
                 depth = depth.checked_sub(1).ok_or(BootError::BadDtb)?;
-                in_chosen = false;
                 pos += 4;
             }
             PROP => {
                 let len = field(pos + 4)? as usize;
                 let name_off = field(pos + 8)? as usize;
                 let value = dtb.get(pos + 12..pos + 12 + len).ok_or(BootError::BadDtb)?;
-                if in_chosen {
-                    let name = dtb
-                        .get(strings + name_off..)
-                        .and_then(|s| s.split(|&b| b == 0).next())
-                        .ok_or(BootError::BadDtb)?;
-                    let number = match len {
-                        4 => u64::from(be32(value, 0).ok_or(BootError::BadDtb)?),
-                        8 => u64::from_be_bytes(value.try_into().map_err(|_| BootError::BadDtb)?),
-                        _ => 0,
-                    };
-                    match name {
-                        b"linux,initrd-start" => start = Some(number),
-                        b"linux,initrd-end" => end = Some(number),
-                        _ => {}
-                    }
-                }
+                let name = dtb
+                    .get(strings + name_off..)
+                    .and_then(|s| s.split(|&b| b == 0).next())
+                    .ok_or(BootError::BadDtb)?;
+                let node = depth
+                    .checked_sub(1)
+                    .and_then(|d| names.get(d))
+                    .copied()
+                    .unwrap_or(&[]);
+                f(depth, node, name, value);
                 pos = (pos + 12 + len).next_multiple_of(4);
             }
             NOP => pos += 4,
-            END => break,
+            END => return Ok(()),
             _ => return Err(BootError::BadDtb),
         }
     }
+}
+
+/// A big-endian number of one or two cells.
+fn cells(value: &[u8]) -> Option<u64> {
+    match value.len() {
+        4 => be32(value, 0).map(u64::from),
+        8 => Some(u64::from_be_bytes(value.try_into().ok()?)),
+        _ => None,
+    }
+}
+
+/// `/chosen`'s `linux,initrd-start` and `linux,initrd-end` of a flattened device tree, or
+/// `None` when it has no initrd.
+pub fn dtb_initrd(dtb: &[u8]) -> Result<Option<(u64, u64)>, BootError> {
+    let (mut start, mut end) = (None, None);
+    let mut bad = false;
+    for_each_property(dtb, |depth, node, prop, value| {
+        if depth == 2 && node == b"chosen" {
+            match prop {
+                b"linux,initrd-start" => {
+                    start = cells(value).or_else(|| {
+                        bad = true;
+                        None
+                    })
+                }
+                b"linux,initrd-end" => {
+                    end = cells(value).or_else(|| {
+                        bad = true;
+                        None
+                    })
+                }
+                _ => {}
+            }
+        }
+    })?;
     Ok(match (start, end) {
+        _ if bad => return Err(BootError::BadDtb),
         (Some(s), Some(e)) if e >= s => Some((s, e)),
         (None, None) => None,
         _ => return Err(BootError::BadDtb),
     })
+}
+
+/// What the device tree says about a top-level node the VMM emulates.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct DtNode {
+    /// The base of its first `reg` entry (2 address cells, as the root node declares).
+    pub reg: Option<u64>,
+    /// Its first interrupt as a GIC INTID, for an SPI (`<0 n flags>` -> 32 + n).
+    pub intid: Option<u16>,
+}
+
+/// The top-level node called `name` (without unit address), if the device tree has one.
+pub fn dtb_node(dtb: &[u8], name: &str) -> Result<Option<DtNode>, BootError> {
+    let mut found: Option<DtNode> = None;
+    for_each_property(dtb, |depth, node, prop, value| {
+        let base = node.split(|&b| b == b'@').next().unwrap_or(node);
+        if depth != 2 || base != name.as_bytes() {
+            return;
+        }
+        let entry = found.get_or_insert_with(DtNode::default);
+        match prop {
+            b"reg" => entry.reg = value.get(..8).and_then(cells),
+            b"interrupts" => {
+                let kind = be32(value, 0);
+                let number = be32(value, 4);
+                if let (Some(0), Some(n)) = (kind, number) {
+                    entry.intid = u16::try_from(n + 32).ok();
+                }
+            }
+            _ => {}
+        }
+    })?;
+    Ok(found)
 }
 
 /// Guest RAM: one contiguous guest-physical range.
@@ -501,6 +569,15 @@ mod tests {
         for len in 0..d.len() {
             assert!(dtb_initrd(&d[..len]).is_err(), "truncated to {len}");
         }
+    }
+
+    #[test]
+    fn finds_uio_nodes_by_name() {
+        // The test blob has a node `memory@90000000` with a 4-byte property: not a `reg`.
+        let d = dtb(None, 2);
+        assert_eq!(dtb_node(&d, "memory"), Ok(Some(DtNode::default())));
+        assert_eq!(dtb_node(&d, "rx_fault"), Ok(None));
+        assert_eq!(dtb_node(&d, "chosen"), Ok(Some(DtNode::default())));
     }
 
     #[test]

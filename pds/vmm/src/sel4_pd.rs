@@ -179,6 +179,10 @@ impl VmmPd {
             );
             return;
         }
+        if let Err(e) = check_device_tree(images::DTB) {
+            microkit::debug_println!("vmm: cannot boot the guest: {e}");
+            return;
+        }
         let plan = match BootPlan::new(ram, images::KERNEL, images::DTB, images::INITRD) {
             Ok(plan) => plan,
             Err(e) => {
@@ -206,6 +210,70 @@ impl VmmPd {
         );
         if let Err(KernelError(e)) = self.vmm.start(&mut Sel4, &plan.initial_context()) {
             microkit::debug_println!("vmm: starting vCPU 0 failed: seL4 error {e}");
+        }
+    }
+}
+
+/// Checks that the guest's device tree puts the doorbells and UIO IRQs where this VMM expects
+/// them: a mismatch would otherwise show up as a guest fault or a driver that never wakes.
+fn check_device_tree(dtb: &[u8]) -> Result<(), DtMismatch> {
+    for bell in &DOORBELLS {
+        let node = vmm::linux::dtb_node(dtb, bell.name).map_err(DtMismatch::Dtb)?;
+        if node.and_then(|n| n.reg) != Some(bell.gpa) {
+            return Err(DtMismatch::Node {
+                name: bell.name,
+                expected: bell.gpa,
+                found: node.and_then(|n| n.reg),
+            });
+        }
+    }
+    for route in VIRQS.iter().filter(|r| !r.passthrough) {
+        let node = vmm::linux::dtb_node(dtb, route.name).map_err(DtMismatch::Dtb)?;
+        let found = node.and_then(|n| n.intid);
+        if found != Some(route.irq) {
+            return Err(DtMismatch::Node {
+                name: route.name,
+                expected: route.irq.into(),
+                found: found.map(u64::from),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The embedded device tree disagrees with this VMM.
+enum DtMismatch {
+    /// It is not a device tree.
+    Dtb(vmm::linux::BootError),
+    /// A UIO node's address or INTID differs (or the node is missing).
+    Node {
+        name: &'static str,
+        expected: u64,
+        found: Option<u64>,
+    },
+}
+
+impl fmt::Display for DtMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DtMismatch::Dtb(e) => write!(f, "{e}"),
+            DtMismatch::Node {
+                name,
+                expected,
+                found: Some(v),
+            } => {
+                write!(
+                    f,
+                    "device tree: node '{name}' has {v:#x}, the vmm expects {expected:#x}"
+                )
+            }
+            DtMismatch::Node {
+                name,
+                expected,
+                found: None,
+            } => {
+                write!(f, "device tree: no node '{name}' with {expected:#x}")
+            }
         }
     }
 }
