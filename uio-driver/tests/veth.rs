@@ -229,7 +229,7 @@ fn frames_in_tx_active_come_out_on_the_peer() {
 
 #[test]
 fn a_queue_side_reflector_echoes_every_frame() {
-    let Some(r) = start("echo") else { return };
+    let Some(mut r) = start("echo") else { return };
     let peer = peer_socket(&r);
     let cap = Capacity::new(CAP as u32).unwrap();
     let m: Vec<FileMap> = [
@@ -306,22 +306,10 @@ fn a_queue_side_reflector_echoes_every_frame() {
                 virt_tx.active.enqueue(t.with_len(len as u16)).unwrap();
             }
             if virt_tx.active.take_signal_request() {
-                r.tree.irqs[1]
-                    .1
-                    .master
-                    .try_clone()
-                    .map(|mut m| std::io::Write::write_all(&mut m, &1u32.to_ne_bytes()))
-                    .unwrap()
-                    .unwrap();
+                r.tree.irq("tx_irq").fire();
             }
             if virt_rx.free.take_signal_request() {
-                r.tree.irqs[0]
-                    .1
-                    .master
-                    .try_clone()
-                    .map(|mut m| std::io::Write::write_all(&mut m, &1u32.to_ne_bytes()))
-                    .unwrap()
-                    .unwrap();
+                r.tree.irq("rx_irq").fire();
             }
             if idle {
                 std::thread::sleep(Duration::from_micros(200));
@@ -336,4 +324,62 @@ fn a_queue_side_reflector_echoes_every_frame() {
         counters.contains("tx_bad_len=0 tx_bad_oid=0 tx_bad_offset=0"),
         "{counters}"
     );
+}
+
+#[test]
+fn oversize_frames_are_dropped_and_counted_and_sigusr1_prints_counters() {
+    let Some(r) = start("big") else { return };
+    for (ns, iface) in [
+        (&r.veth.ns_driver, &r.veth.if_driver),
+        (&r.veth.ns_peer, &r.veth.if_peer),
+    ] {
+        let ok = Command::new("ip")
+            .args(["-n", ns, "link", "set", "dev", iface, "mtu", "4000"])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "setting the MTU of {iface}");
+    }
+    let peer = peer_socket(&r);
+    let (free_m, active_m, data_m) = (r.map("rx_free"), r.map("rx_active"), r.map("rx_data"));
+    let cap = Capacity::new(CAP as u32).unwrap();
+    let mut virt_rx = DrainSide::new(
+        Queue::new(free_m.region(), cap).unwrap(),
+        Queue::new(active_m.region(), cap).unwrap(),
+    );
+    peer.send(&test_frame(1, 3000));
+    peer.send(&test_frame(2, 2049));
+    peer.send(&test_frame(3, 100));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    while got.is_empty() && Instant::now() < deadline {
+        match virt_rx.active.dequeue() {
+            Ok(d) => {
+                let mut f = vec![0; usize::from(d.len)];
+                data_m
+                    .region()
+                    .read(d.io_or_offset as usize, &mut f)
+                    .unwrap();
+                if is_test_frame(&f) {
+                    got.push(f);
+                }
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    assert_eq!(
+        got,
+        vec![test_frame(3, 100)],
+        "only the frame that fits a buffer"
+    );
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(r.child.id() as i32, libc::SIGUSR1) };
+    let line = r
+        .lines
+        .recv_timeout(Duration::from_secs(5))
+        .expect("no counters after SIGUSR1");
+    assert!(line.starts_with("uio-driver: counters "), "{line}");
+    assert!(line.contains("rx_drop_oversize=2"), "{line}");
+    let last = r.stop();
+    assert!(last.contains("rx_drop_oversize=2"), "{last}");
 }
