@@ -133,6 +133,7 @@ fn driver_reflector(ns: &str, iface: &str, wakeup: RxWakeup, stop: &AtomicBool) 
             .unwrap();
             *d.counters()
         });
+        virt_tx.free.cancel_signal();
         let (rxd, txd) = (rx_data.region(), tx_data.region());
         let mut buf = vec![0u8; NET_BUFFER_SIZE];
         while !stop.load(Ordering::Relaxed) {
@@ -157,10 +158,9 @@ fn driver_reflector(ns: &str, iface: &str, wakeup: RxWakeup, stop: &AtomicBool) 
             if returned && virt_rx.free.take_signal_request() {
                 peer.notify_rx().unwrap();
             }
-            // Sleep only after the double-check on both queues this side consumes.
-            virt_tx.free.request_signal();
+            // Double-check before sleeping. TX buffers are reclaimed lazily (a frame that finds
+            // none is dropped, as a client would), so tx_free signals are never requested.
             if virt_rx.active.rearm().unwrap() {
-                virt_tx.free.cancel_signal();
                 continue;
             }
             peer.wait_doorbells(Duration::from_millis(50)).unwrap();
