@@ -14,8 +14,8 @@ use nix::sys::signal::{SigSet, Signal};
 use netvm::bench::{self, csv, svg, BenchConfig, Phase, Progress, Proto, SampleStop};
 use netvm::kernel_echo::{EchoConfig, EchoServer};
 use netvm::run::{
-    DerivedNetConfigs, OnFault, Outcome, OutputMode, RunError, RunOptions, SdfgenDir, SectionDir,
-    StopReason, System,
+    DerivedNetConfigs, DriverVmHost, EchoAddresses, OnFault, Outcome, OutputMode, RunError,
+    RunOptions, SdfgenDir, SectionDir, StopReason, System,
 };
 
 #[derive(Parser)]
@@ -139,8 +139,17 @@ struct RunArgs {
     sdfgen_dir: Option<PathBuf>,
     /// Derive the sDDF net configs from the system description, with these client MACs
     /// (e.g. client0=52:54:01:00:00:10,client1=52:54:01:00:00:11).
+    /// A file is read with `@FILE` (e.g. `@system.macs`).
     #[arg(long, value_name = "LIST", value_parser = parse_macs)]
     net_macs: Option<MacList>,
+    /// Static addresses of echo-server PDs (`.echo_config`), e.g.
+    /// client0=10.0.0.10/24,client1=10.0.0.11/24.
+    #[arg(long, value_name = "LIST", value_parser = parse_echo_ips)]
+    echo_ips: Option<EchoAddresses>,
+    /// Stand in for the driver VM with the host driver process on this network interface
+    /// (the PD running the virtual machine becomes `uio_driver_host`).
+    #[arg(long, value_name = "IFACE")]
+    driver_vm_iface: Option<String>,
     /// How PD output is printed.
     #[arg(long, value_enum, default_value = "prefixed")]
     output: OutputArg,
@@ -281,9 +290,17 @@ fn run_bench(a: BenchArgs) -> ExitCode {
 struct MacList(Vec<(String, [u8; 6])>);
 
 fn parse_macs(text: &str) -> Result<MacList, String> {
-    sdf::net::parse_mac_list(text)
+    let text = match text.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?,
+        None => text.to_owned(),
+    };
+    sdf::net::parse_mac_list(&text)
         .map(MacList)
         .map_err(|e| e.to_string())
+}
+
+fn parse_echo_ips(text: &str) -> Result<EchoAddresses, String> {
+    EchoAddresses::parse(text)
 }
 
 fn run_system(a: RunArgs) -> ExitCode {
@@ -301,6 +318,13 @@ fn run_system(a: RunArgs) -> ExitCode {
     if let Some(MacList(macs)) = a.net_macs {
         opts.sections.push(Box::new(DerivedNetConfigs { macs }));
     }
+    if let Some(ips) = a.echo_ips {
+        opts.sections.push(Box::new(ips));
+    }
+    opts.driver_vm = a.driver_vm_iface.map(|iface| DriverVmHost {
+        executable: "uio_driver_host".into(),
+        iface,
+    });
     opts.output = match a.output {
         OutputArg::Prefixed => OutputMode::Prefixed,
         OutputArg::Raw => OutputMode::Raw,

@@ -64,3 +64,36 @@ fn system_xml_is_what_gen_system_writes() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn the_driver_vm_sees_every_driver_side_region_in_its_uio_window() {
+    let sys = sdf::parse(root().join("system.xml"), Arch::Aarch64).unwrap();
+    let (driver, regions) = sdf::net::driver_vm_regions(&sys).unwrap();
+    assert_eq!(driver, "vmm");
+    let names: Vec<&str> = regions.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "rx_free",
+            "rx_active",
+            "tx_free",
+            "tx_active",
+            "rx_data",
+            "tx_data0",
+            "tx_data1"
+        ]
+    );
+    let vm = sys.pd("vmm").unwrap().virtual_machine.as_ref().unwrap();
+    for (name, mr) in &regions {
+        let map = vm
+            .maps
+            .iter()
+            .find(|m| &m.mr == mr)
+            .unwrap_or_else(|| panic!("{name}: {mr} not in the VM"));
+        assert!(
+            (0x3000_0000..0x4000_0000).contains(&map.vaddr),
+            "{name} at {:#x}",
+            map.vaddr
+        );
+    }
+}

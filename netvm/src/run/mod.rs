@@ -48,10 +48,10 @@ use microkit::host::manifest::ManifestError;
 use nix::sys::signal::Signal;
 
 pub use console::{ConsoleLine, OutputMode, Stream, WaitError};
-pub use plan::{PdPlan, Plan, RegionPlan};
+pub use plan::{DriverVmHost, PdPlan, Plan, RegionPlan, DRIVER_HOST_SECTION};
 pub use sections::{
-    DerivedNetConfigs, SdfgenDir, Section, SectionDir, SectionError, SectionProvider,
-    StaticSections,
+    DerivedNetConfigs, EchoAddresses, SdfgenDir, Section, SectionDir, SectionError,
+    SectionProvider, StaticSections,
 };
 pub use supervisor::{FailureKind, Outcome, PdFailure, StopReason};
 
@@ -81,6 +81,8 @@ pub struct RunOptions {
     pub on_fault: OnFault,
     /// Stop the system (cleanly) after this long.
     pub timeout: Option<Duration>,
+    /// Stand in for a driver VM with a host process on a network interface.
+    pub driver_vm: Option<DriverVmHost>,
 }
 
 impl RunOptions {
@@ -95,6 +97,7 @@ impl RunOptions {
             output: OutputMode::Prefixed,
             on_fault: OnFault::Stop,
             timeout: None,
+            driver_vm: None,
         }
     }
 }
@@ -130,6 +133,14 @@ pub enum RunError {
         /// The path tried.
         path: PathBuf,
         /// What is wrong with it.
+        why: String,
+    },
+    /// The driver VM cannot be stood in for in host mode.
+    #[error("driver VM of PD '{pd}': {why}")]
+    DriverVm {
+        /// The VMM PD.
+        pd: String,
+        /// What is missing.
         why: String,
     },
     /// A region's prefill file cannot be used.
@@ -242,13 +253,17 @@ impl RunError {
 /// the manifests.
 pub fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
     let system = sdf::parse(&opts.system, sdf::Arch::Aarch64)?;
-    Plan::new(
+    let mut plan = Plan::new(
         &system,
         &opts.system,
         &opts.bin_dir,
         &rundir::next_path(&opts.shm_dir),
         &opts.sections,
-    )
+    )?;
+    if let Some(host) = &opts.driver_vm {
+        plan.stand_in_for_driver_vm(&system, host, &opts.bin_dir)?;
+    }
+    Ok(plan)
 }
 
 /// A running system. Dropping it stops it.
@@ -264,13 +279,16 @@ impl System {
             path: opts.shm_dir.clone(),
             source,
         })?;
-        let plan = Plan::new(
+        let mut plan = Plan::new(
             &system,
             &opts.system,
             &opts.bin_dir,
             run_dir.path(),
             &opts.sections,
         )?;
+        if let Some(host) = &opts.driver_vm {
+            plan.stand_in_for_driver_vm(&system, host, &opts.bin_dir)?;
+        }
         let inner = supervisor::start(plan, run_dir, &opts)?;
         Ok(System { inner })
     }

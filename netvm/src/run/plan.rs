@@ -21,6 +21,22 @@ use super::RunError;
 /// what `<setvar region_paddr>` and config derivation see.
 const HOST_PHYS_BASE: u64 = 0x4000_0000;
 
+/// Longest interface name plus its NUL (Linux `IFNAMSIZ`).
+const IFNAMSIZ: usize = 16;
+
+/// The section of the host driver process that names its network interface (NUL-padded,
+/// 16 bytes).
+pub const DRIVER_HOST_SECTION: &str = ".netvm_driver_host";
+
+/// How host mode stands in for a driver VM (see [`Plan::stand_in_for_driver_vm`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriverVmHost {
+    /// The host driver executable, in the bin dir (the uio-driver's host PD, `uio_driver_host`).
+    pub executable: String,
+    /// The network interface it bridges to the sDDF queues.
+    pub iface: String,
+}
+
 /// One memory region of the running system.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegionPlan {
@@ -213,6 +229,95 @@ impl Plan {
             regions,
             warnings,
         })
+    }
+
+    /// Host mode's stand-in for a driver VM: the PD that runs the virtual machine becomes the
+    /// host driver process ([`DriverVmHost::executable`]), which keeps the VMM PD's maps and
+    /// channels and additionally maps the driver-side regions the guest would see through UIO,
+    /// named as the uio-driver looks them up (`rx_free`, ..., `tx_data<i>`) at the guest
+    /// addresses of the virtual machine's maps; it learns its interface from the
+    /// [`DRIVER_HOST_SECTION`] section.
+    pub fn stand_in_for_driver_vm(
+        &mut self,
+        system: &SystemDescription,
+        host: &DriverVmHost,
+        bin_dir: &Path,
+    ) -> Result<(), RunError> {
+        let (driver, uio) =
+            sdf::net::driver_vm_regions(system).map_err(|e| RunError::DriverVm {
+                pd: "?".into(),
+                why: e.to_string(),
+            })?;
+        let fail = |why: String| RunError::DriverVm {
+            pd: driver.clone(),
+            why,
+        };
+        let vm = system
+            .pd(&driver)
+            .and_then(|pd| pd.virtual_machine.as_ref())
+            .ok_or_else(|| fail("the network driver PD has no virtual_machine".into()))?;
+        let executable = bin_dir.join(&host.executable);
+        if !executable.is_file() {
+            return Err(fail(format!(
+                "no host driver executable at {}",
+                executable.display()
+            )));
+        }
+        if host.iface.is_empty() || host.iface.len() >= IFNAMSIZ {
+            return Err(fail(format!(
+                "interface name '{}' is empty or too long",
+                host.iface
+            )));
+        }
+        let mut regions = Vec::new();
+        for (role, mr) in &uio {
+            let map = vm.maps.iter().find(|m| &m.mr == mr).ok_or_else(|| {
+                fail(format!(
+                    "virtual machine '{}' does not map '{mr}' ({role})",
+                    vm.name
+                ))
+            })?;
+            let region = self
+                .regions
+                .iter()
+                .find(|r| &r.name == mr)
+                .ok_or_else(|| fail(format!("no memory region '{mr}'")))?;
+            regions.push(Region {
+                name: role.clone(),
+                vaddr: map.vaddr,
+                size: region.size,
+                perms: Perms {
+                    read: true,
+                    write: true,
+                    execute: false,
+                },
+                path: region.file.clone(),
+            });
+        }
+        let pd = self
+            .pds
+            .iter_mut()
+            .find(|p| p.manifest.name == driver)
+            .ok_or_else(|| fail("not in the plan".into()))?;
+        pd.executable = executable;
+        pd.manifest.regions.extend(regions);
+        let mut iface = [0u8; IFNAMSIZ];
+        iface[..host.iface.len()].copy_from_slice(host.iface.as_bytes());
+        pd.manifest.sections.push(SectionData {
+            name: DRIVER_HOST_SECTION.into(),
+            bytes: iface.to_vec(),
+        });
+        let note = format!("PD '{driver}' manages virtual machine");
+        self.warnings.retain(|w| !w.starts_with(&note));
+        Manifest::parse(
+            &pd.manifest.to_text(),
+            &pd.manifest_path.display().to_string(),
+        )
+        .map_err(|source| RunError::Manifest {
+            pd: driver.clone(),
+            source,
+        })?;
+        Ok(())
     }
 
     /// The PD called `name`.

@@ -164,7 +164,99 @@ impl SectionProvider for DerivedNetConfigs {
 
     fn sections(&self, system: &SystemDescription) -> Result<Vec<Section>, SectionError> {
         let spec = sdf::net::NetSystemSpec::infer(system, &self.macs)?;
-        Ok(from_pd_sections(sdf::net::derive(system, &spec)?))
+        let mut sections = from_pd_sections(sdf::net::derive(system, &spec)?);
+        sections.extend(net_options(system, &spec));
+        Ok(sections)
+    }
+}
+
+/// netvm's `.netvm_net_options` for virt_rx and virt_tx (see `sddf::options`): driver-VM offset
+/// mode exactly when the driver PD runs a virtual machine (its guest must never need physical
+/// addresses); every other option at its default.
+pub fn net_options(system: &SystemDescription, spec: &sdf::net::NetSystemSpec) -> Vec<Section> {
+    use zerocopy::IntoBytes;
+    let driver_vm = system
+        .pd(&spec.driver)
+        .is_some_and(|pd| pd.virtual_machine.is_some());
+    let flags = if driver_vm {
+        sddf::options::DRIVER_OFFSETS
+    } else {
+        0
+    };
+    let options = sddf::options::NetOptions::new(flags, 0, Default::default());
+    [&spec.virt_rx, &spec.virt_tx]
+        .into_iter()
+        .map(|pd| Section {
+            pd: pd.clone(),
+            name: OPTIONS_SECTION.into(),
+            bytes: options.as_bytes().to_vec(),
+        })
+        .collect()
+}
+
+/// The section netvm's virtualisers read their options from.
+pub const OPTIONS_SECTION: &str = ".netvm_net_options";
+
+/// Static IPv4 addresses for echo-server PDs (their `.echo_config` section).
+#[derive(Clone, Debug)]
+pub struct EchoAddresses {
+    /// `(PD, address, prefix length)`.
+    pub clients: Vec<(String, std::net::Ipv4Addr, u8)>,
+}
+
+impl EchoAddresses {
+    /// Parses `client0=10.0.0.10/24,client1=10.0.0.11/24` (commas or white space between).
+    pub fn parse(text: &str) -> Result<EchoAddresses, String> {
+        let mut clients = Vec::new();
+        for item in text
+            .split([',', ' ', '\n'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let (pd, cidr) = item
+                .split_once('=')
+                .ok_or_else(|| format!("'{item}': expected <pd>=<address>/<prefix>"))?;
+            let (addr, prefix) = cidr
+                .split_once('/')
+                .ok_or_else(|| format!("'{item}': the address needs a /prefix"))?;
+            let addr: std::net::Ipv4Addr = addr
+                .parse()
+                .map_err(|e| format!("'{item}': bad address: {e}"))?;
+            let prefix: u8 = prefix
+                .parse()
+                .ok()
+                .filter(|p| *p <= 32)
+                .ok_or_else(|| format!("'{item}': prefix must be 0..=32"))?;
+            clients.push((pd.to_owned(), addr, prefix));
+        }
+        Ok(EchoAddresses { clients })
+    }
+}
+
+impl SectionProvider for EchoAddresses {
+    fn origin(&self) -> String {
+        "the echo client addresses".into()
+    }
+
+    fn sections(&self, _system: &SystemDescription) -> Result<Vec<Section>, SectionError> {
+        use zerocopy::IntoBytes;
+        Ok(self
+            .clients
+            .iter()
+            .map(|(pd, addr, prefix)| Section {
+                pd: pd.clone(),
+                name: echo_server::config::SECTION.into(),
+                bytes: echo_server::config::EchoConfig::new(
+                    echo_server::config::IpConfig::Static {
+                        addr: *addr,
+                        prefix_len: *prefix,
+                        gateway: None,
+                    },
+                )
+                .as_bytes()
+                .to_vec(),
+            })
+            .collect())
     }
 }
 
@@ -259,6 +351,12 @@ mod tests {
         ] {
             assert!(names.contains(&expected), "{expected:?} in {names:?}");
         }
+        // netvm's own options go to both virtualisers (this driver runs no VM: defaults).
+        let (options, derived): (Vec<Section>, Vec<Section>) =
+            derived.into_iter().partition(|s| s.name == OPTIONS_SECTION);
+        let pds: Vec<&str> = options.iter().map(|s| s.pd.as_str()).collect();
+        assert_eq!(pds, ["net_virt_rx", "net_virt_tx"]);
+        assert!(options.iter().all(|s| s.bytes.iter().any(|b| *b != 0)), "options carry a magic");
         // Written under sdfgen's file names, the same blobs come back for the same PDs.
         let dir = temp_dir("sdfgen");
         for s in &derived {

@@ -248,3 +248,32 @@ impl NetSystemSpec {
         Ok(spec)
     }
 }
+
+/// The driver side of a network system as a driver VM's guest sees it: each region the
+/// uio-driver needs, by the name it looks for (`rx_free`, `rx_active`, `tx_free`, `tx_active`,
+/// `rx_data`, `tx_data<i>` for client `i`), with the memory region behind it. Also returns the
+/// driver PD's name. The names are uio-driver's (`uio_driver::names`); the guest's device tree
+/// and host mode both use this list.
+pub fn driver_vm_regions(
+    sys: &SystemDescription,
+) -> Result<(String, Vec<(String, String)>), NetError> {
+    let r = roles(sys)?;
+    let q = |peer: &str, which: &str| format!("{}/net/queue/{}/{peer}/{which}", r.device, r.driver);
+    let mut out = vec![
+        ("rx_free".to_owned(), q(&r.virt_rx, "free")),
+        ("rx_active".to_owned(), q(&r.virt_rx, "active")),
+        ("tx_free".to_owned(), q(&r.virt_tx, "free")),
+        ("tx_active".to_owned(), q(&r.virt_tx, "active")),
+        (
+            "rx_data".to_owned(),
+            format!("{}/net/rx/data/device", r.device),
+        ),
+    ];
+    for (i, (client, _)) in r.clients.iter().enumerate() {
+        out.push((
+            format!("tx_data{i}"),
+            format!("{}/net/tx/data/client/{client}", r.device),
+        ));
+    }
+    Ok((r.driver, out))
+}

@@ -68,7 +68,7 @@ use zerocopy::{FromZeros, IntoBytes};
 use crate::model::{Map, MemoryRegion, ProtectionDomain, SystemDescription};
 
 pub use error::NetError;
-pub use infer::{format_mac, parse_mac, parse_mac_list};
+pub use infer::{driver_vm_regions, format_mac, parse_mac, parse_mac_list};
 pub use sdfgen::sdfgen_blob_sections;
 
 /// sdfgen's fixed `rx_buffers` / `tx_buffers` (its Python binding does not expose them).
