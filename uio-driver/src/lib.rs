@@ -12,15 +12,20 @@
 //! # Building for the guest
 //!
 //! A static aarch64 binary, linked with the toolchain's own `rust-lld` and musl's self-contained
-//! start files (no cross C toolchain needed):
+//! start files (no cross C toolchain needed), with strict alignment:
 //!
 //! ```text
 //! CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld \
+//! CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C target-feature=+strict-align" \
 //!     cargo build -p uio-driver --release --target aarch64-unknown-linux-musl
 //! ```
 //!
-//! (`RUSTFLAGS="-C linker=rust-lld"` works as well.) The result,
-//! `target/aarch64-unknown-linux-musl/release/uio-driver`, is a statically linked AArch64 ELF.
+//! The result, `target/aarch64-unknown-linux-musl/release/uio-driver`, is a statically linked
+//! AArch64 ELF. `+strict-align` is needed because UIO maps are Device memory, where an access
+//! not aligned to its own size faults: without it LLVM writes a 16-byte queue descriptor
+//! (8-byte aligned) with one `str q0` (seen in `sddf::queue::Producer::enqueue`); with it, two
+//! aligned 64-bit stores. (rustc warns that the feature is unstable; the C driver used
+//! `-mstrict-align` for the same reason.)
 //!
 //! # Usage
 //!
