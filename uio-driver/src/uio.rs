@@ -110,7 +110,7 @@ pub enum UioError {
         /// Every device and map found.
         found: String,
     },
-    /// TX data regions must be numbered tx_data0..tx_data<N-1> without gaps, but `{name}` is beyond tx_data{count}; found: {found}
+    /// TX data regions must be numbered `tx_data0`..`tx_data<N-1>` without gaps, but `{name}` is beyond tx_data{count}; found: {found}
     #[error("TX data regions must be numbered tx_data0..tx_data<N-1> without gaps, but `{name}` is beyond tx_data{count}; found: {found}")]
     TxDataGap {
         /// The stray device.
