@@ -137,3 +137,82 @@ impl EventFdPeer {
         Ok(d)
     }
 }
+
+/// Which virtualiser a doorbell is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Doorbell {
+    /// virt_rx.
+    Rx,
+    /// virt_tx.
+    Tx,
+}
+
+/// A [`Platform`] whose doorbells are a callback (in host mode: Microkit notifications) and whose
+/// notifications arrive on eventfds that another thread (the PD's event loop) signals through a
+/// [`NotifyHandle`].
+pub struct CallbackPlatform {
+    doorbell: Box<dyn FnMut(Doorbell) + Send>,
+    rx_notify: File,
+    tx_notify: File,
+}
+
+/// The side of a [`CallbackPlatform`] that delivers notifications to the driver thread.
+pub struct NotifyHandle {
+    rx_notify: File,
+    tx_notify: File,
+}
+
+/// Creates a callback platform and the handle that notifies it.
+pub fn callback_platform(
+    doorbell: Box<dyn FnMut(Doorbell) + Send>,
+) -> io::Result<(CallbackPlatform, NotifyHandle)> {
+    let (rx, tx) = (sys::eventfd()?, sys::eventfd()?);
+    let handle = NotifyHandle {
+        rx_notify: rx.try_clone()?,
+        tx_notify: tx.try_clone()?,
+    };
+    Ok((
+        CallbackPlatform {
+            doorbell,
+            rx_notify: rx,
+            tx_notify: tx,
+        },
+        handle,
+    ))
+}
+
+impl NotifyHandle {
+    /// virt_rx notified the driver.
+    pub fn notify_rx(&mut self) -> io::Result<()> {
+        signal(&mut self.rx_notify)
+    }
+
+    /// virt_tx notified the driver.
+    pub fn notify_tx(&mut self) -> io::Result<()> {
+        signal(&mut self.tx_notify)
+    }
+}
+
+impl Platform for CallbackPlatform {
+    fn doorbell_rx(&mut self) -> io::Result<()> {
+        (self.doorbell)(Doorbell::Rx);
+        Ok(())
+    }
+
+    fn doorbell_tx(&mut self) -> io::Result<()> {
+        (self.doorbell)(Doorbell::Tx);
+        Ok(())
+    }
+
+    fn wait(&mut self, nic: &[NicPoll], timeout: Option<Duration>) -> io::Result<Events> {
+        poll_with(
+            [
+                (&mut self.rx_notify, "rx_notify"),
+                (&mut self.tx_notify, "tx_notify"),
+            ],
+            nic,
+            timeout,
+            drain,
+        )
+    }
+}

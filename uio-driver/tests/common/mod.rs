@@ -88,6 +88,15 @@ impl IrqPty {
         self.master.write_all(&1u32.to_ne_bytes()).unwrap();
     }
 
+    /// Consumes the re-arms written so far (a pty buffer, unlike UIO, fills up) and counts them.
+    pub fn drain_rearms(&mut self) -> usize {
+        let mut n = 0;
+        while self.read_rearm(0).is_some() {
+            n += 1;
+        }
+        n
+    }
+
     /// Waits (up to `ms`) for 4 bytes written by the driver: a re-arm.
     pub fn read_rearm(&mut self, ms: i32) -> Option<u32> {
         let mut p = libc::pollfd {
@@ -353,6 +362,18 @@ impl RawSocket {
         assert!(fd >= 0);
         // SAFETY: fresh descriptor.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // A large receive buffer: the tests count every frame, and the kernel drops silently.
+        let rcvbuf: libc::c_int = 16 << 20;
+        // SAFETY: `rcvbuf` is a valid c_int for the duration of the call.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&rcvbuf as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+        };
         let addr = Self::addr(ifindex, ethertype);
         // SAFETY: `addr` is a valid sockaddr_ll.
         let r = unsafe {

@@ -1,0 +1,138 @@
+//! `uio_driver_host`: host mode's stand-in for the driver VM (see `netvm run --driver-vm-iface`).
+//!
+//! The runner starts it as the PD that owns the virtual machine. It keeps that PD's channels and
+//! maps (the driver-side queues, described by the `.net_driver_config` sDDF derived for the
+//! VMM) and additionally maps, at the guest addresses, the data regions the guest would reach
+//! through UIO, named as the uio-driver looks them up (`rx_data`, `tx_data<i>`). The interface
+//! comes in `.netvm_driver_host`. The same driver core as in the guest then bridges the
+//! interface to the queues on a thread of its own; doorbells are Microkit notifications and the
+//! PD's event loop turns notifications from virt_rx / virt_tx into the driver's wake-ups.
+#![cfg(target_os = "linux")]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use microkit::host::manifest::Manifest;
+use microkit::{Channel, ChannelSet, Handler};
+use sddf::config::NetDriverConfig;
+use sddf::queue::{Capacity, DrainSide, FillSide, Queue};
+use sddf::shm::{AddressSpace, IdentityMapped, Region};
+use uio_driver::driver::{Driver, DriverQueues};
+use uio_driver::host::{callback_platform, Doorbell, NotifyHandle};
+use uio_driver::names;
+use uio_driver::packet::{PacketConfig, PacketNic};
+
+microkit::config_section!(".net_driver_config", CONFIG: [u8; core::mem::size_of::<NetDriverConfig>()]);
+microkit::config_section!(".netvm_driver_host", HOST: [u8; 16]);
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+struct Pd {
+    notify: NotifyHandle,
+    rx_channel: u8,
+    tx_channel: u8,
+}
+
+fn fail(what: impl std::fmt::Display) -> ! {
+    eprintln!("uio_driver_host: {what}");
+    std::process::exit(2);
+}
+
+fn region(mem: &IdentityMapped, manifest: &Manifest, name: &str) -> Option<Region<'static>> {
+    let r = manifest.regions.iter().find(|r| r.name == name)?;
+    mem.region(r.vaddr, r.size)
+}
+
+fn queues(
+    mem: &IdentityMapped,
+    conn: &sddf::config::ConnectionResource,
+    what: &str,
+) -> (Queue<'static>, Queue<'static>) {
+    let cap =
+        Capacity::new(conn.num_buffers.into()).unwrap_or_else(|e| fail(format!("{what}: {e}")));
+    let q = |r: &sddf::config::RegionResource| {
+        let region = mem
+            .region(r.vaddr, r.size)
+            .unwrap_or_else(|| fail(format!("{what} queue at {:#x} is not mapped", r.vaddr)));
+        Queue::new(region, cap).unwrap_or_else(|e| fail(format!("{what} queue: {e}")))
+    };
+    (q(&conn.free_queue), q(&conn.active_queue))
+}
+
+impl Handler for Pd {
+    fn init() -> Self {
+        let config =
+            sddf::config::parse::<NetDriverConfig>(CONFIG.as_bytes()).unwrap_or_else(|e| fail(e));
+        let host = HOST.as_bytes();
+        let iface = std::str::from_utf8(&host[..host.iter().position(|b| *b == 0).unwrap_or(16)])
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| fail(".netvm_driver_host names no interface"))
+            .to_owned();
+        let manifest = Manifest::from_env().unwrap_or_else(|e| fail(e));
+        #[allow(unsafe_code)]
+        // SAFETY: the runtime mapped every region of the manifest (and so every queue the config
+        // names, which are this PD's own maps) at its vaddr before `init`, for the process's
+        // life, and the driver touches them only through sddf::shm::Region.
+        let mem = unsafe { IdentityMapped::new() };
+        let (rx_free, rx_active) = queues(&mem, &config.virt_rx, "virt_rx");
+        let (tx_free, tx_active) = queues(&mem, &config.virt_tx, "virt_tx");
+        let rx_data = region(&mem, &manifest, names::RX_DATA)
+            .unwrap_or_else(|| fail(format!("no '{}' region in the manifest", names::RX_DATA)));
+        let tx_data: Vec<Region<'static>> = (0..names::MAX_TX_REGIONS)
+            .map_while(|i| region(&mem, &manifest, &names::tx_data(i)))
+            .collect();
+        if tx_data.is_empty() {
+            fail(format!("no '{}' region in the manifest", names::tx_data(0)));
+        }
+        let mut nic = PacketNic::open(&iface, PacketConfig::default()).unwrap_or_else(|e| fail(e));
+        for w in &nic.warnings {
+            eprintln!("uio_driver_host: warning: {w}");
+        }
+        let (rx_channel, tx_channel) = (config.virt_rx.id, config.virt_tx.id);
+        let (mut platform, notify) = callback_platform(Box::new(move |bell| match bell {
+            Doorbell::Rx => Channel::new(rx_channel).notify(),
+            Doorbell::Tx => Channel::new(tx_channel).notify(),
+        }))
+        .unwrap_or_else(|e| fail(e));
+        let mut driver = Driver::new(DriverQueues {
+            rx: FillSide::new(rx_free, rx_active),
+            rx_data,
+            tx: DrainSide::new(tx_free, tx_active),
+            tx_data,
+        });
+        println!(
+            "uio-driver: ready iface={iface} rx_capacity={} tx_capacity={} tx_regions={} (host mode)",
+            config.virt_rx.num_buffers,
+            config.virt_tx.num_buffers,
+            driver.tx_regions()
+        );
+        std::thread::Builder::new()
+            .name("driver".into())
+            .spawn(move || {
+                let result = driver.run(&mut nic, &mut platform, &mut |_, _| {
+                    !STOP.load(Ordering::Relaxed)
+                });
+                println!("uio-driver: counters {}", driver.counters());
+                if let Err(e) = result {
+                    fail(format!("driver loop: {e}"));
+                }
+            })
+            .unwrap_or_else(|e| fail(e));
+        Pd {
+            notify,
+            rx_channel,
+            tx_channel,
+        }
+    }
+
+    fn notified(&mut self, channels: ChannelSet) {
+        if channels.contains(Channel::new(self.rx_channel)) {
+            self.notify.notify_rx().unwrap_or_else(|e| fail(e));
+        }
+        if channels.contains(Channel::new(self.tx_channel)) {
+            self.notify.notify_tx().unwrap_or_else(|e| fail(e));
+        }
+    }
+}
+
+microkit::protection_domain!(Pd);
