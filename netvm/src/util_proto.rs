@@ -131,8 +131,22 @@ impl UtilClient {
     /// Connects and completes greeting, HELLO, LOAD and SETUP. Every read and write gives up
     /// after `timeout`.
     pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<UtilClient, UtilError> {
-        let stream = TcpStream::connect_timeout(&addr, timeout)
-            .map_err(|source| UtilError::Connect { addr, source })?;
+        // A daemon with one listening socket (sDDF's has a backlog of 1, netvm's echo server one
+        // socket) refuses connections until the previous session has fully closed, which can be
+        // a moment after the last point's STOP: retry refusals until `timeout`.
+        let deadline = std::time::Instant::now() + timeout;
+        let stream = loop {
+            match TcpStream::connect_timeout(&addr, timeout) {
+                Ok(s) => break s,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(source) => return Err(UtilError::Connect { addr, source }),
+            }
+        };
         let io_err = |step, source| UtilError::Io { addr, step, source };
         stream.set_nodelay(true).map_err(|e| io_err("connect", e))?;
         stream

@@ -31,11 +31,11 @@
 extern crate std;
 
 pub mod cache;
-#[cfg(feature = "microkit")]
-pub mod pd;
 pub mod config;
 pub mod desc;
 pub mod options;
+#[cfg(feature = "microkit")]
+pub mod pd;
 pub mod queue;
 pub mod shm;
 mod sync;

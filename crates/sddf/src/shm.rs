@@ -266,6 +266,11 @@ pub(crate) struct Slot {
 #[cfg(not(loom))]
 const _: () = assert!(core::mem::size_of::<Slot>() == 16);
 
+// SAFETY: a slot is shared memory by design: the producer writes it (volatile) before publishing
+// `tail` with Release, the consumer reads it (volatile) after loading `tail` with Acquire. Using
+// a queue from another thread of the same process is the same as from another process.
+unsafe impl Sync for Slot {}
+
 impl Slot {
     #[cfg(loom)]
     pub(crate) fn new(d: BuffDesc) -> Self {
@@ -276,24 +281,38 @@ impl Slot {
 
     /// Reads the slot. The queue protocol makes the producer finish writing before it publishes
     /// `tail` (Release) and the consumer read `tail` (Acquire) first; a misbehaving peer can still
-    /// race, hence the volatile read of a plain-data value.
+    /// race, hence volatile reads of plain data. Two aligned 64-bit accesses, never one 128-bit
+    /// (vector) access: queues may be device (uncached) mappings in a driver VM, where aarch64
+    /// faults on vector accesses that are not 16-byte aligned.
     #[inline]
     pub(crate) fn read(&self) -> BuffDesc {
         #[cfg(not(loom))]
-        // SAFETY: the cell is inside a live region; BuffDesc is plain data valid for any bytes.
-        return unsafe { self.cell.get().read_volatile() };
+        // SAFETY: the cell is inside a live region and 8-aligned (the queue region is, and slots
+        // are 16 bytes from offset 8); BuffDesc is two plain words, valid for any bits.
+        return unsafe {
+            let words = self.cell.get().cast::<u64>();
+            let mut d = BuffDesc::default();
+            let out = (&raw mut d).cast::<u64>();
+            out.write(words.read_volatile());
+            out.add(1).write(words.add(1).read_volatile());
+            d
+        };
         #[cfg(loom)]
         // SAFETY: loom checks the causality of this access.
         return self.cell.with(|p| unsafe { p.read() });
     }
 
-    /// Writes the slot (producer only, before publishing `tail`).
+    /// Writes the slot (producer only, before publishing `tail`), as two aligned 64-bit volatile
+    /// stores (see [`Slot::read`]).
     #[inline]
     pub(crate) fn write(&self, d: BuffDesc) {
         #[cfg(not(loom))]
         // SAFETY: as for `read`; the consumer does not read this slot until `tail` is published.
         unsafe {
-            self.cell.get().write_volatile(d)
+            let words = self.cell.get().cast::<u64>();
+            let src = (&raw const d).cast::<u64>();
+            words.write_volatile(src.read());
+            words.add(1).write_volatile(src.add(1).read());
         };
         #[cfg(loom)]
         // SAFETY: loom checks the causality of this access.

@@ -253,17 +253,14 @@ impl RunError {
 /// the manifests.
 pub fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
     let system = sdf::parse(&opts.system, sdf::Arch::Aarch64)?;
-    let mut plan = Plan::new(
+    Plan::new(
         &system,
         &opts.system,
         &opts.bin_dir,
         &rundir::next_path(&opts.shm_dir),
         &opts.sections,
-    )?;
-    if let Some(host) = &opts.driver_vm {
-        plan.stand_in_for_driver_vm(&system, host, &opts.bin_dir)?;
-    }
-    Ok(plan)
+        opts.driver_vm.as_ref(),
+    )
 }
 
 /// A running system. Dropping it stops it.
@@ -279,16 +276,14 @@ impl System {
             path: opts.shm_dir.clone(),
             source,
         })?;
-        let mut plan = Plan::new(
+        let plan = Plan::new(
             &system,
             &opts.system,
             &opts.bin_dir,
             run_dir.path(),
             &opts.sections,
+            opts.driver_vm.as_ref(),
         )?;
-        if let Some(host) = &opts.driver_vm {
-            plan.stand_in_for_driver_vm(&system, host, &opts.bin_dir)?;
-        }
         let inner = supervisor::start(plan, run_dir, &opts)?;
         Ok(System { inner })
     }

@@ -103,6 +103,7 @@ impl Plan {
         bin_dir: &Path,
         run_dir: &Path,
         providers: &[Box<dyn SectionProvider>],
+        driver_vm: Option<&DriverVmHost>,
     ) -> Result<Plan, RunError> {
         let control = run_dir.join("control");
         let regions = plan_regions(system, sdf_path, bin_dir, run_dir)?;
@@ -117,7 +118,11 @@ impl Plan {
         let mut warnings = Vec::new();
         let mut pds = Vec::new();
         for (index, (pd, parent)) in system.pds().enumerate() {
-            let executable = find_executable(bin_dir, &pd.name, &pd.program_image)?;
+            let executable = match (&pd.virtual_machine, driver_vm) {
+                // The VMM PD and its guest are stood in for (see `stand_in_for_driver_vm`).
+                (Some(_), Some(host)) => bin_dir.join(&host.executable),
+                _ => find_executable(bin_dir, &pd.name, &pd.program_image)?,
+            };
             let mut m = Manifest::new(pd.name.clone(), index, &control);
             m.passive = pd.passive;
             for map in &pd.maps {
@@ -222,13 +227,17 @@ impl Plan {
                 source,
             })?;
         }
-        Ok(Plan {
+        let mut plan = Plan {
             run_dir: run_dir.to_path_buf(),
             control,
             pds,
             regions,
             warnings,
-        })
+        };
+        if let Some(host) = driver_vm {
+            plan.stand_in_for_driver_vm(system, host, bin_dir)?;
+        }
+        Ok(plan)
     }
 
     /// Host mode's stand-in for a driver VM: the PD that runs the virtual machine becomes the
@@ -237,7 +246,7 @@ impl Plan {
     /// named as the uio-driver looks them up (`rx_free`, ..., `tx_data<i>`) at the guest
     /// addresses of the virtual machine's maps; it learns its interface from the
     /// [`DRIVER_HOST_SECTION`] section.
-    pub fn stand_in_for_driver_vm(
+    fn stand_in_for_driver_vm(
         &mut self,
         system: &SystemDescription,
         host: &DriverVmHost,
@@ -301,6 +310,12 @@ impl Plan {
             .ok_or_else(|| fail("not in the plan".into()))?;
         pd.executable = executable;
         pd.manifest.regions.extend(regions);
+        // The VMM image's setvars and device resources mean nothing to the stand-in; it keeps
+        // only the driver's sDDF queue config.
+        pd.manifest.setvars.clear();
+        pd.manifest
+            .sections
+            .retain(|s| s.name == ".net_driver_config");
         let mut iface = [0u8; IFNAMSIZ];
         iface[..host.iface.len()].copy_from_slice(host.iface.as_bytes());
         pd.manifest.sections.push(SectionData {
@@ -519,7 +534,8 @@ mod tests {
                 bytes: vec![9],
             }],
         })];
-        let plan = Plan::new(&system, Path::new("s.xml"), &bins, run, &providers).expect("plan");
+        let plan =
+            Plan::new(&system, Path::new("s.xml"), &bins, run, &providers, None).expect("plan");
         let names: Vec<&str> = plan.pds.iter().map(|p| p.name()).collect();
         assert_eq!(names, ["parent", "kid", "server"]);
         assert_eq!(plan.pds[2].executable, bins.join("server"));
@@ -592,9 +608,16 @@ mod tests {
     fn missing_executable_names_pd_and_path() {
         let system = sdf::parse_str(SYSTEM, "s.xml", sdf::Arch::Aarch64).expect("valid");
         let bins = bin_dir("missing", &["parent", "server"]);
-        let err = Plan::new(&system, Path::new("s.xml"), &bins, Path::new("/r"), &[])
-            .unwrap_err()
-            .to_string();
+        let err = Plan::new(
+            &system,
+            Path::new("s.xml"),
+            &bins,
+            Path::new("/r"),
+            &[],
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("PD 'kid'"), "{err}");
         assert!(
             err.contains(&bins.join("kid").display().to_string()),
@@ -625,6 +648,7 @@ mod tests {
             &bins,
             Path::new("/r"),
             &[provider(vec![section("nobody")])],
+            None,
         )
         .unwrap_err();
         assert!(err.to_string().contains("'nobody'"), "{err}");
@@ -637,6 +661,7 @@ mod tests {
                 provider(vec![section("kid")]),
                 provider(vec![section("kid")]),
             ],
+            None,
         )
         .unwrap_err();
         assert!(err.to_string().contains("twice"), "{err}");

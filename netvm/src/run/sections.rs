@@ -356,7 +356,10 @@ mod tests {
             derived.into_iter().partition(|s| s.name == OPTIONS_SECTION);
         let pds: Vec<&str> = options.iter().map(|s| s.pd.as_str()).collect();
         assert_eq!(pds, ["net_virt_rx", "net_virt_tx"]);
-        assert!(options.iter().all(|s| s.bytes.iter().any(|b| *b != 0)), "options carry a magic");
+        assert!(
+            options.iter().all(|s| s.bytes.iter().any(|b| *b != 0)),
+            "options carry a magic"
+        );
         // Written under sdfgen's file names, the same blobs come back for the same PDs.
         let dir = temp_dir("sdfgen");
         for s in &derived {
