@@ -5,17 +5,26 @@ Usage: gen_system.py OUT.xml [OUT.macs]
 
 The network part (queues, data regions, channels between the driver, the virtualisers, the
 copiers and the clients) is sdfgen's own `Sddf.Net` with a generic driver: the driver is the VMM
-PD, whose Linux guest runs the uio-driver. netvm derives every sDDF config blob from the
-resulting file itself (`sdf::net`, tested byte-identical with sdfgen's), so this script only
-writes the XML. The committed system.xml is this script's output; a test regenerates it and
-compares.
+PD, whose Linux guest runs the uio-driver. The timer part is sdfgen's `Sddf.Timer` with a
+generic driver (our Rust `timer` PD, the ARM generic timer) serving the VMM (WFI wake-ups) and
+both echo clients. netvm derives every config blob from the resulting file itself (`sdf::net`,
+`guest system`), so this script only writes the XML. The committed system.xml is this script's
+output; a test regenerates it and compares.
 
-Memory map of the driver VM (guest-physical; see also guest/ and pds/vmm/):
+Each PD whose binary serves several PDs (copier, echo_server) gets its own image path
+`<pd>/<binary>.elf`: the image build patches per-PD config sections into a copy there, while
+`netvm run` takes only the file name (`echo_server`) from the host build.
+
+Memory map of the driver VM (guest-physical; see also guest/src/system.rs and pds/vmm/):
   0x0800_0000  GICD (emulated by the VMM, unmapped)    0x0801_0000  GICC <- GICV 0x0804_0000
-  0x0900_0000  PL011 (passed through)                   0x0a00_0000  virtio-mmio NIC (bus.0, INTID 48)
+  0x0900_0000  PL011 (passed through, INTID 33)
+  0x0a00_3000  page of QEMU's last virtio-mmio transport 0x0a00_3e00 (INTID 79, edge): the NIC
+               the *first* `-device virtio-net-device` gets, passed through
   0x3000_0000  UIO window: the driver-side sDDF queues and data regions, one UIO region each
-  0x3010_0000  rx_fault, 0x3010_1000 tx_fault: doorbell pages, deliberately unmapped
-  0x9000_0000  guest RAM, 256 MiB, 1:1 with physical so the passed-through NIC can DMA into it
+  0x3f00_0000  rx_fault, 0x3f00_1000 tx_fault: doorbell pages, deliberately unmapped (chosen by
+               `guest system`, which writes them into the guest DT and the VMM's .vmm_config)
+  0x9000_0000  guest RAM, 256 MiB in 2 MiB pages, 1:1 with physical so the passed-through NIC
+               can DMA into it; the VMM maps it at the same address to load the guest
 """
 import sys
 import tempfile
@@ -25,17 +34,26 @@ from sdfgen import SystemDescription, Sddf
 PD = SystemDescription.ProtectionDomain
 MR = SystemDescription.MemoryRegion
 Map = SystemDescription.Map
+Irq = SystemDescription.IrqConventional
 
 # Client name -> MAC; IP addresses live in each echo client's .echo_config (see netvm run).
 CLIENTS = {"client0": "52:54:01:00:00:10", "client1": "52:54:01:00:00:11"}
 GUEST_RAM = 0x9000_0000
 GUEST_RAM_SIZE = 0x1000_0000
+GUEST_RAM_PAGE = 0x20_0000
 UIO_WINDOW = 0x3000_0000
-VIRTIO_NET = 0x0A00_0000
-VIRTIO_NET_IRQ = 48
-# Priorities: the driver side above the virtualisers above the clients, as in sDDF's echo
-# server, and the guest's vCPU high enough that it is never starved by the clients (libvmm's
-# C driver VM ran it at 0).
+# QEMU virt: the first -device virtio-net-device gets the last of 32 transports.
+VIRTIO_NET_PAGE = 0x0A00_3000
+VIRTIO_NET_IRQ = 79
+UART = 0x0900_0000
+UART_IRQ = 33
+# The EL1 physical timer: the one timer seL4 leaves to user level (the kernel uses the
+# hypervisor timer, guests the virtual timer).
+TIMER_IRQ = 30
+# Priorities: the timer above everyone (a passive server every PD may call), then the VMM and
+# its guest (the driver, as the NIC driver is in sDDF's echo server, so the guest is never
+# starved by the PDs it serves; libvmm's C driver VM ran it at 0), then virt_tx above virt_rx
+# above the copiers above the clients.
 PRIO = {"timer": 110, "vmm": 105, "vm": 104, "virt_tx": 100, "virt_rx": 99, "copier": 98, "client": 97}
 
 
@@ -43,13 +61,15 @@ def main(out: str, macs_out: str = "") -> None:
     sdf = SystemDescription(SystemDescription.Arch.AARCH64, GUEST_RAM)
     sddf = Sddf(tempfile.mkdtemp(prefix="empty-sddf-"))
 
+    timer = PD("timer", "timer.elf", priority=PRIO["timer"], passive=True, stack_size=0x2000)
     vmm = PD("vmm", "vmm.elf", priority=PRIO["vmm"], stack_size=0x10000)
     virt_rx = PD("net_virt_rx", "virt_rx.elf", priority=PRIO["virt_rx"], stack_size=0x40000)
     virt_tx = PD("net_virt_tx", "virt_tx.elf", priority=PRIO["virt_tx"], stack_size=0x40000)
-    clients = [PD(c, "echo_server.elf", priority=PRIO["client"], stack_size=0x40000) for c in CLIENTS]
-    copiers = [PD(f"{c}_net_copier", "copier.elf", priority=PRIO["copier"], stack_size=0x10000)
+    clients = [PD(c, f"{c}/echo_server.elf", priority=PRIO["client"], stack_size=0x40000)
                for c in CLIENTS]
-    for pd in [vmm, virt_rx, virt_tx, *copiers, *clients]:
+    copiers = [PD(f"{c}_net_copier", f"{c}_net_copier/copier.elf", priority=PRIO["copier"],
+                  stack_size=0x10000) for c in CLIENTS]
+    for pd in [timer, vmm, virt_rx, virt_tx, *copiers, *clients]:
         sdf.add_pd(pd)
 
     net = Sddf.Net(sdf, None, vmm, virt_tx, virt_rx)
@@ -57,10 +77,17 @@ def main(out: str, macs_out: str = "") -> None:
         net.add_client_with_copier(client, copier, mac_addr=CLIENTS[client.name])
     assert net.connect()
 
+    timer_system = Sddf.Timer(sdf, None, timer)
+    for client in [vmm, *clients]:
+        timer_system.add_client(client)
+    assert timer_system.connect()
+    timer.add_irq(Irq(TIMER_IRQ, trigger=Irq.Trigger.LEVEL))
+
     # The UIO window: every driver-side net region sdfgen made, mapped into the guest. The guest
-    # finds them by name (see uio-driver/src/names.rs); the order here fixes their addresses.
-    # Sizes as sdfgen makes them: 512-entry queues, a 1024-entry driver TX queue (the sum of the
-    # clients' 512 TX buffers), 512 x 2 KiB data regions; the render checks they agree.
+    # finds them by name (`guest system` names them as sdf::net::driver_vm_regions says); the
+    # order here fixes their addresses. Sizes as sdfgen makes them: 512-entry queues, a
+    # 1024-entry driver TX queue (the sum of the clients' 512 TX buffers), 512 x 2 KiB data
+    # regions; the render checks they agree.
     queues = "generic/net/queue/vmm"
     uio = [(f"{queues}/net_virt_rx/free", queue_bytes(512)),
            (f"{queues}/net_virt_rx/active", queue_bytes(512)),
@@ -69,15 +96,16 @@ def main(out: str, macs_out: str = "") -> None:
            ("generic/net/rx/data/device", 512 * 2048)]
     uio += [(f"generic/net/tx/data/client/{c}", 512 * 2048) for c in CLIENTS]
 
-    # The driver VM: one vCPU, RAM 1:1, the NIC passed through, then the UIO window.
+    # The driver VM: one vCPU, RAM 1:1, the PL011 and the NIC passed through, the UIO window.
     vm = SystemDescription.VirtualMachine("linux", [SystemDescription.VirtualMachine.Vcpu(id=0)],
                                           priority=PRIO["vm"])
     ram = MR(sdf, "guest_ram", GUEST_RAM_SIZE, paddr=GUEST_RAM)
     sdf.add_mr(ram)
     vm.add_map(Map(ram, GUEST_RAM, "rwx"))
-    vmm.add_map(Map(ram, 0x4000_0000, "rw", setvar_vaddr="guest_ram_vaddr"))
-    for name, paddr, gpa in [("gic_vcpu", 0x0804_0000, 0x0801_0000), ("uart", 0x0900_0000, 0x0900_0000),
-                             ("virtio_net", VIRTIO_NET, VIRTIO_NET)]:
+    vmm.add_map(Map(ram, GUEST_RAM, "rw", setvar_vaddr="guest_ram_vaddr",
+                    setvar_size="guest_ram_size"))
+    for name, paddr, gpa in [("gic_vcpu", 0x0804_0000, 0x0801_0000), ("uart", UART, UART),
+                             ("virtio_net", VIRTIO_NET_PAGE, VIRTIO_NET_PAGE)]:
         mr = MR(sdf, name, 0x1000, paddr=paddr)
         sdf.add_mr(mr)
         vm.add_map(Map(mr, gpa, "rw", cached=False))
@@ -85,17 +113,27 @@ def main(out: str, macs_out: str = "") -> None:
     for name, size in uio:
         vm.add_map(Map(MR(sdf, name, size), vaddr, "rw", cached=False))
         vaddr += (size + 0xFFFF) & ~0xFFFF
-    vmm.add_irq(SystemDescription.IrqConventional(
-        VIRTIO_NET_IRQ, trigger=SystemDescription.IrqConventional.Trigger.EDGE))
+    vmm.add_irq(Irq(UART_IRQ, trigger=Irq.Trigger.LEVEL))
+    vmm.add_irq(Irq(VIRTIO_NET_IRQ, trigger=Irq.Trigger.EDGE))
     vmm.set_virtual_machine(vm)
+
+    xml = with_page_size(sdf.render(), "guest_ram", GUEST_RAM_PAGE)
     with open(out, "w") as f:
-        f.write(sdf.render())
+        f.write(xml)
     if macs_out:
         with open(macs_out) as f:
             header = [line for line in f if line.startswith("#")]
         with open(macs_out, "w") as f:
             f.writelines(header)
             f.writelines(f"{c}={mac}\n" for c, mac in CLIENTS.items())
+
+
+def with_page_size(xml: str, mr: str, page_size: int) -> str:
+    """sdfgen 0.35's Python binding cannot set a region's page size; guest RAM needs 2 MiB pages
+    (4 KiB pages would make the CapDL initialiser build 65536 frames at boot)."""
+    head = f'<memory_region name="{mr}" '
+    assert xml.count(head) == 1, f"expected one memory region {mr}"
+    return xml.replace(head, f'{head}page_size="{page_size:#x}" ')
 
 
 def queue_bytes(capacity: int) -> int:

@@ -1,6 +1,7 @@
 //! The VMM protection domain's core: everything the Rust VMM decides, free of seL4 calls so it
 //! runs in host tests.
 //!
+//! - [`config`]: the `.vmm_config` section (channel ids, INTIDs, doorbells from the build);
 //! - [`fault`]: decoding of the faults seL4 delivers for a vCPU (VMFault syndromes, VCPUFault
 //!   HSRs, a guest `hvc` arriving as UnknownSyscall, VGIC maintenance, VPPI events);
 //! - [`vgic`]: a GICv2 distributor model with virtual IRQ state and list-register management;
@@ -15,6 +16,7 @@
 #![no_std]
 #![deny(unsafe_code)]
 
+pub mod config;
 pub mod fault;
 pub mod linux;
 pub mod psci;

@@ -1,19 +1,18 @@
 //! The Microkit handler: owns vCPU 0, implements [`Platform`] with seL4 invocations, loads the
 //! guest images into 1:1 guest RAM and starts the guest in `init`.
 //!
-//! System contract (examples/vmm-boot/system.xml):
-//! - guest RAM is mapped in this PD at its guest-physical address, patched into
-//!   `guest_ram_vaddr` / `guest_ram_size`;
-//! - IRQ channels: [`UART_CH`] (PL011, INTID 33) and [`NIC_CH`] (virtio-net, INTID 79) are
-//!   passed through; [`WAKEUP_CH`], if the system gives it (the EL1 physical timer, INTID 30),
-//!   wakes a guest that waits in WFI for its timer;
-//! - channels [`VIRT_RX_CH`] / [`VIRT_TX_CH`] to the virtualisers, if the system has them: the
-//!   `rx_fault` / `tx_fault` doorbells notify them, their notifications raise `rx_irq` /
-//!   `tx_irq`.
+//! System contract (system.xml, examples/vmm-boot/system.xml): everything that differs between
+//! systems comes from the `.vmm_config` section the image build derives from the SDF
+//! ([`vmm::config`]): the IRQ channels of the passed-through PL011 and NIC, the channels to the
+//! virtualisers (the `rx_fault` / `tx_fault` doorbells notify them, their notifications raise
+//! `rx_irq` / `tx_irq`) and to the timer PD (which wakes a guest that waits in WFI for its
+//! virtual timer), and where the doorbells and vIRQs sit in the guest. Guest RAM is mapped in
+//! this PD at its guest-physical address, patched into `guest_ram_vaddr` / `guest_ram_size`.
 
 use core::fmt;
 
 use microkit::{Channel, ChannelSet, Child, MessageInfo, Vcpu};
+use vmm::config::{VmmConfig, SIZE as CONFIG_SIZE};
 use vmm::fault::Fault;
 use vmm::linux::{BootPlan, GuestRam};
 use vmm::regs::{UserContext, USER_CONTEXT_WORDS};
@@ -25,65 +24,87 @@ mod images {
     include!(concat!(env!("OUT_DIR"), "/images.rs"));
 }
 
-/// The PL011's IRQ channel.
-const UART_CH: u8 = 1;
-/// The passed-through virtio-net transport's IRQ channel.
-const NIC_CH: u8 = 2;
-/// The wake-up timer's IRQ channel.
-const WAKEUP_CH: u8 = 3;
-/// Channel to the RX virtualiser.
-const VIRT_RX_CH: u8 = 4;
-/// Channel to the TX virtualiser.
-const VIRT_TX_CH: u8 = 5;
 /// The only vCPU.
 const VCPU: Vcpu = Vcpu::new(0);
 
-/// Guest-physical doorbell pages (unmapped in the VM) — the `rx_fault` / `tx_fault` nodes of
-/// the guest device tree.
-const RX_FAULT_GPA: u64 = 0x3001_0000;
-const TX_FAULT_GPA: u64 = 0x3001_1000;
-/// `rx_irq` / `tx_irq`: SPIs 80 and 81 of the guest device tree.
-const RX_IRQ: u16 = 32 + 80;
-const TX_IRQ: u16 = 32 + 81;
+microkit::config_section!(".vmm_config", VMM_CONFIG: [u8; CONFIG_SIZE]);
 
-static DOORBELLS: [Doorbell; 2] = [
-    Doorbell {
-        name: "rx_fault",
-        gpa: RX_FAULT_GPA,
-        channel: Some(VIRT_RX_CH),
-    },
-    Doorbell {
-        name: "tx_fault",
-        gpa: TX_FAULT_GPA,
-        channel: Some(VIRT_TX_CH),
-    },
-];
-static VIRQS: [VirqRoute; 4] = [
-    VirqRoute {
-        name: "uart",
-        channel: UART_CH,
-        irq: 33,
-        passthrough: true,
-    },
-    VirqRoute {
-        name: "virtio-net",
-        channel: NIC_CH,
-        irq: 79,
-        passthrough: true,
-    },
-    VirqRoute {
-        name: "rx_irq",
-        channel: VIRT_RX_CH,
-        irq: RX_IRQ,
-        passthrough: false,
-    },
-    VirqRoute {
-        name: "tx_irq",
-        channel: VIRT_TX_CH,
-        irq: TX_IRQ,
-        passthrough: false,
-    },
-];
+/// The doorbells and vIRQ routes of this system, built once from `.vmm_config` in `init`.
+struct Routes {
+    doorbells: [Doorbell; 2],
+    virqs: [VirqRoute; 4],
+    count: usize,
+}
+
+impl Routes {
+    fn new(cfg: &VmmConfig) -> Self {
+        let mut virqs = [VirqRoute {
+            name: "",
+            channel: 0,
+            irq: 0,
+            passthrough: false,
+        }; 4];
+        let mut count = 0;
+        let mut add = |route: VirqRoute| {
+            virqs[count] = route;
+            count += 1;
+        };
+        if let Some(d) = cfg.uart {
+            add(VirqRoute {
+                name: "uart",
+                channel: d.channel,
+                irq: d.intid,
+                passthrough: true,
+            });
+        }
+        if let Some(d) = cfg.nic {
+            add(VirqRoute {
+                name: "virtio-net",
+                channel: d.channel,
+                irq: d.intid,
+                passthrough: true,
+            });
+        }
+        if let Some(ch) = cfg.virt_rx {
+            add(VirqRoute {
+                name: "rx_irq",
+                channel: ch,
+                irq: cfg.rx_irq,
+                passthrough: false,
+            });
+        }
+        if let Some(ch) = cfg.virt_tx {
+            add(VirqRoute {
+                name: "tx_irq",
+                channel: ch,
+                irq: cfg.tx_irq,
+                passthrough: false,
+            });
+        }
+        Routes {
+            doorbells: [
+                Doorbell {
+                    name: "rx_fault",
+                    gpa: cfg.rx_fault,
+                    channel: cfg.virt_rx,
+                },
+                Doorbell {
+                    name: "tx_fault",
+                    gpa: cfg.tx_fault,
+                    channel: cfg.virt_tx,
+                },
+            ],
+            virqs,
+            count,
+        }
+    }
+
+    fn virqs(&self) -> &[VirqRoute] {
+        &self.virqs[..self.count]
+    }
+}
+
+static ROUTES: once::InitOnce<Routes> = once::InitOnce::new();
 
 microkit::setvar!(
     /// Where guest RAM is mapped in this PD (= its guest-physical base: RAM is 1:1).
@@ -100,7 +121,10 @@ const VCPU_REG_CNTV_CVAL: u64 = 21;
 const VCPU_REG_CNTVOFF: u64 = 22;
 
 /// The seL4 side of [`Platform`].
-struct Sel4;
+struct Sel4 {
+    /// The channel to the timer PD, if the system has one.
+    timer: Option<Channel>,
+}
 
 fn kernel(e: microkit::InvocationError) -> KernelError {
     KernelError(e.0)
@@ -130,7 +154,11 @@ impl Platform for Sel4 {
         VCPU.ack_vppi(irq.into()).map_err(kernel)
     }
     fn irq_ack(&mut self, channel: u8) {
-        Channel::new(channel).irq_ack();
+        // The wake-up comes from the timer PD, a notification with nothing to acknowledge.
+        let ch = Channel::new(channel);
+        if ch.is_irq() {
+            ch.irq_ack();
+        }
     }
     fn notify(&mut self, channel: u8) {
         // A system without that virtualiser: the doorbell is counted, nobody is told.
@@ -150,10 +178,16 @@ impl Platform for Sel4 {
         sys::physical_count()
     }
     fn set_wakeup(&mut self, deadline: Option<u64>) -> bool {
-        if !Channel::new(WAKEUP_CH).is_irq() {
+        let Some(timer) = self.timer else {
             return false;
+        };
+        // The sDDF timer protocol has no cancel: a disarmed wake-up that still fires only
+        // makes the VMM look at the guest's timer again (a spurious WFI wake-up is allowed).
+        if let Some(d) = deadline {
+            let ticks = d.saturating_sub(sys::physical_count());
+            microkit::mr_set(0, timer::ticks_to_ns(ticks, sys::counter_frequency()));
+            timer.pp_call(MessageInfo::new(timer::SET_TIMEOUT, 1));
         }
-        sys::set_physical_timer(deadline);
         true
     }
     fn log(&mut self, args: fmt::Arguments<'_>) {
@@ -164,6 +198,9 @@ impl Platform for Sel4 {
 /// The PD's state.
 pub struct VmmPd {
     vmm: Vmm<'static>,
+    hw: Sel4,
+    /// `.vmm_config` was valid (otherwise the guest is never started).
+    configured: bool,
 }
 
 impl VmmPd {
@@ -173,13 +210,16 @@ impl VmmPd {
             base: guest_ram_vaddr.get(),
             size: guest_ram_size.get(),
         };
+        if !self.configured {
+            return;
+        }
         if images::KERNEL.is_empty() {
             microkit::debug_println!(
                 "vmm: no guest kernel embedded (VMM_GUEST_KERNEL unset at build time)"
             );
             return;
         }
-        if let Err(e) = check_device_tree(images::DTB) {
+        if let Err(e) = check_device_tree(images::DTB, self.vmm.config()) {
             microkit::debug_println!("vmm: cannot boot the guest: {e}");
             return;
         }
@@ -208,7 +248,7 @@ impl VmmPd {
             ram.size,
             copy_us
         );
-        if let Err(KernelError(e)) = self.vmm.start(&mut Sel4, &plan.initial_context()) {
+        if let Err(KernelError(e)) = self.vmm.start(&mut self.hw, &plan.initial_context()) {
             microkit::debug_println!("vmm: starting vCPU 0 failed: seL4 error {e}");
         }
     }
@@ -216,8 +256,8 @@ impl VmmPd {
 
 /// Checks that the guest's device tree puts the doorbells and UIO IRQs where this VMM expects
 /// them: a mismatch would otherwise show up as a guest fault or a driver that never wakes.
-fn check_device_tree(dtb: &[u8]) -> Result<(), DtMismatch> {
-    for bell in &DOORBELLS {
+fn check_device_tree(dtb: &[u8], config: &Config<'_>) -> Result<(), DtMismatch> {
+    for bell in config.doorbells {
         let node = vmm::linux::dtb_node(dtb, bell.name).map_err(DtMismatch::Dtb)?;
         if node.and_then(|n| n.reg) != Some(bell.gpa) {
             return Err(DtMismatch::Node {
@@ -227,7 +267,7 @@ fn check_device_tree(dtb: &[u8]) -> Result<(), DtMismatch> {
             });
         }
     }
-    for route in VIRQS.iter().filter(|r| !r.passthrough) {
+    for route in config.virqs.iter().filter(|r| !r.passthrough) {
         let node = vmm::linux::dtb_node(dtb, route.name).map_err(DtMismatch::Dtb)?;
         let found = node.and_then(|n| n.intid);
         if found != Some(route.irq) {
@@ -280,14 +320,46 @@ impl fmt::Display for DtMismatch {
 
 impl microkit::Handler for VmmPd {
     fn init() -> Self {
+        let parsed = VmmConfig::parse(VMM_CONFIG.as_bytes());
+        let cfg = parsed.unwrap_or_else(|e| {
+            microkit::debug_println!("vmm: cannot boot the guest: {e}");
+            // A VMM without routes: it still answers faults and notifications it knows.
+            VmmConfig {
+                uart: None,
+                nic: None,
+                virt_rx: None,
+                virt_tx: None,
+                timer: None,
+                rx_irq: 0,
+                tx_irq: 0,
+                rx_fault: 0,
+                tx_fault: 0,
+            }
+        });
+        let routes = ROUTES
+            .set(Routes::new(&cfg))
+            .expect("init runs once per PD");
+        let timer = cfg.timer.map(Channel::new).filter(|c| c.can_pp_call());
+        if cfg.timer.is_some() && timer.is_none() {
+            microkit::debug_println!(
+                "vmm: .vmm_config names timer channel {:?}, but the system gives no pp call there",
+                cfg.timer
+            );
+        }
         let config = Config {
             gicd_base: GICD_BASE,
-            doorbells: &DOORBELLS,
-            virqs: &VIRQS,
-            wakeup_channel: Channel::new(WAKEUP_CH).is_irq().then_some(WAKEUP_CH),
+            doorbells: if parsed.is_ok() {
+                &routes.doorbells
+            } else {
+                &[]
+            },
+            virqs: routes.virqs(),
+            wakeup_channel: timer.map(|c| c.id()),
         };
         let mut pd = VmmPd {
             vmm: Vmm::new(config),
+            hw: Sel4 { timer },
+            configured: parsed.is_ok(),
         };
         pd.boot();
         pd
@@ -295,7 +367,7 @@ impl microkit::Handler for VmmPd {
 
     fn notified(&mut self, channels: ChannelSet) {
         for ch in channels {
-            if !self.vmm.notified(&mut Sel4, ch.id()) {
+            if !self.vmm.notified(&mut self.hw, ch.id()) {
                 microkit::debug_println!("vmm: notification on unexpected channel {}", ch.id());
             }
         }
@@ -308,7 +380,7 @@ impl microkit::Handler for VmmPd {
             microkit::debug_println!("vmm: fault from unknown child {}: {fault}", child.id());
             return None;
         }
-        let reply = self.vmm.handle_fault(&mut Sel4, &fault);
+        let reply = self.vmm.handle_fault(&mut self.hw, &fault);
         if let Some(reason) = self.vmm.stop_reason().filter(|_| reply == Reply::None) {
             let c = self.vmm.counters();
             microkit::debug_println!(
@@ -334,8 +406,8 @@ impl microkit::Handler for VmmPd {
 }
 
 /// The raw pieces: TCB register transfer (not in the `microkit` crate), the EL0 physical
-/// counter and timer (the kernel exports them: `EXPORT_PCNT_USER`, `EXPORT_PTMR_USER`), and
-/// copying into guest RAM.
+/// counter (the kernel exports it: `EXPORT_PCNT_USER`), copying into guest RAM, and a cell
+/// written once in `init`.
 mod sys {
     #![allow(unsafe_code)]
 
@@ -426,22 +498,6 @@ mod sys {
         v
     }
 
-    /// Arms the EL1 physical timer (INTID 30) at `deadline`, or disables it.
-    pub fn set_physical_timer(deadline: Option<u64>) {
-        match deadline {
-            // SAFETY: EL0 access to the physical timer is enabled by the kernel config
-            // (EXPORT_PTMR_USER); this PD owns the timer (its IRQ is this PD's channel).
-            Some(d) => unsafe {
-                asm!("msr cntp_cval_el0, {}", "msr cntp_ctl_el0, {}", "isb",
-                    in(reg) d, in(reg) 1u64, options(nomem, nostack));
-            },
-            // SAFETY: as above; ENABLE = 0 also drops the level-triggered IRQ.
-            None => unsafe {
-                asm!("msr cntp_ctl_el0, {}", "isb", in(reg) 0u64, options(nomem, nostack));
-            },
-        }
-    }
-
     /// Copies `bytes` to guest-physical `gpa` through this PD's 1:1 mapping of guest RAM.
     ///
     /// # Panics
@@ -459,6 +515,49 @@ mod sys {
         // to lie inside it. The vCPU is not running while the VMM loads images, so nothing else
         // writes these bytes, and `bytes` (the PD's rodata) cannot overlap guest RAM.
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), gpa as *mut u8, bytes.len()) };
+    }
+}
+
+/// A value set once, in `init`, and read-only afterwards: the routes the VMM core borrows for
+/// the PD's whole life.
+mod once {
+    #![allow(unsafe_code)]
+
+    use core::cell::UnsafeCell;
+    use core::sync::atomic::{AtomicBool, Ordering};
+
+    /// See the module documentation.
+    pub struct InitOnce<T> {
+        set: AtomicBool,
+        value: UnsafeCell<Option<T>>,
+    }
+
+    // SAFETY: the value is written only by the single `set` that wins the `swap` below, before
+    // any reference to it exists, and is only read afterwards; a PD has one thread anyway.
+    unsafe impl<T: Sync> Sync for InitOnce<T> {}
+
+    impl<T> InitOnce<T> {
+        /// Empty.
+        pub const fn new() -> Self {
+            InitOnce {
+                set: AtomicBool::new(false),
+                value: UnsafeCell::new(None),
+            }
+        }
+
+        /// Stores `value` and returns it for the program's life; `None` if already set.
+        pub fn set(&'static self, value: T) -> Option<&'static T> {
+            if self.set.swap(true, Ordering::AcqRel) {
+                return None;
+            }
+            // SAFETY: the swap above lets exactly one caller get here, and no reference to the
+            // contents exists before this one is handed out; after this write the contents are
+            // never written again, so the shared reference stays valid forever.
+            unsafe {
+                *self.value.get() = Some(value);
+                (*self.value.get()).as_ref()
+            }
+        }
     }
 }
 

@@ -216,6 +216,11 @@ impl<'a> Vmm<'a> {
         }
     }
 
+    /// What the VMM was configured with.
+    pub fn config(&self) -> &Config<'a> {
+        &self.config
+    }
+
     /// The vGIC.
     pub fn vgic(&self) -> &Vgic {
         &self.vgic
