@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod bench;
+pub mod demo;
 pub mod kernel_echo;
 pub mod run;
 mod sys;

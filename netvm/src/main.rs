@@ -42,6 +42,40 @@ enum Command {
     Run(RunArgs),
     /// Show system statistics (not built yet).
     Stats,
+    /// The main job: the echo system of system.xml in host mode on a private virtual LAN,
+    /// benchmarked against a Linux kernel echo on the same kind of link in the same run.
+    Demo(DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// The system description.
+    #[arg(long, default_value = "system.xml")]
+    system: PathBuf,
+    /// The client MAC list.
+    #[arg(long, default_value = "system.macs")]
+    macs: PathBuf,
+    /// Where CSV and SVG files go.
+    #[arg(long, default_value = "build/demo")]
+    out: PathBuf,
+    /// UDP (1472 B) requested rates.
+    #[arg(long, default_value = "100M,500M,1G,1500M")]
+    udp_rates: String,
+    /// TCP (1460 B) requested rates; empty for none.
+    #[arg(long, default_value = "500M,2G")]
+    tcp_rates: String,
+    /// Warm-up per point.
+    #[arg(long, value_parser = bench::parse_duration, default_value = "1s")]
+    warmup: Duration,
+    /// Sampling per point.
+    #[arg(long, value_parser = bench::parse_duration, default_value = "4s")]
+    duration: Duration,
+    /// Cool-down per point.
+    #[arg(long, value_parser = bench::parse_duration, default_value = "1s")]
+    cooldown: Duration,
+    /// Parallel flows.
+    #[arg(long, default_value_t = 4)]
+    flows: u32,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -188,6 +222,44 @@ fn main() -> ExitCode {
         Command::Bench(a) => run_bench(a),
         Command::KernelEcho(a) => run_echo(a),
         Command::Run(a) => run_system(a),
+        Command::Demo(a) => {
+            let rates = |s: &str| {
+                if s.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    bench::parse_rates(s)
+                }
+            };
+            let (udp_rates, tcp_rates) = match (rates(&a.udp_rates), rates(&a.tcp_rates)) {
+                (Ok(u), Ok(t)) => (u, t),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("netvm demo: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = netvm::demo::DemoOptions {
+                system: a.system,
+                macs: a.macs,
+                out_dir: a.out,
+                udp_rates,
+                tcp_rates,
+                warmup: a.warmup,
+                duration: a.duration,
+                cooldown: a.cooldown,
+                flows: a.flows,
+            };
+            match netvm::demo::run(&opts) {
+                Ok(summary) => {
+                    println!("\n{}", summary.table());
+                    println!("CSV and SVG files: {}", opts.out_dir.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Stats => {
             eprintln!("netvm: not built yet");
             ExitCode::from(2)

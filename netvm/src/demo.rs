@@ -1,0 +1,525 @@
+//! `netvm demo`: the main job. On one Linux machine it builds a private virtual LAN, runs the
+//! echo system of `system.xml` in host mode on it, and benchmarks it against a Linux kernel echo
+//! on the same kind of link, in the same run.
+//!
+//! ```text
+//!  ns <p>-sys                     ns <p>-peer                    ns <p>-ref
+//!  netvm run system.xml           netvm bench                    netvm kernel-echo
+//!  (uio_driver_host on sys0) ---- peer0 10.0.0.1/24              10.0.1.10/24 on ref0
+//!   client0 10.0.0.10             peer1 10.0.1.1/24 ------------ ref0
+//!   client1 10.0.0.11
+//! ```
+//!
+//! Offloads (checksum, TSO/GSO/GRO) are off on every veth end: a veth hands partially
+//! checksummed and merged frames to a raw socket, which a real NIC would not. Everything is
+//! torn down at the end, on error, and on Ctrl-C / SIGTERM (namespaces, processes, shm files).
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Set by SIGINT / SIGTERM; every wait checks it.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// The addresses of the virtual LAN, in one place.
+pub mod lan {
+    /// The peer's address on the system's link.
+    pub const PEER: &str = "10.0.0.1/24";
+    /// The echo clients' addresses, in client order.
+    pub const CLIENTS: [&str; 2] = ["10.0.0.10", "10.0.0.11"];
+    /// Prefix length of the system's link.
+    pub const PREFIX: u8 = 24;
+    /// The peer's address on the reference link.
+    pub const PEER_REF: &str = "10.0.1.1/24";
+    /// The kernel echo's address.
+    pub const KERNEL_ECHO: &str = "10.0.1.10";
+}
+
+/// What `netvm demo` does.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// The system description.
+    pub system: PathBuf,
+    /// The client MAC list file (`system.macs`).
+    pub macs: PathBuf,
+    /// Where CSV and SVG files go.
+    pub out_dir: PathBuf,
+    /// UDP rates (bit/s).
+    pub udp_rates: Vec<u64>,
+    /// TCP rates (bit/s).
+    pub tcp_rates: Vec<u64>,
+    /// Warm-up per point.
+    pub warmup: Duration,
+    /// Sampling per point.
+    pub duration: Duration,
+    /// Cool-down per point.
+    pub cooldown: Duration,
+    /// Parallel flows.
+    pub flows: u32,
+}
+
+/// A failed demo step.
+#[derive(Debug)]
+pub struct DemoError(pub String);
+
+impl std::fmt::Display for DemoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "netvm demo: {}", self.0)
+    }
+}
+
+type Result<T> = std::result::Result<T, DemoError>;
+
+fn err(what: impl std::fmt::Display) -> DemoError {
+    DemoError(what.to_string())
+}
+
+fn check_interrupt() -> Result<()> {
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        Err(err("interrupted"))
+    } else {
+        Ok(())
+    }
+}
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Makes SIGINT and SIGTERM set [`INTERRUPTED`] instead of killing the process, so the
+/// tear-down runs.
+fn catch_signals() -> Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        #[allow(unsafe_code)]
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { sigaction(sig, &action) }.map_err(|e| err(format!("sigaction: {e}")))?;
+    }
+    Ok(())
+}
+
+fn run_cmd(cmd: &mut Command) -> Result<()> {
+    let out = cmd.output().map_err(|e| err(format!("{cmd:?}: {e}")))?;
+    if !out.status.success() {
+        return Err(err(format!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    run_cmd(Command::new("ip").args(args))
+}
+
+/// The virtual LAN and every process on it; dropping it tears everything down.
+pub struct Lan {
+    /// Namespace of the system (its driver's veth end).
+    pub sys: String,
+    /// Namespace of the load generator.
+    pub peer: String,
+    /// Namespace of the kernel reference echo.
+    pub reference: String,
+    children: Vec<(String, Child)>,
+}
+
+impl Lan {
+    /// Creates the three namespaces and two veth pairs, offloads off.
+    pub fn create(prefix: &str) -> Result<Lan> {
+        let lan = Lan {
+            sys: format!("{prefix}-sys"),
+            peer: format!("{prefix}-peer"),
+            reference: format!("{prefix}-ref"),
+            children: Vec::new(),
+        };
+        for ns in [&lan.sys, &lan.peer, &lan.reference] {
+            ip(&["netns", "add", ns])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        ip(&[
+            "link", "add", "sys0", "netns", &lan.sys, "type", "veth", "peer", "name", "peer0",
+            "netns", &lan.peer,
+        ])?;
+        ip(&[
+            "link",
+            "add",
+            "ref0",
+            "netns",
+            &lan.reference,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "peer1",
+            "netns",
+            &lan.peer,
+        ])?;
+        ip(&["-n", &lan.peer, "addr", "add", lan::PEER, "dev", "peer0"])?;
+        ip(&[
+            "-n",
+            &lan.peer,
+            "addr",
+            "add",
+            lan::PEER_REF,
+            "dev",
+            "peer1",
+        ])?;
+        let ref_addr = format!("{}/{}", lan::KERNEL_ECHO, lan::PREFIX);
+        ip(&[
+            "-n",
+            &lan.reference,
+            "addr",
+            "add",
+            &ref_addr,
+            "dev",
+            "ref0",
+        ])?;
+        for (ns, dev) in [
+            (&lan.sys, "sys0"),
+            (&lan.peer, "peer0"),
+            (&lan.peer, "peer1"),
+            (&lan.reference, "ref0"),
+        ] {
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+            run_cmd(
+                Command::new("ip")
+                    .args(["netns", "exec", ns, "ethtool", "-K", dev])
+                    .args([
+                        "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off",
+                    ]),
+            )?;
+        }
+        Ok(lan)
+    }
+
+    /// A command run inside namespace `ns`.
+    pub fn exec(ns: &str, program: &Path) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns]).arg(program);
+        c
+    }
+
+    /// Starts `cmd` and keeps it for the tear-down.
+    pub fn spawn(&mut self, name: &str, mut cmd: Command) -> Result<&mut Child> {
+        let child = cmd
+            .spawn()
+            .map_err(|e| err(format!("starting {name}: {e}")))?;
+        self.children.push((name.to_owned(), child));
+        Ok(&mut self.children.last_mut().expect("just pushed").1)
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for (_, child) in self.children.iter_mut().rev() {
+            // SIGTERM first: the runner then stops its PDs and removes its shm files.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for (_, child) in self.children.iter_mut() {
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in [&self.sys, &self.peer, &self.reference] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// One CSV row as the bench wrote it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Point {
+    /// Requested, bit/s.
+    pub requested: u64,
+    /// Received, bit/s.
+    pub received: u64,
+    /// Sent, bit/s.
+    pub sent: u64,
+    /// Median RTT, µs.
+    pub median_rtt: u64,
+    /// Bad packets.
+    pub bad: u64,
+}
+
+impl Point {
+    /// Loss over the sampling phase, percent (from sent and received rates).
+    pub fn loss_percent(&self) -> f64 {
+        if self.sent == 0 {
+            return 100.0;
+        }
+        (1.0 - self.received as f64 / self.sent as f64).max(0.0) * 100.0
+    }
+}
+
+fn parse_csv(text: &str) -> Vec<Point> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let n = |i: usize| f.get(i)?.trim().parse::<u64>().ok();
+            Some(Point {
+                requested: n(0)?,
+                received: n(1)?,
+                sent: n(2)?,
+                median_rtt: n(8)?,
+                bad: n(9)?,
+            })
+        })
+        .collect()
+}
+
+fn wait_child(child: &mut Child, what: &str, limit: Duration) -> Result<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        check_interrupt()?;
+        if let Some(status) = child.try_wait().map_err(|e| err(format!("{what}: {e}")))? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(err(format!("{what} did not finish within {limit:?}")));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs one sweep from the peer namespace; returns its points.
+fn sweep(
+    lan: &Lan,
+    netvm: &Path,
+    opts: &DemoOptions,
+    target: &str,
+    proto: &str,
+    rates: &[u64],
+    label: &str,
+) -> Result<Vec<Point>> {
+    let size = if proto == "udp" { "1472" } else { "1460" };
+    let csv = opts.out_dir.join(format!("{label}-{proto}.csv"));
+    let svg = opts.out_dir.join(format!("{label}-{proto}.svg"));
+    let rates_arg: Vec<String> = rates.iter().map(u64::to_string).collect();
+    let secs = |d: Duration| format!("{}ms", d.as_millis());
+    let mut cmd = Lan::exec(&lan.peer, netvm);
+    cmd.args([
+        "bench", "--target", target, "--proto", proto, "--size", size,
+    ])
+    .args(["--rates", &rates_arg.join(",")])
+    .args([
+        "--warmup",
+        &secs(opts.warmup),
+        "--duration",
+        &secs(opts.duration),
+    ])
+    .args([
+        "--cooldown",
+        &secs(opts.cooldown),
+        "--flows",
+        &opts.flows.to_string(),
+    ])
+    .arg("--csv")
+    .arg(&csv)
+    .arg("--svg")
+    .arg(&svg)
+    .arg("--quiet")
+    .stdout(Stdio::null());
+    eprintln!(
+        "netvm demo: {label} {proto}: {} points against {target}",
+        rates.len()
+    );
+    let mut child = cmd.spawn().map_err(|e| err(format!("netvm bench: {e}")))?;
+    let per_point = opts.warmup + opts.duration + opts.cooldown + Duration::from_secs(15);
+    let status = wait_child(&mut child, "netvm bench", per_point * rates.len() as u32)?;
+    if !status.success() {
+        return Err(err(format!(
+            "netvm bench against {target} ({proto}) failed: {status}"
+        )));
+    }
+    let text = std::fs::read_to_string(&csv).map_err(|e| err(format!("{}: {e}", csv.display())))?;
+    print!("# {label} {proto} ({target})\n{text}");
+    Ok(parse_csv(&text))
+}
+
+/// The result of a demo.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// (proto, system points, kernel points).
+    pub sweeps: Vec<(String, Vec<Point>, Vec<Point>)>,
+}
+
+impl Summary {
+    /// The summary table.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        out.push_str(
+            "proto  requested    system rx   kernel rx  ratio  sys loss%  ker loss%  sys RTT50  ker RTT50  bad\n",
+        );
+        for (proto, sys, ker) in &self.sweeps {
+            for (s, k) in sys.iter().zip(ker) {
+                let mbps = |b: u64| b as f64 / 1e6;
+                out.push_str(&format!(
+                    "{proto:5} {:8.0} Mb/s {:8.1} Mb/s {:8.1} Mb/s {:5.2}  {:8.3}  {:8.3}  {:6} us  {:6} us  {}\n",
+                    mbps(s.requested),
+                    mbps(s.received),
+                    mbps(k.received),
+                    s.received as f64 / k.received.max(1) as f64,
+                    s.loss_percent(),
+                    k.loss_percent(),
+                    s.median_rtt,
+                    k.median_rtt,
+                    s.bad + k.bad,
+                ));
+            }
+            let lossless = |pts: &[Point]| {
+                pts.iter()
+                    .filter(|p| p.loss_percent() < 0.1)
+                    .map(|p| p.requested)
+                    .max()
+                    .unwrap_or(0)
+            };
+            if proto == "udp" {
+                let (s, k) = (lossless(sys), lossless(ker));
+                out.push_str(&format!(
+                    "udp   highest rate with < 0.1% loss: system {:.0} Mb/s, kernel {:.0} Mb/s, ratio {:.2}\n",
+                    s as f64 / 1e6,
+                    k as f64 / 1e6,
+                    s as f64 / k.max(1) as f64
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Waits until the runner has printed every line in `wanted` (in any order).
+fn wait_ready(lines: &mpsc::Receiver<String>, wanted: &[&str], limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    let mut missing: Vec<&str> = wanted.to_vec();
+    while !missing.is_empty() {
+        check_interrupt()?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(err(format!(
+                "the system did not print {missing:?} within {limit:?}"
+            )));
+        }
+        match lines.recv_timeout(left.min(Duration::from_millis(200))) {
+            Ok(line) => {
+                eprintln!("  {line}");
+                missing.retain(|w| !line.contains(w));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(err(format!(
+                    "the system stopped before printing {missing:?}"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the whole demo; see the module docs.
+pub fn run(opts: &DemoOptions) -> Result<Summary> {
+    catch_signals()?;
+    #[allow(unsafe_code)]
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        return Err(err(
+            "needs root (network namespaces and veth pairs); run it with sudo",
+        ));
+    }
+    std::fs::create_dir_all(&opts.out_dir)
+        .map_err(|e| err(format!("{}: {e}", opts.out_dir.display())))?;
+    let netvm = std::env::current_exe().map_err(|e| err(format!("current_exe: {e}")))?;
+    let bin_dir = netvm.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut lan = Lan::create(&format!("nvd{}", std::process::id()))?;
+
+    // The system, in its namespace, with the driver on sys0.
+    let ips: Vec<String> = lan::CLIENTS
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("client{i}={a}/{}", lan::PREFIX))
+        .collect();
+    let mut cmd = Lan::exec(&lan.sys, &netvm);
+    cmd.arg("run")
+        .arg(&opts.system)
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .arg(format!("--net-macs=@{}", opts.macs.display()))
+        .args(["--echo-ips", &ips.join(","), "--driver-vm-iface", "sys0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let system = lan.spawn("netvm run", cmd)?;
+    let (tx, rx) = mpsc::channel();
+    let out: Box<dyn std::io::Read + Send> = Box::new(
+        system
+            .stdout
+            .take()
+            .ok_or_else(|| err("no runner stdout"))?,
+    );
+    let errs: Box<dyn std::io::Read + Send> = Box::new(
+        system
+            .stderr
+            .take()
+            .ok_or_else(|| err("no runner stderr"))?,
+    );
+    for stream in [out, errs] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream)
+                .lines()
+                .map_while(std::result::Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+    wait_ready(
+        &rx,
+        &[
+            "uio-driver: ready",
+            "client0: echo server up",
+            "client1: echo server up",
+        ],
+        Duration::from_secs(30),
+    )?;
+    // Keep draining the runner's output so it never blocks on a full pipe.
+    std::thread::spawn(move || while rx.recv().is_ok() {});
+
+    // The reference: a kernel echo on the same kind of link.
+    let mut cmd = Lan::exec(&lan.reference, &netvm);
+    cmd.args(["kernel-echo", "--bind", lan::KERNEL_ECHO, "--util-port", "1237"])
+        .stdout(Stdio::null());
+    lan.spawn("netvm kernel-echo", cmd)?;
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut summary = Summary::default();
+    for (proto, rates) in [("udp", &opts.udp_rates), ("tcp", &opts.tcp_rates)] {
+        if rates.is_empty() {
+            continue;
+        }
+        let sys = sweep(&lan, &netvm, opts, lan::CLIENTS[0], proto, rates, "system")?;
+        let ker = sweep(&lan, &netvm, opts, lan::KERNEL_ECHO, proto, rates, "kernel")?;
+        summary.sweeps.push((proto.to_owned(), sys, ker));
+    }
+    drop(lan);
+    Ok(summary)
+}
