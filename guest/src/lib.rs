@@ -4,7 +4,8 @@
 //! tree written with `vm-fdt` (reference: guest-linux.md, vmm-guest-boot.md §4.2).
 //!
 //! Entry points: [`build`] with [`BuildOptions`] and a [`GuestLayout`]; [`fdt::build_dtb`] for
-//! a device tree alone. The `init` binary of this package (built with `--no-default-features`
+//! a device tree alone; [`system`] for the seL4 image's pieces derived from `system.xml`
+//! (the driver VM's device tree, the VMM's `.vmm_config`, every PD's patched ELF). The `init` binary of this package (built with `--no-default-features`
 //! for `aarch64-unknown-linux-musl`) is the guest's PID 1.
 //!
 //! Without the default `builder` feature this library is empty: that is how `/init` is
@@ -17,6 +18,8 @@ mod build;
 pub mod debian;
 #[cfg(feature = "builder")]
 mod error;
+#[cfg(feature = "builder")]
+mod elf;
 #[cfg(feature = "builder")]
 pub mod fdt;
 #[cfg(feature = "builder")]
@@ -31,6 +34,8 @@ pub mod modinfo;
 mod process;
 #[cfg(feature = "builder")]
 mod stamp;
+#[cfg(feature = "builder")]
+pub mod system;
 
 #[cfg(feature = "builder")]
 pub use build::{

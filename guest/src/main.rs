@@ -1,7 +1,10 @@
 //! `guest build --out DIR`: builds the driver VM's kernel, initramfs and device tree.
+//! `guest sel4-dtb` / `guest sel4-pds`: the seL4 image's pieces derived from `system.xml` (the
+//! guest device tree of that system; every PD's ELF with its config sections patched in).
 #![deny(unsafe_code)]
 
-use std::path::PathBuf;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -46,9 +49,142 @@ enum Cmd {
         #[arg(long, default_value = "")]
         append: String,
     },
+    /// Write the driver VM's device tree for an seL4 system: UIO regions, RAM and passed-through
+    /// devices as the system description maps them, the initrd where the VMM loads it.
+    Sel4Dtb {
+        /// The system description.
+        #[arg(long, default_value = "system.xml")]
+        system: PathBuf,
+        /// The initrd the VMM will load (its size goes into /chosen).
+        #[arg(long)]
+        initrd: PathBuf,
+        /// The kernel command line.
+        #[arg(long, default_value = DEFAULT_SEL4_BOOTARGS)]
+        bootargs: String,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Copy every PD's ELF to OUT/<program image path> with its config sections filled: sDDF
+    /// net configs derived from the system description, virtualiser options, echo addresses,
+    /// the VMM's .vmm_config.
+    Sel4Pds {
+        /// The system description.
+        #[arg(long, default_value = "system.xml")]
+        system: PathBuf,
+        /// Client MACs, `client0=52:54:01:00:00:10,...`, or `@FILE` (e.g. `@system.macs`).
+        #[arg(long, default_value = "@system.macs")]
+        macs: String,
+        /// Echo clients' static addresses, `client0=10.0.0.10/24,...`.
+        #[arg(long)]
+        echo_ips: String,
+        /// Where cargo put the aarch64-unknown-none PD binaries.
+        #[arg(long)]
+        elf_dir: PathBuf,
+        /// Output directory (the Microkit tool's --search-path).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
+/// Kernel command line of the seL4 system's guest (the PL011 is passed through).
+const DEFAULT_SEL4_BOOTARGS: &str = "earlycon=pl011,0x9000000 console=ttyAMA0 panic=-1";
+
 fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Cmd::Sel4Dtb {
+            system,
+            initrd,
+            bootargs,
+            out,
+        } => sel4_dtb(&system, &initrd, &bootargs, &out),
+        Cmd::Sel4Pds {
+            system,
+            macs,
+            echo_ips,
+            elf_dir,
+            out,
+        } => sel4_pds(&system, &macs, &echo_ips, &elf_dir, &out),
+        build @ Cmd::Build { .. } => return guest_build(build),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("guest: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_system(path: &Path) -> Result<sdf::SystemDescription, String> {
+    sdf::parse(path, sdf::Arch::Aarch64).map_err(|e| e.to_string())
+}
+
+fn sel4_dtb(system: &Path, initrd: &Path, bootargs: &str, out: &Path) -> Result<(), String> {
+    let sys = parse_system(system)?;
+    let vm = guest::system::driver_vm(&sys, system, bootargs).map_err(|e| e.to_string())?;
+    let len = std::fs::metadata(initrd)
+        .map_err(|e| format!("{}: {e}", initrd.display()))?
+        .len();
+    let dtb = guest::fdt::build_dtb(&vm.layout, len).map_err(|e| e.to_string())?;
+    std::fs::write(out, &dtb).map_err(|e| format!("{}: {e}", out.display()))?;
+    println!("{} ({} bytes)", out.display(), dtb.len());
+    Ok(())
+}
+
+fn sel4_pds(
+    system: &Path,
+    macs: &str,
+    echo_ips: &str,
+    elf_dir: &Path,
+    out: &Path,
+) -> Result<(), String> {
+    let sys = parse_system(system)?;
+    let macs = match macs.strip_prefix('@') {
+        Some(file) => std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?,
+        None => macs.to_string(),
+    };
+    let macs = sdf::net::parse_mac_list(&macs).map_err(|e| e.to_string())?;
+    let echo = parse_echo_ips(echo_ips)?;
+    let vm = guest::system::driver_vm(&sys, system, DEFAULT_SEL4_BOOTARGS)
+        .map_err(|e| e.to_string())?;
+    let sections = guest::system::sections(&sys, system, &vm, &macs, &echo)
+        .map_err(|e| e.to_string())?;
+    let written =
+        guest::system::patch_pds(&sys, &sections, elf_dir, out).map_err(|e| e.to_string())?;
+    for s in &sections {
+        println!("{}: {} ({} bytes)", s.pd, s.name, s.bytes.len());
+    }
+    println!("{} PD images in {}", written.len(), out.display());
+    Ok(())
+}
+
+/// `client0=10.0.0.10/24,client1=10.0.0.11/24` (commas or white space between).
+fn parse_echo_ips(text: &str) -> Result<Vec<(String, Ipv4Addr, u8)>, String> {
+    text.split([',', ' ', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            let (pd, cidr) = item
+                .split_once('=')
+                .ok_or_else(|| format!("--echo-ips '{item}': expected <pd>=<address>/<prefix>"))?;
+            let (addr, prefix) = cidr
+                .split_once('/')
+                .ok_or_else(|| format!("--echo-ips '{item}': the address needs a /prefix"))?;
+            let addr = addr
+                .parse()
+                .map_err(|e| format!("--echo-ips '{item}': {e}"))?;
+            let prefix = prefix
+                .parse()
+                .ok()
+                .filter(|p| *p <= 32)
+                .ok_or_else(|| format!("--echo-ips '{item}': prefix must be 0..=32"))?;
+            Ok((pd.to_string(), addr, prefix))
+        })
+        .collect()
+}
+
+fn guest_build(cmd: Cmd) -> ExitCode {
     let Cmd::Build {
         out,
         cache,
@@ -59,7 +195,10 @@ fn main() -> ExitCode {
         tx_clients,
         uio_driver,
         append,
-    } = Cli::parse().command;
+    } = cmd
+    else {
+        unreachable!("guest_build is called with Cmd::Build")
+    };
     let mut layout = GuestLayout::qemu_virt(ram_mib << 20, tx_clients, 0x4000, 0x10_0000);
     if !append.is_empty() {
         layout.bootargs = format!("{} {append}", layout.bootargs);

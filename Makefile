@@ -1,0 +1,102 @@
+# netvm's seL4 image: system.xml on Microkit 2.3.0, board qemu_virt_aarch64.
+#
+#   make MICROKIT_SDK=/path/to/microkit-sdk-2.3.0 [MICROKIT_CONFIG=debug|release|benchmark]
+#       builds every PD for aarch64-unknown-none, the guest (Debian kernel, our initramfs with
+#       /init and the aarch64 uio-driver), the guest's device tree and every PD's config
+#       sections from system.xml (`guest sel4-dtb`, `guest sel4-pds`), and build/loader.img.
+#   make qemu    boots build/loader.img; the NIC's backend is a tap in the private network
+#                namespace $(NETNS) (host side $(HOST_IP)), never slirp. Needs root.
+#   make bench   runs `netvm bench` from $(NETNS) against client0 (QEMU must be running: `make qemu`
+#                in another terminal). BENCH_ARGS adds options (e.g. --rates 10M,50M).
+#   make clean   removes build/sel4 and build/loader.img (not the guest's Debian cache).
+#
+# Echo clients get ECHO_IPS; the MACs come from system.macs. Everything derived from
+# system.xml is derived by the `guest` tool (guest/src/system.rs), not written here.
+
+MICROKIT_BOARD ?= qemu_virt_aarch64
+MICROKIT_CONFIG ?= debug
+NETNS ?= netvm-sel4
+TAP ?= tap0
+HOST_IP ?= 10.0.0.1/24
+ECHO_IPS ?= client0=10.0.0.10/24,client1=10.0.0.11/24
+BENCH_TARGET ?= 10.0.0.10
+BENCH_ARGS ?=
+GUEST_FLAGS ?=
+CARGO ?= cargo
+QEMU ?= qemu-system-aarch64
+NIC_MAC ?= 52:54:00:12:34:56
+
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+SEL4_TARGET_DIR := $(TARGET_DIR)/sel4-$(MICROKIT_CONFIG)
+ELF_DIR := $(SEL4_TARGET_DIR)/aarch64-unknown-none/release
+BUILD := $(CURDIR)/build
+OUT := $(BUILD)/sel4/$(MICROKIT_CONFIG)
+GUEST_DIR := $(BUILD)/guest
+GUEST_TOOL := $(TARGET_DIR)/release/guest
+NETVM := $(TARGET_DIR)/release/netvm
+IMAGE := $(BUILD)/loader.img
+PD_PACKAGES := -p timer -p virt-rx -p virt-tx -p copier -p echo-server
+SEL4_ENV := MICROKIT_SDK=$(MICROKIT_SDK) MICROKIT_BOARD=$(MICROKIT_BOARD) MICROKIT_CONFIG=$(MICROKIT_CONFIG)
+
+QEMU_CMD := $(QEMU) -machine virt,virtualization=on -cpu cortex-a53 -m size=2G -nographic \
+	-serial mon:stdio -nic none -global virtio-mmio.force-legacy=false \
+	-netdev tap,id=n0,ifname=$(TAP),script=no,downscript=no \
+	-device virtio-net-device,netdev=n0,mac=$(NIC_MAC) \
+	-device loader,file=$(IMAGE),addr=0x70000000,cpu-num=0
+
+.PHONY: all check-sdk guest tools pds image qemu bench netns clean
+
+all: image
+
+check-sdk:
+ifeq ($(strip $(MICROKIT_SDK)),)
+	$(error MICROKIT_SDK is not set: make MICROKIT_SDK=/path/to/microkit-sdk-2.3.0)
+endif
+	@test -x "$(MICROKIT_SDK)/bin/microkit" || { echo "MICROKIT_SDK=$(MICROKIT_SDK): no bin/microkit there; expected a Microkit 2.3.0 SDK" >&2; exit 1; }
+	@test -d "$(MICROKIT_SDK)/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)" || { echo "MICROKIT_SDK=$(MICROKIT_SDK) has no board $(MICROKIT_BOARD) config $(MICROKIT_CONFIG) (MICROKIT_CONFIG is debug, release or benchmark)" >&2; exit 1; }
+	@grep -q '^2\.3\.0' "$(MICROKIT_SDK)/VERSION" 2>/dev/null || { echo "MICROKIT_SDK=$(MICROKIT_SDK) is not Microkit 2.3.0 (VERSION: $$(cat $(MICROKIT_SDK)/VERSION 2>/dev/null || echo missing))" >&2; exit 1; }
+
+# The host tool that builds the guest and derives the seL4 pieces from system.xml.
+tools:
+	$(CARGO) build --release -p guest --bin guest
+
+# Kernel, initramfs (with the workspace's aarch64 uio-driver, cross-built by the tool).
+guest: tools
+	$(GUEST_TOOL) build --out $(GUEST_DIR) $(GUEST_FLAGS)
+
+# Every PD but the VMM (which embeds the guest, so it comes after the device tree).
+pds: check-sdk
+	$(SEL4_ENV) $(CARGO) build --release --target aarch64-unknown-none $(PD_PACKAGES) \
+		--target-dir $(SEL4_TARGET_DIR)
+
+image: check-sdk guest pds
+	mkdir -p $(OUT)
+	$(GUEST_TOOL) sel4-dtb --system system.xml --initrd $(GUEST_DIR)/initrd.cpio.gz --out $(OUT)/guest.dtb
+	$(SEL4_ENV) VMM_GUEST_KERNEL=$(GUEST_DIR)/Image VMM_GUEST_INITRD=$(GUEST_DIR)/initrd.cpio.gz \
+		VMM_GUEST_DTB=$(OUT)/guest.dtb \
+		$(CARGO) build --release --target aarch64-unknown-none -p vmm --bin vmm --target-dir $(SEL4_TARGET_DIR)
+	rm -rf $(OUT)/pds
+	$(GUEST_TOOL) sel4-pds --system system.xml --macs @system.macs --echo-ips $(ECHO_IPS) \
+		--elf-dir $(ELF_DIR) --out $(OUT)/pds
+	$(MICROKIT_SDK)/bin/microkit system.xml --search-path $(OUT)/pds --board $(MICROKIT_BOARD) \
+		--config $(MICROKIT_CONFIG) -o $(IMAGE) -r $(OUT)/report.txt
+	@echo "built $(IMAGE) ($(MICROKIT_CONFIG)); boot it with: make qemu"
+
+# The peer network: namespace $(NETNS) with the tap QEMU attaches to (created once, kept).
+netns:
+	@ip netns list | grep -qx '$(NETNS)\( .*\)\?' || ip netns add $(NETNS)
+	@ip -n $(NETNS) link show $(TAP) >/dev/null 2>&1 || ip -n $(NETNS) tuntap add dev $(TAP) mode tap
+	@ip -n $(NETNS) addr replace $(HOST_IP) dev $(TAP)
+	@ip -n $(NETNS) link set lo up
+	@ip -n $(NETNS) link set $(TAP) up
+
+qemu: netns
+	@test -f $(IMAGE) || { echo "no $(IMAGE): run make MICROKIT_SDK=... first" >&2; exit 1; }
+	ip netns exec $(NETNS) $(QEMU_CMD)
+
+bench: netns
+	$(CARGO) build --release -p netvm
+	ip netns exec $(NETNS) $(NETVM) bench --target $(BENCH_TARGET) $(BENCH_ARGS)
+
+clean:
+	rm -rf $(BUILD)/sel4 $(IMAGE)

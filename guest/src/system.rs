@@ -1,0 +1,428 @@
+//! The seL4 image's derived pieces, from the system description alone: the driver VM's device
+//! tree, the VMM's `.vmm_config`, and every PD's config sections patched into a per-PD copy of
+//! its ELF (what sDDF's Makefiles do with sdfgen's `.data` files and `objcopy --update-section`).
+//!
+//! What is read from `system.xml` (and checked, naming the PD, region or map involved):
+//! - the driver PD and its UIO regions: [`sdf::net::driver_vm_regions`]; each region's guest
+//!   address is the VM's `<map>` of it;
+//! - guest RAM: the VM's one executable map, which must be 1:1 (the NIC DMAs to guest-physical
+//!   addresses) and mapped at the same address in the driver PD (which loads the guest there);
+//! - the passed-through devices by their physical pages on QEMU `virt`: the PL011 (INTID 33)
+//!   and a page of virtio-mmio transports, whose transport is the one the driver PD has the
+//!   `<irq>` of (transport `i` at `0x0a000000 + i * 0x200` has INTID `48 + i`);
+//! - channel ids of the driver PD: to virt_rx, to virt_tx, and its one `pp` channel (the timer).
+//!
+//! What this module chooses, in one place: the doorbell pages [`RX_FAULT_GPA`] /
+//! [`TX_FAULT_GPA`] (deliberately unmapped in the VM), the `rx_irq` / `tx_irq` SPIs, and where
+//! the initrd goes. Both the device tree and `.vmm_config` are written from these, so they agree
+//! by construction, and the VMM checks them against each other before it boots the guest.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use sdf::{Map, SystemDescription};
+use vmm::config::{DeviceIrq, VmmConfig};
+use zerocopy::IntoBytes;
+
+use crate::error::GuestError;
+use crate::layout::{
+    names, qemu_virt, GicV2, GuestLayout, Pl011, PsciMethod, Range, UioRegion, VirtioMmio,
+    PAGE_SIZE,
+};
+
+/// Guest-physical page of the `rx_fault` doorbell.
+pub const RX_FAULT_GPA: u64 = 0x3f00_0000;
+/// Guest-physical page of the `tx_fault` doorbell.
+pub const TX_FAULT_GPA: u64 = 0x3f00_1000;
+/// The initrd's offset into guest RAM (as libvmm places it; the kernel image sits at the base).
+pub const INITRD_OFFSET: u64 = 0x0d00_0000;
+/// QEMU `virt`'s 32 virtio-mmio transports: the first one, the stride, the first INTID.
+const VIRTIO_MMIO_BASE: u64 = 0x0a00_0000;
+const VIRTIO_MMIO_STRIDE: u64 = 0x200;
+const VIRTIO_MMIO_COUNT: u64 = 32;
+const VIRTIO_MMIO_FIRST_INTID: u64 = 48;
+/// QEMU `virt`'s GIC virtual CPU interface (mapped at the guest's GICC).
+const GICV: u64 = 0x0804_0000;
+/// Section names of netvm's own configs.
+const OPTIONS_SECTION: &str = ".netvm_net_options";
+
+/// One config section of one PD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PdSection {
+    /// The PD.
+    pub pd: String,
+    /// The ELF section, with its leading dot.
+    pub name: String,
+    /// Its contents (exactly the section's size).
+    pub bytes: Vec<u8>,
+}
+
+/// What the driver VM looks like, read off the system description.
+#[derive(Debug, Clone)]
+pub struct DriverVm {
+    /// The PD that runs the VM.
+    pub driver: String,
+    /// The guest's device tree contents (initrd address included).
+    pub layout: GuestLayout,
+    /// The VMM's config section.
+    pub vmm_config: VmmConfig,
+}
+
+fn bad(system: &Path, reason: String) -> GuestError {
+    GuestError::BadInput {
+        path: system.to_path_buf(),
+        reason,
+    }
+}
+
+/// Reads the driver VM off `sys` (parsed from `path`); `bootargs` is the kernel command line.
+pub fn driver_vm(
+    sys: &SystemDescription,
+    path: &Path,
+    bootargs: &str,
+) -> Result<DriverVm, GuestError> {
+    let (driver, regions) =
+        sdf::net::driver_vm_regions(sys).map_err(|e| bad(path, e.to_string()))?;
+    let pd = sys
+        .pd(&driver)
+        .ok_or_else(|| bad(path, format!("no PD '{driver}'")))?;
+    let vm = pd.virtual_machine.as_ref().ok_or_else(|| {
+        bad(
+            path,
+            format!("the net driver PD '{driver}' runs no virtual_machine"),
+        )
+    })?;
+    let size_of = |map: &Map| sys.memory_region(&map.mr).map_or(0, |mr| mr.size);
+
+    // Guest RAM: the one executable map, 1:1, also mapped by the VMM at the same address.
+    let mut exec = vm.maps.iter().filter(|m| m.perms.execute);
+    let (Some(ram_map), None) = (exec.next(), exec.next()) else {
+        return Err(bad(
+            path,
+            format!("virtual_machine '{}' needs exactly one executable map (guest RAM)", vm.name),
+        ));
+    };
+    let ram = Range {
+        base: ram_map.vaddr,
+        size: size_of(ram_map),
+    };
+    let ram_mr = sys.memory_region(&ram_map.mr).expect("validated SDF");
+    if ram_mr.phys_addr != Some(ram.base) {
+        return Err(bad(
+            path,
+            format!(
+                "guest RAM '{}' is mapped at {:#x} but its phys_addr is {:?}: it must be 1:1 so that the passed-through NIC's DMA reaches it",
+                ram_mr.name, ram.base, ram_mr.phys_addr
+            ),
+        ));
+    }
+    if !pd
+        .maps
+        .iter()
+        .any(|m| m.mr == ram_mr.name && m.vaddr == ram.base && m.setvar_vaddr.is_some())
+    {
+        return Err(bad(
+            path,
+            format!(
+                "PD '{driver}' must map guest RAM '{}' at {:#x} with setvar_vaddr (it loads the guest there)",
+                ram_mr.name, ram.base
+            ),
+        ));
+    }
+
+    // UIO regions at the VM's maps, then the doorbells, which no map may cover.
+    let mut uio_regions = Vec::new();
+    for (name, mr) in &regions {
+        let map = vm.maps.iter().find(|m| &m.mr == mr).ok_or_else(|| {
+            bad(
+                path,
+                format!("the UIO region '{name}' (memory region '{mr}') is not mapped into virtual_machine '{}'", vm.name),
+            )
+        })?;
+        uio_regions.push(UioRegion {
+            name: name.clone(),
+            reg: Range {
+                base: map.vaddr,
+                size: size_of(map),
+            },
+        });
+    }
+    for (name, gpa) in [(names::RX_FAULT, RX_FAULT_GPA), (names::TX_FAULT, TX_FAULT_GPA)] {
+        if let Some(m) = vm
+            .maps
+            .iter()
+            .find(|m| m.vaddr < gpa + PAGE_SIZE && gpa < m.vaddr + size_of(m))
+        {
+            return Err(bad(
+                path,
+                format!("map of '{}' at {:#x} covers the {name} doorbell page {gpa:#x}, which must stay unmapped so that a store traps", m.mr, m.vaddr),
+            ));
+        }
+        uio_regions.push(UioRegion {
+            name: name.to_string(),
+            reg: Range {
+                base: gpa,
+                size: PAGE_SIZE,
+            },
+        });
+    }
+
+    // Passed-through devices, by physical page.
+    let irq_of = |intid: u64| pd.irqs.iter().find(|i| i.irq == intid);
+    let device_maps: Vec<(&Map, u64)> = vm
+        .maps
+        .iter()
+        .filter_map(|m| Some((m, sys.memory_region(&m.mr)?.phys_addr?)))
+        .collect();
+    if !device_maps
+        .iter()
+        .any(|(m, pa)| *pa == GICV && m.vaddr == qemu_virt::GICC.base)
+    {
+        return Err(bad(
+            path,
+            format!(
+                "virtual_machine '{}' must map the GIC virtual CPU interface (physical {GICV:#x}) at the guest's GICC {:#x}",
+                vm.name,
+                qemu_virt::GICC.base
+            ),
+        ));
+    }
+    let mut uart = None;
+    let mut nic = None;
+    for (map, pa) in &device_maps {
+        if *pa == qemu_virt::UART.base {
+            let intid = 32 + u64::from(qemu_virt::UART_SPI);
+            let irq = irq_of(intid).ok_or_else(|| {
+                bad(path, format!("PD '{driver}' passes the PL011 through but has no <irq irq=\"{intid}\">"))
+            })?;
+            uart = Some((
+                Pl011 {
+                    reg: Range {
+                        base: map.vaddr,
+                        size: PAGE_SIZE,
+                    },
+                    spi: qemu_virt::UART_SPI,
+                },
+                DeviceIrq {
+                    channel: irq.id,
+                    intid: intid as u16,
+                },
+            ));
+        }
+        let page_end = pa + size_of(map);
+        let transports = (0..VIRTIO_MMIO_COUNT)
+            .map(|i| (VIRTIO_MMIO_BASE + i * VIRTIO_MMIO_STRIDE, VIRTIO_MMIO_FIRST_INTID + i))
+            .filter(|(t, _)| (*pa..page_end).contains(t))
+            .collect::<Vec<_>>();
+        if transports.is_empty() {
+            continue;
+        }
+        let mut with_irq = transports.iter().filter_map(|(t, intid)| Some((*t, irq_of(*intid)?)));
+        let (Some((transport, irq)), None) = (with_irq.next(), with_irq.next()) else {
+            return Err(bad(
+                path,
+                format!(
+                    "map of '{}' passes virtio-mmio transports {:#x}..{page_end:#x} through: PD '{driver}' needs the <irq> of exactly one of them (INTID 48 + transport index) to say which is the NIC",
+                    map.mr, pa
+                ),
+            ));
+        };
+        nic = Some((
+            VirtioMmio {
+                reg: Range {
+                    base: map.vaddr + (transport - pa),
+                    size: VIRTIO_MMIO_STRIDE,
+                },
+                spi: (irq.irq - 32) as u32,
+                edge: true,
+            },
+            DeviceIrq {
+                channel: irq.id,
+                intid: irq.irq as u16,
+            },
+        ));
+    }
+    let (nic, nic_irq) = nic.ok_or_else(|| {
+        bad(
+            path,
+            format!("virtual_machine '{}' has no virtio-mmio NIC passed through", vm.name),
+        )
+    })?;
+
+    // Channels of the driver PD.
+    let channels = sys.channels_of(&driver);
+    let roles = net_roles(sys, path)?;
+    let to = |peer: &str| {
+        channels
+            .iter()
+            .find(|c| c.peer_pd == peer)
+            .map(|c| c.local_id)
+            .ok_or_else(|| bad(path, format!("no channel between '{driver}' and '{peer}'")))
+    };
+    let virt_rx = to(&roles.0)?;
+    let virt_tx = to(&roles.1)?;
+    let mut pps = channels.iter().filter(|c| c.pp);
+    let timer = match (pps.next(), pps.next()) {
+        (None, _) => None,
+        (Some(c), None) if c.peer_notify => Some(c.local_id),
+        _ => {
+            return Err(bad(
+                path,
+                format!("PD '{driver}' may have one pp channel, to the timer PD that also notifies it"),
+            ))
+        }
+    };
+
+    let [rx_spi, tx_spi] = qemu_virt::FREE_SPIS;
+    let layout = GuestLayout {
+        memory: ram,
+        reserved: Vec::new(),
+        gic: GicV2 {
+            distributor: qemu_virt::GICD,
+            cpu_interface: qemu_virt::GICC,
+        },
+        psci: PsciMethod::Hvc,
+        uart: uart.map(|(u, _)| u),
+        nic,
+        uio_regions,
+        rx_irq_spi: rx_spi,
+        tx_irq_spi: tx_spi,
+        initrd_addr: Some(ram.base + INITRD_OFFSET),
+        bootargs: bootargs.to_string(),
+    };
+    layout.validate()?;
+    let vmm_config = VmmConfig {
+        uart: uart.map(|(_, irq)| irq),
+        nic: Some(nic_irq),
+        virt_rx: Some(virt_rx),
+        virt_tx: Some(virt_tx),
+        timer,
+        rx_irq: (32 + rx_spi) as u16,
+        tx_irq: (32 + tx_spi) as u16,
+        rx_fault: RX_FAULT_GPA,
+        tx_fault: TX_FAULT_GPA,
+    };
+    // The VMM refuses what it cannot use; refuse it here first, at build time.
+    VmmConfig::parse(&vmm_config.to_bytes())
+        .map_err(|e| bad(path, format!("derived {e}")))?;
+    Ok(DriverVm {
+        driver,
+        layout,
+        vmm_config,
+    })
+}
+
+/// (virt_rx, virt_tx) PD names, as sdf::net reads them off the region names.
+fn net_roles(sys: &SystemDescription, path: &Path) -> Result<(String, String), GuestError> {
+    let (_, regions) = sdf::net::driver_vm_regions(sys).map_err(|e| bad(path, e.to_string()))?;
+    let q = |uio: &str| {
+        regions
+            .iter()
+            .find(|(n, _)| n == uio)
+            .map(|(_, mr)| mr.clone())
+            .expect("driver_vm_regions names every queue")
+    };
+    // `{dev}/net/queue/{driver}/{virt}/free`: the fourth component is the virtualiser.
+    let peer = |mr: String| mr.split('/').nth(4).unwrap_or_default().to_string();
+    Ok((peer(q(names::RX_FREE)), peer(q(names::TX_FREE))))
+}
+
+/// Every config section of the system: the sDDF net configs derived from the SDF (`macs`: the
+/// clients' MAC addresses), netvm's virtualiser options (driver-VM offset mode), the echo
+/// clients' addresses, and the VMM's `.vmm_config`. The driver's own sDDF configs are left out:
+/// the VMM is no sDDF driver, its guest finds everything through UIO.
+pub fn sections(
+    sys: &SystemDescription,
+    path: &Path,
+    vm: &DriverVm,
+    macs: &[(String, [u8; 6])],
+    echo: &[(String, Ipv4Addr, u8)],
+) -> Result<Vec<PdSection>, GuestError> {
+    let spec =
+        sdf::net::NetSystemSpec::infer(sys, macs).map_err(|e| bad(path, e.to_string()))?;
+    let mut out: Vec<PdSection> = sdf::net::derive(sys, &spec)
+        .map_err(|e| bad(path, e.to_string()))?
+        .into_iter()
+        .filter(|(pd, _, _)| *pd != spec.driver)
+        .map(|(pd, name, bytes)| PdSection {
+            pd,
+            name: name.to_string(),
+            bytes,
+        })
+        .collect();
+    let options = sddf::options::NetOptions::new(
+        sddf::options::DRIVER_OFFSETS,
+        0,
+        Default::default(),
+    );
+    for pd in [&spec.virt_rx, &spec.virt_tx] {
+        out.push(PdSection {
+            pd: pd.clone(),
+            name: OPTIONS_SECTION.into(),
+            bytes: options.as_bytes().to_vec(),
+        });
+    }
+    for client in &spec.clients {
+        let Some((_, addr, prefix)) = echo.iter().find(|(pd, _, _)| *pd == client.name) else {
+            return Err(bad(
+                path,
+                format!("no address for echo client '{}' (give --echo-ips {}=<addr>/<prefix>,...)", client.name, client.name),
+            ));
+        };
+        let cfg = echo_server::config::EchoConfig::new(echo_server::config::IpConfig::Static {
+            addr: *addr,
+            prefix_len: *prefix,
+            gateway: None,
+        });
+        out.push(PdSection {
+            pd: client.name.clone(),
+            name: echo_server::config::SECTION.into(),
+            bytes: cfg.as_bytes().to_vec(),
+        });
+    }
+    if let Some((pd, _, _)) = echo
+        .iter()
+        .find(|(pd, _, _)| !spec.clients.iter().any(|c| c.name == *pd))
+    {
+        return Err(bad(path, format!("--echo-ips names '{pd}', which is no net client")));
+    }
+    out.push(PdSection {
+        pd: vm.driver.clone(),
+        name: vmm::config::SECTION.into(),
+        bytes: vm.vmm_config.to_bytes().to_vec(),
+    });
+    Ok(out)
+}
+
+/// Copies each PD's ELF from `elf_dir` (cargo's name: the program image's file name without
+/// `.elf`) to `out/<program image path>` and patches its sections there. Returns the files
+/// written. A section the ELF lacks, or of another size, is an error naming PD and section.
+pub fn patch_pds(
+    sys: &SystemDescription,
+    sections: &[PdSection],
+    elf_dir: &Path,
+    out: &Path,
+) -> Result<Vec<PathBuf>, GuestError> {
+    let mut written = Vec::new();
+    for (pd, _) in sys.pds() {
+        let image = &pd.program_image;
+        let file = image.path.file_name().map(Path::new).unwrap_or(&image.path);
+        let src = elf_dir.join(file.with_extension(""));
+        let dst = out.join(&image.path);
+        let mut elf = std::fs::read(&src).map_err(GuestError::io(&src))?;
+        for s in sections.iter().filter(|s| s.pd == pd.name) {
+            crate::elf::patch_section(&mut elf, &s.name, &s.bytes).map_err(|reason| {
+                GuestError::BadInput {
+                    path: src.clone(),
+                    reason: format!("PD '{}': {reason}", pd.name),
+                }
+            })?;
+        }
+        if let Some(dir) = dst.parent() {
+            std::fs::create_dir_all(dir).map_err(GuestError::io(dir))?;
+        }
+        std::fs::write(&dst, &elf).map_err(GuestError::io(&dst))?;
+        written.push(dst);
+    }
+    Ok(written)
+}
