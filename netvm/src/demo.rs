@@ -506,8 +506,14 @@ pub fn run(opts: &DemoOptions) -> Result<Summary> {
 
     // The reference: a kernel echo on the same kind of link.
     let mut cmd = Lan::exec(&lan.reference, &netvm);
-    cmd.args(["kernel-echo", "--bind", lan::KERNEL_ECHO, "--util-port", "1237"])
-        .stdout(Stdio::null());
+    cmd.args([
+        "kernel-echo",
+        "--bind",
+        lan::KERNEL_ECHO,
+        "--util-port",
+        "1237",
+    ])
+    .stdout(Stdio::null());
     lan.spawn("netvm kernel-echo", cmd)?;
     std::thread::sleep(Duration::from_millis(300));
 

@@ -22,8 +22,8 @@ struct System {
     layout: Layout,
     rx: Box<NetVirtRxConfig>,
     tx: Box<NetVirtTxConfig>,
-    copy: Vec<Box<NetCopyConfig>>,
-    client: Vec<Box<NetClientConfig>>,
+    copy: Vec<NetCopyConfig>,
+    client: Vec<NetClientConfig>,
 }
 
 fn build() -> System {
@@ -67,8 +67,8 @@ fn build() -> System {
         };
         tx.clients[i].regions[0].num_buffers = CAP as u32;
         tx.clients[i].num_regions = 1;
-        copy.push(c);
-        client.push(cl);
+        copy.push(*c);
+        client.push(*cl);
     }
     rx.num_clients = 2;
     tx.num_clients = 2;
