@@ -39,7 +39,7 @@ pub mod pd;
 pub mod queue;
 pub mod shm;
 mod sync;
-#[cfg(feature = "std")]
+#[cfg(all(feature = "std", not(loom)))]
 pub mod testing;
 
 /// Size in bytes of every sDDF network buffer; buffer `i` of a data region starts at `i * 2048`.
