@@ -61,6 +61,11 @@ pub enum Error {
         /// Buffers configured.
         count: usize,
     },
+    /// The RX DMA region's IO addresses run past 2^64, so the driver could not be given them.
+    IoAddress {
+        /// The region's IO address.
+        io_addr: u64,
+    },
 }
 
 impl core::fmt::Display for Error {
@@ -83,6 +88,10 @@ impl core::fmt::Display for Error {
             Error::Buffers { count } => write!(
                 f,
                 "virt_rx: {count} RX buffers: more than {MAX_BUFFERS}, or the DMA region is too small"
+            ),
+            Error::IoAddress { io_addr } => write!(
+                f,
+                "virt_rx: RX DMA region at IO address {io_addr:#x} ends beyond 2^64"
             ),
         }
     }
@@ -216,6 +225,20 @@ impl<'a> VirtRx<'a> {
         if capacity > MAX_BUFFERS || data.len() < capacity * NET_BUFFER_SIZE {
             return Err(Error::Buffers { count: capacity });
         }
+        let driver_base = if options.driver_offsets() {
+            0
+        } else {
+            config.data.io_addr
+        };
+        // Every address handed to the driver is `driver_base + i * 2048`: it must not wrap.
+        if driver_base
+            .checked_add((capacity * NET_BUFFER_SIZE) as u64)
+            .is_none()
+        {
+            return Err(Error::IoAddress {
+                io_addr: driver_base,
+            });
+        }
         let mut clients: [Option<Client<'a>>; MAX_CLIENTS] = [const { None }; MAX_CLIENTS];
         for (i, c) in config.clients().iter().enumerate() {
             let (cfree, cactive) = queue_pair(mem, &c.conn, "client", Some(i))?;
@@ -230,11 +253,6 @@ impl<'a> VirtRx<'a> {
             });
         }
         let num_clients = config.clients().len();
-        let driver_base = if options.driver_offsets() {
-            0
-        } else {
-            config.data.io_addr
-        };
         let mut v = VirtRx {
             driver: DrainSide::new(free, active),
             driver_channel: config.driver.id,

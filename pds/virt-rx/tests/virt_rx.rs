@@ -312,3 +312,26 @@ fn config_errors_name_what_is_wrong() {
     assert!(e.to_string().contains("num_buffers 6"), "{e}");
     let _ = QueueError::Empty;
 }
+
+#[test]
+fn dma_region_whose_io_addresses_wrap_is_refused_not_a_panic() {
+    // Found by fuzzing (fuzz/fuzz_targets/pipeline.rs): handing the driver `io_addr + i * 2048`
+    // overflowed (a panic with overflow checks, wrapped addresses and lost buffers without).
+    let mut r = rig(1);
+    let mut n = RecordingNotifier::default();
+    r.cfg.data.io_addr = u64::MAX - 0x1000;
+    let e = VirtRx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n)
+        .err()
+        .unwrap();
+    assert_eq!(
+        e.to_string(),
+        "virt_rx: RX DMA region at IO address 0xffffffffffffefff ends beyond 2^64"
+    );
+    // A region ending just below 2^64 is fine, and offset mode never uses the address.
+    r.cfg.data.io_addr = u64::MAX - u64::from(CAP) * 2048;
+    assert!(VirtRx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n).is_ok());
+    let mut r = rig(1);
+    r.cfg.data.io_addr = u64::MAX;
+    let offsets = NetOptions::new(DRIVER_OFFSETS, 0, Default::default());
+    assert!(VirtRx::new(&r.cfg, &offsets, &&r.layout.space, &mut n).is_ok());
+}

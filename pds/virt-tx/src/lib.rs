@@ -52,7 +52,8 @@ pub enum Error {
         /// Client index, if it is a client's.
         client: Option<usize>,
     },
-    /// Too many regions or buffers, or a region smaller than its buffers.
+    /// Too many regions or buffers, a region smaller than its buffers, or a region whose IO
+    /// addresses pass 2^64 (in IO-address mode).
     Regions {
         /// Client index.
         client: usize,
@@ -95,7 +96,8 @@ impl core::fmt::Display for Error {
             Error::Regions { client } => write!(
                 f,
                 "virt_tx: client {client} data regions: more than {MAX_REGIONS} regions or \
-                 {MAX_BUFFERS} buffers in all, or a region smaller than its buffers"
+                 {MAX_BUFFERS} buffers in all, a region smaller than its buffers, or one whose IO \
+                 addresses pass 2^64"
             ),
         }
     }
@@ -246,9 +248,16 @@ impl<'a> VirtTx<'a> {
             let first_region = v.num_regions;
             for (local, r) in cc.regions().iter().enumerate() {
                 let n = r.num_buffers as usize;
+                // In IO-address mode the driver gets `io_addr + offset`: it must not wrap.
+                let io_wraps = !v.driver_offsets
+                    && r.data
+                        .io_addr
+                        .checked_add((n * NET_BUFFER_SIZE) as u64)
+                        .is_none();
                 if v.num_regions == MAX_REGIONS
                     || buffers + n > MAX_BUFFERS
                     || (r.data.region.size as usize) < n * NET_BUFFER_SIZE
+                    || io_wraps
                 {
                     return Err(Error::Regions { client: c });
                 }

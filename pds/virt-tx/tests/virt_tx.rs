@@ -189,3 +189,27 @@ fn round_robin_shares_the_driver_queue_fairly_and_strict_order_does_not() {
         assert_eq!(drv.active.len().unwrap(), 8);
     }
 }
+
+#[test]
+fn region_whose_io_addresses_wrap_is_refused_not_a_panic() {
+    // Found by fuzzing (fuzz/fuzz_targets/pipeline.rs): in IO-address mode a frame went to the
+    // driver as `io_addr + offset`, which overflowed (a panic with overflow checks, a wrapped
+    // address the completion could never be matched to without).
+    let mut r = rig(16);
+    let mut n = RecordingNotifier::default();
+    r.cfg.clients[1].regions[0].data.io_addr = u64::MAX - 2048;
+    let e = VirtTx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n)
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string().starts_with("virt_tx: client 1 data regions"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("pass 2^64"), "{e}");
+    // A region ending just below 2^64 is fine, and offset mode never uses the address.
+    r.cfg.clients[1].regions[0].data.io_addr = u64::MAX - u64::from(CAP) * 2048;
+    assert!(VirtTx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n).is_ok());
+    r.cfg.clients[1].regions[0].data.io_addr = u64::MAX;
+    let offsets = NetOptions::new(DRIVER_OFFSETS, 0, Default::default());
+    assert!(VirtTx::new(&r.cfg, &offsets, &&r.layout.space, &mut n).is_ok());
+}
