@@ -79,7 +79,9 @@ pub fn patch_section(elf: &mut [u8], name: &str, bytes: &[u8]) -> Result<(), Str
         dst.copy_from_slice(bytes);
         return Ok(());
     }
-    Err(format!("no section {name} (does this PD read that config?)"))
+    Err(format!(
+        "no section {name} (does this PD read that config?)"
+    ))
 }
 
 #[cfg(test)]
@@ -126,9 +128,15 @@ mod tests {
     #[test]
     fn refuses_what_would_not_fit_or_does_not_exist() {
         let mut e = elf();
-        assert!(patch_section(&mut e, ".cfg", &[1, 2]).unwrap_err().contains("4 bytes"));
-        assert!(patch_section(&mut e, ".bss", &[0; 16]).unwrap_err().contains("NOBITS"));
-        assert!(patch_section(&mut e, ".nope", &[]).unwrap_err().contains("no section .nope"));
+        assert!(patch_section(&mut e, ".cfg", &[1, 2])
+            .unwrap_err()
+            .contains("4 bytes"));
+        assert!(patch_section(&mut e, ".bss", &[0; 16])
+            .unwrap_err()
+            .contains("NOBITS"));
+        assert!(patch_section(&mut e, ".nope", &[])
+            .unwrap_err()
+            .contains("no section .nope"));
         assert!(patch_section(&mut [0u8; 10], ".cfg", &[]).is_err());
         let mut truncated = elf();
         truncated.truncate(0x60);

@@ -17,9 +17,9 @@ mod build;
 #[cfg(feature = "builder")]
 pub mod debian;
 #[cfg(feature = "builder")]
-mod error;
-#[cfg(feature = "builder")]
 mod elf;
+#[cfg(feature = "builder")]
+mod error;
 #[cfg(feature = "builder")]
 pub mod fdt;
 #[cfg(feature = "builder")]

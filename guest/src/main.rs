@@ -146,10 +146,10 @@ fn sel4_pds(
     };
     let macs = sdf::net::parse_mac_list(&macs).map_err(|e| e.to_string())?;
     let echo = parse_echo_ips(echo_ips)?;
-    let vm = guest::system::driver_vm(&sys, system, DEFAULT_SEL4_BOOTARGS)
-        .map_err(|e| e.to_string())?;
-    let sections = guest::system::sections(&sys, system, &vm, &macs, &echo)
-        .map_err(|e| e.to_string())?;
+    let vm =
+        guest::system::driver_vm(&sys, system, DEFAULT_SEL4_BOOTARGS).map_err(|e| e.to_string())?;
+    let sections =
+        guest::system::sections(&sys, system, &vm, &macs, &echo).map_err(|e| e.to_string())?;
     let written =
         guest::system::patch_pds(&sys, &sections, elf_dir, out).map_err(|e| e.to_string())?;
     for s in &sections {

@@ -99,7 +99,10 @@ pub fn driver_vm(
     let (Some(ram_map), None) = (exec.next(), exec.next()) else {
         return Err(bad(
             path,
-            format!("virtual_machine '{}' needs exactly one executable map (guest RAM)", vm.name),
+            format!(
+                "virtual_machine '{}' needs exactly one executable map (guest RAM)",
+                vm.name
+            ),
         ));
     };
     let ram = Range {
@@ -147,7 +150,10 @@ pub fn driver_vm(
             },
         });
     }
-    for (name, gpa) in [(names::RX_FAULT, RX_FAULT_GPA), (names::TX_FAULT, TX_FAULT_GPA)] {
+    for (name, gpa) in [
+        (names::RX_FAULT, RX_FAULT_GPA),
+        (names::TX_FAULT, TX_FAULT_GPA),
+    ] {
         if let Some(m) = vm
             .maps
             .iter()
@@ -193,7 +199,12 @@ pub fn driver_vm(
         if *pa == qemu_virt::UART.base {
             let intid = 32 + u64::from(qemu_virt::UART_SPI);
             let irq = irq_of(intid).ok_or_else(|| {
-                bad(path, format!("PD '{driver}' passes the PL011 through but has no <irq irq=\"{intid}\">"))
+                bad(
+                    path,
+                    format!(
+                        "PD '{driver}' passes the PL011 through but has no <irq irq=\"{intid}\">"
+                    ),
+                )
             })?;
             uart = Some((
                 Pl011 {
@@ -211,13 +222,20 @@ pub fn driver_vm(
         }
         let page_end = pa + size_of(map);
         let transports = (0..VIRTIO_MMIO_COUNT)
-            .map(|i| (VIRTIO_MMIO_BASE + i * VIRTIO_MMIO_STRIDE, VIRTIO_MMIO_FIRST_INTID + i))
+            .map(|i| {
+                (
+                    VIRTIO_MMIO_BASE + i * VIRTIO_MMIO_STRIDE,
+                    VIRTIO_MMIO_FIRST_INTID + i,
+                )
+            })
             .filter(|(t, _)| (*pa..page_end).contains(t))
             .collect::<Vec<_>>();
         if transports.is_empty() {
             continue;
         }
-        let mut with_irq = transports.iter().filter_map(|(t, intid)| Some((*t, irq_of(*intid)?)));
+        let mut with_irq = transports
+            .iter()
+            .filter_map(|(t, intid)| Some((*t, irq_of(*intid)?)));
         let (Some((transport, irq)), None) = (with_irq.next(), with_irq.next()) else {
             return Err(bad(
                 path,
@@ -245,7 +263,10 @@ pub fn driver_vm(
     let (nic, nic_irq) = nic.ok_or_else(|| {
         bad(
             path,
-            format!("virtual_machine '{}' has no virtio-mmio NIC passed through", vm.name),
+            format!(
+                "virtual_machine '{}' has no virtio-mmio NIC passed through",
+                vm.name
+            ),
         )
     })?;
 
@@ -268,7 +289,9 @@ pub fn driver_vm(
         _ => {
             return Err(bad(
                 path,
-                format!("PD '{driver}' may have one pp channel, to the timer PD that also notifies it"),
+                format!(
+                    "PD '{driver}' may have one pp channel, to the timer PD that also notifies it"
+                ),
             ))
         }
     };
@@ -303,8 +326,7 @@ pub fn driver_vm(
         tx_fault: TX_FAULT_GPA,
     };
     // The VMM refuses what it cannot use; refuse it here first, at build time.
-    VmmConfig::parse(&vmm_config.to_bytes())
-        .map_err(|e| bad(path, format!("derived {e}")))?;
+    VmmConfig::parse(&vmm_config.to_bytes()).map_err(|e| bad(path, format!("derived {e}")))?;
     Ok(DriverVm {
         driver,
         layout,
@@ -338,8 +360,7 @@ pub fn sections(
     macs: &[(String, [u8; 6])],
     echo: &[(String, Ipv4Addr, u8)],
 ) -> Result<Vec<PdSection>, GuestError> {
-    let spec =
-        sdf::net::NetSystemSpec::infer(sys, macs).map_err(|e| bad(path, e.to_string()))?;
+    let spec = sdf::net::NetSystemSpec::infer(sys, macs).map_err(|e| bad(path, e.to_string()))?;
     let mut out: Vec<PdSection> = sdf::net::derive(sys, &spec)
         .map_err(|e| bad(path, e.to_string()))?
         .into_iter()
@@ -350,11 +371,8 @@ pub fn sections(
             bytes,
         })
         .collect();
-    let options = sddf::options::NetOptions::new(
-        sddf::options::DRIVER_OFFSETS,
-        0,
-        Default::default(),
-    );
+    let options =
+        sddf::options::NetOptions::new(sddf::options::DRIVER_OFFSETS, 0, Default::default());
     for pd in [&spec.virt_rx, &spec.virt_tx] {
         out.push(PdSection {
             pd: pd.clone(),
@@ -366,7 +384,10 @@ pub fn sections(
         let Some((_, addr, prefix)) = echo.iter().find(|(pd, _, _)| *pd == client.name) else {
             return Err(bad(
                 path,
-                format!("no address for echo client '{}' (give --echo-ips {}=<addr>/<prefix>,...)", client.name, client.name),
+                format!(
+                    "no address for echo client '{}' (give --echo-ips {}=<addr>/<prefix>,...)",
+                    client.name, client.name
+                ),
             ));
         };
         let cfg = echo_server::config::EchoConfig::new(echo_server::config::IpConfig::Static {
@@ -384,7 +405,10 @@ pub fn sections(
         .iter()
         .find(|(pd, _, _)| !spec.clients.iter().any(|c| c.name == *pd))
     {
-        return Err(bad(path, format!("--echo-ips names '{pd}', which is no net client")));
+        return Err(bad(
+            path,
+            format!("--echo-ips names '{pd}', which is no net client"),
+        ));
     }
     out.push(PdSection {
         pd: vm.driver.clone(),
