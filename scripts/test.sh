@@ -33,6 +33,8 @@ miri() { env PROPTEST_CASES=2 MIRIFLAGS=-Zmiri-disable-isolation CARGO_TARGET_DI
     cargo +nightly miri test -p sddf "$@"; }
 stage miri-unit miri --lib --test config
 stage miri-hostile miri --test model -- survives_hostile_memory
+# Every cargo-fuzz target briefly (FUZZING.md has the long run).
+stage fuzz-smoke env FUZZ_SMOKE_SECONDS=5 bash scripts/fuzz-smoke.sh
 
 printf '\n'
 [ ${#failed_names[@]} -eq 0 ] || printf 'failed stages: %s\n' "${failed_names[*]}"
