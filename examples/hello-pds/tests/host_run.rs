@@ -142,11 +142,15 @@ fn hello_system_runs_on_the_host() {
 
     let mut output = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !output.iter().any(|l: &String| l.contains("client: done")) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => output.push(line),
-            Err(_) => panic!("no 'client: done'; output:\n{}", output.join("\n")),
+    // Each PD writes through its own pipe, so the crasher's last line can arrive after the
+    // client's: wait for both.
+    for last in ["client: done", "crasher: run 4"] {
+        while !output.iter().any(|l: &String| l.contains(last)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => output.push(line),
+                Err(_) => panic!("no '{last}'; output:\n{}", output.join("\n")),
+            }
         }
     }
     drop(processes);
