@@ -351,7 +351,8 @@ fn net_roles(sys: &SystemDescription, path: &Path) -> Result<(String, String), G
 
 /// Every config section of the system: the sDDF net configs derived from the SDF (`macs`: the
 /// clients' MAC addresses), netvm's virtualiser options (driver-VM offset mode), the echo
-/// clients' addresses, and the VMM's `.vmm_config`. The driver's own sDDF configs are left out:
+/// clients' addresses and timer channels ([`timer_client_sections`]), and the VMM's
+/// `.vmm_config`. The driver's own sDDF configs are left out:
 /// the VMM is no sDDF driver, its guest finds everything through UIO.
 pub fn sections(
     sys: &SystemDescription,
@@ -401,6 +402,8 @@ pub fn sections(
             bytes: cfg.as_bytes().to_vec(),
         });
     }
+    let clients: Vec<&str> = spec.clients.iter().map(|c| c.name.as_str()).collect();
+    out.extend(timer_client_sections(sys, path, &clients)?);
     if let Some((pd, _, _)) = echo
         .iter()
         .find(|(pd, _, _)| !spec.clients.iter().any(|c| c.name == *pd))
@@ -416,6 +419,38 @@ pub fn sections(
         bytes: vm.vmm_config.to_bytes().to_vec(),
     });
     Ok(out)
+}
+
+/// The sDDF `.timer_client_config` of each of `clients` (sdfgen's `timer_client_<pd>.data`):
+/// the client's id of its one `pp` channel, which must lead to a PD that notifies back on it
+/// (what sdfgen's `Sddf.Timer.add_client` makes: client end `pp="true" notify="false"`).
+pub fn timer_client_sections(
+    sys: &SystemDescription,
+    path: &Path,
+    clients: &[&str],
+) -> Result<Vec<PdSection>, GuestError> {
+    clients
+        .iter()
+        .map(|&client| {
+            let channels = sys.channels_of(client);
+            let mut pps = channels.iter().filter(|c| c.pp);
+            match (pps.next(), pps.next()) {
+                (Some(c), None) if c.peer_notify => Ok(PdSection {
+                    pd: client.to_string(),
+                    name: echo_server::timer_clock::SECTION.into(),
+                    bytes: echo_server::timer_clock::TimerClientConfig::new(c.local_id)
+                        .as_bytes()
+                        .to_vec(),
+                }),
+                _ => Err(bad(
+                    path,
+                    format!(
+                        "timer client '{client}' needs exactly one pp channel, to the timer PD, which notifies it on that channel"
+                    ),
+                )),
+            }
+        })
+        .collect()
 }
 
 /// Copies each PD's ELF from `elf_dir` (cargo's name: the program image's file name without

@@ -10,7 +10,8 @@
 //!
 //! All logic is in this library and runs on the host in tests; `src/main.rs` is the Microkit
 //! entry ([`pd`]). The IP configuration comes from the `.echo_config` section ([`config`]); idle
-//! and total cycle counts from a [`CycleSource`]; time from a [`Clock`].
+//! and total cycle counts from a [`CycleSource`]; time, and wake-ups when smoltcp has work due
+//! (TCP retransmissions, DHCP), from a [`Clock`] ([`timer_clock`] on seL4).
 #![no_std]
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
@@ -24,6 +25,7 @@ pub mod host;
 pub mod pd;
 mod server;
 mod storage;
+pub mod timer_clock;
 pub mod utilisation;
 
 pub use config::{EchoConfig, IpConfig};
@@ -41,7 +43,7 @@ pub const TCP_ECHO_CONNS: usize = 4;
 
 /// Idle and total CPU time counters for the utilisation daemon.
 ///
-/// seL4: the idle PD's cycle counters (sddf-net.md §4.7; a later job); host: [`host::ProcStat`].
+/// seL4: the idle PD's counters (see [`pd`]; generic-timer ticks); host: `host::ProcStat`.
 pub trait CycleSource {
     /// `(idle, total)`: free-running counters in one unit (cycles, microseconds, ...), summed
     /// over the cores measured. Utilisation = 1 − Δidle/Δtotal.
@@ -63,11 +65,18 @@ impl CycleSource for NoCycles {
     }
 }
 
-/// Monotonic time for the IP stack.
+/// Monotonic time for the IP stack, and wake-ups.
 ///
-/// Host: [`host::MonotonicClock`]; seL4: the timer PD via PPC (a later job; until then
-/// [`pd`] uses a clock that stands still, see there).
+/// Host: `host::MonotonicClock` (no wake-ups); seL4: [`timer_clock::TimerClock`], the timer PD.
 pub trait Clock {
     /// Microseconds since an arbitrary fixed point; never decreases.
     fn now_us(&mut self) -> u64;
+
+    /// The server has work due `delay_us` microseconds after the time [`Clock::now_us`] last
+    /// returned and nothing else may wake it then: a clock that can, arranges a notification
+    /// of the PD at (or soon after) that time. The default cannot, so the server runs only
+    /// when frames or buffers arrive.
+    fn wake_in(&mut self, delay_us: u64) {
+        let _ = delay_us;
+    }
 }

@@ -10,41 +10,125 @@
 //!   live in the PD state); the socket buffers are statics (about 900 KiB of `.bss`, 15 KiB of
 //!   `.data`).
 //!
-//! Not yet here: the seL4 idle-cycle source (the utilisation daemon reports 0, 0 on seL4, as
-//! sDDF's client1 does) and the timer PD. Until the timer exists, time stands still on seL4
-//! ([`StoppedClock`]): ARP, ICMP, UDP and TCP echo work because every reply is caused by a frame
-//! (ACKs are immediate), but TCP retransmissions of our own and DHCP retries never happen.
+//! On seL4 also:
+//! * `.timer_client_config` (6 bytes, sDDF `timer_client_config_t`,
+//!   [`crate::timer_clock::TimerClientConfig`]): the `pp` channel to the timer PD, which gives
+//!   the time and notifies this PD on the same channel when the timeout it armed for smoltcp's
+//!   next deadline has passed ([`crate::timer_clock::TimerClock`]), so TCP retransmits, closed
+//!   connections time out and DHCP retries;
+//! * optionally a read-only `<map>` of the idle PD's counters region (`pds/idle`) with
+//!   `setvar_vaddr="idle_counters"`: the utilisation daemon then reports idle ticks from there
+//!   and total ticks from the generic timer's counter (`CNTPCT_EL0`), both in counter ticks.
+//!   Without the map it reports 0, 0, as sDDF's client1 does.
+//!
+//! On the host, time is `CLOCK_MONOTONIC` (`host::MonotonicClock`, without wake-ups)
+//! and utilisation comes from `/proc/stat`; the timer section is not used there.
 use microkit::{Channel, ChannelSet, Handler};
 use net_client::{NetDevice, Regions, Signal};
 use sddf::config::NetClientConfig;
 
 use crate::config::EchoConfig;
-use crate::{Buffers, Clock, EchoServer, Sockets, TakeOnce};
+use crate::{Buffers, EchoServer, Sockets, TakeOnce};
 
 microkit::config_section!(".net_client_config", NET_CLIENT_CONFIG: [u8; 128]);
 microkit::config_section!(".echo_config", ECHO_CONFIG: [u8; 16]);
+#[cfg(target_os = "none")]
+microkit::config_section!(".timer_client_config", TIMER_CLIENT_CONFIG: [u8; 6]);
+microkit::setvar!(
+    /// Where the idle PD's counters region is mapped, 0 if it is not (seL4). Host mode patches
+    /// it too when the system maps the region, but takes utilisation from `/proc/stat`.
+    idle_counters
+);
 
 static SOCKETS: TakeOnce<Sockets<'static>> = TakeOnce::new(Sockets::new());
 static BUFFERS: TakeOnce<Buffers> = TakeOnce::new(Buffers::new());
 
-/// A [`Clock`] that stands still, until the timer PD exists (see the module documentation).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct StoppedClock;
-
-impl Clock for StoppedClock {
-    fn now_us(&mut self) -> u64 {
-        0
-    }
-}
-
 #[cfg(target_os = "linux")]
 type PdCycles = crate::host::ProcStat;
-#[cfg(not(target_os = "linux"))]
-type PdCycles = crate::NoCycles;
 #[cfg(target_os = "linux")]
 type PdClock = crate::host::MonotonicClock;
 #[cfg(not(target_os = "linux"))]
-type PdClock = StoppedClock;
+use sel4::{IdleCycles as PdCycles, PdClock};
+
+/// Host: the defaults.
+#[cfg(target_os = "linux")]
+fn clock_and_cycles() -> (PdClock, PdCycles) {
+    (PdClock::default(), PdCycles::default())
+}
+
+/// seL4: the timer channel from `.timer_client_config`, the idle counters from the setvar.
+#[cfg(not(target_os = "linux"))]
+fn clock_and_cycles() -> (PdClock, PdCycles) {
+    let name = microkit::pd_name();
+    let timer = crate::timer_clock::TimerClientConfig::parse(&TIMER_CLIENT_CONFIG.bytes())
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let timer = Channel::new(timer);
+    if !timer.can_pp_call() {
+        panic!(
+            "{name}: {}: channel {} to the timer has no pp on this side",
+            crate::timer_clock::SECTION,
+            timer.id()
+        );
+    }
+    let cycles = sel4::idle_cycles(idle_counters.get());
+    (
+        crate::timer_clock::TimerClock::new(sel4::PpcTimer(timer)),
+        cycles,
+    )
+}
+
+/// The seL4 sides of the clock and the cycle source.
+#[cfg(not(target_os = "linux"))]
+mod sel4 {
+    use idle::IdleCounters;
+    use microkit::{Channel, MessageInfo};
+
+    use crate::timer_clock::{TimerCall, TimerClock};
+    use crate::CycleSource;
+
+    /// The clock: the timer PD over a protected call.
+    pub type PdClock = TimerClock<PpcTimer>;
+
+    /// A protected call on the timer channel.
+    pub struct PpcTimer(pub Channel);
+
+    impl TimerCall for PpcTimer {
+        fn call(&mut self, label: u64, mr0: u64) -> Option<u64> {
+            microkit::mr_set(0, mr0);
+            let reply = self.0.pp_call(MessageInfo::new(label, 1));
+            (reply.count() >= 1).then(|| microkit::mr_get(0))
+        }
+    }
+
+    /// Idle ticks from the idle PD, total ticks from the counter itself (so that the total
+    /// advances even while the idle PD never runs).
+    pub struct IdleCycles(Option<&'static IdleCounters>);
+
+    impl CycleSource for IdleCycles {
+        fn sample(&mut self) -> (u64, u64) {
+            match self.0 {
+                Some(c) => (c.idle_ticks(), idle::counter::now()),
+                None => (0, 0),
+            }
+        }
+    }
+
+    /// The cycle source for the counters region at `vaddr` (0: none mapped).
+    #[allow(unsafe_code)]
+    pub fn idle_cycles(vaddr: u64) -> IdleCycles {
+        if vaddr == 0 || !vaddr.is_multiple_of(8) {
+            microkit::debug_println!(
+                "{}: no idle counters region (setvar idle_counters = {vaddr:#x}): utilisation reads 0,0",
+                microkit::pd_name()
+            );
+            return IdleCycles(None);
+        }
+        // SAFETY: the system maps the idle PD's counters region (at least 24 bytes, see
+        // `idle::REGION_SIZE`) at this 8-byte aligned address for the PD's whole life; it holds
+        // only atomics, for which any bit pattern is valid, and this PD only loads them.
+        IdleCycles(Some(unsafe { &*(vaddr as *const IdleCounters) }))
+    }
+}
 
 /// lib_sddf_lwip's rule for its two notifications: the first goes with the PD's next receive
 /// (deferred, saving a syscall), a different one is sent at once since the deferred slot holds
@@ -100,14 +184,8 @@ impl Handler for EchoPd {
             .unwrap_or_else(|e| panic!("{}: {e}", microkit::pd_name()));
         let sockets = SOCKETS.take().expect("init runs once");
         let buffers = BUFFERS.take().expect("init runs once");
-        let server = EchoServer::new(
-            dev,
-            ip,
-            sockets,
-            buffers,
-            PdCycles::default(),
-            PdClock::default(),
-        );
+        let (clock, cycles) = clock_and_cycles();
+        let server = EchoServer::new(dev, ip, sockets, buffers, cycles, clock);
         let mut pd = EchoPd {
             server,
             rx: Channel::new(cfg.rx.id),

@@ -157,9 +157,10 @@ impl<'a, C: CycleSource, K: Clock> EchoServer<'a, C, K> {
 
     /// Handles whatever woke the PD (frames from the copier, TX buffers back from virt_tx, a
     /// timeout): takes a batch of frames, lets smoltcp and the sockets answer, sends, notifies
-    /// the peers that asked, and repeats until `rx_active` is empty and re-armed.
+    /// the peers that asked, and repeats until `rx_active` is empty and re-armed. Then asks the
+    /// clock for a wake-up when smoltcp next has work of its own (retransmission, DHCP).
     pub fn process(&mut self, signal: &mut impl Signal) {
-        loop {
+        let now = loop {
             let now = instant(self.clock.now_us());
             self.dev.start_rx_batch(DEFAULT_RX_BUDGET);
             self.iface.poll(now, &mut self.dev, &mut self.sockets);
@@ -184,7 +185,11 @@ impl<'a, C: CycleSource, K: Clock> EchoServer<'a, C, K> {
             if self.dev.rx_batch_exhausted() || self.dev.rearm_rx() {
                 continue;
             }
-            break;
+            break now;
+        };
+        // Relative to the time the clock last read, which is `now`.
+        if let Some(delay) = self.iface.poll_delay(now, &self.sockets) {
+            self.clock.wake_in(delay.total_micros());
         }
     }
 

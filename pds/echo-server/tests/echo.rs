@@ -30,22 +30,31 @@ const PEER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const RX_BUFFERS: u16 = 64;
 const TX_BUFFERS: u16 = 64;
 
-/// Time the test controls.
+/// Time the test controls, and the wake-up the server asked for last (absolute, in µs).
 #[derive(Clone, Default)]
-struct TestClock(Rc<Cell<u64>>);
+struct TestClock {
+    now: Rc<Cell<u64>>,
+    wake_at: Rc<Cell<Option<u64>>>,
+}
 
 impl TestClock {
     fn advance_ms(&self, ms: u64) {
-        self.0.set(self.0.get() + ms * 1000);
+        self.now.set(self.now.get() + ms * 1000);
+    }
+    fn set_us(&self, us: u64) {
+        self.now.set(us);
     }
     fn instant(&self) -> Instant {
-        Instant::from_micros(self.0.get() as i64)
+        Instant::from_micros(self.now.get() as i64)
     }
 }
 
 impl Clock for TestClock {
     fn now_us(&mut self) -> u64 {
-        self.0.get()
+        self.now.get()
+    }
+    fn wake_in(&mut self, delay_us: u64) {
+        self.wake_at.set(Some(self.now.get() + delay_us));
     }
 }
 
@@ -580,5 +589,75 @@ fn utilisation_daemon_transcript_is_byte_exact_and_it_serves_again() {
         remote.sockets.remove(h);
     }
     assert_eq!(r.server.stats().util_sessions, 2);
+    r.audit();
+}
+
+#[test]
+fn a_lost_echo_is_sent_again_when_the_clock_wakes_the_server() {
+    static STORAGE: Storage = Storage::new();
+    let mut r = rig(&STORAGE);
+    let mut remote = Remote::new(&r.clock);
+    let h = remote.connect(TCP_ECHO_PORT, 41000);
+    for _ in 0..20 {
+        step(&mut r, &mut remote);
+        if remote.tcp(h).state() == tcp::State::Established {
+            break;
+        }
+    }
+    assert_eq!(remote.tcp(h).state(), tcp::State::Established);
+    r.clock.wake_at.set(None);
+
+    // The remote's data reaches the server; the server's echo is lost on the way back.
+    let payload = b"retransmit me";
+    remote.tcp(h).send_slice(payload).unwrap();
+    r.clock.advance_ms(1);
+    remote
+        .iface
+        .poll(r.clock.instant(), &mut remote.link, &mut remote.sockets);
+    for f in remote.link.outbox.drain(..) {
+        assert!(r.peer.inject(&f));
+    }
+    r.server.process(&mut r.signal);
+    let lost: Vec<Vec<u8>> = std::iter::from_fn(|| r.peer.take_frame()).collect();
+    let carries = |frames: &[Vec<u8>]| {
+        frames
+            .iter()
+            .any(|f| f.windows(payload.len()).any(|w| w == payload))
+    };
+    assert!(carries(&lost), "the echo went out");
+    let sent_at = r.clock.now.get();
+    let wake = r
+        .clock
+        .wake_at
+        .get()
+        .expect("the server asks to be woken for the retransmission");
+    assert!(wake > sent_at, "a retransmission timeout lies ahead");
+
+    // Woken early (any notification): nothing is due yet, and it asks again.
+    r.clock.set_us(wake - 1);
+    r.server.process(&mut r.signal);
+    assert!(r.peer.take_frame().is_none(), "nothing before the timeout");
+    assert_eq!(r.clock.wake_at.get(), Some(wake));
+
+    // The timeout: the same data goes out again, with nothing received in between.
+    r.clock.set_us(wake);
+    r.server.process(&mut r.signal);
+    let again: Vec<Vec<u8>> = std::iter::from_fn(|| r.peer.take_frame()).collect();
+    assert!(carries(&again), "the retransmission");
+    remote.link.inbox.extend(again);
+    remote
+        .iface
+        .poll(r.clock.instant(), &mut remote.link, &mut remote.sockets);
+    let mut got = Vec::new();
+    while remote.tcp(h).can_recv() {
+        remote
+            .tcp(h)
+            .recv(|b| {
+                got.extend_from_slice(b);
+                (b.len(), ())
+            })
+            .unwrap();
+    }
+    assert_eq!(got, payload);
     r.audit();
 }
