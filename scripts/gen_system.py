@@ -50,6 +50,8 @@ UART_IRQ = 33
 # The EL1 physical timer: the one timer seL4 leaves to user level (the kernel uses the
 # hypervisor timer, guests the virtual timer).
 TIMER_IRQ = 30
+# Where a component's counters region is mapped (above everything sdfgen places).
+STATS_VADDR = 0x7000_0000
 # Priorities: the timer above everyone (a passive server every PD may call), then the VMM and
 # its guest (the driver, as the NIC driver is in sDDF's echo server, so the guest is never
 # starved by the PDs it serves; libvmm's C driver VM ran it at 0), then virt_tx above virt_rx
@@ -82,6 +84,14 @@ def main(out: str, macs_out: str = "") -> None:
         timer_system.add_client(client)
     assert timer_system.connect()
     timer.add_irq(Irq(TIMER_IRQ, trigger=Irq.Trigger.LEVEL))
+
+    # Counters: each virtualiser and copier publishes its own into `netvm/stats/<pd>` (one
+    # page, mapped only into that PD; `sdf::net::stats_sections` derives its `.netvm_stats`
+    # section, `netvm stats` reads the region in host mode).
+    for pd in [virt_rx, virt_tx, *copiers]:
+        stats = MR(sdf, f"netvm/stats/{pd.name}", 0x1000)
+        sdf.add_mr(stats)
+        pd.add_map(Map(stats, STATS_VADDR, "rw"))
 
     # The UIO window: every driver-side net region sdfgen made, mapped into the guest. The guest
     # finds them by name (`guest system` names them as sdf::net::driver_vm_regions says); the

@@ -11,6 +11,7 @@ SUDO=""
 # Debian packages: name:command-or-file that proves it is installed.
 APT_PACKAGES=(
     "iproute2:/usr/sbin/ip"            # network namespaces and veth pairs for host mode and tests
+    "tcpdump:/usr/bin/tcpdump"         # reads the pcap files of `netvm run --pcap` in the e2e test
     "ethtool:/usr/sbin/ethtool"        # offloads off on the host-mode veths
     "iputils-ping:/usr/bin/ping"       # the host-mode end-to-end ping check
     "libclang-dev:/usr/lib/llvm-14/lib/libclang.so"  # bindgen layout check against sDDF headers

@@ -75,7 +75,7 @@ fn main() {
         seed.extend_from_slice(&blob);
         write("config", &format!("{pd}{section}"), &seed);
     }
-    let options = NetOptions::new(DRIVER_OFFSETS, 0, Default::default());
+    let options = NetOptions::new(DRIVER_OFFSETS, 0);
     let mut seed = vec![6, 0];
     seed.extend_from_slice(options.as_bytes());
     write("config", "netvm_net_options", &seed);

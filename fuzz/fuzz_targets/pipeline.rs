@@ -146,7 +146,7 @@ fuzz_target!(|data: &[u8]| {
     let sys = build(rx_io, tx_io);
     let l = &sys.layout;
     let space = &l.space;
-    let opts = NetOptions::new(flags, budget, Default::default());
+    let opts = NetOptions::new(flags, budget);
     let mut n = RecordingNotifier::default();
     let vrx = virt_rx::VirtRx::new(&sys.rx, &opts, &space, &mut n);
     let vtx = virt_tx::VirtTx::new(&sys.tx, &opts, &space, &mut n);

@@ -350,7 +350,8 @@ fn net_roles(sys: &SystemDescription, path: &Path) -> Result<(String, String), G
 }
 
 /// Every config section of the system: the sDDF net configs derived from the SDF (`macs`: the
-/// clients' MAC addresses), netvm's virtualiser options (driver-VM offset mode), the echo
+/// clients' MAC addresses), netvm's virtualiser options (driver-VM offset mode), the
+/// components' `.netvm_stats` (`sdf::net::stats_sections`), the echo
 /// clients' addresses and timer channels ([`timer_client_sections`]), and the VMM's
 /// `.vmm_config`. The driver's own sDDF configs are left out:
 /// the VMM is no sDDF driver, its guest finds everything through UIO.
@@ -372,8 +373,7 @@ pub fn sections(
             bytes,
         })
         .collect();
-    let options =
-        sddf::options::NetOptions::new(sddf::options::DRIVER_OFFSETS, 0, Default::default());
+    let options = sddf::options::NetOptions::new(sddf::options::DRIVER_OFFSETS, 0);
     for pd in [&spec.virt_rx, &spec.virt_tx] {
         out.push(PdSection {
             pd: pd.clone(),
@@ -381,6 +381,15 @@ pub fn sections(
             bytes: options.as_bytes().to_vec(),
         });
     }
+    out.extend(
+        sdf::net::stats_sections(sys)
+            .into_iter()
+            .map(|(pd, name, bytes)| PdSection {
+                pd,
+                name: name.to_string(),
+                bytes,
+            }),
+    );
     for client in &spec.clients {
         let Some((_, addr, prefix)) = echo.iter().find(|(pd, _, _)| *pd == client.name) else {
             return Err(bad(

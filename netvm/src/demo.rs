@@ -58,6 +58,8 @@ pub struct DemoOptions {
     pub cooldown: Duration,
     /// Parallel flows.
     pub flows: u32,
+    /// Where the virtualisers write their pcap files (`netvm run --pcap`), if anywhere.
+    pub pcap: Option<PathBuf>,
 }
 
 /// A failed demo step.
@@ -358,6 +360,10 @@ fn sweep(
 pub struct Summary {
     /// (proto, system points, kernel points).
     pub sweeps: Vec<(String, Vec<Point>, Vec<Point>)>,
+    /// The system's counters and buffer pools after the last point (`netvm stats` format).
+    pub counters: String,
+    /// Whether every sDDF buffer was back in a queue once the system was idle.
+    pub buffers_accounted: bool,
 }
 
 impl Summary {
@@ -462,9 +468,15 @@ pub fn run(opts: &DemoOptions) -> Result<Summary> {
         .arg(&bin_dir)
         .arg(format!("--net-macs=@{}", opts.macs.display()))
         .args(["--echo-ips", &ips.join(","), "--driver-vm-iface", "sys0"])
+        .args(
+            opts.pcap
+                .iter()
+                .flat_map(|d| [std::ffi::OsStr::new("--pcap"), d.as_os_str()]),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let system = lan.spawn("netvm run", cmd)?;
+    let runner_pid = system.id();
     let (tx, rx) = mpsc::channel();
     let out: Box<dyn std::io::Read + Send> = Box::new(
         system
@@ -526,6 +538,15 @@ pub fn run(opts: &DemoOptions) -> Result<Summary> {
         let ker = sweep(&lan, &netvm, opts, lan::KERNEL_ECHO, proto, rates, "kernel")?;
         summary.sweeps.push((proto.to_owned(), sys, ker));
     }
+    let view = crate::observe::RunView::of_runner(Path::new("/dev/shm"), runner_pid)
+        .map_err(|e| err(format!("the system's counters: {e}")))?;
+    let pools = view
+        .wait_balanced(Duration::from_secs(3))
+        .map_err(|e| err(format!("the system's buffer pools: {e}")))?;
+    summary.buffers_accounted = pools.is_ok();
+    let pools = pools.unwrap_or_else(|p| p);
+    summary.counters = crate::observe::render_stats(&view.stats());
+    summary.counters += &crate::observe::render_pools(&pools);
     drop(lan);
     Ok(summary)
 }

@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod demo;
 pub mod kernel_echo;
+pub mod observe;
 pub mod run;
 mod sys;
 pub mod util_proto;

@@ -40,11 +40,26 @@ enum Command {
     /// Exit status: 0 stopped cleanly (signal or --timeout), 1 a PD faulted or died,
     /// 2 configuration error.
     Run(RunArgs),
-    /// Show system statistics (not built yet).
-    Stats,
+    /// Live counters of a running host-mode system: every component's stats region and the
+    /// occupancy of every sDDF queue, with the accounting of each buffer pool.
+    /// Exit status: 0 printed, 2 no running system (or its run directory is unreadable).
+    Stats(StatsArgs),
     /// The main job: the echo system of system.xml in host mode on a private virtual LAN,
     /// benchmarked against a Linux kernel echo on the same kind of link in the same run.
     Demo(DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct StatsArgs {
+    /// The run directory (default: the newest running system's under --shm-dir).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Where run directories are looked for.
+    #[arg(long, default_value = "/dev/shm")]
+    shm_dir: PathBuf,
+    /// Print again every this many seconds until interrupted or the system stops.
+    #[arg(long)]
+    watch: Option<f64>,
 }
 
 #[derive(clap::Args)]
@@ -73,6 +88,9 @@ struct DemoArgs {
     /// Cool-down per point.
     #[arg(long, value_parser = bench::parse_duration, default_value = "1s")]
     cooldown: Duration,
+    /// Capture every frame the virtualisers pass into DIR (see `netvm run --pcap`).
+    #[arg(long, value_name = "DIR")]
+    pcap: Option<PathBuf>,
     /// Parallel flows.
     #[arg(long, default_value_t = 4)]
     flows: u32,
@@ -199,6 +217,10 @@ struct RunArgs {
     /// Validate, plan and print every PD's manifest; start nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Capture every frame the virtualisers pass into DIR: driver-rx.pcap, driver-tx.pcap and
+    /// client<i>-rx.pcap / client<i>-tx.pcap (i = the client's index in virt_rx / virt_tx).
+    #[arg(long, value_name = "DIR")]
+    pcap: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -247,12 +269,22 @@ fn main() -> ExitCode {
                 duration: a.duration,
                 cooldown: a.cooldown,
                 flows: a.flows,
+                pcap: a.pcap,
             };
             match netvm::demo::run(&opts) {
                 Ok(summary) => {
-                    println!("\n{}", summary.table());
+                    println!("\ncounters after the last point:\n{}", summary.counters);
+                    println!("{}", summary.table());
                     println!("CSV and SVG files: {}", opts.out_dir.display());
-                    ExitCode::SUCCESS
+                    if let Some(dir) = &opts.pcap {
+                        println!("pcap files: {}", dir.display());
+                    }
+                    if summary.buffers_accounted {
+                        ExitCode::SUCCESS
+                    } else {
+                        eprintln!("netvm demo: sDDF buffers missing from every queue after the run (see the pools above)");
+                        ExitCode::FAILURE
+                    }
                 }
                 Err(e) => {
                     eprintln!("{e}");
@@ -260,10 +292,39 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Stats => {
-            eprintln!("netvm: not built yet");
-            ExitCode::from(2)
+        Command::Stats(a) => show_stats(a),
+    }
+}
+
+fn show_stats(a: StatsArgs) -> ExitCode {
+    use netvm::observe::{render_pools, render_stats, RunView};
+    let open = || match &a.run_dir {
+        Some(dir) => RunView::open(dir),
+        None => RunView::newest(&a.shm_dir),
+    };
+    let view = match open() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("netvm stats: {e}");
+            return ExitCode::from(2);
         }
+    };
+    loop {
+        println!("system in {}", view.dir().display());
+        print!("{}", render_stats(&view.stats()));
+        match view.pools() {
+            Ok(pools) => print!("{}", render_pools(&pools)),
+            Err(e) => println!("buffer pools: {e}"),
+        }
+        let Some(secs) = a.watch.filter(|s| s.is_finite() && *s > 0.0) else {
+            return ExitCode::SUCCESS;
+        };
+        std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+        if !view.dir().exists() {
+            println!("the system has stopped");
+            return ExitCode::SUCCESS;
+        }
+        println!();
     }
 }
 
@@ -407,6 +468,13 @@ fn run_system(a: RunArgs) -> ExitCode {
         OnFaultArg::Continue => OnFault::Continue,
     };
     opts.timeout = a.timeout;
+    if let Some(dir) = a.pcap {
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            eprintln!("netvm run: --pcap {}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+        opts.pcap = Some(std::path::absolute(&dir).unwrap_or(dir));
+    }
     let report = |e: RunError| {
         match &e {
             // file:line:col first, as compilers print it, so editors can jump there.

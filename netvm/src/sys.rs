@@ -1,6 +1,7 @@
 //! The one module that opts back into `unsafe`: batched datagram I/O with `recvmmsg(2)` and
 //! `sendmmsg(2)`, which neither std nor a small safe wrapper offers without per-call allocation,
-//! and the pre-exec set-up of PD processes (`prctl`, `sigprocmask` between fork and exec).
+//! the pre-exec set-up of PD processes (`prctl`, `sigprocmask` between fork and exec), and
+//! shared mappings of a running system's region files for `netvm stats` ([`MappedFile`]).
 //!
 //! Contract: a [`Batch`] owns every buffer and address the kernel writes into; the `mmsghdr` and
 //! `iovec` arrays handed to the kernel are rebuilt on each call from those owned buffers and live
@@ -245,4 +246,59 @@ pub fn die_with_runner(cmd: &mut std::process::Command) {
             Ok(())
         })
     };
+}
+
+/// A region file of a running system, mapped shared so that an observer sees what the PDs
+/// write. Only ever accessed through [`sddf::shm::Region`] (volatile and atomic accesses).
+pub struct MappedFile {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+impl MappedFile {
+    /// Maps the whole of `path` (which must not be empty).
+    pub fn open(path: &std::path::Path) -> io::Result<MappedFile> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)?;
+        let len = usize::try_from(file.metadata()?.len())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "empty file"));
+        }
+        // SAFETY: a fresh shared mapping of an open file at a kernel-chosen address; it aliases
+        // no Rust object, and the mapping outlives the fd.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(ptr.cast())
+            .ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(MappedFile { ptr, len })
+    }
+
+    /// The mapping as shared memory.
+    pub fn region(&self) -> sddf::shm::Region<'_> {
+        // SAFETY: the mapping is readable and writable for `len` bytes until `self` drops, which
+        // the borrow prevents; it is only accessed through `Region`. Other processes (the PDs)
+        // write it concurrently, which `Region` allows.
+        unsafe { sddf::shm::Region::new(self.ptr, self.len) }
+    }
+}
+
+impl Drop for MappedFile {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `open`; no `Region` outlives `self`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
 }

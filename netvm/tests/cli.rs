@@ -1,5 +1,5 @@
 //! The `netvm` binary: `kernel-echo` as a subprocess stopped by SIGTERM, `bench` printing the
-//! CSV and writing the CSV and SVG files, and the placeholder subcommand.
+//! CSV and writing the CSV and SVG files, and `stats` without a system to look at.
 
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::process::{Command, Stdio};
@@ -149,8 +149,25 @@ fn bench_cli_rejects_bad_arguments() {
 }
 
 #[test]
-fn unbuilt_subcommands_say_so() {
-    let out = Command::new(NETVM).arg("stats").output().expect("run");
+fn stats_without_a_running_system_says_so() {
+    let empty = std::env::temp_dir().join(format!("netvm-cli-stats-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = Command::new(NETVM)
+        .args(["stats", "--shm-dir"])
+        .arg(&empty)
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no running netvm system under"), "{err}");
+    // A run directory without the runner's index is named, not a panic.
+    let out = Command::new(NETVM)
+        .args(["stats", "--run-dir"])
+        .arg(&empty)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("regions"), "{err}");
+    std::fs::remove_dir_all(&empty).ok();
 }

@@ -10,6 +10,7 @@
 //! * [`options`]: netvm's own options for the virtualisers (driver-VM offset mode, multicast,
 //!   TX fairness), in a separate section.
 //! * [`shm`]: bounds-checked volatile access to shared memory; [`cache`]: DMA cache maintenance.
+//! * [`stats`]: counters published into a shared region for `netvm stats` and other readers.
 //! * [`config`]: the config blobs sdfgen (>= 0.31, sDDF 0.7) writes into the `.net_*_config` and
 //!   `.device_resources` ELF sections, with checked parsing.
 //!
@@ -27,7 +28,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
-#[cfg(any(test, feature = "std", loom))]
+#[cfg(any(test, feature = "std", feature = "pcap", loom))]
 extern crate std;
 
 pub mod cache;
@@ -38,7 +39,9 @@ pub mod options;
 pub mod pd;
 pub mod queue;
 pub mod shm;
+pub mod stats;
 mod sync;
+pub mod tap;
 #[cfg(all(feature = "std", not(loom)))]
 pub mod testing;
 

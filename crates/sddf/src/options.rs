@@ -7,13 +7,11 @@
 //! | 8..12 | `flags` | [`DRIVER_OFFSETS`], [`NO_MULTICAST`], [`STRICT_TX_ORDER`] |
 //! | 12..14 | `tx_budget` | descriptors virt_tx takes from one client per round (0 = 32) |
 //! | 14..16 | padding | zero |
-//! | 16..32 | `stats` | region (vaddr, size) for the component's counters; size 0 = none |
+//! | 16..32 | reserved | zero (counters have their own section, [`crate::stats::SECTION`]) |
 //!
 //! Defaults (all-zero section): IO addresses towards the driver (sDDF behaviour), multicast
 //! delivered to every client, round-robin TX with a budget of 32.
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
-
-use crate::config::RegionResource;
 
 /// Magic of the options section.
 pub const MAGIC: [u8; 8] = *b"netvmop1";
@@ -41,8 +39,7 @@ pub struct NetOptions {
     /// Per-client TX budget per round.
     pub tx_budget: u16,
     _pad: u16,
-    /// Counters region.
-    pub stats: RegionResource,
+    _reserved: [u8; 16],
 }
 
 const _: () = assert!(core::mem::size_of::<NetOptions>() == 32);
@@ -77,13 +74,13 @@ impl core::fmt::Display for OptionsError {
 
 impl NetOptions {
     /// Options with the given flags.
-    pub fn new(flags: u32, tx_budget: u16, stats: RegionResource) -> Self {
+    pub fn new(flags: u32, tx_budget: u16) -> Self {
         NetOptions {
             magic: MAGIC,
             flags,
             tx_budget,
             _pad: 0,
-            stats,
+            _reserved: [0; 16],
         }
     }
 
@@ -142,11 +139,7 @@ mod tests {
 
     #[test]
     fn flags_round_trip_and_garbage_is_refused() {
-        let o = NetOptions::new(
-            DRIVER_OFFSETS | STRICT_TX_ORDER,
-            8,
-            RegionResource::default(),
-        );
+        let o = NetOptions::new(DRIVER_OFFSETS | STRICT_TX_ORDER, 8);
         let p = NetOptions::parse(o.as_bytes()).unwrap();
         assert!(p.driver_offsets() && p.strict_tx_order() && p.deliver_multicast());
         assert_eq!(p.tx_budget(), 8);

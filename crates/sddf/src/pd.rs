@@ -30,3 +30,30 @@ pub fn fail(what: &dyn core::fmt::Display) -> ! {
     microkit::debug_println!("{}: {}", microkit::pd_name(), what);
     panic!("{}: start-up failed", microkit::pd_name());
 }
+
+/// The [`StatsWriter`](crate::stats::StatsWriter) for the region a `.netvm_stats` section names,
+/// with the PD's name as the component; `None` when the section names no region. A section
+/// that names an unmapped region stops the PD ([`fail`]): it is a broken system description.
+pub fn stats_writer<'a>(
+    section: &[u8],
+    mem: &impl crate::shm::AddressSpace<'a>,
+) -> Option<crate::stats::StatsWriter<'a>> {
+    use zerocopy::FromBytes;
+    let resource = crate::config::RegionResource::read_from_bytes(section)
+        .unwrap_or_else(|_| fail(&"netvm_stats: the section is not 16 bytes"));
+    crate::stats::StatsWriter::from_section(&resource, mem, microkit::pd_name())
+        .unwrap_or_else(|e| fail(&e))
+}
+
+/// A pcap [`Tap`](crate::tap::Tap) for `points` in the directory named by
+/// [`PCAP_ENV`](crate::tap::PCAP_ENV) (host mode, `netvm run --pcap DIR`), or `None` when the
+/// variable is unset. A directory that cannot take the files stops the PD ([`fail`]): the
+/// capture was asked for.
+#[cfg(feature = "pcap")]
+pub fn pcap_tap(points: &[crate::tap::TapPoint]) -> Option<&'static mut dyn crate::tap::Tap> {
+    let dir = std::env::var_os(crate::tap::PCAP_ENV)?;
+    match crate::tap::PcapTap::create(std::path::Path::new(&dir), points) {
+        Ok(tap) => Some(std::boxed::Box::leak(std::boxed::Box::new(tap))),
+        Err(e) => fail(&e),
+    }
+}

@@ -166,6 +166,22 @@ impl<'a> Queue<'a> {
         self.mask.wrapping_add(1)
     }
 
+    /// Descriptors queued, as a third party sees them (a monitor or `netvm stats`, never a
+    /// side of the queue): both published indices, checked against the capacity. Racy by nature
+    /// while the queue is in use; exact when both sides are idle.
+    pub fn observed_len(&self) -> Result<u16, QueueError> {
+        let tail = self.header.tail.load(Acquire);
+        let head = self.header.head.load(Acquire);
+        let len = tail.wrapping_sub(head);
+        if len > self.capacity() {
+            return Err(QueueError::PeerMisbehaviour {
+                ours: head,
+                theirs: tail,
+            });
+        }
+        Ok(len)
+    }
+
     /// Takes the producer role.
     pub fn into_producer(self) -> Producer<'a> {
         Producer { q: self }

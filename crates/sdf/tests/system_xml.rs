@@ -97,3 +97,69 @@ fn the_driver_vm_sees_every_driver_side_region_in_its_uio_window() {
         );
     }
 }
+
+#[test]
+fn each_virtualiser_and_copier_has_a_stats_region_of_its_own() {
+    use zerocopy::FromBytes;
+    let sys = sdf::parse(root().join("system.xml"), Arch::Aarch64).unwrap();
+    let sections = sdf::net::stats_sections(&sys);
+    let pds: Vec<&str> = sections.iter().map(|(pd, _, _)| pd.as_str()).collect();
+    assert_eq!(
+        pds,
+        [
+            "net_virt_rx",
+            "net_virt_tx",
+            "client0_net_copier",
+            "client1_net_copier"
+        ]
+    );
+    for (pd, name, bytes) in &sections {
+        assert_eq!(*name, sddf::stats::SECTION);
+        let r = sddf::config::RegionResource::read_from_bytes(bytes).unwrap();
+        let map = sys
+            .pd(pd)
+            .unwrap()
+            .maps
+            .iter()
+            .find(|m| m.mr == format!("{}{pd}", sdf::net::STATS_PREFIX))
+            .unwrap();
+        assert_eq!((r.vaddr, r.size), (map.vaddr, 0x1000));
+        // Mapped into that PD only.
+        let others = sys
+            .pds()
+            .filter(|(p, _)| p.name != *pd && p.maps.iter().any(|m| m.mr == map.mr))
+            .count();
+        assert_eq!(others, 0, "{pd}'s stats region is private");
+    }
+}
+
+#[test]
+fn every_buffer_pool_names_queues_that_exist_and_fit() {
+    let sys = sdf::parse(root().join("system.xml"), Arch::Aarch64).unwrap();
+    let pools = sdf::net::buffer_pools_of(&sys).unwrap();
+    let names: Vec<(&str, u64, usize)> = pools
+        .iter()
+        .map(|p| (p.name.as_str(), p.buffers, p.queues.len()))
+        .collect();
+    // rx: driver pair + a pair per copier; a client's rx: its copier pair; tx: a pair per
+    // client + the driver pair.
+    assert_eq!(
+        names,
+        [
+            ("rx", 512, 6),
+            ("client0 rx", 512, 2),
+            ("client1 rx", 512, 2),
+            ("tx", 1024, 6)
+        ]
+    );
+    for q in pools.iter().flat_map(|p| &p.queues) {
+        let mr = sys
+            .memory_region(&q.region)
+            .unwrap_or_else(|| panic!("{}: no region {}", q.label, q.region));
+        assert!(
+            mr.size >= sddf::queue::queue_bytes(q.capacity as usize) as u64,
+            "{}",
+            q.label
+        );
+    }
+}

@@ -83,6 +83,9 @@ pub struct RunOptions {
     pub timeout: Option<Duration>,
     /// Stand in for a driver VM with a host process on a network interface.
     pub driver_vm: Option<DriverVmHost>,
+    /// Directory for the virtualisers' pcap files (`sddf::tap::PCAP_ENV` in every PD's
+    /// environment): driver-rx/-tx and client<i>-rx/-tx.
+    pub pcap: Option<PathBuf>,
 }
 
 impl RunOptions {
@@ -98,6 +101,7 @@ impl RunOptions {
             on_fault: OnFault::Stop,
             timeout: None,
             driver_vm: None,
+            pcap: None,
         }
     }
 }

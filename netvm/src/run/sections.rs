@@ -166,6 +166,7 @@ impl SectionProvider for DerivedNetConfigs {
         let spec = sdf::net::NetSystemSpec::infer(system, &self.macs)?;
         let mut sections = from_pd_sections(sdf::net::derive(system, &spec)?);
         sections.extend(net_options(system, &spec));
+        sections.extend(from_pd_sections(sdf::net::stats_sections(system)));
         Ok(sections)
     }
 }
@@ -183,7 +184,7 @@ pub fn net_options(system: &SystemDescription, spec: &sdf::net::NetSystemSpec) -
     } else {
         0
     };
-    let options = sddf::options::NetOptions::new(flags, 0, Default::default());
+    let options = sddf::options::NetOptions::new(flags, 0);
     [&spec.virt_rx, &spec.virt_tx]
         .into_iter()
         .map(|pd| Section {

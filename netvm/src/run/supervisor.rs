@@ -155,6 +155,7 @@ pub(crate) struct Inner {
     control: ControlRegion,
     on_fault: OnFault,
     deadline: Option<Instant>,
+    pcap: Option<std::path::PathBuf>,
     /// Indexed like `plan.pds` once the supervisor starts the PDs.
     procs: Mutex<Vec<Proc>>,
     state: Mutex<RunState>,
@@ -165,6 +166,21 @@ pub(crate) struct Inner {
 fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // The guarded data stays consistent across a panic (single assignments), so keep going.
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Leaves what an observer (`netvm stats`) needs in the run directory: a copy of the system
+/// description and [`crate::observe::INDEX`], one line per region: file name, size, region name.
+fn write_index(plan: &Plan, sdf: &std::path::Path) -> Result<(), RunError> {
+    let create = |path: std::path::PathBuf, source| RunError::Create { path, source };
+    let copy = plan.run_dir.join(crate::observe::SYSTEM_COPY);
+    std::fs::copy(sdf, &copy).map_err(|e| create(copy.clone(), e))?;
+    let mut index = String::new();
+    for r in &plan.regions {
+        let file = r.file.file_name().unwrap_or_default().to_string_lossy();
+        index.push_str(&format!("{file}\t{:#x}\t{}\n", r.size, r.name));
+    }
+    let path = plan.run_dir.join(crate::observe::INDEX);
+    std::fs::write(&path, index).map_err(|e| create(path.clone(), e))
 }
 
 /// Creates the control region, region files and manifests of `plan`, then starts the
@@ -178,6 +194,7 @@ pub(crate) fn start(
     for region in &plan.regions {
         create_region(region)?;
     }
+    write_index(&plan, &opts.system)?;
     for pd in &plan.pds {
         pd.manifest
             .write(&pd.manifest_path)
@@ -196,6 +213,7 @@ pub(crate) fn start(
         control,
         on_fault: opts.on_fault,
         deadline: opts.timeout.map(|t| Instant::now() + t),
+        pcap: opts.pcap.clone(),
         procs: Mutex::new(Vec::new()),
         state: Mutex::new(RunState::default()),
         changed: Condvar::new(),
@@ -314,6 +332,9 @@ fn spawn_all(inner: &Inner) -> Result<(), RunError> {
 fn spawn_pd(inner: &Inner, index: usize) -> Result<Proc, RunError> {
     let pd = &inner.plan.pds[index];
     let mut cmd = Command::new(&pd.executable);
+    if let Some(dir) = &inner.pcap {
+        cmd.env(sddf::tap::PCAP_ENV, dir);
+    }
     cmd.env(MANIFEST_ENV, &pd.manifest_path)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -19,6 +19,7 @@
 use sddf::config::{ConnectionResource, NetCopyConfig, RegionResource};
 use sddf::queue::{Capacity, DrainSide, FillSide, Queue, QueueError};
 use sddf::shm::{AddressSpace, Region};
+use sddf::stats::{Counters as _, StatsError, StatsWriter};
 use sddf::{BuffDesc, Notifier, NET_BUFFER_SIZE};
 
 /// Most source regions (`rx_data[]` entries).
@@ -64,8 +65,8 @@ impl core::fmt::Display for Error {
     }
 }
 
+sddf::counters! {
 /// Copier counters.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counters {
     /// Frames copied to the client.
     pub frames: u64,
@@ -86,6 +87,7 @@ pub struct Counters {
     /// Notifications sent to virt_rx.
     pub virt_notifications: u64,
 }
+}
 
 /// The copier's state.
 pub struct Copier<'a> {
@@ -98,6 +100,7 @@ pub struct Copier<'a> {
     client_buffers: usize,
     /// Counters.
     pub counters: Counters,
+    stats: Option<StatsWriter<'a>>,
 }
 
 fn queue_pair<'a>(
@@ -157,6 +160,7 @@ impl<'a> Copier<'a> {
             client_data,
             client_buffers,
             counters: Counters::default(),
+            stats: None,
         })
     }
 
@@ -254,6 +258,22 @@ impl<'a> Copier<'a> {
         if to_virt && self.virt.free.take_signal_request() {
             self.counters.virt_notifications += 1;
             notifier.deferred_notify(self.virt_channel);
+        }
+        self.publish();
+    }
+
+    /// Publishes the counters into `stats` (group `copier`) from now on.
+    pub fn attach_stats(&mut self, mut stats: StatsWriter<'a>) -> Result<(), StatsError> {
+        stats.group::<Counters>(format_args!("copier"))?;
+        stats.finish();
+        self.stats = Some(stats);
+        self.publish();
+        Ok(())
+    }
+
+    fn publish(&mut self) {
+        if let Some(stats) = self.stats.as_mut() {
+            stats.publish(self.counters.values());
         }
     }
 }

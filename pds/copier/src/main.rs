@@ -7,6 +7,7 @@ use sddf::pd::{fail, MicrokitNotifier};
 use sddf::shm::IdentityMapped;
 
 microkit::config_section!(".net_copy_config", CONFIG: [u8; core::mem::size_of::<NetCopyConfig>()]);
+microkit::config_section!(".netvm_stats", STATS: [u8; 16]);
 
 struct Pd(copier::Copier<'static>);
 
@@ -19,9 +20,11 @@ impl microkit::Handler for Pd {
         // the vaddr it gives, for the PD's whole life, and this PD touches them only through
         // sddf::shm::Region.
         let mem = unsafe { IdentityMapped::new() };
-        copier::Copier::new(config, &mem)
-            .map(Pd)
-            .unwrap_or_else(|e| fail(&e))
+        let mut copier = copier::Copier::new(config, &mem).unwrap_or_else(|e| fail(&e));
+        if let Some(stats) = sddf::pd::stats_writer(STATS.as_bytes(), &mem) {
+            copier.attach_stats(stats).unwrap_or_else(|e| fail(&e));
+        }
+        Pd(copier)
     }
 
     fn notified(&mut self, _channels: microkit::ChannelSet) {

@@ -112,3 +112,30 @@ fn bad_descriptors_are_refused_on_both_sides() {
     assert_eq!(cp.counters.bad_client_buffers, 2);
     assert_eq!(cp.counters.dropped_no_buffer, 1);
 }
+
+#[test]
+fn counters_are_published_after_each_batch() {
+    use sddf::stats::{Counters as _, Snapshot, StatsWriter};
+    let (l, cfg, _) = rig();
+    let mut cp = Copier::new(&cfg, &&l.space).unwrap();
+    let stats_mem = sddf::shm::OwnedRegion::new(4096);
+    cp.attach_stats(StatsWriter::new(stats_mem.region(), "client0_net_copier").unwrap())
+        .unwrap();
+    let s = Snapshot::read(&stats_mem.region()).unwrap();
+    assert_eq!(s.entries.len(), copier::Counters::NAMES.len());
+    assert!(s
+        .entries
+        .iter()
+        .all(|(name, v)| name.starts_with("copier.") && *v == 0));
+    let (f, a) = l.queues(&cfg.rx);
+    let mut virt = FillSide::new(f, a);
+    let mut n = RecordingNotifier::default();
+    virt.active.enqueue(BuffDesc::new(0, 60, 0)).unwrap();
+    virt.active.enqueue(BuffDesc::new(0, 60, 9)).unwrap();
+    cp.notified(&mut n);
+    let s = Snapshot::read(&stats_mem.region()).unwrap();
+    let published: Vec<u64> = s.entries.iter().map(|e| e.1).collect();
+    assert_eq!(published, cp.counters.values().collect::<Vec<_>>());
+    assert_eq!(s.get("copier.frames"), Some(1));
+    assert_eq!(s.get("copier.bad_frames"), Some(1));
+}

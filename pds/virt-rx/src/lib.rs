@@ -26,6 +26,8 @@ use sddf::config::NetVirtRxConfig;
 use sddf::options::NetOptions;
 use sddf::queue::{Capacity, DrainSide, FillSide, Queue, QueueError};
 use sddf::shm::{AddressSpace, Region};
+use sddf::stats::{Counters as _, StatsError, StatsWriter};
+use sddf::tap::{Tap, TapPoint};
 use sddf::{BuffDesc, Notifier, NET_BUFFER_SIZE};
 
 /// Most RX DMA buffers this virtualiser tracks (the owner table is fixed-size: no heap in PDs).
@@ -97,8 +99,8 @@ impl core::fmt::Display for Error {
     }
 }
 
+sddf::counters! {
 /// Counters for the driver side.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DriverCounters {
     /// Frames received from the driver.
     pub frames: u64,
@@ -120,10 +122,13 @@ pub struct DriverCounters {
     pub notifications: u64,
     /// Largest batch taken from the driver in one pass.
     pub max_batch: u64,
+    /// Buffers held by at least one client right now (a gauge: 0 when the system is idle).
+    pub buffers_at_clients: u64,
+}
 }
 
+sddf::counters! {
 /// Counters for one client.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ClientCounters {
     /// Frames given to the client.
     pub frames: u64,
@@ -141,6 +146,7 @@ pub struct ClientCounters {
     pub notifications: u64,
     /// Notifications not needed because the client had not asked.
     pub notifications_suppressed: u64,
+}
 }
 
 /// Who holds an RX buffer.
@@ -177,6 +183,8 @@ pub struct VirtRx<'a> {
     notify_driver: bool,
     /// Driver-side counters.
     pub driver_counters: DriverCounters,
+    stats: Option<StatsWriter<'a>>,
+    tap: Option<&'a mut dyn Tap>,
 }
 
 const BROADCAST: [u8; 6] = [0xff; 6];
@@ -270,6 +278,8 @@ impl<'a> VirtRx<'a> {
             owners: [0; MAX_BUFFERS],
             notify_driver: false,
             driver_counters: DriverCounters::default(),
+            stats: None,
+            tap: None,
         };
         v.driver
             .provide_all_buffers(driver_base, config.driver.num_buffers)
@@ -286,6 +296,38 @@ impl<'a> VirtRx<'a> {
     pub fn notified(&mut self, notifier: &mut impl Notifier) {
         self.rx_return(notifier);
         self.rx_provide(notifier);
+        self.publish();
+        if let Some(tap) = self.tap.as_mut() {
+            tap.flush();
+        }
+    }
+
+    /// Shows every frame from the driver ([`TapPoint::DriverRx`]) and every frame delivered to
+    /// a client ([`TapPoint::ClientRx`]) to `tap` from now on.
+    pub fn attach_tap(&mut self, tap: &'a mut dyn Tap) {
+        self.tap = Some(tap);
+    }
+
+    /// Publishes the counters into `stats` (driver, then `client<i>` per client) from now on.
+    pub fn attach_stats(&mut self, mut stats: StatsWriter<'a>) -> Result<(), StatsError> {
+        stats.group::<DriverCounters>(format_args!("driver"))?;
+        for i in 0..self.num_clients {
+            stats.group::<ClientCounters>(format_args!("client{i}"))?;
+        }
+        stats.finish();
+        self.stats = Some(stats);
+        self.publish();
+        Ok(())
+    }
+
+    fn publish(&mut self) {
+        if let Some(stats) = self.stats.as_mut() {
+            let clients = self.clients[..self.num_clients]
+                .iter()
+                .flatten()
+                .flat_map(|c| c.counters.values());
+            stats.publish(self.driver_counters.values().chain(clients));
+        }
     }
 
     /// Counters of client `i`.
@@ -377,6 +419,9 @@ impl<'a> VirtRx<'a> {
                 self.driver_counters.frames += 1;
                 self.driver_counters.bytes += len as u64;
                 sddf::cache::clean_and_invalidate(&self.data, offset, len);
+                if let Some(tap) = self.tap.as_mut() {
+                    tap.frame(TapPoint::DriverRx, &self.data, offset, len);
+                }
                 let mut dest = [0u8; 6];
                 let mask = if len >= 14 && self.data.read(offset, &mut dest).is_ok() {
                     self.destinations(dest)
@@ -394,6 +439,9 @@ impl<'a> VirtRx<'a> {
                     };
                     match c.queues.active.enqueue(desc) {
                         Ok(()) => {
+                            if let Some(tap) = self.tap.as_mut() {
+                                tap.frame(TapPoint::ClientRx(i as u8), &self.data, offset, len);
+                            }
                             delivered |= 1 << i;
                             c.counters.frames += 1;
                             c.counters.bytes += len as u64;
@@ -410,6 +458,7 @@ impl<'a> VirtRx<'a> {
                     self.return_to_driver(index);
                 } else {
                     self.owners[index] = delivered;
+                    self.driver_counters.buffers_at_clients += 1;
                 }
             }
             self.driver_counters.max_batch = self.driver_counters.max_batch.max(batch);
@@ -463,6 +512,8 @@ impl<'a> VirtRx<'a> {
                     c.counters.returned += 1;
                     self.owners[index] &= !bit;
                     if self.owners[index] == 0 {
+                        self.driver_counters.buffers_at_clients =
+                            self.driver_counters.buffers_at_clients.saturating_sub(1);
                         self.return_to_driver(index);
                     }
                 }

@@ -103,7 +103,7 @@ fn init_gives_every_buffer_to_the_driver_as_io_addresses_and_notifies_deferred()
 fn offset_mode_gives_the_driver_offsets_only() {
     let r = rig(1);
     let mut n = RecordingNotifier::default();
-    let opts = NetOptions::new(DRIVER_OFFSETS, 0, Default::default());
+    let opts = NetOptions::new(DRIVER_OFFSETS, 0);
     let mut v = VirtRx::new(&r.cfg, &opts, &&r.layout.space, &mut n).unwrap();
     let (free, active) = r.layout.queues(&r.driver);
     let mut drv = FillSide::new(free, active);
@@ -192,7 +192,7 @@ fn unmatched_frames_go_straight_back_and_multicast_follows_the_option() {
     for (flags, delivered) in [(0, true), (NO_MULTICAST, false)] {
         let r = rig(2);
         let mut n = RecordingNotifier::default();
-        let opts = NetOptions::new(flags, 0, Default::default());
+        let opts = NetOptions::new(flags, 0);
         let mut v = VirtRx::new(&r.cfg, &opts, &&r.layout.space, &mut n).unwrap();
         let (free, active) = r.layout.queues(&r.driver);
         let mut drv = FillSide::new(free, active);
@@ -332,6 +332,87 @@ fn dma_region_whose_io_addresses_wrap_is_refused_not_a_panic() {
     assert!(VirtRx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n).is_ok());
     let mut r = rig(1);
     r.cfg.data.io_addr = u64::MAX;
-    let offsets = NetOptions::new(DRIVER_OFFSETS, 0, Default::default());
+    let offsets = NetOptions::new(DRIVER_OFFSETS, 0);
     assert!(VirtRx::new(&r.cfg, &offsets, &&r.layout.space, &mut n).is_ok());
+}
+
+/// A tap that records what it is shown.
+#[derive(Default)]
+struct RecordingTap {
+    frames: Vec<(sddf::tap::TapPoint, Vec<u8>)>,
+    flushes: usize,
+}
+
+impl sddf::tap::Tap for RecordingTap {
+    fn frame(
+        &mut self,
+        point: sddf::tap::TapPoint,
+        data: &sddf::shm::Region<'_>,
+        offset: usize,
+        len: usize,
+    ) {
+        let mut buf = vec![0; len];
+        data.read(offset, &mut buf).unwrap();
+        self.frames.push((point, buf));
+    }
+    fn flush(&mut self) {
+        self.flushes += 1;
+    }
+}
+
+#[test]
+fn counters_are_published_and_taps_see_what_each_client_gets() {
+    use sddf::stats::{Snapshot, StatsWriter};
+    use sddf::tap::TapPoint;
+    let r = rig(2);
+    let mut n = RecordingNotifier::default();
+    let stats_mem = sddf::shm::OwnedRegion::new(4096);
+    let mut tap = RecordingTap::default();
+    let mut v = VirtRx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n).unwrap();
+    v.attach_stats(StatsWriter::new(stats_mem.region(), "net_virt_rx").unwrap())
+        .unwrap();
+    v.attach_tap(&mut tap);
+    let (free, active) = r.layout.queues(&r.driver);
+    let mut drv = FillSide::new(free, active);
+    let (uni, bcast) = (frame(MAC0, 1, 60), frame([0xff; 6], 2, 61));
+    driver_rx(&r, &mut drv, IO, &uni);
+    driver_rx(&r, &mut drv, IO, &bcast);
+    v.notified(&mut n);
+
+    let s = Snapshot::read(&stats_mem.region()).unwrap();
+    assert_eq!(s.component, "net_virt_rx");
+    assert_eq!(s.get("driver.frames"), Some(2));
+    assert_eq!(s.get("driver.bytes"), Some(121));
+    assert_eq!(s.get("driver.broadcast"), Some(1));
+    assert_eq!(s.get("client0.frames"), Some(2));
+    assert_eq!(s.get("client1.frames"), Some(1));
+    // Two buffers out with clients: the gauge says so, and says 0 once they are back.
+    assert_eq!(s.get("driver.buffers_at_clients"), Some(2));
+    for conn in &r.clients {
+        let (f, a) = r.layout.queues(conn);
+        let mut c = DrainSide::new(f, a);
+        for d in drain(&mut c) {
+            c.free.enqueue(d).unwrap();
+        }
+    }
+    v.notified(&mut n);
+    let s = Snapshot::read(&stats_mem.region()).unwrap();
+    assert_eq!(s.get("driver.buffers_at_clients"), Some(0));
+    assert_eq!(s.get("client0.returned"), Some(2));
+    assert_eq!(s.get("client1.returned"), Some(1));
+    // Ends the virtualiser's borrow of the tap.
+    #[allow(clippy::drop_non_drop)]
+    drop(v);
+
+    assert_eq!(
+        tap.frames,
+        vec![
+            (TapPoint::DriverRx, uni.clone()),
+            (TapPoint::ClientRx(0), uni),
+            (TapPoint::DriverRx, bcast.clone()),
+            (TapPoint::ClientRx(0), bcast.clone()),
+            (TapPoint::ClientRx(1), bcast),
+        ]
+    );
+    assert_eq!(tap.flushes, 2);
 }

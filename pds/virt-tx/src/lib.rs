@@ -22,6 +22,8 @@ use sddf::config::{ConnectionResource, NetVirtTxConfig, RegionResource};
 use sddf::options::NetOptions;
 use sddf::queue::{Capacity, DrainSide, FillSide, Queue, QueueError};
 use sddf::shm::{AddressSpace, Region};
+use sddf::stats::{Counters as _, StatsError, StatsWriter};
+use sddf::tap::{Tap, TapPoint};
 use sddf::{BuffDesc, Notifier, NET_BUFFER_SIZE};
 
 /// Most clients.
@@ -116,8 +118,8 @@ pub enum Refusal {
     Duplicate,
 }
 
+sddf::counters! {
 /// Counters for one client.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ClientCounters {
     /// Frames passed to the driver.
     pub frames: u64,
@@ -140,9 +142,10 @@ pub struct ClientCounters {
     /// Largest number of descriptors taken from the client in one round.
     pub max_batch: u64,
 }
+}
 
+sddf::counters! {
 /// Counters for the driver side.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DriverCounters {
     /// Frames handed to the driver.
     pub frames: u64,
@@ -156,6 +159,10 @@ pub struct DriverCounters {
     pub full: u64,
     /// Notifications sent to the driver.
     pub notifications: u64,
+    /// Client buffers with the driver when the counters were last published (a gauge: 0 when
+    /// the system is idle).
+    pub in_flight: u64,
+}
 }
 
 #[derive(Clone, Copy)]
@@ -194,6 +201,8 @@ pub struct VirtTx<'a> {
     next_client: usize,
     /// Driver-side counters.
     pub driver_counters: DriverCounters,
+    stats: Option<StatsWriter<'a>>,
+    tap: Option<&'a mut dyn Tap>,
 }
 
 fn queue_pair<'a>(
@@ -241,6 +250,8 @@ impl<'a> VirtTx<'a> {
             budget: usize::from(options.tx_budget()),
             next_client: 0,
             driver_counters: DriverCounters::default(),
+            stats: None,
+            tap: None,
         };
         let mut buffers = 0usize;
         for (c, cc) in config.clients().iter().enumerate() {
@@ -295,6 +306,42 @@ impl<'a> VirtTx<'a> {
     pub fn notified(&mut self, notifier: &mut impl Notifier) {
         self.tx_return(notifier);
         self.tx_provide(notifier);
+        self.publish();
+        if let Some(tap) = self.tap.as_mut() {
+            tap.flush();
+        }
+    }
+
+    /// Shows every frame taken from a client ([`TapPoint::ClientTx`]) and handed to the driver
+    /// ([`TapPoint::DriverTx`]) to `tap` from now on.
+    pub fn attach_tap(&mut self, tap: &'a mut dyn Tap) {
+        self.tap = Some(tap);
+    }
+
+    /// Publishes the counters into `stats` (driver, then `client<i>` per client) from now on.
+    pub fn attach_stats(&mut self, mut stats: StatsWriter<'a>) -> Result<(), StatsError> {
+        stats.group::<DriverCounters>(format_args!("driver"))?;
+        for i in 0..self.num_clients {
+            stats.group::<ClientCounters>(format_args!("client{i}"))?;
+        }
+        stats.finish();
+        self.stats = Some(stats);
+        self.publish();
+        Ok(())
+    }
+
+    fn publish(&mut self) {
+        if self.stats.is_none() {
+            return;
+        }
+        self.driver_counters.in_flight = self.in_flight() as u64;
+        if let Some(stats) = self.stats.as_mut() {
+            let clients = self.clients[..self.num_clients]
+                .iter()
+                .flatten()
+                .flat_map(|c| c.counters.values());
+            stats.publish(self.driver_counters.values().chain(clients));
+        }
     }
 
     /// Counters of client `i`.
@@ -378,6 +425,12 @@ impl<'a> VirtTx<'a> {
                     };
                     match self.driver.active.enqueue(out) {
                         Ok(()) => {
+                            if let Some(tap) = self.tap.as_mut() {
+                                let len = usize::from(d.len);
+                                let at = offset as usize;
+                                tap.frame(TapPoint::ClientTx(c as u8), &region.view, at, len);
+                                tap.frame(TapPoint::DriverTx, &region.view, at, len);
+                            }
                             self.set_bit(slot, true);
                             self.driver_counters.frames += 1;
                             let client = self.clients[c].as_mut().expect("checked above");

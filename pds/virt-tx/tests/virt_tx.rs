@@ -103,7 +103,7 @@ fn frames_reach_the_driver_as_io_addresses_and_complete_back_to_their_owner() {
 fn offset_mode_gives_the_driver_offset_and_global_region_oid() {
     let r = rig(16);
     let mut n = RecordingNotifier::default();
-    let opts = NetOptions::new(DRIVER_OFFSETS, 0, Default::default());
+    let opts = NetOptions::new(DRIVER_OFFSETS, 0);
     let mut v = VirtTx::new(&r.cfg, &opts, &&r.layout.space, &mut n).unwrap();
     let (mut c0, mut c1) = (r.client(0), r.client(1));
     let mut drv = r.driver();
@@ -165,7 +165,7 @@ fn round_robin_shares_the_driver_queue_fairly_and_strict_order_does_not() {
     for (flags, expect_c1) in [(0u32, 4usize), (STRICT_TX_ORDER, 0)] {
         let r = rig(8);
         let mut n = RecordingNotifier::default();
-        let opts = NetOptions::new(flags, 2, Default::default());
+        let opts = NetOptions::new(flags, 2);
         let mut v = VirtTx::new(&r.cfg, &opts, &&r.layout.space, &mut n).unwrap();
         let (mut c0, mut c1) = (r.client(0), r.client(1));
         let mut drv = r.driver();
@@ -210,6 +210,73 @@ fn region_whose_io_addresses_wrap_is_refused_not_a_panic() {
     r.cfg.clients[1].regions[0].data.io_addr = u64::MAX - u64::from(CAP) * 2048;
     assert!(VirtTx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n).is_ok());
     r.cfg.clients[1].regions[0].data.io_addr = u64::MAX;
-    let offsets = NetOptions::new(DRIVER_OFFSETS, 0, Default::default());
+    let offsets = NetOptions::new(DRIVER_OFFSETS, 0);
     assert!(VirtTx::new(&r.cfg, &offsets, &&r.layout.space, &mut n).is_ok());
+}
+
+/// A tap that records what it is shown.
+#[derive(Default)]
+struct RecordingTap(Vec<(sddf::tap::TapPoint, Vec<u8>)>);
+
+impl sddf::tap::Tap for RecordingTap {
+    fn frame(
+        &mut self,
+        point: sddf::tap::TapPoint,
+        data: &sddf::shm::Region<'_>,
+        offset: usize,
+        len: usize,
+    ) {
+        let mut buf = vec![0; len];
+        data.read(offset, &mut buf).unwrap();
+        self.0.push((point, buf));
+    }
+    fn flush(&mut self) {}
+}
+
+#[test]
+fn counters_are_published_and_taps_see_each_frame_sent() {
+    use sddf::stats::{Snapshot, StatsWriter};
+    use sddf::tap::TapPoint;
+    let r = rig(16);
+    let mut n = RecordingNotifier::default();
+    let stats_mem = sddf::shm::OwnedRegion::new(4096);
+    let mut tap = RecordingTap::default();
+    let mut v = VirtTx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n).unwrap();
+    v.attach_stats(StatsWriter::new(stats_mem.region(), "net_virt_tx").unwrap())
+        .unwrap();
+    v.attach_tap(&mut tap);
+    let (mut c0, mut c1) = (r.client(0), r.client(1));
+    r.send(&mut c0, 0, 0xa, 100);
+    r.send(&mut c1, 1, 0xb, 200);
+    // A bad one: longer than a buffer.
+    let d = c1.free.dequeue().unwrap();
+    c1.active.enqueue(d.with_len(4000)).unwrap();
+    v.notified(&mut n);
+    let s = Snapshot::read(&stats_mem.region()).unwrap();
+    assert_eq!(s.get("driver.frames"), Some(2));
+    assert_eq!(s.get("driver.in_flight"), Some(2));
+    assert_eq!(s.get("client0.bytes"), Some(100));
+    assert_eq!(s.get("client1.bytes"), Some(200));
+    assert_eq!(s.get("client1.bad_length"), Some(1));
+    let mut drv = r.driver();
+    for d in std::iter::from_fn(|| drv.active.dequeue().ok()).collect::<Vec<_>>() {
+        drv.free.enqueue(d.with_len(0)).unwrap();
+    }
+    v.notified(&mut n);
+    let s = Snapshot::read(&stats_mem.region()).unwrap();
+    assert_eq!(s.get("driver.in_flight"), Some(0));
+    assert_eq!(s.get("driver.completions"), Some(2));
+    // Ends the virtualiser's borrow of the tap.
+    #[allow(clippy::drop_non_drop)]
+    drop(v);
+    let mut seen = tap.0;
+    seen.sort();
+    let mut want = vec![
+        (TapPoint::ClientTx(0), vec![0xa; 100]),
+        (TapPoint::DriverTx, vec![0xa; 100]),
+        (TapPoint::ClientTx(1), vec![0xb; 200]),
+        (TapPoint::DriverTx, vec![0xb; 200]),
+    ];
+    want.sort();
+    assert_eq!(seen, want);
 }

@@ -43,7 +43,7 @@ fn virt_rx_and_copier(rounds: u64) {
     cp.rx_data[0] = rx.data.region;
     cp.client = l.connection(CAP, 1);
     cp.client_data = l.region(CAP as u64 * 2048);
-    let opts = NetOptions::new(DRIVER_OFFSETS, 0, Default::default());
+    let opts = NetOptions::new(DRIVER_OFFSETS, 0);
     let mut n = RecordingNotifier::default();
     let space = &l.space;
     let mut vrx = virt_rx::VirtRx::new(&rx, &opts, &space, &mut n).unwrap();
@@ -108,7 +108,7 @@ fn virt_tx(rounds: u64) {
     tx.clients[0].regions[0].num_buffers = CAP as u32;
     tx.clients[0].num_regions = 1;
     tx.num_clients = 1;
-    let opts = NetOptions::new(DRIVER_OFFSETS, 0, Default::default());
+    let opts = NetOptions::new(DRIVER_OFFSETS, 0);
     let mut n = RecordingNotifier::default();
     let space = &l.space;
     let mut v = virt_tx::VirtTx::new(&tx, &opts, &space, &mut n).unwrap();

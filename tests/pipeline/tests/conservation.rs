@@ -148,7 +148,7 @@ fn run(steps: Vec<Step>) -> Result<(u64, u64), TestCaseError> {
     let sys = build();
     let l = &sys.layout;
     let space = &l.space;
-    let opts = NetOptions::new(DRIVER_OFFSETS, 2, Default::default());
+    let opts = NetOptions::new(DRIVER_OFFSETS, 2);
     let mut n = RecordingNotifier::default();
     let mut vrx = virt_rx::VirtRx::new(&sys.rx, &opts, &space, &mut n).unwrap();
     let mut vtx = virt_tx::VirtTx::new(&sys.tx, &opts, &space, &mut n).unwrap();

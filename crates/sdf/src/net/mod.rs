@@ -52,6 +52,7 @@
 
 mod error;
 mod infer;
+mod observe;
 mod sdfgen;
 
 use std::collections::HashMap;
@@ -69,6 +70,9 @@ use crate::model::{Map, MemoryRegion, ProtectionDomain, SystemDescription};
 
 pub use error::NetError;
 pub use infer::{driver_vm_regions, format_mac, parse_mac, parse_mac_list};
+pub use observe::{
+    buffer_pools, buffer_pools_of, stats_sections, BufferPool, QueueRef, STATS_PREFIX,
+};
 pub use sdfgen::sdfgen_blob_sections;
 
 /// sdfgen's fixed `rx_buffers` / `tx_buffers` (its Python binding does not expose them).
