@@ -85,10 +85,10 @@ def main(out: str, macs_out: str = "") -> None:
     assert timer_system.connect()
     timer.add_irq(Irq(TIMER_IRQ, trigger=Irq.Trigger.LEVEL))
 
-    # Counters: each virtualiser and copier publishes its own into `netvm/stats/<pd>` (one
-    # page, mapped only into that PD; `sdf::net::stats_sections` derives its `.netvm_stats`
+    # Counters: each virtualiser, copier and client publishes its own into `netvm/stats/<pd>`
+    # (one page, mapped only into that PD; `sdf::net::stats_sections` derives its `.netvm_stats`
     # section, `netvm stats` reads the region in host mode).
-    for pd in [virt_rx, virt_tx, *copiers]:
+    for pd in [virt_rx, virt_tx, *copiers, *clients]:
         stats = MR(sdf, f"netvm/stats/{pd.name}", 0x1000)
         sdf.add_mr(stats)
         pd.add_map(Map(stats, STATS_VADDR, "rw"))

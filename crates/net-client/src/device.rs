@@ -4,6 +4,7 @@
 use sddf::config::NetClientConfig;
 use sddf::queue::{Capacity, DrainSide, FillSide, Queue, QueueError};
 use sddf::shm::Region;
+use sddf::stats::{Counters as _, StatsError, StatsWriter};
 use sddf::{BuffDesc, NET_BUFFER_SIZE};
 
 use crate::filter::Malformed;
@@ -12,8 +13,8 @@ use crate::{Error, NetInfo, RegionName, Regions, Signal, MTU};
 /// Bytes per buffer, as `u64` for descriptor arithmetic.
 const BUF: u64 = NET_BUFFER_SIZE as u64;
 
+sddf::counters! {
 /// Per-device counters (Firecracker-style metrics): every drop has a reason.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Frames received and handed on.
     pub rx_frames: u64,
@@ -43,6 +44,10 @@ pub struct Counters {
     pub rx_notifies: u64,
     /// Notifications sent to virt_tx.
     pub tx_notifies: u64,
+    /// TX buffers the device holds outside every queue (0 or 1, a gauge; see
+    /// [`NetDevice::holds_tx_buffer`]).
+    pub tx_held: u64,
+}
 }
 
 /// Why a frame was not sent.
@@ -259,6 +264,7 @@ pub struct NetDevice<'a> {
     info: NetInfo,
     /// Frames the smoltcp device may still take in this batch (see [`NetDevice::start_rx_batch`]).
     pub(crate) rx_left: usize,
+    stats: Option<StatsWriter<'a>>,
 }
 
 fn capacity(queue: &'static str, value: u16) -> Result<Capacity, Error> {
@@ -324,6 +330,7 @@ impl<'a> NetDevice<'a> {
             },
             info,
             rx_left: usize::MAX,
+            stats: None,
         };
         Ok((dev, info))
     }
@@ -422,6 +429,21 @@ impl<'a> NetDevice<'a> {
             self.tx.c.tx_notifies += 1;
             signal.notify_tx();
         }
+        if self.stats.is_some() {
+            let counters = self.counters();
+            if let Some(stats) = self.stats.as_mut() {
+                stats.publish(counters.values());
+            }
+        }
+    }
+
+    /// Publishes the counters into `stats` (group `net`) at every [`NetDevice::notify`].
+    pub fn attach_stats(&mut self, mut stats: StatsWriter<'a>) -> Result<(), StatsError> {
+        stats.group::<Counters>(format_args!("net"))?;
+        stats.finish();
+        stats.publish(self.counters().values());
+        self.stats = Some(stats);
+        Ok(())
     }
 
     /// Limits how many frames the smoltcp device hands to the stack until the next call, so a PD
@@ -460,6 +482,7 @@ impl<'a> NetDevice<'a> {
             tx_queue_errors: t.tx_queue_errors,
             tx_no_buffer: t.tx_no_buffer,
             tx_notifies: t.tx_notifies,
+            tx_held: u64::from(self.tx.held.is_some()),
         }
     }
 }

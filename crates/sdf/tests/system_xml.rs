@@ -99,7 +99,7 @@ fn the_driver_vm_sees_every_driver_side_region_in_its_uio_window() {
 }
 
 #[test]
-fn each_virtualiser_and_copier_has_a_stats_region_of_its_own() {
+fn each_virtualiser_copier_and_client_has_a_stats_region_of_its_own() {
     use zerocopy::FromBytes;
     let sys = sdf::parse(root().join("system.xml"), Arch::Aarch64).unwrap();
     let sections = sdf::net::stats_sections(&sys);
@@ -110,7 +110,9 @@ fn each_virtualiser_and_copier_has_a_stats_region_of_its_own() {
             "net_virt_rx",
             "net_virt_tx",
             "client0_net_copier",
-            "client1_net_copier"
+            "client1_net_copier",
+            "client0",
+            "client1"
         ]
     );
     for (pd, name, bytes) in &sections {

@@ -32,6 +32,7 @@ use crate::{Buffers, EchoServer, Sockets, TakeOnce};
 
 microkit::config_section!(".net_client_config", NET_CLIENT_CONFIG: [u8; 128]);
 microkit::config_section!(".echo_config", ECHO_CONFIG: [u8; 16]);
+microkit::config_section!(".netvm_stats", STATS: [u8; 16]);
 #[cfg(target_os = "none")]
 microkit::config_section!(".timer_client_config", TIMER_CLIENT_CONFIG: [u8; 6]);
 microkit::setvar!(
@@ -180,8 +181,9 @@ impl Handler for EchoPd {
         let ip = EchoConfig::parse(&ECHO_CONFIG.bytes())
             .unwrap_or_else(|e| panic!("{}: {e}", microkit::pd_name()));
         let regions = regions(cfg).unwrap_or_else(|e| panic!("{}: {e}", microkit::pd_name()));
-        let (dev, _) = NetDevice::connect(cfg, regions)
+        let (mut dev, _) = NetDevice::connect(cfg, regions)
             .unwrap_or_else(|e| panic!("{}: {e}", microkit::pd_name()));
+        attach_stats(&mut dev);
         let sockets = SOCKETS.take().expect("init runs once");
         let buffers = BUFFERS.take().expect("init runs once");
         let (clock, cycles) = clock_and_cycles();
@@ -211,6 +213,24 @@ impl EchoPd {
             deferred: None,
         };
         self.server.process(&mut signal);
+    }
+}
+
+/// Publishes the device's counters into the region `.netvm_stats` names, if it names one.
+fn attach_stats(dev: &mut NetDevice<'static>) {
+    use zerocopy::FromBytes;
+    let section = sddf::config::RegionResource::read_from_bytes(&STATS.bytes())
+        .unwrap_or_else(|_| panic!("{}: .netvm_stats is not 16 bytes", microkit::pd_name()));
+    #[allow(unsafe_code)]
+    // SAFETY: the system description maps the stats region `.netvm_stats` names rw at that
+    // vaddr, with that size, for the PD's whole life (`sdf::net::stats_sections` derives the
+    // section from that very map), and this PD touches it only through `Region`s.
+    let mem = unsafe { sddf::shm::IdentityMapped::new() };
+    let writer = sddf::stats::StatsWriter::from_section(&section, &mem, microkit::pd_name())
+        .unwrap_or_else(|e| panic!("{}: {e}", microkit::pd_name()));
+    if let Some(writer) = writer {
+        dev.attach_stats(writer)
+            .unwrap_or_else(|e| panic!("{}: {e}", microkit::pd_name()));
     }
 }
 
