@@ -87,8 +87,9 @@ def main(out: str, macs_out: str = "") -> None:
 
     # Counters: each virtualiser, copier and client publishes its own into `netvm/stats/<pd>`
     # (one page, mapped only into that PD; `sdf::net::stats_sections` derives its `.netvm_stats`
-    # section, `netvm stats` reads the region in host mode).
-    for pd in [virt_rx, virt_tx, *copiers, *clients]:
+    # section, `netvm stats` reads the region in host mode). The VMM's is for host mode's
+    # driver stand-in; on seL4 the driver's counters stay in the guest.
+    for pd in [vmm, virt_rx, virt_tx, *copiers, *clients]:
         stats = MR(sdf, f"netvm/stats/{pd.name}", 0x1000)
         sdf.add_mr(stats)
         pd.add_map(Map(stats, STATS_VADDR, "rw"))

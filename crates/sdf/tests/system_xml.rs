@@ -107,6 +107,7 @@ fn each_virtualiser_copier_and_client_has_a_stats_region_of_its_own() {
     assert_eq!(
         pds,
         [
+            "vmm",
             "net_virt_rx",
             "net_virt_tx",
             "client0_net_copier",

@@ -311,11 +311,11 @@ impl Plan {
         pd.executable = executable;
         pd.manifest.regions.extend(regions);
         // The VMM image's setvars and device resources mean nothing to the stand-in; it keeps
-        // only the driver's sDDF queue config.
+        // only the driver's sDDF queue config and its stats region (for the driver's counters).
         pd.manifest.setvars.clear();
         pd.manifest
             .sections
-            .retain(|s| s.name == ".net_driver_config");
+            .retain(|s| s.name == ".net_driver_config" || s.name == sddf::stats::SECTION);
         let mut iface = [0u8; IFNAMSIZ];
         iface[..host.iface.len()].copy_from_slice(host.iface.as_bytes());
         pd.manifest.sections.push(SectionData {

@@ -23,6 +23,7 @@ use uio_driver::packet::{PacketConfig, PacketNic};
 
 microkit::config_section!(".net_driver_config", CONFIG: [u8; core::mem::size_of::<NetDriverConfig>()]);
 microkit::config_section!(".netvm_driver_host", HOST: [u8; 16]);
+microkit::config_section!(".netvm_stats", STATS: [u8; 16]);
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -56,6 +57,20 @@ fn queues(
         Queue::new(region, cap).unwrap_or_else(|e| fail(format!("{what} queue: {e}")))
     };
     (q(&conn.free_queue), q(&conn.active_queue))
+}
+
+/// The driver's counters go to the VMM PD's stats region when the system gives it one (host
+/// mode only: in a driver VM they stay in the guest).
+fn stats_writer(mem: &IdentityMapped) -> Option<sddf::stats::StatsWriter<'static>> {
+    use zerocopy::FromBytes;
+    let section = sddf::config::RegionResource::read_from_bytes(STATS.as_bytes())
+        .unwrap_or_else(|_| fail(".netvm_stats is not 16 bytes"));
+    let mut w = sddf::stats::StatsWriter::from_section(&section, mem, microkit::pd_name())
+        .unwrap_or_else(|e| fail(e))?;
+    w.group::<uio_driver::counters::Counters>(format_args!("driver"))
+        .unwrap_or_else(|e| fail(e));
+    w.finish();
+    Some(w)
 }
 
 impl Handler for Pd {
@@ -106,10 +121,14 @@ impl Handler for Pd {
             config.virt_tx.num_buffers,
             driver.tx_regions()
         );
+        let mut stats = stats_writer(&mem);
         std::thread::Builder::new()
             .name("driver".into())
             .spawn(move || {
-                let result = driver.run(&mut nic, &mut platform, &mut |_, _| {
+                let result = driver.run(&mut nic, &mut platform, &mut |counters, _| {
+                    if let Some(stats) = stats.as_mut() {
+                        stats.publish(sddf::stats::Counters::values(counters));
+                    }
                     !STOP.load(Ordering::Relaxed)
                 });
                 println!("uio-driver: counters {}", driver.counters());
