@@ -1,7 +1,9 @@
 //! Overwriting the contents of a named section in an ELF64 little-endian file, in place — what
 //! `objcopy --update-section` does for config sections, restricted to the safe case: the
 //! section exists, has file contents, and the new bytes are exactly its size (so no segment,
-//! symbol or offset moves).
+//! symbol or offset moves), or that size less the padding to 8 bytes that a Rust PD's 8-byte
+//! aligned config section has after a C struct of another size (sDDF's 6-byte
+//! `timer_client_config_t`); the padding is zeroed.
 
 /// ELF64 header fields (offsets).
 const E_SHOFF: usize = 0x28;
@@ -67,7 +69,7 @@ pub fn patch_section(elf: &mut [u8], name: &str, bytes: &[u8]) -> Result<(), Str
         if kind == SHT_NOBITS {
             return Err(format!("section {name} has no file contents (NOBITS)"));
         }
-        if size != bytes.len() {
+        if size != bytes.len() && size != bytes.len().next_multiple_of(8) {
             return Err(format!(
                 "section {name} is {size} bytes, the config is {} bytes",
                 bytes.len()
@@ -76,7 +78,9 @@ pub fn patch_section(elf: &mut [u8], name: &str, bytes: &[u8]) -> Result<(), Str
         let dst = elf
             .get_mut(off..off.saturating_add(size))
             .ok_or_else(malformed)?;
-        dst.copy_from_slice(bytes);
+        let (config, padding) = dst.split_at_mut(bytes.len());
+        config.copy_from_slice(bytes);
+        padding.fill(0);
         return Ok(());
     }
     Err(format!(
@@ -90,9 +94,14 @@ mod tests {
 
     /// A minimal ELF64: header, one data section `.cfg` (4 bytes), `.bss` (NOBITS), shstrtab.
     fn elf() -> Vec<u8> {
+        elf_sized(4)
+    }
+
+    /// The same with `.cfg` of `cfg_size` bytes (at least 4; the first 4 are 1, 2, 3, 4).
+    fn elf_sized(cfg_size: usize) -> Vec<u8> {
         let strtab = b"\0.cfg\0.bss\0.shstrtab\0";
         let data_off = 0x40;
-        let str_off = data_off + 4;
+        let str_off = data_off + cfg_size;
         let shoff = (str_off + strtab.len()).next_multiple_of(8);
         let mut e = vec![0u8; shoff + 4 * SHDR_SIZE];
         e[..6].copy_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1]);
@@ -109,7 +118,7 @@ mod tests {
             e[at + SH_OFFSET..at + SH_OFFSET + 8].copy_from_slice(&(off as u64).to_le_bytes());
             e[at + SH_SIZE..at + SH_SIZE + 8].copy_from_slice(&(size as u64).to_le_bytes());
         };
-        shdr(1, 1, 1, data_off, 4);
+        shdr(1, 1, 1, data_off, cfg_size);
         shdr(2, 6, SHT_NOBITS, 0, 16);
         shdr(3, 11, 3, str_off, strtab.len());
         e
@@ -126,9 +135,23 @@ mod tests {
     }
 
     #[test]
+    fn a_shorter_config_fills_the_alignment_padding_with_zeros() {
+        let mut e = elf_sized(8);
+        e[0x40..0x48].fill(0xee);
+        patch_section(&mut e, ".cfg", &[1, 2, 3, 4, 5, 6]).unwrap();
+        assert_eq!(&e[0x40..0x48], &[1, 2, 3, 4, 5, 6, 0, 0]);
+        assert!(patch_section(&mut e, ".cfg", &[0; 9]).is_err());
+        // 3 bytes round up to 8, not to the 4 of this section.
+        assert!(patch_section(&mut elf(), ".cfg", &[1, 2, 3]).is_err());
+    }
+
+    #[test]
     fn refuses_what_would_not_fit_or_does_not_exist() {
         let mut e = elf();
         assert!(patch_section(&mut e, ".cfg", &[1, 2])
+            .unwrap_err()
+            .contains("4 bytes"));
+        assert!(patch_section(&mut e, ".cfg", &[0; 5])
             .unwrap_err()
             .contains("4 bytes"));
         assert!(patch_section(&mut e, ".bss", &[0; 16])

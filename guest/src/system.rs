@@ -4,7 +4,11 @@
 //!
 //! What is read from `system.xml` (and checked, naming the PD, region or map involved):
 //! - the driver PD and its UIO regions: [`sdf::net::driver_vm_regions`]; each region's guest
-//!   address is the VM's `<map>` of it;
+//!   address is the VM's `<map>` of it. A system without an sDDF net part (no virtualisers, e.g.
+//!   `examples/vmm-boot`, which boots the guest alone) may instead give the one PD with a
+//!   `virtual_machine` memory regions named exactly like the UIO regions (`rx_free`, ...,
+//!   `tx_data0`, ...): a *standalone* driver VM, whose `.vmm_config` has no virtualiser channels
+//!   and which gets no other config section;
 //! - guest RAM: the VM's one executable map, which must be 1:1 (the NIC DMAs to guest-physical
 //!   addresses) and mapped at the same address in the driver PD (which loads the guest there);
 //! - the passed-through devices by their physical pages on QEMU `virt`: the PL011 (INTID 33)
@@ -66,6 +70,8 @@ pub struct DriverVm {
     pub layout: GuestLayout,
     /// The VMM's config section.
     pub vmm_config: VmmConfig,
+    /// No sDDF net part: the UIO regions are found by name, there are no virtualisers.
+    pub standalone: bool,
 }
 
 fn bad(system: &Path, reason: String) -> GuestError {
@@ -81,8 +87,14 @@ pub fn driver_vm(
     path: &Path,
     bootargs: &str,
 ) -> Result<DriverVm, GuestError> {
-    let (driver, regions) =
-        sdf::net::driver_vm_regions(sys).map_err(|e| bad(path, e.to_string()))?;
+    let (driver, regions, standalone) = match sdf::net::driver_vm_regions(sys) {
+        Ok((driver, regions)) => (driver, regions, false),
+        Err(e) => {
+            let (driver, regions) =
+                standalone_vm_regions(sys).ok_or_else(|| bad(path, e.to_string()))?;
+            (driver, regions, true)
+        }
+    };
     let pd = sys
         .pd(&driver)
         .ok_or_else(|| bad(path, format!("no PD '{driver}'")))?;
@@ -272,7 +284,6 @@ pub fn driver_vm(
 
     // Channels of the driver PD.
     let channels = sys.channels_of(&driver);
-    let roles = net_roles(sys, path)?;
     let to = |peer: &str| {
         channels
             .iter()
@@ -280,8 +291,12 @@ pub fn driver_vm(
             .map(|c| c.local_id)
             .ok_or_else(|| bad(path, format!("no channel between '{driver}' and '{peer}'")))
     };
-    let virt_rx = to(&roles.0)?;
-    let virt_tx = to(&roles.1)?;
+    let (virt_rx, virt_tx) = if standalone {
+        (None, None)
+    } else {
+        let roles = net_roles(sys, path)?;
+        (Some(to(&roles.0)?), Some(to(&roles.1)?))
+    };
     let mut pps = channels.iter().filter(|c| c.pp);
     let timer = match (pps.next(), pps.next()) {
         (None, _) => None,
@@ -317,8 +332,8 @@ pub fn driver_vm(
     let vmm_config = VmmConfig {
         uart: uart.map(|(_, irq)| irq),
         nic: Some(nic_irq),
-        virt_rx: Some(virt_rx),
-        virt_tx: Some(virt_tx),
+        virt_rx,
+        virt_tx,
         timer,
         rx_irq: (32 + rx_spi) as u16,
         tx_irq: (32 + tx_spi) as u16,
@@ -331,7 +346,39 @@ pub fn driver_vm(
         driver,
         layout,
         vmm_config,
+        standalone,
     })
+}
+
+/// A standalone driver VM (see the module documentation): the one PD with a
+/// `virtual_machine`, and each UIO region as the memory region of that name, if the VM maps
+/// every fixed one and `tx_data0`.
+fn standalone_vm_regions(sys: &SystemDescription) -> Option<(String, Vec<(String, String)>)> {
+    let mut vms = sys.pds().filter(|(pd, _)| pd.virtual_machine.is_some());
+    let (Some((pd, _)), None) = (vms.next(), vms.next()) else {
+        return None;
+    };
+    let vm = pd.virtual_machine.as_ref()?;
+    let mapped = |name: &str| vm.maps.iter().any(|m| m.mr == name);
+    // The order of sdf::net::driver_vm_regions.
+    let mut names: Vec<String> = [
+        names::RX_FREE,
+        names::RX_ACTIVE,
+        names::TX_FREE,
+        names::TX_ACTIVE,
+        names::RX_DATA,
+    ]
+    .iter()
+    .map(|n| n.to_string())
+    .collect();
+    if !names.iter().all(|n| mapped(n)) || !mapped(&names::tx_data(0)) {
+        return None;
+    }
+    names.extend((0..).map(names::tx_data).take_while(|n| mapped(n)));
+    Some((
+        pd.name.clone(),
+        names.into_iter().map(|n| (n.clone(), n)).collect(),
+    ))
 }
 
 /// (virt_rx, virt_tx) PD names, as sdf::net reads them off the region names.
@@ -362,6 +409,25 @@ pub fn sections(
     macs: &[(String, [u8; 6])],
     echo: &[(String, Ipv4Addr, u8)],
 ) -> Result<Vec<PdSection>, GuestError> {
+    let vmm_config = PdSection {
+        pd: vm.driver.clone(),
+        name: vmm::config::SECTION.into(),
+        bytes: vm.vmm_config.to_bytes().to_vec(),
+    };
+    if vm.standalone {
+        if let Some(pd) = macs
+            .iter()
+            .map(|m| &m.0)
+            .chain(echo.iter().map(|e| &e.0))
+            .next()
+        {
+            return Err(bad(
+                path,
+                format!("'{pd}' is given a MAC or an address, but the system has no net clients"),
+            ));
+        }
+        return Ok(vec![vmm_config]);
+    }
     let spec = sdf::net::NetSystemSpec::infer(sys, macs).map_err(|e| bad(path, e.to_string()))?;
     let mut out: Vec<PdSection> = sdf::net::derive(sys, &spec)
         .map_err(|e| bad(path, e.to_string()))?
@@ -384,6 +450,7 @@ pub fn sections(
     out.extend(
         sdf::net::stats_sections(sys)
             .into_iter()
+            .filter(|(pd, _, _)| *pd != spec.driver)
             .map(|(pd, name, bytes)| PdSection {
                 pd,
                 name: name.to_string(),
@@ -422,11 +489,7 @@ pub fn sections(
             format!("--echo-ips names '{pd}', which is no net client"),
         ));
     }
-    out.push(PdSection {
-        pd: vm.driver.clone(),
-        name: vmm::config::SECTION.into(),
-        bytes: vm.vmm_config.to_bytes().to_vec(),
-    });
+    out.push(vmm_config);
     Ok(out)
 }
 

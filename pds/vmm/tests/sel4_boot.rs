@@ -1,11 +1,16 @@
 //! Boots the Debian driver-VM guest under the Rust vmm PD on seL4 in QEMU
-//! (examples/vmm-boot/system.xml) and waits for its console, in order: the VMM's start line,
+//! (examples/vmm-boot/system.xml: the vmm, its VM and the timer PD, no net PDs) and waits for
+//! its console, in order: the VMM's start line,
 //! the Linux banner, `Run /init`, the first `/init` line and `uio-driver: ready`. Then it asks
 //! `/init` to power off (a `netvm.poweroff` console line) and expects the VMM to report the
 //! guest stopped by PSCI SYSTEM_OFF, with WFI having blocked at least once and no unexpected
 //! fault. Prints the time from QEMU's start to each line.
 //!
-//! Needs `MICROKIT_SDK` (Microkit 2.3.0), `qemu-system-aarch64`, `dtc`, and the guest outputs
+//! The image is built the way the top-level Makefile builds system.xml's: the guest's device
+//! tree by `guest sel4-dtb`, the vmm with it embedded, and the PD images with their config
+//! sections (the vmm's `.vmm_config`) by `guest sel4-pds`, all from the system description.
+//!
+//! Needs `MICROKIT_SDK` (Microkit 2.3.0), `qemu-system-aarch64`, and the guest outputs
 //! (`Image`, `initrd.cpio.gz`) in `$NETVM_GUEST_DIR` or `<workspace>/build/guest`
 //! (`cargo run -p guest --release -- build --out build/guest`); otherwise it says what is
 //! missing and passes. `VMM_BOOT_CONSOLE=<file>` saves the whole console.
@@ -20,8 +25,7 @@ use std::time::{Duration, Instant};
 const BOARD: &str = "qemu_virt_aarch64";
 const CONFIG: &str = "debug";
 const QEMU: &str = "qemu-system-aarch64";
-/// Where the system puts the initrd (guest RAM base + 0xd000000, as libvmm does).
-const INITRD_START: u64 = 0x9d00_0000;
+const SYSTEM: &str = "examples/vmm-boot/system.xml";
 /// From QEMU's start to `uio-driver: ready` (about 4 s on an idle 2-core host under TCG).
 const BOOT_TIMEOUT: Duration = Duration::from_secs(150);
 const POWEROFF_TIMEOUT: Duration = Duration::from_secs(30);
@@ -45,11 +49,9 @@ fn prerequisites() -> Option<(PathBuf, PathBuf)> {
         println!("SKIPPED sel4_boot: MICROKIT_SDK not set");
         return None;
     };
-    for tool in [QEMU, "dtc"] {
-        if Command::new(tool).arg("--version").output().is_err() {
-            println!("SKIPPED sel4_boot: {tool} not found");
-            return None;
-        }
+    if Command::new(QEMU).arg("--version").output().is_err() {
+        println!("SKIPPED sel4_boot: {QEMU} not found");
+        return None;
     }
     let guest = std::env::var_os("NETVM_GUEST_DIR")
         .map(PathBuf::from)
@@ -84,65 +86,86 @@ fn run(cmd: &mut Command, what: &str) {
     );
 }
 
-/// Writes the guest DTB for an initrd of `initrd_len` bytes from examples/vmm-boot/guest.dts.
-fn make_dtb(dir: &Path, initrd_len: u64) -> PathBuf {
-    let template = workspace().join("examples/vmm-boot/guest.dts");
-    let dts = std::fs::read_to_string(&template)
-        .unwrap_or_else(|e| panic!("{}: {e}", template.display()))
-        .replace("@INITRD_START@", &format!("{INITRD_START:#x}"))
-        .replace("@INITRD_END@", &format!("{:#x}", INITRD_START + initrd_len));
-    let (src, dtb) = (dir.join("guest.dts"), dir.join("guest.dtb"));
-    std::fs::write(&src, dts).unwrap();
-    run(
-        Command::new("dtc")
-            .args(["-q", "-I", "dts", "-O", "dtb", "-o"])
-            .arg(&dtb)
-            .arg(&src),
-        "dtc",
-    );
-    dtb
+/// `cargo` on this workspace with `args`, into `target_dir`.
+fn cargo(target_dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(args)
+        .arg("--manifest-path")
+        .arg(workspace().join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir);
+    cmd
 }
 
-/// Builds the vmm ELF with the images embedded and the Microkit image; returns loader.img.
+/// Builds the `guest` tool, the guest DTB, the timer and vmm ELFs (the vmm with the images
+/// embedded), patches the PD images' config sections and builds the Microkit image; returns
+/// loader.img.
 fn build_image(sdk: &Path, guest: &Path, dir: &Path) -> PathBuf {
+    let system = workspace().join(SYSTEM);
     let initrd = guest.join("initrd.cpio.gz");
-    let dtb = make_dtb(dir, std::fs::metadata(&initrd).unwrap().len());
     let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sel4-boot");
     run(
-        Command::new(env!("CARGO"))
-            .args([
+        &mut cargo(
+            &target_dir,
+            &["build", "--release", "-p", "guest", "--bin", "guest"],
+        ),
+        "cargo build -p guest",
+    );
+    let tool = target_dir.join("release/guest");
+    let dtb = dir.join("guest.dtb");
+    run(
+        Command::new(&tool)
+            .arg("sel4-dtb")
+            .arg("--system")
+            .arg(&system)
+            .arg("--initrd")
+            .arg(&initrd)
+            .arg("--out")
+            .arg(&dtb),
+        "guest sel4-dtb",
+    );
+    run(
+        cargo(
+            &target_dir,
+            &[
                 "build",
                 "--release",
                 "-p",
                 "vmm",
-                "--bin",
-                "vmm",
+                "-p",
+                "timer",
+                "--bins",
                 "--target",
                 "aarch64-unknown-none",
-            ])
-            .arg("--manifest-path")
-            .arg(workspace().join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .env("MICROKIT_SDK", sdk)
-            .env("MICROKIT_BOARD", BOARD)
-            .env("MICROKIT_CONFIG", CONFIG)
-            .env("VMM_GUEST_KERNEL", guest.join("Image"))
-            .env("VMM_GUEST_INITRD", &initrd)
-            .env("VMM_GUEST_DTB", &dtb),
-        "cargo build -p vmm --target aarch64-unknown-none",
+            ],
+        )
+        .env("MICROKIT_SDK", sdk)
+        .env("MICROKIT_BOARD", BOARD)
+        .env("MICROKIT_CONFIG", CONFIG)
+        .env("VMM_GUEST_KERNEL", guest.join("Image"))
+        .env("VMM_GUEST_INITRD", &initrd)
+        .env("VMM_GUEST_DTB", &dtb),
+        "cargo build -p vmm -p timer --target aarch64-unknown-none",
     );
-    std::fs::copy(
-        target_dir.join("aarch64-unknown-none/release/vmm"),
-        dir.join("vmm.elf"),
-    )
-    .unwrap();
+    let pds = dir.join("pds");
+    run(
+        Command::new(&tool)
+            .arg("sel4-pds")
+            .arg("--system")
+            .arg(&system)
+            .args(["--macs", "", "--echo-ips", ""])
+            .arg("--elf-dir")
+            .arg(target_dir.join("aarch64-unknown-none/release"))
+            .arg("--out")
+            .arg(&pds),
+        "guest sel4-pds",
+    );
     let image = dir.join("loader.img");
     run(
         Command::new(sdk.join("bin/microkit"))
-            .arg(workspace().join("examples/vmm-boot/system.xml"))
+            .arg(&system)
             .arg("--search-path")
-            .arg(dir)
+            .arg(&pds)
             .args(["--board", BOARD, "--config", CONFIG, "-o"])
             .arg(&image)
             .arg("-r")
