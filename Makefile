@@ -40,7 +40,7 @@ GUEST_DIR := $(BUILD)/guest
 GUEST_TOOL := $(TARGET_DIR)/release/guest
 NETVM := $(TARGET_DIR)/release/netvm
 IMAGE := $(BUILD)/loader.img
-PD_PACKAGES := -p timer -p virt-rx -p virt-tx -p copier -p echo-server
+PD_PACKAGES := -p timer -p idle -p virt-rx -p virt-tx -p copier -p echo-server
 SEL4_ENV := MICROKIT_SDK=$(MICROKIT_SDK) MICROKIT_BOARD=$(MICROKIT_BOARD) MICROKIT_CONFIG=$(MICROKIT_CONFIG)
 
 QEMU_CMD := $(QEMU) -machine virt,virtualization=on -cpu cortex-a53 -m size=2G -nographic \

@@ -7,7 +7,8 @@ The network part (queues, data regions, channels between the driver, the virtual
 copiers and the clients) is sdfgen's own `Sddf.Net` with a generic driver: the driver is the VMM
 PD, whose Linux guest runs the uio-driver. The timer part is sdfgen's `Sddf.Timer` with a
 generic driver (our Rust `timer` PD, the ARM generic timer) serving the VMM (WFI wake-ups) and
-both echo clients. netvm derives every config blob from the resulting file itself (`sdf::net`,
+both echo clients. The idle PD (pds/idle) counts idle time into a page the echo clients read.
+netvm derives every config blob from the resulting file itself (`sdf::net`,
 `guest system`), so this script only writes the XML. The committed system.xml is this script's
 output; a test regenerates it and compares.
 
@@ -56,7 +57,11 @@ STATS_VADDR = 0x7000_0000
 # its guest (the driver, as the NIC driver is in sDDF's echo server, so the guest is never
 # starved by the PDs it serves; libvmm's C driver VM ran it at 0), then virt_tx above virt_rx
 # above the copiers above the clients.
-PRIO = {"timer": 110, "vmm": 105, "vm": 104, "virt_tx": 100, "virt_rx": 99, "copier": 98, "client": 97}
+PRIO = {"timer": 110, "vmm": 105, "vm": 104, "virt_tx": 100, "virt_rx": 99, "copier": 98, "client": 97,
+        "idle": 1}
+# The idle PD's counters page (pds/idle): rw in the idle PD, read-only in the echo clients, whose
+# utilisation daemon reads it; both find it through the setvar `idle_counters`.
+IDLE_COUNTERS_VADDR = 0x7100_0000
 
 
 def main(out: str, macs_out: str = "") -> None:
@@ -93,6 +98,16 @@ def main(out: str, macs_out: str = "") -> None:
         stats = MR(sdf, f"netvm/stats/{pd.name}", 0x1000)
         sdf.add_mr(stats)
         pd.add_map(Map(stats, STATS_VADDR, "rw"))
+
+    # Idle accounting: the idle PD runs at the lowest priority, i.e. exactly when no other PD
+    # can, and counts that time into a page the echo clients read.
+    idle = PD("idle", "idle.elf", priority=PRIO["idle"])
+    sdf.add_pd(idle)
+    idle_counters = MR(sdf, "netvm/idle_counters", 0x1000)
+    sdf.add_mr(idle_counters)
+    idle.add_map(Map(idle_counters, IDLE_COUNTERS_VADDR, "rw", setvar_vaddr="idle_counters"))
+    for client in clients:
+        client.add_map(Map(idle_counters, IDLE_COUNTERS_VADDR, "r", setvar_vaddr="idle_counters"))
 
     # The UIO window: every driver-side net region sdfgen made, mapped into the guest. The guest
     # finds them by name (`guest system` names them as sdf::net::driver_vm_regions says); the

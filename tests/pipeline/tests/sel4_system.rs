@@ -1,14 +1,27 @@
 //! The whole seL4 system (system.xml) on QEMU: builds the image with the top-level Makefile,
 //! boots it with `make qemu` (QEMU `virt,virtualization=on`, cortex-a53, 2 GiB; the NIC's backend
 //! a tap in a network namespace this test creates), waits for the guest's `uio-driver: ready`
-//! and both echo clients, then from that namespace pings both clients and checks UDP (1472-byte
-//! payloads) and TCP echo with `netvm bench`. Prints the boot time to the ready line and the
-//! bench lines (throughput, RTT); never asserts on timing.
+//! and both echo clients, then from that namespace, for each client:
+//! - pings it and checks UDP (1472-byte payloads) and TCP echo with `netvm bench`;
+//! - checks that its clock runs and wakes it: a raw-socket peer (an address the namespace's
+//!   kernel does not own, so nothing else answers) sends one SYN to the TCP echo port and then
+//!   stays silent; the SYN-ACK must come a second time, which only the echo server's own
+//!   retransmission timer (the timer PD's timeout) can cause;
+//! - checks the utilisation daemon: a `netvm bench` point with `cpu_target_lukem` must report
+//!   idle ticks (from the idle PD) above 0 and below the total ticks.
+//!
+//! Prints the boot time to the ready line, the bench lines (throughput, RTT, utilisation) and
+//! the SYN-ACK retransmission delay; never asserts on timing.
+//!
+//! `MICROKIT_CONFIG` (debug, release or benchmark; default debug) picks the kernel config. Only
+//! debug kernels print, so the console lines of the VMM and the echo clients are waited for in
+//! debug only; the network checks run in every config.
 //!
 //! Needs `MICROKIT_SDK` (Microkit 2.3.0), root (network namespaces, tap), `qemu-system-aarch64`,
-//! `ip`, `ping`, `make` and what `make` needs (the guest's Debian packages: see guest/);
-//! otherwise it says what is missing and passes. `NETVM_GUEST_FLAGS` is handed to the guest
-//! build (e.g. `--offline`). `SEL4_SYSTEM_CONSOLE=<file>` saves the console.
+//! `ip`, `ping`, `python3` (the raw-socket peer), `make` and what `make` needs (the guest's
+//! Debian packages: see guest/); otherwise it says what is missing and passes.
+//! `NETVM_GUEST_FLAGS` is handed to the guest build (e.g. `--offline`).
+//! `SEL4_SYSTEM_CONSOLE=<file>` saves the console.
 #![cfg(target_os = "linux")]
 
 use std::io::Read;
@@ -57,6 +70,7 @@ fn prerequisites() -> Option<PathBuf> {
         ("qemu-system-aarch64", "--version"),
         ("ip", "-V"),
         ("ping", "-V"),
+        ("python3", "--version"),
         ("make", "--version"),
     ] {
         if !have(tool, arg) {
@@ -120,8 +134,10 @@ fn find(haystack: &[u8], needle: &[u8]) -> bool {
 
 impl Drop for Qemu {
     fn drop(&mut self) {
+        // `kill -KILL -<pgid>` would read the group as an option and kill nothing (procps
+        // kill): the group needs `--` before it.
         let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.child.id())])
+            .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
             .status();
         // Reap make; never hang the test on a child that outlived the signal.
         let until = Instant::now() + Duration::from_secs(10);
@@ -164,26 +180,143 @@ fn bench(netvm: &Path, ns: &str, target: &str, args: &[&str]) -> Vec<String> {
     lines
 }
 
+/// The raw-socket peer: `python3 -c SYNACK_PROBE <ifname> <server> <port> <seconds>`. From
+/// 10.0.0.99 (MAC 02:00:00:00:00:99, answering ARP for it itself) it sends one SYN, never
+/// answers the SYN-ACK, and waits for the SYN-ACK to come again (same acknowledgement); then it
+/// resets the half-open connection. Prints one `synack-probe:` line; exit status 1 when no
+/// retransmission came within the time given.
+const SYNACK_PROBE: &str = r#"import os, socket, struct, sys, time
+ifname, server, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ME_MAC = bytes.fromhex("020000000099")
+ME_IP = socket.inet_aton("10.0.0.99")
+SRV_IP = socket.inet_aton(server)
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+s.bind((ifname, 0))
+s.settimeout(0.5)
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    t = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while t >> 16:
+        t = (t & 0xFFFF) + (t >> 16)
+    return ~t & 0xFFFF
+def arp(op, dst, tha, tpa):
+    return dst + ME_MAC + b"\x08\x06" + struct.pack(
+        "!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, op, ME_MAC, ME_IP, tha, tpa)
+def tcp(dst, sport, seq, flags):
+    hdr = struct.pack("!HHIIBBHHH", sport, port, seq, 0, 5 << 4, flags, 8192, 0, 0)
+    pseudo = ME_IP + SRV_IP + struct.pack("!BBH", 0, 6, len(hdr))
+    hdr = hdr[:16] + struct.pack("!H", csum(pseudo + hdr)) + hdr[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(hdr), 1, 0, 64, 6, 0, ME_IP, SRV_IP)
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    return dst + ME_MAC + b"\x08\x00" + ip + hdr
+sport, isn = 40000 + os.getpid() % 20000, 1000
+srv_mac, synacks = None, []
+deadline = time.time() + float(sys.argv[4])
+s.send(arp(1, b"\xff" * 6, b"\0" * 6, SRV_IP))
+while time.time() < deadline and len(synacks) < 2:
+    try:
+        f = s.recv(2048)
+    except socket.timeout:
+        if srv_mac is None:
+            s.send(arp(1, b"\xff" * 6, b"\0" * 6, SRV_IP))
+        continue
+    if f[12:14] == b"\x08\x06" and len(f) >= 42:
+        op = struct.unpack("!H", f[20:22])[0]
+        if op == 2 and f[28:32] == SRV_IP and srv_mac is None:
+            srv_mac = f[22:28]
+            s.send(tcp(srv_mac, sport, isn, 0x02))
+        elif op == 1 and f[38:42] == ME_IP:
+            s.send(arp(2, f[6:12], f[22:28], f[28:32]))
+    elif f[12:14] == b"\x08\x00" and f[23] == 6 and f[26:30] == SRV_IP and f[30:34] == ME_IP:
+        t = f[14 + (f[14] & 0xF) * 4:]
+        sp, dp, seq, ack, off, flags = struct.unpack("!HHIIBB", t[:14])
+        if sp == port and dp == sport and flags & 0x12 == 0x12 and ack == isn + 1:
+            synacks.append((time.time(), seq))
+if srv_mac is not None:
+    s.send(tcp(srv_mac, sport, isn + 1, 0x04))
+if len(synacks) < 2:
+    print("synack-probe: %d SYN-ACK(s), no retransmission" % len(synacks))
+    sys.exit(1)
+(t1, s1), (t2, s2) = synacks
+print("synack-probe: SYN-ACK retransmitted after %.0f ms (same seq: %s)" % ((t2 - t1) * 1000, s1 == s2))"#;
+
+/// Runs [`SYNACK_PROBE`] against `ip` from the namespace; returns its report line.
+fn synack_retransmission(ns: &str, ip: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", SYNACK_PROBE])
+        .args(["tap0", ip, "1236", "30"])
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{ip}: the echo server never retransmitted its SYN-ACK, i.e. its clock or its timeout does not work: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.trim().to_string()
+}
+
+/// One short UDP point against `ip` with the utilisation daemon; returns (idle, total) ticks
+/// from the CSV row.
+fn utilisation(netvm: &Path, ns: &str, ip: &str) -> (u64, u64) {
+    let out = run(
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(netvm)
+            .args(["bench", "--target", ip, "--proto", "udp", "--rates", "1M"])
+            .args(["--samples", "200", "--warmup", "1s", "--cooldown", "0s"]),
+        &format!("netvm bench --target {ip} (with utilisation)"),
+    );
+    let mut lines = out.lines();
+    let header = lines
+        .find(|l| l.starts_with("Requested_Throughput,"))
+        .unwrap_or_else(|| panic!("no CSV header:\n{out}"));
+    let row: Vec<&str> = lines
+        .next()
+        .unwrap_or_else(|| panic!("no CSV row:\n{out}"))
+        .split(',')
+        .collect();
+    let column = |name: &str| -> u64 {
+        let i = header
+            .split(',')
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no {name} column: {header}"));
+        row.get(i)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} value in {row:?}"))
+    };
+    (column("Idle_Cycles"), column("Total_Cycles"))
+}
+
 #[test]
 fn the_sel4_system_echoes_through_the_driver_vm() {
     let Some(sdk) = prerequisites() else {
         return;
     };
     let root = workspace();
+    let config = std::env::var("MICROKIT_CONFIG").unwrap_or_else(|_| "debug".into());
+    // Only debug kernels print (seL4_DebugPutChar): the monitor's and the PDs' lines.
+    let kernel_prints = config == "debug";
     let sdk_arg = format!("MICROKIT_SDK={}", sdk.display());
+    let config_arg = format!("MICROKIT_CONFIG={config}");
     let guest_flags = format!(
         "GUEST_FLAGS={}",
         std::env::var("NETVM_GUEST_FLAGS").unwrap_or_default()
     );
     let t0 = Instant::now();
     run(
-        Command::new("make")
-            .arg("-C")
-            .arg(&root)
-            .args([sdk_arg.as_str(), guest_flags.as_str()]),
+        Command::new("make").arg("-C").arg(&root).args([
+            sdk_arg.as_str(),
+            config_arg.as_str(),
+            guest_flags.as_str(),
+        ]),
         "make (the seL4 image)",
     );
-    println!("image built in {:.1} s", t0.elapsed().as_secs_f64());
+    println!(
+        "image ({config}) built in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     run(
         Command::new(env!("CARGO"))
             .args(["build", "--release", "-p", "netvm", "--manifest-path"])
@@ -234,14 +367,14 @@ fn the_sel4_system_echoes_through_the_driver_vm() {
     };
     let deadline = started + BOOT_TIMEOUT;
     let mut timings = Vec::new();
-    for needle in [
-        "vmm: starting guest",
-        "Run /init as init process",
-        "uio-driver: ready",
+    let mut needles = vec!["Run /init as init process", "uio-driver: ready"];
+    if kernel_prints {
+        needles.insert(0, "vmm: starting guest");
         // The clients print concurrently, so their lines may interleave: one whole
         // "echo server up" is all that can be relied on; the pings below check both.
-        "echo server up",
-    ] {
+        needles.push("echo server up");
+    }
+    for needle in needles {
         let Some(t) = qemu.wait_for(needle, deadline) else {
             panic!(
                 "no '{needle}' within {BOOT_TIMEOUT:?}; console:\n{}",
@@ -256,8 +389,12 @@ fn the_sel4_system_echoes_through_the_driver_vm() {
     }
 
     for (client, ip) in ECHO {
+        // Without the debug console there is no "echo server up" to wait for: the clients come
+        // up while the guest boots, so the pings may wait a while for their 3 replies.
         let out = run(
-            Command::new("ip").args(["netns", "exec", &ns.0, "ping", "-c", "3", "-W", "5", ip]),
+            Command::new("ip").args([
+                "netns", "exec", &ns.0, "ping", "-c", "3", "-w", "30", "-W", "5", ip,
+            ]),
             &format!("ping {client} ({ip})"),
         );
         println!(
@@ -289,6 +426,16 @@ fn the_sel4_system_echoes_through_the_driver_vm() {
         ) {
             println!("{client} TCP: {line}");
         }
+        println!("{client}: {}", synack_retransmission(&ns.0, ip));
+        let (idle, total) = utilisation(&netvm, &ns.0, ip);
+        println!(
+            "{client} utilisation at UDP 1 Mb/s: idle {idle} of {total} ticks ({:.1}% busy)",
+            100.0 * (1.0 - idle as f64 / total.max(1) as f64)
+        );
+        assert!(
+            idle > 0 && idle < total,
+            "{client}: the utilisation daemon reports idle {idle}, total {total}"
+        );
     }
     let console = qemu.console();
     for bad in [
