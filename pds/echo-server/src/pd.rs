@@ -193,7 +193,14 @@ impl Handler for EchoPd {
             rx: Channel::new(cfg.rx.id),
             tx: Channel::new(cfg.tx.id),
         };
-        microkit::debug_println!("{}: echo server up ({ip:?})", microkit::pd_name());
+        // The counters address is printed on both targets: on the host nothing else reads the
+        // setvar, and an unread static is dropped from the executable, whose symbol the runner
+        // must patch.
+        microkit::debug_println!(
+            "{}: echo server up ({ip:?}, idle counters at {:#x})",
+            microkit::pd_name(),
+            idle_counters.get()
+        );
         // Hand the copier our RX-free request and send DHCP's first message.
         pd.run();
         pd

@@ -11,7 +11,8 @@ use microkit::{ChannelSet, Handler};
 
 microkit::setvar!(
     /// Where the counters region is mapped. Host mode patches it too (the runner sets every
-    /// setvar of the system description), but there the PD never touches the region.
+    /// setvar of the system description) and `init` checks it there as well, but never touches
+    /// the region.
     idle_counters
 );
 
@@ -21,7 +22,7 @@ struct IdlePd;
 impl Handler for IdlePd {
     #[cfg(target_os = "none")]
     fn init() -> Self {
-        let counters = counters_region();
+        let counters = counters_region(counters_vaddr());
         let mut account = idle::IdleAccount::new(idle::counter::now(), idle::counter::frequency());
         microkit::debug_println!(
             "{}: counting idle time ({} Hz counter, gaps under {} ticks)",
@@ -35,8 +36,10 @@ impl Handler for IdlePd {
     }
 
     /// Host mode takes utilisation from `/proc/stat`; spinning here would only burn a host CPU.
+    /// The system description is checked all the same.
     #[cfg(not(target_os = "none"))]
     fn init() -> Self {
+        counters_vaddr();
         IdlePd
     }
 
@@ -44,9 +47,8 @@ impl Handler for IdlePd {
     fn notified(&mut self, _channels: ChannelSet) {}
 }
 
-#[cfg(target_os = "none")]
-#[allow(unsafe_code)]
-fn counters_region() -> &'static idle::IdleCounters {
+/// The counters region's address from the setvar, checked.
+fn counters_vaddr() -> u64 {
     let vaddr = idle_counters.get();
     if vaddr == 0 || !vaddr.is_multiple_of(8) {
         panic!(
@@ -54,6 +56,12 @@ fn counters_region() -> &'static idle::IdleCounters {
             microkit::pd_name()
         );
     }
+    vaddr
+}
+
+#[cfg(target_os = "none")]
+#[allow(unsafe_code)]
+fn counters_region(vaddr: u64) -> &'static idle::IdleCounters {
     // SAFETY: the system description maps the counters region (REGION_SIZE >= 24 bytes) rw at
     // this 8-byte aligned address for the PD's whole life; it holds plain atomics, for which
     // any bit pattern (zero-filled at boot) is valid, and other PDs only read it.
