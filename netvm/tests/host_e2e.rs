@@ -7,138 +7,15 @@
 //! namespaces); otherwise it says it was skipped.
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
-use netvm::demo::{lan, Lan};
-use netvm::observe::{render_pools, render_stats, RunView};
-use sddf::stats::Snapshot;
-
-fn can_make_namespaces() -> bool {
-    let name = format!("nvprobe{}", std::process::id());
-    let ok = Command::new("ip")
-        .args(["netns", "add", &name])
-        .status()
-        .is_ok_and(|s| s.success());
-    let _ = Command::new("ip").args(["netns", "del", &name]).status();
-    ok
-}
-
-/// Builds every host PD of system.xml into this test's target directory.
-fn system_bins() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let target = exe.ancestors().nth(3).unwrap().to_path_buf();
-    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["build", "--release", "--bins", "--target-dir"])
-        .arg(&target)
-        .args([
-            "-p",
-            "virt-rx",
-            "-p",
-            "virt-tx",
-            "-p",
-            "copier",
-            "-p",
-            "echo-server",
-        ])
-        .args(["-p", "timer", "-p", "uio-driver"])
-        .current_dir(common::workspace())
-        .status()
-        .expect("cargo");
-    assert!(status.success(), "building the system's host PDs failed");
-    target.join("release")
-}
-
-/// `netvm bench` from the peer namespace, short, without the utilisation daemon; returns the
-/// CSV row as (received bit/s, bad packets).
-fn echo_check(peer: &str, target: &str, proto: &str) -> (u64, u64) {
-    let size = if proto == "udp" { "1472" } else { "1460" };
-    let out = Lan::exec(peer, Path::new(env!("CARGO_BIN_EXE_netvm")))
-        .args([
-            "bench", "--target", target, "--proto", proto, "--size", size, "--rates", "20M",
-        ])
-        .args([
-            "--warmup",
-            "200ms",
-            "--duration",
-            "1s",
-            "--cooldown",
-            "200ms",
-            "--flows",
-            "2",
-        ])
-        .args(["--no-util", "--quiet"])
-        .output()
-        .expect("netvm bench");
-    assert!(
-        out.status.success(),
-        "bench {proto} {target}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let row: Vec<u64> = text
-        .lines()
-        .nth(1)
-        .unwrap_or_else(|| panic!("no CSV row: {text}"))
-        .split(',')
-        .filter_map(|f| f.parse::<f64>().ok().map(|v| v as u64))
-        .collect();
-    (row[1], row[9])
-}
-
-fn ping(peer: &str, target: &str) -> bool {
-    Command::new("ip")
-        .args([
-            "netns", "exec", peer, "ping", "-c", "2", "-i", "0.2", "-W", "2", target,
-        ])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// The pid of the PD process whose manifest names it `pd` (runner's PD processes carry
-/// NETVM_PD_MANIFEST in their environment).
-fn pd_pid(pd: &str) -> Option<i32> {
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        let Some(manifest) = env
-            .split(|b| *b == 0)
-            .filter_map(|kv| std::str::from_utf8(kv).ok())
-            .find_map(|kv| kv.strip_prefix("NETVM_PD_MANIFEST="))
-        else {
-            continue;
-        };
-        let text = std::fs::read_to_string(manifest).unwrap_or_default();
-        if text.lines().any(|l| l == format!("name {pd}")) {
-            return Some(pid);
-        }
-    }
-    None
-}
-
-/// virt_rx's counters, now.
-fn virt_rx_counters(view: &RunView) -> Snapshot {
-    view.stats()
-        .into_iter()
-        .find(|c| c.pd == "net_virt_rx")
-        .expect("net_virt_rx publishes counters")
-        .snapshot
-        .expect("net_virt_rx's counters are readable")
-}
-
-/// `after - before` of counter `name`.
-fn delta(before: &Snapshot, after: &Snapshot, name: &str) -> u64 {
-    let get = |s: &Snapshot| s.get(name).unwrap_or_else(|| panic!("no counter {name}"));
-    get(after) - get(before)
-}
+use common::system::{
+    assert_buffers_accounted, can_make_namespaces, counters, delta, echo_check, ping, system_bins,
+    Running,
+};
+use netvm::demo::lan;
 
 /// Destination MACs of every frame in a pcap file.
 fn pcap_destinations(path: &Path) -> Vec<[u8; 6]> {
@@ -152,18 +29,6 @@ fn pcap_destinations(path: &Path) -> Vec<[u8; 6]> {
     out
 }
 
-/// Every sDDF buffer back in a queue once the system is idle.
-fn assert_buffers_accounted(view: &RunView, when: &str) {
-    match view.wait_balanced(Duration::from_secs(5)).expect("pools") {
-        Ok(_) => {}
-        Err(pools) => panic!(
-            "{when}: sDDF buffers missing:\n{}{}",
-            render_pools(&pools),
-            render_stats(&view.stats())
-        ),
-    }
-}
-
 #[test]
 fn host_mode_echo_system_end_to_end() {
     if !can_make_namespaces() {
@@ -172,68 +37,26 @@ fn host_mode_echo_system_end_to_end() {
     }
     let bins = system_bins();
     let root = common::workspace();
-    let mut lan = Lan::create(&format!("nvt{}", std::process::id())).expect("virtual LAN");
-    let peer = lan.peer.clone();
     let pcap = common::temp_dir("e2e-pcap");
-
-    let mut cmd = Lan::exec(&lan.sys, Path::new(env!("CARGO_BIN_EXE_netvm")));
-    cmd.arg("run")
-        .arg(root.join("system.xml"))
-        .arg("--bin-dir")
-        .arg(&bins)
-        .arg(format!(
-            "--net-macs=@{}",
-            root.join("system.macs").display()
-        ))
-        .args(["--echo-ips", "client0=10.0.0.10/24,client1=10.0.0.11/24"])
-        .args([
-            "--driver-vm-iface",
-            "sys0",
-            "--on-fault",
-            "continue",
-            "--timeout",
-            "120s",
-            "--pcap",
-        ])
-        .arg(&pcap)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let system = lan.spawn("netvm run", cmd).expect("start the system");
-    let runner = system.id();
-    let (tx, rx) = mpsc::channel::<String>();
-    for stream in [
-        Box::new(system.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(system.stderr.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    let mut seen: Vec<String> = Vec::new();
-    let mut wait_for = |what: &str, limit: Duration| {
-        let deadline = Instant::now() + limit;
-        while !seen.iter().any(|l| l.contains(what)) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "no '{what}' from the system; it printed:\n{}",
-                seen.join("\n")
-            );
-            if let Ok(line) = rx.recv_timeout(left) {
-                seen.push(line);
-            }
-        }
-    };
-    for line in [
-        "uio-driver: ready",
-        "client0: echo server up",
-        "client1: echo server up",
-    ] {
-        wait_for(line, Duration::from_secs(30));
-    }
+    let mut sys = Running::start(
+        "nvt",
+        &root.join("system.xml"),
+        &bins,
+        &[
+            "--echo-ips".as_ref(),
+            "client0=10.0.0.10/24,client1=10.0.0.11/24".as_ref(),
+            "--on-fault".as_ref(),
+            "continue".as_ref(),
+            "--pcap".as_ref(),
+            pcap.as_os_str(),
+        ],
+        &[
+            "uio-driver: ready",
+            "client0: echo server up",
+            "client1: echo server up",
+        ],
+    );
+    let peer = sys.peer();
 
     // ARP and ping: each ping first broadcasts an ARP request, which virt_rx must deliver to
     // every client (broadcast) and only the addressed client answers.
@@ -259,13 +82,13 @@ fn host_mode_echo_system_end_to_end() {
         );
     }
 
-    let view = RunView::of_runner(Path::new("/dev/shm"), runner).expect("the run's directory");
-    assert_buffers_accounted(&view, "after ARP and ping");
+    let view = sys.view();
+    assert_buffers_accounted(&view, "after ARP and ping", &[]);
 
     // UDP and TCP echo on both clients: every echo verified byte for byte by the bench. While
     // only client 0 is addressed, client 1 gets exactly the broadcast and multicast frames.
     for (i, target) in lan::CLIENTS.iter().enumerate() {
-        let before = virt_rx_counters(&view);
+        let before = counters(&view, "net_virt_rx");
         for proto in ["udp", "tcp"] {
             let (received, bad) = echo_check(&peer, target, proto);
             assert!(
@@ -274,7 +97,7 @@ fn host_mode_echo_system_end_to_end() {
             );
             assert_eq!(bad, 0, "{proto} echo from {target}: bad packets");
         }
-        let after = virt_rx_counters(&view);
+        let after = counters(&view, "net_virt_rx");
         // The first window is clean: nothing was ever unicast to client 1 but a ping that was
         // answered before it began. (In the second, late TCP segments of the first may still
         // reach client 0 legitimately; the pcaps below check that direction exactly.)
@@ -289,7 +112,7 @@ fn host_mode_echo_system_end_to_end() {
             );
         }
         assert!(delta(&before, &after, &format!("client{i}.frames")) > 1000);
-        assert_buffers_accounted(&view, &format!("after echo to {target}"));
+        assert_buffers_accounted(&view, &format!("after echo to {target}"), &[]);
     }
 
     // The pcaps agree: each client's RX capture holds no frame unicast to the other.
@@ -340,36 +163,24 @@ fn host_mode_echo_system_end_to_end() {
     }
 
     // Kill client1: the runner reports it by name and client0 keeps echoing.
-    let pid = pd_pid("client1").expect("client1's process");
+    let pid = sys.pd_pid("client1").expect("client1's process");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    wait_for("client1", Duration::from_secs(10));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !seen
-        .iter()
-        .any(|l| l.contains("client1") && (l.contains("killed") || l.contains("MON|ERROR")))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no fault report for client1:\n{}",
-            seen.join("\n")
-        );
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-            seen.push(line);
-        }
-    }
+    sys.wait_line("fault report for client1", Duration::from_secs(10), |l| {
+        l.contains("client1") && (l.contains("killed") || l.contains("MON|ERROR"))
+    });
     let (received, bad) = echo_check(&peer, lan::CLIENTS[0], "udp");
     assert!(
         received > 10_000_000 && bad == 0,
         "client0 after client1 died: {received} b/s, {bad} bad"
     );
     // A dead client's buffers stay in its queues: still every one accounted for.
-    assert_buffers_accounted(&view, "after client1 died");
+    assert_buffers_accounted(&view, "after client1 died", &[]);
     drop(view);
-    drop(lan);
+    drop(sys);
     let _ = std::fs::remove_dir_all(&pcap);
     let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
     assert!(

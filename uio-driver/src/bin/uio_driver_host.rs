@@ -10,12 +10,14 @@
 #![cfg(target_os = "linux")]
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use microkit::host::manifest::Manifest;
 use microkit::{Channel, ChannelSet, Handler};
 use sddf::config::NetDriverConfig;
 use sddf::queue::{Capacity, DrainSide, FillSide, Queue};
 use sddf::shm::{AddressSpace, IdentityMapped, Region};
+use sddf::stats::Counters as _;
 use uio_driver::driver::{Driver, DriverQueues};
 use uio_driver::host::{callback_platform, Doorbell, NotifyHandle};
 use uio_driver::names;
@@ -26,6 +28,17 @@ microkit::config_section!(".netvm_driver_host", HOST: [u8; 16]);
 microkit::config_section!(".netvm_stats", STATS: [u8; 16]);
 
 static STOP: AtomicBool = AtomicBool::new(false);
+
+/// How often the packet socket's drop count is read (published with the driver's counters).
+const RING_POLL: Duration = Duration::from_millis(20);
+
+sddf::counters! {
+    /// What the host interface itself counts.
+    struct NicCounters {
+        /// Frames the kernel dropped because the packet ring was full (the driver fell behind).
+        rx_ring_drops: u64,
+    }
+}
 
 struct Pd {
     notify: NotifyHandle,
@@ -68,6 +81,8 @@ fn stats_writer(mem: &IdentityMapped) -> Option<sddf::stats::StatsWriter<'static
     let mut w = sddf::stats::StatsWriter::from_section(&section, mem, microkit::pd_name())
         .unwrap_or_else(|e| fail(e))?;
     w.group::<uio_driver::counters::Counters>(format_args!("driver"))
+        .unwrap_or_else(|e| fail(e));
+    w.group::<NicCounters>(format_args!("nic"))
         .unwrap_or_else(|e| fail(e));
     w.finish();
     Some(w)
@@ -125,9 +140,16 @@ impl Handler for Pd {
         std::thread::Builder::new()
             .name("driver".into())
             .spawn(move || {
-                let result = driver.run(&mut nic, &mut platform, &mut |counters, _| {
+                let mut nic_counters = NicCounters::default();
+                let mut last_poll = Instant::now();
+                let result = driver.run(&mut nic, &mut platform, &mut |counters, nic| {
                     if let Some(stats) = stats.as_mut() {
-                        stats.publish(sddf::stats::Counters::values(counters));
+                        // One getsockopt per RING_POLL, not per wake-up.
+                        if last_poll.elapsed() >= RING_POLL {
+                            nic_counters.rx_ring_drops += nic.take_dropped().unwrap_or(0);
+                            last_poll = Instant::now();
+                        }
+                        stats.publish(counters.values().chain(nic_counters.values()));
                     }
                     !STOP.load(Ordering::Relaxed)
                 });
