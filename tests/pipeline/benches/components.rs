@@ -1,6 +1,7 @@
 //! Micro-benchmark: nanoseconds per frame spent inside virt_rx, virt_tx and the copier, in one
 //! process over shared memory, batches of 32. Only the component's own `notified` calls are
-//! timed; the scripted driver and clients around them are not.
+//! timed; the scripted driver and clients around them are not. Each component publishes its
+//! counters into a stats region after every batch, as in a running system.
 //!
 //! `cargo bench -p pipeline-tests --bench components [-- ROUNDS]`
 use std::time::{Duration, Instant};
@@ -8,6 +9,8 @@ use std::time::{Duration, Instant};
 use sddf::config::*;
 use sddf::options::{NetOptions, DRIVER_OFFSETS};
 use sddf::queue::{DrainSide, FillSide};
+use sddf::shm::OwnedRegion;
+use sddf::stats::StatsWriter;
 use sddf::testing::{Layout, RecordingNotifier};
 use sddf::BuffDesc;
 use zerocopy::FromZeros;
@@ -48,6 +51,12 @@ fn virt_rx_and_copier(rounds: u64) {
     let space = &l.space;
     let mut vrx = virt_rx::VirtRx::new(&rx, &opts, &space, &mut n).unwrap();
     let mut copier = copier::Copier::new(&cp, &space).unwrap();
+    let stats = [OwnedRegion::new(4096), OwnedRegion::new(4096)];
+    vrx.attach_stats(StatsWriter::new(stats[0].region(), "virt_rx").unwrap())
+        .unwrap();
+    copier
+        .attach_stats(StatsWriter::new(stats[1].region(), "copier").unwrap())
+        .unwrap();
     let (f, a) = l.queues(&rx.driver);
     let mut drv = FillSide::new(f, a);
     let (f, a) = l.queues(&cp.client);
@@ -112,6 +121,9 @@ fn virt_tx(rounds: u64) {
     let mut n = RecordingNotifier::default();
     let space = &l.space;
     let mut v = virt_tx::VirtTx::new(&tx, &opts, &space, &mut n).unwrap();
+    let stats = OwnedRegion::new(4096);
+    v.attach_stats(StatsWriter::new(stats.region(), "virt_tx").unwrap())
+        .unwrap();
     let (f, a) = l.queues(&conn);
     let mut client = FillSide::new_self_provided(f, a, CAP).unwrap();
     let (f, a) = l.queues(&tx.driver);
