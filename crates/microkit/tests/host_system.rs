@@ -161,11 +161,139 @@ impl Handler for Crasher {
     fn notified(&mut self, _channels: ChannelSet) {}
 }
 
+// ---- stress: ping-pong through every wake-up path ----------------------------------------
+
+const STRESS_PEER: Channel = Channel::new(0);
+const STRESS_EXTRA: Channel = Channel::new(1);
+const STRESS_ROUNDS: u64 = 50_000;
+/// Every this many rounds, pong also signals ping's second channel (before the first).
+const STRESS_DOUBLE_EVERY: u64 = 50;
+
+/// Answers round `round` after a delay that varies so the waiting peer takes every path of
+/// the event loop: an immediate answer (caught while spinning); a busy delay swept over
+/// 0–12 µs, so that answers also land just as the peer's few-microsecond spin ends and it
+/// goes to sleep (the window where a wake-up could be lost); a 300 µs sleep (the peer's spin
+/// backs off and it sleeps at once); and a deferred notify instead of a direct one.
+fn stress_answer(round: u64, channels: &[Channel]) {
+    if round.is_multiple_of(97) {
+        std::thread::sleep(Duration::from_micros(300));
+    } else if round.is_multiple_of(3) {
+        let delay = Duration::from_nanos(round * 7919 % 12_000);
+        let start = Instant::now();
+        while start.elapsed() < delay {
+            std::hint::spin_loop();
+        }
+    }
+    let (last, first) = channels.split_last().expect("at least one channel");
+    for ch in first {
+        ch.notify();
+    }
+    if round.is_multiple_of(13) {
+        last.deferred_notify();
+    } else {
+        last.notify();
+    }
+}
+
+/// Pins this PD to CPU `cpu` if the machine has more than one: the two stress PDs then run
+/// truly in parallel, so a post can land inside the event loop's race windows (spin ending,
+/// `sleeping` being set), which never happens while both share one CPU.
+fn pin_to_cpu(cpu: usize) {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return;
+    }
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes inside it; sched_setaffinity
+    // reads it for the calling thread (pid 0). Failure (e.g. a restricted cpuset) only leaves
+    // the PD unpinned.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Starts the rounds; checks that every round brings exactly the bits pong sent (channel 1
+/// at most once and never after channel 0, channel 0 exactly once).
+struct StressPing {
+    round: u64,
+    seen_extra: bool,
+    doubles: u64,
+}
+
+impl Handler for StressPing {
+    fn init() -> Self {
+        pin_to_cpu(0);
+        STRESS_PEER.notify();
+        StressPing {
+            round: 1,
+            seen_extra: false,
+            doubles: 0,
+        }
+    }
+
+    fn notified(&mut self, channels: ChannelSet) {
+        let expect_double = self.round.is_multiple_of(STRESS_DOUBLE_EVERY);
+        if channels.contains(STRESS_EXTRA) {
+            if !expect_double || self.seen_extra {
+                debug_println!("stress: error: unexpected ch 1 in round {}", self.round);
+                std::process::exit(1);
+            }
+            self.seen_extra = true;
+            self.doubles += 1;
+        }
+        if !channels.contains(STRESS_PEER) {
+            return;
+        }
+        if expect_double != self.seen_extra {
+            debug_println!("stress: error: round {} ended without ch 1", self.round);
+            std::process::exit(1);
+        }
+        if self.round == STRESS_ROUNDS {
+            debug_println!(
+                "stress: done rounds={} doubles={}",
+                self.round,
+                self.doubles
+            );
+            return;
+        }
+        self.round += 1;
+        self.seen_extra = false;
+        stress_answer(self.round, &[STRESS_PEER]);
+    }
+}
+
+/// Answers every notification, on both channels every `STRESS_DOUBLE_EVERY` rounds.
+struct StressPong {
+    round: u64,
+}
+
+impl Handler for StressPong {
+    fn init() -> Self {
+        pin_to_cpu(1);
+        StressPong { round: 0 }
+    }
+
+    fn notified(&mut self, channels: ChannelSet) {
+        self.round += 1;
+        if channels != ChannelSet::from_bits(1 << STRESS_PEER.id()) {
+            debug_println!("stress: error: pong round {} got {channels:?}", self.round);
+            std::process::exit(1);
+        }
+        if self.round.is_multiple_of(STRESS_DOUBLE_EVERY) {
+            stress_answer(self.round, &[STRESS_EXTRA, STRESS_PEER]);
+        } else {
+            stress_answer(self.round, &[STRESS_PEER]);
+        }
+    }
+}
+
 fn run_pd() -> ! {
     let manifest = Manifest::from_env().expect("manifest");
     match manifest.name.as_str() {
         "client" => microkit::run::<Client>(),
         "server" => microkit::run::<Server>(),
+        "stress_ping" => microkit::run::<StressPing>(),
+        "stress_pong" => microkit::run::<StressPong>(),
         _ => microkit::run::<Crasher>(),
     }
 }
@@ -236,7 +364,12 @@ impl System {
 
     /// Collects output until a line contains `needle`; Err with all output on timeout.
     fn wait_for(&mut self, needle: &str) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        self.wait_for_within(needle, Duration::from_secs(20))
+    }
+
+    /// [`Self::wait_for`] with a given timeout.
+    fn wait_for_within(&mut self, needle: &str, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
         if self.output.iter().any(|l| l.contains(needle)) {
             return Ok(());
         }
@@ -462,6 +595,37 @@ fn top_level_fault() -> Result<(), String> {
     Ok(())
 }
 
+/// stress_ping (0) <-> stress_pong (1): 50,000 strictly alternating rounds, so a single lost
+/// wake-up stalls the test into its timeout (90 s: a few seconds suffice, but on a loaded VM
+/// every cross-CPU wake-up can cost tens of microseconds); every round also checks the delivered bits.
+fn notify_stress() -> Result<(), String> {
+    let mut sys = System::new("stress", 2);
+    for (name, index, peer) in [("stress_ping", 0, 1), ("stress_pong", 1, 0)] {
+        let mut m = sys.manifest(name, index);
+        for id in [STRESS_PEER.id(), STRESS_EXTRA.id()] {
+            m.channels.push(ChannelEnd {
+                id,
+                peer,
+                peer_id: id,
+                notify: true,
+                pp: false,
+            });
+        }
+        sys.spawn(name, &m);
+    }
+    sys.wait_for_within(
+        &format!(
+            "stress: done rounds={STRESS_ROUNDS} doubles={}",
+            STRESS_ROUNDS / STRESS_DOUBLE_EVERY
+        ),
+        Duration::from_secs(90),
+    )?;
+    if let Some(error) = sys.output.iter().find(|l| l.contains("stress: error")) {
+        return Err(error.clone());
+    }
+    Ok(())
+}
+
 /// Start-up failures name the PD and the symbol or region, and exit with status 2.
 fn startup_errors() -> Result<(), String> {
     let mut sys = System::new("startup", 2);
@@ -505,8 +669,9 @@ fn main() {
     if std::env::var_os(MANIFEST_ENV).is_some() {
         run_pd();
     }
-    let tests: [(&str, TestFn); 3] = [
+    let tests: [(&str, TestFn); 4] = [
         ("hello_system", hello_system),
+        ("notify_stress", notify_stress),
         ("top_level_fault", top_level_fault),
         ("startup_errors", startup_errors),
     ];

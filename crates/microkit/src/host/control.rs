@@ -13,6 +13,9 @@
 //!   SeqCst RMW/store, then, if `sleeping` is 1, increments `event_seq` and `FUTEX_WAKE`s it. The
 //!   PD reads `event_seq`, stores `sleeping = 1` (SeqCst), re-checks its sources and only then
 //!   `FUTEX_WAIT`s on `event_seq`. Either the PD sees the change or the poster sees `sleeping`.
+//!   Before that, a PD may poll its sources for a few microseconds with `sleeping` still 0 (an
+//!   adaptive spin, see the event loop); posters then make no syscall at all, and a spin that
+//!   ends without an event falls through to the protocol above, so no wake-up can be lost.
 //! - **Notification**: `notify_bits.fetch_or(1 << receiver's channel id)` + wake-up. The PD takes
 //!   the whole word with `swap(0)`: signals coalesce into one badge, as with seL4 notifications.
 //! - **PPC** to PD *p* (record of *p*): the caller takes `call_lock` (a three-state futex mutex:
@@ -121,6 +124,14 @@ impl PdRecord {
             self.event_seq.fetch_add(1, Ordering::SeqCst);
             sys::futex_wake(&self.event_seq, 1);
         }
+    }
+
+    /// Whether an event source of this PD looks non-empty: a cheap read-only check for polling
+    /// (the event loop then takes the event with the real, SeqCst operations).
+    pub(crate) fn has_event(&self) -> bool {
+        self.notify_bits.load(Ordering::Relaxed) != 0
+            || self.call_state.load(Ordering::Relaxed) == CALL_REQUEST
+            || self.fault_bits.load(Ordering::Relaxed) != 0
     }
 
     /// Posts notification bits to this PD (a runner uses this to simulate an IRQ).

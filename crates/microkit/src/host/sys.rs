@@ -179,6 +179,13 @@ pub(crate) fn futex_wake(word: &AtomicU32, count: i32) {
     unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, count) };
 }
 
+/// `sched_yield(2)`: lets another runnable task on this CPU run first, if there is one;
+/// returns at once otherwise.
+pub(crate) fn yield_now() {
+    // SAFETY: no arguments, no memory.
+    unsafe { libc::sched_yield() };
+}
+
 pub(crate) fn getpid() -> u32 {
     std::process::id()
 }
