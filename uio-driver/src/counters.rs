@@ -125,35 +125,11 @@ impl sddf::stats::Counters for Counters {
 
 impl fmt::Display for Counters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = self;
-        write!(
-            f,
-            "rx_frames={} rx_bytes={} rx_drop_oversize={} rx_drop_truncated={} \
-             rx_bad_free_desc={} rx_queue_misbehaviour={} tx_frames={} tx_bytes={} \
-             tx_bad_len={} tx_bad_oid={} tx_bad_offset={} tx_send_errors={} \
-             tx_queue_misbehaviour={} doorbells_rx={} doorbells_tx={} irqs_rx={} irqs_tx={} \
-             rx_batches={} rx_batch_max={} tx_batches={} tx_batch_max={}",
-            c.rx_frames,
-            c.rx_bytes,
-            c.rx_drop_oversize,
-            c.rx_drop_truncated,
-            c.rx_bad_free_desc,
-            c.rx_queue_misbehaviour,
-            c.tx_frames,
-            c.tx_bytes,
-            c.tx_bad_len,
-            c.tx_bad_oid,
-            c.tx_bad_offset,
-            c.tx_send_errors,
-            c.tx_queue_misbehaviour,
-            c.doorbells_rx,
-            c.doorbells_tx,
-            c.irqs_rx,
-            c.irqs_tx,
-            c.rx_batch.batches,
-            c.rx_batch.max,
-            c.tx_batch.batches,
-            c.tx_batch.max,
-        )
+        use sddf::stats::Counters as _;
+        for (i, (name, value)) in Self::NAMES.iter().zip(self.values()).enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}{name}={value}")?;
+        }
+        Ok(())
     }
 }

@@ -205,6 +205,30 @@ impl<'a> StatsWriter<'a> {
         Ok(())
     }
 
+    /// The layout of a virtualiser: group `driver` of `D`, then `client<i>` of `C` for each of
+    /// `clients`, published; see [`StatsWriter::publish_driver_and_clients`].
+    pub fn lay_out_driver_and_clients<D: Counters, C: Counters>(
+        &mut self,
+        clients: usize,
+    ) -> Result<(), StatsError> {
+        self.group::<D>(format_args!("driver"))?;
+        for i in 0..clients {
+            self.group::<C>(format_args!("client{i}"))?;
+        }
+        self.finish();
+        Ok(())
+    }
+
+    /// Publishes the driver's counters, then each client's, in the layout of
+    /// [`StatsWriter::lay_out_driver_and_clients`].
+    pub fn publish_driver_and_clients<'c, C: Counters + 'c>(
+        &mut self,
+        driver: &impl Counters,
+        clients: impl Iterator<Item = &'c C>,
+    ) {
+        self.publish(driver.values().chain(clients.flat_map(|c| c.values())));
+    }
+
     /// Publishes the header: from now on readers see the entries.
     pub fn finish(&mut self) {
         let mut counts = [0u8; 8];

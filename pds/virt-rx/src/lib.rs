@@ -26,7 +26,7 @@ use sddf::config::NetVirtRxConfig;
 use sddf::options::NetOptions;
 use sddf::queue::{Capacity, DrainSide, FillSide, Queue, QueueError};
 use sddf::shm::{AddressSpace, Region};
-use sddf::stats::{Counters as _, StatsError, StatsWriter};
+use sddf::stats::{StatsError, StatsWriter};
 use sddf::tap::{Tap, TapPoint};
 use sddf::{BuffDesc, Notifier, NET_BUFFER_SIZE};
 
@@ -310,11 +310,7 @@ impl<'a> VirtRx<'a> {
 
     /// Publishes the counters into `stats` (driver, then `client<i>` per client) from now on.
     pub fn attach_stats(&mut self, mut stats: StatsWriter<'a>) -> Result<(), StatsError> {
-        stats.group::<DriverCounters>(format_args!("driver"))?;
-        for i in 0..self.num_clients {
-            stats.group::<ClientCounters>(format_args!("client{i}"))?;
-        }
-        stats.finish();
+        stats.lay_out_driver_and_clients::<DriverCounters, ClientCounters>(self.num_clients)?;
         self.stats = Some(stats);
         self.publish();
         Ok(())
@@ -325,8 +321,8 @@ impl<'a> VirtRx<'a> {
             let clients = self.clients[..self.num_clients]
                 .iter()
                 .flatten()
-                .flat_map(|c| c.counters.values());
-            stats.publish(self.driver_counters.values().chain(clients));
+                .map(|c| &c.counters);
+            stats.publish_driver_and_clients(&self.driver_counters, clients);
         }
     }
 

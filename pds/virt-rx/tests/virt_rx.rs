@@ -336,30 +336,6 @@ fn dma_region_whose_io_addresses_wrap_is_refused_not_a_panic() {
     assert!(VirtRx::new(&r.cfg, &offsets, &&r.layout.space, &mut n).is_ok());
 }
 
-/// A tap that records what it is shown.
-#[derive(Default)]
-struct RecordingTap {
-    frames: Vec<(sddf::tap::TapPoint, Vec<u8>)>,
-    flushes: usize,
-}
-
-impl sddf::tap::Tap for RecordingTap {
-    fn frame(
-        &mut self,
-        point: sddf::tap::TapPoint,
-        data: &sddf::shm::Region<'_>,
-        offset: usize,
-        len: usize,
-    ) {
-        let mut buf = vec![0; len];
-        data.read(offset, &mut buf).unwrap();
-        self.frames.push((point, buf));
-    }
-    fn flush(&mut self) {
-        self.flushes += 1;
-    }
-}
-
 #[test]
 fn counters_are_published_and_taps_see_what_each_client_gets() {
     use sddf::stats::{Snapshot, StatsWriter};
@@ -367,7 +343,7 @@ fn counters_are_published_and_taps_see_what_each_client_gets() {
     let r = rig(2);
     let mut n = RecordingNotifier::default();
     let stats_mem = sddf::shm::OwnedRegion::new(4096);
-    let mut tap = RecordingTap::default();
+    let mut tap = sddf::testing::RecordingTap::default();
     let mut v = VirtRx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n).unwrap();
     v.attach_stats(StatsWriter::new(stats_mem.region(), "net_virt_rx").unwrap())
         .unwrap();

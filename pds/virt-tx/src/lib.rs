@@ -22,7 +22,7 @@ use sddf::config::{ConnectionResource, NetVirtTxConfig, RegionResource};
 use sddf::options::NetOptions;
 use sddf::queue::{Capacity, DrainSide, FillSide, Queue, QueueError};
 use sddf::shm::{AddressSpace, Region};
-use sddf::stats::{Counters as _, StatsError, StatsWriter};
+use sddf::stats::{StatsError, StatsWriter};
 use sddf::tap::{Tap, TapPoint};
 use sddf::{BuffDesc, Notifier, NET_BUFFER_SIZE};
 
@@ -320,11 +320,7 @@ impl<'a> VirtTx<'a> {
 
     /// Publishes the counters into `stats` (driver, then `client<i>` per client) from now on.
     pub fn attach_stats(&mut self, mut stats: StatsWriter<'a>) -> Result<(), StatsError> {
-        stats.group::<DriverCounters>(format_args!("driver"))?;
-        for i in 0..self.num_clients {
-            stats.group::<ClientCounters>(format_args!("client{i}"))?;
-        }
-        stats.finish();
+        stats.lay_out_driver_and_clients::<DriverCounters, ClientCounters>(self.num_clients)?;
         self.stats = Some(stats);
         self.publish();
         Ok(())
@@ -339,8 +335,8 @@ impl<'a> VirtTx<'a> {
             let clients = self.clients[..self.num_clients]
                 .iter()
                 .flatten()
-                .flat_map(|c| c.counters.values());
-            stats.publish(self.driver_counters.values().chain(clients));
+                .map(|c| &c.counters);
+            stats.publish_driver_and_clients(&self.driver_counters, clients);
         }
     }
 

@@ -214,25 +214,6 @@ fn region_whose_io_addresses_wrap_is_refused_not_a_panic() {
     assert!(VirtTx::new(&r.cfg, &offsets, &&r.layout.space, &mut n).is_ok());
 }
 
-/// A tap that records what it is shown.
-#[derive(Default)]
-struct RecordingTap(Vec<(sddf::tap::TapPoint, Vec<u8>)>);
-
-impl sddf::tap::Tap for RecordingTap {
-    fn frame(
-        &mut self,
-        point: sddf::tap::TapPoint,
-        data: &sddf::shm::Region<'_>,
-        offset: usize,
-        len: usize,
-    ) {
-        let mut buf = vec![0; len];
-        data.read(offset, &mut buf).unwrap();
-        self.0.push((point, buf));
-    }
-    fn flush(&mut self) {}
-}
-
 #[test]
 fn counters_are_published_and_taps_see_each_frame_sent() {
     use sddf::stats::{Snapshot, StatsWriter};
@@ -240,7 +221,7 @@ fn counters_are_published_and_taps_see_each_frame_sent() {
     let r = rig(16);
     let mut n = RecordingNotifier::default();
     let stats_mem = sddf::shm::OwnedRegion::new(4096);
-    let mut tap = RecordingTap::default();
+    let mut tap = sddf::testing::RecordingTap::default();
     let mut v = VirtTx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n).unwrap();
     v.attach_stats(StatsWriter::new(stats_mem.region(), "net_virt_tx").unwrap())
         .unwrap();
@@ -269,7 +250,7 @@ fn counters_are_published_and_taps_see_each_frame_sent() {
     // Ends the virtualiser's borrow of the tap.
     #[allow(clippy::drop_non_drop)]
     drop(v);
-    let mut seen = tap.0;
+    let mut seen = tap.frames;
     seen.sort();
     let mut want = vec![
         (TapPoint::ClientTx(0), vec![0xa; 100]),
