@@ -503,24 +503,20 @@ pub fn timer_client_sections(
 ) -> Result<Vec<PdSection>, GuestError> {
     clients
         .iter()
-        .map(|&client| {
-            let channels = sys.channels_of(client);
-            let mut pps = channels.iter().filter(|c| c.pp);
-            match (pps.next(), pps.next()) {
-                (Some(c), None) if c.peer_notify => Ok(PdSection {
-                    pd: client.to_string(),
-                    name: echo_server::timer_clock::SECTION.into(),
-                    bytes: echo_server::timer_clock::TimerClientConfig::new(c.local_id)
-                        .as_bytes()
-                        .to_vec(),
-                }),
-                _ => Err(bad(
-                    path,
-                    format!(
-                        "timer client '{client}' needs exactly one pp channel, to the timer PD, which notifies it on that channel"
-                    ),
-                )),
-            }
+        .map(|&client| match sys.timer_channel_of(client) {
+            Some(id) => Ok(PdSection {
+                pd: client.to_string(),
+                name: echo_server::timer_clock::SECTION.into(),
+                bytes: echo_server::timer_clock::TimerClientConfig::new(id)
+                    .as_bytes()
+                    .to_vec(),
+            }),
+            None => Err(bad(
+                path,
+                format!(
+                    "timer client '{client}' needs exactly one pp channel, to the timer PD, which notifies it on that channel"
+                ),
+            )),
         })
         .collect()
 }

@@ -1,7 +1,8 @@
 //! Host mode end to end: the real system.xml, every PD a process, the driver on a real veth in a
 //! network namespace the test creates, real kernel peers. Checks ARP, ping, UDP and TCP echo on
 //! both clients, broadcast delivery to both, that unicast to client 0 never reaches client 1
-//! (from virt_rx's counters and from the pcap files, read back with tcpdump too), that every
+//! (from virt_rx's counters and from the pcap files, read back with tcpdump too), that each
+//! client's timer wakes it to retransmit a SYN-ACK nobody answered, that every
 //! sDDF buffer is back in a queue once the system is idle, and that killing one client leaves
 //! the other echoing while the runner reports the fault by PD name. Needs root (network
 //! namespaces); otherwise it says it was skipped.
@@ -160,6 +161,24 @@ fn host_mode_echo_system_end_to_end() {
             );
         }
         Err(e) => eprintln!("SKIPPED reading the pcap files with tcpdump: {e}"),
+    }
+
+    // Each client wakes by itself through its timer (`.timer_client_config`, the timer PD):
+    // a SYN whose SYN-ACK is never answered gets the SYN-ACK again with no other traffic.
+    for target in lan::CLIENTS {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &peer, "python3"])
+            .arg(root.join("scripts/synack_probe.py"))
+            .args(["peer0", target, "1236", "20"])
+            .output()
+            .expect("python3");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{target} never retransmitted its SYN-ACK (its timer does not wake it): {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("{target}: {}", text.trim());
     }
 
     // Kill client1: the runner reports it by name and client0 keeps echoing.

@@ -109,6 +109,18 @@ impl SystemDescription {
             .collect()
     }
 
+    /// PD `pd`'s end of its one channel on which it may call the peer (`pp`) and the peer
+    /// notifies it: how an sDDF timer client reaches its timer (`timer_client_config_t`'s
+    /// `driver_id`). `None` when it has no such channel, or several.
+    pub fn timer_channel_of(&self, pd: &str) -> Option<u8> {
+        let channels = self.channels_of(pd);
+        let mut pps = channels.iter().filter(|c| c.pp);
+        match (pps.next(), pps.next()) {
+            (Some(c), None) if c.peer_notify => Some(c.local_id),
+            _ => None,
+        }
+    }
+
     /// Every symbol patched into PD `pd`'s image, as (symbol, value kind) with position:
     /// `setvar_vaddr`/`setvar_size`/`setvar_prefill_size` of its maps, `setvar_id` of its irqs,
     /// child PDs, vCPUs and channel ends, and its `<setvar region_paddr>` elements.

@@ -198,7 +198,8 @@ pub fn net_options(system: &SystemDescription, spec: &sdf::net::NetSystemSpec) -
 /// The section netvm's virtualisers read their options from.
 pub const OPTIONS_SECTION: &str = ".netvm_net_options";
 
-/// Static IPv4 addresses for echo-server PDs (their `.echo_config` section).
+/// Static IPv4 addresses for echo-server PDs (their `.echo_config` section), and their
+/// `.timer_client_config` where the system gives them a timer.
 #[derive(Clone, Debug)]
 pub struct EchoAddresses {
     /// `(PD, address, prefix length)`.
@@ -239,12 +240,11 @@ impl SectionProvider for EchoAddresses {
         "the echo client addresses".into()
     }
 
-    fn sections(&self, _system: &SystemDescription) -> Result<Vec<Section>, SectionError> {
+    fn sections(&self, system: &SystemDescription) -> Result<Vec<Section>, SectionError> {
         use zerocopy::IntoBytes;
-        Ok(self
-            .clients
-            .iter()
-            .map(|(pd, addr, prefix)| Section {
+        let mut out = Vec::new();
+        for (pd, addr, prefix) in &self.clients {
+            out.push(Section {
                 pd: pd.clone(),
                 name: echo_server::config::SECTION.into(),
                 bytes: echo_server::config::EchoConfig::new(
@@ -256,8 +256,20 @@ impl SectionProvider for EchoAddresses {
                 )
                 .as_bytes()
                 .to_vec(),
-            })
-            .collect())
+            });
+            // Its timer, if the system gives it one: retransmissions and DHCP retries then
+            // happen without traffic to wake the client.
+            if let Some(id) = system.timer_channel_of(pd) {
+                out.push(Section {
+                    pd: pd.clone(),
+                    name: echo_server::timer_clock::SECTION.into(),
+                    bytes: echo_server::timer_clock::TimerClientConfig::new(id)
+                        .as_bytes()
+                        .to_vec(),
+                });
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -33,7 +33,6 @@ use crate::{Buffers, EchoServer, Sockets, TakeOnce};
 microkit::config_section!(".net_client_config", NET_CLIENT_CONFIG: [u8; 128]);
 microkit::config_section!(".echo_config", ECHO_CONFIG: [u8; 16]);
 microkit::config_section!(".netvm_stats", STATS: [u8; 16]);
-#[cfg(target_os = "none")]
 microkit::config_section!(".timer_client_config", TIMER_CLIENT_CONFIG: [u8; 6]);
 microkit::setvar!(
     /// Where the idle PD's counters region is mapped, 0 if it is not (seL4). Host mode patches
@@ -47,14 +46,62 @@ static BUFFERS: TakeOnce<Buffers> = TakeOnce::new(Buffers::new());
 #[cfg(target_os = "linux")]
 type PdCycles = crate::host::ProcStat;
 #[cfg(target_os = "linux")]
-type PdClock = crate::host::MonotonicClock;
+type PdClock = crate::timer_clock::TimerClock<HostTimer>;
 #[cfg(not(target_os = "linux"))]
 use sel4::{IdleCycles as PdCycles, PdClock};
 
-/// Host: the defaults.
+/// A protected call on the timer channel.
+pub struct PpcTimer(pub Channel);
+
+impl crate::timer_clock::TimerCall for PpcTimer {
+    fn call(&mut self, label: u64, mr0: u64) -> Option<u64> {
+        microkit::mr_set(0, mr0);
+        let reply = self.0.pp_call(microkit::MessageInfo::new(label, 1));
+        (reply.count() >= 1).then(|| microkit::mr_get(0))
+    }
+}
+
+/// Host mode's timer: the time from `CLOCK_MONOTONIC` in this process (a protected call per
+/// reading would cost a futex round trip in host mode; the timer PD reads the same clock), the
+/// timeouts from the timer PD when the system gives the client one (`.timer_client_config`).
+#[cfg(target_os = "linux")]
+pub struct HostTimer {
+    start: std::time::Instant,
+    timer: Option<PpcTimer>,
+}
+
+#[cfg(target_os = "linux")]
+impl crate::timer_clock::TimerCall for HostTimer {
+    fn call(&mut self, label: u64, mr0: u64) -> Option<u64> {
+        if label == timer::GET_TIME {
+            return u64::try_from(self.start.elapsed().as_nanos()).ok();
+        }
+        self.timer.as_mut()?.call(label, mr0)
+    }
+}
+
+/// Host: utilisation from `/proc/stat`; timeouts from the timer PD if there is one.
 #[cfg(target_os = "linux")]
 fn clock_and_cycles() -> (PdClock, PdCycles) {
-    (PdClock::default(), PdCycles::default())
+    let timer = crate::timer_clock::TimerClientConfig::parse(&TIMER_CLIENT_CONFIG.bytes())
+        .ok()
+        .map(Channel::new)
+        .filter(|c| c.can_pp_call());
+    if timer.is_none() {
+        microkit::debug_println!(
+            "{}: no timer channel ({}): the server runs only when frames arrive",
+            microkit::pd_name(),
+            crate::timer_clock::SECTION
+        );
+    }
+    let clock = HostTimer {
+        start: std::time::Instant::now(),
+        timer: timer.map(PpcTimer),
+    };
+    (
+        crate::timer_clock::TimerClock::new(clock),
+        PdCycles::default(),
+    )
 }
 
 /// seL4: the timer channel from `.timer_client_config`, the idle counters from the setvar.
@@ -72,34 +119,20 @@ fn clock_and_cycles() -> (PdClock, PdCycles) {
         );
     }
     let cycles = sel4::idle_cycles(idle_counters.get());
-    (
-        crate::timer_clock::TimerClock::new(sel4::PpcTimer(timer)),
-        cycles,
-    )
+    (crate::timer_clock::TimerClock::new(PpcTimer(timer)), cycles)
 }
 
 /// The seL4 sides of the clock and the cycle source.
 #[cfg(not(target_os = "linux"))]
 mod sel4 {
     use idle::IdleCounters;
-    use microkit::{Channel, MessageInfo};
 
-    use crate::timer_clock::{TimerCall, TimerClock};
+    use super::PpcTimer;
+    use crate::timer_clock::TimerClock;
     use crate::CycleSource;
 
     /// The clock: the timer PD over a protected call.
     pub type PdClock = TimerClock<PpcTimer>;
-
-    /// A protected call on the timer channel.
-    pub struct PpcTimer(pub Channel);
-
-    impl TimerCall for PpcTimer {
-        fn call(&mut self, label: u64, mr0: u64) -> Option<u64> {
-            microkit::mr_set(0, mr0);
-            let reply = self.0.pp_call(MessageInfo::new(label, 1));
-            (reply.count() >= 1).then(|| microkit::mr_get(0))
-        }
-    }
 
     /// Idle ticks from the idle PD, total ticks from the counter itself (so that the total
     /// advances even while the idle PD never runs).

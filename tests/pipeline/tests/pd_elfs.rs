@@ -10,17 +10,35 @@ use microkit::host::elf_check::check_pd_image;
 const PDS: &[(&str, &[(&str, u64)])] = &[
     (
         "virt_rx",
-        &[(".net_virt_rx_config", 27744), (".netvm_net_options", 32)],
+        &[
+            (".net_virt_rx_config", 27744),
+            (".netvm_net_options", 32),
+            (".netvm_stats", 16),
+        ],
     ),
     (
         "virt_tx",
-        &[(".net_virt_tx_config", 134200), (".netvm_net_options", 32)],
+        &[
+            (".net_virt_tx_config", 134200),
+            (".netvm_net_options", 32),
+            (".netvm_stats", 16),
+        ],
     ),
-    ("copier", &[(".net_copy_config", 1128)]),
+    (
+        "copier",
+        &[(".net_copy_config", 1128), (".netvm_stats", 16)],
+    ),
     (
         "echo_server",
-        &[(".net_client_config", 128), (".echo_config", 16)],
+        &[
+            (".net_client_config", 128),
+            (".echo_config", 16),
+            (".netvm_stats", 16),
+            (".timer_client_config", 8),
+        ],
     ),
+    ("timer", &[]),
+    ("idle", &[]),
 ];
 
 #[test]
@@ -38,6 +56,10 @@ fn every_system_pd_links_as_the_microkit_tool_requires() {
             "copier",
             "-p",
             "echo-server",
+            "-p",
+            "timer",
+            "-p",
+            "idle",
         ])
         .arg("--manifest-path")
         .arg(&manifest)
