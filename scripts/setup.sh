@@ -12,6 +12,7 @@ SUDO=""
 APT_PACKAGES=(
     "iproute2:/usr/sbin/ip"            # network namespaces and veth pairs for host mode and tests
     "tcpdump:/usr/bin/tcpdump"         # reads the pcap files of `netvm run --pcap` in the e2e test
+    "dnsmasq-base:/usr/sbin/dnsmasq"   # a real DHCP server for the echo server's DHCP client test
     "ethtool:/usr/sbin/ethtool"        # offloads off on the host-mode veths
     "iputils-ping:/usr/bin/ping"       # the host-mode end-to-end ping check
     "libclang-dev:/usr/lib/llvm-14/lib/libclang.so"  # bindgen layout check against sDDF headers

@@ -194,8 +194,8 @@ struct RunArgs {
     /// A file is read with `@FILE` (e.g. `@system.macs`).
     #[arg(long, value_name = "LIST", value_parser = parse_macs)]
     net_macs: Option<MacList>,
-    /// Static addresses of echo-server PDs (`.echo_config`), e.g.
-    /// client0=10.0.0.10/24,client1=10.0.0.11/24.
+    /// Addresses of echo-server PDs (`.echo_config`), static or from DHCP, e.g.
+    /// client0=10.0.0.10/24,client1=dhcp.
     #[arg(long, value_name = "LIST", value_parser = parse_echo_ips)]
     echo_ips: Option<EchoAddresses>,
     /// Stand in for the driver VM with the host driver process on this network interface

@@ -30,12 +30,16 @@ fn pcap_destinations(path: &Path) -> Vec<[u8; 6]> {
     out
 }
 
+/// One system at a time: they share the CPU and /dev/shm.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn host_mode_echo_system_end_to_end() {
     if !can_make_namespaces() {
         eprintln!("SKIPPED host_e2e: cannot create network namespaces (needs root)");
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let bins = system_bins();
     let root = common::workspace();
     let pcap = common::temp_dir("e2e-pcap");
@@ -206,4 +210,89 @@ fn host_mode_echo_system_end_to_end() {
         !String::from_utf8_lossy(&left.stdout).contains(&format!("nvt{}", std::process::id())),
         "namespaces left behind"
     );
+}
+
+#[test]
+fn an_echo_client_takes_its_address_from_a_real_dhcp_server() {
+    if !can_make_namespaces() {
+        eprintln!("SKIPPED host_e2e DHCP: cannot create network namespaces (needs root)");
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let bins = system_bins();
+    let root = common::workspace();
+    let dir = common::temp_dir("dhcp");
+    let mut sys = Running::start(
+        "nvd",
+        &root.join("system.xml"),
+        &bins,
+        &[
+            "--echo-ips".as_ref(),
+            "client0=10.0.0.10/24,client1=dhcp".as_ref(),
+            "--pcap".as_ref(),
+            dir.as_os_str(),
+        ],
+        &[
+            "uio-driver: ready",
+            "client0: echo server up",
+            "client1: echo server up",
+        ],
+    );
+    let peer = sys.peer();
+    // dnsmasq as the LAN's DHCP server (no DNS), leasing from 10.0.0.50..60, started after the
+    // client so that its first DISCOVERs go unanswered and only its retries (timer) succeed.
+    let mut cmd = netvm::demo::Lan::exec(&peer, Path::new("/usr/sbin/dnsmasq"));
+    cmd.args([
+        "--no-daemon",
+        "--port=0",
+        "--conf-file=/dev/null",
+        "--interface=peer0",
+        "--bind-interfaces",
+        "--user=root",
+        "--dhcp-range=10.0.0.50,10.0.0.60,255.255.255.0,1h",
+    ])
+    .arg(format!("--dhcp-leasefile={}", dir.join("leases").display()))
+    .arg(format!("--pid-file={}", dir.join("pid").display()))
+    .arg("--log-dhcp")
+    .arg(format!(
+        "--log-facility={}",
+        dir.join("dnsmasq.log").display()
+    ))
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    std::thread::sleep(Duration::from_secs(2));
+    match sys.lan.spawn("dnsmasq", cmd) {
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!(
+                "SKIPPED host_e2e DHCP: cannot start dnsmasq (scripts/setup.sh installs it): {e}"
+            );
+            return;
+        }
+    }
+    sys.wait_line(
+        &format!(
+            "client1's DHCP lease (see dnsmasq.log and client1-rx/tx.pcap in {})",
+            dir.display()
+        ),
+        Duration::from_secs(30),
+        |l| l.contains("client1: address 10.0.0.5") || l.contains("client1: address 10.0.0.60"),
+    );
+    let line = sys
+        .seen
+        .iter()
+        .find(|l| l.contains("client1: address 10.0.0."))
+        .cloned()
+        .unwrap();
+    let addr = line.rsplit(' ').next().unwrap().to_string();
+    let leases = std::fs::read_to_string(dir.join("leases")).unwrap_or_default();
+    assert!(leases.contains(&addr), "dnsmasq leased {addr}: {leases}");
+    assert!(ping(&peer, &addr), "ping the leased address {addr}");
+    let (received, bad) = echo_check(&peer, &addr, "udp");
+    assert!(
+        received > 10_000_000 && bad == 0,
+        "UDP echo at {addr}: {received} b/s, {bad} bad"
+    );
+    drop(sys);
+    std::fs::remove_dir_all(&dir).ok();
 }

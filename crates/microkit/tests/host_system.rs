@@ -60,7 +60,9 @@ impl Handler for Client {
             CLIENT_TO_SERVER.can_pp_call(),
             microkit::pd_is_passive()
         );
-        CLIENT_TO_SERVER.notify();
+        // Deferred, from `init`: it must go out with the first receive (a host runtime once
+        // dropped it, and the server would never hear from the client).
+        CLIENT_TO_SERVER.deferred_notify();
         Client
     }
 

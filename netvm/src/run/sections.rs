@@ -202,12 +202,12 @@ pub const OPTIONS_SECTION: &str = ".netvm_net_options";
 /// `.timer_client_config` where the system gives them a timer.
 #[derive(Clone, Debug)]
 pub struct EchoAddresses {
-    /// `(PD, address, prefix length)`.
-    pub clients: Vec<(String, std::net::Ipv4Addr, u8)>,
+    /// `(PD, static address or DHCP)`.
+    pub clients: Vec<(String, echo_server::config::IpConfig)>,
 }
 
 impl EchoAddresses {
-    /// Parses `client0=10.0.0.10/24,client1=10.0.0.11/24` (commas or white space between).
+    /// Parses `client0=10.0.0.10/24,client1=dhcp` (commas or white space between).
     pub fn parse(text: &str) -> Result<EchoAddresses, String> {
         let mut clients = Vec::new();
         for item in text
@@ -215,9 +215,13 @@ impl EchoAddresses {
             .map(str::trim)
             .filter(|s| !s.is_empty())
         {
-            let (pd, cidr) = item
-                .split_once('=')
-                .ok_or_else(|| format!("'{item}': expected <pd>=<address>/<prefix>"))?;
+            let (pd, cidr) = item.split_once('=').ok_or_else(|| {
+                format!("'{item}': expected <pd>=<address>/<prefix> or <pd>=dhcp")
+            })?;
+            if cidr == "dhcp" {
+                clients.push((pd.to_owned(), echo_server::config::IpConfig::Dhcp));
+                continue;
+            }
             let (addr, prefix) = cidr
                 .split_once('/')
                 .ok_or_else(|| format!("'{item}': the address needs a /prefix"))?;
@@ -229,7 +233,14 @@ impl EchoAddresses {
                 .ok()
                 .filter(|p| *p <= 32)
                 .ok_or_else(|| format!("'{item}': prefix must be 0..=32"))?;
-            clients.push((pd.to_owned(), addr, prefix));
+            clients.push((
+                pd.to_owned(),
+                echo_server::config::IpConfig::Static {
+                    addr,
+                    prefix_len: prefix,
+                    gateway: None,
+                },
+            ));
         }
         Ok(EchoAddresses { clients })
     }
@@ -243,19 +254,13 @@ impl SectionProvider for EchoAddresses {
     fn sections(&self, system: &SystemDescription) -> Result<Vec<Section>, SectionError> {
         use zerocopy::IntoBytes;
         let mut out = Vec::new();
-        for (pd, addr, prefix) in &self.clients {
+        for (pd, ip) in &self.clients {
             out.push(Section {
                 pd: pd.clone(),
                 name: echo_server::config::SECTION.into(),
-                bytes: echo_server::config::EchoConfig::new(
-                    echo_server::config::IpConfig::Static {
-                        addr: *addr,
-                        prefix_len: *prefix,
-                        gateway: None,
-                    },
-                )
-                .as_bytes()
-                .to_vec(),
+                bytes: echo_server::config::EchoConfig::new(*ip)
+                    .as_bytes()
+                    .to_vec(),
             });
             // Its timer, if the system gives it one: retransmissions and DHCP retries then
             // happen without traffic to wake the client.

@@ -200,6 +200,8 @@ pub struct EchoPd {
     server: EchoServer<'static, PdCycles, PdClock>,
     rx: Channel,
     tx: Channel,
+    /// The address last reported (DHCP changes it).
+    reported: Option<core::net::Ipv4Addr>,
 }
 
 /// The config blob, 8-byte aligned as `sddf::config::parse` requires.
@@ -225,6 +227,7 @@ impl Handler for EchoPd {
             server,
             rx: Channel::new(cfg.rx.id),
             tx: Channel::new(cfg.tx.id),
+            reported: None,
         };
         // The counters address is printed on both targets: on the host nothing else reads the
         // setvar, and an unread static is dropped from the executable, whose symbol the runner
@@ -253,6 +256,14 @@ impl EchoPd {
             deferred: None,
         };
         self.server.process(&mut signal);
+        let addr = self.server.ipv4_addr();
+        if addr != self.reported {
+            self.reported = addr;
+            match addr {
+                Some(a) => microkit::debug_println!("{}: address {a}", microkit::pd_name()),
+                None => microkit::debug_println!("{}: no address", microkit::pd_name()),
+            }
+        }
     }
 }
 

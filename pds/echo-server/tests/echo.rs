@@ -104,15 +104,21 @@ impl Storage {
 }
 
 fn rig(storage: &'static Storage) -> Rig {
+    rig_with(
+        storage,
+        IpConfig::Static {
+            addr: IP,
+            prefix_len: 24,
+            gateway: None,
+        },
+    )
+}
+
+fn rig_with(storage: &'static Storage, ip: IpConfig) -> Rig {
     let mem: &'static MockMemory =
         Box::leak(Box::new(MockMemory::new(RX_BUFFERS, TX_BUFFERS, MAC)));
     let (dev, peer) = mem.connect().unwrap();
     let clock = TestClock::default();
-    let ip = IpConfig::Static {
-        addr: IP,
-        prefix_len: 24,
-        gateway: None,
-    };
     let server = EchoServer::new(
         dev,
         ip,
@@ -660,4 +666,26 @@ fn a_lost_echo_is_sent_again_when_the_clock_wakes_the_server() {
     }
     assert_eq!(got, payload);
     r.audit();
+}
+
+#[test]
+fn a_dhcp_client_discovers_and_asks_to_be_woken_for_retries() {
+    static STORAGE: Storage = Storage::new();
+    let mut r = rig_with(&STORAGE, IpConfig::Dhcp);
+    r.clock.set_us(1_000);
+    let out = r.exchange(&[]);
+    let discover = out
+        .iter()
+        .find(|f| {
+            let eth = EthernetFrame::new_unchecked(&f[..]);
+            eth.dst_addr() == EthernetAddress([0xff; 6])
+                && eth.ethertype() == EthernetProtocol::Ipv4
+                && f.len() > 14 + 20 + 8
+                && f[14 + 20 + 2..14 + 20 + 4] == 67u16.to_be_bytes()
+        })
+        .unwrap_or_else(|| panic!("no DHCP DISCOVER in {} frames: {out:02x?}", out.len()));
+    assert!(filter::check(discover).is_ok());
+    assert!(r.server.ipv4_addr().is_none());
+    let wake = r.clock.wake_at.get().expect("a wake-up for the DHCP retry");
+    assert!(wake > 1_000);
 }

@@ -197,6 +197,10 @@ pub(crate) fn run<H: Handler>() -> ! {
     record.pid.store(sys::getpid(), Ordering::SeqCst);
 
     let mut handler = H::init();
+    // A deferred action made in `init` goes out with the first receive, as libmicrokit (and the
+    // seL4 backend) send it; dropping it would leave a peer waiting for a notification whose
+    // signal flag says it was already sent.
+    send_deferred();
     let mut spin = Spin::new();
     loop {
         let event = wait(rt, &mut spin);
@@ -207,16 +211,21 @@ pub(crate) fn run<H: Handler>() -> ! {
         let is_call = matches!(event, Event::Protected(..));
         let answer = dispatch(&mut handler, event);
         // As libmicrokit: the deferred action goes out before the reply.
-        if let Some(action) = deferred::take() {
-            match action {
-                DeferredAction::Notify(ch) => notify(ch.id()),
-                DeferredAction::IrqAck(ch) => irq_ack(ch.id()),
-            }
-        }
+        send_deferred();
         if is_call {
             reply_call(own_record(rt), answer.unwrap_or_default());
         } else if let (Some(child_index), Some(_)) = (reply, answer) {
             resume_child(rt, child_index);
+        }
+    }
+}
+
+/// Sends the pending deferred action, if any.
+fn send_deferred() {
+    if let Some(action) = deferred::take() {
+        match action {
+            DeferredAction::Notify(ch) => notify(ch.id()),
+            DeferredAction::IrqAck(ch) => irq_ack(ch.id()),
         }
     }
 }
