@@ -256,15 +256,35 @@ pub struct Point {
     pub median_rtt: u64,
     /// Bad packets.
     pub bad: u64,
+    /// Packets sent over the whole point (`netvm bench --counts`).
+    pub sent_packets: u64,
+    /// Of those, never echoed by the end of the drain.
+    pub lost_packets: u64,
 }
 
 impl Point {
-    /// Loss over the sampling phase, percent (from sent and received rates).
+    /// Loss over the whole point, percent: packets never echoed, as the bench counted them.
     pub fn loss_percent(&self) -> f64 {
-        if self.sent == 0 {
+        if self.sent_packets == 0 {
             return 100.0;
         }
-        (1.0 - self.received as f64 / self.sent as f64).max(0.0) * 100.0
+        100.0 * self.lost_packets as f64 / self.sent_packets as f64
+    }
+}
+
+/// Adds the `--counts` file's packet counts to the CSV rows of the same sweep.
+fn add_counts(points: &mut [Point], text: &str) {
+    for line in text.lines().skip(1) {
+        let f: Vec<u64> = line
+            .split(',')
+            .filter_map(|x| x.trim().parse().ok())
+            .collect();
+        if let [requested, sent, lost, ..] = f[..] {
+            if let Some(p) = points.iter_mut().find(|p| p.requested == requested) {
+                p.sent_packets = sent;
+                p.lost_packets = lost;
+            }
+        }
     }
 }
 
@@ -280,6 +300,8 @@ fn parse_csv(text: &str) -> Vec<Point> {
                 sent: n(2)?,
                 median_rtt: n(8)?,
                 bad: n(9)?,
+                sent_packets: 0,
+                lost_packets: 0,
             })
         })
         .collect()
@@ -313,6 +335,7 @@ fn sweep(
     let size = if proto == "udp" { "1472" } else { "1460" };
     let csv = opts.out_dir.join(format!("{label}-{proto}.csv"));
     let svg = opts.out_dir.join(format!("{label}-{proto}.svg"));
+    let counts = opts.out_dir.join(format!("{label}-{proto}-counts.csv"));
     let rates_arg: Vec<String> = rates.iter().map(u64::to_string).collect();
     let secs = |d: Duration| format!("{}ms", d.as_millis());
     let mut cmd = Lan::exec(&lan.peer, netvm);
@@ -336,6 +359,8 @@ fn sweep(
     .arg(&csv)
     .arg("--svg")
     .arg(&svg)
+    .arg("--counts")
+    .arg(&counts)
     .arg("--quiet")
     .stdout(Stdio::null());
     eprintln!(
@@ -352,7 +377,11 @@ fn sweep(
     }
     let text = std::fs::read_to_string(&csv).map_err(|e| err(format!("{}: {e}", csv.display())))?;
     print!("# {label} {proto} ({target})\n{text}");
-    Ok(parse_csv(&text))
+    let mut points = parse_csv(&text);
+    let counted =
+        std::fs::read_to_string(&counts).map_err(|e| err(format!("{}: {e}", counts.display())))?;
+    add_counts(&mut points, &counted);
+    Ok(points)
 }
 
 /// The result of a demo.
@@ -549,4 +578,25 @@ pub fn run(opts: &DemoOptions) -> Result<Summary> {
     summary.counters += &crate::observe::render_pools(&pools);
     drop(lan);
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_comes_from_the_bench_counts_not_the_rates() {
+        let csv = "header\n1000000000,1000010083,999977700,1472,1,2,3,4.00,318,0,0,0\n";
+        let mut points = parse_csv(csv);
+        assert_eq!(points.len(), 1);
+        // Received above sent (rates over the sampling phase) hides 96 lost packets.
+        add_counts(
+            &mut points,
+            "Requested_Throughput,Sent_Packets,Lost_Packets,Late_Packets,Bad_Packets\n1000000000,509520,96,0,0\n",
+        );
+        let loss = points[0].loss_percent();
+        assert!((loss - 0.018_84).abs() < 1e-4, "{loss}");
+        // Without counts, the point says nothing came back rather than claiming no loss.
+        assert_eq!(parse_csv(csv)[0].loss_percent(), 100.0);
+    }
 }

@@ -152,6 +152,11 @@ struct BenchArgs {
     /// Draw Receive_Throughput and median RTT against the requested rate into this SVG file.
     #[arg(long)]
     svg: Option<PathBuf>,
+    /// Also write the packet counts behind each row to this CSV file
+    /// (Requested_Throughput,Sent_Packets,Lost_Packets,Late_Packets,Bad_Packets; lost = sent
+    /// and never echoed by the end of the drain), which the ipbench columns do not carry.
+    #[arg(long)]
+    counts: Option<PathBuf>,
     /// No progress display (the per-point summary with loss % still goes to stderr).
     #[arg(long)]
     quiet: bool,
@@ -381,6 +386,8 @@ fn run_bench(a: BenchArgs) -> ExitCode {
 
     println!("{}", csv::HEADER);
     let mut rows = Vec::new();
+    let mut counts = String::from(bench::COUNTS_HEADER);
+    counts.push('\n');
     for &rate in &cfg.rates {
         match bench::run_point(&cfg, rate, &mut on_progress) {
             Ok(r) => {
@@ -388,6 +395,8 @@ fn run_bench(a: BenchArgs) -> ExitCode {
                     println!("{}", r.row.to_line());
                     eprintln!("netvm bench: {}", r.summary());
                 });
+                counts.push_str(&r.counts_line());
+                counts.push('\n');
                 rows.push(r.row);
             }
             Err(e) => {
@@ -400,6 +409,12 @@ fn run_bench(a: BenchArgs) -> ExitCode {
     bar.finish_and_clear();
     if let Some(path) = &a.csv {
         if let Err(e) = std::fs::write(path, csv::render(&rows)) {
+            eprintln!("netvm bench: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Some(path) = &a.counts {
+        if let Err(e) = std::fs::write(path, &counts) {
             eprintln!("netvm bench: cannot write {}: {e}", path.display());
             return ExitCode::FAILURE;
         }

@@ -53,6 +53,7 @@ fn bench_cli_against_kernel_echo_subprocess() {
     let dir = std::env::temp_dir().join(format!("netvm-cli-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let (csv_path, svg_path) = (dir.join("out.csv"), dir.join("out.svg"));
+    let counts_path = dir.join("counts.csv");
     let out = Command::new(NETVM)
         .args([
             "bench",
@@ -80,6 +81,8 @@ fn bench_cli_against_kernel_echo_subprocess() {
         .arg(&csv_path)
         .arg("--svg")
         .arg(&svg_path)
+        .arg("--counts")
+        .arg(&counts_path)
         .output()
         .expect("run bench");
     assert!(
@@ -109,6 +112,20 @@ fn bench_cli_against_kernel_echo_subprocess() {
     assert_eq!(std::fs::read_to_string(&csv_path).expect("csv"), stdout);
     let svg = std::fs::read_to_string(&svg_path).expect("svg");
     assert!(svg.starts_with("<svg") && svg.contains("Median RTT"));
+    // The counts behind each row: every packet sent came back on loopback.
+    let counts = std::fs::read_to_string(&counts_path).expect("counts");
+    let rows: Vec<Vec<u64>> = counts
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(|x| x.parse().expect("number")).collect())
+        .collect();
+    assert_eq!(counts.lines().next(), Some(netvm::bench::COUNTS_HEADER));
+    assert_eq!(rows.len(), 2, "{counts}");
+    for (row, rate) in rows.iter().zip([2_000_000, 8_000_000]) {
+        assert_eq!(row[0], rate);
+        assert!(row[1] > 100, "sent packets: {counts}");
+        assert_eq!((row[2], row[4]), (0, 0), "lost or bad: {counts}");
+    }
 
     kill(Pid::from_raw(echo.id() as i32), Signal::SIGTERM).expect("SIGTERM");
     let deadline = Instant::now() + Duration::from_secs(5);

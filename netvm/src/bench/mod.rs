@@ -252,7 +252,23 @@ pub struct PointResult {
     pub timed_out: bool,
 }
 
+/// Header of the `--counts` file: the packet counts behind each CSV row.
+pub const COUNTS_HEADER: &str =
+    "Requested_Throughput,Sent_Packets,Lost_Packets,Late_Packets,Bad_Packets";
+
 impl PointResult {
+    /// This point's line of the `--counts` file (see [`COUNTS_HEADER`]).
+    pub fn counts_line(&self) -> String {
+        format!(
+            "{},{},{},{},{}",
+            self.row.requested_bps,
+            self.sent,
+            self.sent.saturating_sub(self.echoed),
+            self.late,
+            self.bad.total()
+        )
+    }
+
     /// Percentage of packets sent in the whole point that never came back verified.
     pub fn loss_percent(&self) -> f64 {
         if self.sent == 0 {
