@@ -467,15 +467,62 @@ fn wait_ready(lines: &mpsc::Receiver<String>, wanted: &[&str], limit: Duration) 
     Ok(())
 }
 
-/// Runs the whole demo; see the module docs.
-pub fn run(opts: &DemoOptions) -> Result<Summary> {
-    catch_signals()?;
+/// Whether this process is root (in its user namespace).
+pub fn is_root() -> bool {
     #[allow(unsafe_code)]
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
-    if euid != 0 {
+    euid == 0
+}
+
+/// Set in the re-executed demo inside its user namespace (so it never re-executes twice).
+pub const USERNS_ENV: &str = "NETVM_DEMO_USERNS";
+
+/// For a user who is not root: runs this same command again inside a new unprivileged user
+/// namespace (util-linux `unshare --user --map-root-user`) with its own mount and network
+/// namespaces and a private `/run`, where it is root for everything the demo creates: network
+/// namespaces, veth pairs, raw sockets. Returns `None` when that is not possible here (already
+/// inside one, or the kernel or `unshare` refuses), so the caller reports the need for root.
+pub fn run_in_user_namespace() -> Option<std::process::ExitStatus> {
+    if std::env::var_os(USERNS_ENV).is_some() {
+        return None;
+    }
+    let probe = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--net", "true"])
+        .stderr(Stdio::null())
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        return None;
+    }
+    let exe = std::env::current_exe().ok()?;
+    eprintln!("netvm demo: not root: running in an unprivileged user namespace");
+    Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "--net",
+            "--propagation",
+            "slave",
+            "sh",
+            "-c",
+            // `ip netns` keeps its namespaces under /run/netns: a private /run to write there.
+            "mount -t tmpfs tmpfs /run && exec \"$0\" \"$@\"",
+        ])
+        .arg(exe)
+        .args(std::env::args_os().skip(1))
+        .env(USERNS_ENV, "1")
+        .status()
+        .ok()
+}
+
+/// Runs the whole demo; see the module docs.
+pub fn run(opts: &DemoOptions) -> Result<Summary> {
+    catch_signals()?;
+    if !is_root() {
         return Err(err(
-            "needs root (network namespaces and veth pairs); run it with sudo",
+            "needs root (network namespaces and veth pairs), or an unprivileged user namespace \
+             (see run_in_user_namespace); run it with sudo",
         ));
     }
     std::fs::create_dir_all(&opts.out_dir)

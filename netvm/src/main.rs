@@ -250,6 +250,11 @@ fn main() -> ExitCode {
         Command::KernelEcho(a) => run_echo(a),
         Command::Run(a) => run_system(a),
         Command::Demo(a) => {
+            if !netvm::demo::is_root() {
+                if let Some(status) = netvm::demo::run_in_user_namespace() {
+                    return ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8);
+                }
+            }
             let rates = |s: &str| {
                 if s.is_empty() {
                     Ok(Vec::new())

@@ -296,3 +296,66 @@ fn an_echo_client_takes_its_address_from_a_real_dhcp_server() {
     drop(sys);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn the_main_job_runs_unprivileged_in_a_user_namespace() {
+    use std::os::unix::fs::PermissionsExt;
+    let as_nobody = |args: &[&str]| {
+        Command::new("runuser")
+            .args(["-u", "nobody", "--"])
+            .args(args)
+            .output()
+    };
+    let probe = as_nobody(&["unshare", "--user", "--map-root-user", "--net", "true"]);
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!(
+            "SKIPPED unprivileged demo: cannot run as nobody in an unprivileged user namespace here ({:?})",
+            probe.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+        );
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let bins = system_bins();
+    let root = common::workspace();
+    let out = common::temp_dir("userns-demo");
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let netvm = bins.join("netvm");
+    let system = root.join("system.xml");
+    let macs = root.join("system.macs");
+    let run = as_nobody(&[
+        netvm.to_str().unwrap(),
+        "demo",
+        "--system",
+        system.to_str().unwrap(),
+        "--macs",
+        macs.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--udp-rates",
+        "20M",
+        "--tcp-rates",
+        "20M",
+        "--warmup",
+        "300ms",
+        "--duration",
+        "1s",
+        "--cooldown",
+        "300ms",
+    ])
+    .expect("runuser");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "demo as nobody failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stderr.contains("unprivileged user namespace"), "{stderr}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("udp ") && l.contains("20 Mb/s")),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("all accounted for").count(), 4, "{stdout}");
+    std::fs::remove_dir_all(&out).ok();
+}
