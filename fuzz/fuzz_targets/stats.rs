@@ -23,7 +23,10 @@ sddf::counters! {
 
 fn accepted(s: &Snapshot, len: usize) {
     assert!(s.entries.len() <= (len - HEADER_BYTES) / ENTRY_BYTES);
-    assert!(s.component.len() <= COMPONENT_BYTES * 3, "lossy decoding at most triples");
+    assert!(
+        s.component.len() <= COMPONENT_BYTES * 3,
+        "lossy decoding at most triples"
+    );
     for (name, _) in &s.entries {
         assert!(name.len() <= NAME_BYTES * 3);
     }
