@@ -38,10 +38,7 @@ pub fn stats_writer<'a>(
     section: &[u8],
     mem: &impl crate::shm::AddressSpace<'a>,
 ) -> Option<crate::stats::StatsWriter<'a>> {
-    use zerocopy::FromBytes;
-    let resource = crate::config::RegionResource::read_from_bytes(section)
-        .unwrap_or_else(|_| fail(&"netvm_stats: the section is not 16 bytes"));
-    crate::stats::StatsWriter::from_section(&resource, mem, microkit::pd_name())
+    crate::stats::StatsWriter::from_section(section, mem, microkit::pd_name())
         .unwrap_or_else(|e| fail(&e))
 }
 

@@ -87,6 +87,11 @@ macro_rules! counters {
 /// Why a stats region cannot be used or read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatsError {
+    /// The `.netvm_stats` section is not 16 bytes.
+    Section {
+        /// Its length.
+        len: usize,
+    },
     /// The section names a region that is not mapped here.
     Unmapped {
         /// Its vaddr.
@@ -112,6 +117,9 @@ pub enum StatsError {
 impl core::fmt::Display for StatsError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
+            StatsError::Section { len } => {
+                write!(f, "{SECTION}: {len} bytes, expected 16")
+            }
             StatsError::Unmapped { vaddr } => {
                 write!(f, "stats region at {vaddr:#x} is not mapped")
             }
@@ -136,12 +144,16 @@ pub struct StatsWriter<'a> {
 }
 
 impl<'a> StatsWriter<'a> {
-    /// The region a `.netvm_stats` section names, or `None` when it names none.
+    /// The region a `.netvm_stats` section (its 16 bytes, a [`RegionResource`]) names, or
+    /// `None` when it names none.
     pub fn from_section(
-        section: &RegionResource,
+        section: &[u8],
         mem: &impl AddressSpace<'a>,
         component: &str,
     ) -> Result<Option<StatsWriter<'a>>, StatsError> {
+        use zerocopy::FromBytes;
+        let section = RegionResource::read_from_bytes(section)
+            .map_err(|_| StatsError::Section { len: section.len() })?;
         if section.size == 0 {
             return Ok(None);
         }
@@ -417,6 +429,23 @@ mod tests {
         assert_eq!(s.get("client0.notifications_suppressed"), Some(4));
         assert_eq!(s.get("client1.notifications_suppressed"), Some(u64::MAX));
         assert_eq!(s.get("client2.frames"), None);
+    }
+
+    #[test]
+    fn sections_name_a_region_or_none_and_bad_ones_are_errors() {
+        use zerocopy::IntoBytes;
+        let mut space = crate::shm::OwnedSpace::new();
+        space.add(0x7000_0000, 4096);
+        let section = |vaddr: u64, size: u64| RegionResource { vaddr, size }.as_bytes().to_vec();
+        let from =
+            |bytes: &[u8]| StatsWriter::from_section(bytes, &&space, "c").map(|w| w.is_some());
+        assert_eq!(from(&[0; 16]), Ok(false));
+        assert_eq!(from(&section(0x7000_0000, 4096)), Ok(true));
+        assert_eq!(from(&[0; 15]), Err(StatsError::Section { len: 15 }));
+        assert_eq!(
+            from(&section(0x6000_0000, 4096)),
+            Err(StatsError::Unmapped { vaddr: 0x6000_0000 })
+        );
     }
 
     #[test]

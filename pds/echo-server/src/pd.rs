@@ -269,15 +269,12 @@ impl EchoPd {
 
 /// Publishes the device's counters into the region `.netvm_stats` names, if it names one.
 fn attach_stats(dev: &mut NetDevice<'static>) {
-    use zerocopy::FromBytes;
-    let section = sddf::config::RegionResource::read_from_bytes(&STATS.bytes())
-        .unwrap_or_else(|_| panic!("{}: .netvm_stats is not 16 bytes", microkit::pd_name()));
     #[allow(unsafe_code)]
     // SAFETY: the system description maps the stats region `.netvm_stats` names rw at that
     // vaddr, with that size, for the PD's whole life (`sdf::net::stats_sections` derives the
     // section from that very map), and this PD touches it only through `Region`s.
     let mem = unsafe { sddf::shm::IdentityMapped::new() };
-    let writer = sddf::stats::StatsWriter::from_section(&section, &mem, microkit::pd_name())
+    let writer = sddf::stats::StatsWriter::from_section(&STATS.bytes(), &mem, microkit::pd_name())
         .unwrap_or_else(|e| panic!("{}: {e}", microkit::pd_name()));
     if let Some(writer) = writer {
         dev.attach_stats(writer)

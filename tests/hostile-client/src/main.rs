@@ -133,12 +133,10 @@ mod unsafe_parts {
     }
 
     pub fn stats(cfg: &[u8]) -> Option<StatsWriter<'static>> {
-        let section = <sddf::config::RegionResource as zerocopy::FromBytes>::read_from_bytes(cfg)
-            .unwrap_or_else(|_| panic!("hostile: bad .netvm_stats"));
         // SAFETY: the system maps the stats region rw at the section's vaddr for the PD's whole
         // life; it is only accessed through Region views.
         let mem = unsafe { sddf::shm::IdentityMapped::new() };
-        StatsWriter::from_section(&section, &mem, microkit::pd_name())
+        StatsWriter::from_section(cfg, &mem, microkit::pd_name())
             .unwrap_or_else(|e| panic!("hostile: {e}"))
     }
 

@@ -75,10 +75,7 @@ fn queues(
 /// The driver's counters go to the VMM PD's stats region when the system gives it one (host
 /// mode only: in a driver VM they stay in the guest).
 fn stats_writer(mem: &IdentityMapped) -> Option<sddf::stats::StatsWriter<'static>> {
-    use zerocopy::FromBytes;
-    let section = sddf::config::RegionResource::read_from_bytes(STATS.as_bytes())
-        .unwrap_or_else(|_| fail(".netvm_stats is not 16 bytes"));
-    let mut w = sddf::stats::StatsWriter::from_section(&section, mem, microkit::pd_name())
+    let mut w = sddf::stats::StatsWriter::from_section(STATS.as_bytes(), mem, microkit::pd_name())
         .unwrap_or_else(|e| fail(e))?;
     w.group::<uio_driver::counters::Counters>(format_args!("driver"))
         .unwrap_or_else(|e| fail(e));
