@@ -47,8 +47,6 @@ const VIRTIO_MMIO_COUNT: u64 = 32;
 const VIRTIO_MMIO_FIRST_INTID: u64 = 48;
 /// QEMU `virt`'s GIC virtual CPU interface (mapped at the guest's GICC).
 const GICV: u64 = 0x0804_0000;
-/// Section names of netvm's own configs.
-const OPTIONS_SECTION: &str = ".netvm_net_options";
 
 /// One config section of one PD.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -439,24 +437,16 @@ pub fn sections(
             bytes,
         })
         .collect();
-    let options = sddf::options::NetOptions::new(sddf::options::DRIVER_OFFSETS, 0);
-    for pd in [&spec.virt_rx, &spec.virt_tx] {
-        out.push(PdSection {
-            pd: pd.clone(),
-            name: OPTIONS_SECTION.into(),
-            bytes: options.as_bytes().to_vec(),
-        });
-    }
-    out.extend(
-        sdf::net::stats_sections(sys)
-            .into_iter()
-            .filter(|(pd, _, _)| *pd != spec.driver)
-            .map(|(pd, name, bytes)| PdSection {
-                pd,
-                name: name.to_string(),
-                bytes,
-            }),
-    );
+    // The VMM's own .netvm_stats is left out: only host mode's driver stand-in has one.
+    let ours = sdf::net::options_sections(sys, &spec)
+        .into_iter()
+        .chain(sdf::net::stats_sections(sys))
+        .filter(|(pd, _, _)| *pd != spec.driver);
+    out.extend(ours.map(|(pd, name, bytes)| PdSection {
+        pd,
+        name: name.to_string(),
+        bytes,
+    }));
     for client in &spec.clients {
         let Some((_, addr, prefix)) = echo.iter().find(|(pd, _, _)| *pd == client.name) else {
             return Err(bad(

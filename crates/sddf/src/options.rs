@@ -13,6 +13,8 @@
 //! delivered to every client, round-robin TX with a budget of 32.
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+/// The ELF section the virtualisers read their options from.
+pub const SECTION: &str = ".netvm_net_options";
 /// Magic of the options section.
 pub const MAGIC: [u8; 8] = *b"netvmop1";
 /// Exchange offset + `oid` with the driver instead of IO addresses (driver-VM mode).

@@ -165,38 +165,11 @@ impl SectionProvider for DerivedNetConfigs {
     fn sections(&self, system: &SystemDescription) -> Result<Vec<Section>, SectionError> {
         let spec = sdf::net::NetSystemSpec::infer(system, &self.macs)?;
         let mut sections = from_pd_sections(sdf::net::derive(system, &spec)?);
-        sections.extend(net_options(system, &spec));
+        sections.extend(from_pd_sections(sdf::net::options_sections(system, &spec)));
         sections.extend(from_pd_sections(sdf::net::stats_sections(system)));
         Ok(sections)
     }
 }
-
-/// netvm's `.netvm_net_options` for virt_rx and virt_tx (see `sddf::options`): driver-VM offset
-/// mode exactly when the driver PD runs a virtual machine (its guest must never need physical
-/// addresses); every other option at its default.
-pub fn net_options(system: &SystemDescription, spec: &sdf::net::NetSystemSpec) -> Vec<Section> {
-    use zerocopy::IntoBytes;
-    let driver_vm = system
-        .pd(&spec.driver)
-        .is_some_and(|pd| pd.virtual_machine.is_some());
-    let flags = if driver_vm {
-        sddf::options::DRIVER_OFFSETS
-    } else {
-        0
-    };
-    let options = sddf::options::NetOptions::new(flags, 0);
-    [&spec.virt_rx, &spec.virt_tx]
-        .into_iter()
-        .map(|pd| Section {
-            pd: pd.clone(),
-            name: OPTIONS_SECTION.into(),
-            bytes: options.as_bytes().to_vec(),
-        })
-        .collect()
-}
-
-/// The section netvm's virtualisers read their options from.
-pub const OPTIONS_SECTION: &str = ".netvm_net_options";
 
 /// Static IPv4 addresses for echo-server PDs (their `.echo_config` section), and their
 /// `.timer_client_config` where the system gives them a timer.
@@ -370,8 +343,9 @@ mod tests {
             assert!(names.contains(&expected), "{expected:?} in {names:?}");
         }
         // netvm's own options go to both virtualisers (this driver runs no VM: defaults).
-        let (options, derived): (Vec<Section>, Vec<Section>) =
-            derived.into_iter().partition(|s| s.name == OPTIONS_SECTION);
+        let (options, derived): (Vec<Section>, Vec<Section>) = derived
+            .into_iter()
+            .partition(|s| s.name == sddf::options::SECTION);
         let pds: Vec<&str> = options.iter().map(|s| s.pd.as_str()).collect();
         assert_eq!(pds, ["net_virt_rx", "net_virt_tx"]);
         assert!(

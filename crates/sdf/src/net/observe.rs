@@ -34,6 +34,31 @@ pub fn stats_sections(sys: &SystemDescription) -> Vec<PdSection> {
         .collect()
 }
 
+/// netvm's `.netvm_net_options` (`sddf::options`) for virt_rx and virt_tx: driver-VM offset mode
+/// exactly when the driver PD runs a virtual machine (its guest must never need physical
+/// addresses); every other option at its default.
+pub fn options_sections(sys: &SystemDescription, spec: &NetSystemSpec) -> Vec<PdSection> {
+    let driver_vm = sys
+        .pd(&spec.driver)
+        .is_some_and(|pd| pd.virtual_machine.is_some());
+    let flags = if driver_vm {
+        sddf::options::DRIVER_OFFSETS
+    } else {
+        0
+    };
+    let options = sddf::options::NetOptions::new(flags, 0);
+    [&spec.virt_rx, &spec.virt_tx]
+        .into_iter()
+        .map(|pd| {
+            (
+                pd.clone(),
+                sddf::options::SECTION,
+                options.as_bytes().to_vec(),
+            )
+        })
+        .collect()
+}
+
 /// One sDDF queue as an observer sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueRef {
