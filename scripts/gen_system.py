@@ -53,11 +53,15 @@ UART_IRQ = 33
 TIMER_IRQ = 30
 # Where a component's counters region is mapped (above everything sdfgen places).
 STATS_VADDR = 0x7000_0000
-# Priorities: the timer above everyone (a passive server every PD may call), then the VMM and
-# its guest (the driver, as the NIC driver is in sDDF's echo server, so the guest is never
-# starved by the PDs it serves; libvmm's C driver VM ran it at 0), then virt_tx above virt_rx
-# above the copiers above the clients.
-PRIO = {"timer": 110, "vmm": 105, "vm": 104, "virt_tx": 100, "virt_rx": 99, "copier": 98, "client": 97,
+# Priorities: the timer above everyone (a passive server every PD may call), then the VMM (it
+# must preempt its guest to handle its faults), virt_tx above virt_rx above the copiers above the
+# clients, and the guest below all of them (above only the idle PD). A driver VM above the PDs it
+# serves (as sDDF's native driver PD is) runs until its whole backlog is in rx_active: 512
+# frames reached the clients at a time, overflowed them, and UDP echo collapsed above ~20 Mb/s
+# under TCG (receive livelock). Below them, each doorbell lets the pipeline drain the batch
+# before the guest takes more frames from the NIC, and overload is dropped at the NIC, where it
+# is cheapest. The guest cannot starve: the PDs only run on its frames and their own timers.
+PRIO = {"timer": 110, "vmm": 105, "vm": 90, "virt_tx": 100, "virt_rx": 99, "copier": 98, "client": 97,
         "idle": 1}
 # The idle PD's counters page (pds/idle): rw in the idle PD, read-only in the echo clients, whose
 # utilisation daemon reads it; both find it through the setvar `idle_counters`.
