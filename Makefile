@@ -30,6 +30,11 @@ NIC_MAC ?= 52:54:00:12:34:56
 # offload; Linux would fix them up, but the uio-driver forwards raw frames to smoltcp, which
 # checks every checksum. So the NIC offers no receive offloads.
 NIC_OFFLOADS_OFF := guest_csum=off,guest_tso4=off,guest_tso6=off,guest_ecn=off,guest_ufo=off
+# QEMU's virtio-net TX mitigation: with tx=timer the device takes the guest's transmit queue every
+# 150 us instead of on every kick, so a burst of frames costs one wake-up of QEMU's I/O thread
+# rather than one per frame (UDP 1472 B at 50 Mb/s requested: 40.7 vs 26.4 Mb/s echoed in one
+# session, BENCHMARKS.md). NIC_TX= restores QEMU's default (tx=bh).
+NIC_TX ?= tx=timer
 
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 SEL4_TARGET_DIR := $(TARGET_DIR)/sel4-$(MICROKIT_CONFIG)
@@ -43,10 +48,11 @@ IMAGE := $(BUILD)/loader.img
 PD_PACKAGES := -p timer -p idle -p virt-rx -p virt-tx -p copier -p echo-server
 SEL4_ENV := MICROKIT_SDK=$(MICROKIT_SDK) MICROKIT_BOARD=$(MICROKIT_BOARD) MICROKIT_CONFIG=$(MICROKIT_CONFIG)
 
+comma := ,
 QEMU_CMD := $(QEMU) -machine virt,virtualization=on -cpu cortex-a53 -m size=2G -nographic \
 	-serial mon:stdio -nic none -global virtio-mmio.force-legacy=false \
 	-netdev tap,id=n0,ifname=$(TAP),script=no,downscript=no \
-	-device virtio-net-device,netdev=n0,mac=$(NIC_MAC),$(NIC_OFFLOADS_OFF) \
+	-device virtio-net-device,netdev=n0,mac=$(NIC_MAC),$(NIC_OFFLOADS_OFF)$(if $(NIC_TX),$(comma)$(NIC_TX)) \
 	-device loader,file=$(IMAGE),addr=0x70000000,cpu-num=0
 
 .PHONY: all check-sdk guest tools pds image qemu bench netns clean
