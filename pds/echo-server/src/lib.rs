@@ -38,8 +38,11 @@ pub const UDP_ECHO_PORT: u16 = 1235;
 pub const TCP_ECHO_PORT: u16 = 1236;
 /// ipbench utilisation daemon port (sDDF `UTILIZATION_PORT`).
 pub const UTILISATION_PORT: u16 = 1237;
-/// Concurrent TCP echo connections (sDDF `TCP_ECHO_MAX_CONNS`).
-pub const TCP_ECHO_CONNS: usize = 4;
+/// Concurrent TCP echo connections: twice the benchmark's default of 4 flows, because `netvm
+/// bench` (like ipbench) opens the next point's connections in the same instant it closes the
+/// last point's, before their FINs have reached the server; with only 4 sockets the new
+/// connections were refused (seen on seL4 under TCG).
+pub const TCP_ECHO_CONNS: usize = 8;
 
 /// Idle and total CPU time counters for the utilisation daemon.
 ///

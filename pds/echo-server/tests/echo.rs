@@ -543,6 +543,40 @@ fn four_parallel_tcp_streams_come_back_identical_and_sockets_reopen() {
     r.audit();
 }
 
+/// A benchmark's next point connects its flows in the same instant it closes the last point's
+/// (`netvm bench` and ipbench both do): the new connections must be accepted even though the old
+/// ones have not finished closing.
+#[test]
+fn next_points_connections_are_accepted_while_the_last_points_close() {
+    const FLOWS: usize = 4;
+    static STORAGE: Storage = Storage::new();
+    let mut r = rig(&STORAGE);
+    let mut remote = Remote::new(&r.clock);
+    let old: Vec<SocketHandle> = (0..FLOWS)
+        .map(|i| remote.connect(TCP_ECHO_PORT, 41000 + i as u16))
+        .collect();
+    for _ in 0..20 {
+        step(&mut r, &mut remote);
+    }
+    for &h in &old {
+        assert_eq!(remote.tcp(h).state(), tcp::State::Established);
+        remote.tcp(h).close();
+    }
+    // Same round trip: the FINs and the new SYNs reach the server together.
+    let new: Vec<SocketHandle> = (0..FLOWS)
+        .map(|i| remote.connect(TCP_ECHO_PORT, 42000 + i as u16))
+        .collect();
+    for _ in 0..20 {
+        step(&mut r, &mut remote);
+    }
+    for (i, &h) in new.iter().enumerate() {
+        let state = remote.tcp(h).state();
+        assert_eq!(state, tcp::State::Established, "new flow {i}: {state}");
+    }
+    assert_eq!(r.server.stats().tcp_connections, 2 * FLOWS as u64);
+    r.audit();
+}
+
 #[test]
 fn utilisation_daemon_transcript_is_byte_exact_and_it_serves_again() {
     static STORAGE: Storage = Storage::new();
