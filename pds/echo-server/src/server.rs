@@ -58,6 +58,7 @@ fn echo_socket<'a>(rx: &'a mut [u8], tx: &'a mut [u8]) -> tcp::Socket<'a> {
     // ACK, so delaying ACKs saves nothing, and an immediate ACK needs no timer (see `pd`).
     s.set_nagle_enabled(false);
     s.set_ack_delay(None);
+    s.set_congestion_control(tcp::CongestionControl::Reno);
     s
 }
 
