@@ -12,10 +12,12 @@
 //!
 //! On seL4 also:
 //! * `.timer_client_config` (6 bytes, sDDF `timer_client_config_t`,
-//!   [`crate::timer_clock::TimerClientConfig`]): the `pp` channel to the timer PD, which gives
-//!   the time and notifies this PD on the same channel when the timeout it armed for smoltcp's
-//!   next deadline has passed ([`crate::timer_clock::TimerClock`]), so TCP retransmits, closed
-//!   connections time out and DHCP retries;
+//!   [`crate::timer_clock::TimerClientConfig`]): the `pp` channel to the timer PD, which
+//!   notifies this PD on the same channel when the timeout it armed for smoltcp's next deadline
+//!   has passed ([`crate::timer_clock::TimerClock`]), so TCP retransmits, closed connections
+//!   time out and DHCP retries. The time itself is read from the generic timer's counter
+//!   (`CNTPCT_EL0`, readable at EL0), which is what the timer PD answers `GET_TIME` from: a
+//!   protected call per reading cost two address-space switches each time the server woke;
 //! * optionally a read-only `<map>` of the idle PD's counters region (`pds/idle`) with
 //!   `setvar_vaddr="idle_counters"`: the utilisation daemon then reports idle ticks from there
 //!   and total ticks from the generic timer's counter (`CNTPCT_EL0`), both in counter ticks.
@@ -119,7 +121,10 @@ fn clock_and_cycles() -> (PdClock, PdCycles) {
         );
     }
     let cycles = sel4::idle_cycles(idle_counters.get());
-    (crate::timer_clock::TimerClock::new(PpcTimer(timer)), cycles)
+    (
+        crate::timer_clock::TimerClock::new(sel4::CounterTimer::new(PpcTimer(timer))),
+        cycles,
+    )
 }
 
 /// The seL4 sides of the clock and the cycle source.
@@ -131,8 +136,34 @@ mod sel4 {
     use crate::timer_clock::TimerClock;
     use crate::CycleSource;
 
-    /// The clock: the timer PD over a protected call.
-    pub type PdClock = TimerClock<PpcTimer>;
+    /// The clock: the counter for the time, the timer PD for timeouts.
+    pub type PdClock = TimerClock<CounterTimer>;
+
+    /// `GET_TIME` answered here, from the counter the timer PD reads (`CNTPCT_EL0`, converted
+    /// as it converts it), every other call passed to the timer PD.
+    pub struct CounterTimer {
+        timer: PpcTimer,
+        freq: u64,
+    }
+
+    impl CounterTimer {
+        /// Reads the counter frequency once.
+        pub fn new(timer: PpcTimer) -> Self {
+            CounterTimer {
+                timer,
+                freq: idle::counter::frequency(),
+            }
+        }
+    }
+
+    impl crate::timer_clock::TimerCall for CounterTimer {
+        fn call(&mut self, label: u64, mr0: u64) -> Option<u64> {
+            if label == timer::GET_TIME && self.freq != 0 {
+                return Some(timer::ticks_to_ns(idle::counter::now(), self.freq));
+            }
+            self.timer.call(label, mr0)
+        }
+    }
 
     /// Idle ticks from the idle PD, total ticks from the counter itself (so that the total
     /// advances even while the idle PD never runs).
