@@ -363,8 +363,13 @@ impl PhysMem for QmpMem {
             path: self.file.clone(),
             source,
         };
-        let mut f = std::fs::File::open(&self.file).map_err(dump)?;
-        std::io::Read::read_exact(&mut f, buf).map_err(dump)
+        let read = std::fs::File::open(&self.file)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, buf))
+            .map_err(dump);
+        // Gone at once: a reader stopped by a signal (Ctrl-C in --watch) skips Drop and would
+        // otherwise leave up to a scan chunk of guest RAM behind.
+        let _ = std::fs::remove_file(&self.file);
+        read
     }
 }
 
