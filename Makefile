@@ -5,7 +5,11 @@
 #       /init and the aarch64 uio-driver), the guest's device tree and every PD's config
 #       sections from system.xml (`guest sel4-dtb`, `guest sel4-pds`), and build/loader.img.
 #   make qemu    boots build/loader.img; the NIC's backend is a tap in the private network
-#                namespace $(NETNS) (host side $(HOST_IP)), never slirp. Needs root.
+#                namespace $(NETNS) (host side $(HOST_IP)), never slirp. Needs root. QEMU's
+#                monitor (QMP) listens on $(QMP) (default build/qmp.sock).
+#   make stats   prints every PD's counters (the VMM's included) from the running QEMU:
+#                `netvm stats --qmp $(QMP)`, which finds the stats pages in guest RAM.
+#                STATS_ARGS adds options (e.g. --watch 1).
 #   make bench   runs `netvm bench` from $(NETNS) against client0 (QEMU must be running: `make qemu`
 #                in another terminal). BENCH_ARGS adds options (e.g. --rates 10M,50M).
 #   make clean   removes build/sel4 and build/loader.img (not the guest's Debian cache).
@@ -21,6 +25,9 @@ HOST_IP ?= 10.0.0.1/24
 ECHO_IPS ?= client0=10.0.0.10/24,client1=10.0.0.11/24
 BENCH_TARGET ?= 10.0.0.10
 BENCH_ARGS ?=
+QEMU_RAM ?= 2G
+QMP ?= $(CURDIR)/build/qmp.sock
+STATS_ARGS ?=
 GUEST_FLAGS ?=
 CARGO ?= cargo
 QEMU ?= qemu-system-aarch64
@@ -49,13 +56,14 @@ PD_PACKAGES := -p timer -p idle -p virt-rx -p virt-tx -p copier -p echo-server
 SEL4_ENV := MICROKIT_SDK=$(MICROKIT_SDK) MICROKIT_BOARD=$(MICROKIT_BOARD) MICROKIT_CONFIG=$(MICROKIT_CONFIG)
 
 comma := ,
-QEMU_CMD := $(QEMU) -machine virt,virtualization=on -cpu cortex-a53 -m size=2G -nographic \
+QEMU_CMD := $(QEMU) -machine virt,virtualization=on -cpu cortex-a53 -m size=$(QEMU_RAM) -nographic \
 	-serial mon:stdio -nic none -global virtio-mmio.force-legacy=false \
 	-netdev tap,id=n0,ifname=$(TAP),script=no,downscript=no \
 	-device virtio-net-device,netdev=n0,mac=$(NIC_MAC),$(NIC_OFFLOADS_OFF)$(if $(NIC_TX),$(comma)$(NIC_TX)) \
-	-device loader,file=$(IMAGE),addr=0x70000000,cpu-num=0
+	-device loader,file=$(IMAGE),addr=0x70000000,cpu-num=0 \
+	-qmp unix:$(QMP),server=on,wait=off
 
-.PHONY: all check-sdk guest tools pds image qemu bench netns clean
+.PHONY: all check-sdk guest tools pds image qemu bench stats netns clean
 
 all: image
 
@@ -103,7 +111,13 @@ netns:
 
 qemu: netns
 	@test -f $(IMAGE) || { echo "no $(IMAGE): run make MICROKIT_SDK=... first" >&2; exit 1; }
+	mkdir -p $(dir $(QMP))
 	ip netns exec $(NETNS) $(QEMU_CMD)
+
+# QEMU must be running (`make qemu` in another terminal) with the same QEMU_RAM.
+stats:
+	$(CARGO) build --release -p netvm
+	$(NETVM) stats --qmp $(QMP) --ram-size $(QEMU_RAM) $(STATS_ARGS)
 
 bench: netns
 	$(CARGO) build --release -p netvm

@@ -398,7 +398,8 @@ fn net_roles(sys: &SystemDescription, path: &Path) -> Result<(String, String), G
 /// clients' MAC addresses), netvm's virtualiser options (driver-VM offset mode), the
 /// components' `.netvm_stats` (`sdf::net::stats_sections`), the echo
 /// clients' addresses and timer channels ([`timer_client_sections`]), and the VMM's
-/// `.vmm_config`. The driver's own sDDF configs are left out:
+/// `.vmm_config` (its `.netvm_stats` is among the stats sections). The driver's own sDDF
+/// configs and options are left out:
 /// the VMM is no sDDF driver, its guest finds everything through UIO.
 pub fn sections(
     sys: &SystemDescription,
@@ -437,11 +438,12 @@ pub fn sections(
             bytes,
         })
         .collect();
-    // The VMM's own .netvm_stats is left out: only host mode's driver stand-in has one.
+    // Every PD that maps its stats region gets it, the VMM included: on seL4 the VMM PD
+    // publishes its own counters there (in host mode the driver stand-in does).
     let ours = sdf::net::options_sections(sys, &spec)
         .into_iter()
-        .chain(sdf::net::stats_sections(sys))
-        .filter(|(pd, _, _)| *pd != spec.driver);
+        .filter(|(pd, _, _)| *pd != spec.driver)
+        .chain(sdf::net::stats_sections(sys));
     out.extend(ours.map(|(pd, name, bytes)| PdSection {
         pd,
         name: name.to_string(),

@@ -1,6 +1,7 @@
 //! netvm command-line library: the host-mode runner (`run`), the ipbench-compatible benchmark
-//! (`bench`), the Linux kernel-socket reference echo server (`kernel_echo`) and the ipbench
-//! utilisation protocol (`util_proto`). `main.rs` is a thin CLI over these, and other code
+//! (`bench`), the Linux kernel-socket reference echo server (`kernel_echo`), the ipbench
+//! utilisation protocol (`util_proto`) and the counters of a seL4 system in QEMU
+//! (`qemu_stats`). `main.rs` is a thin CLI over these, and other code
 //! (tests, demos) can call them in-process.
 #![deny(unsafe_code)]
 
@@ -8,6 +9,7 @@ pub mod bench;
 pub mod demo;
 pub mod kernel_echo;
 pub mod observe;
+pub mod qemu_stats;
 pub mod run;
 mod sys;
 pub mod util_proto;

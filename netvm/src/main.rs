@@ -41,8 +41,10 @@ enum Command {
     /// 2 configuration error.
     Run(RunArgs),
     /// Live counters of a running host-mode system: every component's stats region and the
-    /// occupancy of every sDDF queue, with the accounting of each buffer pool.
-    /// Exit status: 0 printed, 2 no running system (or its run directory is unreadable).
+    /// occupancy of every sDDF queue, with the accounting of each buffer pool. With --qmp, the
+    /// counters of the seL4 system in a running QEMU (`make qemu`), found in its RAM.
+    /// Exit status: 0 printed, 2 no running system (or its run directory is unreadable, or the
+    /// QMP socket cannot be used).
     Stats(StatsArgs),
     /// The main job: the echo system of system.xml in host mode on a private virtual LAN,
     /// benchmarked against a Linux kernel echo on the same kind of link in the same run.
@@ -60,6 +62,34 @@ struct StatsArgs {
     /// Print again every this many seconds until interrupted or the system stops.
     #[arg(long)]
     watch: Option<f64>,
+    /// Read the counters of a seL4 system from the QEMU whose QMP socket this is
+    /// (`-qmp unix:PATH,server,nowait`; `make qemu` makes build/qmp.sock).
+    #[arg(long, alias = "qemu-monitor", value_name = "SOCKET", conflicts_with_all = ["run_dir"])]
+    qmp: Option<PathBuf>,
+    /// Guest RAM size to scan with --qmp (QEMU's -m; K, M, G suffixes).
+    #[arg(long, value_parser = parse_size, default_value = "2G", requires = "qmp")]
+    ram_size: u64,
+    /// Guest-physical start of RAM with --qmp (QEMU virt: 0x40000000).
+    #[arg(long, value_parser = parse_size, default_value = "0x40000000", requires = "qmp")]
+    ram_base: u64,
+}
+
+/// `2G`, `512M`, `64K`, `4096` or `0x40000000`.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (digits, shift) = match s.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&s[..i], 10),
+        Some((i, 'M' | 'm')) => (&s[..i], 20),
+        Some((i, 'G' | 'g')) => (&s[..i], 30),
+        _ => (s, 0),
+    };
+    let n = match digits.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => digits.parse(),
+    }
+    .map_err(|e| format!("'{s}': {e}"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("'{s}' is too large"))
 }
 
 #[derive(clap::Args)]
@@ -308,6 +338,9 @@ fn main() -> ExitCode {
 
 fn show_stats(a: StatsArgs) -> ExitCode {
     use netvm::observe::{render_pools, render_stats, RunView};
+    if let Some(socket) = &a.qmp {
+        return show_qemu_stats(&a, socket);
+    }
     let open = || match &a.run_dir {
         Some(dir) => RunView::open(dir),
         None => RunView::newest(&a.shm_dir),
@@ -334,6 +367,50 @@ fn show_stats(a: StatsArgs) -> ExitCode {
             println!("the system has stopped");
             return ExitCode::SUCCESS;
         }
+        println!();
+    }
+}
+
+fn show_qemu_stats(a: &StatsArgs, socket: &std::path::Path) -> ExitCode {
+    use netvm::observe::render_stats;
+    use netvm::qemu_stats::{components, reread, scan, QmpMem};
+    let mut mem = match QmpMem::connect(socket) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("netvm stats: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut pages = Vec::new();
+    loop {
+        let read = match reread(&mut mem, &pages) {
+            Ok(Some(again)) if !pages.is_empty() => Ok(again),
+            // First time, or the system restarted: find the pages again.
+            Ok(_) => scan(&mut mem, a.ram_base, a.ram_size),
+            Err(e) => Err(e),
+        };
+        pages = match read {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("netvm stats: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        println!(
+            "seL4 system in QEMU ({}): {} stats pages in RAM {:#x}+{:#x}",
+            socket.display(),
+            pages.len(),
+            a.ram_base,
+            a.ram_size
+        );
+        if pages.is_empty() {
+            println!("  (none yet: has the system booted? is --ram-size QEMU's -m?)");
+        }
+        print!("{}", render_stats(&components(&pages)));
+        let Some(secs) = a.watch.filter(|s| s.is_finite() && *s > 0.0) else {
+            return ExitCode::SUCCESS;
+        };
+        std::thread::sleep(std::time::Duration::from_secs_f64(secs));
         println!();
     }
 }

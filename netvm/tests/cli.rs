@@ -1,5 +1,5 @@
 //! The `netvm` binary: `kernel-echo` as a subprocess stopped by SIGTERM, `bench` printing the
-//! CSV and writing the CSV and SVG files, and `stats` without a system to look at.
+//! CSV and writing the CSV and SVG files, and `stats` without a system (or QEMU) to look at.
 
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::process::{Command, Stdio};
@@ -187,4 +187,31 @@ fn stats_without_a_running_system_says_so() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("regions"), "{err}");
     std::fs::remove_dir_all(&empty).ok();
+}
+
+#[test]
+fn stats_from_a_missing_qmp_socket_is_a_clear_error() {
+    let socket = std::env::temp_dir().join(format!("netvm-cli-no-qmp-{}.sock", std::process::id()));
+    let out = Command::new(NETVM)
+        .args(["stats", "--qmp"])
+        .arg(&socket)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot connect to QEMU's QMP socket")
+            && err.contains(&*socket.to_string_lossy()),
+        "{err}"
+    );
+    assert!(err.contains("-qmp unix:"), "says how to get one: {err}");
+    // --ram-size is checked before anything is connected to.
+    let out = Command::new(NETVM)
+        .args(["stats", "--qmp"])
+        .arg(&socket)
+        .args(["--ram-size", "lots"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ram-size"));
 }

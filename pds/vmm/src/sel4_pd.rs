@@ -12,6 +12,8 @@
 use core::fmt;
 
 use microkit::{Channel, ChannelSet, Child, MessageInfo, Vcpu};
+use sddf::shm::IdentityMapped;
+use sddf::stats::StatsWriter;
 use vmm::config::{VmmConfig, SIZE as CONFIG_SIZE};
 use vmm::fault::Fault;
 use vmm::linux::{BootPlan, GuestRam};
@@ -28,6 +30,7 @@ mod images {
 const VCPU: Vcpu = Vcpu::new(0);
 
 microkit::config_section!(".vmm_config", VMM_CONFIG: [u8; CONFIG_SIZE]);
+microkit::config_section!(".netvm_stats", STATS: [u8; 16]);
 
 /// The doorbells and vIRQ routes of this system, built once from `.vmm_config` in `init`.
 struct Routes {
@@ -204,6 +207,22 @@ pub struct VmmPd {
 }
 
 impl VmmPd {
+    /// Publishes the counters in the region `.netvm_stats` names, if any. A broken section is
+    /// reported and the guest runs without published counters: unlike in a virtualiser, a
+    /// stats problem must not take the driver VM (and with it the whole network) down.
+    fn attach_stats(&mut self) {
+        #[allow(unsafe_code)]
+        // SAFETY: Microkit maps the region the `.netvm_stats` section names (derived from the
+        // SDF by `guest sel4-pds`) at that vaddr for the PD's whole life, and this PD touches
+        // it only through `sddf::shm::Region`.
+        let mem = unsafe { IdentityMapped::new() };
+        let attached = StatsWriter::from_section(STATS.as_bytes(), &mem, microkit::pd_name())
+            .and_then(|w| w.map_or(Ok(()), |w| self.vmm.attach_stats(w)));
+        if let Err(e) = attached {
+            microkit::debug_println!("vmm: counters not published: {e}");
+        }
+    }
+
     /// Copies the images into guest RAM and starts the guest; reports why not otherwise.
     fn boot(&mut self) {
         let ram = GuestRam {
@@ -361,6 +380,7 @@ impl microkit::Handler for VmmPd {
             hw: Sel4 { timer },
             configured: parsed.is_ok(),
         };
+        pd.attach_stats();
         pd.boot();
         pd
     }
@@ -371,6 +391,7 @@ impl microkit::Handler for VmmPd {
                 microkit::debug_println!("vmm: notification on unexpected channel {}", ch.id());
             }
         }
+        self.vmm.publish_stats();
     }
 
     fn fault(&mut self, child: Child, msg: MessageInfo) -> Option<MessageInfo> {
@@ -381,12 +402,17 @@ impl microkit::Handler for VmmPd {
             return None;
         }
         let reply = self.vmm.handle_fault(&mut self.hw, &fault);
+        // Every fault: a vCPU exit already costs two context switches and TCB invocations;
+        // the seqlock and ~30 word stores are noise beside it, and a reader never sees stale
+        // counters while the guest is busy with MMIO only.
+        self.vmm.publish_stats();
         if let Some(reason) = self.vmm.stop_reason().filter(|_| reply == Reply::None) {
             let c = self.vmm.counters();
             microkit::debug_println!(
-                "vmm: guest stopped ({reason:?}); gicd r/w {}/{}, doorbells {}, psci {}, wfx {} (blocked {}), vppi {}, eoi {}, virq {}",
-                c.gicd_reads, c.gicd_writes, c.doorbells, c.psci_calls, c.wfx, c.wfi_blocks, c.vppi,
-                c.maintenance, c.virq_injections
+                "vmm: guest stopped ({reason:?}); faults {}, gicd r/w {}/{}, doorbells rx/tx {}/{}, psci {}, wfx {} (blocked {}), vppi {}, eoi {}, virq rx/tx {}/{}",
+                c.faults, c.gicd_reads, c.gicd_writes, c.rx_fault_doorbells, c.tx_fault_doorbells,
+                c.psci_calls, c.wfx_traps, c.wfi_blocks, c.vppi_events, c.maintenance_faults,
+                c.rx_irq_injections, c.tx_irq_injections
             );
             if reason == StopReason::SystemReset {
                 self.boot();

@@ -24,6 +24,7 @@ use crate::fault::{ec, Esr, Fault, UnknownSyscall, VmFault, FAULT_IP_MR};
 use crate::psci;
 use crate::regs::{UserContext, USER_CONTEXT_WORDS};
 use crate::vgic::{self, Ack, Injection, ListRegisters, LoadError, Vgic};
+use sddf::stats::{Counters as _, StatsError, StatsWriter};
 
 /// CNTV_CTL_EL0.ENABLE.
 const CNTV_ENABLE: u64 = 1;
@@ -161,28 +162,94 @@ pub enum Reply {
     None,
 }
 
-/// Event counts, for logs and benchmarks.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+sddf::counters! {
+/// Event counts, published in the VMM PD's stats region (`netvm stats`) and printed when the
+/// guest stops. Doorbells and vIRQ routes are split by their names (the device-tree node names
+/// `rx_fault`, `tx_fault`, `rx_irq`, `tx_irq`, `virtio-net`, `uart`); anything else lands in
+/// the `other_*` counters.
 pub struct Counters {
+    /// Faults of the vCPU (every kind, handled or not).
+    pub faults: u64,
+    /// Notifications handled (one per channel of a batch; unknown channels included).
+    pub notifications: u64,
+    /// Stores to the `rx_fault` doorbell (the driver tells virt_rx: RX queues moved).
+    pub rx_fault_doorbells: u64,
+    /// Stores to the `tx_fault` doorbell (the driver tells virt_tx: TX queues moved).
+    pub tx_fault_doorbells: u64,
+    /// Stores to any other doorbell page.
+    pub other_doorbells: u64,
+    /// `rx_irq` vIRQs raised by virt_rx's notifications.
+    pub rx_irq_injections: u64,
+    /// ... of which were already pending (merged with the previous edge).
+    pub rx_irq_coalesced: u64,
+    /// `tx_irq` vIRQs raised by virt_tx's notifications.
+    pub tx_irq_injections: u64,
+    /// ... of which were already pending.
+    pub tx_irq_coalesced: u64,
+    /// Passed-through virtio-net IRQs.
+    pub virtio_net_injections: u64,
+    /// ... of which were already pending.
+    pub virtio_net_coalesced: u64,
+    /// Passed-through PL011 IRQs.
+    pub uart_injections: u64,
+    /// ... of which were already pending.
+    pub uart_coalesced: u64,
+    /// vIRQs of any other route.
+    pub other_injections: u64,
+    /// ... of which were already pending.
+    pub other_coalesced: u64,
+    /// Physical IRQs acknowledged at the kernel because the guest EOI'd their vIRQ.
+    pub passthrough_acks: u64,
+    /// VGIC maintenance faults (the guest EOI'd a list register).
+    pub maintenance_faults: u64,
+    /// VPPI events (the guest's virtual timer fired).
+    pub vppi_events: u64,
+    /// WFI/WFE traps.
+    pub wfx_traps: u64,
+    /// WFIs (and CPU_SUSPENDs) that suspended the vCPU.
+    pub wfi_blocks: u64,
+    /// Wake-up timer notifications (a waiting guest's virtual timer deadline passed).
+    pub wakeups: u64,
     /// Distributor reads.
     pub gicd_reads: u64,
     /// Distributor writes.
     pub gicd_writes: u64,
-    /// Doorbell rings.
-    pub doorbells: u64,
     /// PSCI calls (SMC and HVC).
     pub psci_calls: u64,
-    /// WFI/WFE traps.
-    pub wfx: u64,
-    /// WFIs that suspended the vCPU.
-    pub wfi_blocks: u64,
-    /// VPPI events.
-    pub vppi: u64,
-    /// VGIC maintenance faults.
-    pub maintenance: u64,
-    /// vIRQs raised by notifications.
-    pub virq_injections: u64,
+    /// Faults the VMM could not handle (each stops the guest).
+    pub unexpected_faults: u64,
+    /// Notifications on channels that are not the VMM's.
+    pub unknown_notifications: u64,
 }
+}
+
+impl Counters {
+    /// The (injections, coalesced) pair of the vIRQ route named `name`.
+    fn route(&mut self, name: &str) -> (&mut u64, &mut u64) {
+        match name {
+            "rx_irq" => (&mut self.rx_irq_injections, &mut self.rx_irq_coalesced),
+            "tx_irq" => (&mut self.tx_irq_injections, &mut self.tx_irq_coalesced),
+            "virtio-net" => (
+                &mut self.virtio_net_injections,
+                &mut self.virtio_net_coalesced,
+            ),
+            "uart" => (&mut self.uart_injections, &mut self.uart_coalesced),
+            _ => (&mut self.other_injections, &mut self.other_coalesced),
+        }
+    }
+
+    /// The doorbell counter of the doorbell named `name`.
+    fn doorbell(&mut self, name: &str) -> &mut u64 {
+        match name {
+            "rx_fault" => &mut self.rx_fault_doorbells,
+            "tx_fault" => &mut self.tx_fault_doorbells,
+            _ => &mut self.other_doorbells,
+        }
+    }
+}
+
+/// Group name of the VMM's counters in its stats region (entries `vmm.<field>`).
+pub const STATS_GROUP: &str = "vmm";
 
 /// The VMM core for one single-vCPU guest.
 pub struct Vmm<'a> {
@@ -191,6 +258,7 @@ pub struct Vmm<'a> {
     state: RunState,
     stop_reason: Option<StopReason>,
     counters: Counters,
+    stats: Option<StatsWriter<'a>>,
 }
 
 /// Where a stage-2 fault landed.
@@ -213,6 +281,25 @@ impl<'a> Vmm<'a> {
             state: RunState::Stopped,
             stop_reason: None,
             counters: Counters::default(),
+            stats: None,
+        }
+    }
+
+    /// Lays out `stats` (group [`STATS_GROUP`]) and publishes the counters there from now on,
+    /// whenever [`Vmm::publish_stats`] is called.
+    pub fn attach_stats(&mut self, mut stats: StatsWriter<'a>) -> Result<(), StatsError> {
+        stats.group::<Counters>(format_args!("{STATS_GROUP}"))?;
+        stats.finish();
+        stats.publish(self.counters.values());
+        self.stats = Some(stats);
+        Ok(())
+    }
+
+    /// Publishes the counters into the attached stats region (a sequence lock and one store
+    /// per counter; nothing without a region).
+    pub fn publish_stats(&mut self) {
+        if let Some(stats) = self.stats.as_mut() {
+            stats.publish(self.counters.values());
         }
     }
 
@@ -254,19 +341,20 @@ impl<'a> Vmm<'a> {
 
     /// Handles a fault of vCPU 0; the result says how to reply.
     pub fn handle_fault(&mut self, p: &mut impl Platform, fault: &Fault) -> Reply {
+        self.counters.faults += 1;
         let result = match *fault {
             Fault::VmFault(vm) => self.vm_fault(p, vm),
             Fault::VcpuFault(esr) => self.vcpu_fault(p, esr),
             Fault::UnknownSyscall(call) => return self.hvc(p, fault, call),
             Fault::VgicMaintenance { index } => {
-                self.counters.maintenance += 1;
+                self.counters.maintenance_faults += 1;
                 if let Some(index) = index {
                     self.eoi(p, index);
                 }
                 Ok(Reply::Resume)
             }
             Fault::VppiEvent { irq } => {
-                self.counters.vppi += 1;
+                self.counters.vppi_events += 1;
                 self.vppi(p, irq);
                 Ok(Reply::Resume)
             }
@@ -278,7 +366,9 @@ impl<'a> Vmm<'a> {
     /// A notification on `channel`: raises its vIRQ, or wakes a waiting guest from the wake-up
     /// timer. Returns `false` if the channel is not one of the VMM's.
     pub fn notified(&mut self, p: &mut impl Platform, channel: u8) -> bool {
+        self.counters.notifications += 1;
         if self.config.wakeup_channel == Some(channel) {
+            self.counters.wakeups += 1;
             p.set_wakeup(None);
             p.irq_ack(channel);
             self.wake(p);
@@ -291,16 +381,21 @@ impl<'a> Vmm<'a> {
             .find(|r| r.channel == channel)
             .copied()
         else {
+            self.counters.unknown_notifications += 1;
             return false;
         };
-        self.counters.virq_injections += 1;
-        self.inject(p, route.irq, route.name);
+        let coalesced = self.inject(p, route.irq, route.name) == Some(Injection::Coalesced);
+        let (injections, merged) = self.counters.route(route.name);
+        *injections += 1;
+        *merged += u64::from(coalesced);
         true
     }
 
-    /// Raises guest IRQ `irq`; wakes the guest if it got into a list register.
-    pub fn inject(&mut self, p: &mut impl Platform, irq: u16, name: &str) {
-        match self.vgic.inject(irq, p) {
+    /// Raises guest IRQ `irq`; wakes the guest if it got into a list register. Returns what
+    /// the vGIC did with it (`None`: no such INTID, logged).
+    pub fn inject(&mut self, p: &mut impl Platform, irq: u16, name: &str) -> Option<Injection> {
+        let result = self.vgic.inject(irq, p);
+        match result {
             Ok(Injection::Delivered(_)) => self.wake(p),
             Ok(Injection::Queued(vgic::QueueReason::LoadFailed(LoadError(e)))) => {
                 p.log(format_args!(
@@ -315,11 +410,14 @@ impl<'a> Vmm<'a> {
                 ));
             }
         }
+        result.ok()
     }
 
     fn vppi(&mut self, p: &mut impl Platform, irq: u64) {
         match u16::try_from(irq) {
-            Ok(irq) => self.inject(p, irq, "vppi"),
+            Ok(irq) => {
+                self.inject(p, irq, "vppi");
+            }
             Err(_) => p.log(format_args!("vmm: VPPI event for impossible INTID {irq}\n")),
         }
     }
@@ -334,7 +432,10 @@ impl<'a> Vmm<'a> {
                     ));
                 }
             }
-            Some((_, Some(Ack::Passthrough(channel)))) => p.irq_ack(channel),
+            Some((_, Some(Ack::Passthrough(channel)))) => {
+                self.counters.passthrough_acks += 1;
+                p.irq_ack(channel);
+            }
             Some((_, None)) | None => {}
         }
         if let Err(LoadError(e)) = refill {
@@ -453,7 +554,7 @@ impl<'a> Vmm<'a> {
     }
 
     fn ring(&mut self, p: &mut impl Platform, bell: Doorbell) {
-        self.counters.doorbells += 1;
+        *self.counters.doorbell(bell.name) += 1;
         if let Some(channel) = bell.channel {
             p.notify(channel);
         }
@@ -467,7 +568,7 @@ impl<'a> Vmm<'a> {
         let kernel = |_| Some("a TCB invocation failed");
         match esr.ec() {
             ec::WFX => {
-                self.counters.wfx += 1;
+                self.counters.wfx_traps += 1;
                 let ctx = p.read_regs(1).map_err(kernel)?;
                 let next = ctx.pc() + 4;
                 if esr.is_wfe() {
@@ -590,6 +691,7 @@ impl<'a> Vmm<'a> {
 
     /// Prints the fault and the vCPU registers and stops the guest.
     fn unexpected(&mut self, p: &mut impl Platform, fault: &Fault, detail: Option<&str>) -> Reply {
+        self.counters.unexpected_faults += 1;
         p.log(format_args!(
             "vmm: unexpected guest fault, stopping the guest: {fault}\n"
         ));

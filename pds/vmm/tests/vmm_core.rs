@@ -267,7 +267,9 @@ fn doorbells_notify_and_virt_notifications_inject() {
     assert_eq!(p.notified, [VIRT_RX, VIRT_TX]);
     // A doorbell load reads 0.
     assert_eq!(guest_load(&mut vmm, &mut p, 0x40_3000, RX_FAULT, 4, 4), 0);
-    assert_eq!(vmm.counters().doorbells, 2);
+    let c = vmm.counters();
+    assert_eq!((c.rx_fault_doorbells, c.tx_fault_doorbells), (1, 1));
+    assert_eq!(c.other_doorbells, 0);
 
     // virt_rx notifies before the guest enabled rx_irq: queued, delivered on enable.
     assert!(vmm.notified(&mut p, VIRT_RX));
@@ -277,7 +279,8 @@ fn doorbells_notify_and_virt_notifications_inject() {
     enable_irq(&mut vmm, &mut p, TX_IRQ);
     assert!(vmm.notified(&mut p, VIRT_TX));
     assert_eq!(p.loads[1], (TX_IRQ, 0, 1));
-    // A second rx notification before the guest's EOI waits for it.
+    // A second rx notification before the guest's EOI waits for it; a third merges with it.
+    assert!(vmm.notified(&mut p, VIRT_RX));
     assert!(vmm.notified(&mut p, VIRT_RX));
     assert_eq!(p.loads.len(), 2);
     let eoi = Fault::decode(label::VGIC_MAINTENANCE, |_| 0);
@@ -288,6 +291,11 @@ fn doorbells_notify_and_virt_notifications_inject() {
         "UIO vIRQs have no physical IRQ to ack"
     );
     assert!(!vmm.notified(&mut p, 40), "not a VMM channel");
+    let c = vmm.counters();
+    assert_eq!((c.rx_irq_injections, c.rx_irq_coalesced), (3, 1));
+    assert_eq!((c.tx_irq_injections, c.tx_irq_coalesced), (1, 0));
+    assert_eq!((c.notifications, c.unknown_notifications), (5, 1));
+    assert_eq!((c.maintenance_faults, c.passthrough_acks), (1, 0));
 }
 
 #[test]
@@ -306,6 +314,80 @@ fn passthrough_and_vtimer_are_acked_on_eoi() {
     assert!(p.irq_acks.is_empty());
     vmm.handle_fault(&mut p, &eoi(0));
     assert_eq!(p.irq_acks, [UART_IRQ_CH]);
+    let c = vmm.counters();
+    assert_eq!((c.uart_injections, c.passthrough_acks), (1, 1));
+    assert_eq!((c.vppi_events, c.maintenance_faults), (1, 2));
+}
+
+#[test]
+fn counters_are_published_in_the_stats_region() {
+    use sddf::shm::OwnedRegion;
+    use sddf::stats::{Counters as _, Snapshot, StatsWriter};
+
+    let mem = OwnedRegion::new(4096);
+    let (mut vmm, mut p) = started(true);
+    vmm.attach_stats(StatsWriter::new(mem.region(), "vmm").unwrap())
+        .unwrap();
+    let snap = Snapshot::read(&mem.region()).unwrap();
+    assert_eq!(snap.component, "vmm");
+    assert_eq!(snap.entries.len(), vmm::vmm::Counters::NAMES.len());
+    assert_eq!(snap.get("vmm.faults"), Some(0));
+
+    linux_gic_init(&mut vmm, &mut p);
+    guest_store(&mut vmm, &mut p, 0x40_1000, RX_FAULT, 8, 1);
+    enable_irq(&mut vmm, &mut p, TX_IRQ);
+    assert!(vmm.notified(&mut p, VIRT_TX));
+    // Nothing moves in the region until the PD publishes (after each fault and batch).
+    assert_eq!(
+        Snapshot::read(&mem.region()).unwrap().get("vmm.faults"),
+        Some(0)
+    );
+    vmm.publish_stats();
+    let snap = Snapshot::read(&mem.region()).unwrap();
+    let c = vmm.counters();
+    assert!(c.faults > 2 && c.gicd_writes > 0);
+    assert_eq!(snap.get("vmm.faults"), Some(c.faults));
+    assert_eq!(snap.get("vmm.gicd_writes"), Some(c.gicd_writes));
+    assert_eq!(snap.get("vmm.rx_fault_doorbells"), Some(1));
+    assert_eq!(snap.get("vmm.tx_irq_injections"), Some(1));
+    assert_eq!(snap.get("vmm.notifications"), Some(1));
+    // Every name fits the region's 40-byte name field whole.
+    for name in vmm::vmm::Counters::NAMES {
+        assert!(snap.get(&format!("vmm.{name}")).is_some(), "{name} cut");
+    }
+}
+
+#[test]
+fn unknown_doorbells_and_routes_are_counted_apart() {
+    const BELLS: [Doorbell; 1] = [Doorbell {
+        name: "extra",
+        gpa: 0x3030_0000,
+        channel: None,
+    }];
+    const ROUTES: [VirqRoute; 1] = [VirqRoute {
+        name: "extra_irq",
+        channel: 9,
+        irq: 120,
+        passthrough: false,
+    }];
+    let mut vmm = Vmm::new(Config {
+        gicd_base: GICD_BASE,
+        doorbells: &BELLS,
+        virqs: &ROUTES,
+        wakeup_channel: None,
+    });
+    let mut p = Mock::default();
+    vmm.start(&mut p, &UserContext::default()).unwrap();
+    guest_store(&mut vmm, &mut p, 0x40_0000, 0x3030_0000, 8, 1);
+    assert!(vmm.notified(&mut p, 9));
+    assert!(vmm.notified(&mut p, 9));
+    let c = vmm.counters();
+    assert_eq!((c.other_doorbells, c.rx_fault_doorbells), (1, 0));
+    assert_eq!((c.other_injections, c.other_coalesced), (2, 1));
+    assert!(
+        p.notified.is_empty(),
+        "a doorbell without a channel only counts"
+    );
 }
 
 fn smc(vmm: &mut Vmm, p: &mut Mock, pc: u64, args: [u64; 4]) -> Reply {
@@ -430,6 +512,7 @@ fn wfi_blocks_until_an_irq_is_injected() {
     assert_eq!(wfi(&mut vmm, &mut p, 0x9000_9000), Reply::Resume);
     assert_eq!(p.regs.pc(), 0x9000_9004);
     assert_eq!(vmm.counters().wfi_blocks, 1);
+    assert_eq!(vmm.counters().wfx_traps, 2);
     // WFE never blocks.
     p.regs.set_pc(0x9000_a000);
     let wfe = Fault::decode(label::VCPU_FAULT, |_| (0x01 << 26) | (1 << 25) | 1);
@@ -520,6 +603,8 @@ fn unexpected_faults_dump_registers_and_stop_only_the_guest() {
         let (mut vmm, mut p) = started(true);
         assert_eq!(vmm.handle_fault(&mut p, &f), Reply::None);
         assert_eq!(vmm.state(), RunState::Stopped);
+        let c = vmm.counters();
+        assert_eq!((c.faults, c.unexpected_faults), (1, 1));
     }
 }
 
