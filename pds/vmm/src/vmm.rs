@@ -15,6 +15,14 @@
 //!   while the vCPU is not running, so the deadline must be watched from outside: the platform
 //!   arms a wake-up timer ([`Platform::set_wakeup`]); without one, a WFI with the timer armed
 //!   returns at once (libvmm's behaviour).
+//! - **Passed-through IRQs** (the NIC's, the UART's) are re-enabled at the kernel not when the
+//!   guest EOIs their vIRQ but at the VMM's next activation after that (the next fault or
+//!   notification of any kind: a doorbell, a timer tick, a WFI, another EOI). This is the
+//!   interrupt moderation a NIC does in hardware: while the guest works through what one
+//!   interrupt announced, more frames raise no further interrupt, and each interrupt would cost
+//!   two round trips through this VMM (delivery and EOI maintenance). Nothing waits long: a
+//!   busy guest exits at least every timer tick, an idle one traps its WFI, and the physical
+//!   line stays latched while masked, so it is delivered the moment it is re-enabled.
 //! - **Unexpected** faults print the decoded reason and all registers and stop the guest; the
 //!   VMM PD itself carries on (it still answers notifications).
 
@@ -200,6 +208,8 @@ pub struct Counters {
     pub other_coalesced: u64,
     /// Physical IRQs acknowledged at the kernel because the guest EOI'd their vIRQ.
     pub passthrough_acks: u64,
+    /// ... of which waited for a later activation of the VMM (see the module docs).
+    pub passthrough_acks_deferred: u64,
     /// VGIC maintenance faults (the guest EOI'd a list register).
     pub maintenance_faults: u64,
     /// VPPI events (the guest's virtual timer fired).
@@ -259,6 +269,9 @@ pub struct Vmm<'a> {
     stop_reason: Option<StopReason>,
     counters: Counters,
     stats: Option<StatsWriter<'a>>,
+    /// Channels (bit = channel id) whose physical IRQ the guest has EOI'd and that wait for the
+    /// next activation to be acknowledged.
+    deferred_acks: u64,
 }
 
 /// Where a stage-2 fault landed.
@@ -282,6 +295,7 @@ impl<'a> Vmm<'a> {
             stop_reason: None,
             counters: Counters::default(),
             stats: None,
+            deferred_acks: 0,
         }
     }
 
@@ -342,6 +356,7 @@ impl<'a> Vmm<'a> {
     /// Handles a fault of vCPU 0; the result says how to reply.
     pub fn handle_fault(&mut self, p: &mut impl Platform, fault: &Fault) -> Reply {
         self.counters.faults += 1;
+        self.flush_acks(p);
         let result = match *fault {
             Fault::VmFault(vm) => self.vm_fault(p, vm),
             Fault::VcpuFault(esr) => self.vcpu_fault(p, esr),
@@ -367,6 +382,7 @@ impl<'a> Vmm<'a> {
     /// timer. Returns `false` if the channel is not one of the VMM's.
     pub fn notified(&mut self, p: &mut impl Platform, channel: u8) -> bool {
         self.counters.notifications += 1;
+        self.flush_acks(p);
         if self.config.wakeup_channel == Some(channel) {
             self.counters.wakeups += 1;
             p.set_wakeup(None);
@@ -432,16 +448,31 @@ impl<'a> Vmm<'a> {
                     ));
                 }
             }
-            Some((_, Some(Ack::Passthrough(channel)))) => {
-                self.counters.passthrough_acks += 1;
-                p.irq_ack(channel);
-            }
+            Some((_, Some(Ack::Passthrough(channel)))) => match 1u64.checked_shl(channel.into()) {
+                Some(bit) => self.deferred_acks |= bit,
+                None => {
+                    self.counters.passthrough_acks += 1;
+                    p.irq_ack(channel);
+                }
+            },
             Some((_, None)) | None => {}
         }
         if let Err(LoadError(e)) = refill {
             p.log(format_args!(
                 "vmm: refilling list register {index} failed: seL4 error {e}\n"
             ));
+        }
+    }
+
+    /// Acknowledges the passed-through IRQs whose EOI came at an earlier activation.
+    fn flush_acks(&mut self, p: &mut impl Platform) {
+        let mut pending = core::mem::take(&mut self.deferred_acks);
+        while pending != 0 {
+            let channel = pending.trailing_zeros() as u8;
+            pending &= pending - 1;
+            self.counters.passthrough_acks += 1;
+            self.counters.passthrough_acks_deferred += 1;
+            p.irq_ack(channel);
         }
     }
 

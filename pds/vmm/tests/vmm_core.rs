@@ -299,7 +299,7 @@ fn doorbells_notify_and_virt_notifications_inject() {
 }
 
 #[test]
-fn passthrough_and_vtimer_are_acked_on_eoi() {
+fn vtimer_is_acked_on_eoi_and_passthrough_at_the_next_activation() {
     let (mut vmm, mut p) = started(true);
     linux_gic_init(&mut vmm, &mut p);
     enable_irq(&mut vmm, &mut p, UART_IRQ);
@@ -312,11 +312,51 @@ fn passthrough_and_vtimer_are_acked_on_eoi() {
     vmm.handle_fault(&mut p, &eoi(1));
     assert_eq!(p.vppi_acks, [27]);
     assert!(p.irq_acks.is_empty());
+    // The passthrough EOI itself re-enables nothing...
     vmm.handle_fault(&mut p, &eoi(0));
+    assert!(p.irq_acks.is_empty(), "acked at its own EOI");
+    // ...the next activation of the VMM does, once.
+    guest_store(&mut vmm, &mut p, 0x40_2000, RX_FAULT, 3, 0);
+    assert_eq!(p.irq_acks, [UART_IRQ_CH]);
+    guest_store(&mut vmm, &mut p, 0x40_2000, RX_FAULT, 3, 0);
     assert_eq!(p.irq_acks, [UART_IRQ_CH]);
     let c = vmm.counters();
     assert_eq!((c.uart_injections, c.passthrough_acks), (1, 1));
+    assert_eq!(c.passthrough_acks_deferred, 1);
     assert_eq!((c.vppi_events, c.maintenance_faults), (1, 2));
+}
+
+/// Every kind of activation re-enables a passthrough IRQ whose EOI came earlier; above all a
+/// WFI, so an idle guest never sleeps with its NIC's interrupt masked.
+#[test]
+fn a_deferred_passthrough_ack_is_flushed_by_any_activation() {
+    type Activation = fn(&mut Vmm<'static>, &mut Mock);
+    let activations: [(&str, Activation); 4] = [
+        ("wfi", |vmm, p| {
+            wfi(vmm, p, 0x9000_8000);
+        }),
+        ("vppi", |vmm, p| {
+            vmm.handle_fault(p, &Fault::decode(label::VPPI_EVENT, |_| 27));
+        }),
+        ("virt_tx notification", |vmm, p| {
+            vmm.notified(p, VIRT_TX);
+        }),
+        ("doorbell", |vmm, p| {
+            guest_store(vmm, p, 0x40_2000, TX_FAULT, 3, 0);
+        }),
+    ];
+    for (what, activate) in activations {
+        let (mut vmm, mut p) = started(true);
+        linux_gic_init(&mut vmm, &mut p);
+        enable_irq(&mut vmm, &mut p, UART_IRQ);
+        enable_irq(&mut vmm, &mut p, 27);
+        enable_irq(&mut vmm, &mut p, TX_IRQ);
+        assert!(vmm.notified(&mut p, UART_IRQ_CH));
+        vmm.handle_fault(&mut p, &Fault::decode(label::VGIC_MAINTENANCE, |_| 0));
+        assert!(p.irq_acks.is_empty(), "{what}");
+        activate(&mut vmm, &mut p);
+        assert_eq!(p.irq_acks, [UART_IRQ_CH], "{what}");
+    }
 }
 
 #[test]
