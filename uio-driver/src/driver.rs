@@ -17,9 +17,13 @@
 //!   back, since the driver consumes that queue, so they are counted and dropped).
 //! * Frames longer than one buffer, or truncated by the NIC, are dropped and counted.
 //! * Signalling follows sDDF: producers notify only when the consumer asked
-//!   ([`sddf::queue::Producer::take_signal_request`]); the driver asks for tx_active signals after
-//!   every drain (request, then double-check), and for rx_free signals only when it ran out of
-//!   buffers with frames waiting, so that virt_rx does not interrupt the guest needlessly.
+//!   ([`sddf::queue::Producer::take_signal_request`]). The driver asks for tx_active signals only
+//!   when it is about to sleep ([`Driver::arm_for_sleep`]: request, then double-check) and
+//!   withdraws the request when it wakes, so virt_tx does not interrupt a guest that is awake
+//!   and will look at tx_active anyway: it does so on every pass. (In the driver VM each such
+//!   interrupt costs the guest two trapped distributor writes, a VGIC maintenance fault and a
+//!   wake-up of this process.) It asks for rx_free signals only when it ran out of buffers with
+//!   frames waiting, so that virt_rx does not interrupt the guest needlessly.
 //! * Order after a wake-up is TX first, then RX, as sDDF drivers do (sddf-net.md §2.5).
 use std::io;
 use std::os::fd::RawFd;
@@ -319,71 +323,85 @@ impl<'a> Driver<'a> {
     /// Sends what virt_tx queued, until tx_active is empty, the NIC is full or one batch is done;
     /// returns the buffers and rings virt_tx once if it asked.
     pub fn tx_process(&mut self, nic: &mut dyn Nic, platform: &mut dyn Platform) -> io::Result<()> {
-        loop {
-            let mut taken = 0usize;
-            let mut moved = 0u64;
-            let mut returned = false;
-            let mut blocked = false;
-            let mut peer_broke = false;
-            if nic.tx_pending() {
-                self.flush(nic)?;
-            }
-            while taken < BATCH {
-                let Some(buf) = nic.tx_buffer() else {
-                    blocked = true;
-                    break;
-                };
-                let d = match self.q.tx.active.dequeue() {
-                    Ok(d) => d,
-                    Err(QueueError::Empty) => break,
-                    Err(_) => {
-                        self.counters.tx_queue_misbehaviour += 1;
-                        peer_broke = true;
-                        break;
-                    }
-                };
-                taken += 1;
-                match self.validate_tx(&d) {
-                    Ok((offset, len)) => {
-                        let region = self.q.tx_data[usize::from(d.oid())];
-                        // Cannot fail: validated to lie in a whole buffer of the region.
-                        if region.read_words(offset, &mut buf[..len]).is_ok() {
-                            nic.tx_commit(len);
-                            moved += 1;
-                        } else {
-                            self.counters.tx_bad_offset += 1;
-                        }
-                    }
-                    Err(BadDesc::Len) => self.counters.tx_bad_len += 1,
-                    Err(BadDesc::Oid) => self.counters.tx_bad_oid += 1,
-                    Err(BadDesc::Offset) => self.counters.tx_bad_offset += 1,
-                }
-                // The frame (if any) now lives in the NIC's buffer: the sDDF buffer goes back.
-                returned |= self.tx_return(d);
-            }
-            if moved > 0 {
-                self.flush(nic)?;
-            }
-            self.counters.tx_batch.record(moved);
-            if returned && self.q.tx.free.take_signal_request() {
-                self.counters.doorbells_tx += 1;
-                platform.doorbell_tx()?;
-            }
-            self.tx_blocked = blocked || nic.tx_pending();
-            self.tx_more = !self.tx_blocked && !peer_broke && taken == BATCH;
-            if self.tx_blocked || peer_broke || self.tx_more {
-                return Ok(());
-            }
-            // Drained: ask virt_tx for a signal, then look again (the sDDF double-check).
-            match self.q.tx.active.rearm() {
-                Ok(true) => continue,
-                Ok(false) => return Ok(()),
+        let mut taken = 0usize;
+        let mut moved = 0u64;
+        let mut returned = false;
+        let mut blocked = false;
+        let mut peer_broke = false;
+        if nic.tx_pending() {
+            self.flush(nic)?;
+        }
+        while taken < BATCH {
+            let Some(buf) = nic.tx_buffer() else {
+                blocked = true;
+                break;
+            };
+            let d = match self.q.tx.active.dequeue() {
+                Ok(d) => d,
+                Err(QueueError::Empty) => break,
                 Err(_) => {
                     self.counters.tx_queue_misbehaviour += 1;
-                    return Ok(());
+                    peer_broke = true;
+                    break;
                 }
+            };
+            taken += 1;
+            match self.validate_tx(&d) {
+                Ok((offset, len)) => {
+                    let region = self.q.tx_data[usize::from(d.oid())];
+                    // Cannot fail: validated to lie in a whole buffer of the region.
+                    if region.read_words(offset, &mut buf[..len]).is_ok() {
+                        nic.tx_commit(len);
+                        moved += 1;
+                    } else {
+                        self.counters.tx_bad_offset += 1;
+                    }
+                }
+                Err(BadDesc::Len) => self.counters.tx_bad_len += 1,
+                Err(BadDesc::Oid) => self.counters.tx_bad_oid += 1,
+                Err(BadDesc::Offset) => self.counters.tx_bad_offset += 1,
+            }
+            // The frame (if any) now lives in the NIC's buffer: the sDDF buffer goes back.
+            returned |= self.tx_return(d);
+        }
+        if moved > 0 {
+            self.flush(nic)?;
+        }
+        self.counters.tx_batch.record(moved);
+        if returned && self.q.tx.free.take_signal_request() {
+            self.counters.doorbells_tx += 1;
+            platform.doorbell_tx()?;
+        }
+        self.tx_blocked = blocked || nic.tx_pending();
+        self.tx_more = !self.tx_blocked && !peer_broke && taken == BATCH;
+        Ok(())
+    }
+
+    /// Before sleeping: asks virt_tx for a signal on tx_active, then looks again (the sDDF
+    /// double-check). Returns `true` if frames arrived meanwhile (the request is withdrawn and
+    /// the caller should process them instead of sleeping). A driver that sleeps on the NIC
+    /// because it is full needs no signal.
+    pub fn arm_for_sleep(&mut self) -> bool {
+        if self.tx_blocked || self.tx_more || self.rx_more {
+            return self.tx_more || self.rx_more;
+        }
+        match self.q.tx.active.rearm() {
+            Ok(true) => {
+                self.tx_more = true;
+                true
+            }
+            Ok(false) => false,
+            Err(_) => {
+                self.counters.tx_queue_misbehaviour += 1;
+                false
             }
         }
+    }
+
+    /// After waking: withdraws the tx_active signal request; the driver looks at tx_active on
+    /// every pass until it next sleeps.
+    pub fn woke(&mut self) {
+        self.q.tx.active.cancel_signal();
     }
 
     fn flush(&mut self, nic: &mut dyn Nic) -> io::Result<()> {
@@ -407,7 +425,9 @@ impl<'a> Driver<'a> {
         if ev.tx_notified {
             self.counters.irqs_tx += 1;
         }
-        if ev.tx_notified || self.tx_more || (self.tx_blocked && ev.nic_writable) {
+        // tx_active is looked at on every pass (virt_tx signals only a sleeping driver), unless
+        // the NIC is full and has not become writable.
+        if !self.tx_blocked || ev.nic_writable {
             self.tx_process(nic, platform)?;
         }
         if ev.nic_readable || self.rx_more || (self.rx_starved && ev.rx_notified) {
@@ -427,9 +447,11 @@ impl<'a> Driver<'a> {
         self.tx_process(nic, platform)?;
         self.rx_process(nic, platform)?;
         while keep_going(&self.counters, nic) {
+            let busy = self.arm_for_sleep();
             let polls = nic.poll_set(!self.rx_starved, self.tx_blocked);
-            let timeout = (self.rx_more || self.tx_more).then_some(Duration::ZERO);
+            let timeout = busy.then_some(Duration::ZERO);
             let ev = platform.wait(&polls, timeout)?;
+            self.woke();
             self.handle(ev, nic, platform)?;
         }
         Ok(())

@@ -297,7 +297,19 @@ fn tx_frames_go_out_and_buffers_come_back_with_their_oid() {
         );
     }
     assert_eq!(d.counters().tx_frames, 4);
-    // The driver re-armed tx_active: virt_tx owes it a signal on the next enqueue.
+    // Awake, the driver asks for no signal: it looks at tx_active on every pass.
+    d.woke();
+    virt.active.enqueue(BuffDesc::new(0, 60, 0)).unwrap();
+    assert!(
+        !virt.active.take_signal_request(),
+        "virt_tx would interrupt a driver that is awake"
+    );
+    // About to sleep, it arms tx_active and double-checks: the frame just queued is found.
+    assert!(d.arm_for_sleep(), "work found by the double-check");
+    d.tx_process(&mut nic, &mut bells).unwrap();
+    assert_eq!(d.counters().tx_frames, 5);
+    // Drained and about to sleep: armed, so virt_tx owes it a signal on the next enqueue.
+    assert!(!d.arm_for_sleep());
     virt.active.enqueue(BuffDesc::new(0, 60, 0)).unwrap();
     assert!(virt.active.take_signal_request());
 }
