@@ -12,6 +12,12 @@
 //! * **Ownership**: every client buffer has an in-flight bit. A client cannot submit a buffer that
 //!   is already with the driver (a duplicate), and a completion from the driver for a buffer
 //!   that is not in flight is dropped and counted, so no client can be handed another's buffer.
+//! * **Lazy completions**: sDDF's virt_tx asks the driver for a signal after every drain of its
+//!   free queue, so each batch the driver sends costs a notification back; from a driver VM
+//!   that is a VM exit. Returning buffers is not urgent: every client's transmit notification
+//!   runs this PD, which collects completions first. So the driver is asked to signal only
+//!   while some client with buffers at the driver is running low (its free queue holds under a
+//!   quarter of its buffers), which is when a client could be left waiting for buffers.
 //! * **Driver-VM offset mode**: the driver sees `offset` within a region plus a driver-side `oid`
 //!   naming the region (client-major order of the config), never an IO address.
 #![no_std]
@@ -184,6 +190,8 @@ struct Client<'a> {
     first_region: usize,
     num_regions: usize,
     counters: ClientCounters,
+    /// Buffers of this client with the driver.
+    in_flight: usize,
 }
 
 /// The TX virtualiser's state.
@@ -296,6 +304,7 @@ impl<'a> VirtTx<'a> {
                 first_region,
                 num_regions: cc.regions().len(),
                 counters: ClientCounters::default(),
+                in_flight: 0,
             });
         }
         v.tx_provide(notifier);
@@ -306,6 +315,10 @@ impl<'a> VirtTx<'a> {
     pub fn notified(&mut self, notifier: &mut impl Notifier) {
         self.tx_return(notifier);
         self.tx_provide(notifier);
+        // What was just sent may have left a client low: then arm for its completions now.
+        if self.completions_wanted() {
+            self.tx_return(notifier);
+        }
         self.publish();
         if let Some(tap) = self.tap.as_mut() {
             tap.flush();
@@ -430,6 +443,7 @@ impl<'a> VirtTx<'a> {
                             self.set_bit(slot, true);
                             self.driver_counters.frames += 1;
                             let client = self.clients[c].as_mut().expect("checked above");
+                            client.in_flight += 1;
                             client.counters.frames += 1;
                             client.counters.bytes += u64::from(d.len);
                         }
@@ -556,6 +570,18 @@ impl<'a> VirtTx<'a> {
         self.bit(slot).then_some((region_index, offset, slot))
     }
 
+    /// Whether the driver should signal its next completions: some client with buffers at the
+    /// driver has fewer than a quarter of its buffers in its free queue (see the module docs).
+    /// A client with more can go on sending, and its next notification collects completions.
+    fn completions_wanted(&self) -> bool {
+        self.clients[..self.num_clients].iter().flatten().any(|c| {
+            c.in_flight > 0
+                && c.queues.free.len().map_or(true, |n| {
+                    usize::from(n) < usize::from(c.queues.free.capacity()) / 4
+                })
+        })
+    }
+
     fn tx_return(&mut self, notifier: &mut impl Notifier) {
         let mut notify = 0u64;
         loop {
@@ -579,6 +605,7 @@ impl<'a> VirtTx<'a> {
                 self.driver_counters.completions += 1;
                 let back = BuffDesc::new(offset, 0, region.local_oid);
                 if let Some(client) = self.clients[region.client].as_mut() {
+                    client.in_flight = client.in_flight.saturating_sub(1);
                     match client.queues.free.enqueue(back) {
                         Ok(()) => {
                             client.counters.returned += 1;
@@ -587,6 +614,10 @@ impl<'a> VirtTx<'a> {
                         Err(_) => client.counters.peer_misbehaviour += 1,
                     }
                 }
+            }
+            if !self.completions_wanted() {
+                self.driver.free.cancel_signal();
+                break;
             }
             match self.driver.free.rearm() {
                 Ok(true) => continue,
