@@ -16,12 +16,12 @@
 //!   arms a wake-up timer ([`Platform::set_wakeup`]); without one, a WFI with the timer armed
 //!   returns at once (libvmm's behaviour).
 //! - **Passed-through IRQs** (the NIC's, the UART's) are re-enabled at the kernel not when the
-//!   guest EOIs their vIRQ but at the VMM's next activation after that (the next fault or
-//!   notification of any kind: a doorbell, a timer tick, a WFI, another EOI). This is the
-//!   interrupt moderation a NIC does in hardware: while the guest works through what one
-//!   interrupt announced, more frames raise no further interrupt, and each interrupt would cost
-//!   two round trips through this VMM (delivery and EOI maintenance). Nothing waits long: a
-//!   busy guest exits at least every timer tick, an idle one traps its WFI, and the physical
+//!   guest EOIs their vIRQ but at the VMM's next activation after that other than a doorbell
+//!   (a timer tick, a WFI, another EOI, a notification). This is the interrupt moderation a
+//!   NIC does in hardware: while the guest works through what one interrupt announced (ringing
+//!   doorbells as it goes), more frames raise no further interrupt, and each interrupt would
+//!   cost two round trips through this VMM (delivery and EOI maintenance). Nothing waits long:
+//!   a busy guest exits at least every timer tick, an idle one traps its WFI, and the physical
 //!   line stays latched while masked, so it is delivered the moment it is re-enabled.
 //! - **Unexpected** faults print the decoded reason and all registers and stop the guest; the
 //!   VMM PD itself carries on (it still answers notifications).
@@ -356,7 +356,12 @@ impl<'a> Vmm<'a> {
     /// Handles a fault of vCPU 0; the result says how to reply.
     pub fn handle_fault(&mut self, p: &mut impl Platform, fault: &Fault) -> Reply {
         self.counters.faults += 1;
-        self.flush_acks(p);
+        // A doorbell is the one activation that leaves deferred acks alone: a guest ringing it
+        // is mid-way through its frames (see the module docs).
+        let doorbell = matches!(fault, Fault::VmFault(vm) if matches!(self.target(vm.addr), Some(Target::Doorbell(_))));
+        if !doorbell {
+            self.flush_acks(p);
+        }
         let result = match *fault {
             Fault::VmFault(vm) => self.vm_fault(p, vm),
             Fault::VcpuFault(esr) => self.vcpu_fault(p, esr),
