@@ -514,16 +514,21 @@ impl<'a> NetDevice<'a> {
     /// The notification phase after a batch: notifies the copier if buffers were returned and it
     /// asked for a signal, and virt_tx if frames were queued and it asked; each at most once.
     pub fn notify(&mut self, signal: &mut impl Signal) {
-        // A restarted instance's reset requests, once per pair.
+        // A restarted instance's reset requests, once per pair; a pair whose peer has answered
+        // goes live here even when nothing was received or sent.
         if let Some(w) = self.rx.waiting.as_mut().filter(|w| !w.asked) {
             w.asked = true;
             self.rx.c.rx_notifies += 1;
             signal.notify_rx();
+        } else if self.rx.waiting.is_some() {
+            self.rx.live();
         }
         if let Some(w) = self.tx.waiting.as_mut().filter(|w| !w.asked) {
             w.asked = true;
             self.tx.c.tx_notifies += 1;
             signal.notify_tx();
+        } else if self.tx.waiting.is_some() {
+            self.tx.live();
         }
         if core::mem::take(&mut self.rx.returned) && self.rx.side.free.take_signal_request() {
             self.rx.c.rx_notifies += 1;
