@@ -206,6 +206,22 @@ impl Running {
         }
     }
 
+    /// Waits up to `limit` until `n` console lines contain `what`.
+    pub fn wait_count(&mut self, what: &str, n: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.seen.iter().filter(|l| l.contains(what)).count() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "not {n} lines with '{what}' from the system; it printed:\n{}",
+                self.seen.join("\n")
+            );
+            if let Ok(line) = self.rx.recv_timeout(left.min(Duration::from_millis(200))) {
+                self.seen.push(line);
+            }
+        }
+    }
+
     /// Waits up to `limit` for a console line containing `what`.
     pub fn wait_for(&mut self, what: &str, limit: Duration) {
         self.wait_line(&format!("'{what}'"), limit, |l| l.contains(what));
