@@ -107,7 +107,8 @@ proptest! {
         for &o in &before {
             run(&mut dev, &mut peer, o);
         }
-        drop(dev);
+        // The instance dies: `dev` is not used again.
+        let _ = dev;
 
         let mut dev = mem.restart().unwrap();
         prop_assert!(dev.reconnecting());

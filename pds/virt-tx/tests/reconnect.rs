@@ -153,14 +153,14 @@ impl World<'_> {
     /// driver's queues and hands.
     fn assert_conserved(&self, r: &Rig) {
         let mut seen = [[0u32; CAP as usize]; 2];
-        for c in 0..2 {
+        for (c, seen) in seen.iter_mut().enumerate() {
             for active in [false, true] {
                 for d in peek(&r.layout, &r.clients[c], active) {
-                    seen[c][(d.io_or_offset / 2048) as usize] += 1;
+                    seen[(d.io_or_offset / 2048) as usize] += 1;
                 }
             }
             for &off in &self.held[c] {
-                seen[c][(off / 2048) as usize] += 1;
+                seen[(off / 2048) as usize] += 1;
             }
         }
         let driver_side = peek(&r.layout, &r.driver, false)
