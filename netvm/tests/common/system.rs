@@ -14,7 +14,11 @@ use sddf::stats::Snapshot;
 
 /// Whether network namespaces can be made here (root).
 pub fn can_make_namespaces() -> bool {
-    let name = format!("nvprobe{}", std::process::id());
+    // Unique per call: the tests of one binary probe concurrently, and a name another thread
+    // is probing with would read as "cannot" (and skip a test that should have run).
+    static PROBES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("nvprobe{}.{n}", std::process::id());
     let ok = Command::new("ip")
         .args(["netns", "add", &name])
         .status()
