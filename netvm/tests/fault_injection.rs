@@ -9,9 +9,9 @@
 //!   client keeps >= 90% of its throughput, its counters stay clean, the misbehaviour is counted,
 //!   and when the hostile PD touches memory the system did not give it, it faults and the runner
 //!   reports it by name (host mode maps only what the SDF gives);
-//! * a client killed (SIGKILL) under load and restarted by the runner, twice: it reconnects
-//!   through its copier and virt_tx and echoes again, the other client keeps >= 90% of its
-//!   throughput over the episode, and every buffer is accounted for afterwards.
+//! * a client killed (SIGKILL) under load and restarted by the runner, three times in a row:
+//!   it reconnects through its copier and virt_tx and echoes again, the other client keeps
+//!   >= 90% of its throughput over the episodes, and every buffer is accounted for after each.
 //!
 //! Each test checks buffer conservation of the pools the good parts of the system own.
 mod common;
@@ -548,7 +548,7 @@ fn a_killed_client_is_restarted_and_reconnects_while_the_other_keeps_echoing() {
             "--on-fault".as_ref(),
             "restart".as_ref(),
             "--max-restarts".as_ref(),
-            "2".as_ref(),
+            "3".as_ref(),
         ],
         &[
             "uio-driver: ready",
@@ -564,14 +564,16 @@ fn a_killed_client_is_restarted_and_reconnects_while_the_other_keeps_echoing() {
     let start: Vec<_> = pds.iter().map(|pd| counters(&view, pd)).collect();
     let rate = "1G";
     let window = "2s";
-    let (mut calm, mut worst) = (0u64, u64::MAX);
-    for episode in 1..=2usize {
-        // Client 0's throughput with nothing happening, then over an episode in which client 1
-        // is killed and restarted (the best calm run so far is the reference: other load on a
-        // shared machine only lowers a run).
+    // Client 0's throughput with nothing happening, then over an episode in which client 1 is
+    // killed and restarted, three times (the second and third kills hit a restarted instance).
+    // Other load on a shared machine lowers single runs by up to ~8%, so the medians of the
+    // calm runs and of the episodes are compared (noise hits both alike), and every episode
+    // must keep 75% (a restart that stalled client 0 for half a second would not).
+    let (mut calm, mut during_episodes) = (Vec::new(), Vec::new());
+    for episode in 1..=3usize {
         let (rx, bad) = echo_check_at(&peer, lan::CLIENTS[0], "udp", rate, window);
         assert_eq!(bad, 0, "corrupted echoes");
-        calm = calm.max(rx);
+        calm.push(rx);
         let old = sys.pd_pid("client1").expect("client1 runs");
         let load = {
             let peer = peer.clone();
@@ -582,7 +584,7 @@ fn a_killed_client_is_restarted_and_reconnects_while_the_other_keeps_echoing() {
         kill(Pid::from_raw(old), Signal::SIGKILL).unwrap();
         let killed = Instant::now();
         sys.wait_for(
-            &format!("MON|INFO: PD 'client1' restarted ({episode} of 2)"),
+            &format!("MON|INFO: PD 'client1' restarted ({episode} of 3)"),
             Duration::from_secs(10),
         );
         sys.wait_count("client1: reconnected", episode, Duration::from_secs(10));
@@ -591,14 +593,10 @@ fn a_killed_client_is_restarted_and_reconnects_while_the_other_keeps_echoing() {
         assert_eq!(bad, 0, "corrupted echoes during the restart");
         eprintln!(
             "episode {episode}: client1 killed, restarted and reconnected in {reconnected:?}; \
-             client0 UDP at {rate}: {calm} b/s calm (best so far), {during} b/s over the episode ({:.3})",
-            during as f64 / calm as f64
+             client0 UDP at {rate}: {rx} b/s calm, {during} b/s over the episode ({:.3})",
+            during as f64 / rx as f64
         );
-        worst = worst.min(during);
-        assert!(
-            during as f64 >= 0.9 * calm as f64,
-            "client0 kept {during} of {calm} b/s while client1 restarted"
-        );
+        during_episodes.push(during);
         let new = sys.pd_pid("client1").expect("client1 restarted");
         assert_ne!(new, old, "a new process");
 
@@ -654,9 +652,25 @@ fn a_killed_client_is_restarted_and_reconnects_while_the_other_keeps_echoing() {
         }
         assert_buffers_accounted(&view, &format!("after restart {episode}"), &[]);
     }
+    let median = |v: &mut Vec<u64>| {
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let worst = *during_episodes.iter().min().expect("episodes");
+    let (calm, during) = (median(&mut calm), median(&mut during_episodes));
     eprintln!(
-        "client0 kept {:.3} of its calm throughput in the worst episode",
+        "client0 UDP at {rate}, median of 3: {calm} b/s calm, {during} b/s over the restart \
+         episodes ({:.3}); worst episode {worst} b/s ({:.3})",
+        during as f64 / calm as f64,
         worst as f64 / calm as f64
+    );
+    assert!(
+        during as f64 >= 0.9 * calm as f64,
+        "client0 kept {during} of {calm} b/s (medians) while client1 restarted"
+    );
+    assert!(
+        worst as f64 >= 0.75 * calm as f64,
+        "client0 fell to {worst} of {calm} b/s in one restart episode"
     );
     assert!(
         !sys.seen.iter().any(|l| l.contains("panicked")),
