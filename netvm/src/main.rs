@@ -208,6 +208,9 @@ enum OnFaultArg {
     Stop,
     /// Keep the other PDs running.
     Continue,
+    /// Start the failed PD again (its regions keep their contents; net clients reconnect), at
+    /// most --max-restarts times per PD, then stop.
+    Restart,
 }
 
 #[derive(clap::Args)]
@@ -243,6 +246,9 @@ struct RunArgs {
     /// What a PD fault, exit or death does to the rest of the system.
     #[arg(long, value_enum, default_value = "stop")]
     on_fault: OnFaultArg,
+    /// With --on-fault restart: restarts allowed per PD.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    max_restarts: u32,
     /// Stop cleanly after this long (e.g. 30s, 2m).
     #[arg(long, value_parser = bench::parse_duration)]
     timeout: Option<Duration>,
@@ -563,6 +569,9 @@ fn run_system(a: RunArgs) -> ExitCode {
     opts.on_fault = match a.on_fault {
         OnFaultArg::Stop => OnFault::Stop,
         OnFaultArg::Continue => OnFault::Continue,
+        OnFaultArg::Restart => OnFault::Restart {
+            max_restarts: a.max_restarts,
+        },
     };
     opts.timeout = a.timeout;
     if let Some(dir) = a.pcap {

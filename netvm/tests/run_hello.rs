@@ -138,6 +138,79 @@ fn top_level_fault_is_reported_like_the_monitor() {
     let _ = fs::remove_dir_all(&dir);
 }
 
+/// The crasher as a top-level PD under `OnFault::Restart`: it faults on run 1 and panics on
+/// runs 2 and 3 (its run count survives in a region, as a restarted PD finds its regions).
+fn top_level_crasher_restarted(max_restarts: u32) -> (System, std::path::PathBuf) {
+    let dir = common::temp_dir("hello-restart");
+    let path = dir.join("system.xml");
+    fs::write(
+        &path,
+        r#"<system>
+    <memory_region name="crash_count" size="0x1000" />
+    <protection_domain name="crasher" priority="90">
+        <program_image path="crasher.elf" />
+        <map mr="crash_count" vaddr="0x6000000" perms="rw" setvar_vaddr="crash_count_vaddr" />
+    </protection_domain>
+</system>
+"#,
+    )
+    .expect("write");
+    let mut opts = options(path);
+    opts.on_fault = netvm::run::OnFault::Restart { max_restarts };
+    (System::start(opts).expect("start"), dir)
+}
+
+#[test]
+fn a_top_level_pd_is_restarted_with_its_regions_until_it_runs() {
+    let (system, dir) = top_level_crasher_restarted(3);
+    system
+        .wait_line(|l| l.text == "crasher: run 4", WAIT)
+        .expect("the fourth run");
+    let texts: Vec<String> = system.console_lines().into_iter().map(|l| l.text).collect();
+    for k in 1..=3 {
+        let line = format!("MON|INFO: PD 'crasher' restarted ({k} of 3)");
+        assert!(
+            texts.contains(&line),
+            "no {line:?} in:
+{}",
+            texts.join("\n")
+        );
+    }
+    assert!(texts
+        .iter()
+        .any(|l| l.starts_with("MON|ERROR: PD 'crasher' faulted: VMFault")));
+    assert!(system.pd_pid("crasher").is_some(), "the fourth run lives");
+    // Recovered failures do not fail the run.
+    assert_eq!(system.stop(), Outcome::Stopped(StopReason::Requested));
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_pd_that_keeps_failing_stops_the_system_after_its_restarts() {
+    let (system, dir) = top_level_crasher_restarted(2);
+    let outcome = system
+        .wait(Some(WAIT))
+        .expect("the third failure ends the run");
+    let Outcome::Failed(failures) = &outcome else {
+        panic!("expected a failure, got {outcome:?}");
+    };
+    assert_eq!(failures.len(), 1, "only the last one stands: {failures:?}");
+    assert!(
+        matches!(failures[0].kind, FailureKind::Faulted { label: 3, .. }),
+        "the third run panics: {failures:?}"
+    );
+    let texts: Vec<String> = system.console_lines().into_iter().map(|l| l.text).collect();
+    assert!(
+        texts.contains(
+            &"MON|ERROR: PD 'crasher' failed after 2 restarts: not restarted again".into()
+        ),
+        "{}",
+        texts.join("\n")
+    );
+    assert!(!texts.iter().any(|l| l == "crasher: run 4"));
+    let _ = fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_pd_that_cannot_start_is_reported() {
     let sections = common::temp_dir("hello-badsection");

@@ -3,6 +3,7 @@
 
 use sddf::config::NetClientConfig;
 use sddf::queue::{Capacity, DrainSide, FillSide, Queue, QueueError};
+use sddf::reconnect::ControlWords;
 use sddf::shm::Region;
 use sddf::stats::{Counters as _, StatsError, StatsWriter};
 use sddf::{BuffDesc, NET_BUFFER_SIZE};
@@ -47,7 +48,29 @@ pub struct Counters {
     /// TX buffers the device holds outside every queue (0 or 1, a gauge; see
     /// [`NetDevice::holds_tx_buffer`]).
     pub tx_held: u64,
+    /// Queue pairs still waiting for their peer to finish a reconnect reset (0 to 2, a gauge;
+    /// see [`NetDevice::reconnecting`]).
+    pub reconnect_waiting: u64,
 }
+}
+
+/// A queue pair of a restarted instance, waiting for its peer to rebuild it
+/// ([`sddf::reconnect`]): nothing of it may be touched until the peer has announced the reset.
+#[derive(Clone, Copy)]
+struct Waiting<'a> {
+    free: Queue<'a>,
+    active: Queue<'a>,
+    words: ControlWords<'a>,
+    epoch: u32,
+    /// Whether the peer has been notified of the request.
+    asked: bool,
+}
+
+impl<'a> Waiting<'a> {
+    /// Whether the peer has rebuilt the pair (then it may be used).
+    fn done(&self) -> bool {
+        self.words.reset_done(self.epoch)
+    }
 }
 
 /// Why a frame was not sent.
@@ -109,6 +132,8 @@ impl<'r> RxFrame<'r> {
 /// The RX half: we drain `rx_active` and return buffers through `rx_free`.
 pub(crate) struct Rx<'a> {
     side: DrainSide<'a>,
+    /// `Some` until the copier has rebuilt the queues of this restarted instance.
+    waiting: Option<Waiting<'a>>,
     data: Region<'a>,
     /// Buffers in the RX data region (the queue capacity).
     buffers: u64,
@@ -120,8 +145,25 @@ pub(crate) struct Rx<'a> {
 }
 
 impl Rx<'_> {
+    /// Whether the queues may be used: `false` while a reconnect is pending.
+    fn live(&mut self) -> bool {
+        match self.waiting {
+            None => true,
+            Some(w) if w.done() => {
+                // After the Acquire in `done`: the copier's reset indices are visible.
+                self.side = DrainSide::new(w.free, w.active);
+                self.waiting = None;
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
     /// The next descriptor that names a real buffer and a sane length, as `(offset, len)`.
     fn next(&mut self) -> Option<(u64, usize)> {
+        if !self.live() {
+            return None;
+        }
         loop {
             let d = match self.side.active.dequeue() {
                 Ok(d) => d,
@@ -184,6 +226,8 @@ impl Rx<'_> {
 /// The TX half: we take buffers from `tx_free` and queue frames on `tx_active`.
 pub(crate) struct Tx<'a> {
     side: FillSide<'a>,
+    /// `Some` until virt_tx has rebuilt the queues of this restarted instance.
+    waiting: Option<Waiting<'a>>,
     data: Region<'a>,
     /// Buffers in the TX data region (the queue capacity).
     buffers: u64,
@@ -197,11 +241,29 @@ pub(crate) struct Tx<'a> {
 }
 
 impl Tx<'_> {
+    /// Whether the queues may be used: `false` while a reconnect is pending.
+    fn live(&mut self) -> bool {
+        match self.waiting {
+            None => true,
+            Some(w) if w.done() => {
+                // After the Acquire in `done`: virt_tx's reset indices are visible.
+                self.side = FillSide::new(w.free, w.active);
+                self.waiting = None;
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
     /// Makes sure a valid free buffer is held. When `tx_free` is empty, asks virt_tx to signal
     /// when it returns one (request + double-check), so the PD is woken to send what is pending.
+    /// While a reconnect is pending there is none (virt_tx notifies when the reset is done).
     pub(crate) fn reserve(&mut self) -> bool {
         if self.held.is_some() {
             return true;
+        }
+        if !self.live() {
+            return false;
         }
         loop {
             match self.side.free.dequeue() {
@@ -293,8 +355,13 @@ fn data_fits(region: Region<'_>, name: RegionName, cap: Capacity) -> Result<(), 
 
 impl<'a> NetDevice<'a> {
     /// Connects to the queues described by `cfg` in `regions`: checks every region against the
-    /// capacities, and hands all `cfg.tx.num_buffers` TX buffers to ourselves through `tx_free`
-    /// (so the TX queues must be fresh, as at PD start).
+    /// capacities, announces this instance in the [`sddf::reconnect`] words, and
+    ///
+    /// * as the first instance, hands all `cfg.tx.num_buffers` TX buffers to ourselves through
+    ///   `tx_free` (so the TX queues must be fresh, as at PD start);
+    /// * as a restarted one, touches no queue until each peer has rebuilt its pair: the requests
+    ///   go out with the next [`NetDevice::notify`], and until the answers arrive nothing is
+    ///   received or sent ([`NetDevice::reconnecting`]).
     pub fn connect(cfg: &NetClientConfig, regions: Regions<'a>) -> Result<(Self, NetInfo), Error> {
         let rx_cap = capacity("rx", cfg.rx.num_buffers)?;
         let tx_cap = capacity("tx", cfg.tx.num_buffers)?;
@@ -304,8 +371,26 @@ impl<'a> NetDevice<'a> {
         let tx_active = queue(regions.tx_active, RegionName::TxActive, tx_cap)?;
         data_fits(regions.rx_data, RegionName::RxData, rx_cap)?;
         data_fits(regions.tx_data, RegionName::TxData, tx_cap)?;
-        let tx_side =
-            FillSide::new_self_provided(tx_free, tx_active, tx_cap.get()).map_err(Error::TxInit)?;
+        // Announce this instance before touching any queue (sddf::reconnect): a first instance
+        // initialises as sDDF does, a later one waits for each peer to rebuild its pair.
+        let waiting = |free, active, region, cap| {
+            let words = ControlWords::new(region, cap)?;
+            let epoch = words.client_announce()?;
+            Some(Waiting {
+                free,
+                active,
+                words,
+                epoch,
+                asked: false,
+            })
+        };
+        let rx_waiting = waiting(rx_free, rx_active, regions.rx_free, rx_cap);
+        let tx_waiting = waiting(tx_free, tx_active, regions.tx_free, tx_cap);
+        let tx_side = if tx_waiting.is_some() {
+            FillSide::new(tx_free, tx_active)
+        } else {
+            FillSide::new_self_provided(tx_free, tx_active, tx_cap.get()).map_err(Error::TxInit)?
+        };
         let info = NetInfo {
             mac: cfg.mac_addr,
             mtu: MTU,
@@ -313,6 +398,7 @@ impl<'a> NetDevice<'a> {
         let dev = NetDevice {
             rx: Rx {
                 side: DrainSide::new(rx_free, rx_active),
+                waiting: rx_waiting,
                 data: regions.rx_data,
                 buffers: u64::from(rx_cap.get()),
                 returned: false,
@@ -321,6 +407,7 @@ impl<'a> NetDevice<'a> {
             },
             tx: Tx {
                 side: tx_side,
+                waiting: tx_waiting,
                 data: regions.tx_data,
                 buffers: u64::from(tx_cap.get()),
                 held: None,
@@ -370,6 +457,9 @@ impl<'a> NetDevice<'a> {
 
     /// Whether frames are waiting in `rx_active`.
     pub fn rx_pending(&mut self) -> bool {
+        if !self.rx.live() {
+            return false;
+        }
         match self.rx.side.active.is_empty() {
             Ok(empty) => !empty,
             Err(_) => {
@@ -383,6 +473,9 @@ impl<'a> NetDevice<'a> {
     /// `true` if frames arrived meanwhile (the request is withdrawn: drain again), `false` when the
     /// PD may wait for the next notification.
     pub fn rearm_rx(&mut self) -> bool {
+        if !self.rx.live() {
+            return false;
+        }
         match self.rx.side.active.rearm() {
             Ok(more) => more,
             Err(_) => {
@@ -421,6 +514,22 @@ impl<'a> NetDevice<'a> {
     /// The notification phase after a batch: notifies the copier if buffers were returned and it
     /// asked for a signal, and virt_tx if frames were queued and it asked; each at most once.
     pub fn notify(&mut self, signal: &mut impl Signal) {
+        // A restarted instance's reset requests, once per pair; a pair whose peer has answered
+        // goes live here even when nothing was received or sent.
+        if let Some(w) = self.rx.waiting.as_mut().filter(|w| !w.asked) {
+            w.asked = true;
+            self.rx.c.rx_notifies += 1;
+            signal.notify_rx();
+        } else if self.rx.waiting.is_some() {
+            self.rx.live();
+        }
+        if let Some(w) = self.tx.waiting.as_mut().filter(|w| !w.asked) {
+            w.asked = true;
+            self.tx.c.tx_notifies += 1;
+            signal.notify_tx();
+        } else if self.tx.waiting.is_some() {
+            self.tx.live();
+        }
         if core::mem::take(&mut self.rx.returned) && self.rx.side.free.take_signal_request() {
             self.rx.c.rx_notifies += 1;
             signal.notify_rx();
@@ -464,6 +573,14 @@ impl<'a> NetDevice<'a> {
         self.tx.held.is_some()
     }
 
+    /// Whether this restarted instance still waits for a peer to rebuild a queue pair
+    /// ([`NetDevice::connect`]); checks the peers' answers, so it turns `false` as soon as both
+    /// have answered. Always `false` for a first instance.
+    pub fn reconnecting(&mut self) -> bool {
+        let (rx, tx) = (self.rx.live(), self.tx.live());
+        !(rx && tx)
+    }
+
     /// All counters.
     pub fn counters(&self) -> Counters {
         let (r, t) = (&self.rx.c, &self.tx.c);
@@ -483,6 +600,8 @@ impl<'a> NetDevice<'a> {
             tx_no_buffer: t.tx_no_buffer,
             tx_notifies: t.tx_notifies,
             tx_held: u64::from(self.tx.held.is_some()),
+            reconnect_waiting: u64::from(self.rx.waiting.is_some())
+                + u64::from(self.tx.waiting.is_some()),
         }
     }
 }

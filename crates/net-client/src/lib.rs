@@ -14,6 +14,13 @@
 //!   ([`Regions`], built by [`Regions::from_config`] from a mapper, or from the configured vaddrs
 //!   with [`Regions::at_config_vaddrs`]). It hands every TX buffer to itself through `tx_free`
 //!   (sDDF's `net_buffers_init(tx, 0)`); the copier does the same for RX.
+//! * **Restart.** `connect` first announces the instance in the [`sddf::reconnect`] words of
+//!   `rx_free` and `tx_free`. The first instance of a client initialises as above (what a C sDDF
+//!   peer expects); a later one (the PD was restarted and its regions kept their contents)
+//!   hands itself nothing, asks the copier and virt_tx for a reset in its first
+//!   [`NetDevice::notify`], and touches neither queue pair until its peer has rebuilt it
+//!   ([`NetDevice::reconnecting`]); meanwhile nothing is received or sent. Restarting needs
+//!   netvm's copier and virt_tx: a C sDDF peer never answers.
 //! * Every descriptor the peers hand over is validated before use: the offset must be a multiple
 //!   of 2048 naming one of the `num_buffers` buffers, and an RX length must be in `1..=2048`. A bad
 //!   descriptor is counted and dropped without touching the memory it names; an RX buffer with a

@@ -16,6 +16,7 @@ use std::vec::Vec;
 
 use sddf::config::{ConnectionResource, MacAddr, NetClientConfig, RegionResource, NET_MAGIC};
 use sddf::queue::{queue_bytes, Capacity, DrainSide, FillSide, Queue, QueueError};
+use sddf::reconnect::{ControlWords, PeerEnd, Poll};
 use sddf::shm::{OwnedRegion, Region};
 use sddf::{BuffDesc, NET_BUFFER_SIZE};
 use zerocopy::FromZeros;
@@ -51,13 +52,15 @@ pub struct MockMemory {
 
 impl MockMemory {
     /// Regions for `rx_buffers` RX and `tx_buffers` TX buffers (powers of two) and a config whose
-    /// MAC is `mac`.
+    /// MAC is `mac`. Queue regions are page-rounded as Microkit makes them, so they hold the
+    /// [`sddf::reconnect`] words.
     pub fn new(rx_buffers: u16, tx_buffers: u16, mac: MacAddr) -> Self {
+        let page = |n: usize| n.next_multiple_of(4096);
         let size = |i: usize| -> usize {
             match i {
-                0 | 1 => queue_bytes(usize::from(rx_buffers)),
+                0 | 1 => page(queue_bytes(usize::from(rx_buffers))),
                 2 => usize::from(rx_buffers) * NET_BUFFER_SIZE,
-                3 | 4 => queue_bytes(usize::from(tx_buffers)),
+                3 | 4 => page(queue_bytes(usize::from(tx_buffers))),
                 _ => usize::from(tx_buffers) * NET_BUFFER_SIZE,
             }
         };
@@ -114,9 +117,15 @@ impl MockMemory {
         .expect("fresh rx_free");
         let (dev, _) = NetDevice::connect(&self.config, self.regions()?)?;
         let virt_tx = DrainSide::new(q(RegionName::TxFree, txn), q(RegionName::TxActive, txn));
+        let words = |name: RegionName, n: u16| {
+            let cap = Capacity::new(u32::from(n)).expect("power of two");
+            PeerEnd::new(ControlWords::new(self.region(name), cap))
+        };
         let peer = MockPeer {
             copier,
             virt_tx,
+            rx_words: words(RegionName::RxFree, rxn),
+            tx_words: words(RegionName::TxFree, txn),
             rx_data: self.region(RegionName::RxData),
             tx_data: self.region(RegionName::TxData),
             rx_buffers: rxn,
@@ -124,6 +133,12 @@ impl MockMemory {
             pool: Vec::new(),
         };
         Ok((dev, peer))
+    }
+
+    /// A new instance of the client on the same memory (the old one died): connects as a PD
+    /// restarted by the runner does.
+    pub fn restart(&self) -> Result<NetDevice<'_>, Error> {
+        Ok(NetDevice::connect(&self.config, self.regions()?)?.0)
     }
 }
 
@@ -133,6 +148,8 @@ pub struct MockPeer<'a> {
     pub copier: FillSide<'a>,
     /// virt_tx's side of the client TX pair.
     pub virt_tx: DrainSide<'a>,
+    rx_words: PeerEnd<'a>,
+    tx_words: PeerEnd<'a>,
     rx_data: Region<'a>,
     tx_data: Region<'a>,
     rx_buffers: u16,
@@ -142,6 +159,35 @@ pub struct MockPeer<'a> {
 }
 
 impl MockPeer<'_> {
+    /// Serves a restarted client's reset requests as the copier and virt_tx do (the mock's
+    /// virt_tx never has a buffer in flight: `take_frame` completes at once). Returns how many
+    /// pairs it reset.
+    pub fn serve_reconnect(&mut self) -> usize {
+        let mut served = 0;
+        if let Poll::Reset(epoch) = self.rx_words.poll() {
+            self.pool.clear();
+            self.copier
+                .reset_self_provided(self.rx_buffers)
+                .expect("rx queues of the mock's own making");
+            self.rx_words.served(epoch);
+            served += 1;
+        }
+        if let Poll::Reset(epoch) = self.tx_words.poll() {
+            self.virt_tx
+                .reset()
+                .expect("tx indices of the mock's own making");
+            for i in 0..u64::from(self.tx_buffers) {
+                self.virt_tx
+                    .free
+                    .enqueue(BuffDesc::new(i * NET_BUFFER_SIZE as u64, 0, 0))
+                    .expect("tx_free has room for every buffer");
+            }
+            self.tx_words.served(epoch);
+            served += 1;
+        }
+        served
+    }
+
     /// Takes a free client RX buffer, as the copier does before copying a frame into it.
     pub fn take_rx_buffer(&mut self) -> Option<BuffDesc> {
         if let Some(d) = self.pool.pop() {

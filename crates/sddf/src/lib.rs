@@ -10,6 +10,9 @@
 //! * [`options`]: netvm's own options for the virtualisers (driver-VM offset mode, multicast,
 //!   TX fairness), in a separate section.
 //! * [`shm`]: bounds-checked volatile access to shared memory; [`cache`]: DMA cache maintenance.
+//! * [`reconnect`]: netvm's restart protocol for a client PD (control words in the spare bytes
+//!   after a free queue's descriptor array), by which the surviving peers rebuild the queues of a
+//!   restarted client.
 //! * [`stats`]: counters published into a shared region for `netvm stats` and other readers.
 //! * [`config`]: the config blobs sdfgen (>= 0.31, sDDF 0.7) writes into the `.net_*_config` and
 //!   `.device_resources` ELF sections, with checked parsing.
@@ -38,6 +41,8 @@ pub mod options;
 #[cfg(feature = "microkit")]
 pub mod pd;
 pub mod queue;
+#[cfg(not(loom))]
+pub mod reconnect;
 pub mod shm;
 pub mod stats;
 mod sync;

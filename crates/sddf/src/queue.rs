@@ -32,7 +32,9 @@
 //! `tail` back from shared memory: sDDF lets the *consuming* side of a free queue fill it once at
 //! start-up (a client its TX buffers, a copier its client's RX buffers), possibly after the
 //! producer attached, so `tail` has two writers at init; a consumer that scribbles on `tail` later
-//! can only garble entries meant for itself.
+//! can only garble entries meant for itself. The one other time a side writes its peer's index
+//! is a reconnect ([`crate::reconnect`]): the surviving side of a restarted client's queue pair
+//! empties both queues while the client waits.
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 
 use crate::desc::BuffDesc;
@@ -180,6 +182,18 @@ impl<'a> Queue<'a> {
             });
         }
         Ok(len)
+    }
+
+    /// Empties the queue as fresh memory is: both indices 0, signal flag "signal wanted".
+    ///
+    /// The one place where a side writes its peer's index, so only for
+    /// [`crate::reconnect`]: the caller must know that nothing else uses the queue meanwhile
+    /// (the peer's old instance is dead and its new one waits for the reset to be announced).
+    /// Publishing the reset is the caller's job (a Release store the peer Acquire-loads).
+    fn reset(&self) {
+        self.header.tail.store(0, Relaxed);
+        self.header.head.store(0, Relaxed);
+        self.header.consumer_signalled.store(0, Relaxed);
     }
 
     /// Takes the producer role.
@@ -337,6 +351,12 @@ impl Consumer<'_> {
         Ok(desc)
     }
 
+    /// Forgets the private index after [`Queue::reset`].
+    fn restart_from_zero(&mut self) {
+        self.head = 0;
+        self.tail_seen = 0;
+    }
+
     /// Asks the producer for a signal on its next enqueue (`request_signal`).
     pub fn request_signal(&self) {
         self.q.header.consumer_signalled.store(0, Relaxed);
@@ -399,12 +419,51 @@ impl<'a> FillSide<'a> {
         active: Queue<'a>,
         count: u16,
     ) -> Result<Self, QueueError> {
-        let mut producer = free.into_producer();
-        for i in 0..u64::from(count) {
-            producer.enqueue(BuffDesc::new(i * crate::NET_BUFFER_SIZE as u64, 0, 0))?;
-        }
+        fill_with_own_buffers(free, count)?;
         Ok(FillSide::new(free, active))
     }
+
+    /// Reconnect ([`crate::reconnect`]) of a pair whose buffers this side owns: empties both
+    /// queues, then hands itself every buffer again as [`FillSide::new_self_provided`] does.
+    /// Returns how many descriptors `active` held (frames the peer's dead instance never took;
+    /// `Err` when its indices were impossible); the reset happens either way. Only while the
+    /// peer is known not to touch the queues.
+    pub fn reset_self_provided(&mut self, count: u16) -> Result<u16, ResetError> {
+        let discarded = self.active.q.observed_len();
+        self.free.q.reset();
+        self.active.q.reset();
+        self.free.restart_from_zero();
+        fill_with_own_buffers(self.free.q, count).map_err(ResetError::Refill)?;
+        discarded.map_err(ResetError::Indices)
+    }
+}
+
+/// What went wrong in a reconnect reset (the queues were emptied all the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetError {
+    /// The active queue's indices were impossible, so how many descriptors it held is unknown.
+    Indices(QueueError),
+    /// Handing the buffers back failed (more buffers than the queue holds).
+    Refill(QueueError),
+}
+
+impl core::fmt::Display for ResetError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ResetError::Indices(e) => write!(f, "reset: active queue: {e}"),
+            ResetError::Refill(e) => write!(f, "reset: refilling the free queue: {e}"),
+        }
+    }
+}
+
+/// Enqueues offsets `i * 2048` for `i` in `0..count` on `free` through a producer handle of its
+/// own: the consuming side filling its free queue (sDDF's `net_buffers_init(handle, 0)`).
+fn fill_with_own_buffers(free: Queue<'_>, count: u16) -> Result<(), QueueError> {
+    let mut producer = free.into_producer();
+    for i in 0..u64::from(count) {
+        producer.enqueue(BuffDesc::new(i * crate::NET_BUFFER_SIZE as u64, 0, 0))?;
+    }
+    Ok(())
 }
 
 impl<'a> DrainSide<'a> {
@@ -414,6 +473,19 @@ impl<'a> DrainSide<'a> {
             active: active.into_consumer(),
             free: free.into_producer(),
         }
+    }
+
+    /// Reconnect ([`crate::reconnect`]) of a pair whose filling peer restarted: empties both
+    /// queues. Returns how many descriptors `active` held (frames the peer's dead instance
+    /// queued and this side never took; `Err` when its indices were impossible); the reset
+    /// happens either way. The caller then hands the peer the buffers it should have through
+    /// `free`. Only while the peer is known not to touch the queues.
+    pub fn reset(&mut self) -> Result<u16, QueueError> {
+        let discarded = self.active.q.observed_len();
+        self.free.q.reset();
+        self.active.q.reset();
+        self.active.restart_from_zero();
+        discarded
     }
 
     /// `net_buffers_init`: hands every buffer of a data region to the fill side, as offsets (or IO

@@ -248,6 +248,29 @@ impl<'a> Region<'a> {
     }
 }
 
+#[cfg(not(loom))]
+impl<'a> Region<'a> {
+    /// The reconnect words ([`crate::reconnect`]) at `offset`, which must be 8-aligned in memory.
+    pub(crate) fn reconnect_words(
+        &self,
+        offset: usize,
+    ) -> Result<&'a crate::reconnect::Words, OutOfBounds> {
+        let len = core::mem::size_of::<crate::reconnect::Words>();
+        let p = self.check(offset, len)?;
+        if !(p as usize).is_multiple_of(8) {
+            return Err(OutOfBounds {
+                offset,
+                len,
+                region_len: self.len,
+            });
+        }
+        // SAFETY: the range is in bounds and 8-aligned; `Words` is repr(C) atomics only, so a
+        // shared reference to it permits the concurrent writes a peer makes; the memory lives
+        // for 'a by `new`'s contract.
+        Ok(unsafe { &*p.cast::<crate::reconnect::Words>() })
+    }
+}
+
 impl core::fmt::Debug for Region<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "Region({:#x}+{:#x})", self.base_addr(), self.len)

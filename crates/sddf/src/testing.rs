@@ -60,9 +60,11 @@ impl Layout {
         RegionResource { vaddr, size }
     }
 
-    /// A queue pair of `capacity` entries towards channel `id`.
+    /// A queue pair of `capacity` entries towards channel `id`, in page-rounded regions as
+    /// Microkit makes them (so the spare bytes after the array hold the
+    /// [`crate::reconnect`] words).
     pub fn connection(&mut self, capacity: u16, id: u8) -> ConnectionResource {
-        let bytes = queue_bytes(capacity.into()) as u64;
+        let bytes = queue_bytes(capacity.into()).next_multiple_of(0x1000) as u64;
         let free = self.region(bytes);
         let active = self.region(bytes);
         ConnectionResource::new(free, active, capacity, id)

@@ -20,7 +20,9 @@
 //!    (i.e. its `init` returned), and reports a PD that faults (top-level PDs: `MON|ERROR: PD
 //!    '<name>' faulted: ...` from its control record) or exits or dies. Child faults go to the
 //!    parent's `fault` handler inside the PD runtime; the runner is not involved.
-//!    With [`OnFault::Stop`] the first such event tears the system down.
+//!    With [`OnFault::Stop`] the first such event tears the system down; with
+//!    [`OnFault::Restart`] the PD is started again (`MON|INFO: PD '<name>' restarted (<k> of
+//!    <n>)`), up to a limit.
 //! 5. Tears down on [`System::stop`], a failure, or the timeout: SIGKILL to every PD's process
 //!    group (each PD is a group leader, so anything it forked goes too), reap, remove the run
 //!    directory. PDs also get `PR_SET_PDEATHSIG`, so they die if the runner is killed outright.
@@ -63,6 +65,17 @@ pub enum OnFault {
     Stop,
     /// Report it and keep the other PDs running (the run ends when none is left).
     Continue,
+    /// Report it and start the PD again: its image re-executes from the start with the same
+    /// manifest, finding its memory regions as they were (so a client of the net system
+    /// reconnects through `sddf::reconnect`), its channels and its control record, pending
+    /// notifications included, as a restarted seL4 thread finds its notification object. A PD
+    /// that fails again after `max_restarts` restarts tears the system down as with
+    /// [`OnFault::Stop`]. Restarted failures are reported on the console but do not make the
+    /// run [`Outcome::Failed`].
+    Restart {
+        /// Restarts allowed per PD over the run.
+        max_restarts: u32,
+    },
 }
 
 /// How to run a system.

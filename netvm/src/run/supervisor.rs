@@ -277,6 +277,7 @@ fn supervise(inner: &Inner, mut run_dir: RunDir, started: mpsc::Sender<Result<()
     }
     let _ = started.send(Ok(()));
     let mut failures = Vec::new();
+    let mut restarts = vec![0u32; inner.plan.pds.len()];
     let end = loop {
         {
             let state = relock(&inner.state);
@@ -292,12 +293,18 @@ fn supervise(inner: &Inner, mut run_dir: RunDir, started: mpsc::Sender<Result<()
         if inner.deadline.is_some_and(|d| Instant::now() >= d) {
             break StopReason::Timeout;
         }
-        let (new_failures, running) = poll(inner);
-        for failure in &new_failures {
+        let (new_failures, mut running) = poll(inner);
+        for (index, failure) in new_failures {
             inner.console.monitor(&failure.to_string());
+            if let OnFault::Restart { max_restarts } = inner.on_fault {
+                if restart(inner, index, &mut restarts[index], max_restarts) {
+                    running += 1;
+                    continue;
+                }
+            }
+            failures.push(failure);
         }
-        failures.extend(new_failures);
-        if !failures.is_empty() && (inner.on_fault == OnFault::Stop || running == 0) {
+        if !failures.is_empty() && (inner.on_fault != OnFault::Continue || running == 0) {
             break StopReason::Requested;
         }
     };
@@ -383,9 +390,38 @@ fn spawn_pd(inner: &Inner, index: usize) -> Result<Proc, RunError> {
     Ok(proc)
 }
 
-/// Reaps exited PDs and reports passive hand-offs. Returns the new failures and how many PDs
-/// still run.
-fn poll(inner: &Inner) -> (Vec<PdFailure>, usize) {
+/// Starts PD `index` again after it failed, if it has restarts left (`done` so far of `max`);
+/// `false` when the failure stands.
+fn restart(inner: &Inner, index: usize, done: &mut u32, max: u32) -> bool {
+    let name = inner.plan.pds[index].name();
+    if *done >= max {
+        inner.console.monitor(&format!(
+            "MON|ERROR: PD '{name}' failed after {max} restarts: not restarted again"
+        ));
+        return false;
+    }
+    match spawn_pd(inner, index) {
+        Ok(proc) => {
+            *done += 1;
+            relock(&inner.procs)[index] = proc;
+            inner.console.monitor(&format!(
+                "MON|INFO: PD '{name}' restarted ({} of {max})",
+                *done
+            ));
+            true
+        }
+        Err(e) => {
+            inner
+                .console
+                .monitor(&format!("MON|ERROR: PD '{name}' cannot be restarted: {e}"));
+            false
+        }
+    }
+}
+
+/// Reaps exited PDs and reports passive hand-offs. Returns the new failures (with the PD's
+/// index) and how many PDs still run.
+fn poll(inner: &Inner) -> (Vec<(usize, PdFailure)>, usize) {
     let mut failures = Vec::new();
     let mut running = 0;
     let mut procs = relock(&inner.procs);
@@ -416,10 +452,13 @@ fn poll(inner: &Inner) -> (Vec<PdFailure>, usize) {
             }
             Ok(Some(status)) => {
                 proc.child = None;
-                failures.push(PdFailure {
-                    pd: pd.name().to_string(),
-                    kind: classify(status, record),
-                });
+                failures.push((
+                    i,
+                    PdFailure {
+                        pd: pd.name().to_string(),
+                        kind: classify(status, record),
+                    },
+                ));
             }
             // ECHILD cannot happen for our own unreaped child; count it as running and let
             // tear-down kill it.

@@ -14,7 +14,11 @@ use sddf::stats::Snapshot;
 
 /// Whether network namespaces can be made here (root).
 pub fn can_make_namespaces() -> bool {
-    let name = format!("nvprobe{}", std::process::id());
+    // Unique per call: the tests of one binary probe concurrently, and a name another thread
+    // is probing with would read as "cannot" (and skip a test that should have run).
+    static PROBES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("nvprobe{}.{n}", std::process::id());
     let ok = Command::new("ip")
         .args(["netns", "add", &name])
         .status()
@@ -198,6 +202,22 @@ impl Running {
             assert!(
                 !left.is_zero(),
                 "no {what} from the system; it printed:\n{}",
+                self.seen.join("\n")
+            );
+            if let Ok(line) = self.rx.recv_timeout(left.min(Duration::from_millis(200))) {
+                self.seen.push(line);
+            }
+        }
+    }
+
+    /// Waits up to `limit` until `n` console lines contain `what`.
+    pub fn wait_count(&mut self, what: &str, n: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.seen.iter().filter(|l| l.contains(what)).count() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "not {n} lines with '{what}' from the system; it printed:\n{}",
                 self.seen.join("\n")
             );
             if let Ok(line) = self.rx.recv_timeout(left.min(Duration::from_millis(200))) {

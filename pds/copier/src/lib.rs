@@ -12,12 +12,24 @@
 //! client buffer that is misaligned or out of range is discarded and counted, as in sDDF. A
 //! client that lists one of its buffers twice can only make two of its own frames share that
 //! buffer: the client region is private to the client and this copier, so no one else is harmed.
+//!
+//! # Restarted client
+//!
+//! A client that restarts asks for a reset through the [`sddf::reconnect`] words of its RX free
+//! queue. The copier holds a client buffer only within one [`Copier::notified`] call, so between
+//! calls every client RX buffer is in the client's two queues or was held by the dead instance:
+//! at the start of the next call the copier empties both queues (the frames waiting in the
+//! active queue were for the dead instance: counted in `reset_dropped`), hands the client every
+//! RX buffer once, exactly as at its own start (in sDDF the copier, not the client, fills the
+//! client's RX free queue), announces the reset and notifies the client. An epoch that moves
+//! backwards is counted in `bad_reset_requests` and ignored.
 #![no_std]
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 use sddf::config::{ConnectionResource, NetCopyConfig, RegionResource};
-use sddf::queue::{Capacity, DrainSide, FillSide, Queue, QueueError};
+use sddf::queue::{Capacity, DrainSide, FillSide, Queue, QueueError, ResetError};
+use sddf::reconnect::{ControlWords, PeerEnd, Poll};
 use sddf::shm::{AddressSpace, Region};
 use sddf::stats::{Counters as _, StatsError, StatsWriter};
 use sddf::{BuffDesc, Notifier, NET_BUFFER_SIZE};
@@ -86,6 +98,12 @@ pub struct Counters {
     pub client_notifications: u64,
     /// Notifications sent to virt_rx.
     pub virt_notifications: u64,
+    /// Resets for a restarted client ([`sddf::reconnect`]).
+    pub resets: u64,
+    /// Frames waiting for the client when it restarted (discarded by a reset).
+    pub reset_dropped: u64,
+    /// Reconnect epochs from the client that moved backwards (ignored).
+    pub bad_reset_requests: u64,
 }
 }
 
@@ -98,6 +116,7 @@ pub struct Copier<'a> {
     client_channel: u8,
     client_data: Region<'a>,
     client_buffers: usize,
+    reconnect: PeerEnd<'a>,
     /// Counters.
     pub counters: Counters,
     stats: Option<StatsWriter<'a>>,
@@ -149,6 +168,14 @@ impl<'a> Copier<'a> {
                 buffers: client_buffers,
             });
         }
+        let capacity = Capacity::new(u32::from(config.client.num_buffers))
+            .map_err(|_| Error::Queue { what: "client" })?;
+        let words = mem
+            .region(
+                config.client.free_queue.vaddr,
+                config.client.free_queue.size,
+            )
+            .and_then(|r| ControlWords::new(r, capacity));
         let client = FillSide::new_self_provided(cfree, cactive, config.client.num_buffers)
             .map_err(|_| Error::Queue { what: "client" })?;
         Ok(Copier {
@@ -159,6 +186,7 @@ impl<'a> Copier<'a> {
             client_channel: config.client.id,
             client_data,
             client_buffers,
+            reconnect: PeerEnd::new(words),
             counters: Counters::default(),
             stats: None,
         })
@@ -184,8 +212,35 @@ impl<'a> Copier<'a> {
         }
     }
 
-    /// Handles a notification from anyone: moves frames from virt_rx to the client.
+    /// Serves a reset a restarted client asks for (module docs).
+    fn serve_reconnect(&mut self, notifier: &mut impl Notifier) {
+        let epoch = match self.reconnect.poll() {
+            Poll::Idle => return,
+            Poll::Bad(_) => {
+                self.counters.bad_reset_requests += 1;
+                return;
+            }
+            Poll::Reset(epoch) => epoch,
+        };
+        // `client_buffers` came from the u16 `num_buffers`.
+        match self.client.reset_self_provided(self.client_buffers as u16) {
+            Ok(waiting) => self.counters.reset_dropped += u64::from(waiting),
+            // Impossible active indices (the dead instance's last words); cannot refill only
+            // if `num_buffers` exceeded the capacity, which `new` rules out.
+            Err(ResetError::Indices(_) | ResetError::Refill(_)) => {
+                self.counters.client_misbehaviour += 1
+            }
+        }
+        self.counters.resets += 1;
+        self.reconnect.served(epoch);
+        self.counters.client_notifications += 1;
+        notifier.notify(self.client_channel);
+    }
+
+    /// Handles a notification from anyone: serves a restarted client's reset, then moves frames
+    /// from virt_rx to the client.
     pub fn notified(&mut self, notifier: &mut impl Notifier) {
+        self.serve_reconnect(notifier);
         let mut to_client = false;
         let mut to_virt = false;
         loop {

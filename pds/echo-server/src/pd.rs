@@ -263,8 +263,13 @@ impl Handler for EchoPd {
         // The counters address is printed on both targets: on the host nothing else reads the
         // setvar, and an unread static is dropped from the executable, whose symbol the runner
         // must patch.
+        let restarted = if pd.server.net_counters().reconnect_waiting != 0 {
+            ", restarted: waiting for the copier and virt_tx to reset its queues"
+        } else {
+            ""
+        };
         microkit::debug_println!(
-            "{}: echo server up ({ip:?}, idle counters at {:#x})",
+            "{}: echo server up ({ip:?}, idle counters at {:#x}{restarted})",
             microkit::pd_name(),
             idle_counters.get()
         );
@@ -286,7 +291,11 @@ impl EchoPd {
             tx: self.tx,
             deferred: None,
         };
+        let waiting = self.server.net_counters().reconnect_waiting;
         self.server.process(&mut signal);
+        if waiting != 0 && self.server.net_counters().reconnect_waiting == 0 {
+            microkit::debug_println!("{}: reconnected", microkit::pd_name());
+        }
         let addr = self.server.ipv4_addr();
         if addr != self.reported {
             self.reported = addr;

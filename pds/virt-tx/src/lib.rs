@@ -20,6 +20,16 @@
 //!   quarter of its buffers), which is when a client could be left waiting for buffers.
 //! * **Driver-VM offset mode**: the driver sees `offset` within a region plus a driver-side `oid`
 //!   naming the region (client-major order of the config), never an IO address.
+//! * **Restarted clients**: a client that restarts asks for a reset through the
+//!   [`sddf::reconnect`] words of its TX free queue. At the start of the next notification
+//!   virt_tx empties that client's two TX queues and puts into its free queue every buffer of
+//!   the client whose in-flight bit is clear; the in-flight ones come back through completions
+//!   as usual. Frames the dead instance left in the active queue are **dropped** (counted in
+//!   `reset_dropped`), not sent: they belong to a process that no longer exists (its TCP state,
+//!   for one, died with it), it may have died because it was corrupt, and dropping keeps the
+//!   reset one bounded pass with nothing to wait for when the driver's queue is full. Only that
+//!   client's queues and buffers are touched, so a client abusing the words hurts only itself;
+//!   an epoch that moves backwards is counted in `bad_reset_requests` and ignored.
 #![no_std]
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
@@ -27,6 +37,7 @@
 use sddf::config::{ConnectionResource, NetVirtTxConfig, RegionResource};
 use sddf::options::NetOptions;
 use sddf::queue::{Capacity, DrainSide, FillSide, Queue, QueueError};
+use sddf::reconnect::{ControlWords, PeerEnd, Poll};
 use sddf::shm::{AddressSpace, Region};
 use sddf::stats::{StatsError, StatsWriter};
 use sddf::tap::{Tap, TapPoint};
@@ -147,6 +158,12 @@ pub struct ClientCounters {
     pub notifications: u64,
     /// Largest number of descriptors taken from the client in one round.
     pub max_batch: u64,
+    /// Resets for a restarted client ([`sddf::reconnect`]).
+    pub resets: u64,
+    /// Frames the client's dead instance had queued, dropped by a reset.
+    pub reset_dropped: u64,
+    /// Reconnect epochs from the client that moved backwards (ignored).
+    pub bad_reset_requests: u64,
 }
 }
 
@@ -189,6 +206,7 @@ struct Client<'a> {
     /// Driver-side oids of this client's regions.
     first_region: usize,
     num_regions: usize,
+    reconnect: PeerEnd<'a>,
     counters: ClientCounters,
     /// Buffers of this client with the driver.
     in_flight: usize,
@@ -298,11 +316,17 @@ impl<'a> VirtTx<'a> {
                 v.num_regions += 1;
                 buffers += n;
             }
+            // The capacity was checked by `queue_pair`.
+            let words = Capacity::new(u32::from(cc.conn.num_buffers))
+                .ok()
+                .zip(mem.region(cc.conn.free_queue.vaddr, cc.conn.free_queue.size))
+                .and_then(|(capacity, region)| ControlWords::new(region, capacity));
             v.clients[c] = Some(Client {
                 queues: DrainSide::new(cfree, cactive),
                 channel: cc.conn.id,
                 first_region,
                 num_regions: cc.regions().len(),
+                reconnect: PeerEnd::new(words),
                 counters: ClientCounters::default(),
                 in_flight: 0,
             });
@@ -311,8 +335,12 @@ impl<'a> VirtTx<'a> {
         Ok(v)
     }
 
-    /// Handles a notification from anyone: completions from the driver, then clients' frames.
+    /// Handles a notification from anyone: resets for restarted clients, completions from the
+    /// driver, then clients' frames.
     pub fn notified(&mut self, notifier: &mut impl Notifier) {
+        for c in 0..self.num_clients {
+            self.serve_reconnect(c, notifier);
+        }
         self.tx_return(notifier);
         self.tx_provide(notifier);
         // What was just sent may have left a client low: then arm for its completions now.
@@ -397,6 +425,47 @@ impl<'a> VirtTx<'a> {
             return Err(Refusal::Duplicate);
         }
         Ok((region_index, slot))
+    }
+
+    /// Serves a reset client `c` asks for (module docs).
+    fn serve_reconnect(&mut self, c: usize, notifier: &mut impl Notifier) {
+        let Some(client) = self.clients[c].as_mut() else {
+            return;
+        };
+        let epoch = match client.reconnect.poll() {
+            Poll::Idle => return,
+            Poll::Bad(_) => {
+                client.counters.bad_reset_requests += 1;
+                return;
+            }
+            Poll::Reset(epoch) => epoch,
+        };
+        match client.queues.reset() {
+            Ok(queued) => client.counters.reset_dropped += u64::from(queued),
+            Err(_) => client.counters.peer_misbehaviour += 1,
+        }
+        let (first, count) = (client.first_region, client.num_regions);
+        for r in first..first + count {
+            let Some(region) = self.regions[r] else {
+                continue;
+            };
+            for i in 0..region.buffers {
+                if self.bit(region.first + i) {
+                    continue;
+                }
+                let back = BuffDesc::new((i * NET_BUFFER_SIZE) as u64, 0, region.local_oid);
+                let client = self.clients[c].as_mut().expect("checked above");
+                if client.queues.free.enqueue(back).is_err() {
+                    // Only when the client has more buffers than its queue holds.
+                    client.counters.peer_misbehaviour += 1;
+                }
+            }
+        }
+        let client = self.clients[c].as_mut().expect("checked above");
+        client.counters.resets += 1;
+        client.reconnect.served(epoch);
+        client.counters.notifications += 1;
+        notifier.notify(client.channel);
     }
 
     /// Moves up to `budget` descriptors from client `c` to the driver; returns how many it took

@@ -7,10 +7,15 @@
 //! back in its free queues, nothing left in flight; and the good client must have received every
 //! frame addressed to it (unless its copier counted it as dropped for lack of a free buffer),
 //! byte-identical.
+//!
+//! The good client may also restart at any point (its queues rebuilt by its copier and virt_tx
+//! through `sddf::reconnect`; frames waiting for the dead instance are lost, counted), and the
+//! hostile one scribbles its reconnect words too, which must not cost the good client anything.
 use proptest::prelude::*;
 use sddf::config::*;
 use sddf::options::{NetOptions, DRIVER_OFFSETS};
-use sddf::queue::{DrainSide, FillSide};
+use sddf::queue::{Capacity, DrainSide, FillSide};
+use sddf::reconnect::{words_offset, ControlWords};
 use sddf::testing::{Layout, RecordingNotifier};
 use sddf::BuffDesc;
 use zerocopy::FromZeros;
@@ -104,6 +109,10 @@ enum Step {
     HostileDrain,
     /// The driver transmits and completes everything queued.
     DriverTx,
+    /// The good client dies and a new instance asks its peers for a reset.
+    GoodRestart,
+    /// The hostile client writes these reconnect epochs (RX, TX).
+    HostileEpochs(u32, u32),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -117,8 +126,14 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(desc, scribble)| Step::Hostile { desc, scribble }),
         1 => Just(Step::HostileDrain),
         1 => Just(Step::DriverTx),
+        1 => Just(Step::GoodRestart),
+        1 => (any::<u32>(), prop_oneof![any::<u32>(), 0u32..4])
+            .prop_map(|(rx, tx)| Step::HostileEpochs(rx, tx)),
     ]
 }
+
+/// The good client's new instance, waiting for its peers (RX and TX words, epochs).
+type Waiting<'a> = (ControlWords<'a>, u32, ControlWords<'a>, u32);
 
 /// Garbage, and garbage that looks plausible (aligned offsets near the real range, lengths
 /// around the limits, small oids), which is what finds confused-deputy bugs.
@@ -140,6 +155,28 @@ fn frame(dest: [u8; 6], seq: u32, len: u16) -> Vec<u8> {
     f[..6].copy_from_slice(&dest);
     f[6..10].copy_from_slice(&seq.to_le_bytes());
     f
+}
+
+/// Whether the good client may touch its queues: a restarted instance only once both peers
+/// have answered (then its handles are rebuilt from the reset queues).
+fn good_live<'a>(
+    sys: &'a System,
+    waiting: &mut Option<Waiting<'a>>,
+    cli_rx: &mut [DrainSide<'a>],
+    cli_tx: &mut [FillSide<'a>],
+) -> bool {
+    let Some((rxw, rxe, txw, txe)) = *waiting else {
+        return true;
+    };
+    if !(rxw.reset_done(rxe) && txw.reset_done(txe)) {
+        return false;
+    }
+    let (f, a) = sys.layout.queues(&sys.client[0].rx);
+    cli_rx[0] = DrainSide::new(f, a);
+    let (f, a) = sys.layout.queues(&sys.client[0].tx);
+    cli_tx[0] = FillSide::new(f, a);
+    *waiting = None;
+    true
 }
 
 /// Runs the steps, checks conservation, and returns the hostile client's counted misbehaviour
@@ -178,6 +215,16 @@ fn run(steps: Vec<Step>) -> Result<(u64, u64), TestCaseError> {
     let mut sent: Vec<Vec<u8>> = vec![];
     let mut transmitted: Vec<Vec<u8>> = vec![];
 
+    let words = |r: &RegionResource| {
+        ControlWords::new(l.view(r), Capacity::new(CAP.into()).unwrap()).unwrap()
+    };
+    for c in &sys.client {
+        // Every client's first instance announces itself, as NetDevice::connect does.
+        assert_eq!(words(&c.rx.free_queue).client_announce(), None);
+        assert_eq!(words(&c.tx.free_queue).client_announce(), None);
+    }
+    let mut waiting: Option<Waiting<'_>> = None;
+    let mut tx_reset_lost = 0usize;
     let good_rx = |cli_rx: &mut Vec<DrainSide<'_>>, received: &mut Vec<Vec<u8>>| {
         let view = l.view(&sys.client[0].rx_data);
         while let Ok(d) = cli_rx[0].active.dequeue() {
@@ -227,6 +274,9 @@ fn run(steps: Vec<Step>) -> Result<(u64, u64), TestCaseError> {
             Step::Copier(i) => copiers[i].notified(&mut n),
             Step::VirtTx => vtx.notified(&mut n),
             Step::GoodClient { send } => {
+                if !good_live(&sys, &mut waiting, &mut cli_rx, &mut cli_tx) {
+                    continue;
+                }
                 good_rx(&mut cli_rx, &mut received);
                 let Some(len) = send else { continue };
                 if let Ok(d) = cli_tx[0].free.dequeue() {
@@ -270,6 +320,29 @@ fn run(steps: Vec<Step>) -> Result<(u64, u64), TestCaseError> {
                 }
             }
             Step::DriverTx => driver_tx(&mut drv_tx, &mut transmitted),
+            Step::GoodRestart => {
+                // virt_tx serves the reset before it takes anything more from the client, so
+                // what is in its TX active queue now is dropped: the newest frames sent.
+                if waiting.is_none() {
+                    let queued = l.queues(&sys.client[0].tx).1.observed_len().unwrap();
+                    tx_reset_lost += usize::from(queued);
+                    let keep = sent.len() - usize::from(queued);
+                    sent.truncate(keep);
+                }
+                let c = &sys.client[0];
+                let (rxw, txw) = (words(&c.rx.free_queue), words(&c.tx.free_queue));
+                let rxe = rxw.client_announce().expect("a restart");
+                let txe = txw.client_announce().expect("a restart");
+                waiting = Some((rxw, rxe, txw, txe));
+            }
+            Step::HostileEpochs(rx, tx) => {
+                let c = &sys.client[1];
+                for (q, epoch) in [(c.rx.free_queue, rx), (c.tx.free_queue, tx)] {
+                    l.view(&q)
+                        .write(words_offset(CAP.into()), &epoch.to_le_bytes())
+                        .unwrap();
+                }
+            }
         }
     }
 
@@ -279,10 +352,16 @@ fn run(steps: Vec<Step>) -> Result<(u64, u64), TestCaseError> {
         for c in copiers.iter_mut() {
             c.notified(&mut n);
         }
-        good_rx(&mut cli_rx, &mut received);
+        if good_live(&sys, &mut waiting, &mut cli_rx, &mut cli_tx) {
+            good_rx(&mut cli_rx, &mut received);
+        }
         vtx.notified(&mut n);
         driver_tx(&mut drv_tx, &mut transmitted);
     }
+    prop_assert!(
+        waiting.is_none(),
+        "the restarted good client was never answered"
+    );
 
     // RX: every DMA buffer is back with the driver.
     prop_assert_eq!(drv_rx.free.len().unwrap(), CAP, "RX DMA buffers lost");
@@ -293,7 +372,8 @@ fn run(steps: Vec<Step>) -> Result<(u64, u64), TestCaseError> {
     prop_assert_eq!(cli_rx[0].free.len().unwrap(), CAP);
     // Every frame for it arrived intact, in order, except those its copier dropped for lack of
     // a free buffer (counted).
-    let dropped = copiers[0].counters.dropped_no_buffer as usize;
+    let dropped =
+        (copiers[0].counters.dropped_no_buffer + copiers[0].counters.reset_dropped) as usize;
     prop_assert_eq!(received.len() + dropped, expected.len());
     let mut it = expected.iter();
     for r in &received {
@@ -302,6 +382,8 @@ fn run(steps: Vec<Step>) -> Result<(u64, u64), TestCaseError> {
     prop_assert_eq!(copiers[0].counters.bad_client_buffers, 0);
     // TX: the good client's frames all went out intact and in order; its buffers are all back.
     prop_assert_eq!(&transmitted, &sent);
+    let good = vtx.client_counters(0).unwrap();
+    prop_assert_eq!(good.reset_dropped as usize, tx_reset_lost);
     prop_assert_eq!(cli_tx[0].free.len().unwrap(), CAP);
     prop_assert_eq!(vtx.in_flight(), 0);
     let good = vtx.client_counters(0).unwrap();

@@ -1,0 +1,324 @@
+//! A client restarting at a random point of random TX traffic: virt_tx rebuilds its TX queues so
+//! that every buffer of that client is in exactly one place (its free queue, or in flight at the
+//! driver), the other client is not disturbed, and scribbled reconnect words are counted.
+use proptest::prelude::*;
+use sddf::config::{ConnectionResource, DeviceRegionResource, NetVirtTxConfig, NET_MAGIC};
+use sddf::options::NetOptions;
+use sddf::queue::{Capacity, DrainSide, FillSide};
+use sddf::reconnect::{words_offset, ControlWords};
+use sddf::testing::{Layout, RecordingNotifier};
+use sddf::BuffDesc;
+use virt_tx::VirtTx;
+use zerocopy::{FromBytes, FromZeros};
+
+const CAP: u16 = 8;
+const DRIVER_CAP: u16 = 16;
+const IO: [u64; 2] = [0x5fe0_0000, 0x5fd0_0000];
+
+struct Rig {
+    layout: Layout,
+    cfg: Box<NetVirtTxConfig>,
+    driver: ConnectionResource,
+    clients: Vec<ConnectionResource>,
+}
+
+fn rig() -> Rig {
+    let mut layout = Layout::new();
+    let mut cfg = NetVirtTxConfig::new_box_zeroed().unwrap();
+    cfg.magic = NET_MAGIC;
+    let driver = layout.connection(DRIVER_CAP, 0);
+    cfg.driver = driver;
+    let mut clients = vec![];
+    for (i, io) in IO.iter().enumerate() {
+        let conn = layout.connection(CAP, 1 + i as u8);
+        cfg.clients[i].conn = conn;
+        cfg.clients[i].regions[0].data = DeviceRegionResource {
+            region: layout.region(u64::from(CAP) * 2048),
+            io_addr: *io,
+        };
+        cfg.clients[i].regions[0].num_buffers = CAP.into();
+        cfg.clients[i].num_regions = 1;
+        clients.push(conn);
+    }
+    cfg.num_clients = 2;
+    Rig {
+        layout,
+        cfg,
+        driver,
+        clients,
+    }
+}
+
+/// The descriptors a queue holds, read from its bytes without touching it.
+fn peek(layout: &Layout, conn: &ConnectionResource, active: bool) -> Vec<BuffDesc> {
+    let r = if active {
+        conn.active_queue
+    } else {
+        conn.free_queue
+    };
+    let view = layout.view(&r);
+    let mut h = [0u8; 4];
+    view.read(0, &mut h).unwrap();
+    let (tail, head) = (
+        u16::from_le_bytes([h[0], h[1]]),
+        u16::from_le_bytes([h[2], h[3]]),
+    );
+    let len = tail.wrapping_sub(head);
+    assert!(len <= conn.num_buffers, "impossible indices");
+    (0..len)
+        .map(|k| {
+            let slot = usize::from(head.wrapping_add(k) & (conn.num_buffers - 1));
+            let mut b = [0u8; 16];
+            view.read(8 + 16 * slot, &mut b).unwrap();
+            BuffDesc::read_from_bytes(&b).unwrap()
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    /// Client c sends up to n frames.
+    Send(usize, usize),
+    /// Client c takes up to n free buffers and keeps them (a frame being built).
+    Reserve(usize, usize),
+    /// virt_tx runs.
+    Notify,
+    /// The driver takes what is queued for it.
+    Take,
+    /// The driver completes up to n of the frames it took.
+    Complete(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0usize..2, 1usize..5).prop_map(|(c, n)| Op::Send(c, n)),
+        (0usize..2, 1usize..3).prop_map(|(c, n)| Op::Reserve(c, n)),
+        Just(Op::Notify),
+        Just(Op::Take),
+        (1usize..6).prop_map(Op::Complete),
+    ]
+}
+
+struct World<'l> {
+    clients: Vec<FillSide<'l>>,
+    /// Offsets each client holds outside every queue.
+    held: Vec<Vec<u64>>,
+    driver: DrainSide<'l>,
+    /// Descriptors the driver took and has not completed.
+    driver_held: Vec<BuffDesc>,
+}
+
+impl World<'_> {
+    fn run(&mut self, v: &mut VirtTx<'_>, op: Op, n: &mut RecordingNotifier) {
+        match op {
+            Op::Send(c, k) => {
+                for _ in 0..k {
+                    let off = match self.held[c].pop() {
+                        Some(off) => off,
+                        None => match self.clients[c].free.dequeue() {
+                            Ok(d) => d.io_or_offset,
+                            Err(_) => break,
+                        },
+                    };
+                    self.clients[c]
+                        .active
+                        .enqueue(BuffDesc::new(off, 60, 0))
+                        .unwrap();
+                }
+            }
+            Op::Reserve(c, k) => {
+                for _ in 0..k {
+                    match self.clients[c].free.dequeue() {
+                        Ok(d) => self.held[c].push(d.io_or_offset),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Op::Notify => v.notified(n),
+            Op::Take => {
+                while let Ok(d) = self.driver.active.dequeue() {
+                    self.driver_held.push(d);
+                }
+            }
+            Op::Complete(k) => {
+                for _ in 0..k.min(self.driver_held.len()) {
+                    let d = self.driver_held.remove(0);
+                    self.driver.free.enqueue(d.with_len(0)).unwrap();
+                }
+            }
+        }
+    }
+
+    /// Every buffer of every client in exactly one place: its queues, its hands, or the
+    /// driver's queues and hands.
+    fn assert_conserved(&self, r: &Rig) {
+        let mut seen = [[0u32; CAP as usize]; 2];
+        for (c, seen) in seen.iter_mut().enumerate() {
+            for active in [false, true] {
+                for d in peek(&r.layout, &r.clients[c], active) {
+                    seen[(d.io_or_offset / 2048) as usize] += 1;
+                }
+            }
+            for &off in &self.held[c] {
+                seen[(off / 2048) as usize] += 1;
+            }
+        }
+        let driver_side = peek(&r.layout, &r.driver, false)
+            .into_iter()
+            .chain(peek(&r.layout, &r.driver, true))
+            .chain(self.driver_held.iter().copied());
+        for d in driver_side {
+            let c = IO
+                .iter()
+                .position(|&io| d.io_or_offset >= io && d.io_or_offset < io + 0x10_0000);
+            let c = c.expect("an IO address of a client region");
+            seen[c][((d.io_or_offset - IO[c]) / 2048) as usize] += 1;
+        }
+        assert_eq!(seen, [[1; CAP as usize]; 2], "buffers by client and index");
+    }
+}
+
+fn words<'l>(r: &'l Rig, c: usize) -> ControlWords<'l> {
+    let cap = Capacity::new(CAP.into()).unwrap();
+    ControlWords::new(r.layout.view(&r.clients[c].free_queue), cap).unwrap()
+}
+
+fn start<'l>(r: &'l Rig, n: &mut RecordingNotifier) -> (VirtTx<'l>, World<'l>) {
+    let v = VirtTx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, n).unwrap();
+    let clients = (0..2)
+        .map(|c| {
+            assert_eq!(words(r, c).client_announce(), None, "first start is fresh");
+            let (f, a) = r.layout.queues(&r.clients[c]);
+            FillSide::new_self_provided(f, a, CAP).unwrap()
+        })
+        .collect();
+    let (f, a) = r.layout.queues(&r.driver);
+    let w = World {
+        clients,
+        held: vec![vec![], vec![]],
+        driver: DrainSide::new(f, a),
+        driver_held: vec![],
+    };
+    (v, w)
+}
+
+proptest! {
+    #[test]
+    fn a_restarted_client_gets_every_tx_buffer_not_in_flight_exactly_once(
+        before in proptest::collection::vec(op(), 0..80),
+        after in proptest::collection::vec(op(), 0..80),
+    ) {
+        let r = rig();
+        let mut n = RecordingNotifier::default();
+        let (mut v, mut w) = start(&r, &mut n);
+        for &o in &before {
+            w.run(&mut v, o, &mut n);
+        }
+        w.assert_conserved(&r);
+        let waiting = peek(&r.layout, &r.clients[1], true).len() as u64;
+        let c0_before = *v.client_counters(0).unwrap();
+
+        // Client 1 dies with what it held; its next instance asks for a reset.
+        w.held[1].clear();
+        let epoch = words(&r, 1).client_announce().expect("a restart");
+        n.take();
+        v.notified(&mut n);
+        prop_assert!(words(&r, 1).reset_done(epoch));
+        prop_assert!(n.take().contains(&(2, false)), "client 1 notified");
+        let c1 = *v.client_counters(1).unwrap();
+        prop_assert_eq!(c1.resets, 1);
+        prop_assert_eq!(c1.reset_dropped, waiting);
+        prop_assert_eq!(c1.peer_misbehaviour, 0);
+        prop_assert!(peek(&r.layout, &r.clients[1], true).is_empty());
+        let (f, a) = r.layout.queues(&r.clients[1]);
+        w.clients[1] = FillSide::new(f, a);
+        w.assert_conserved(&r);
+        // Client 0 saw no reset, and its frames still went out.
+        let c0 = *v.client_counters(0).unwrap();
+        prop_assert_eq!(c0.resets, 0);
+        prop_assert!(c0.frames >= c0_before.frames);
+        prop_assert_eq!(
+            (c0.bad_length, c0.bad_oid, c0.bad_offset, c0.duplicates, c0.peer_misbehaviour),
+            (0, 0, 0, 0, 0)
+        );
+
+        for &o in &after {
+            w.run(&mut v, o, &mut n);
+        }
+        // Drain everything: every buffer ends in its owner's free queue or hands.
+        for _ in 0..4 {
+            for o in [Op::Notify, Op::Take, Op::Complete(usize::MAX), Op::Notify] {
+                w.run(&mut v, o, &mut n);
+            }
+        }
+        w.assert_conserved(&r);
+        prop_assert_eq!(v.in_flight(), 0);
+        prop_assert_eq!(v.client_counters(1).unwrap().resets, 1);
+        prop_assert_eq!(v.driver_counters.bad_completions, 0);
+    }
+
+    #[test]
+    fn a_scribbled_backwards_epoch_is_counted_and_changes_nothing(
+        ops in proptest::collection::vec(op(), 0..40),
+        bad in prop_oneof![Just(1u32), 0x8000_0002u32..=u32::MAX],
+    ) {
+        let r = rig();
+        let mut n = RecordingNotifier::default();
+        let (mut v, mut w) = start(&r, &mut n);
+        // One honest restart of client 1 with nothing in flight, so that epoch 2 is served.
+        words(&r, 1).client_announce();
+        v.notified(&mut n);
+        for &o in &ops {
+            w.run(&mut v, o, &mut n);
+        }
+        w.run(&mut v, Op::Notify, &mut n);
+        let queues = |r: &Rig| {
+            (0..2)
+                .flat_map(|c| [peek(&r.layout, &r.clients[c], false), peek(&r.layout, &r.clients[c], true)])
+                .collect::<Vec<_>>()
+        };
+        let before = queues(&r);
+        let counters = (*v.client_counters(0).unwrap(), *v.client_counters(1).unwrap());
+        r.layout
+            .view(&r.clients[1].free_queue)
+            .write(words_offset(CAP.into()), &bad.to_le_bytes())
+            .unwrap();
+        v.notified(&mut n);
+        v.notified(&mut n);
+        let c1 = *v.client_counters(1).unwrap();
+        prop_assert_eq!(c1.bad_reset_requests, 1, "counted once");
+        prop_assert_eq!(c1.resets, 1);
+        prop_assert_eq!(c1.reset_dropped, counters.1.reset_dropped);
+        prop_assert_eq!(*v.client_counters(0).unwrap(), counters.0, "client 0 untouched");
+        prop_assert_eq!(queues(&r), before, "queues untouched");
+        w.assert_conserved(&r);
+    }
+}
+
+#[test]
+fn a_restart_while_frames_are_in_flight_waits_for_their_completions() {
+    let r = rig();
+    let mut n = RecordingNotifier::default();
+    let (mut v, mut w) = start(&r, &mut n);
+    w.run(&mut v, Op::Send(1, 3), &mut n);
+    w.run(&mut v, Op::Notify, &mut n);
+    w.run(&mut v, Op::Take, &mut n);
+    w.run(&mut v, Op::Send(1, 2), &mut n);
+    assert_eq!(v.in_flight(), 3);
+    words(&r, 1).client_announce().unwrap();
+    v.notified(&mut n);
+    assert_eq!(v.client_counters(1).unwrap().reset_dropped, 2);
+    assert_eq!(
+        peek(&r.layout, &r.clients[1], false).len(),
+        usize::from(CAP) - 3
+    );
+    w.run(&mut v, Op::Complete(3), &mut n);
+    w.run(&mut v, Op::Notify, &mut n);
+    assert_eq!(
+        peek(&r.layout, &r.clients[1], false).len(),
+        usize::from(CAP)
+    );
+    let (f, a) = r.layout.queues(&r.clients[1]);
+    w.clients[1] = FillSide::new(f, a);
+    w.assert_conserved(&r);
+}
