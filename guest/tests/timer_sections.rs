@@ -43,9 +43,12 @@ fn timer_client_config_is_byte_identical_to_sdfgens() {
     let python = workspace().join(".venv/bin/python");
     let probe = Command::new(&python).args(["-c", "import sdfgen"]).output();
     if !probe.is_ok_and(|o| o.status.success()) {
-        println!(
-            "SKIPPED timer_client_config_is_byte_identical_to_sdfgens: no sdfgen in {}",
-            python.display()
+        testkit::skip(
+            "timer_client_config_is_byte_identical_to_sdfgens",
+            format_args!(
+                "no sdfgen in {} (scripts/setup.sh installs it)",
+                python.display()
+            ),
         );
         return;
     }

@@ -36,7 +36,7 @@ fn skip(test: &str) -> bool {
     if can_make_namespaces() {
         return false;
     }
-    eprintln!("SKIPPED {test}: cannot create network namespaces (needs root)");
+    testkit::skip(test, "cannot create network namespaces (needs root)");
     true
 }
 

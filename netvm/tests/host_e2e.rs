@@ -36,7 +36,7 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 #[test]
 fn host_mode_echo_system_end_to_end() {
     if !can_make_namespaces() {
-        eprintln!("SKIPPED host_e2e: cannot create network namespaces (needs root)");
+        testkit::skip("host_e2e", "cannot create network namespaces (needs root)");
         return;
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -164,7 +164,10 @@ fn host_mode_echo_system_end_to_end() {
                 "tcpdump sees the UDP echoes"
             );
         }
-        Err(e) => eprintln!("SKIPPED reading the pcap files with tcpdump: {e}"),
+        Err(e) => testkit::skip(
+            "host_e2e reading the pcap files with tcpdump",
+            format_args!("{e} (scripts/setup.sh installs tcpdump)"),
+        ),
     }
 
     // Each client wakes by itself through its timer (`.timer_client_config`, the timer PD):
@@ -215,7 +218,10 @@ fn host_mode_echo_system_end_to_end() {
 #[test]
 fn an_echo_client_takes_its_address_from_a_real_dhcp_server() {
     if !can_make_namespaces() {
-        eprintln!("SKIPPED host_e2e DHCP: cannot create network namespaces (needs root)");
+        testkit::skip(
+            "host_e2e DHCP",
+            "cannot create network namespaces (needs root)",
+        );
         return;
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -264,8 +270,9 @@ fn an_echo_client_takes_its_address_from_a_real_dhcp_server() {
     match sys.lan.spawn("dnsmasq", cmd) {
         Ok(_) => {}
         Err(e) => {
-            eprintln!(
-                "SKIPPED host_e2e DHCP: cannot start dnsmasq (scripts/setup.sh installs it): {e}"
+            testkit::skip(
+                "host_e2e DHCP",
+                format_args!("cannot start dnsmasq (scripts/setup.sh installs it): {e}"),
             );
             return;
         }
@@ -308,9 +315,12 @@ fn the_main_job_runs_unprivileged_in_a_user_namespace() {
     };
     let probe = as_nobody(&["unshare", "--user", "--map-root-user", "--net", "true"]);
     if !probe.as_ref().is_ok_and(|o| o.status.success()) {
-        eprintln!(
-            "SKIPPED unprivileged demo: cannot run as nobody in an unprivileged user namespace here ({:?})",
-            probe.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+        testkit::skip(
+            "unprivileged demo",
+            format_args!(
+                "cannot run as nobody in an unprivileged user namespace here ({:?})",
+                probe.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            ),
         );
         return;
     }

@@ -53,7 +53,10 @@ fn start(tag: &str) -> Option<Running> {
     let veth = match VethPair::new(tag) {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("SKIPPED: cannot create network namespaces ({e}); run as root with iproute2");
+            testkit::skip(
+                &format!("veth {tag}"),
+                format_args!("cannot create network namespaces ({e}); run as root with iproute2"),
+            );
             return None;
         }
     };

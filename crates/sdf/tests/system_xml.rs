@@ -33,12 +33,13 @@ fn system_xml_is_valid_and_its_net_configs_derive() {
 fn system_xml_is_what_gen_system_writes() {
     let python = root().join(".venv/bin/python");
     if !python.exists() {
-        assert!(
-            std::env::var_os("NETVM_REQUIRE_SDFGEN").is_none(),
-            "no venv at {}",
-            python.display()
+        testkit::skip(
+            "system.xml regeneration check",
+            format_args!(
+                "no venv at {} (scripts/setup.sh makes it)",
+                python.display()
+            ),
         );
-        eprintln!("SKIPPED system.xml regeneration check: no venv (run scripts/test.sh)");
         return;
     }
     let dir = std::env::temp_dir().join(format!("netvm-gen-system-{}", std::process::id()));

@@ -46,11 +46,14 @@ fn workspace() -> PathBuf {
 /// The SDK and guest directory, or None after saying why the test is skipped.
 fn prerequisites() -> Option<(PathBuf, PathBuf)> {
     let Some(sdk) = std::env::var_os("MICROKIT_SDK") else {
-        println!("SKIPPED sel4_boot: MICROKIT_SDK not set");
+        testkit::skip(
+            "sel4_boot",
+            "MICROKIT_SDK not set (scripts/sdk.sh finds the SDK)",
+        );
         return None;
     };
     if Command::new(QEMU).arg("--version").output().is_err() {
-        println!("SKIPPED sel4_boot: {QEMU} not found");
+        testkit::skip("sel4_boot", format_args!("{QEMU} not found"));
         return None;
     }
     let guest = std::env::var_os("NETVM_GUEST_DIR")
@@ -58,9 +61,12 @@ fn prerequisites() -> Option<(PathBuf, PathBuf)> {
         .unwrap_or_else(|| workspace().join("build/guest"));
     for file in ["Image", "initrd.cpio.gz"] {
         if !guest.join(file).is_file() {
-            println!(
-                "SKIPPED sel4_boot: no {} (build the guest: cargo run -p guest --release -- build --out build/guest)",
-                guest.join(file).display()
+            testkit::skip(
+                "sel4_boot",
+                format_args!(
+                    "no {} (build the guest: make guest)",
+                    guest.join(file).display()
+                ),
             );
             return None;
         }
@@ -277,6 +283,7 @@ impl Drop for Qemu {
 }
 
 #[test]
+#[ignore = "seL4 stage: boots QEMU for minutes; scripts/test.sh runs it (--ignored)"]
 fn debian_guest_boots_under_the_rust_vmm() {
     let Some((sdk, guest)) = prerequisites() else {
         return;

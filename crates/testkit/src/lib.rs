@@ -1,0 +1,68 @@
+//! How a netvm test says it cannot run here.
+//!
+//! A test that lacks something it needs (root, the Microkit SDK, a tool) calls [`skip`] and
+//! returns. That prints a `SKIPPED <test>: <why>` line, appends the same line to the file named
+//! by `NETVM_SKIP_LOG` (the test command prints the collected list at the end of every run, since
+//! cargo hides the output of tests that pass), and, when `NETVM_NO_SKIP` is set, fails the test
+//! instead: in CI a test that cannot run is a failure, not a pass. `scripts/test.sh` sets both;
+//! `scripts/test.sh --allow-skip` unsets `NETVM_NO_SKIP` for a user who knowingly runs without
+//! some prerequisite, and the run then lists loudly what was not tested.
+//!
+//! ```no_run
+//! if !have_root() {
+//!     testkit::skip("host_e2e", "cannot create network namespaces (needs root)");
+//!     return;
+//! }
+//! # fn have_root() -> bool { true }
+//! ```
+
+use std::fmt::Display;
+use std::io::Write;
+
+/// Names the file skipped tests are appended to, one `<test>: <why>` line each.
+pub const SKIP_LOG_VAR: &str = "NETVM_SKIP_LOG";
+/// When set (to anything but empty or `0`), [`skip`] fails the test.
+pub const NO_SKIP_VAR: &str = "NETVM_NO_SKIP";
+
+/// Whether skipping is forbidden in this run.
+pub fn skipping_forbidden() -> bool {
+    std::env::var_os(NO_SKIP_VAR).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Records that `test` cannot run, and why; panics (fails the test) when skipping is
+/// forbidden. The caller returns right after.
+///
+/// # Panics
+/// When `NETVM_NO_SKIP` is set: a test that cannot run must not pass.
+pub fn skip(test: &str, why: impl Display) {
+    let line = format!("{test}: {why}");
+    eprintln!("SKIPPED {line}");
+    println!("SKIPPED {line}");
+    if let Some(path) = std::env::var_os(SKIP_LOG_VAR) {
+        // Appends are atomic for lines this short, so tests running in parallel (and in
+        // several test binaries) do not interleave inside a line.
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+        if let Err(e) = written {
+            eprintln!(
+                "testkit: cannot append to {}: {e}",
+                std::path::Path::new(&path).display()
+            );
+        }
+    }
+    if skipping_forbidden() {
+        panic!(
+            "{line}; a test that cannot run fails here ({NO_SKIP_VAR} is set: \
+             `scripts/test.sh --allow-skip` lets it pass and lists it as not tested)"
+        );
+    }
+}
+
+/// Whether this process runs with effective uid 0 (network namespaces, taps).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
