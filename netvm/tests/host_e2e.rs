@@ -329,9 +329,29 @@ fn the_main_job_runs_unprivileged_in_a_user_namespace() {
     let root = common::workspace();
     let out = common::temp_dir("userns-demo");
     std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let netvm = bins.join("netvm");
-    let system = root.join("system.xml");
-    let macs = root.join("system.macs");
+    // What nobody runs and reads is staged where nobody can reach it: the checkout may sit in
+    // a folder only root can enter (as `mktemp -d` makes them). Hard links where possible.
+    let staged = out.join("bin");
+    std::fs::create_dir(&staged).unwrap();
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for entry in std::fs::read_dir(&bins).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+            let to = staged.join(entry.file_name());
+            if std::fs::hard_link(entry.path(), &to).is_err() {
+                std::fs::copy(entry.path(), &to).unwrap();
+            }
+        }
+    }
+    let netvm = staged.join("netvm");
+    let system = out.join("system.xml");
+    let macs = out.join("system.macs");
+    std::fs::copy(root.join("system.xml"), &system).unwrap();
+    std::fs::copy(root.join("system.macs"), &macs).unwrap();
+    let out_dir = out.join("demo");
+    std::fs::create_dir(&out_dir).unwrap();
+    std::fs::set_permissions(&out_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let run = as_nobody(&[
         netvm.to_str().unwrap(),
         "demo",
@@ -340,7 +360,7 @@ fn the_main_job_runs_unprivileged_in_a_user_namespace() {
         "--macs",
         macs.to_str().unwrap(),
         "--out",
-        out.to_str().unwrap(),
+        out_dir.to_str().unwrap(),
         "--udp-rates",
         "20M",
         "--tcp-rates",
