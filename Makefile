@@ -1,6 +1,7 @@
 # netvm's seL4 image: system.xml on Microkit 2.3.0, board qemu_virt_aarch64.
 #
-#   make MICROKIT_SDK=/path/to/microkit-sdk-2.3.0 [MICROKIT_CONFIG=debug|release|benchmark]
+#   make [MICROKIT_SDK=/path/to/microkit-sdk-2.3.0] [MICROKIT_CONFIG=debug|release|benchmark]
+#       (without MICROKIT_SDK: the SDK scripts/sdk.sh unpacked, named in .cache/sdk.env)
 #       builds every PD for aarch64-unknown-none, the guest (Debian kernel, our initramfs with
 #       /init and the aarch64 uio-driver), the guest's device tree and every PD's config
 #       sections from system.xml (`guest sel4-dtb`, `guest sel4-pds`), and build/loader.img.
@@ -16,6 +17,11 @@
 #
 # Echo clients get ECHO_IPS; the MACs come from system.macs. Everything derived from
 # system.xml is derived by the `guest` tool (guest/src/system.rs), not written here.
+
+# The SDK that scripts/sdk.sh found (scripts/setup.sh runs it), unless MICROKIT_SDK is given.
+ifeq ($(origin MICROKIT_SDK),undefined)
+-include $(CURDIR)/.cache/sdk.env
+endif
 
 MICROKIT_BOARD ?= qemu_virt_aarch64
 MICROKIT_CONFIG ?= debug
@@ -69,7 +75,7 @@ all: image
 
 check-sdk:
 ifeq ($(strip $(MICROKIT_SDK)),)
-	$(error MICROKIT_SDK is not set: make MICROKIT_SDK=/path/to/microkit-sdk-2.3.0)
+	$(error MICROKIT_SDK is not set: run scripts/setup.sh (it finds the SDK) or make MICROKIT_SDK=/path/to/microkit-sdk-2.3.0)
 endif
 	@test -x "$(MICROKIT_SDK)/bin/microkit" || { echo "MICROKIT_SDK=$(MICROKIT_SDK): no bin/microkit there; expected a Microkit 2.3.0 SDK" >&2; exit 1; }
 	@test -d "$(MICROKIT_SDK)/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)" || { echo "MICROKIT_SDK=$(MICROKIT_SDK) has no board $(MICROKIT_BOARD) config $(MICROKIT_CONFIG) (MICROKIT_CONFIG is debug, release or benchmark)" >&2; exit 1; }

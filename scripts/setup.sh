@@ -30,6 +30,10 @@ fi
 
 # Rust: the pinned toolchain and its targets come from rust-toolchain.toml (rustup installs them
 # on first use); nightly is only for miri.
+if ! command -v rustup >/dev/null 2>&1; then
+    log "error: rustup not found; netvm needs rustup (https://rustup.rs) for the toolchain pinned in rust-toolchain.toml, its targets and a nightly for miri"
+    exit 1
+fi
 rustup show active-toolchain >/dev/null
 if ! cargo +nightly miri --version >/dev/null 2>&1; then
     log "rustup component add miri (nightly)"
@@ -45,4 +49,10 @@ if ! .venv/bin/python -c 'import sdfgen' >/dev/null 2>&1; then
 fi
 # The guest image build and QEMU (scripts/setup-guest.sh installs only what is missing).
 bash scripts/setup-guest.sh
+# The Microkit SDK and sDDF's headers (no registry carries them): found, checked, unpacked once
+# into .cache/sdk, written to .cache/sdk.env. NETVM_NO_SEL4=1 (scripts/test.sh --no-sel4,
+# scripts/run.sh --host) leaves them out.
+if [ "${NETVM_NO_SEL4:-0}" != 1 ]; then
+    bash scripts/sdk.sh
+fi
 log "ready"
