@@ -399,14 +399,25 @@ impl Summary {
     /// The summary table.
     pub fn table(&self) -> String {
         let mut out = String::new();
-        out.push_str(
-            "proto  requested    system rx   kernel rx  ratio  sys loss%  ker loss%  sys RTT50  ker RTT50  bad\n",
-        );
+        // The header is formatted with the widths of the rows, so the two line up.
+        out.push_str(&format!(
+            "{:5} {:>13} {:>13} {:>13} {:>5}  {:>9}  {:>9}  {:>9}  {:>9}  {}\n",
+            "proto",
+            "requested",
+            "system rx",
+            "kernel rx",
+            "ratio",
+            "sys loss%",
+            "ker loss%",
+            "sys RTT50",
+            "ker RTT50",
+            "bad"
+        ));
         for (proto, sys, ker) in &self.sweeps {
             for (s, k) in sys.iter().zip(ker) {
                 let mbps = |b: u64| b as f64 / 1e6;
                 out.push_str(&format!(
-                    "{proto:5} {:8.0} Mb/s {:8.1} Mb/s {:8.1} Mb/s {:5.2}  {:8.3}  {:8.3}  {:6} us  {:6} us  {}\n",
+                    "{proto:5} {:8.0} Mb/s {:8.1} Mb/s {:8.1} Mb/s {:5.2}  {:9.3}  {:9.3}  {:6} us  {:6} us  {}\n",
                     mbps(s.requested),
                     mbps(s.received),
                     mbps(k.received),
@@ -437,6 +448,22 @@ impl Summary {
         }
         out
     }
+}
+
+/// Creates `dir` if needed and checks that files can be written in it, so a run does not fail
+/// after its sweeps (for example on a folder an earlier root run left behind).
+pub fn check_writable(dir: &Path) -> std::result::Result<(), String> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create {}: {e} (pass --out DIR)", dir.display()))?;
+    let probe = dir.join(format!(".netvm-write-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| {
+        format!(
+            "cannot write to {}: {e} (an earlier run as another user? pass --out DIR)",
+            dir.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 /// Waits until the runner has printed every line in `wanted` (in any order).
@@ -645,5 +672,45 @@ mod tests {
         assert!((loss - 0.018_84).abs() < 1e-4, "{loss}");
         // Without counts, the point says nothing came back rather than claiming no loss.
         assert_eq!(parse_csv(csv)[0].loss_percent(), 100.0);
+    }
+
+    #[test]
+    fn the_summary_header_lines_up_with_its_columns() {
+        let csv = "h\n1000000000,990000000,999977700,1472,1,2,3,4.00,318,0,0,0\n";
+        let summary = Summary {
+            sweeps: vec![("udp".into(), parse_csv(csv), parse_csv(csv))],
+            ..Summary::default()
+        };
+        let table = summary.table();
+        let mut lines = table.lines();
+        let (header, row) = (lines.next().unwrap(), lines.next().unwrap());
+        // Each header label ends where its column's values end.
+        let ends = |line: &str| -> Vec<usize> {
+            let b = line.as_bytes();
+            (0..b.len())
+                .filter(|&i| b[i] != b' ' && (i + 1 == b.len() || b[i + 1] == b' '))
+                .collect()
+        };
+        let (h, r) = (ends(header), ends(row));
+        // Values with units end at the unit ("Mb/s", "us"), as do their labels.
+        for label in [
+            "requested",
+            "system rx",
+            "kernel rx",
+            "ratio",
+            "sys loss%",
+            "ker loss%",
+            "sys RTT50",
+            "ker RTT50",
+        ] {
+            let end = header.find(label).unwrap() + label.len() - 1;
+            assert!(h.contains(&end));
+            assert!(
+                r.contains(&end),
+                "{label:?} ends at {end}, no value ends there:\n{header}\n{row}"
+            );
+        }
+        // The last column is left-aligned.
+        assert_eq!(header.find("bad"), row.rfind(' ').map(|i| i + 1));
     }
 }

@@ -286,6 +286,12 @@ fn main() -> ExitCode {
         Command::KernelEcho(a) => run_echo(a),
         Command::Run(a) => run_system(a),
         Command::Demo(a) => {
+            // Checked before anything starts (and before re-running in a user namespace): a
+            // folder left by an earlier root run is not writable by a normal user.
+            if let Err(e) = netvm::demo::check_writable(&a.out) {
+                eprintln!("netvm demo: {e}");
+                return ExitCode::from(2);
+            }
             if !netvm::demo::is_root() {
                 if let Some(status) = netvm::demo::run_in_user_namespace() {
                     return ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8);
@@ -539,7 +545,32 @@ fn parse_echo_ips(text: &str) -> Result<EchoAddresses, String> {
     EchoAddresses::parse(text)
 }
 
-fn run_system(a: RunArgs) -> ExitCode {
+fn run_system(mut a: RunArgs) -> ExitCode {
+    // With no config option at all, the MAC list beside the system description (as the
+    // repository keeps system.macs beside system.xml) derives the net configs.
+    if a.sections.is_none() && a.sdfgen_dir.is_none() && a.net_macs.is_none() {
+        let beside = a
+            .system
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("system.macs");
+        if beside.is_file() {
+            match parse_macs(&format!("@{}", beside.display())) {
+                Ok(macs) => {
+                    eprintln!(
+                        "netvm run: sDDF net configs derived with the client MACs of {} \
+                         (--net-macs)",
+                        beside.display()
+                    );
+                    a.net_macs = Some(macs);
+                }
+                Err(e) => {
+                    eprintln!("netvm run: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    }
     let mut opts = RunOptions::new(&a.system);
     if let Some(dir) = a.bin_dir {
         opts.bin_dir = dir;

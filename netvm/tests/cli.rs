@@ -215,3 +215,21 @@ fn stats_from_a_missing_qmp_socket_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--ram-size"));
 }
+
+/// `netvm demo` checks that it can write its CSV/SVG folder before it builds anything: a folder
+/// that cannot be created (here under /proc, which not even root can write) is named at once.
+#[test]
+fn demo_checks_its_output_folder_up_front() {
+    let started = Instant::now();
+    let out = Command::new(NETVM)
+        .args(["demo", "--out", "/proc/netvm-demo-out"])
+        .output()
+        .expect("netvm demo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot create /proc/netvm-demo-out") && stderr.contains("--out"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "it failed late");
+}

@@ -447,3 +447,57 @@ fn a_runner_killed_outright_takes_its_pds_and_the_next_run_cleans_up() {
     next.stop();
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// The first thing a new user tries: `netvm run system.xml`. Without system.macs beside it and
+/// without any config option, the runner names every missing config section and the options
+/// that give them, and starts nothing (it used to start six PDs that panicked on "bad magic").
+/// With system.macs beside it, the net configs are derived from it and only the echo servers'
+/// addresses are asked for.
+#[test]
+fn run_without_config_options_names_what_is_missing() {
+    let bins = common::system::system_bins();
+    let dir = common::temp_dir("no-config");
+    let system = dir.join("system.xml");
+    fs::copy(common::workspace().join("system.xml"), &system).unwrap();
+    let run = |dir: &Path| {
+        Command::new(NETVM)
+            .arg("run")
+            .arg(dir.join("system.xml"))
+            .arg("--bin-dir")
+            .arg(&bins)
+            .arg("--dry-run")
+            .output()
+            .expect("netvm run")
+    };
+    let out = run(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for needle in [
+        "no config for",
+        "PD 'net_virt_rx' section '.net_virt_rx_config'",
+        "PD 'client0' section '.net_client_config'",
+        "PD 'client0' section '.echo_config'",
+        "--net-macs @system.macs",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    fs::copy(
+        common::workspace().join("system.macs"),
+        dir.join("system.macs"),
+    )
+    .unwrap();
+    let out = run(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("derived with the client MACs of"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("PD 'client0' section '.echo_config'"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(".net_client_config"), "{stderr}");
+    fs::remove_dir_all(&dir).ok();
+}

@@ -193,6 +193,17 @@ pub enum RunError {
         /// The provider that gave it the second time.
         origin: String,
     },
+    /// PDs declare config sections that no option gives.
+    #[error(
+        "no config for {}: derive the sDDF net configs with --net-macs @system.macs (and the \
+         echo servers' addresses with --echo-ips, e.g. client0=10.0.0.10/24,client1=dhcp), or \
+         take sdfgen's with --sdfgen-dir DIR, or give every section with --sections DIR",
+        missing.join(", ")
+    )]
+    MissingConfig {
+        /// `PD 'x' section '.y'`, one per missing section.
+        missing: Vec<String>,
+    },
     /// A manifest would be rejected by the PD.
     #[error("PD '{pd}': {source}")]
     Manifest {

@@ -237,7 +237,28 @@ impl Plan {
         if let Some(host) = driver_vm {
             plan.stand_in_for_driver_vm(system, host, bin_dir)?;
         }
+        plan.check_config_sections()?;
         Ok(plan)
+    }
+
+    /// Every config section a PD's executable declares (an ELF section named `.<...>_config`,
+    /// which the PD parses before anything else) must be given by some provider: a PD started
+    /// with an all-zero config only says "bad magic", far from the missing option.
+    /// Executables that are not ELF files (test stand-ins) declare nothing.
+    fn check_config_sections(&self) -> Result<(), RunError> {
+        let mut missing = Vec::new();
+        for pd in &self.pds {
+            for name in declared_config_sections(&pd.executable) {
+                if !pd.manifest.sections.iter().any(|s| s.name == name) {
+                    missing.push(format!("PD '{}' section '{name}'", pd.manifest.name));
+                }
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(RunError::MissingConfig { missing })
+        }
     }
 
     /// Host mode's stand-in for a driver VM: the PD that runs the virtual machine becomes the
@@ -360,6 +381,21 @@ impl Plan {
 
 /// `program_image path="foo.elf"` runs `<bin-dir>/foo`: the host build of the same PD crate
 /// (cargo names it after the binary, without `.elf`).
+/// The config sections (`.<...>_config`) an executable declares; none if it is not an ELF file.
+fn declared_config_sections(executable: &Path) -> Vec<String> {
+    use object::{Object, ObjectSection};
+    let Ok(data) = std::fs::read(executable) else {
+        return Vec::new();
+    };
+    let Ok(file) = object::File::parse(&*data) else {
+        return Vec::new();
+    };
+    file.sections()
+        .filter_map(|s| s.name().ok().map(str::to_owned))
+        .filter(|n| n.starts_with('.') && n.ends_with("_config"))
+        .collect()
+}
+
 fn find_executable(
     bin_dir: &Path,
     pd: &str,
