@@ -1,7 +1,7 @@
-//! smoltcp's [`Device`](smoltcp::phy::Device) over a [`NetDevice`].
+//! smoltcp's [`Device`] over a [`NetDevice`].
 //!
 //! Receiving copies the frame into the device's private RX buffer, returns the sDDF buffer to the
-//! copier at once, runs the [`filter`](crate::filter), and lends the copy to smoltcp; the paired
+//! copier at once, runs the [`filter`], and lends the copy to smoltcp; the paired
 //! TX token (for ARP replies, ICMP echo replies, TCP ACKs) takes a TX buffer only when smoltcp
 //! really sends. [`Device::transmit`] offers a token only while a TX buffer is free, so smoltcp
 //! keeps unsent data in its sockets instead of losing it; a reply token used when no buffer is free

@@ -3,7 +3,7 @@
 //! A [`Region`] is a view of memory that other protection domains (or processes, or a guest) may
 //! read and write at any time. Every access through it is bounds-checked and volatile, and the
 //! memory is never turned into ordinary Rust references to plain data: peers may race with us, so
-//! the only references made are to atomics and `UnsafeCell`s (see [`Region::queue_parts`]).
+//! the only references made are to atomics and `UnsafeCell`s (see `Region::queue_parts`).
 #![allow(unsafe_code)]
 
 use core::cell::UnsafeCell;

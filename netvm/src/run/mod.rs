@@ -1,6 +1,6 @@
 //! `netvm run`: a Microkit system in host mode, every PD a Linux process.
 //!
-//! # What the runner does (DESIGN.md §3; the PD side is `microkit::host`)
+//! # What the runner does (ARCHITECTURE.md §5; the PD side is `microkit::host`)
 //!
 //! 1. Parses and validates the SDF with the `sdf` crate (errors are `file:line:col: ...`).
 //! 2. Plans the system ([`Plan`]): PDs in Microkit's depth-first order (= control-region index
@@ -97,7 +97,7 @@ pub struct RunOptions {
     /// Stand in for a driver VM with a host process on a network interface.
     pub driver_vm: Option<DriverVmHost>,
     /// Directory for the virtualisers' pcap files (`sddf::tap::PCAP_ENV` in every PD's
-    /// environment): driver-rx/-tx and client<i>-rx/-tx.
+    /// environment): `driver-rx`/`-tx` and `client<i>-rx`/`-tx`.
     pub pcap: Option<PathBuf>,
 }
 

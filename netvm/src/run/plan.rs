@@ -28,7 +28,7 @@ const IFNAMSIZ: usize = 16;
 /// 16 bytes).
 pub const DRIVER_HOST_SECTION: &str = ".netvm_driver_host";
 
-/// How host mode stands in for a driver VM (see [`Plan::stand_in_for_driver_vm`]).
+/// How host mode stands in for a driver VM (see `Plan::stand_in_for_driver_vm`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DriverVmHost {
     /// The host driver executable, in the bin dir (the uio-driver's host PD, `uio_driver_host`).
