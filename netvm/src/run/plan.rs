@@ -241,10 +241,10 @@ impl Plan {
         Ok(plan)
     }
 
-    /// Every config section a PD's executable declares (an ELF section named `.<...>_config`,
-    /// which the PD parses before anything else) must be given by some provider: a PD started
-    /// with an all-zero config only says "bad magic", far from the missing option.
-    /// Executables that are not ELF files (test stand-ins) declare nothing.
+    /// Every config section of [`REQUIRED_SECTIONS`] a PD's executable declares must be given by
+    /// some provider: a PD started with an all-zero config only says "bad magic", far from the
+    /// missing option. (Other sections may be optional, or declared by every binary of a crate
+    /// and used by one.) Executables that are not ELF files (test stand-ins) declare nothing.
     fn check_config_sections(&self) -> Result<(), RunError> {
         let mut missing = Vec::new();
         for pd in &self.pds {
@@ -381,7 +381,17 @@ impl Plan {
 
 /// `program_image path="foo.elf"` runs `<bin-dir>/foo`: the host build of the same PD crate
 /// (cargo names it after the binary, without `.elf`).
-/// The config sections (`.<...>_config`) an executable declares; none if it is not an ELF file.
+/// Config sections a PD cannot run without: the sDDF net configs and the echo server's address.
+pub const REQUIRED_SECTIONS: [&str; 6] = [
+    ".net_driver_config",
+    ".net_virt_rx_config",
+    ".net_virt_tx_config",
+    ".net_copy_config",
+    ".net_client_config",
+    ".echo_config",
+];
+
+/// The [`REQUIRED_SECTIONS`] an executable declares; none if it is not an ELF file.
 fn declared_config_sections(executable: &Path) -> Vec<String> {
     use object::{Object, ObjectSection};
     let Ok(data) = std::fs::read(executable) else {
@@ -392,7 +402,7 @@ fn declared_config_sections(executable: &Path) -> Vec<String> {
     };
     file.sections()
         .filter_map(|s| s.name().ok().map(str::to_owned))
-        .filter(|n| n.starts_with('.') && n.ends_with("_config"))
+        .filter(|n| REQUIRED_SECTIONS.contains(&n.as_str()))
         .collect()
 }
 
