@@ -61,7 +61,7 @@ stage clippy cargo clippy --workspace --all-targets --release -- -D warnings
 stage clippy-aarch64 cargo clippy --target aarch64-unknown-none --release \
     -p sddf -p microkit -p net-client -p virt-rx -p virt-tx -p copier -p echo-server -p timer -p idle -p vmm -- -D warnings
 stage doc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
-stage test cargo test --workspace --release
+stage test cargo test --workspace --release --no-fail-fast
 # Model checking of the queue and its signalling protocol (its own target dir: other cfg).
 stage loom env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
     cargo test -p sddf --release --test loom
