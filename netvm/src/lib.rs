@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod sel4_demo;
 pub mod observe;
 pub mod qemu_stats;
 pub mod run;
