@@ -46,6 +46,10 @@ NIC_OFFLOADS_OFF := guest_csum=off,guest_tso4=off,guest_tso6=off,guest_ecn=off,g
 # rather than one per frame (UDP 1472 B at 50 Mb/s requested: 40.7 vs 26.4 Mb/s echoed in one
 # session, BENCHMARKS.md). NIC_TX= restores QEMU's default (tx=bh).
 NIC_TX ?= tx=timer
+# Which virtio-mmio slot the NIC takes (QEMU's default: the last free one, where system.xml expects
+# it). sDDF's own virtio driver expects slot 0: NIC_BUS=virtio-mmio-bus.0 (netvm sel4-demo
+# --peer-image sets it).
+NIC_BUS ?=
 
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 SEL4_TARGET_DIR := $(TARGET_DIR)/sel4-$(MICROKIT_CONFIG)
@@ -67,7 +71,7 @@ comma := ,
 QEMU_MACHINE := $(QEMU) -machine virt,virtualization=on -cpu cortex-a53 -m size=$(QEMU_RAM) -nographic \
 	-serial mon:stdio -nic none -global virtio-mmio.force-legacy=false \
 	-netdev tap,id=n0,ifname=$(TAP),script=no,downscript=no \
-	-device virtio-net-device,netdev=n0,mac=$(NIC_MAC),$(NIC_OFFLOADS_OFF)$(if $(NIC_TX),$(comma)$(NIC_TX)) \
+	-device virtio-net-device,netdev=n0,mac=$(NIC_MAC),$(NIC_OFFLOADS_OFF)$(if $(NIC_TX),$(comma)$(NIC_TX))$(if $(NIC_BUS),$(comma)bus=$(NIC_BUS)) \
 	-qmp unix:$(QMP),server=on,wait=off
 QEMU_CMD := $(QEMU_MACHINE) -device loader,file=$(BOOT_IMAGE),addr=0x70000000,cpu-num=0
 # The reference: the guest's kernel and initramfs booted directly (no seL4, QEMU's own device

@@ -7,10 +7,10 @@
 
 pub mod bench;
 pub mod demo;
-pub mod sel4_demo;
 pub mod observe;
 pub mod qemu_stats;
 pub mod run;
+pub mod sel4_demo;
 mod sys;
 
 /// The reference echo server (its own crate: it also runs inside the guest).

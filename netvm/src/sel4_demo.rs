@@ -489,6 +489,8 @@ fn boot(
         Kind::Peer(image) => {
             args.insert(1, "qemu".into());
             args.push(format!("BOOT_IMAGE={}", image.display()));
+            // sDDF's virtio-net driver (the usual peer) finds the NIC in the first slot.
+            args.push("NIC_BUS=virtio-mmio-bus.0".into());
             let _ = std::fs::remove_file(&leases);
             let mut cmd = Lan::exec(&m.ns, Path::new("dnsmasq"));
             cmd.args(["--no-daemon", "--port=0", "--conf-file=/dev/null"])
