@@ -5,9 +5,12 @@
 #       builds every PD for aarch64-unknown-none, the guest (Debian kernel, our initramfs with
 #       /init and the aarch64 uio-driver), the guest's device tree and every PD's config
 #       sections from system.xml (`guest sel4-dtb`, `guest sel4-pds`), and build/loader.img.
-#   make qemu    boots build/loader.img; the NIC's backend is a tap in the private network
-#                namespace $(NETNS) (host side $(HOST_IP)), never slirp. Needs root. QEMU's
-#                monitor (QMP) listens on $(QMP) (default build/qmp.sock).
+#   make qemu    boots build/loader.img (BOOT_IMAGE=... boots another Microkit image); the NIC's
+#                backend is a tap in the private network namespace $(NETNS) (host side
+#                $(HOST_IP)), never slirp. Needs root. QEMU's monitor (QMP) listens on $(QMP)
+#                (default build/qmp.sock).
+#   make qemu-reference  the reference, Linux alone: the guest's kernel booted directly on the
+#                same machine and NIC (no seL4), the kernel echo on $(REF_IP) (static).
 #   make stats   prints every PD's counters (the VMM's included) from the running QEMU:
 #                `netvm stats --qmp $(QMP)`, which finds the stats pages in guest RAM.
 #                STATS_ARGS adds options (e.g. --watch 1).
@@ -38,6 +41,7 @@ GUEST_FLAGS ?=
 CARGO ?= cargo
 QEMU ?= qemu-system-aarch64
 NIC_MAC ?= 52:54:00:12:34:56
+REF_IP ?= 10.0.0.20/24
 
 # The tap hands the guest frames with partial checksums when virtio-net offers checksum
 # offload; Linux would fix them up, but the uio-driver forwards raw frames to smoltcp, which
@@ -48,6 +52,10 @@ NIC_OFFLOADS_OFF := guest_csum=off,guest_tso4=off,guest_tso6=off,guest_ecn=off,g
 # rather than one per frame (UDP 1472 B at 50 Mb/s requested: 40.7 vs 26.4 Mb/s echoed in one
 # session, BENCHMARKS.md). NIC_TX= restores QEMU's default (tx=bh).
 NIC_TX ?= tx=timer
+# Which virtio-mmio slot the NIC takes (QEMU's default: the last free one, where system.xml expects
+# it). sDDF's own virtio driver expects slot 0: NIC_BUS=virtio-mmio-bus.0 (netvm sel4-demo
+# --peer-image sets it).
+NIC_BUS ?=
 
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 SEL4_TARGET_DIR := $(TARGET_DIR)/sel4-$(MICROKIT_CONFIG)
@@ -58,18 +66,26 @@ GUEST_DIR := $(BUILD)/guest
 GUEST_TOOL := $(TARGET_DIR)/release/guest
 NETVM := $(TARGET_DIR)/release/netvm
 IMAGE := $(BUILD)/loader.img
+# What `make qemu` boots: the image built here, or any other Microkit image of this board.
+BOOT_IMAGE ?= $(IMAGE)
 PD_PACKAGES := -p timer -p idle -p virt-rx -p virt-tx -p copier -p echo-server
 SEL4_ENV := MICROKIT_SDK=$(MICROKIT_SDK) MICROKIT_BOARD=$(MICROKIT_BOARD) MICROKIT_CONFIG=$(MICROKIT_CONFIG)
 
 comma := ,
-QEMU_CMD := $(QEMU) -machine virt,virtualization=on -cpu cortex-a53 -m size=$(QEMU_RAM) -nographic \
+# The machine and its NIC, shared by the seL4 image and the reference (Linux alone), so that the
+# two are measured on the same emulated hardware.
+QEMU_MACHINE := $(QEMU) -machine virt,virtualization=on -cpu cortex-a53 -m size=$(QEMU_RAM) -nographic \
 	-serial mon:stdio -nic none -global virtio-mmio.force-legacy=false \
 	-netdev tap,id=n0,ifname=$(TAP),script=no,downscript=no \
-	-device virtio-net-device,netdev=n0,mac=$(NIC_MAC),$(NIC_OFFLOADS_OFF)$(if $(NIC_TX),$(comma)$(NIC_TX)) \
-	-device loader,file=$(IMAGE),addr=0x70000000,cpu-num=0 \
+	-device virtio-net-device,netdev=n0,mac=$(NIC_MAC),$(NIC_OFFLOADS_OFF)$(if $(NIC_TX),$(comma)$(NIC_TX))$(if $(NIC_BUS),$(comma)bus=$(NIC_BUS)) \
 	-qmp unix:$(QMP),server=on,wait=off
+QEMU_CMD := $(QEMU_MACHINE) -device loader,file=$(BOOT_IMAGE),addr=0x70000000,cpu-num=0
+# The reference: the guest's kernel and initramfs booted directly (no seL4, QEMU's own device
+# tree), /init in its reference mode running the kernel echo on REF_IP.
+REF_CMD := $(QEMU_MACHINE) -kernel $(GUEST_DIR)/Image -initrd $(GUEST_DIR)/initrd.cpio.gz \
+	-append "console=ttyAMA0 panic=-1 netvm.mode=echo netvm.ip=$(REF_IP)"
 
-.PHONY: all check-sdk guest tools pds image qemu bench stats netns clean
+.PHONY: all check-sdk guest tools pds image qemu qemu-reference bench stats netns clean
 
 all: image
 
@@ -116,9 +132,14 @@ netns:
 	@ip -n $(NETNS) link set $(TAP) up
 
 qemu: netns
-	@test -f $(IMAGE) || { echo "no $(IMAGE): run make MICROKIT_SDK=... first" >&2; exit 1; }
+	@test -f $(BOOT_IMAGE) || { echo "no $(BOOT_IMAGE): run make MICROKIT_SDK=... first" >&2; exit 1; }
 	mkdir -p $(dir $(QMP))
 	ip netns exec $(NETNS) $(QEMU_CMD)
+
+qemu-reference: netns
+	@test -f $(GUEST_DIR)/Image || { echo "no $(GUEST_DIR)/Image: run make MICROKIT_SDK=... first" >&2; exit 1; }
+	mkdir -p $(dir $(QMP))
+	ip netns exec $(NETNS) $(REF_CMD)
 
 # QEMU must be running (`make qemu` in another terminal) with the same QEMU_RAM.
 stats:

@@ -1,6 +1,6 @@
-//! The whole guest build: Debian kernel and modules, our `uio_pdrv_genirq.ko`, the Rust `/init`
-//! and uio-driver, the initramfs and the device tree. Each step is skipped when the hash of its
-//! inputs matches the stamp next to its output.
+//! The whole guest build: Debian kernel and modules, our `uio_pdrv_genirq.ko`, the Rust `/init`,
+//! uio-driver and kernel-echo (the reference mode's echo server), the initramfs and the device
+//! tree. Each step is skipped when the hash of its inputs matches the stamp next to its output.
 //!
 //! Where things live:
 //! * the cache (default `$XDG_CACHE_HOME/netvm/guest`, else `~/.cache/netvm/guest`): the private
@@ -303,19 +303,22 @@ pub fn build(opts: &BuildOptions) -> Result<GuestImage, GuestError> {
 
     // 4. The Rust parts, cross-built.
     log.log(format!(
-        "cargo build --target {GUEST_TARGET} (init, uio-driver)"
+        "cargo build --target {GUEST_TARGET} (init, uio-driver, kernel-echo)"
     ));
     let init = cross_build(opts, "guest", "init", &["--no-default-features"])?;
     let driver = match &opts.uio_driver {
         Some(bin) => bin.clone(),
         None => cross_build(opts, "uio-driver", "uio-driver", &[])?,
     };
+    // The reference mode's echo server (`netvm.mode=echo`, see the init's cmdline module).
+    let echo = cross_build(opts, "kernel-echo", "kernel-echo", &[])?;
     let init = strip(&init, &work.join("init"))?;
     let driver = strip(&driver, &work.join("uio-driver"))?;
+    let echo = strip(&echo, &work.join("kernel-echo"))?;
 
     // 5. initramfs.
     let initrd = opts.out.join("initrd.cpio.gz");
-    let entries = initramfs_entries(&init, &driver, &modules)?;
+    let entries = initramfs_entries(&init, &driver, &echo, &modules)?;
     let mut h = InputHash::default();
     for e in &entries {
         h.add("entry", format!("{e:?}").as_bytes());
@@ -380,6 +383,7 @@ fn resolve_cached(apt: &Apt, flavour: &str, cache: &Path) -> Result<KernelSet, G
 fn initramfs_entries(
     init: &[u8],
     driver: &[u8],
+    echo: &[u8],
     modules: &[Module],
 ) -> Result<Vec<Entry>, GuestError> {
     let mut entries = initramfs::skeleton();
@@ -392,6 +396,11 @@ fn initramfs_entries(
         path: initramfs::UIO_DRIVER.into(),
         mode: 0o755,
         data: driver.to_vec(),
+    });
+    entries.push(Entry::File {
+        path: initramfs::KERNEL_ECHO.into(),
+        mode: 0o755,
+        data: echo.to_vec(),
     });
     let mut order = String::new();
     for m in modules {

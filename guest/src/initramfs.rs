@@ -14,6 +14,8 @@ use flate2::Compression;
 pub const MODULE_ORDER: &str = "lib/modules/order";
 /// Where the uio-driver binary goes.
 pub const UIO_DRIVER: &str = "bin/uio-driver";
+/// Where the reference mode's kernel echo binary goes.
+pub const KERNEL_ECHO: &str = "bin/kernel-echo";
 
 /// One archive entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

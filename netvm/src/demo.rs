@@ -62,23 +62,23 @@ pub struct DemoOptions {
     pub pcap: Option<PathBuf>,
 }
 
-/// A failed demo step.
+/// A failed demo step (`netvm demo` and `netvm sel4-demo`; the caller prefixes its name).
 #[derive(Debug)]
 pub struct DemoError(pub String);
 
 impl std::fmt::Display for DemoError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "netvm demo: {}", self.0)
+        f.write_str(&self.0)
     }
 }
 
-type Result<T> = std::result::Result<T, DemoError>;
+pub(crate) type Result<T> = std::result::Result<T, DemoError>;
 
-fn err(what: impl std::fmt::Display) -> DemoError {
+pub(crate) fn err(what: impl std::fmt::Display) -> DemoError {
     DemoError(what.to_string())
 }
 
-fn check_interrupt() -> Result<()> {
+pub(crate) fn check_interrupt() -> Result<()> {
     if INTERRUPTED.load(Ordering::Relaxed) {
         Err(err("interrupted"))
     } else {
@@ -92,7 +92,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 
 /// Makes SIGINT and SIGTERM set [`INTERRUPTED`] instead of killing the process, so the
 /// tear-down runs.
-fn catch_signals() -> Result<()> {
+pub(crate) fn catch_signals() -> Result<()> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     let action = SigAction::new(
         SigHandler::Handler(on_signal),
@@ -107,7 +107,7 @@ fn catch_signals() -> Result<()> {
     Ok(())
 }
 
-fn run_cmd(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run_cmd(cmd: &mut Command) -> Result<()> {
     let out = cmd.output().map_err(|e| err(format!("{cmd:?}: {e}")))?;
     if !out.status.success() {
         return Err(err(format!(
@@ -119,7 +119,7 @@ fn run_cmd(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn ip(args: &[&str]) -> Result<()> {
+pub(crate) fn ip(args: &[&str]) -> Result<()> {
     run_cmd(Command::new("ip").args(args))
 }
 
@@ -260,6 +260,12 @@ pub struct Point {
     pub sent_packets: u64,
     /// Of those, never echoed by the end of the drain.
     pub lost_packets: u64,
+    /// 99th percentile RTT, µs (`netvm bench --counts`).
+    pub p99_rtt: u64,
+    /// Idle units from the utilisation daemon over the sampling phase (0 without one).
+    pub idle: u64,
+    /// Total units from the utilisation daemon over the sampling phase (0 without one).
+    pub total: u64,
 }
 
 impl Point {
@@ -270,10 +276,15 @@ impl Point {
         }
         100.0 * self.lost_packets as f64 / self.sent_packets as f64
     }
+
+    /// Busy share of the echo side's CPU over the sampling phase, percent, if it was measured.
+    pub fn utilisation_percent(&self) -> Option<f64> {
+        (self.total > 0).then(|| 100.0 * (1.0 - self.idle as f64 / self.total as f64))
+    }
 }
 
 /// Adds the `--counts` file's packet counts to the CSV rows of the same sweep.
-fn add_counts(points: &mut [Point], text: &str) {
+pub(crate) fn add_counts(points: &mut [Point], text: &str) {
     for line in text.lines().skip(1) {
         let f: Vec<u64> = line
             .split(',')
@@ -283,12 +294,13 @@ fn add_counts(points: &mut [Point], text: &str) {
             if let Some(p) = points.iter_mut().find(|p| p.requested == requested) {
                 p.sent_packets = sent;
                 p.lost_packets = lost;
+                p.p99_rtt = f.get(5).copied().unwrap_or(0);
             }
         }
     }
 }
 
-fn parse_csv(text: &str) -> Vec<Point> {
+pub(crate) fn parse_csv(text: &str) -> Vec<Point> {
     text.lines()
         .skip(1)
         .filter_map(|l| {
@@ -300,17 +312,26 @@ fn parse_csv(text: &str) -> Vec<Point> {
                 sent: n(2)?,
                 median_rtt: n(8)?,
                 bad: n(9)?,
-                sent_packets: 0,
-                lost_packets: 0,
+                idle: n(10).unwrap_or(0),
+                total: n(11).unwrap_or(0),
+                ..Point::default()
             })
         })
         .collect()
 }
 
-fn wait_child(child: &mut Child, what: &str, limit: Duration) -> Result<std::process::ExitStatus> {
+pub(crate) fn wait_child(
+    child: &mut Child,
+    what: &str,
+    limit: Duration,
+) -> Result<std::process::ExitStatus> {
     let deadline = Instant::now() + limit;
     loop {
-        check_interrupt()?;
+        if let Err(e) = check_interrupt() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
         if let Some(status) = child.try_wait().map_err(|e| err(format!("{what}: {e}")))? {
             return Ok(status);
         }
@@ -320,6 +341,93 @@ fn wait_child(child: &mut Child, what: &str, limit: Duration) -> Result<std::pro
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// How each `netvm bench` point runs, and where its files go.
+pub(crate) struct BenchSettings<'a> {
+    /// Where the CSV, counts and SVG files go.
+    pub out_dir: &'a Path,
+    /// Warm-up per point.
+    pub warmup: Duration,
+    /// Sampling per point.
+    pub duration: Duration,
+    /// Cool-down per point.
+    pub cooldown: Duration,
+    /// Parallel flows.
+    pub flows: u32,
+    /// Whether to ask the echo side's ipbench utilisation daemon (port 1237).
+    pub util: bool,
+}
+
+/// Payload bytes per packet: UDP 1472 B and TCP 1460 B fill a 1500-byte MTU.
+pub(crate) fn payload_size(proto: &str) -> &'static str {
+    if proto == "udp" {
+        "1472"
+    } else {
+        "1460"
+    }
+}
+
+/// Runs `netvm bench` at `rates` against `target` from namespace `ns`, writing
+/// `<label>-<proto>.csv`, `-counts.csv`, `.svg` and `.log` (its stderr); returns the points and
+/// the CSV text.
+pub(crate) fn bench_points(
+    ns: &str,
+    netvm: &Path,
+    settings: &BenchSettings,
+    target: &str,
+    proto: &str,
+    rates: &[u64],
+    label: &str,
+) -> Result<(Vec<Point>, String)> {
+    let out_dir = settings.out_dir;
+    let csv = out_dir.join(format!("{label}-{proto}.csv"));
+    let svg = out_dir.join(format!("{label}-{proto}.svg"));
+    let counts = out_dir.join(format!("{label}-{proto}-counts.csv"));
+    let log_path = out_dir.join(format!("{label}-{proto}.log"));
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| err(format!("{}: {e}", log_path.display())))?;
+    let rates_arg: Vec<String> = rates.iter().map(u64::to_string).collect();
+    let secs = |d: Duration| format!("{}ms", d.as_millis());
+    let mut cmd = Lan::exec(ns, netvm);
+    cmd.args(["bench", "--target", target, "--proto", proto])
+        .args(["--size", payload_size(proto)])
+        .args(["--rates", &rates_arg.join(",")])
+        .args(["--warmup", &secs(settings.warmup)])
+        .args(["--duration", &secs(settings.duration)])
+        .args(["--cooldown", &secs(settings.cooldown)])
+        .args(["--flows", &settings.flows.to_string()])
+        .arg("--csv")
+        .arg(&csv)
+        .arg("--svg")
+        .arg(&svg)
+        .arg("--counts")
+        .arg(&counts)
+        .arg("--quiet")
+        .args(if settings.util {
+            &[][..]
+        } else {
+            &["--no-util"][..]
+        })
+        .stdout(Stdio::null())
+        .stderr(log);
+    let mut child = cmd.spawn().map_err(|e| err(format!("netvm bench: {e}")))?;
+    let per_point =
+        settings.warmup + settings.duration + settings.cooldown + Duration::from_secs(15);
+    let status = wait_child(&mut child, "netvm bench", per_point * rates.len() as u32)?;
+    if !status.success() {
+        let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+        return Err(err(format!(
+            "netvm bench against {target} ({proto}) failed ({status}): {}",
+            said.trim()
+        )));
+    }
+    let text = std::fs::read_to_string(&csv).map_err(|e| err(format!("{}: {e}", csv.display())))?;
+    let mut points = parse_csv(&text);
+    let counted =
+        std::fs::read_to_string(&counts).map_err(|e| err(format!("{}: {e}", counts.display())))?;
+    add_counts(&mut points, &counted);
+    Ok((points, text))
 }
 
 /// Runs one sweep from the peer namespace; returns its points.
@@ -332,55 +440,20 @@ fn sweep(
     rates: &[u64],
     label: &str,
 ) -> Result<Vec<Point>> {
-    let size = if proto == "udp" { "1472" } else { "1460" };
-    let csv = opts.out_dir.join(format!("{label}-{proto}.csv"));
-    let svg = opts.out_dir.join(format!("{label}-{proto}.svg"));
-    let counts = opts.out_dir.join(format!("{label}-{proto}-counts.csv"));
-    let rates_arg: Vec<String> = rates.iter().map(u64::to_string).collect();
-    let secs = |d: Duration| format!("{}ms", d.as_millis());
-    let mut cmd = Lan::exec(&lan.peer, netvm);
-    cmd.args([
-        "bench", "--target", target, "--proto", proto, "--size", size,
-    ])
-    .args(["--rates", &rates_arg.join(",")])
-    .args([
-        "--warmup",
-        &secs(opts.warmup),
-        "--duration",
-        &secs(opts.duration),
-    ])
-    .args([
-        "--cooldown",
-        &secs(opts.cooldown),
-        "--flows",
-        &opts.flows.to_string(),
-    ])
-    .arg("--csv")
-    .arg(&csv)
-    .arg("--svg")
-    .arg(&svg)
-    .arg("--counts")
-    .arg(&counts)
-    .arg("--quiet")
-    .stdout(Stdio::null());
     eprintln!(
         "netvm demo: {label} {proto}: {} points against {target}",
         rates.len()
     );
-    let mut child = cmd.spawn().map_err(|e| err(format!("netvm bench: {e}")))?;
-    let per_point = opts.warmup + opts.duration + opts.cooldown + Duration::from_secs(15);
-    let status = wait_child(&mut child, "netvm bench", per_point * rates.len() as u32)?;
-    if !status.success() {
-        return Err(err(format!(
-            "netvm bench against {target} ({proto}) failed: {status}"
-        )));
-    }
-    let text = std::fs::read_to_string(&csv).map_err(|e| err(format!("{}: {e}", csv.display())))?;
+    let settings = BenchSettings {
+        out_dir: &opts.out_dir,
+        warmup: opts.warmup,
+        duration: opts.duration,
+        cooldown: opts.cooldown,
+        flows: opts.flows,
+        util: true,
+    };
+    let (points, text) = bench_points(&lan.peer, netvm, &settings, target, proto, rates, label)?;
     print!("# {label} {proto} ({target})\n{text}");
-    let mut points = parse_csv(&text);
-    let counted =
-        std::fs::read_to_string(&counts).map_err(|e| err(format!("{}: {e}", counts.display())))?;
-    add_counts(&mut points, &counted);
     Ok(points)
 }
 
@@ -522,7 +595,7 @@ pub fn run_in_user_namespace() -> Option<std::process::ExitStatus> {
         return None;
     }
     let exe = std::env::current_exe().ok()?;
-    eprintln!("netvm demo: not root: running in an unprivileged user namespace");
+    eprintln!("netvm: not root: running in an unprivileged user namespace");
     Command::new("unshare")
         .args([
             "--user",

@@ -7,9 +7,12 @@
 
 pub mod bench;
 pub mod demo;
-pub mod kernel_echo;
 pub mod observe;
 pub mod qemu_stats;
 pub mod run;
+pub mod sel4_demo;
 mod sys;
-pub mod util_proto;
+
+/// The reference echo server (its own crate: it also runs inside the guest).
+pub use kernel_echo;
+pub use kernel_echo::util_proto;

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nix::sys::signal::{SigSet, Signal};
 
 use netvm::bench::{self, csv, svg, BenchConfig, Phase, Progress, Proto, SampleStop};
-use netvm::kernel_echo::{EchoConfig, EchoServer};
+use netvm::kernel_echo::EchoConfig;
 use netvm::run::{
     DerivedNetConfigs, DriverVmHost, EchoAddresses, OnFault, Outcome, OutputMode, RunError,
     RunOptions, SdfgenDir, SectionDir, StopReason, System,
@@ -49,6 +49,49 @@ enum Command {
     /// The main job: the echo system of system.xml in host mode on a private virtual LAN,
     /// benchmarked against a Linux kernel echo on the same kind of link in the same run.
     Demo(DemoArgs),
+    /// The main job on seL4: builds the release image (make), boots it on QEMU with its NIC on
+    /// a tap in a private network namespace, and measures it with UDP and TCP echo sweeps
+    /// against the same guest kernel booted alone (kernel echo) and any --peer-image, points
+    /// interleaved; prints one table. Needs root (or an unprivileged user namespace).
+    Sel4Demo(Sel4DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct Sel4DemoArgs {
+    /// The netvm checkout whose Makefile builds and boots the image.
+    #[arg(long, default_value = ".")]
+    workspace: PathBuf,
+    /// Where CSV, SVG, console logs and the summary go.
+    #[arg(long, default_value = "build/sel4-demo")]
+    out: PathBuf,
+    /// UDP (1472 B) requested rates; empty for none.
+    #[arg(long, default_value = "10M,25M,50M,75M,100M")]
+    udp_rates: String,
+    /// TCP (1460 B) requested rates; empty for none.
+    #[arg(long, default_value = "10M,25M,50M")]
+    tcp_rates: String,
+    /// Warm-up per point.
+    #[arg(long, value_parser = bench::parse_duration, default_value = "1s")]
+    warmup: Duration,
+    /// Sampling per point.
+    #[arg(long, value_parser = bench::parse_duration, default_value = "4s")]
+    duration: Duration,
+    /// Cool-down per point.
+    #[arg(long, value_parser = bench::parse_duration, default_value = "1s")]
+    cooldown: Duration,
+    /// Parallel flows.
+    #[arg(long, default_value_t = 4)]
+    flows: u32,
+    /// Boot what is built instead of running make first.
+    #[arg(long)]
+    no_build: bool,
+    /// Do not measure the reference (the guest kernel alone with the kernel echo).
+    #[arg(long)]
+    no_reference: bool,
+    /// Another Microkit echo image (plain or .gz) to measure in the same run, its addresses by
+    /// DHCP; may be repeated.
+    #[arg(long, value_name = "FILE")]
+    peer_image: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -183,8 +226,9 @@ struct BenchArgs {
     #[arg(long)]
     svg: Option<PathBuf>,
     /// Also write the packet counts behind each row to this CSV file
-    /// (Requested_Throughput,Sent_Packets,Lost_Packets,Late_Packets,Bad_Packets; lost = sent
-    /// and never echoed by the end of the drain), which the ipbench columns do not carry.
+    /// (Requested_Throughput,Sent_Packets,Lost_Packets,Late_Packets,Bad_Packets,P99_RTT; lost =
+    /// sent and never echoed by the end of the drain; P99_RTT in µs), which the ipbench columns
+    /// do not carry.
     #[arg(long)]
     counts: Option<PathBuf>,
     /// No progress display (the per-point summary with loss % still goes to stderr).
@@ -280,8 +324,58 @@ struct EchoArgs {
     util_port: Option<u16>,
 }
 
+/// Comma-separated rates, or none for an empty string.
+fn parse_rate_list(s: &str) -> Result<Vec<u64>, String> {
+    if s.is_empty() {
+        Ok(Vec::new())
+    } else {
+        bench::parse_rates(s)
+    }
+}
+
+fn run_sel4_demo(a: Sel4DemoArgs) -> ExitCode {
+    if !netvm::demo::is_root() {
+        if let Some(status) = netvm::demo::run_in_user_namespace() {
+            return ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8);
+        }
+    }
+    let (udp_rates, tcp_rates) =
+        match (parse_rate_list(&a.udp_rates), parse_rate_list(&a.tcp_rates)) {
+            (Ok(u), Ok(t)) => (u, t),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("netvm sel4-demo: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    let opts = netvm::sel4_demo::Sel4DemoOptions {
+        workspace: std::path::absolute(&a.workspace).unwrap_or(a.workspace),
+        out_dir: a.out,
+        udp_rates,
+        tcp_rates,
+        warmup: a.warmup,
+        duration: a.duration,
+        cooldown: a.cooldown,
+        flows: a.flows,
+        build: !a.no_build,
+        reference: !a.no_reference,
+        peer_images: a.peer_image,
+    };
+    match netvm::sel4_demo::run(&opts) {
+        Ok(summary) => {
+            println!("\n{}", summary.table());
+            println!("CSV, SVG and console files: {}", opts.out_dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("netvm sel4-demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Sel4Demo(a) => run_sel4_demo(a),
         Command::Bench(a) => run_bench(a),
         Command::KernelEcho(a) => run_echo(a),
         Command::Run(a) => run_system(a),
@@ -297,20 +391,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8);
                 }
             }
-            let rates = |s: &str| {
-                if s.is_empty() {
-                    Ok(Vec::new())
-                } else {
-                    bench::parse_rates(s)
-                }
-            };
-            let (udp_rates, tcp_rates) = match (rates(&a.udp_rates), rates(&a.tcp_rates)) {
-                (Ok(u), Ok(t)) => (u, t),
-                (Err(e), _) | (_, Err(e)) => {
-                    eprintln!("netvm demo: {e}");
-                    return ExitCode::from(2);
-                }
-            };
+            let (udp_rates, tcp_rates) =
+                match (parse_rate_list(&a.udp_rates), parse_rate_list(&a.tcp_rates)) {
+                    (Ok(u), Ok(t)) => (u, t),
+                    (Err(e), _) | (_, Err(e)) => {
+                        eprintln!("netvm demo: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
             let opts = netvm::demo::DemoOptions {
                 system: a.system,
                 macs: a.macs,
@@ -339,7 +427,7 @@ fn main() -> ExitCode {
                     }
                 }
                 Err(e) => {
-                    eprintln!("{e}");
+                    eprintln!("netvm demo: {e}");
                     ExitCode::FAILURE
                 }
             }
@@ -663,45 +751,16 @@ fn run_system(mut a: RunArgs) -> ExitCode {
 }
 
 fn run_echo(a: EchoArgs) -> ExitCode {
-    // Block the stop signals before any thread starts (threads inherit the mask), then wait
-    // for one synchronously: no async signal handler is needed.
-    let mut signals = SigSet::empty();
-    signals.add(Signal::SIGINT);
-    signals.add(Signal::SIGTERM);
-    if let Err(e) = signals.thread_block() {
-        eprintln!("netvm kernel-echo: cannot block SIGINT/SIGTERM: {e}");
-        return ExitCode::FAILURE;
-    }
-    let server = match EchoServer::start(EchoConfig {
+    let cfg = EchoConfig {
         bind: a.bind,
         udp_port: a.udp_port,
         tcp_port: a.tcp_port,
         util_port: a.util_port,
-    }) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("netvm kernel-echo: {e}");
-            return ExitCode::FAILURE;
-        }
     };
-    eprintln!(
-        "netvm kernel-echo: UDP {} TCP {}{}",
-        server.udp_addr(),
-        server.tcp_addr(),
-        server
-            .util_addr()
-            .map(|u| format!(" utilisation {u}"))
-            .unwrap_or_default()
-    );
-    let sig = signals.wait();
-    eprintln!(
-        "netvm kernel-echo: {}, stopping",
-        sig.map(|s| s.as_str()).unwrap_or("signal wait failed")
-    );
-    match server.stop() {
+    match netvm::kernel_echo::serve_until_signalled(cfg, "netvm kernel-echo") {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("netvm kernel-echo: {e}");
+            eprintln!("{e}");
             ExitCode::FAILURE
         }
     }

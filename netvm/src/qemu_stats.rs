@@ -313,6 +313,17 @@ impl Qmp {
         }
     }
 
+    /// `stop`: pauses the virtual machine (its vCPUs and virtual clock); it costs no host CPU
+    /// until [`Qmp::resume`].
+    pub fn pause(&mut self) -> Result<(), QmpError> {
+        self.execute("stop", "{\"execute\":\"stop\"}")
+    }
+
+    /// `cont`: resumes a paused virtual machine.
+    pub fn resume(&mut self) -> Result<(), QmpError> {
+        self.execute("cont", "{\"execute\":\"cont\"}")
+    }
+
     /// `pmemsave`: QEMU writes guest-physical `addr..addr+size` to `file`.
     pub fn pmemsave(&mut self, addr: u64, size: u64, file: &Path) -> Result<(), QmpError> {
         let json = format!(

@@ -61,6 +61,31 @@ impl Row {
     }
 }
 
+impl Row {
+    /// A row as [`Row::to_line`] writes it, or `None` if it is not one.
+    pub fn parse(line: &str) -> Option<Row> {
+        let f: Vec<&str> = line.trim().split(',').collect();
+        if f.len() != 12 {
+            return None;
+        }
+        let n = |i: usize| f[i].parse::<u64>().ok();
+        Some(Row {
+            requested_bps: n(0)?,
+            receive_bps: n(1)?,
+            send_bps: n(2)?,
+            packet_size: n(3)?,
+            min_rtt_us: n(4)?,
+            avg_rtt_us: n(5)?,
+            max_rtt_us: n(6)?,
+            stdev_rtt_us: f[7].parse().ok()?,
+            median_rtt_us: n(8)?,
+            bad_packets: n(9)?,
+            idle_cycles: n(10)?,
+            total_cycles: n(11)?,
+        })
+    }
+}
+
 /// The whole CSV document: header and rows, newline-terminated.
 pub fn render(rows: &[Row]) -> String {
     let mut out = String::from(HEADER);
@@ -96,6 +121,11 @@ mod tests {
             r.to_line(),
             "100000000,99999000,100000001,1472,10,20,300,3.15,19,0,5,9"
         );
+        assert_eq!(
+            Row::parse(&r.to_line()).map(|p| p.to_line()),
+            Some(r.to_line())
+        );
+        assert_eq!(Row::parse(HEADER), None);
         assert!(render(&[r]).starts_with("Requested_Throughput,Receive_Throughput,"));
     }
 }

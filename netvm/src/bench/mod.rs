@@ -28,11 +28,11 @@ use stats::RttStats;
 use track::{BadKind, SendLog, Verdict};
 
 /// Default UDP echo port (sDDF `echo.h`).
-pub const UDP_ECHO_PORT: u16 = 1235;
+pub const UDP_ECHO_PORT: u16 = kernel_echo::UDP_PORT;
 /// Default TCP echo port (sDDF `echo.h`).
-pub const TCP_ECHO_PORT: u16 = 1236;
+pub const TCP_ECHO_PORT: u16 = kernel_echo::TCP_PORT;
 /// Default ipbench utilisation daemon port (sDDF `echo.h`).
-pub const UTIL_PORT: u16 = 1237;
+pub const UTIL_PORT: u16 = kernel_echo::UTIL_PORT;
 
 /// Packets handed to the kernel per sender call and flow.
 const SEND_BATCH: u64 = 32;
@@ -252,20 +252,22 @@ pub struct PointResult {
     pub timed_out: bool,
 }
 
-/// Header of the `--counts` file: the packet counts behind each CSV row.
+/// Header of the `--counts` file: the packet counts behind each CSV row, and the 99th
+/// percentile RTT in µs, which ipbench's columns do not carry either.
 pub const COUNTS_HEADER: &str =
-    "Requested_Throughput,Sent_Packets,Lost_Packets,Late_Packets,Bad_Packets";
+    "Requested_Throughput,Sent_Packets,Lost_Packets,Late_Packets,Bad_Packets,P99_RTT";
 
 impl PointResult {
     /// This point's line of the `--counts` file (see [`COUNTS_HEADER`]).
     pub fn counts_line(&self) -> String {
         format!(
-            "{},{},{},{},{}",
+            "{},{},{},{},{},{}",
             self.row.requested_bps,
             self.sent,
             self.sent.saturating_sub(self.echoed),
             self.late,
-            self.bad.total()
+            self.bad.total(),
+            self.rtt.p99_us
         )
     }
 

@@ -13,6 +13,9 @@ pub struct RttStats {
     pub max_us: u64,
     /// Sorted sample at index `n/2`.
     pub median_us: u64,
+    /// 99th percentile: the smallest sample at least 99% of the samples do not exceed
+    /// (nearest rank, sorted index `ceil(0.99 n) - 1`). Not an ipbench column.
+    pub p99_us: u64,
     /// `sqrt(floor(Σ(avg - x)² / n))`.
     pub stdev_us: f64,
     /// Number of samples.
@@ -42,6 +45,7 @@ impl RttStats {
             avg_us: avg,
             max_us: samples_us[samples_us.len() - 1],
             median_us: samples_us[samples_us.len() / 2],
+            p99_us: samples_us[(samples_us.len() * 99).div_ceil(100) - 1],
             stdev_us: ((sq / n) as f64).sqrt(),
             count: n as u64,
         }
@@ -61,6 +65,10 @@ mod tests {
         assert_eq!((st.avg_us, st.median_us), (5, 7));
         // deviations from 5: 16 + 1 + 4 + 25 = 46; 46/4 = 11; sqrt(11)
         assert!((st.stdev_us - 11f64.sqrt()).abs() < 1e-12);
+        assert_eq!(st.p99_us, 10);
+        let mut hundred: Vec<u64> = (1..=100).rev().collect();
+        assert_eq!(RttStats::from_samples(&mut hundred).p99_us, 99);
+        assert_eq!(RttStats::from_samples(&mut [5]).p99_us, 5);
         assert_eq!(RttStats::from_samples(&mut []), RttStats::default());
     }
 }

@@ -10,7 +10,8 @@ use nix::sys::socket::{setsockopt, sockopt};
 
 use super::{payload, BenchError, Phase, RecvState, Shared, Transmit, RECV_POLL, SEND_BATCH};
 use crate::bench::track::{BadKind, Matcher, Verdict};
-use crate::sys::{monotonic_ns, Batch};
+use crate::sys::monotonic_ns;
+use kernel_echo::batch::Batch;
 
 /// Socket buffer size requested per flow, so bursts at high rates are not dropped locally.
 const SOCKET_BUFFER: usize = 4 << 20;

@@ -4,7 +4,13 @@
 //! so `/init` collects them per module and hands them to `finit_module`. Its own options:
 //! * `netvm.iface=<if>`: the NIC the uio-driver bridges (default `eth0`);
 //! * `uio_driver.<option>=<value>`: passed to the uio-driver as `--<option> <value>` (`_` in
-//!   the option read as `-`), e.g. `uio_driver.rx_capacity=256`.
+//!   the option read as `-`), e.g. `uio_driver.rx_capacity=256`;
+//! * `netvm.mode=echo netvm.ip=<a.b.c.d>/<prefix>`: the reference mode. The same kernel booted
+//!   directly on QEMU (no seL4) gives the NIC that address and runs the kernel echo
+//!   (`/bin/kernel-echo`) instead of the uio-driver: Linux alone, to measure the seL4 system
+//!   against. `netvm.mode=driver` (the default) is the driver VM.
+
+use std::net::Ipv4Addr;
 
 /// The interface used when `netvm.iface` is absent.
 pub const DEFAULT_IFACE: &str = "eth0";
@@ -40,6 +46,33 @@ pub fn words(line: &str) -> Vec<String> {
     out
 }
 
+/// What `/init` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The driver VM: the uio-driver bridges the NIC to sDDF.
+    Driver,
+    /// The reference: the NIC has this address and netmask, the kernel echo answers on it.
+    Echo {
+        /// The NIC's address.
+        addr: Ipv4Addr,
+        /// Its netmask.
+        mask: Ipv4Addr,
+    },
+}
+
+/// `a.b.c.d/prefix` as address and netmask.
+fn parse_cidr(text: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
+    let (addr, prefix) = text
+        .split_once('/')
+        .ok_or_else(|| format!("netvm.ip={text}: expected a.b.c.d/prefix"))?;
+    let addr: Ipv4Addr = addr.parse().map_err(|e| format!("netvm.ip={text}: {e}"))?;
+    let prefix: u32 = match prefix.parse() {
+        Ok(p @ 1..=32) => p,
+        _ => return Err(format!("netvm.ip={text}: prefix must be 1..=32")),
+    };
+    Ok((addr, Ipv4Addr::from(u32::MAX << (32 - prefix))))
+}
+
 /// What `/init` takes from the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -47,6 +80,10 @@ pub struct Options {
     pub iface: String,
     /// Extra uio-driver arguments, in command-line order.
     pub driver_args: Vec<String>,
+    /// `netvm.mode=`, if given.
+    mode: Option<String>,
+    /// `netvm.ip=`, if given.
+    ip: Option<String>,
     /// All words, for module parameters.
     words: Vec<String>,
 }
@@ -57,9 +94,14 @@ impl Options {
         let words = words(line);
         let mut iface = DEFAULT_IFACE.to_string();
         let mut driver_args = Vec::new();
+        let (mut mode, mut ip) = (None, None);
         for w in &words {
             if let Some(v) = w.strip_prefix("netvm.iface=") {
                 iface = v.to_string();
+            } else if let Some(v) = w.strip_prefix("netvm.mode=") {
+                mode = Some(v.to_string());
+            } else if let Some(v) = w.strip_prefix("netvm.ip=") {
+                ip = Some(v.to_string());
             } else if let Some(rest) = w.strip_prefix("uio_driver.") {
                 match rest.split_once('=') {
                     Some((k, v)) => {
@@ -73,7 +115,21 @@ impl Options {
         Options {
             iface,
             driver_args,
+            mode,
+            ip,
             words,
+        }
+    }
+
+    /// The mode `netvm.mode` and `netvm.ip` ask for, or why they do not make sense.
+    pub fn mode(&self) -> Result<Mode, String> {
+        match (self.mode.as_deref(), self.ip.as_deref()) {
+            (None | Some("driver"), _) => Ok(Mode::Driver),
+            (Some("echo"), Some(ip)) => {
+                parse_cidr(ip).map(|(addr, mask)| Mode::Echo { addr, mask })
+            }
+            (Some("echo"), None) => Err("netvm.mode=echo needs netvm.ip=a.b.c.d/prefix".into()),
+            (Some(other), _) => Err(format!("netvm.mode={other}: expected driver or echo")),
         }
     }
 
@@ -132,5 +188,25 @@ mod tests {
         assert_eq!(o.iface, "eth1");
         assert_eq!(o.driver_args, vec!["--rx-capacity", "256", "--verbose"]);
         assert_eq!(Options::parse("quiet").iface, DEFAULT_IFACE);
+    }
+
+    #[test]
+    fn reference_mode() {
+        assert_eq!(Options::parse("quiet").mode(), Ok(Mode::Driver));
+        assert_eq!(
+            Options::parse("netvm.mode=echo netvm.ip=10.0.0.20/24").mode(),
+            Ok(Mode::Echo {
+                addr: Ipv4Addr::new(10, 0, 0, 20),
+                mask: Ipv4Addr::new(255, 255, 255, 0)
+            })
+        );
+        assert!(Options::parse("netvm.mode=echo").mode().is_err());
+        assert!(Options::parse("netvm.mode=echo netvm.ip=10.0.0.20")
+            .mode()
+            .is_err());
+        assert!(Options::parse("netvm.mode=echo netvm.ip=10.0.0.20/33")
+            .mode()
+            .is_err());
+        assert!(Options::parse("netvm.mode=bridge").mode().is_err());
     }
 }

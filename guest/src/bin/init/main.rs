@@ -8,6 +8,9 @@
 //! 4. turns the NIC's offloads off (the uio-driver must see frames as they are on the wire, not
 //!    GRO-merged or awaiting checksum) and brings it up;
 //! 5. runs `/bin/uio-driver --iface <if>`, restarting it with exponential backoff when it dies;
+//!    in the reference mode (`netvm.mode=echo netvm.ip=<a.b.c.d/p>`, see `cmdline`) instead
+//!    gives the NIC that address, leaves its offloads as Linux sets them, and runs
+//!    `/bin/kernel-echo` on it the same way;
 //! 6. powers off cleanly on SIGTERM, SIGINT (Ctrl-Alt-Del), SIGPWR, or a line `netvm.poweroff`
 //!    on the console — and also after a fatal setup error, since PID 1 must not exit.
 #![deny(unsafe_code)]
@@ -22,7 +25,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use cmdline::Options;
+use cmdline::{Mode, Options};
 
 /// What a console line must say to power the guest off.
 const POWEROFF_COMMAND: &str = "netvm.poweroff";
@@ -30,6 +33,9 @@ const POWEROFF_COMMAND: &str = "netvm.poweroff";
 const MODULE_DIR: &str = "/lib/modules";
 const MODULE_ORDER: &str = "/lib/modules/order";
 const UIO_DRIVER: &str = "/bin/uio-driver";
+const KERNEL_ECHO: &str = "/bin/kernel-echo";
+/// The ipbench utilisation daemon's port (sDDF's `echo.h`), served by the kernel echo.
+const UTIL_PORT: &str = "1237";
 /// How long to wait for the NIC's interface to appear after virtio_net loaded.
 const IFACE_WAIT: Duration = Duration::from_secs(5);
 /// Restart backoff: first delay, cap, and how long a run must last to reset the delay.
@@ -147,7 +153,8 @@ fn log_uio_devices() {
     log(format!("{} UIO devices", devs.len()));
 }
 
-fn bring_up_nic(iface: &str) -> io::Result<()> {
+/// Brings `iface` up, with its offloads off if `offloads_off`.
+fn bring_up_nic(iface: &str, offloads_off: bool) -> io::Result<()> {
     let dir = Path::new("/sys/class/net").join(iface);
     let start = Instant::now();
     while !dir.exists() {
@@ -161,7 +168,7 @@ fn bring_up_nic(iface: &str) -> io::Result<()> {
     }
     let sock = sys::control_socket()?;
     let mut report = Vec::new();
-    for (name, cmd) in OFFLOADS {
+    for (name, cmd) in OFFLOADS.into_iter().filter(|_| offloads_off) {
         match sys::ethtool_set(&sock, iface, cmd, 0) {
             Ok(()) => report.push(format!("{name} off")),
             // The device does not offer it (e.g. no checksum offload without a vnet header):
@@ -172,14 +179,17 @@ fn bring_up_nic(iface: &str) -> io::Result<()> {
             Err(e) => report.push(format!("{name} unchanged ({e})")),
         }
     }
-    log(format!("{iface}: {}", report.join(", ")));
+    if offloads_off {
+        log(format!("{iface}: {}", report.join(", ")));
+    }
     sys::set_up(&sock, iface).map_err(|e| io::Error::new(e.kind(), format!("{iface} up: {e}")))?;
     log(format!("{iface} up"));
     Ok(())
 }
 
-/// The supervised uio-driver.
-struct Driver {
+/// The supervised program: the uio-driver, or the kernel echo in the reference mode.
+struct Service {
+    path: &'static str,
     args: Vec<String>,
     child: Option<Child>,
     started: Instant,
@@ -187,13 +197,14 @@ struct Driver {
     restart_at: Option<Instant>,
 }
 
-impl Driver {
+impl Service {
     fn start(&mut self) {
+        let path = self.path;
         self.restart_at = None;
-        match Command::new(UIO_DRIVER).args(&self.args).spawn() {
+        match Command::new(path).args(&self.args).spawn() {
             Ok(c) => {
                 log(format!(
-                    "started {UIO_DRIVER} {} (pid {})",
+                    "started {path} {} (pid {})",
                     self.args.join(" "),
                     c.id()
                 ));
@@ -201,18 +212,19 @@ impl Driver {
                 self.started = Instant::now();
             }
             Err(e) => {
-                log(format!("cannot start {UIO_DRIVER}: {e}"));
+                log(format!("cannot start {path}: {e}"));
                 self.schedule_restart();
             }
         }
     }
 
     fn schedule_restart(&mut self) {
+        let path = self.path;
         if self.started.elapsed() >= HEALTHY_RUN {
             self.backoff = BACKOFF_FIRST;
         }
         log(format!(
-            "restarting {UIO_DRIVER} in {} ms",
+            "restarting {path} in {} ms",
             self.backoff.as_millis()
         ));
         self.restart_at = Some(Instant::now() + self.backoff);
@@ -223,12 +235,13 @@ impl Driver {
         self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok())
     }
 
-    /// A child exited: if it was the driver, log and schedule its restart.
+    /// A child exited: if it was this service, log and schedule its restart.
     fn reaped(&mut self, pid: i32, status: i32) {
+        let path = self.path;
         if self.pid() == Some(pid) {
             self.child = None;
             log(format!(
-                "{UIO_DRIVER} exited ({}) after {:.1} s",
+                "{path} exited ({}) after {:.1} s",
                 sys::describe_status(status),
                 self.started.elapsed().as_secs_f64()
             ));
@@ -238,16 +251,14 @@ impl Driver {
 
     /// SIGTERM, then SIGKILL after the grace period.
     fn stop(&mut self) {
+        let path = self.path;
         let Some(pid) = self.pid() else { return };
         let _ = sys::kill(pid, libc::SIGTERM);
         let deadline = Instant::now() + STOP_GRACE;
         while Instant::now() < deadline {
             if let Some((p, status)) = sys::reap() {
                 if p == pid {
-                    log(format!(
-                        "{UIO_DRIVER} stopped ({})",
-                        sys::describe_status(status)
-                    ));
+                    log(format!("{path} stopped ({})", sys::describe_status(status)));
                     self.child = None;
                     return;
                 }
@@ -256,7 +267,7 @@ impl Driver {
             }
         }
         let _ = sys::kill(pid, libc::SIGKILL);
-        log(format!("{UIO_DRIVER} killed after {STOP_GRACE:?}"));
+        log(format!("{path} killed after {STOP_GRACE:?}"));
         self.child = None;
     }
 }
@@ -269,13 +280,33 @@ fn setup_and_supervise() -> io::Result<()> {
         log(format!("cannot route Ctrl-Alt-Del to init: {e}"));
     }
     let opts = Options::parse(&fs::read_to_string("/proc/cmdline")?);
+    let mode = opts
+        .mode()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     load_modules(&opts)?;
-    log_uio_devices();
-    bring_up_nic(&opts.iface)?;
-
-    let mut args = vec!["--iface".to_string(), opts.iface.clone()];
-    args.extend(opts.driver_args.iter().cloned());
-    let mut driver = Driver {
+    let (path, args) = match mode {
+        Mode::Driver => {
+            log_uio_devices();
+            bring_up_nic(&opts.iface, true)?;
+            let mut args = vec!["--iface".to_string(), opts.iface.clone()];
+            args.extend(opts.driver_args.iter().cloned());
+            (UIO_DRIVER, args)
+        }
+        Mode::Echo { addr, mask } => {
+            bring_up_nic(&opts.iface, false)?;
+            sys::set_ipv4(&sys::control_socket()?, &opts.iface, addr, mask).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("{} address {addr}/{mask}: {e}", opts.iface),
+                )
+            })?;
+            log(format!("reference mode: {} is {addr}/{mask}", opts.iface));
+            let args = ["--bind", &addr.to_string(), "--util-port", UTIL_PORT];
+            (KERNEL_ECHO, args.map(String::from).to_vec())
+        }
+    };
+    let mut driver = Service {
+        path,
         args,
         child: None,
         started: Instant::now(),

@@ -55,7 +55,16 @@ struct IfReqData {
     _pad: [u8; 16],
 }
 
+/// `struct ifreq` with the `ifr_addr` member holding an IPv4 `struct sockaddr_in`.
+#[repr(C)]
+struct IfReqAddr {
+    name: [u8; libc::IFNAMSIZ],
+    addr: libc::sockaddr_in,
+    _pad: [u8; 8],
+}
+
 const _: () = assert!(std::mem::size_of::<IfReqFlags>() == 40);
+const _: () = assert!(std::mem::size_of::<IfReqAddr>() == 40);
 const _: () = assert!(std::mem::size_of::<IfReqData>() == 40);
 
 /// `struct ethtool_value`.
@@ -99,6 +108,34 @@ pub fn set_up(sock: &OwnedFd, iface: &str) -> io::Result<()> {
     req.flags |= libc::IFF_UP as libc::c_short;
     // SAFETY: as above; SIOCSIFFLAGS only reads the struct.
     check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &mut req) })?;
+    Ok(())
+}
+
+/// Gives `iface` the IPv4 address `addr` with netmask `mask` (SIOCSIFADDR, SIOCSIFNETMASK;
+/// the kernel adds the subnet's route).
+pub fn set_ipv4(
+    sock: &OwnedFd,
+    iface: &str,
+    addr: std::net::Ipv4Addr,
+    mask: std::net::Ipv4Addr,
+) -> io::Result<()> {
+    for (cmd, value) in [(libc::SIOCSIFADDR, addr), (libc::SIOCSIFNETMASK, mask)] {
+        let mut req = IfReqAddr {
+            name: ifname(iface)?,
+            addr: libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(value).to_be(),
+                },
+                sin_zero: [0; 8],
+            },
+            _pad: [0; 8],
+        };
+        // SAFETY: SIOCSIFADDR / SIOCSIFNETMASK read the name and ifr_addr of a 40-byte struct
+        // ifreq, which `req` is (size asserted above) and which lives across the call.
+        check(unsafe { libc::ioctl(sock.as_raw_fd(), cmd as _, &mut req) })?;
+    }
     Ok(())
 }
 

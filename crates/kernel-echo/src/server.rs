@@ -1,5 +1,4 @@
-//! `netvm kernel-echo`: the Linux kernel-socket echo server the netvm system is compared
-//! against. It answers on the same ports as sDDF's echo server: UDP (recvmmsg/sendmmsg), TCP
+//! The echo server itself: UDP (recvmmsg/sendmmsg), TCP
 //! (epoll, many connections, TCP_NODELAY, echo as soon as data arrives), and optionally the
 //! ipbench utilisation daemon, whose idle/total come from `/proc/stat` (USER_HZ ticks summed over
 //! all CPUs; see [`crate::util_proto::proc_stat_utilisation`]), not from cycle counters.
@@ -19,7 +18,7 @@ use std::time::Duration;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::socket::{setsockopt, sockopt};
 
-use crate::sys::Batch;
+use crate::batch::Batch;
 use crate::util_proto;
 
 /// Datagrams per `recvmmsg`.
