@@ -206,3 +206,22 @@ fn every_buffer_pool_names_queues_that_exist_and_fit() {
         );
     }
 }
+
+/// An all-zero `.netvm_net_options` means sDDF 0.7's semantics, so the derivation must switch
+/// netvm's behaviours on explicitly (and offset mode, since the driver runs a VM).
+#[test]
+fn the_derived_options_switch_netvms_behaviours_on() {
+    use sddf::options::{NetOptions, DRIVER_OFFSETS, NETVM_BEHAVIOURS};
+    let sys =
+        sdf::parse(root().join("system.xml"), Arch::Aarch64).unwrap_or_else(|e| panic!("{e}"));
+    let macs =
+        parse_mac_list(&std::fs::read_to_string(root().join("system.macs")).unwrap()).unwrap();
+    let spec = NetSystemSpec::infer(&sys, &macs).unwrap_or_else(|e| panic!("{e}"));
+    let sections = sdf::net::options_sections(&sys, &spec);
+    assert_eq!(sections.len(), 2, "virt_rx and virt_tx");
+    for (pd, section, bytes) in sections {
+        assert_eq!(section, sddf::options::SECTION);
+        let o = NetOptions::parse(&bytes).unwrap_or_else(|e| panic!("{pd}: {e}"));
+        assert_eq!(o.flags, DRIVER_OFFSETS | NETVM_BEHAVIOURS, "{pd}");
+    }
+}
