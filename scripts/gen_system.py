@@ -152,6 +152,11 @@ def main(out: str, macs_out: str = "") -> None:
     vmm.set_virtual_machine(vm)
 
     xml = with_page_size(sdf.render(), "guest_ram", GUEST_RAM_PAGE)
+    # Coherence: Linux maps UIO regions as Device memory, so the guest maps them uncached;
+    # every PD that shares one maps it uncached too (sdfgen does so for the virtualisers' side
+    # of a driver VM's queues; netvm extends it to the data regions, which Arm would otherwise
+    # leave incoherent between a cached PD and the uncached guest). `sdf` rejects a mismatch.
+    xml = uncached_everywhere(xml, [name for name, _ in uio])
     # sdfgen maps the device's RX data read-write into each copier, which only copies out of it
     # (pds/copier): read-only is enough.
     for copier in copiers:
@@ -194,6 +199,17 @@ def with_map_attrs(xml: str, owner: str, mr: str, **attrs: str) -> str:
         if n == 0:
             line = line.replace(" />", f' {key}="{value}" />')
     lines[hits[0]] = line
+    return "\n".join(lines)
+
+
+def uncached_everywhere(xml: str, mrs: list) -> str:
+    """Marks every map of the regions `mrs` uncached, in PDs and VMs alike."""
+    lines = xml.split("\n")
+    for i, line in enumerate(lines):
+        mapped = re.match(r'\s*<map mr="([^"]+)" ', line)
+        if mapped and mapped.group(1) in mrs:
+            line, n = re.subn(r' cached="[^"]*"', ' cached="false"', line)
+            lines[i] = line if n else line.replace(" />", ' cached="false" />')
     return "\n".join(lines)
 
 
