@@ -442,9 +442,10 @@ pub enum SdfError {
         /// Region name.
         mr: String,
     },
-    /// '{mr}' is mapped {pd_attr} by protection domain '{pd}' but {vm_attr} by virtual machine '{vm}' (line {vm_line}): mismatched memory attributes lose coherence on Arm (one side's stores sit in a cache the other side bypasses); map it the same way everywhere (or set Config::allow_mixed_cacheability)
+    /// '{mr}' is mapped {pd_attr} by protection domain '{pd}' but not by virtual machine '{vm}': mismatched memory attributes lose coherence on Arm (one side's stores sit in a cache the other side bypasses); map it the same way everywhere (or set Config::allow_mixed_cacheability)
     #[error(
-        "{at}: '{mr}' is mapped {pd_attr} by protection domain '{pd}' but {vm_attr} by virtual machine '{vm}' (line {vm_line}): mismatched memory attributes lose coherence on Arm (one side's stores sit in a cache the other side bypasses); map it the same way everywhere (or set Config::allow_mixed_cacheability)"
+        "{at}: '{mr}' is mapped {pd_attr} by protection domain '{pd}' but {} by virtual machine '{vm}': mismatched memory attributes lose coherence on Arm (one side's stores sit in a cache the other side bypasses); map it the same way everywhere (or set Config::allow_mixed_cacheability)",
+        if *pd_attr == "cached" { "uncached" } else { "cached" }
     )]
     MixedCacheability {
         /// The PD's map.
@@ -453,14 +454,10 @@ pub enum SdfError {
         mr: String,
         /// The PD.
         pd: String,
-        /// `cached` or `uncached`, as the PD maps it.
+        /// `cached` or `uncached`, as the PD maps it (the VM maps it the other way).
         pd_attr: &'static str,
         /// The virtual machine.
         vm: String,
-        /// `cached` or `uncached`, as the VM maps it.
-        vm_attr: &'static str,
-        /// Line of the VM's map.
-        vm_line: u32,
     },
     /// vaddr {vaddr:#x} of map of '{mr}' is not aligned to the region's page size {page_size:#x}
     #[error(

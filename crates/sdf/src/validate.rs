@@ -252,15 +252,13 @@ fn check_cacheability(sys: &SystemDescription) -> Result<()> {
             let clash = vm_maps
                 .iter()
                 .find(|(_, vm_map)| vm_map.mr == map.mr && vm_map.cached != map.cached);
-            if let Some((vm, vm_map)) = clash {
+            if let Some((vm, _)) = clash {
                 return Err(SdfError::MixedCacheability {
                     at: map.pos.clone(),
                     mr: map.mr.clone(),
                     pd: pd.name.clone(),
                     pd_attr: attr(map.cached),
                     vm: vm.to_string(),
-                    vm_attr: attr(vm_map.cached),
-                    vm_line: vm_map.pos.line,
                 });
             }
         }
