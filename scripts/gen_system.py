@@ -27,6 +27,7 @@ Memory map of the driver VM (guest-physical; see also guest/src/system.rs and pd
   0x9000_0000  guest RAM, 256 MiB in 2 MiB pages, 1:1 with physical so the passed-through NIC
                can DMA into it; the VMM maps it at the same address to load the guest
 """
+import re
 import sys
 import tempfile
 
@@ -139,15 +140,27 @@ def main(out: str, macs_out: str = "") -> None:
         mr = MR(sdf, name, 0x1000, paddr=paddr)
         sdf.add_mr(mr)
         vm.add_map(Map(mr, gpa, "rw", cached=False))
+    # Least privilege: the driver only reads the clients' TX data (it transmits what they wrote,
+    # as virt_tx, which maps them read-only too); queues and RX data it writes.
     vaddr = UIO_WINDOW
     for name, size in uio:
-        vm.add_map(Map(MR(sdf, name, size), vaddr, "rw", cached=False))
+        perms = "r" if name.startswith("generic/net/tx/data/client/") else "rw"
+        vm.add_map(Map(MR(sdf, name, size), vaddr, perms, cached=False))
         vaddr += (size + 0xFFFF) & ~0xFFFF
     vmm.add_irq(Irq(UART_IRQ, trigger=Irq.Trigger.LEVEL))
     vmm.add_irq(Irq(VIRTIO_NET_IRQ, trigger=Irq.Trigger.EDGE))
     vmm.set_virtual_machine(vm)
 
     xml = with_page_size(sdf.render(), "guest_ram", GUEST_RAM_PAGE)
+    # Coherence: Linux maps UIO regions as Device memory, so the guest maps them uncached;
+    # every PD that shares one maps it uncached too (sdfgen does so for the virtualisers' side
+    # of a driver VM's queues; netvm extends it to the data regions, which Arm would otherwise
+    # leave incoherent between a cached PD and the uncached guest). `sdf` rejects a mismatch.
+    xml = uncached_everywhere(xml, [name for name, _ in uio])
+    # sdfgen maps the device's RX data read-write into each copier, which only copies out of it
+    # (pds/copier): read-only is enough.
+    for copier in copiers:
+        xml = with_map_attrs(xml, copier.name, "generic/net/rx/data/device", perms="r")
     with open(out, "w") as f:
         f.write(xml)
     if macs_out:
@@ -164,6 +177,40 @@ def with_page_size(xml: str, mr: str, page_size: int) -> str:
     head = f'<memory_region name="{mr}" '
     assert xml.count(head) == 1, f"expected one memory region {mr}"
     return xml.replace(head, f'{head}page_size="{page_size:#x}" ')
+
+
+def with_map_attrs(xml: str, owner: str, mr: str, **attrs: str) -> str:
+    """Sets attributes of the one map of `mr` in the PD or VM called `owner` (sdfgen 0.35 has no
+    way to change the maps its Sddf.Net makes). sdfgen writes one element per line."""
+    lines = xml.split("\n")
+    owners, hits = [], []
+    for i, line in enumerate(lines):
+        opened = re.match(r'\s*<(protection_domain|virtual_machine) name="([^"]+)"', line)
+        if opened:
+            owners.append(opened.group(2))
+        elif re.match(r"\s*</(protection_domain|virtual_machine)>", line):
+            owners.pop()
+        elif owners and owners[-1] == owner and f'<map mr="{mr}" ' in line:
+            hits.append(i)
+    assert len(hits) == 1, f"expected one map of {mr} in {owner}, found {len(hits)}"
+    line = lines[hits[0]]
+    for key, value in attrs.items():
+        line, n = re.subn(f' {key}="[^"]*"', f' {key}="{value}"', line)
+        if n == 0:
+            line = line.replace(" />", f' {key}="{value}" />')
+    lines[hits[0]] = line
+    return "\n".join(lines)
+
+
+def uncached_everywhere(xml: str, mrs: list) -> str:
+    """Marks every map of the regions `mrs` uncached, in PDs and VMs alike."""
+    lines = xml.split("\n")
+    for i, line in enumerate(lines):
+        mapped = re.match(r'\s*<map mr="([^"]+)" ', line)
+        if mapped and mapped.group(1) in mrs:
+            line, n = re.subn(r' cached="[^"]*"', ' cached="false"', line)
+            lines[i] = line if n else line.replace(" />", ' cached="false" />')
+    return "\n".join(lines)
 
 
 def queue_bytes(capacity: int) -> int:

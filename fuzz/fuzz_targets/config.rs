@@ -111,7 +111,7 @@ fuzz_target!(|data: &[u8]| {
                     if raw.first() == Some(&0) {
                         &[]
                     } else {
-                        b"netvmop1"
+                        b"netvmop2"
                     },
                 )
             } else {

@@ -21,7 +21,7 @@
 use libfuzzer_sys::fuzz_target;
 use netvm_fuzz::{pending, Input};
 use sddf::config::*;
-use sddf::options::{NetOptions, DRIVER_OFFSETS, NO_MULTICAST, STRICT_TX_ORDER};
+use sddf::options::{NetOptions, DRIVER_OFFSETS, FAIR_TX, LAZY_COMPLETIONS, MULTICAST_TO_ALL};
 use sddf::queue::{Capacity, DrainSide, FillSide};
 use sddf::testing::{Layout, RecordingNotifier};
 use sddf::BuffDesc;
@@ -122,10 +122,13 @@ fuzz_target!(|data: &[u8]| {
         flags |= DRIVER_OFFSETS;
     }
     if mode & 4 != 0 {
-        flags |= NO_MULTICAST;
+        flags |= MULTICAST_TO_ALL;
     }
     if mode & 8 != 0 {
-        flags |= STRICT_TX_ORDER;
+        flags |= FAIR_TX;
+    }
+    if mode & 16 != 0 {
+        flags |= LAZY_COMPLETIONS;
     }
     let budget = u16::from(input.u8() % 5);
     let offsets = flags & DRIVER_OFFSETS != 0;
@@ -275,7 +278,7 @@ fuzz_target!(|data: &[u8]| {
                     assert!(chaos, "driver RX active queue overflowed");
                     continue;
                 }
-                if to == 0 || to == 2 || (to == 3 && flags & NO_MULTICAST == 0) {
+                if to == 0 || to == 2 || (to == 3 && flags & MULTICAST_TO_ALL != 0) {
                     expected.push(f);
                 }
             }

@@ -229,7 +229,7 @@ impl GuestLayout {
             rx_irq_spi: qemu_virt::FREE_SPIS[0],
             tx_irq_spi: qemu_virt::FREE_SPIS[1],
             initrd_addr: None,
-            bootargs: format!("console=ttyAMA0 panic=-1 {UIO_OF_ID_ARG}"),
+            bootargs: format!("console=ttyAMA0 panic=-1 ipv6.disable=1 {UIO_OF_ID_ARG}"),
         }
     }
 

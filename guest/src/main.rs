@@ -92,8 +92,11 @@ enum Cmd {
 /// taking a TX-completion interrupt for them. Every guest interrupt costs a round trip through
 /// the VMM and a VGIC maintenance fault; without it UDP echo lost frames from 20 Mb/s, with it
 /// it was lossless at 30 Mb/s in the same session (TCG; BENCHMARKS.md).
+/// `ipv6.disable=1`: the driver VM is no host on the clients' link; without IPv6 in the kernel
+/// it cannot send MLD reports, DAD or router solicitations or answer ND and ping6 (`/init` also
+/// turns IPv6 and ARP off on the NIC, for command lines without it).
 const DEFAULT_SEL4_BOOTARGS: &str =
-    "earlycon=pl011,0x9000000 console=ttyAMA0 panic=-1 virtio_net.napi_tx=0";
+    "earlycon=pl011,0x9000000 console=ttyAMA0 panic=-1 ipv6.disable=1 virtio_net.napi_tx=0";
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {

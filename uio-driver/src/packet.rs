@@ -285,7 +285,7 @@ impl PacketNic {
         let ring = setup(
             iface,
             "mapping the ring",
-            Mapping::map(fd, cfg.block_size * cfg.block_count, 0),
+            Mapping::map(fd, cfg.block_size * cfg.block_count, 0, true),
         )?;
         // Larger send buffer so a full batch fits; SO_SNDBUFFORCE needs CAP_NET_ADMIN.
         let sndbuf = 4i32 << 20;

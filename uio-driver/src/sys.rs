@@ -26,8 +26,9 @@ pub struct Mapping {
 unsafe impl Send for Mapping {}
 
 impl Mapping {
-    /// Maps `len` bytes of `fd` from `file_offset`, shared and read-write.
-    pub fn map(fd: RawFd, len: usize, file_offset: u64) -> io::Result<Mapping> {
+    /// Maps `len` bytes of `fd` from `file_offset`, shared; read-write, or read-only when not
+    /// `writable` (the caller then only reads the region: a store would fault).
+    pub fn map(fd: RawFd, len: usize, file_offset: u64, writable: bool) -> io::Result<Mapping> {
         if len == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"));
         }
@@ -39,7 +40,11 @@ impl Mapping {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
-                libc::PROT_READ | libc::PROT_WRITE,
+                if writable {
+                    libc::PROT_READ | libc::PROT_WRITE
+                } else {
+                    libc::PROT_READ
+                },
                 libc::MAP_SHARED,
                 fd,
                 off,
@@ -54,7 +59,8 @@ impl Mapping {
 
     /// The whole mapping as shared memory.
     pub fn region(&self) -> Region<'_> {
-        // SAFETY: the mapping is live, readable and writable for as long as `self` is borrowed,
+        // SAFETY: the mapping is live and readable for as long as `self` is borrowed, and
+        // writable unless it was mapped read-only, whose callers only read it (`Mapping::map`),
         // and this crate makes no plain Rust references into it except `bytes` below, whose
         // caller guarantees no one writes those bytes meanwhile.
         unsafe { Region::new(self.ptr, self.len) }

@@ -412,8 +412,25 @@ impl Finder<'_> {
         })
     }
 
-    /// Map0 of `name`, which must hold `need` bytes after its offset.
+    /// Map0 of `name`, which must hold `need` bytes after its offset, read-write.
     fn map(&self, name: &str, need: u64, why: &str) -> Result<UioMap, UioError> {
+        self.map_with(name, need, why, true)
+    }
+
+    /// Map0 of `name` read-only: a region the driver only reads (the clients' TX data), so
+    /// that not even a bug in it can write there (the system description maps them
+    /// read-only into the guest too).
+    fn map_read_only(&self, name: &str, need: u64, why: &str) -> Result<UioMap, UioError> {
+        self.map_with(name, need, why, false)
+    }
+
+    fn map_with(
+        &self,
+        name: &str,
+        need: u64,
+        why: &str,
+        writable: bool,
+    ) -> Result<UioMap, UioError> {
         let d = self.require(name)?;
         let m = d
             .maps
@@ -436,12 +453,13 @@ impl Finder<'_> {
         let file = self.open_file(d, false)?;
         let page = sys::page_size() as u64;
         let len = m.size.next_multiple_of(page) as usize;
-        let mapping = Mapping::map(file.as_raw_fd(), len, 0).map_err(|source| UioError::Map {
-            path: self.path(d),
-            name: name.to_string(),
-            len,
-            source,
-        })?;
+        let mapping =
+            Mapping::map(file.as_raw_fd(), len, 0, writable).map_err(|source| UioError::Map {
+                path: self.path(d),
+                name: name.to_string(),
+                len,
+                source,
+            })?;
         Ok(UioMap {
             name: name.to_string(),
             mapping,
@@ -513,7 +531,11 @@ impl UioDevices {
                     count: tx_data.len() + 1,
                 });
             }
-            tx_data.push(f.map(&names::tx_data(tx_data.len()), buf, "one 2048-byte buffer")?);
+            tx_data.push(f.map_read_only(
+                &names::tx_data(tx_data.len()),
+                buf,
+                "one 2048-byte buffer",
+            )?);
         }
         if tx_data.is_empty() {
             f.require(&names::tx_data(0))?;

@@ -48,6 +48,10 @@ pub struct Config {
     pub vspace_user_top: u64,
     /// Highest hardware IRQ number the kernel accepts (`MAX_IRQ` of the seL4 platform).
     pub max_irq: u64,
+    /// Accept a region that a virtual machine maps with one cacheability and a PD with the
+    /// other (off by default: see [`crate::SdfError::MixedCacheability`]). For a platform whose
+    /// guest mappings stay coherent with the PDs' anyway, or a deliberate experiment.
+    pub allow_mixed_cacheability: bool,
 }
 
 impl Config {
@@ -60,6 +64,7 @@ impl Config {
             num_cores: 4,
             vspace_user_top: 0xff_ffff_ffff,
             max_irq: 159,
+            allow_mixed_cacheability: false,
         }
     }
 

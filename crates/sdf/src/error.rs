@@ -442,6 +442,23 @@ pub enum SdfError {
         /// Region name.
         mr: String,
     },
+    /// '{mr}' is mapped {pd_attr} by protection domain '{pd}' but not by virtual machine '{vm}': mismatched memory attributes lose coherence on Arm (one side's stores sit in a cache the other side bypasses); map it the same way everywhere (or set Config::allow_mixed_cacheability)
+    #[error(
+        "{at}: '{mr}' is mapped {pd_attr} by protection domain '{pd}' but {} by virtual machine '{vm}': mismatched memory attributes lose coherence on Arm (one side's stores sit in a cache the other side bypasses); map it the same way everywhere (or set Config::allow_mixed_cacheability)",
+        if *pd_attr == "cached" { "uncached" } else { "cached" }
+    )]
+    MixedCacheability {
+        /// The PD's map.
+        at: SourcePos,
+        /// Region name.
+        mr: String,
+        /// The PD.
+        pd: String,
+        /// `cached` or `uncached`, as the PD maps it (the VM maps it the other way).
+        pd_attr: &'static str,
+        /// The virtual machine.
+        vm: String,
+    },
     /// vaddr {vaddr:#x} of map of '{mr}' is not aligned to the region's page size {page_size:#x}
     #[error(
         "{at}: vaddr {vaddr:#x} of map of '{mr}' is not aligned to the region's page size {page_size:#x}"
@@ -656,6 +673,7 @@ impl SdfError {
             | SdfError::UnknownMr { at, .. }
             | SdfError::PrefillSizeWithoutPrefill { at, .. }
             | SdfError::MapUnaligned { at, .. }
+            | SdfError::MixedCacheability { at, .. }
             | SdfError::MapBeyondTop { at, .. }
             | SdfError::MapOverlapsStack { at, .. }
             | SdfError::MapOverlap { at, .. }

@@ -53,6 +53,9 @@
 //! region; `setvar_prefill_size` needs a prefilled region; regions with `phys_addr` do not
 //! overlap.
 //!
+//! Coherence (a netvm rule, the tool has none): a region mapped by a virtual machine and by a
+//! PD is mapped with the same `cached` by both, unless [`Config::allow_mixed_cacheability`].
+//!
 //! Not checked here, because it needs the ELF files: overlap of maps with the program image's
 //! segments, and whether setvar symbols exist in the image.
 //!

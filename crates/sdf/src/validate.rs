@@ -26,6 +26,9 @@ pub(crate) fn validate(sys: &mut SystemDescription, config: &Config) -> Result<(
     check_irqs(sys)?;
     check_channel_ids(sys)?;
     check_maps(sys, config)?;
+    if !config.allow_mixed_cacheability {
+        check_cacheability(sys)?;
+    }
     check_setvar_regions(sys)?;
     check_phys_overlap(&sys.memory_regions)?;
     Ok(())
@@ -227,6 +230,37 @@ fn check_maps(sys: &SystemDescription, config: &Config) -> Result<()> {
                 reserved: None,
             };
             check_space(&regions, &vm.maps, &space)?;
+        }
+    }
+    Ok(())
+}
+
+/// A region a virtual machine and a PD share is mapped with the same cacheability by both.
+/// Arm gives no coherence between a cacheable and a non-cacheable (or Device) view of the same
+/// memory: the cached side reads stale lines and its stores may never reach the uncached side.
+/// (Linux maps UIO regions as Device memory, which is why sdfgen maps the virtualisers' side of
+/// a driver VM's queues uncached.)
+fn check_cacheability(sys: &SystemDescription) -> Result<()> {
+    let vm_maps: Vec<(&str, &Map)> = sys
+        .pds()
+        .filter_map(|(pd, _)| pd.virtual_machine.as_ref())
+        .flat_map(|vm| vm.maps.iter().map(move |m| (vm.name.as_str(), m)))
+        .collect();
+    let attr = |cached: bool| if cached { "cached" } else { "uncached" };
+    for (pd, _) in sys.pds() {
+        for map in &pd.maps {
+            let clash = vm_maps
+                .iter()
+                .find(|(_, vm_map)| vm_map.mr == map.mr && vm_map.cached != map.cached);
+            if let Some((vm, _)) = clash {
+                return Err(SdfError::MixedCacheability {
+                    at: map.pos.clone(),
+                    mr: map.mr.clone(),
+                    pd: pd.name.clone(),
+                    pd_attr: attr(map.cached),
+                    vm: vm.to_string(),
+                });
+            }
         }
     }
     Ok(())

@@ -29,6 +29,45 @@ fn system_xml_is_valid_and_its_net_configs_derive() {
     );
 }
 
+/// Least privilege (SECURITY.md): the driver VM maps the clients' TX data read-only, none of
+/// the regions between the virtualisers and the clients, and executes only its own RAM; the
+/// copiers only read the device's RX data.
+#[test]
+fn the_driver_vm_and_the_copiers_get_no_more_than_they_need() {
+    let sys =
+        sdf::parse(root().join("system.xml"), Arch::Aarch64).unwrap_or_else(|e| panic!("{e}"));
+    let vm = sys.pd("vmm").unwrap().virtual_machine.as_ref().unwrap();
+    let mut tx_data = 0;
+    for map in &vm.maps {
+        let what = format!("the driver VM's map of {} ({})", map.mr, map.perms);
+        if map.mr.starts_with("generic/net/tx/data/client/") {
+            tx_data += 1;
+            assert!(!map.perms.write, "{what}: the driver only reads TX data");
+        }
+        assert!(
+            !map.mr.starts_with("generic/net/rx/data/client/")
+                && !map.mr.starts_with("generic/net/queue/net_virt")
+                && !map.mr.starts_with("generic/net/queue/client"),
+            "{what}: the clients' side is none of the driver's business"
+        );
+        assert!(
+            !map.perms.execute || map.mr == "guest_ram",
+            "{what}: only guest RAM holds code"
+        );
+    }
+    assert_eq!(tx_data, 2, "one TX data region per client");
+    for copier in ["client0_net_copier", "client1_net_copier"] {
+        let map = sys
+            .pd(copier)
+            .unwrap()
+            .maps
+            .iter()
+            .find(|m| m.mr == "generic/net/rx/data/device")
+            .unwrap();
+        assert!(!map.perms.write, "{copier} only copies out of the RX data");
+    }
+}
+
 #[test]
 fn system_xml_is_what_gen_system_writes() {
     let python = root().join(".venv/bin/python");
@@ -165,5 +204,24 @@ fn every_buffer_pool_names_queues_that_exist_and_fit() {
             "{}",
             q.label
         );
+    }
+}
+
+/// An all-zero `.netvm_net_options` means sDDF 0.7's semantics, so the derivation must switch
+/// netvm's behaviours on explicitly (and offset mode, since the driver runs a VM).
+#[test]
+fn the_derived_options_switch_netvms_behaviours_on() {
+    use sddf::options::{NetOptions, DRIVER_OFFSETS, NETVM_BEHAVIOURS};
+    let sys =
+        sdf::parse(root().join("system.xml"), Arch::Aarch64).unwrap_or_else(|e| panic!("{e}"));
+    let macs =
+        parse_mac_list(&std::fs::read_to_string(root().join("system.macs")).unwrap()).unwrap();
+    let spec = NetSystemSpec::infer(&sys, &macs).unwrap_or_else(|e| panic!("{e}"));
+    let sections = sdf::net::options_sections(&sys, &spec);
+    assert_eq!(sections.len(), 2, "virt_rx and virt_tx");
+    for (pd, section, bytes) in sections {
+        assert_eq!(section, sddf::options::SECTION);
+        let o = NetOptions::parse(&bytes).unwrap_or_else(|e| panic!("{pd}: {e}"));
+        assert_eq!(o.flags, DRIVER_OFFSETS | NETVM_BEHAVIOURS, "{pd}");
     }
 }

@@ -436,3 +436,29 @@ fn a_larger_config_accepts_what_the_default_rejects() {
     let sys = sdf::parse_str_with_config(text, "x.xml", &config).unwrap();
     assert_eq!(sys.protection_domains[0].cpu, 5);
 }
+
+#[test]
+fn mixed_cacheability_between_a_vm_and_a_pd_is_accepted_only_when_allowed() {
+    let text = r#"<system><memory_region name="q" size="0x1000"/>
+        <protection_domain name="virt"><program_image path="v.elf"/>
+            <map mr="q" vaddr="0x20000000" perms="r"/></protection_domain>
+        <protection_domain name="vmm"><program_image path="m.elf"/>
+            <virtual_machine name="linux"><vcpu id="0"/>
+                <map mr="q" vaddr="0x30000000" perms="rw" cached="false"/></virtual_machine>
+        </protection_domain></system>"#;
+    let e = sdf::parse_str(text, "x.xml", Arch::Aarch64).unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "mapped cached by protection domain 'virt' but uncached by virtual machine 'linux'"
+        ),
+        "{e}"
+    );
+    let config = sdf::Config {
+        allow_mixed_cacheability: true,
+        ..sdf::Config::default()
+    };
+    assert!(sdf::parse_str_with_config(text, "x.xml", &config).is_ok());
+    // The same attributes on both sides are what the check asks for.
+    let same = text.replace(r#"perms="r"/>"#, r#"perms="r" cached="false"/>"#);
+    assert!(sdf::parse_str(&same, "x.xml", Arch::Aarch64).is_ok());
+}

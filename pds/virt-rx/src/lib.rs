@@ -15,9 +15,10 @@
 //! driver or a client that is misaligned, out of range, or names a buffer its sender does not hold
 //! (a duplicate) is dropped and counted, never dereferenced, and cannot disturb any other client.
 //!
-//! Options (`.netvm_net_options`, see [`sddf::options`]): driver-VM offset mode (the driver gets
-//! offsets, not IO addresses), and multicast delivered to every client (sDDF drops it, which breaks
-//! IPv6 neighbour discovery).
+//! Options (`.netvm_net_options`, see [`sddf::options`]; all off in an all-zero section, which
+//! then behaves as sDDF 0.7): driver-VM offset mode (the driver gets offsets, not IO addresses),
+//! and multicast delivered to every client (sDDF drops it, which breaks IPv6 neighbour
+//! discovery).
 #![no_std]
 #![deny(unsafe_code)]
 #![deny(missing_docs)]

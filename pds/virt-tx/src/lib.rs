@@ -6,7 +6,8 @@
 //! a good one is cache-cleaned and handed to the driver; buffers the driver completes go back to
 //! the client that owns them. The driver is notified deferred, clients immediately.
 //!
-//! Better than sDDF where sDDF is weak:
+//! Better than sDDF where sDDF is weak (the first three only when `.netvm_net_options` switches
+//! them on, as netvm's tools do: an all-zero options section behaves exactly as sDDF 0.7):
 //! * **Fair TX**: clients are served round robin, at most `tx_budget` descriptors each per round,
 //!   instead of draining client 0 completely before client 1 (strict order stays an option).
 //! * **Ownership**: every client buffer has an in-flight bit. A client cannot submit a buffer that
@@ -223,6 +224,7 @@ pub struct VirtTx<'a> {
     in_flight: [u64; MAX_BUFFERS / 64],
     driver_offsets: bool,
     strict_order: bool,
+    lazy_completions: bool,
     budget: usize,
     next_client: usize,
     /// Driver-side counters.
@@ -272,7 +274,8 @@ impl<'a> VirtTx<'a> {
             num_regions: 0,
             in_flight: [0; MAX_BUFFERS / 64],
             driver_offsets: options.driver_offsets(),
-            strict_order: options.strict_tx_order(),
+            strict_order: !options.fair_tx(),
+            lazy_completions: options.lazy_completions(),
             budget: usize::from(options.tx_budget()),
             next_client: 0,
             driver_counters: DriverCounters::default(),
@@ -344,7 +347,7 @@ impl<'a> VirtTx<'a> {
         self.tx_return(notifier);
         self.tx_provide(notifier);
         // What was just sent may have left a client low: then arm for its completions now.
-        if self.completions_wanted() {
+        if self.lazy_completions && self.completions_wanted() {
             self.tx_return(notifier);
         }
         self.publish();
@@ -642,7 +645,11 @@ impl<'a> VirtTx<'a> {
     /// Whether the driver should signal its next completions: some client with buffers at the
     /// driver has fewer than a quarter of its buffers in its free queue (see the module docs).
     /// A client with more can go on sending, and its next notification collects completions.
+    /// Without lazy completions, always (sDDF asks after every drain of the free queue).
     fn completions_wanted(&self) -> bool {
+        if !self.lazy_completions {
+            return true;
+        }
         self.clients[..self.num_clients].iter().flatten().any(|c| {
             c.in_flight > 0
                 && c.queues.free.len().map_or(true, |n| {

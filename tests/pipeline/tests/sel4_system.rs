@@ -10,6 +10,12 @@
 //! - checks the utilisation daemon: a `netvm bench` point with `cpu_target_lukem` must report
 //!   idle ticks (from the idle PD) above 0 and below the total ticks.
 //!
+//! - checks that the driver VM is silent on the link: tcpdump captures every frame leaving the
+//!   NIC (the tap's inbound direction) for the whole run; after probing the guest with ARP for
+//!   an unused address, an IPv6 neighbour solicitation and ping6 to the NIC's link-local address
+//!   (all unanswered), every captured frame must come from a client MAC of system.macs, none
+//!   from the NIC's own MAC and none be IPv6.
+//!
 //! Prints the boot time to the ready line, the bench lines (throughput, RTT, utilisation) and
 //! the SYN-ACK retransmission delay; never asserts on timing.
 //!
@@ -18,7 +24,7 @@
 //! debug only; the network checks run in every config.
 //!
 //! Needs `MICROKIT_SDK` (Microkit 2.3.0), root (network namespaces, tap), `qemu-system-aarch64`,
-//! `ip`, `ping`, `python3` (the raw-socket peer), `make` and what `make` needs (the guest's
+//! `ip`, `ping`, `tcpdump`, `python3` (the raw-socket peer), `make` and what `make` needs (the guest's
 //! Debian packages: see guest/); otherwise it says what is missing (`testkit::skip`: a failure
 //! where skipping is forbidden, as in CI). `#[ignore]`d: `scripts/test.sh`'s seL4 stage runs it.
 //! `NETVM_GUEST_FLAGS` is handed to the guest build (e.g. `--offline`).
@@ -36,6 +42,12 @@ const ECHO: [(&str, &str); 2] = [("client0", "10.0.0.10"), ("client1", "10.0.0.1
 const HOST_IP: &str = "10.0.0.1/24";
 /// From QEMU's start to `uio-driver: ready` (10–20 s on a loaded 2-core host under TCG).
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+/// The MAC `make qemu` gives the NIC (Makefile `NIC_MAC`), and its IPv6 link-local address.
+const NIC_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+const NIC_LINK_LOCAL: &str = "fe80::5054:ff:fe12:3456";
+/// An address in the namespace's subnet that no one owns.
+const UNUSED_IP: &str = "10.0.0.99";
+const ETHERTYPE_IPV6: u16 = 0x86dd;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -77,6 +89,7 @@ fn prerequisites() -> Option<PathBuf> {
         ("qemu-system-aarch64", "--version"),
         ("ip", "-V"),
         ("ping", "-V"),
+        ("tcpdump", "--version"),
         ("python3", "--version"),
         ("make", "--version"),
     ] {
@@ -154,6 +167,231 @@ impl Drop for Qemu {
         if let Some(path) = std::env::var_os("SEL4_SYSTEM_CONSOLE") {
             let _ = std::fs::write(path, &self.console);
         }
+    }
+}
+
+/// tcpdump on the namespace's tap, writing every frame QEMU's NIC sends (inbound on the tap) to
+/// a pcap file; stopped (SIGINT, so it flushes) by [`Capture::finish`], killed if dropped.
+struct Capture {
+    child: Child,
+    path: PathBuf,
+}
+
+impl Capture {
+    fn start(ns: &str, tap: &str) -> Capture {
+        let path = std::env::temp_dir().join(format!("netvm-sel4-{}.pcap", std::process::id()));
+        // -Z root: keep writing where root may (tcpdump may otherwise drop to its own user);
+        // -s 96: the headers are all the checks read.
+        let mut child = Command::new("ip")
+            .args([
+                "netns", "exec", ns, "tcpdump", "-i", tap, "-Q", "in", "-U", "-n",
+            ])
+            .args(["-s", "96", "-Z", "root", "-w"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tcpdump");
+        // tcpdump says "listening on <tap>" once it captures.
+        let mut stderr = child.stderr.take().expect("piped");
+        let mut said = Vec::new();
+        let mut buf = [0; 256];
+        while !find(&said, b"listening on") {
+            match stderr.read(&mut buf) {
+                Ok(n @ 1..) => said.extend_from_slice(&buf[..n]),
+                _ => panic!(
+                    "tcpdump on {tap} did not start: {}",
+                    String::from_utf8_lossy(&said)
+                ),
+            }
+        }
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        Capture { child, path }
+    }
+
+    /// Stops the capture and returns the frames.
+    fn finish(mut self) -> Vec<Vec<u8>> {
+        let _ = Command::new("kill")
+            .args(["-s", "INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let bytes =
+            std::fs::read(&self.path).unwrap_or_else(|e| panic!("{}: {e}", self.path.display()));
+        pcap_frames(&bytes).unwrap_or_else(|e| panic!("{}: {e}", self.path.display()))
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The frames of a classic pcap file with Ethernet link type.
+fn pcap_frames(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let u32_at = |at: usize, le: bool| -> Option<u32> {
+        let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+        Some(if le {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        })
+    };
+    let magic = u32_at(0, true).ok_or("no pcap header")?;
+    let le = match magic {
+        0xa1b2_c3d4 | 0xa1b2_3c4d => true,
+        0xd4c3_b2a1 | 0x4d3c_b2a1 => false,
+        m => return Err(format!("not a pcap file (magic {m:#x})")),
+    };
+    let link = u32_at(20, le).ok_or("short pcap header")?;
+    if link != 1 {
+        return Err(format!("link type {link}, expected Ethernet (1)"));
+    }
+    let mut frames = Vec::new();
+    let mut at = 24;
+    while at < bytes.len() {
+        let len = u32_at(at + 8, le).ok_or("truncated record header")? as usize;
+        let frame = bytes
+            .get(at + 16..at + 16 + len)
+            .ok_or("truncated record")?;
+        frames.push(frame.to_vec());
+        at += 16 + len;
+    }
+    Ok(frames)
+}
+
+/// The client MACs of system.macs (`client=aa:bb:cc:dd:ee:ff` lines).
+fn client_macs(root: &Path) -> Vec<(String, [u8; 6])> {
+    let path = root.join("system.macs");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (client, mac) = l.split_once('=').expect("client=mac");
+            let bytes: Vec<u8> = mac
+                .trim()
+                .split(':')
+                .map(|b| u8::from_str_radix(b, 16).expect("hex MAC byte"))
+                .collect();
+            (client.to_string(), bytes.try_into().expect("6-byte MAC"))
+        })
+        .collect()
+}
+
+fn mac_string(mac: &[u8]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Asks the driver VM for its own presence on the link, all of which must go unanswered: ARP
+/// for an unused address, a neighbour solicitation for the NIC's link-local address (ping6
+/// without a neighbour entry) and ping6 to it straight at the NIC's MAC.
+fn probe_the_guest(ns: &str) {
+    let quiet = |args: &[&str]| {
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .success()
+    };
+    // ping to an address no one has: the namespace ARPs for it (3 requests).
+    assert!(
+        !quiet(&["ping", "-c", "1", "-w", "3", UNUSED_IP]),
+        "something answered for {UNUSED_IP}, which no one owns"
+    );
+    // IPv6 on the tap, with an address usable at once (no DAD).
+    assert!(quiet(&[
+        "sysctl",
+        "-qw",
+        "net.ipv6.conf.tap0.disable_ipv6=0"
+    ]));
+    assert!(quiet(&[
+        "ip",
+        "addr",
+        "add",
+        "fe80::1/64",
+        "dev",
+        "tap0",
+        "nodad"
+    ]));
+    let target = format!("{NIC_LINK_LOCAL}%tap0");
+    assert!(
+        !quiet(&["ping", "-6", "-c", "2", "-w", "4", &target]),
+        "the driver VM answered neighbour solicitation and ping6 at {NIC_LINK_LOCAL}"
+    );
+    let nic_mac = mac_string(&NIC_MAC);
+    assert!(quiet(&[
+        "ip",
+        "neigh",
+        "replace",
+        NIC_LINK_LOCAL,
+        "lladdr",
+        &nic_mac,
+        "dev",
+        "tap0",
+        "nud",
+        "permanent",
+    ]));
+    assert!(
+        !quiet(&["ping", "-6", "-c", "2", "-w", "4", &target]),
+        "the driver VM answered ping6 at {NIC_LINK_LOCAL} ({nic_mac})"
+    );
+}
+
+/// Every frame the NIC sent must be a client's: none from the NIC's own MAC, none IPv6.
+fn check_only_clients_spoke(frames: &[Vec<u8>], macs: &[(String, [u8; 6])]) {
+    let mut per_client = vec![0usize; macs.len()];
+    let mut foreign = Vec::new();
+    for frame in frames {
+        let (Some(src), Some(ethertype)) = (frame.get(6..12), frame.get(12..14)) else {
+            foreign.push(format!("runt frame of {} bytes", frame.len()));
+            continue;
+        };
+        let ethertype = u16::from_be_bytes([ethertype[0], ethertype[1]]);
+        match macs.iter().position(|(_, m)| m == src) {
+            Some(i) if ethertype != ETHERTYPE_IPV6 => per_client[i] += 1,
+            _ => foreign.push(format!(
+                "from {}{} ethertype {ethertype:#06x}",
+                mac_string(src),
+                if src == NIC_MAC {
+                    " (the NIC's own MAC)"
+                } else {
+                    ""
+                }
+            )),
+        }
+    }
+    println!(
+        "NIC sent {} frames: {}",
+        frames.len(),
+        macs.iter()
+            .zip(&per_client)
+            .map(|((c, _), n)| format!("{c} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    assert!(
+        foreign.is_empty(),
+        "{} frames left the NIC that are not a client's IPv4/ARP, e.g.:\n{}",
+        foreign.len(),
+        foreign
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // The capture saw the clients' traffic, so an empty capture cannot pass.
+    for ((client, _), n) in macs.iter().zip(&per_client) {
+        assert!(*n > 0, "the capture holds no frame from {client}");
     }
 }
 
@@ -279,6 +517,17 @@ fn the_sel4_system_echoes_through_the_driver_vm() {
     let ns = Netns(format!("netvm-s4t-{}", std::process::id()));
     let ns_arg = format!("NETNS={}", ns.0);
     let host_arg = format!("HOST_IP={HOST_IP}");
+    // The namespace and tap first, so the capture covers the guest's whole life.
+    run(
+        Command::new("make").arg("-s").arg("-C").arg(&root).args([
+            "netns",
+            ns_arg.as_str(),
+            host_arg.as_str(),
+            "TAP=tap0",
+        ]),
+        "make netns",
+    );
+    let capture = Capture::start(&ns.0, "tap0");
     let mut child = Command::new("make");
     child
         .arg("-s")
@@ -385,6 +634,10 @@ fn the_sel4_system_echoes_through_the_driver_vm() {
             "{client}: the utilisation daemon reports idle {idle}, total {total}"
         );
     }
+    probe_the_guest(&ns.0);
+    // Let the last replies that might come arrive before the capture stops.
+    std::thread::sleep(Duration::from_secs(1));
+    check_only_clients_spoke(&capture.finish(), &client_macs(&root));
     let console = qemu.console();
     for bad in [
         "Kernel panic",

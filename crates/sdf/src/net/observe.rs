@@ -34,18 +34,20 @@ pub fn stats_sections(sys: &SystemDescription) -> Vec<PdSection> {
         .collect()
 }
 
-/// netvm's `.netvm_net_options` (`sddf::options`) for virt_rx and virt_tx: driver-VM offset mode
-/// exactly when the driver PD runs a virtual machine (its guest must never need physical
-/// addresses); every other option at its default.
+/// netvm's `.netvm_net_options` (`sddf::options`) for virt_rx and virt_tx: netvm's behaviours
+/// beyond sDDF (multicast to every client, fair TX, lazy completions) switched on explicitly,
+/// since an all-zero section means sDDF 0.7's semantics; driver-VM offset mode exactly when the
+/// driver PD runs a virtual machine (its guest must never need physical addresses).
 pub fn options_sections(sys: &SystemDescription, spec: &NetSystemSpec) -> Vec<PdSection> {
     let driver_vm = sys
         .pd(&spec.driver)
         .is_some_and(|pd| pd.virtual_machine.is_some());
-    let flags = if driver_vm {
-        sddf::options::DRIVER_OFFSETS
-    } else {
-        0
-    };
+    let flags = sddf::options::NETVM_BEHAVIOURS
+        | if driver_vm {
+            sddf::options::DRIVER_OFFSETS
+        } else {
+            0
+        };
     let options = sddf::options::NetOptions::new(flags, 0);
     [&spec.virt_rx, &spec.virt_tx]
         .into_iter()

@@ -6,7 +6,8 @@
 //!    only to built-in code);
 //! 3. logs every UIO device it finds (`init: uioN name=… map0=addr+size`);
 //! 4. turns the NIC's offloads off (the uio-driver must see frames as they are on the wire, not
-//!    GRO-merged or awaiting checksum) and brings it up;
+//!    GRO-merged or awaiting checksum), takes the guest's own IP presence off it (no ARP, no
+//!    IPv6, no address) and brings it up;
 //! 5. runs `/bin/uio-driver --iface <if>`, restarting it with exponential backoff when it dies;
 //!    in the reference mode (`netvm.mode=echo netvm.ip=<a.b.c.d/p>`, see `cmdline`) instead
 //!    gives the NIC that address, leaves its offloads as Linux sets them, and runs
@@ -180,10 +181,35 @@ fn bring_up_nic(iface: &str, offloads_off: bool) -> io::Result<()> {
         }
     }
     if offloads_off {
+        // The driver VM (not the reference mode, which is a host on the link on purpose).
         log(format!("{iface}: {}", report.join(", ")));
+        silence(&sock, iface)?;
     }
     sys::set_up(&sock, iface).map_err(|e| io::Error::new(e.kind(), format!("{iface} up: {e}")))?;
     log(format!("{iface} up"));
+    Ok(())
+}
+
+/// Takes the guest's own IP presence off the NIC before it comes up: the NIC carries the
+/// clients' frames only, so the driver VM must not be a host on that link. No IPv4 address is
+/// ever configured; `IFF_NOARP` stops ARP; IPv6 is off on the interface (no link-local address,
+/// DAD, MLD reports, router solicitations or ND answers) unless the kernel has no IPv6 at all
+/// (`ipv6.disable=1`, which the seL4 system's command line carries). The seL4 system test
+/// captures every frame leaving the NIC and checks that none is the guest's own.
+fn silence(sock: &std::os::fd::OwnedFd, iface: &str) -> io::Result<()> {
+    sys::set_noarp(sock, iface)
+        .map_err(|e| io::Error::new(e.kind(), format!("{iface} noarp: {e}")))?;
+    let ipv6 = Path::new("/proc/sys/net/ipv6/conf");
+    if ipv6.exists() {
+        for conf in [iface, "default"] {
+            let knob = ipv6.join(conf).join("disable_ipv6");
+            fs::write(&knob, "1")
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", knob.display())))?;
+        }
+        log(format!("{iface}: no ARP, IPv6 off on the interface"));
+    } else {
+        log(format!("{iface}: no ARP, no IPv6 in the kernel"));
+    }
     Ok(())
 }
 

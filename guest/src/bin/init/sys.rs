@@ -97,6 +97,16 @@ pub fn control_socket() -> io::Result<OwnedFd> {
 
 /// Sets `IFF_UP` on `iface`.
 pub fn set_up(sock: &OwnedFd, iface: &str) -> io::Result<()> {
+    add_flags(sock, iface, libc::IFF_UP as libc::c_short)
+}
+
+/// Sets `IFF_NOARP` on `iface`: the kernel neither answers nor sends ARP on it.
+pub fn set_noarp(sock: &OwnedFd, iface: &str) -> io::Result<()> {
+    add_flags(sock, iface, libc::IFF_NOARP as libc::c_short)
+}
+
+/// Adds `flags` to `iface`'s interface flags.
+fn add_flags(sock: &OwnedFd, iface: &str, flags: libc::c_short) -> io::Result<()> {
     let mut req = IfReqFlags {
         name: ifname(iface)?,
         flags: 0,
@@ -105,7 +115,7 @@ pub fn set_up(sock: &OwnedFd, iface: &str) -> io::Result<()> {
     // SAFETY: SIOCGIFFLAGS reads the name and writes ifr_flags of a 40-byte struct ifreq,
     // which `req` is (size asserted above) and which lives across the call.
     check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) })?;
-    req.flags |= libc::IFF_UP as libc::c_short;
+    req.flags |= flags;
     // SAFETY: as above; SIOCSIFFLAGS only reads the struct.
     check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &mut req) })?;
     Ok(())
