@@ -909,9 +909,9 @@ fn a_killed_driver_is_restarted_and_the_network_answers_again_tcp_included() {
             episode as u64,
             "virt_tx driver resets"
         );
-        for i in 0..2 {
+        for (i, pd) in pds.iter().enumerate() {
             for c in ["bad_reset_requests", "peer_misbehaviour"] {
-                assert_eq!(d(i, &format!("driver.{c}")), 0, "{} driver.{c}", pds[i]);
+                assert_eq!(d(i, &format!("driver.{c}")), 0, "{pd} driver.{c}");
             }
         }
         assert_eq!(d(0, "driver.bad_descriptors"), 0, "virt_rx bad descriptors");
