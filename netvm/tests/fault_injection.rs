@@ -766,6 +766,7 @@ fn a_killed_driver_is_restarted_and_the_network_answers_again_tcp_included() {
     });
     let paused = Arc::new(AtomicBool::new(false));
     let finished = Arc::new(AtomicBool::new(false));
+    let stop_listening = Arc::new(AtomicBool::new(false));
     let written = Arc::new(AtomicU64::new(0));
     let probes = Arc::new(Mutex::new(Probes::default()));
 
@@ -792,10 +793,10 @@ fn a_killed_driver_is_restarted_and_the_network_answers_again_tcp_included() {
         })
     };
     let udp_receiver = {
-        let (finished, probes) = (finished.clone(), probes.clone());
+        let (stop, probes) = (stop_listening.clone(), probes.clone());
         std::thread::spawn(move || {
             let mut buf = [0u8; 128];
-            while !finished.load(Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) {
                 if let Ok(n) = udp_rx.recv(&mut buf) {
                     let at = Instant::now();
                     if n == 64 {
@@ -929,6 +930,9 @@ fn a_killed_driver_is_restarted_and_the_network_answers_again_tcp_included() {
     }
     finished.store(true, Ordering::Relaxed);
     udp_sender.join().unwrap();
+    // The last probes' echoes are on their way.
+    std::thread::sleep(Duration::from_millis(200));
+    stop_listening.store(true, Ordering::Relaxed);
     udp_receiver.join().unwrap();
     tcp_writer.join().unwrap();
     echoed_all("at the end");
@@ -939,16 +943,23 @@ fn a_killed_driver_is_restarted_and_the_network_answers_again_tcp_included() {
     assert_buffers_accounted(&view, "at the end", &[]);
 
     // What the client side saw: for each kill, the longest gap between TCP reads that ended
-    // after it (and before the pause for the accounting), and the UDP probes sent between the
-    // kill and the first echo again that went unanswered.
+    // after it (and before the pause for the accounting), the UDP probes sent between the
+    // kill and the first echo again that went unanswered, and those unanswered in the whole
+    // episode (from 10 ms before the kill, for probes in flight, to the pause).
     let probes = probes.lock().unwrap();
     let mut report = Vec::new();
+    let mut in_episodes = 0;
     for (k, (&t, &until)) in kills.iter().zip(&pauses).enumerate() {
         let from = probes.sent.iter().position(|&s| s >= t).unwrap();
         let (first, at) = probes.first_answer_after(t).unwrap();
         let lost = (from..first)
             .filter(|&i| probes.answered[i].is_none())
             .count();
+        let window = t - Duration::from_millis(10)..until;
+        let lost_episode = (0..probes.sent.len())
+            .filter(|&i| window.contains(&probes.sent[i]) && probes.answered[i].is_none())
+            .count();
+        in_episodes += lost_episode;
         let stall = reads
             .windows(2)
             .filter(|w| w[1] > t && w[1] <= until)
@@ -957,7 +968,8 @@ fn a_killed_driver_is_restarted_and_the_network_answers_again_tcp_included() {
             .unwrap_or_default();
         report.push((at - t, lost, stall));
         eprintln!(
-            "kill {}: first UDP echo after {:?}, {lost} UDP probes lost (1 per ms), TCP stall {stall:?}",
+            "kill {}: first UDP echo after {:?}, {lost} UDP probes (1 per ms) lost before it, \
+             {lost_episode} in the episode; TCP stall {stall:?}",
             k + 1,
             at - t
         );
@@ -968,7 +980,8 @@ fn a_killed_driver_is_restarted_and_the_network_answers_again_tcp_included() {
     stalls.sort_unstable();
     eprintln!(
         "driver restart: kill to first echoed frame, median of 3: {:?}; TCP stall median {:?}, \
-         max {:?}; {total} TCP bytes verified; UDP probes {} sent, {lost_total} unanswered",
+         max {:?}; {total} TCP bytes verified; UDP probes {} sent, {lost_total} unanswered \
+         ({in_episodes} in the episodes)",
         recoveries[1],
         stalls[1],
         stalls[2],
