@@ -125,7 +125,13 @@ fn bench_cli_against_kernel_echo_subprocess() {
         assert_eq!(row[0], rate);
         assert!(row[1] > 100, "sent packets: {counts}");
         assert_eq!((row[2], row[4]), (0, 0), "lost or bad: {counts}");
+        assert_eq!(row.len(), 7, "{counts}");
+        // 2 and 8 Mb/s are far below what the bench sends on loopback.
+        assert_eq!(row[6], 0, "marked generator-limited: {counts}");
     }
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("generator ceiling: sends "), "{said}");
+    assert!(said.contains("p99 RTT "), "{said}");
 
     kill(Pid::from_raw(echo.id() as i32), Signal::SIGTERM).expect("SIGTERM");
     let deadline = Instant::now() + Duration::from_secs(5);
