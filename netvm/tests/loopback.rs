@@ -431,6 +431,49 @@ fn utilisation_from_processes_counts_their_cpu_time() {
     server.stop().expect("stop");
 }
 
+/// How much of the RTT `netvm bench` reports is its own: the bench at 1000 packets/s (one flow)
+/// against the kernel echo on loopback, beside a blocking one-at-a-time UDP ping-pong through the
+/// same echo at the same pace (send, then `recv` in the same thread: the kernel's own round trip
+/// plus two wake-ups). Not a check (timing on a shared machine): run with
+/// `cargo test --release -p netvm --test loopback -- --ignored --nocapture rtt_overhead`.
+#[test]
+#[ignore = "measurement, not a check: run by hand with --nocapture"]
+fn rtt_overhead_of_the_bench_vs_a_blocking_ping_pong() {
+    let server = echo_server();
+    for size in [64usize, 1472] {
+        let (mut cfg, rate) = short_config(Proto::Udp, size, 1_000, 1);
+        cfg.udp_port = server.udp_addr().port();
+        cfg.stop = SampleStop::Duration(Duration::from_secs(3));
+        let r = run(&cfg, rate);
+
+        let sock = UdpSocket::bind((LOCALHOST, 0)).expect("bind");
+        sock.connect(server.udp_addr()).expect("connect");
+        sock.set_read_timeout(Some(Duration::from_secs(1)))
+            .expect("timeout");
+        let mut p = vec![0u8; size];
+        let mut back = vec![0u8; size + 1];
+        let mut rtts = Vec::new();
+        let start = Instant::now();
+        for i in 0..3_000u64 {
+            // Same pace as the bench: one packet per millisecond.
+            let due = start + Duration::from_millis(i);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            payload::encode(&mut p, 0, i, 0);
+            let t0 = Instant::now();
+            sock.send(&p).expect("send");
+            let n = sock.recv(&mut back).expect("echo");
+            rtts.push(t0.elapsed().as_micros() as u64);
+            assert_eq!(&back[..n], &p[..]);
+        }
+        let pp = bench::stats::RttStats::from_samples(&mut rtts);
+        eprintln!(
+            "size {size}: netvm bench median {} us p99 {} us min {} us; blocking ping-pong median {} us p99 {} us min {} us",
+            r.rtt.median_us, r.rtt.p99_us, r.rtt.min_us, pp.median_us, pp.p99_us, pp.min_us
+        );
+    }
+    server.stop().expect("stop");
+}
+
 #[test]
 fn byte_flipping_tcp_echo_is_caught() {
     let echo = BrokenEcho::tcp_flipper();
