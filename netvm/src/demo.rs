@@ -498,7 +498,7 @@ impl Summary {
                     " "
                 };
                 out.push_str(&format!(
-                    "{proto:5} {:8.0}{mark} Mb/s {:8.1} Mb/s {:8.1} Mb/s {:5.2}  {:9.3}  {:9.3}  {:6} us  {:6} us  {:6} us  {:6} us  {}\n",
+                    "{proto:5} {:8.0} Mb/s{mark} {:8.1} Mb/s {:8.1} Mb/s {:5.2}  {:9.3}  {:9.3}  {:6} us  {:6} us  {:6} us  {:6} us  {}\n",
                     mbps(s.requested),
                     mbps(s.received),
                     mbps(k.received),
