@@ -473,7 +473,7 @@ impl Summary {
         let mut out = String::new();
         // The header is formatted with the widths of the rows, so the two line up.
         out.push_str(&format!(
-            "{:5} {:>14} {:>13} {:>13} {:>5}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {}\n",
+            "{:5} {:>13}  {:>13} {:>13} {:>5}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {}\n",
             "proto",
             "requested",
             "system rx",
@@ -818,7 +818,9 @@ mod tests {
             "sys loss%",
             "ker loss%",
             "sys RTT50",
+            "sys RTT99",
             "ker RTT50",
+            "ker RTT99",
         ] {
             let end = header.find(label).unwrap() + label.len() - 1;
             assert!(h.contains(&end));
@@ -829,5 +831,18 @@ mod tests {
         }
         // The last column is left-aligned.
         assert_eq!(header.find("bad"), row.rfind(' ').map(|i| i + 1));
+        // A generator-limited row is marked after its requested rate, and explained below.
+        let mut limited = parse_csv(csv);
+        add_counts(&mut limited, "h\n1000000000,100,0,0,0,900,2\n");
+        assert_eq!(limited[0].generator_limited, 2);
+        assert_eq!(limited[0].p99_rtt, 900);
+        let table = Summary {
+            sweeps: vec![("udp".into(), limited, parse_csv(csv))],
+            ..Summary::default()
+        }
+        .table();
+        assert!(table.contains("1000 Mb/s* "), "{table}");
+        assert!(table.contains("* the bench sent short"), "{table}");
+        assert!(table.contains("    900 us"), "{table}");
     }
 }
