@@ -233,8 +233,8 @@ struct BenchArgs {
     /// Also write the packet counts behind each row to this CSV file
     /// (Requested_Throughput,Sent_Packets,Lost_Packets,Late_Packets,Bad_Packets,P99_RTT,
     /// Generator_Limited; lost = sent and never echoed by the end of the drain; P99_RTT in µs;
-    /// Generator_Limited 0 = no, bit 1 = sent < 97% of requested, bit 2 = requested above the
-    /// calibrated ceiling), which the ipbench columns do not carry.
+    /// Generator_Limited 0 = no, bit 1 = UDP sent < 97% of requested, bit 2 = requested above
+    /// the calibrated ceiling), which the ipbench columns do not carry.
     #[arg(long)]
     counts: Option<PathBuf>,
     /// No progress display (the per-point summary with loss % still goes to stderr).

@@ -428,6 +428,10 @@ fn utilisation_from_processes_counts_their_cpu_time() {
     assert!(total > 0 && idle < total, "idle {idle} total {total}");
     cfg.util_port = Some(1);
     assert!(bench::run_point(&cfg, rate, &mut |_| {}).is_err());
+    // A pid that is not there is an error, not 0% utilisation.
+    cfg.util_port = None;
+    cfg.util_pids = vec![u32::MAX - 1];
+    assert!(bench::run_point(&cfg, rate, &mut |_| {}).is_err());
     server.stop().expect("stop");
 }
 

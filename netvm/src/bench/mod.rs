@@ -286,11 +286,14 @@ pub struct PointResult {
     /// Why this point may show the load generator's limit rather than the system's: a set of
     /// `LIMIT_*` bits, 0 if none.
     pub generator_limit: u8,
+    /// Transport of the point.
+    pub proto: Proto,
 }
 
-/// [`PointResult::generator_limit`] bit: the sender put out less than
-/// `100 - SEND_SHORTFALL_PERCENT` % of the requested rate during sampling. Over UDP that is the
-/// bench (or the local socket path) not keeping up; over TCP it may also be the echo's flow control.
+/// [`PointResult::generator_limit`] bit: over UDP, the sender put out less than
+/// `100 - SEND_SHORTFALL_PERCENT` % of the requested rate during sampling: the bench (or the local
+/// socket path) did not keep up. Not set over TCP, where a sender held back is normally the echo's
+/// flow control, i.e. the system's limit (the summary still says how short it fell).
 pub const LIMIT_SEND_SHORT: u8 = 1;
 /// [`PointResult::generator_limit`] bit: the requested rate is above the calibrated ceiling.
 pub const LIMIT_ABOVE_CEILING: u8 = 2;
@@ -298,10 +301,16 @@ pub const LIMIT_ABOVE_CEILING: u8 = 2;
 /// marked [`LIMIT_SEND_SHORT`].
 pub const SEND_SHORTFALL_PERCENT: u64 = 3;
 
-/// The generator limit bits for a point that requested `requested` bit/s and sent `sent` bit/s.
-pub fn generator_limit(requested: u64, sent: u64, ceiling_bps: Option<u64>) -> u8 {
+/// Whether `sent` bit/s falls short of `requested` by more than [`SEND_SHORTFALL_PERCENT`].
+fn sent_short(requested: u64, sent: u64) -> bool {
+    u128::from(sent) * 100 < u128::from(requested) * u128::from(100 - SEND_SHORTFALL_PERCENT)
+}
+
+/// The generator limit bits for a `proto` point that requested `requested` bit/s and sent `sent`
+/// bit/s, given the calibrated ceiling.
+pub fn generator_limit(proto: Proto, requested: u64, sent: u64, ceiling_bps: Option<u64>) -> u8 {
     let mut bits = 0;
-    if u128::from(sent) * 100 < u128::from(requested) * u128::from(100 - SEND_SHORTFALL_PERCENT) {
+    if proto == Proto::Udp && sent_short(requested, sent) {
         bits |= LIMIT_SEND_SHORT;
     }
     if ceiling_bps.is_some_and(|c| requested > c) {
@@ -312,7 +321,7 @@ pub fn generator_limit(requested: u64, sent: u64, ceiling_bps: Option<u64>) -> u
 
 /// Header of the `--counts` file: the packet counts behind each CSV row, and the 99th
 /// percentile RTT in µs, which ipbench's columns do not carry either.
-/// Generator_Limited is [`PointResult::generator_limit`] (0: none; bit 1: sent short of the
+/// Generator_Limited is [`PointResult::generator_limit`] (0: none; bit 1: UDP sent short of the
 /// request; bit 2: requested above the calibrated ceiling).
 pub const COUNTS_HEADER: &str =
     "Requested_Throughput,Sent_Packets,Lost_Packets,Late_Packets,Bad_Packets,P99_RTT,Generator_Limited";
@@ -378,6 +387,11 @@ impl PointResult {
         }
         if !note.is_empty() {
             note += " (not the system's limit)";
+        } else if sent_short(self.row.requested_bps, self.row.send_bps) {
+            note += &format!(
+                "; sent {:.1}% of the requested rate (TCP flow control: the echo took no more)",
+                100.0 * self.row.send_bps as f64 / self.row.requested_bps.max(1) as f64
+            );
         }
         note
     }
@@ -663,6 +677,15 @@ pub fn run_point(
     let util_pids = if cfg.util_pids.is_empty() {
         Vec::new()
     } else {
+        if let Some(gone) = cfg
+            .util_pids
+            .iter()
+            .find(|&&p| procutil::snapshot(&[p], 0).is_empty())
+        {
+            return Err(BenchError::Config(format!(
+                "--util-pids: no process {gone} (/proc/{gone}/stat)"
+            )));
+        }
         procutil::with_descendants(&cfg.util_pids)
     };
 
@@ -785,7 +808,8 @@ pub fn run_point(
         total_cycles: utilisation.total,
     };
     Ok(PointResult {
-        generator_limit: generator_limit(rate, row.send_bps, cfg.ceiling_bps),
+        generator_limit: generator_limit(cfg.proto, rate, row.send_bps, cfg.ceiling_bps),
+        proto: cfg.proto,
         row,
         rtt,
         sent: shared.sent.load(Ordering::Relaxed),
@@ -946,13 +970,24 @@ mod tests {
 
     #[test]
     fn generator_limit_bits() {
-        assert_eq!(generator_limit(100, 97, None), 0);
-        assert_eq!(generator_limit(100, 96, None), LIMIT_SEND_SHORT);
-        assert_eq!(generator_limit(100, 100, Some(100)), 0);
-        assert_eq!(generator_limit(100, 100, Some(99)), LIMIT_ABOVE_CEILING);
+        let udp = Proto::Udp;
+        assert_eq!(generator_limit(udp, 100, 97, None), 0);
+        assert_eq!(generator_limit(udp, 100, 96, None), LIMIT_SEND_SHORT);
+        assert_eq!(generator_limit(udp, 100, 100, Some(100)), 0);
         assert_eq!(
-            generator_limit(100, 50, Some(60)),
+            generator_limit(udp, 100, 100, Some(99)),
+            LIMIT_ABOVE_CEILING
+        );
+        assert_eq!(
+            generator_limit(udp, 100, 50, Some(60)),
             LIMIT_SEND_SHORT | LIMIT_ABOVE_CEILING
+        );
+        // A TCP sender held back is the echo's flow control unless the request is above the
+        // ceiling.
+        assert_eq!(generator_limit(Proto::Tcp, 100, 50, Some(200)), 0);
+        assert_eq!(
+            generator_limit(Proto::Tcp, 100, 50, Some(60)),
+            LIMIT_ABOVE_CEILING
         );
     }
 

@@ -77,6 +77,13 @@ pub fn snapshot(pids: &[u32], now_ns: u64) -> Snapshot {
     }
 }
 
+impl Snapshot {
+    /// Whether none of the processes could be read.
+    pub fn is_empty(&self) -> bool {
+        self.ticks.is_empty()
+    }
+}
+
 /// `(idle, total)` in clock ticks between two snapshots of the same processes.
 pub fn between(start: &Snapshot, end: &Snapshot) -> (u64, u64) {
     #[allow(unsafe_code)]
