@@ -227,7 +227,8 @@ struct BenchArgs {
     /// Also write the CSV to this file.
     #[arg(long)]
     csv: Option<PathBuf>,
-    /// Draw Receive_Throughput and median RTT against the requested rate into this SVG file.
+    /// Draw Receive_Throughput and median and p99 RTT against the requested rate into this SVG
+    /// file.
     #[arg(long)]
     svg: Option<PathBuf>,
     /// Also write the packet counts behind each row to this CSV file
@@ -597,6 +598,7 @@ fn run_bench(a: BenchArgs) -> ExitCode {
     }
     println!("{}", csv::HEADER);
     let mut rows = Vec::new();
+    let mut p99s = Vec::new();
     let mut counts = String::from(bench::COUNTS_HEADER);
     counts.push('\n');
     for &rate in &cfg.rates {
@@ -609,6 +611,7 @@ fn run_bench(a: BenchArgs) -> ExitCode {
                 counts.push_str(&r.counts_line());
                 counts.push('\n');
                 rows.push(r.row);
+                p99s.push(r.rtt.p99_us);
             }
             Err(e) => {
                 bar.finish_and_clear();
@@ -636,7 +639,7 @@ fn run_bench(a: BenchArgs) -> ExitCode {
             "{proto_name} echo, {} B payload, {} flows, target {}",
             cfg.size, cfg.flows, cfg.target
         );
-        if let Err(e) = std::fs::write(path, svg::render(&rows, &title)) {
+        if let Err(e) = std::fs::write(path, svg::render_with_p99(&rows, &p99s, &title)) {
             eprintln!("netvm bench: cannot write {}: {e}", path.display());
             return ExitCode::FAILURE;
         }

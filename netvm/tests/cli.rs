@@ -111,7 +111,7 @@ fn bench_cli_against_kernel_echo_subprocess() {
     }
     assert_eq!(std::fs::read_to_string(&csv_path).expect("csv"), stdout);
     let svg = std::fs::read_to_string(&svg_path).expect("svg");
-    assert!(svg.starts_with("<svg") && svg.contains("Median RTT"));
+    assert!(svg.starts_with("<svg") && svg.contains("median and p99"));
     // The counts behind each row: every packet sent came back on loopback.
     let counts = std::fs::read_to_string(&counts_path).expect("counts");
     let rows: Vec<Vec<u64>> = counts
