@@ -147,6 +147,56 @@ fn bench_cli_against_kernel_echo_subprocess() {
 }
 
 #[test]
+fn bench_cli_takes_utilisation_from_the_echo_process() {
+    // --util-pids instead of the daemon: the kernel echo's own CPU time over sampling.
+    let (udp, tcp, _) = free_ports();
+    let mut echo = Command::new(NETVM)
+        .args(["kernel-echo", "--bind", "127.0.0.1"])
+        .args([
+            "--udp-port",
+            &udp.to_string(),
+            "--tcp-port",
+            &tcp.to_string(),
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn kernel-echo");
+    wait_for_tcp(tcp);
+    let out = Command::new(NETVM)
+        .args([
+            "bench",
+            "--target",
+            "127.0.0.1",
+            "--udp-port",
+            &udp.to_string(),
+        ])
+        .args(["--util-pids", &echo.id().to_string(), "--no-calibrate"])
+        .args(["--size", "1472", "--rates", "100M", "--warmup", "200ms"])
+        .args(["--duration", "1s", "--cooldown", "100ms", "--quiet"])
+        .output()
+        .expect("run bench");
+    let _ = echo.kill();
+    let _ = echo.wait();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains("generator ceiling"), "{said}");
+    let stdout = String::from_utf8(out.stdout).expect("utf8");
+    let row = netvm::bench::csv::Row::parse(stdout.lines().nth(1).expect("row")).expect("row");
+    // Total = 1 s × CPUs in USER_HZ ticks; the echo used some of it, not all.
+    assert!(
+        row.total_cycles >= 50 && row.idle_cycles < row.total_cycles,
+        "{row:?}"
+    );
+    // --util-pids and --no-util contradict each other.
+    let out = Command::new(NETVM)
+        .args(["bench", "--target", "127.0.0.1", "--rates", "1M"])
+        .args(["--util-pids", "1", "--no-util"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+}
+
+#[test]
 fn bench_cli_rejects_bad_arguments() {
     let out = Command::new(NETVM)
         .args(["bench", "--target", "127.0.0.1", "--rates", "10Q"])
