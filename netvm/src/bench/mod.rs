@@ -59,6 +59,7 @@ pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 pub fn drain_quiet(max_rtt: Duration) -> Duration {
     (max_rtt * DRAIN_RTT_FACTOR as u32).clamp(DRAIN_MIN_QUIET, DRAIN_MAX_QUIET)
 }
+
 /// Longest the receiver blocks in epoll before re-checking the phase clock.
 const RECV_POLL: Duration = Duration::from_millis(5);
 /// Longest the sender sleeps before re-checking the phase.
@@ -387,7 +388,8 @@ impl PointResult {
         }
         if !note.is_empty() {
             note += " (not the system's limit)";
-        } else if sent_short(self.row.requested_bps, self.row.send_bps) {
+        } else if self.proto == Proto::Tcp && sent_short(self.row.requested_bps, self.row.send_bps)
+        {
             note += &format!(
                 "; sent {:.1}% of the requested rate (TCP flow control: the echo took no more)",
                 100.0 * self.row.send_bps as f64 / self.row.requested_bps.max(1) as f64
@@ -989,6 +991,40 @@ mod tests {
             generator_limit(Proto::Tcp, 100, 50, Some(60)),
             LIMIT_ABOVE_CEILING
         );
+    }
+
+    #[test]
+    fn the_summary_says_who_held_the_sender_back() {
+        let point = |proto, send_bps, ceiling| PointResult {
+            row: csv::Row {
+                requested_bps: 1000,
+                send_bps,
+                ..csv::Row::default()
+            },
+            rtt: RttStats::default(),
+            sent: 1,
+            echoed: 1,
+            late: 0,
+            bad: BadCounts::default(),
+            sampling: Duration::from_secs(1),
+            timed_out: false,
+            drain: DRAIN_MIN_QUIET,
+            generator_limit: generator_limit(proto, 1000, send_bps, ceiling),
+            proto,
+        };
+        assert_eq!(point(Proto::Udp, 1000, Some(2000)).limit_note(), "");
+        let udp_short = point(Proto::Udp, 500, Some(2000)).limit_note();
+        assert!(
+            udp_short.contains("GENERATOR-LIMITED: sent 50.0%"),
+            "{udp_short}"
+        );
+        let tcp_short = point(Proto::Tcp, 500, Some(2000)).limit_note();
+        assert!(
+            !tcp_short.contains("GENERATOR") && tcp_short.contains("TCP flow control"),
+            "{tcp_short}"
+        );
+        let above = point(Proto::Tcp, 500, Some(800)).limit_note();
+        assert!(above.contains("calibrated ceiling"), "{above}");
     }
 
     #[test]
