@@ -262,6 +262,9 @@ pub struct Point {
     pub lost_packets: u64,
     /// 99th percentile RTT, µs (`netvm bench --counts`).
     pub p99_rtt: u64,
+    /// Nonzero when the point may show the load generator's limit rather than the system's
+    /// (`netvm bench --counts` Generator_Limited).
+    pub generator_limited: u64,
     /// Idle units from the utilisation daemon over the sampling phase (0 without one).
     pub idle: u64,
     /// Total units from the utilisation daemon over the sampling phase (0 without one).
@@ -295,6 +298,7 @@ pub(crate) fn add_counts(points: &mut [Point], text: &str) {
                 p.sent_packets = sent;
                 p.lost_packets = lost;
                 p.p99_rtt = f.get(5).copied().unwrap_or(0);
+                p.generator_limited = f.get(6).copied().unwrap_or(0);
             }
         }
     }
@@ -357,6 +361,9 @@ pub(crate) struct BenchSettings<'a> {
     pub flows: u32,
     /// Whether to ask the echo side's ipbench utilisation daemon (port 1237).
     pub util: bool,
+    /// Instead, take utilisation from this process and its descendants (`--util-pids`): the
+    /// host-mode system, whose cores the load generator shares.
+    pub util_pid: Option<u32>,
 }
 
 /// Payload bytes per packet: UDP 1472 B and TCP 1460 B fill a 1500-byte MTU.
@@ -404,10 +411,10 @@ pub(crate) fn bench_points(
         .arg("--counts")
         .arg(&counts)
         .arg("--quiet")
-        .args(if settings.util {
-            &[][..]
-        } else {
-            &["--no-util"][..]
+        .args(match (settings.util_pid, settings.util) {
+            (Some(pid), _) => vec!["--util-pids".to_string(), pid.to_string()],
+            (None, true) => vec![],
+            (None, false) => vec!["--no-util".to_string()],
         })
         .stdout(Stdio::null())
         .stderr(log);
@@ -434,7 +441,7 @@ pub(crate) fn bench_points(
 fn sweep(
     lan: &Lan,
     netvm: &Path,
-    opts: &DemoOptions,
+    settings: &BenchSettings,
     target: &str,
     proto: &str,
     rates: &[u64],
@@ -444,15 +451,7 @@ fn sweep(
         "netvm demo: {label} {proto}: {} points against {target}",
         rates.len()
     );
-    let settings = BenchSettings {
-        out_dir: &opts.out_dir,
-        warmup: opts.warmup,
-        duration: opts.duration,
-        cooldown: opts.cooldown,
-        flows: opts.flows,
-        util: true,
-    };
-    let (points, text) = bench_points(&lan.peer, netvm, &settings, target, proto, rates, label)?;
+    let (points, text) = bench_points(&lan.peer, netvm, settings, target, proto, rates, label)?;
     print!("# {label} {proto} ({target})\n{text}");
     Ok(points)
 }
@@ -474,7 +473,7 @@ impl Summary {
         let mut out = String::new();
         // The header is formatted with the widths of the rows, so the two line up.
         out.push_str(&format!(
-            "{:5} {:>13} {:>13} {:>13} {:>5}  {:>9}  {:>9}  {:>9}  {:>9}  {}\n",
+            "{:5} {:>13}  {:>13} {:>13} {:>5}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {}\n",
             "proto",
             "requested",
             "system rx",
@@ -483,14 +482,23 @@ impl Summary {
             "sys loss%",
             "ker loss%",
             "sys RTT50",
+            "sys RTT99",
             "ker RTT50",
+            "ker RTT99",
             "bad"
         ));
+        let mut limited = false;
         for (proto, sys, ker) in &self.sweeps {
             for (s, k) in sys.iter().zip(ker) {
                 let mbps = |b: u64| b as f64 / 1e6;
+                let mark = if s.generator_limited + k.generator_limited > 0 {
+                    limited = true;
+                    "*"
+                } else {
+                    " "
+                };
                 out.push_str(&format!(
-                    "{proto:5} {:8.0} Mb/s {:8.1} Mb/s {:8.1} Mb/s {:5.2}  {:9.3}  {:9.3}  {:6} us  {:6} us  {}\n",
+                    "{proto:5} {:8.0} Mb/s{mark} {:8.1} Mb/s {:8.1} Mb/s {:5.2}  {:9.3}  {:9.3}  {:6} us  {:6} us  {:6} us  {:6} us  {}\n",
                     mbps(s.requested),
                     mbps(s.received),
                     mbps(k.received),
@@ -498,7 +506,9 @@ impl Summary {
                     s.loss_percent(),
                     k.loss_percent(),
                     s.median_rtt,
+                    s.p99_rtt,
                     k.median_rtt,
+                    k.p99_rtt,
                     s.bad + k.bad,
                 ));
             }
@@ -518,6 +528,12 @@ impl Summary {
                     s as f64 / k.max(1) as f64
                 ));
             }
+        }
+        if limited {
+            out.push_str(
+                "* the bench sent short of the requested rate or was asked for more than its \
+                 calibrated ceiling: that row may show the load generator's limit, not the echo's\n",
+            );
         }
         out
     }
@@ -710,8 +726,36 @@ pub fn run(opts: &DemoOptions) -> Result<Summary> {
         if rates.is_empty() {
             continue;
         }
-        let sys = sweep(&lan, &netvm, opts, lan::CLIENTS[0], proto, rates, "system")?;
-        let ker = sweep(&lan, &netvm, opts, lan::KERNEL_ECHO, proto, rates, "kernel")?;
+        // The system's utilisation is its own processes' CPU time (the bench shares the cores);
+        // the kernel echo's comes from its ipbench daemon (/proc/stat, the whole machine).
+        let settings = |util_pid| BenchSettings {
+            out_dir: &opts.out_dir,
+            warmup: opts.warmup,
+            duration: opts.duration,
+            cooldown: opts.cooldown,
+            flows: opts.flows,
+            util: true,
+            util_pid,
+        };
+        let sys_settings = settings(Some(runner_pid));
+        let sys = sweep(
+            &lan,
+            &netvm,
+            &sys_settings,
+            lan::CLIENTS[0],
+            proto,
+            rates,
+            "system",
+        )?;
+        let ker = sweep(
+            &lan,
+            &netvm,
+            &settings(None),
+            lan::KERNEL_ECHO,
+            proto,
+            rates,
+            "kernel",
+        )?;
         summary.sweeps.push((proto.to_owned(), sys, ker));
     }
     let view = crate::observe::RunView::of_runner(Path::new("/dev/shm"), runner_pid)
@@ -774,7 +818,9 @@ mod tests {
             "sys loss%",
             "ker loss%",
             "sys RTT50",
+            "sys RTT99",
             "ker RTT50",
+            "ker RTT99",
         ] {
             let end = header.find(label).unwrap() + label.len() - 1;
             assert!(h.contains(&end));
@@ -785,5 +831,18 @@ mod tests {
         }
         // The last column is left-aligned.
         assert_eq!(header.find("bad"), row.rfind(' ').map(|i| i + 1));
+        // A generator-limited row is marked after its requested rate, and explained below.
+        let mut limited = parse_csv(csv);
+        add_counts(&mut limited, "h\n1000000000,100,0,0,0,900,2\n");
+        assert_eq!(limited[0].generator_limited, 2);
+        assert_eq!(limited[0].p99_rtt, 900);
+        let table = Summary {
+            sweeps: vec![("udp".into(), limited, parse_csv(csv))],
+            ..Summary::default()
+        }
+        .table();
+        assert!(table.contains("1000 Mb/s* "), "{table}");
+        assert!(table.contains("* the bench sent short"), "{table}");
+        assert!(table.contains("    900 us"), "{table}");
     }
 }

@@ -192,6 +192,11 @@ struct BenchArgs {
     /// Do not contact a utilisation daemon; Idle_Cycles and Total_Cycles are 0.
     #[arg(long)]
     no_util: bool,
+    /// Instead of asking a utilisation daemon, measure the CPU time these processes and their
+    /// descendants used over the sampling phase (/proc/<pid>/stat; comma-separated pids).
+    /// Idle_Cycles = Total_Cycles - that, Total_Cycles = wall time x online CPUs, in clock ticks.
+    #[arg(long, value_delimiter = ',', conflicts_with = "no_util")]
+    util_pids: Vec<u32>,
     /// Transport.
     #[arg(long, value_enum, default_value = "udp")]
     proto: ProtoArg,
@@ -222,18 +227,25 @@ struct BenchArgs {
     /// Also write the CSV to this file.
     #[arg(long)]
     csv: Option<PathBuf>,
-    /// Draw Receive_Throughput and median RTT against the requested rate into this SVG file.
+    /// Draw Receive_Throughput and median and p99 RTT against the requested rate into this SVG
+    /// file.
     #[arg(long)]
     svg: Option<PathBuf>,
     /// Also write the packet counts behind each row to this CSV file
-    /// (Requested_Throughput,Sent_Packets,Lost_Packets,Late_Packets,Bad_Packets,P99_RTT; lost =
-    /// sent and never echoed by the end of the drain; P99_RTT in µs), which the ipbench columns
-    /// do not carry.
+    /// (Requested_Throughput,Sent_Packets,Lost_Packets,Late_Packets,Bad_Packets,P99_RTT,
+    /// Generator_Limited; lost = sent and never echoed by the end of the drain; P99_RTT in µs;
+    /// Generator_Limited 0 = no, bit 1 = UDP sent < 97% of requested, bit 2 = requested above
+    /// the calibrated ceiling), which the ipbench columns do not carry.
     #[arg(long)]
     counts: Option<PathBuf>,
     /// No progress display (the per-point summary with loss % still goes to stderr).
     #[arg(long)]
     quiet: bool,
+    /// Skip measuring the bench's own ceiling before the sweep (a 1 s run against an in-process
+    /// kernel echo on 127.0.0.1); points are then marked generator-limited only by their
+    /// achieved send rate.
+    #[arg(long)]
+    no_calibrate: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -530,7 +542,8 @@ fn run_bench(a: BenchArgs) -> ExitCode {
     let mut cfg = BenchConfig::new(a.target, proto, a.rates);
     cfg.udp_port = a.udp_port;
     cfg.tcp_port = a.tcp_port;
-    cfg.util_port = (!a.no_util).then_some(a.util_port);
+    cfg.util_port = (!a.no_util && a.util_pids.is_empty()).then_some(a.util_port);
+    cfg.util_pids = a.util_pids;
     if let Some(size) = a.size {
         cfg.size = size;
     }
@@ -573,8 +586,26 @@ fn run_bench(a: BenchArgs) -> ExitCode {
         bar.tick();
     };
 
+    if !a.no_calibrate {
+        match bench::calibrate(&cfg, Duration::from_secs(1)) {
+            Ok(c) => {
+                eprintln!(
+                    "netvm bench: generator ceiling: sends {} b/s ({} b/s echoed, median RTT {} us) \
+                     against an in-process kernel echo on 127.0.0.1 at {} B, {} flows; \
+                     higher requested rates are marked GENERATOR-LIMITED",
+                    c.send_bps, c.receive_bps, c.median_rtt_us, cfg.size, cfg.flows
+                );
+                cfg.ceiling_bps = Some(c.send_bps);
+            }
+            Err(e) => eprintln!(
+                "netvm bench: generator ceiling not measured ({e}); points are marked \
+                 GENERATOR-LIMITED only by their achieved send rate"
+            ),
+        }
+    }
     println!("{}", csv::HEADER);
     let mut rows = Vec::new();
+    let mut p99s = Vec::new();
     let mut counts = String::from(bench::COUNTS_HEADER);
     counts.push('\n');
     for &rate in &cfg.rates {
@@ -587,6 +618,7 @@ fn run_bench(a: BenchArgs) -> ExitCode {
                 counts.push_str(&r.counts_line());
                 counts.push('\n');
                 rows.push(r.row);
+                p99s.push(r.rtt.p99_us);
             }
             Err(e) => {
                 bar.finish_and_clear();
@@ -614,7 +646,7 @@ fn run_bench(a: BenchArgs) -> ExitCode {
             "{proto_name} echo, {} B payload, {} flows, target {}",
             cfg.size, cfg.flows, cfg.target
         );
-        if let Err(e) = std::fs::write(path, svg::render(&rows, &title)) {
+        if let Err(e) = std::fs::write(path, svg::render_with_p99(&rows, &p99s, &title)) {
             eprintln!("netvm bench: cannot write {}: {e}", path.display());
             return ExitCode::FAILURE;
         }

@@ -730,6 +730,7 @@ pub fn run(opts: &Sel4DemoOptions) -> Result<Sel4Summary> {
         cooldown: opts.cooldown,
         flows: opts.flows,
         util,
+        util_pid: None,
     };
     let mut summary = Sel4Summary {
         reference: opts.reference.then(|| "Linux alone".to_string()),
@@ -814,6 +815,7 @@ mod tests {
             p99_rtt: 12_500,
             idle,
             total: 100,
+            ..Point::default()
         }
     }
 

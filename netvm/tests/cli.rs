@@ -111,7 +111,7 @@ fn bench_cli_against_kernel_echo_subprocess() {
     }
     assert_eq!(std::fs::read_to_string(&csv_path).expect("csv"), stdout);
     let svg = std::fs::read_to_string(&svg_path).expect("svg");
-    assert!(svg.starts_with("<svg") && svg.contains("Median RTT"));
+    assert!(svg.starts_with("<svg") && svg.contains("median and p99"));
     // The counts behind each row: every packet sent came back on loopback.
     let counts = std::fs::read_to_string(&counts_path).expect("counts");
     let rows: Vec<Vec<u64>> = counts
@@ -125,7 +125,13 @@ fn bench_cli_against_kernel_echo_subprocess() {
         assert_eq!(row[0], rate);
         assert!(row[1] > 100, "sent packets: {counts}");
         assert_eq!((row[2], row[4]), (0, 0), "lost or bad: {counts}");
+        assert_eq!(row.len(), 7, "{counts}");
+        // 2 and 8 Mb/s are far below what the bench sends on loopback.
+        assert_eq!(row[6], 0, "marked generator-limited: {counts}");
     }
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("generator ceiling: sends "), "{said}");
+    assert!(said.contains("p99 RTT "), "{said}");
 
     kill(Pid::from_raw(echo.id() as i32), Signal::SIGTERM).expect("SIGTERM");
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -138,6 +144,56 @@ fn bench_cli_against_kernel_echo_subprocess() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bench_cli_takes_utilisation_from_the_echo_process() {
+    // --util-pids instead of the daemon: the kernel echo's own CPU time over sampling.
+    let (udp, tcp, _) = free_ports();
+    let mut echo = Command::new(NETVM)
+        .args(["kernel-echo", "--bind", "127.0.0.1"])
+        .args([
+            "--udp-port",
+            &udp.to_string(),
+            "--tcp-port",
+            &tcp.to_string(),
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn kernel-echo");
+    wait_for_tcp(tcp);
+    let out = Command::new(NETVM)
+        .args([
+            "bench",
+            "--target",
+            "127.0.0.1",
+            "--udp-port",
+            &udp.to_string(),
+        ])
+        .args(["--util-pids", &echo.id().to_string(), "--no-calibrate"])
+        .args(["--size", "1472", "--rates", "100M", "--warmup", "200ms"])
+        .args(["--duration", "1s", "--cooldown", "100ms", "--quiet"])
+        .output()
+        .expect("run bench");
+    let _ = echo.kill();
+    let _ = echo.wait();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains("generator ceiling"), "{said}");
+    let stdout = String::from_utf8(out.stdout).expect("utf8");
+    let row = netvm::bench::csv::Row::parse(stdout.lines().nth(1).expect("row")).expect("row");
+    // Total = 1 s × CPUs in USER_HZ ticks; the echo used some of it, not all.
+    assert!(
+        row.total_cycles >= 50 && row.idle_cycles < row.total_cycles,
+        "{row:?}"
+    );
+    // --util-pids and --no-util contradict each other.
+    let out = Command::new(NETVM)
+        .args(["bench", "--target", "127.0.0.1", "--rates", "1M"])
+        .args(["--util-pids", "1", "--no-util"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
 }
 
 #[test]

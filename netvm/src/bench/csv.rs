@@ -1,5 +1,13 @@
 //! The CSV that sDDF's `benchmark.py` produces from ipbench `latency-check` plus
 //! `cpu_target_lukem`: one header, one row per requested rate, in ipbench's units.
+//!
+//! Upstream (au-ts/ipbench e1a19ff) `latency_output` prints the first 10 fields and then a
+//! newline, or, with the `with_cpu_target` test argument, a comma; `cpu_target_lukem` then prints
+//! the target's `,<idle>,<total>` and a newline; `benchmark.py` removes the newlines. Without
+//! `with_cpu_target` (how `benchmark.py` calls it) that is these 12 fields exactly; with it,
+//! upstream's row has an empty 11th field (`...,bad,,idle,total`), which [`Row::parse`] accepts and
+//! [`Row::to_line`] never writes. The RTT p99 is not a column here (it would shift Idle/Total for
+//! every consumer of the sDDF layout); it is in the `--counts` file and the summaries.
 
 use std::fmt::Write as _;
 
@@ -62,9 +70,14 @@ impl Row {
 }
 
 impl Row {
-    /// A row as [`Row::to_line`] writes it, or `None` if it is not one.
+    /// A row as [`Row::to_line`] writes it, or `None` if it is not one. Also accepts upstream
+    /// ipbench's `with_cpu_target` layout, which has an empty field between Bad_Packets and
+    /// Idle_Cycles (`...,bad,,idle,total`, 13 fields).
     pub fn parse(line: &str) -> Option<Row> {
-        let f: Vec<&str> = line.trim().split(',').collect();
+        let mut f: Vec<&str> = line.trim().split(',').collect();
+        if f.len() == 13 && f[10].is_empty() {
+            f.remove(10);
+        }
         if f.len() != 12 {
             return None;
         }
@@ -126,6 +139,15 @@ mod tests {
             Some(r.to_line())
         );
         assert_eq!(Row::parse(HEADER), None);
+        // ipbench latency-check with with_cpu_target=1, then cpu_target_lukem's ",idle,total".
+        assert_eq!(
+            Row::parse("100000000,99999000,100000001,1472,10,20,300,3.15,19,0,,5,9"),
+            Row::parse(&r.to_line())
+        );
+        assert_eq!(
+            Row::parse("100000000,99999000,100000001,1472,10,20,300,3.15,19,0,1,5,9"),
+            None
+        );
         assert!(render(&[r]).starts_with("Requested_Throughput,Receive_Throughput,"));
     }
 }

@@ -2,8 +2,14 @@
 //!
 //! One measurement *point* per requested rate, with ipbench's phases:
 //! warm-up (time) → sampling (until `samples` echoes, or for a duration) → cool-down (time),
-//! then a short drain so in-flight echoes are not counted as lost. Throughput and RTT samples
+//! then a drain so in-flight echoes are not counted as lost. Throughput and RTT samples
 //! come from the sampling phase only; Bad_Packets are counted over the whole point.
+//!
+//! The drain adapts to the RTT the point observed (see [`drain_quiet`]): it ends once no echo
+//! has arrived for `max(200 ms, 2 × the largest RTT seen in the point)` (at most 5 s), or after
+//! [`DRAIN_LIMIT`], whichever comes first. It does not stop as soon as every packet is back, so
+//! duplicates and corrupted copies arriving just after are still counted. A fixed drain
+//! shorter than the RTT of an overloaded system would count its late echoes as lost.
 //!
 //! Threads per point: one paced sender for all flows, one receiver for all flows, and the
 //! calling thread, which speaks the utilisation protocol and reports progress. The receiver
@@ -11,6 +17,7 @@
 
 pub mod csv;
 pub mod payload;
+pub mod procutil;
 pub mod stats;
 pub mod svg;
 mod tcp;
@@ -36,9 +43,23 @@ pub const UTIL_PORT: u16 = kernel_echo::UTIL_PORT;
 
 /// Packets handed to the kernel per sender call and flow.
 const SEND_BATCH: u64 = 32;
-/// How long the receiver keeps listening after the sender stops, so echoes in flight at the
-/// end of cool-down count as echoed, not lost.
-const DRAIN: Duration = Duration::from_millis(200);
+/// Shortest quiet period that ends the drain (the old fixed drain).
+pub const DRAIN_MIN_QUIET: Duration = Duration::from_millis(200);
+/// Longest quiet period that ends the drain, however large the observed RTT.
+pub const DRAIN_MAX_QUIET: Duration = Duration::from_secs(5);
+/// The quiet period is this many times the largest RTT observed in the point.
+pub const DRAIN_RTT_FACTOR: u64 = 2;
+/// Longest the drain lasts, even while echoes keep trickling in.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long the drain waits without any echo before it ends, given the largest RTT observed in
+/// the point: `DRAIN_RTT_FACTOR × max_rtt`, clamped to `DRAIN_MIN_QUIET..=DRAIN_MAX_QUIET`.
+/// The largest RTT rather than the median or p99: a packet still in flight when the sender stops
+/// may be as slow as the slowest one seen.
+pub fn drain_quiet(max_rtt: Duration) -> Duration {
+    (max_rtt * DRAIN_RTT_FACTOR as u32).clamp(DRAIN_MIN_QUIET, DRAIN_MAX_QUIET)
+}
+
 /// Longest the receiver blocks in epoll before re-checking the phase clock.
 const RECV_POLL: Duration = Duration::from_millis(5);
 /// Longest the sender sleeps before re-checking the phase.
@@ -75,8 +96,11 @@ pub struct BenchConfig {
     pub udp_port: u16,
     /// TCP echo port.
     pub tcp_port: u16,
-    /// Utilisation daemon port, or `None` to report 0,0.
+    /// Utilisation daemon port, or `None` to report 0,0 (unless `util_pids` is set).
     pub util_port: Option<u16>,
+    /// Processes whose CPU time (with their descendants') over the sampling phase is the
+    /// utilisation to report, instead of asking a daemon (see [`procutil`]). Empty: not used.
+    pub util_pids: Vec<u32>,
     /// Transport.
     pub proto: Proto,
     /// Payload bytes per packet (per TCP write).
@@ -93,6 +117,9 @@ pub struct BenchConfig {
     pub cooldown: Duration,
     /// Parallel flows (sockets or connections); the rate is split evenly between them.
     pub flows: u32,
+    /// The load generator's own ceiling in bit/s (from [`calibrate`]), if measured: points
+    /// requesting more are marked [`LIMIT_ABOVE_CEILING`].
+    pub ceiling_bps: Option<u64>,
 }
 
 impl BenchConfig {
@@ -104,6 +131,7 @@ impl BenchConfig {
             udp_port: UDP_ECHO_PORT,
             tcp_port: TCP_ECHO_PORT,
             util_port: Some(UTIL_PORT),
+            util_pids: Vec::new(),
             proto,
             size: if proto == Proto::Udp { 1472 } else { 1460 },
             rates,
@@ -112,6 +140,7 @@ impl BenchConfig {
             sample_timeout: Duration::from_secs(60),
             cooldown: Duration::from_secs(1),
             flows: 4,
+            ceiling_bps: None,
         }
     }
 
@@ -134,6 +163,9 @@ impl BenchConfig {
                 self.flows
             ));
         }
+        if self.util_port.is_some() && !self.util_pids.is_empty() {
+            return bad("utilisation comes from a daemon or from processes, not both".into());
+        }
         if self.rates.is_empty() || self.rates.contains(&0) {
             return bad("at least one rate is needed, and every rate must be above 0".into());
         }
@@ -145,7 +177,7 @@ impl BenchConfig {
             }
             SampleStop::Duration(d) => d,
         };
-        let total = self.warmup + sampling + self.cooldown + DRAIN;
+        let total = self.warmup + sampling + self.cooldown + DRAIN_LIMIT;
         if total > MAX_POINT {
             return bad(format!(
                 "one point would last {total:?}, longer than the {MAX_POINT:?} limit"
@@ -250,24 +282,63 @@ pub struct PointResult {
     pub sampling: Duration,
     /// Whether sampling ended by `sample_timeout` before reaching the sample count.
     pub timed_out: bool,
+    /// How long the drain after cool-down lasted (see [`drain_quiet`]).
+    pub drain: Duration,
+    /// Why this point may show the load generator's limit rather than the system's: a set of
+    /// `LIMIT_*` bits, 0 if none.
+    pub generator_limit: u8,
+    /// Transport of the point.
+    pub proto: Proto,
+}
+
+/// [`PointResult::generator_limit`] bit: over UDP, the sender put out less than
+/// `100 - SEND_SHORTFALL_PERCENT` % of the requested rate during sampling: the bench (or the local
+/// socket path) did not keep up. Not set over TCP, where a sender held back is normally the echo's
+/// flow control, i.e. the system's limit (the summary still says how short it fell).
+pub const LIMIT_SEND_SHORT: u8 = 1;
+/// [`PointResult::generator_limit`] bit: the requested rate is above the calibrated ceiling.
+pub const LIMIT_ABOVE_CEILING: u8 = 2;
+/// How far (percent) the achieved send rate may fall below the requested one before a point is
+/// marked [`LIMIT_SEND_SHORT`].
+pub const SEND_SHORTFALL_PERCENT: u64 = 3;
+
+/// Whether `sent` bit/s falls short of `requested` by more than [`SEND_SHORTFALL_PERCENT`].
+fn sent_short(requested: u64, sent: u64) -> bool {
+    u128::from(sent) * 100 < u128::from(requested) * u128::from(100 - SEND_SHORTFALL_PERCENT)
+}
+
+/// The generator limit bits for a `proto` point that requested `requested` bit/s and sent `sent`
+/// bit/s, given the calibrated ceiling.
+pub fn generator_limit(proto: Proto, requested: u64, sent: u64, ceiling_bps: Option<u64>) -> u8 {
+    let mut bits = 0;
+    if proto == Proto::Udp && sent_short(requested, sent) {
+        bits |= LIMIT_SEND_SHORT;
+    }
+    if ceiling_bps.is_some_and(|c| requested > c) {
+        bits |= LIMIT_ABOVE_CEILING;
+    }
+    bits
 }
 
 /// Header of the `--counts` file: the packet counts behind each CSV row, and the 99th
 /// percentile RTT in µs, which ipbench's columns do not carry either.
+/// Generator_Limited is [`PointResult::generator_limit`] (0: none; bit 1: UDP sent short of the
+/// request; bit 2: requested above the calibrated ceiling).
 pub const COUNTS_HEADER: &str =
-    "Requested_Throughput,Sent_Packets,Lost_Packets,Late_Packets,Bad_Packets,P99_RTT";
+    "Requested_Throughput,Sent_Packets,Lost_Packets,Late_Packets,Bad_Packets,P99_RTT,Generator_Limited";
 
 impl PointResult {
     /// This point's line of the `--counts` file (see [`COUNTS_HEADER`]).
     pub fn counts_line(&self) -> String {
         format!(
-            "{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{}",
             self.row.requested_bps,
             self.sent,
             self.sent.saturating_sub(self.echoed),
             self.late,
             self.bad.total(),
-            self.rtt.p99_us
+            self.rtt.p99_us,
+            self.generator_limit
         )
     }
 
@@ -279,15 +350,16 @@ impl PointResult {
         100.0 * self.sent.saturating_sub(self.echoed) as f64 / self.sent as f64
     }
 
-    /// One human-readable line: rate, loss, bad packets by cause.
+    /// One human-readable line: rate, RTT median and p99, loss, bad packets by cause, drain.
     pub fn summary(&self) -> String {
         format!(
-            "requested {} b/s: received {} b/s, sent {} b/s, {} samples, median RTT {} us, loss {:.3}% ({} of {}), late {}, bad {} (length {}, unknown {}, duplicate {}, corrupt {}){}",
+            "requested {} b/s: received {} b/s, sent {} b/s, {} samples, median RTT {} us, p99 RTT {} us, loss {:.3}% ({} of {}), late {}, bad {} (length {}, unknown {}, duplicate {}, corrupt {}), drain {} ms{}",
             self.row.requested_bps,
             self.row.receive_bps,
             self.row.send_bps,
             self.rtt.count,
             self.row.median_rtt_us,
+            self.rtt.p99_us,
             self.loss_percent(),
             self.sent.saturating_sub(self.echoed),
             self.sent,
@@ -297,8 +369,33 @@ impl PointResult {
             self.bad.unknown,
             self.bad.duplicate,
             self.bad.corrupt,
+            self.drain.as_millis(),
             if self.timed_out { ", sampling timed out before the sample count" } else { "" }
-        )
+        ) + &self.limit_note()
+    }
+
+    /// Why this point may be the load generator's limit, not the system's ("" if it is not).
+    pub fn limit_note(&self) -> String {
+        let mut note = String::new();
+        if self.generator_limit & LIMIT_SEND_SHORT != 0 {
+            note += &format!(
+                "; GENERATOR-LIMITED: sent {:.1}% of the requested rate",
+                100.0 * self.row.send_bps as f64 / self.row.requested_bps.max(1) as f64
+            );
+        }
+        if self.generator_limit & LIMIT_ABOVE_CEILING != 0 {
+            note += "; GENERATOR-LIMITED: requested above the bench's calibrated ceiling";
+        }
+        if !note.is_empty() {
+            note += " (not the system's limit)";
+        } else if self.proto == Proto::Tcp && sent_short(self.row.requested_bps, self.row.send_bps)
+        {
+            note += &format!(
+                "; sent {:.1}% of the requested rate (TCP flow control: the echo took no more)",
+                100.0 * self.row.send_bps as f64 / self.row.requested_bps.max(1) as f64
+            );
+        }
+        note
     }
 }
 
@@ -372,6 +469,9 @@ struct RecvOutcome {
     late: u64,
     bad: BadCounts,
     timed_out: bool,
+    drain_ns: u64,
+    /// (idle, total) of the watched processes over the sampling phase, if any were watched.
+    proc_util: Option<(u64, u64)>,
 }
 
 /// The receiver's phase clock and counters, shared by the UDP and TCP receivers.
@@ -381,7 +481,15 @@ struct RecvState<'a> {
     sample_start: u64,
     sampling_deadline: u64,
     cooldown_end: u64,
-    drain_end: u64,
+    drain_start: u64,
+    /// Latest arrival of anything on the echo sockets (verified or not).
+    last_echo: u64,
+    /// Largest RTT of any verified echo in the point, ns.
+    max_rtt_ns: u64,
+    /// Processes whose CPU time is the utilisation (empty: none), and their CPU time when
+    /// sampling began.
+    util_pids: &'a [u32],
+    util_start: Option<procutil::Snapshot>,
     stop: SampleStop,
     sampling_ns_for_duration: u64,
     sample_timeout_ns: u64,
@@ -390,14 +498,23 @@ struct RecvState<'a> {
 }
 
 impl<'a> RecvState<'a> {
-    fn new(shared: &'a Shared, cfg: &BenchConfig, start: u64) -> RecvState<'a> {
+    fn new(
+        shared: &'a Shared,
+        cfg: &BenchConfig,
+        start: u64,
+        util_pids: &'a [u32],
+    ) -> RecvState<'a> {
         RecvState {
             shared,
             warmup_end: start + cfg.warmup.as_nanos() as u64,
             sample_start: 0,
             sampling_deadline: u64::MAX,
             cooldown_end: u64::MAX,
-            drain_end: u64::MAX,
+            drain_start: u64::MAX,
+            last_echo: 0,
+            max_rtt_ns: 0,
+            util_pids,
+            util_start: None,
             stop: cfg.stop,
             sampling_ns_for_duration: match cfg.stop {
                 SampleStop::Duration(d) => d.as_nanos() as u64,
@@ -420,6 +537,9 @@ impl<'a> RecvState<'a> {
                         SampleStop::Duration(_) => self.sampling_ns_for_duration,
                         SampleStop::Samples(_) => self.sample_timeout_ns,
                     };
+                if !self.util_pids.is_empty() {
+                    self.util_start = Some(procutil::snapshot(self.util_pids, now));
+                }
                 self.shared.set_phase(Phase::Sampling);
                 Phase::Sampling
             }
@@ -429,6 +549,10 @@ impl<'a> RecvState<'a> {
                 if enough || now >= self.sampling_deadline {
                     self.out.timed_out = !enough && matches!(self.stop, SampleStop::Samples(_));
                     self.out.sampling_ns = now - self.sample_start;
+                    if let Some(first) = &self.util_start {
+                        let last = procutil::snapshot(self.util_pids, now);
+                        self.out.proc_util = Some(procutil::between(first, &last));
+                    }
                     self.cooldown_end = now + self.cooldown_ns;
                     self.shared.set_phase(Phase::Cooldown);
                     return Phase::Cooldown;
@@ -436,11 +560,12 @@ impl<'a> RecvState<'a> {
                 phase
             }
             Phase::Cooldown if now >= self.cooldown_end => {
-                self.drain_end = now + DRAIN.as_nanos() as u64;
+                self.drain_start = now;
                 self.shared.set_phase(Phase::Drain);
                 Phase::Drain
             }
-            Phase::Drain if now >= self.drain_end => {
+            Phase::Drain if self.drain_over(now) => {
+                self.out.drain_ns = now - self.drain_start;
                 self.shared.set_phase(Phase::Done);
                 Phase::Done
             }
@@ -448,10 +573,19 @@ impl<'a> RecvState<'a> {
         }
     }
 
+    /// Whether the drain, under way since `drain_start`, is over at `now` (see [`drain_quiet`]).
+    fn drain_over(&self, now: u64) -> bool {
+        let quiet = drain_quiet(Duration::from_nanos(self.max_rtt_ns)).as_nanos() as u64;
+        now >= self.drain_start.max(self.last_echo) + quiet
+            || now >= self.drain_start + DRAIN_LIMIT.as_nanos() as u64
+    }
+
     /// Accounts one classified echo received at `now`.
     fn account(&mut self, verdict: Verdict, now: u64) {
+        self.last_echo = now;
         match verdict {
             Verdict::Sample { sent_ns } => {
+                self.max_rtt_ns = self.max_rtt_ns.max(now.saturating_sub(sent_ns));
                 self.out.echoed += 1;
                 if self.shared.phase() == Phase::Sampling {
                     self.out.received_sampling += 1;
@@ -542,6 +676,20 @@ pub fn run_point(
     let addr = cfg.echo_addr();
     let pps_per_flow = rate as f64 / (8.0 * cfg.size as f64) / f64::from(cfg.flows);
     let window = track::window_for(pps_per_flow);
+    let util_pids = if cfg.util_pids.is_empty() {
+        Vec::new()
+    } else {
+        if let Some(gone) = cfg
+            .util_pids
+            .iter()
+            .find(|&&p| procutil::snapshot(&[p], 0).is_empty())
+        {
+            return Err(BenchError::Config(format!(
+                "--util-pids: no process {gone} (/proc/{gone}/stat)"
+            )));
+        }
+        procutil::with_descendants(&cfg.util_pids)
+    };
 
     let mut util = match cfg.util_port {
         Some(port) => Some(UtilClient::connect(
@@ -575,8 +723,8 @@ pub fn run_point(
     };
     // A backstop in case a thread wedges: the receiver ends the point well before this.
     let hard_deadline = start
-        + (cfg.warmup + sampling_bound + cfg.cooldown + DRAIN + Duration::from_secs(5)).as_nanos()
-            as u64;
+        + (cfg.warmup + sampling_bound + cfg.cooldown + DRAIN_LIMIT + Duration::from_secs(5))
+            .as_nanos() as u64;
 
     let (sent_res, recv_res) = std::thread::scope(|s| {
         let shared = &shared;
@@ -602,7 +750,7 @@ pub fn run_point(
             r
         });
         let receiver = s.spawn(move || {
-            let mut st = RecvState::new(shared, cfg, start);
+            let mut st = RecvState::new(shared, cfg, start, &util_pids);
             let r = match sockets {
                 Sockets::Udp(socks) => udp::receive(socks, &mut st),
                 Sockets::Tcp(streams) => tcp::receive(streams, addr, &mut st),
@@ -638,9 +786,10 @@ pub fn run_point(
         source: panicked(),
     })??;
 
-    let utilisation = match util {
-        Some(u) => u.stop()?,
-        None => Utilisation::default(),
+    let utilisation = match (util, out.proc_util) {
+        (Some(u), _) => u.stop()?,
+        (None, Some((idle, total))) => Utilisation { idle, total },
+        (None, None) => Utilisation::default(),
     };
     let rtt = RttStats::from_samples(&mut out.samples_us);
     let secs_us = (out.sampling_ns / 1_000).max(1) as u128;
@@ -661,6 +810,8 @@ pub fn run_point(
         total_cycles: utilisation.total,
     };
     Ok(PointResult {
+        generator_limit: generator_limit(cfg.proto, rate, row.send_bps, cfg.ceiling_bps),
+        proto: cfg.proto,
         row,
         rtt,
         sent: shared.sent.load(Ordering::Relaxed),
@@ -669,6 +820,7 @@ pub fn run_point(
         bad: out.bad,
         sampling: Duration::from_nanos(out.sampling_ns),
         timed_out: out.timed_out,
+        drain: Duration::from_nanos(out.drain_ns),
     })
 }
 
@@ -682,6 +834,54 @@ pub fn run(
         .iter()
         .map(|&rate| run_point(cfg, rate, progress))
         .collect()
+}
+
+/// Rate requested while calibrating: far above anything the bench can send, so the sender never
+/// waits and the achieved rate is its ceiling.
+const CALIBRATION_RATE: u64 = 1_000_000_000_000;
+
+/// The load generator's ceiling as [`calibrate`] measured it.
+#[derive(Clone, Copy, Debug)]
+pub struct Ceiling {
+    /// Payload bit/s the sender put out while requesting as much as it can.
+    pub send_bps: u64,
+    /// Payload bit/s echoed back by the local echo over the same time.
+    pub receive_bps: u64,
+    /// Median RTT through the local echo at that load, µs.
+    pub median_rtt_us: u64,
+}
+
+/// Measures the load generator's own ceiling for `cfg`'s protocol, packet size and flow count:
+/// one short point against an in-process kernel echo on 127.0.0.1, requesting 1 Tbit/s.
+/// The echo shares the machine's cores with the bench, so this is a lower bound of what the
+/// bench alone can do; requested rates above it may measure the bench, not the system.
+pub fn calibrate(cfg: &BenchConfig, sampling: Duration) -> Result<Ceiling, BenchError> {
+    let localhost = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    let server = kernel_echo::EchoServer::start(kernel_echo::EchoConfig {
+        bind: localhost,
+        udp_port: 0,
+        tcp_port: 0,
+        util_port: None,
+    })
+    .map_err(|e| BenchError::Config(format!("cannot start the calibration echo: {e}")))?;
+    let mut cal = cfg.clone();
+    cal.target = localhost;
+    cal.udp_port = server.udp_addr().port();
+    cal.tcp_port = server.tcp_addr().port();
+    cal.util_port = None;
+    cal.rates = vec![CALIBRATION_RATE];
+    cal.warmup = Duration::from_millis(200);
+    cal.stop = SampleStop::Duration(sampling);
+    cal.cooldown = Duration::ZERO;
+    cal.ceiling_bps = None;
+    let r = run_point(&cal, CALIBRATION_RATE, &mut |_| {});
+    let _ = server.stop();
+    let r = r?;
+    Ok(Ceiling {
+        send_bps: r.row.send_bps,
+        receive_bps: r.row.receive_bps,
+        median_rtt_us: r.row.median_rtt_us,
+    })
 }
 
 /// The connected sockets of one point.
@@ -768,6 +968,73 @@ mod tests {
         for bad in ["", "M", "1.2.3M", "-5M", "10X", "0", "2000G", "1e6"] {
             assert!(parse_rate(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn generator_limit_bits() {
+        let udp = Proto::Udp;
+        assert_eq!(generator_limit(udp, 100, 97, None), 0);
+        assert_eq!(generator_limit(udp, 100, 96, None), LIMIT_SEND_SHORT);
+        assert_eq!(generator_limit(udp, 100, 100, Some(100)), 0);
+        assert_eq!(
+            generator_limit(udp, 100, 100, Some(99)),
+            LIMIT_ABOVE_CEILING
+        );
+        assert_eq!(
+            generator_limit(udp, 100, 50, Some(60)),
+            LIMIT_SEND_SHORT | LIMIT_ABOVE_CEILING
+        );
+        // A TCP sender held back is the echo's flow control unless the request is above the
+        // ceiling.
+        assert_eq!(generator_limit(Proto::Tcp, 100, 50, Some(200)), 0);
+        assert_eq!(
+            generator_limit(Proto::Tcp, 100, 50, Some(60)),
+            LIMIT_ABOVE_CEILING
+        );
+    }
+
+    #[test]
+    fn the_summary_says_who_held_the_sender_back() {
+        let point = |proto, send_bps, ceiling| PointResult {
+            row: csv::Row {
+                requested_bps: 1000,
+                send_bps,
+                ..csv::Row::default()
+            },
+            rtt: RttStats::default(),
+            sent: 1,
+            echoed: 1,
+            late: 0,
+            bad: BadCounts::default(),
+            sampling: Duration::from_secs(1),
+            timed_out: false,
+            drain: DRAIN_MIN_QUIET,
+            generator_limit: generator_limit(proto, 1000, send_bps, ceiling),
+            proto,
+        };
+        assert_eq!(point(Proto::Udp, 1000, Some(2000)).limit_note(), "");
+        let udp_short = point(Proto::Udp, 500, Some(2000)).limit_note();
+        assert!(
+            udp_short.contains("GENERATOR-LIMITED: sent 50.0%"),
+            "{udp_short}"
+        );
+        let tcp_short = point(Proto::Tcp, 500, Some(2000)).limit_note();
+        assert!(
+            !tcp_short.contains("GENERATOR") && tcp_short.contains("TCP flow control"),
+            "{tcp_short}"
+        );
+        let above = point(Proto::Tcp, 500, Some(800)).limit_note();
+        assert!(above.contains("calibrated ceiling"), "{above}");
+    }
+
+    #[test]
+    fn drain_quiet_follows_the_largest_rtt_within_bounds() {
+        assert_eq!(drain_quiet(Duration::ZERO), DRAIN_MIN_QUIET);
+        assert_eq!(
+            drain_quiet(Duration::from_millis(170)),
+            Duration::from_millis(340)
+        );
+        assert_eq!(drain_quiet(Duration::from_secs(60)), DRAIN_MAX_QUIET);
     }
 
     #[test]

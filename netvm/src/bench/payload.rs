@@ -30,6 +30,9 @@ mod field {
 /// Magic identifying a netvm benchmark payload.
 pub const MAGIC: [u8; 4] = *b"NVB1";
 
+/// Offset of the send timestamp: a payload shorter than this plus 8 carries only part of it.
+pub const TIMESTAMP_OFFSET: usize = field::TIMESTAMP.start;
+
 /// Bytes of header before the pattern; shorter payloads carry a prefix of the header.
 pub const HEADER_LEN: usize = field::PATTERN_START;
 

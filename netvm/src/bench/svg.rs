@@ -1,6 +1,7 @@
 //! A small hand-written SVG chart: Receive_Throughput (left axis, Mb/s) and median RTT (right
-//! axis, µs) against the requested rate (Mb/s; logarithmic when the rates span 10× or more),
-//! with the ideal "received = requested" line for reference.
+//! axis, µs; with the p99 RTT dashed when it is known) against the requested rate (Mb/s;
+//! logarithmic when the rates span 10× or more), with the ideal "received = requested" line for
+//! reference.
 
 use std::fmt::Write as _;
 
@@ -18,13 +19,22 @@ const RTT_COLOUR: &str = "#d62728";
 
 /// Renders `rows` (from one run) as an SVG document titled `title`.
 pub fn render(rows: &[Row], title: &str) -> String {
-    let mut pts: Vec<(f64, f64, f64)> = rows
+    render_with_p99(rows, &[], title)
+}
+
+/// Like [`render`], with the p99 RTT of each row (µs, in row order; empty for none) drawn dashed
+/// beside the median.
+pub fn render_with_p99(rows: &[Row], p99_us: &[u64], title: &str) -> String {
+    let with_p99 = !p99_us.is_empty() && p99_us.len() == rows.len();
+    let mut pts: Vec<(f64, f64, f64, f64)> = rows
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(i, r)| {
             (
                 r.requested_bps as f64 / 1e6,
                 r.receive_bps as f64 / 1e6,
                 r.median_rtt_us as f64,
+                if with_p99 { p99_us[i] as f64 } else { 0.0 },
             )
         })
         .collect();
@@ -33,7 +43,7 @@ pub fn render(rows: &[Row], title: &str) -> String {
     let x_max = pts.last().map_or(1.0, |p| p.0).max(x_min * 1.000_001);
     let log_x = x_max / x_min >= 10.0;
     let y_max = nice_ceiling(pts.iter().map(|p| p.1.max(p.0)).fold(0.0, f64::max));
-    let r_max = nice_ceiling(pts.iter().map(|p| p.2).fold(0.0, f64::max));
+    let r_max = nice_ceiling(pts.iter().map(|p| p.2.max(p.3)).fold(0.0, f64::max));
     let plot_w = W - LEFT - RIGHT;
     let plot_h = H - TOP - BOTTOM;
     let x_of = |x: f64| {
@@ -116,9 +126,14 @@ pub fn render(rows: &[Row], title: &str) -> String {
     );
     let _ = writeln!(
         s,
-        r#"<text transform="translate({:.1} {:.1}) rotate(90)" text-anchor="middle" fill="{RTT_COLOUR}">Median RTT (µs)</text>"#,
+        r#"<text transform="translate({:.1} {:.1}) rotate(90)" text-anchor="middle" fill="{RTT_COLOUR}">{} (µs)</text>"#,
         W - 22.0,
-        TOP + plot_h / 2.0
+        TOP + plot_h / 2.0,
+        if with_p99 {
+            "RTT, median and p99"
+        } else {
+            "Median RTT"
+        }
     );
     let ideal: Vec<String> = pts
         .iter()
@@ -139,6 +154,23 @@ pub fn render(rows: &[Row], title: &str) -> String {
         pts.iter().map(|p| (x_of(p.0), r_of(p.2))),
         RTT_COLOUR,
     );
+    if with_p99 {
+        let line: Vec<String> = pts
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", x_of(p.0), r_of(p.3)))
+            .collect();
+        let _ = writeln!(
+            s,
+            r#"<polyline points="{}" fill="none" stroke="{RTT_COLOUR}" stroke-width="1.5" stroke-dasharray="6 3"/>"#,
+            line.join(" ")
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" fill="{RTT_COLOUR}">- - p99 RTT</text>"#,
+            LEFT + 100.0,
+            TOP + 30.0
+        );
+    }
     let ly = TOP + 14.0;
     let _ = writeln!(
         s,
@@ -225,6 +257,11 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<circle").count(), 6);
         assert!(svg.contains("log scale") && svg.contains("UDP &lt;1472&gt;"));
+        assert!(!svg.contains("p99"));
+        let svg = render_with_p99(&rows, &[30, 80, 5000], "t");
+        assert!(svg.contains("- - p99 RTT") && svg.contains("median and p99"));
+        // The right axis reaches the largest p99.
+        assert!(svg.contains(">5000<"), "{svg}");
         assert_eq!(nice_ceiling(730.0), 1000.0);
         assert_eq!(nice_ceiling(101.0), 200.0);
     }

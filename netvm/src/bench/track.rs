@@ -5,6 +5,14 @@
 //! Like ipbench's `packet_list`, the send log is a ring indexed by sequence number: an echo whose
 //! ring slot has since been reused for a newer packet is *late* (not a sample, not bad). The ring
 //! is sized to hold at least two seconds of packets (see [`window_for`]).
+//!
+//! A late echo is still checked: its bytes must be exactly what the sender built for its flow,
+//! sequence number and the send time it carries (which must lie between the point's start and
+//! the send time of the newer packet that took its slot), and it must not repeat an echo already
+//! seen. Which sequence numbers were answered is remembered for [`HISTORY_FACTOR`] ring lengths,
+//! so a duplicate is caught up to that far back; an echo older than that is counted late without
+//! the duplicate check (and a late echo shorter than 8 bytes, which names its packet only modulo
+//! 256^len, is bad, as before).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,13 +23,15 @@ const GEN_BITS: u32 = 20;
 /// Send times are stored relative to the point's epoch in the remaining 44 bits (~4.9 hours),
 /// which bounds how long one measurement point may last; see [`MAX_POINT_NS`].
 pub const MAX_POINT_NS: u64 = (1 << (64 - GEN_BITS)) - 2;
-/// Largest ring: bounds memory at 2 MiB of send log plus 2 MiB of answer log per flow.
+/// Largest ring: bounds memory at 2 MiB of send log plus 512 KiB of answer bits per flow.
 const MAX_WINDOW: u64 = 1 << 18;
 /// Smallest ring, so slow rates still tolerate bursts of late echoes.
 const MIN_WINDOW: u64 = 1 << 12;
 /// How many older sequence numbers with the same low bits a short payload (< 8 bytes) may
 /// stand for; see [`Matcher::check`].
 const SHORT_SEQ_CANDIDATES: u64 = 8;
+/// How many send-log ring lengths back the receiver remembers which echoes it has seen.
+pub const HISTORY_FACTOR: u64 = 16;
 
 /// Why an echo is a Bad_Packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,6 +132,12 @@ impl SendLog {
         self.answered.load(Ordering::Acquire)
     }
 
+    /// The send time of whatever packet now holds `seq`'s slot, if any.
+    fn slot_time(&self, seq: u64) -> Option<u64> {
+        let word = self.slots[(seq & self.mask) as usize].load(Ordering::Acquire);
+        (word != 0).then(|| self.epoch_ns + (word >> GEN_BITS) - 1)
+    }
+
     /// The send time of `seq` if its slot still holds it.
     fn lookup(&self, seq: u64) -> Option<u64> {
         let word = self.slots[(seq & self.mask) as usize].load(Ordering::Acquire);
@@ -133,10 +149,63 @@ impl SendLog {
     }
 }
 
+/// Which of the last `HISTORY_FACTOR × window` sequence numbers were answered: a ring of bits,
+/// cleared as the sender moves on.
+struct Answered {
+    bits: Vec<u64>,
+    /// Sequence numbers below this have had their bit cleared when they came into the ring;
+    /// bits cover `[horizon - len, horizon)`.
+    horizon: u64,
+}
+
+impl Answered {
+    fn new(window: u64) -> Answered {
+        Answered {
+            bits: vec![0; (window * HISTORY_FACTOR / 64) as usize],
+            horizon: 0,
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.bits.len() as u64 * 64
+    }
+
+    /// Brings sequence numbers below `attempted` into the ring, clearing their (stale) bits.
+    fn advance(&mut self, attempted: u64) {
+        if attempted <= self.horizon {
+            return;
+        }
+        if attempted - self.horizon >= self.len() {
+            self.bits.iter_mut().for_each(|w| *w = 0);
+        } else {
+            for seq in self.horizon..attempted {
+                let i = seq % self.len();
+                self.bits[(i / 64) as usize] &= !(1 << (i % 64));
+            }
+        }
+        self.horizon = attempted;
+    }
+
+    /// Whether `seq` is recent enough for its bit to mean something.
+    fn covers(&self, seq: u64) -> bool {
+        seq < self.horizon && seq >= self.horizon.saturating_sub(self.len())
+    }
+
+    fn get(&self, seq: u64) -> bool {
+        let i = seq % self.len();
+        self.bits[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+
+    fn set(&mut self, seq: u64) {
+        let i = seq % self.len();
+        self.bits[(i / 64) as usize] |= 1 << (i % 64);
+    }
+}
+
 /// The receiver-owned half: which sequence numbers were already answered.
 pub struct Matcher {
     size: usize,
-    answered: Vec<u64>,
+    answered: Answered,
     scratch: Vec<u8>,
 }
 
@@ -145,7 +214,7 @@ impl Matcher {
     pub fn new(log: &SendLog, size: usize) -> Matcher {
         Matcher {
             size,
-            answered: vec![0; log.window() as usize],
+            answered: Answered::new(log.window()),
             scratch: Vec::with_capacity(size),
         }
     }
@@ -161,6 +230,7 @@ impl Matcher {
             return Verdict::Bad(BadKind::Length);
         }
         let attempted = log.attempted();
+        self.answered.advance(attempted);
         let (carried, bits) = payload::seq_bits(echo);
         if bits == 64 {
             let seq = carried;
@@ -168,10 +238,9 @@ impl Matcher {
                 return Verdict::Bad(BadKind::Unknown);
             }
             let Some(sent_ns) = log.lookup(seq) else {
-                return Verdict::Late;
+                return self.check_late(log, seq, echo);
             };
-            let idx = (seq & log.mask) as usize;
-            if self.answered[idx] == seq + 1 {
+            if self.answered.get(seq) {
                 return Verdict::Bad(BadKind::Duplicate);
             }
             if !payload::matches(echo, log.flow, seq, sent_ns, &mut self.scratch) {
@@ -203,7 +272,7 @@ impl Matcher {
             let Some(sent_ns) = log.lookup(seq) else {
                 continue;
             };
-            if self.answered[(seq & log.mask) as usize] == seq + 1 {
+            if self.answered.get(seq) {
                 saw_answered = true;
                 continue;
             }
@@ -219,8 +288,39 @@ impl Matcher {
         })
     }
 
+    /// Classifies an echo of `seq` whose send-log slot was reused by a newer packet.
+    fn check_late(&mut self, log: &SendLog, seq: u64, echo: &[u8]) -> Verdict {
+        let remembered = self.answered.covers(seq);
+        if remembered && self.answered.get(seq) {
+            return Verdict::Bad(BadKind::Duplicate);
+        }
+        let genuine = match payload::timestamp(echo) {
+            // The send time it carries must be plausible and every byte must follow from it.
+            Some(sent_ns) => {
+                let newer = log.slot_time(seq).unwrap_or(u64::MAX);
+                (log.epoch_ns..=newer).contains(&sent_ns)
+                    && payload::matches(echo, log.flow, seq, sent_ns, &mut self.scratch)
+            }
+            // Too short to carry the whole send time: the header prefix it does carry must
+            // match, whatever the send time was.
+            None => {
+                let known = echo.len().min(payload::TIMESTAMP_OFFSET);
+                self.scratch.resize(echo.len(), 0);
+                payload::encode(&mut self.scratch, log.flow, seq, 0);
+                self.scratch[..known] == echo[..known]
+            }
+        };
+        if !genuine {
+            return Verdict::Bad(BadKind::Corrupt);
+        }
+        if remembered {
+            self.answered.set(seq);
+        }
+        Verdict::Late
+    }
+
     fn accept(&mut self, log: &SendLog, seq: u64) {
-        self.answered[(seq & log.mask) as usize] = seq + 1;
+        self.answered.set(seq);
         log.answered.fetch_add(1, Ordering::Release);
     }
 }
@@ -263,6 +363,57 @@ mod tests {
         let old = sent(&log, 0, 32, 10);
         sent(&log, 4096, 32, 20);
         assert_eq!(m.check(&log, &old), Verdict::Late);
+    }
+
+    #[test]
+    fn late_echoes_are_checked_for_content_and_duplicates() {
+        let log = SendLog::new(0, 4096, 0);
+        let mut m = Matcher::new(&log, 64);
+        let on_time = sent(&log, 1, 64, 10);
+        assert_eq!(m.check(&log, &on_time), Verdict::Sample { sent_ns: 10 });
+        let late = sent(&log, 2, 64, 11);
+        let mut corrupt_late = sent(&log, 3, 64, 12);
+        corrupt_late[50] ^= 0x20;
+        // A late echo claiming a send time after the packet that reused its slot is forged.
+        let mut forged_time = vec![0u8; 64];
+        payload::encode(&mut forged_time, 0, 4, 1_000_000);
+        sent(&log, 4, 64, 13);
+        for seq in 5..=4100 {
+            sent(&log, seq, 64, 20 + seq);
+        }
+        assert_eq!(m.check(&log, &late), Verdict::Late);
+        assert_eq!(m.check(&log, &late), Verdict::Bad(BadKind::Duplicate));
+        assert_eq!(m.check(&log, &corrupt_late), Verdict::Bad(BadKind::Corrupt));
+        assert_eq!(m.check(&log, &forged_time), Verdict::Bad(BadKind::Corrupt));
+        // An on-time echo repeated after its slot was reused is a duplicate, not late.
+        assert_eq!(m.check(&log, &on_time), Verdict::Bad(BadKind::Duplicate));
+    }
+
+    #[test]
+    fn late_short_echoes_check_the_header_they_carry() {
+        let log = SendLog::new(1, 4096, 0);
+        let mut m = Matcher::new(&log, 12);
+        let late = sent(&log, 0, 12, 10);
+        let mut bad_magic = sent(&log, 1, 12, 11);
+        bad_magic[9] ^= 1;
+        for seq in 2..=4097 {
+            sent(&log, seq, 12, 20 + seq);
+        }
+        assert_eq!(m.check(&log, &late), Verdict::Late);
+        assert_eq!(m.check(&log, &late), Verdict::Bad(BadKind::Duplicate));
+        assert_eq!(m.check(&log, &bad_magic), Verdict::Bad(BadKind::Corrupt));
+    }
+
+    #[test]
+    fn echoes_older_than_the_history_are_late_without_duplicate_check() {
+        let log = SendLog::new(0, 4096, 0);
+        let mut m = Matcher::new(&log, 32);
+        let ancient = sent(&log, 0, 32, 10);
+        for seq in 1..=4096 * HISTORY_FACTOR + 1 {
+            sent(&log, seq, 32, 20 + seq);
+        }
+        assert_eq!(m.check(&log, &ancient), Verdict::Late);
+        assert_eq!(m.check(&log, &ancient), Verdict::Late);
     }
 
     #[test]
