@@ -364,6 +364,8 @@ pub(crate) struct BenchSettings<'a> {
     /// Instead, take utilisation from this process and its descendants (`--util-pids`): the
     /// host-mode system, whose cores the load generator shares.
     pub util_pid: Option<u32>,
+    /// Whether the bench measures its own ceiling on loopback first (`--no-calibrate` if not).
+    pub calibrate: bool,
 }
 
 /// Payload bytes per packet: UDP 1472 B and TCP 1460 B fill a 1500-byte MTU.
@@ -411,6 +413,7 @@ pub(crate) fn bench_points(
         .arg("--counts")
         .arg(&counts)
         .arg("--quiet")
+        .args((!settings.calibrate).then_some("--no-calibrate"))
         .args(match (settings.util_pid, settings.util) {
             (Some(pid), _) => vec!["--util-pids".to_string(), pid.to_string()],
             (None, true) => vec![],
@@ -736,6 +739,7 @@ pub fn run(opts: &DemoOptions) -> Result<Summary> {
             flows: opts.flows,
             util: true,
             util_pid,
+            calibrate: true,
         };
         let sys_settings = settings(Some(runner_pid));
         let sys = sweep(
