@@ -249,12 +249,18 @@ impl Running {
 
 /// PD `pd`'s counters, now.
 pub fn counters(view: &RunView, pd: &str) -> Snapshot {
-    view.stats()
-        .into_iter()
-        .find(|c| c.pd == pd)
-        .unwrap_or_else(|| panic!("{pd} publishes no counters"))
-        .snapshot
-        .unwrap_or_else(|e| panic!("{pd}'s counters: {e}"))
+    // A PD publishes its first snapshot when it first runs; right after start-up (or on a
+    // loaded machine) it may not have yet, so wait a little for it rather than fail.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = view.stats().into_iter().find(|c| c.pd == pd);
+        match found.map(|c| c.snapshot) {
+            Some(Ok(snapshot)) => return snapshot,
+            Some(Err(e)) if Instant::now() >= deadline => panic!("{pd}'s counters: {e}"),
+            None if Instant::now() >= deadline => panic!("{pd} publishes no counters"),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
 }
 
 /// `after - before` of counter `name`.
