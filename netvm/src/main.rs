@@ -375,6 +375,18 @@ fn demo_prologue(
 }
 
 fn run_sel4_demo(a: Sel4DemoArgs) -> ExitCode {
+    // QEMU's NIC is a tap: a normal user (even as root of a user namespace) needs to open
+    // /dev/net/tun itself, which some machines allow (mode 0666) and some do not (0600).
+    if !netvm::demo::is_root() {
+        use nix::unistd::{access, AccessFlags};
+        if let Err(e) = access("/dev/net/tun", AccessFlags::R_OK | AccessFlags::W_OK) {
+            eprintln!(
+                "netvm sel4-demo: QEMU's tap needs /dev/net/tun, which this user cannot open \
+                 ({e}); run it as root (or make /dev/net/tun mode 0666, as Debian does by default)"
+            );
+            return ExitCode::from(2);
+        }
+    }
     let (udp_rates, tcp_rates) =
         match demo_prologue("sel4-demo", &a.out, &a.udp_rates, &a.tcp_rates) {
             Ok(rates) => rates,
