@@ -3,7 +3,6 @@
 //! guest device tree of that system; every PD's ELF with its config sections patched in).
 #![deny(unsafe_code)]
 
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -75,7 +74,8 @@ enum Cmd {
         /// Client MACs, `client0=52:54:01:00:00:10,...`, or `@FILE` (e.g. `@system.macs`).
         #[arg(long, default_value = "@system.macs")]
         macs: String,
-        /// Echo clients' static addresses, `client0=10.0.0.10/24,...`.
+        /// Echo clients' addresses, `client0=10.0.0.10/24,client1=dhcp,...`
+        /// (`echo_server::config::parse_address_list`).
         #[arg(long)]
         echo_ips: String,
         /// Where cargo put the aarch64-unknown-none PD binaries.
@@ -167,27 +167,13 @@ fn sel4_pds(
     Ok(())
 }
 
-/// `client0=10.0.0.10/24,client1=10.0.0.11/24` (commas or white space between).
-fn parse_echo_ips(text: &str) -> Result<Vec<(String, Ipv4Addr, u8)>, String> {
-    text.split([',', ' ', '\n'])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|item| {
-            let (pd, cidr) = item
-                .split_once('=')
-                .ok_or_else(|| format!("--echo-ips '{item}': expected <pd>=<address>/<prefix>"))?;
-            let (addr, prefix) = cidr
-                .split_once('/')
-                .ok_or_else(|| format!("--echo-ips '{item}': the address needs a /prefix"))?;
-            let addr = addr
-                .parse()
-                .map_err(|e| format!("--echo-ips '{item}': {e}"))?;
-            let prefix = prefix
-                .parse()
-                .ok()
-                .filter(|p| *p <= 32)
-                .ok_or_else(|| format!("--echo-ips '{item}': prefix must be 0..=32"))?;
-            Ok((pd.to_string(), addr, prefix))
+/// The `--echo-ips` list, read by the parser `netvm run --echo-ips` uses too.
+fn parse_echo_ips(text: &str) -> Result<Vec<(String, echo_server::config::IpConfig)>, String> {
+    echo_server::config::parse_address_list(text)
+        .map(|entry| {
+            entry
+                .map(|(pd, ip)| (pd.to_owned(), ip))
+                .map_err(|e| format!("--echo-ips {e}"))
         })
         .collect()
 }

@@ -21,7 +21,7 @@
 //! the initrd goes. Both the device tree and `.vmm_config` are written from these, so they agree
 //! by construction, and the VMM checks them against each other before it boots the guest.
 
-use std::net::Ipv4Addr;
+use echo_server::config::IpConfig;
 use std::path::{Path, PathBuf};
 
 use sdf::{Map, SystemDescription};
@@ -406,7 +406,7 @@ pub fn sections(
     path: &Path,
     vm: &DriverVm,
     macs: &[(String, [u8; 6])],
-    echo: &[(String, Ipv4Addr, u8)],
+    echo: &[(String, IpConfig)],
 ) -> Result<Vec<PdSection>, GuestError> {
     let vmm_config = PdSection {
         pd: vm.driver.clone(),
@@ -450,20 +450,16 @@ pub fn sections(
         bytes,
     }));
     for client in &spec.clients {
-        let Some((_, addr, prefix)) = echo.iter().find(|(pd, _, _)| *pd == client.name) else {
+        let Some((_, ip)) = echo.iter().find(|(pd, _)| *pd == client.name) else {
             return Err(bad(
                 path,
                 format!(
-                    "no address for echo client '{}' (give --echo-ips {}=<addr>/<prefix>,...)",
-                    client.name, client.name
+                    "no address for echo client '{}' (give --echo-ips {}=<addr>/<prefix> or {}=dhcp,...)",
+                    client.name, client.name, client.name
                 ),
             ));
         };
-        let cfg = echo_server::config::EchoConfig::new(echo_server::config::IpConfig::Static {
-            addr: *addr,
-            prefix_len: *prefix,
-            gateway: None,
-        });
+        let cfg = echo_server::config::EchoConfig::new(*ip);
         out.push(PdSection {
             pd: client.name.clone(),
             name: echo_server::config::SECTION.into(),
@@ -472,9 +468,9 @@ pub fn sections(
     }
     let clients: Vec<&str> = spec.clients.iter().map(|c| c.name.as_str()).collect();
     out.extend(timer_client_sections(sys, path, &clients)?);
-    if let Some((pd, _, _)) = echo
+    if let Some((pd, _)) = echo
         .iter()
-        .find(|(pd, _, _)| !spec.clients.iter().any(|c| c.name == *pd))
+        .find(|(pd, _)| !spec.clients.iter().any(|c| c.name == *pd))
     {
         return Err(bad(
             path,
