@@ -1,9 +1,9 @@
 //! The standalone driver VM of examples/vmm-boot (no sDDF net part): the device tree's UIO
 //! regions come from the memory regions named like them, `.vmm_config` has the timer channel and
 //! no virtualiser channels, and it is the only section derived.
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use echo_server::config::IpConfig;
 use guest::system::{driver_vm, sections, RX_FAULT_GPA, TX_FAULT_GPA};
 
 fn example() -> (sdf::SystemDescription, PathBuf) {
@@ -43,7 +43,7 @@ fn the_vmm_boot_example_is_derived_like_the_full_system() {
     assert_eq!(derived[0].bytes, cfg.to_bytes());
 
     // An address for an echo client the system does not have is refused, named.
-    let echo = [("client0".to_string(), Ipv4Addr::new(10, 0, 0, 10), 24)];
+    let echo = [("client0".to_string(), IpConfig::Dhcp)];
     let err = sections(&sys, &path, &vm, &[], &echo).unwrap_err();
     assert!(err.to_string().contains("'client0'"), "{err}");
 }
