@@ -60,6 +60,10 @@ enum Cmd {
         /// The kernel command line.
         #[arg(long, default_value = DEFAULT_SEL4_BOOTARGS)]
         bootargs: String,
+        /// Client MACs, `client0=52:54:01:00:00:10,...`, or `@FILE` (e.g. `@system.macs`):
+        /// the net spec whose driver config goes into /chosen. Not needed for a standalone VM.
+        #[arg(long, default_value = "")]
+        macs: String,
         /// Output file.
         #[arg(long)]
         out: PathBuf,
@@ -104,8 +108,9 @@ fn main() -> ExitCode {
             system,
             initrd,
             bootargs,
+            macs,
             out,
-        } => sel4_dtb(&system, &initrd, &bootargs, &out),
+        } => sel4_dtb(&system, &initrd, &bootargs, &macs, &out),
         Cmd::Sel4Pds {
             system,
             macs,
@@ -128,9 +133,25 @@ fn parse_system(path: &Path) -> Result<sdf::SystemDescription, String> {
     sdf::parse(path, sdf::Arch::Aarch64).map_err(|e| e.to_string())
 }
 
-fn sel4_dtb(system: &Path, initrd: &Path, bootargs: &str, out: &Path) -> Result<(), String> {
+/// `client0=…,…` or `@FILE`, parsed.
+fn parse_macs(macs: &str) -> Result<Vec<(String, [u8; 6])>, String> {
+    let macs = match macs.strip_prefix('@') {
+        Some(file) => std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?,
+        None => macs.to_string(),
+    };
+    sdf::net::parse_mac_list(&macs).map_err(|e| e.to_string())
+}
+
+fn sel4_dtb(
+    system: &Path,
+    initrd: &Path,
+    bootargs: &str,
+    macs: &str,
+    out: &Path,
+) -> Result<(), String> {
     let sys = parse_system(system)?;
-    let vm = guest::system::driver_vm(&sys, system, bootargs).map_err(|e| e.to_string())?;
+    let macs = parse_macs(macs)?;
+    let vm = guest::system::driver_vm(&sys, system, bootargs, &macs).map_err(|e| e.to_string())?;
     let len = std::fs::metadata(initrd)
         .map_err(|e| format!("{}: {e}", initrd.display()))?
         .len();
@@ -148,14 +169,10 @@ fn sel4_pds(
     out: &Path,
 ) -> Result<(), String> {
     let sys = parse_system(system)?;
-    let macs = match macs.strip_prefix('@') {
-        Some(file) => std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?,
-        None => macs.to_string(),
-    };
-    let macs = sdf::net::parse_mac_list(&macs).map_err(|e| e.to_string())?;
+    let macs = parse_macs(macs)?;
     let echo = parse_echo_ips(echo_ips)?;
-    let vm =
-        guest::system::driver_vm(&sys, system, DEFAULT_SEL4_BOOTARGS).map_err(|e| e.to_string())?;
+    let vm = guest::system::driver_vm(&sys, system, DEFAULT_SEL4_BOOTARGS, &macs)
+        .map_err(|e| e.to_string())?;
     let sections =
         guest::system::sections(&sys, system, &vm, &macs, &echo).map_err(|e| e.to_string())?;
     let written =

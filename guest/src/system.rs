@@ -16,6 +16,11 @@
 //!   `<irq>` of (transport `i` at `0x0a000000 + i * 0x200` has INTID `48 + i`);
 //! - channel ids of the driver PD: to virt_rx, to virt_tx, and its one `pp` channel (the timer).
 //!
+//! The guest's uio-driver gets its queue capacities as data: the driver PD's
+//! `.net_driver_config` as `sdf::net::derive` makes it (which needs the clients' MACs to infer
+//! the spec), in the device tree's `/chosen/netvm,net-driver-config`; a standalone VM gets
+//! queues of [`crate::layout::STANDALONE_QUEUE_CAPACITY`] entries.
+//!
 //! What this module chooses, in one place: the doorbell pages [`RX_FAULT_GPA`] /
 //! [`TX_FAULT_GPA`] (deliberately unmapped in the VM), the `rx_irq` / `tx_irq` SPIs, and where
 //! the initrd goes. Both the device tree and `.vmm_config` are written from these, so they agree
@@ -30,8 +35,8 @@ use zerocopy::IntoBytes;
 
 use crate::error::GuestError;
 use crate::layout::{
-    names, qemu_virt, GicV2, GuestLayout, Pl011, PsciMethod, Range, UioRegion, VirtioMmio,
-    PAGE_SIZE,
+    names, qemu_virt, standalone_driver_config, GicV2, GuestLayout, Pl011, PsciMethod, Range,
+    UioRegion, VirtioMmio, PAGE_SIZE,
 };
 
 /// Guest-physical page of the `rx_fault` doorbell.
@@ -79,11 +84,14 @@ fn bad(system: &Path, reason: String) -> GuestError {
     }
 }
 
-/// Reads the driver VM off `sys` (parsed from `path`); `bootargs` is the kernel command line.
+/// Reads the driver VM off `sys` (parsed from `path`); `bootargs` is the kernel command line,
+/// `macs` the clients' MAC addresses (for the net spec whose `.net_driver_config` the guest
+/// gets; a standalone VM needs none).
 pub fn driver_vm(
     sys: &SystemDescription,
     path: &Path,
     bootargs: &str,
+    macs: &[(String, [u8; 6])],
 ) -> Result<DriverVm, GuestError> {
     let (driver, regions, standalone) = match sdf::net::driver_vm_regions(sys) {
         Ok((driver, regions)) => (driver, regions, false),
@@ -309,6 +317,13 @@ pub fn driver_vm(
         }
     };
 
+    // The driver's queue capacities, as data: the very `.net_driver_config` sdf::net derives for
+    // the driver PD (which virt_rx and virt_tx agree with), or a standalone one.
+    let net_driver_config = if standalone {
+        standalone_driver_config(&uio_regions)
+    } else {
+        derived_driver_config(sys, path, macs)?
+    };
     let [rx_spi, tx_spi] = qemu_virt::FREE_SPIS;
     let layout = GuestLayout {
         memory: ram,
@@ -325,6 +340,7 @@ pub fn driver_vm(
         tx_irq_spi: tx_spi,
         initrd_addr: Some(ram.base + INITRD_OFFSET),
         bootargs: bootargs.to_string(),
+        net_driver_config,
     };
     layout.validate()?;
     let vmm_config = VmmConfig {
@@ -346,6 +362,23 @@ pub fn driver_vm(
         vmm_config,
         standalone,
     })
+}
+
+/// The `.net_driver_config` that `sdf::net::derive` gives the driver PD of `sys`, with the
+/// spec [`sdf::net::NetSystemSpec::infer`] reads off it (as [`sections`] derives every other
+/// PD's config).
+pub fn derived_driver_config(
+    sys: &SystemDescription,
+    path: &Path,
+    macs: &[(String, [u8; 6])],
+) -> Result<Vec<u8>, GuestError> {
+    let spec = sdf::net::NetSystemSpec::infer(sys, macs).map_err(|e| bad(path, e.to_string()))?;
+    sdf::net::derive(sys, &spec)
+        .map_err(|e| bad(path, e.to_string()))?
+        .into_iter()
+        .find(|(pd, name, _)| *pd == spec.driver && *name == sdf::net::DRIVER_SECTION)
+        .map(|(_, _, bytes)| bytes)
+        .ok_or_else(|| bad(path, "sdf::net derived no .net_driver_config".to_owned()))
 }
 
 /// A standalone driver VM (see the module documentation): the one PD with a

@@ -27,7 +27,7 @@ fn every_pd_with_a_stats_region_gets_its_section_the_vmm_too() {
         ("client0".to_string(), ip(Ipv4Addr::new(10, 0, 0, 10))),
         ("client1".to_string(), ip(Ipv4Addr::new(10, 0, 0, 11))),
     ];
-    let vm = driver_vm(&sys, &xml, "console=ttyAMA0").unwrap();
+    let vm = driver_vm(&sys, &xml, "console=ttyAMA0", &macs).unwrap();
     let derived = sections(&sys, &xml, &vm, &macs, &echo).unwrap();
     let stats: Vec<&str> = derived
         .iter()
