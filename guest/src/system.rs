@@ -372,7 +372,14 @@ pub fn derived_driver_config(
     path: &Path,
     macs: &[(String, [u8; 6])],
 ) -> Result<Vec<u8>, GuestError> {
-    let spec = sdf::net::NetSystemSpec::infer(sys, macs).map_err(|e| bad(path, e.to_string()))?;
+    let spec = sdf::net::NetSystemSpec::infer(sys, macs).map_err(|e| {
+        bad(
+            path,
+            format!(
+                "the driver's net config (for the guest device tree) needs the clients' MACs: {e}"
+            ),
+        )
+    })?;
     sdf::net::derive(sys, &spec)
         .map_err(|e| bad(path, e.to_string()))?
         .into_iter()

@@ -88,3 +88,14 @@ fn the_derived_device_tree_says_what_the_vmm_expects() {
     assert_eq!(node("memory").reg, Some(0x9000_0000));
     assert_eq!(dtb_node(&dtb, "no_such_node").unwrap(), None);
 }
+
+#[test]
+fn without_the_macs_the_driver_config_cannot_be_derived_and_says_so() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../system.xml");
+    let sys = sdf::parse(&path, sdf::Arch::Aarch64).unwrap();
+    let err = driver_vm(&sys, &path, "", &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("needs the clients' MACs") && err.contains("client0"),
+        "{err}"
+    );
+}
