@@ -333,19 +333,40 @@ fn parse_rate_list(s: &str) -> Result<Vec<u64>, String> {
     }
 }
 
-fn run_sel4_demo(a: Sel4DemoArgs) -> ExitCode {
+/// The start both demos share: the output folder checked before anything runs (a folder left
+/// by an earlier root run is not writable by a normal user), a re-run in an unprivileged user
+/// namespace when not root (`Err` carries the exit status of that run), and the rate lists.
+fn demo_prologue(
+    what: &str,
+    out: &std::path::Path,
+    udp: &str,
+    tcp: &str,
+) -> Result<(Vec<u64>, Vec<u64>), ExitCode> {
+    if let Err(e) = netvm::demo::check_writable(out) {
+        eprintln!("netvm {what}: {e}");
+        return Err(ExitCode::from(2));
+    }
     if !netvm::demo::is_root() {
         if let Some(status) = netvm::demo::run_in_user_namespace() {
-            return ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8);
+            return Err(ExitCode::from(
+                status.code().unwrap_or(1).clamp(0, 255) as u8
+            ));
         }
     }
+    match (parse_rate_list(udp), parse_rate_list(tcp)) {
+        (Ok(u), Ok(t)) => Ok((u, t)),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("netvm {what}: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+fn run_sel4_demo(a: Sel4DemoArgs) -> ExitCode {
     let (udp_rates, tcp_rates) =
-        match (parse_rate_list(&a.udp_rates), parse_rate_list(&a.tcp_rates)) {
-            (Ok(u), Ok(t)) => (u, t),
-            (Err(e), _) | (_, Err(e)) => {
-                eprintln!("netvm sel4-demo: {e}");
-                return ExitCode::from(2);
-            }
+        match demo_prologue("sel4-demo", &a.out, &a.udp_rates, &a.tcp_rates) {
+            Ok(rates) => rates,
+            Err(code) => return code,
         };
     let opts = netvm::sel4_demo::Sel4DemoOptions {
         workspace: std::path::absolute(&a.workspace).unwrap_or(a.workspace),
@@ -380,24 +401,10 @@ fn main() -> ExitCode {
         Command::KernelEcho(a) => run_echo(a),
         Command::Run(a) => run_system(a),
         Command::Demo(a) => {
-            // Checked before anything starts (and before re-running in a user namespace): a
-            // folder left by an earlier root run is not writable by a normal user.
-            if let Err(e) = netvm::demo::check_writable(&a.out) {
-                eprintln!("netvm demo: {e}");
-                return ExitCode::from(2);
-            }
-            if !netvm::demo::is_root() {
-                if let Some(status) = netvm::demo::run_in_user_namespace() {
-                    return ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8);
-                }
-            }
             let (udp_rates, tcp_rates) =
-                match (parse_rate_list(&a.udp_rates), parse_rate_list(&a.tcp_rates)) {
-                    (Ok(u), Ok(t)) => (u, t),
-                    (Err(e), _) | (_, Err(e)) => {
-                        eprintln!("netvm demo: {e}");
-                        return ExitCode::from(2);
-                    }
+                match demo_prologue("demo", &a.out, &a.udp_rates, &a.tcp_rates) {
+                    Ok(rates) => rates,
+                    Err(code) => return code,
                 };
             let opts = netvm::demo::DemoOptions {
                 system: a.system,

@@ -319,15 +319,11 @@ impl Sel4Summary {
     }
 }
 
-/// Checks up front that `dir` can be written (rather than after minutes of booting).
+/// Checks up front that `dir` can be written (rather than after minutes of booting), and
+/// returns it canonical.
 fn check_writable(dir: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
-    let dir = std::fs::canonicalize(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
-    let probe = dir.join(".writable");
-    std::fs::write(&probe, b"")
-        .map_err(|e| err(format!("{} is not writable: {e}", dir.display())))?;
-    let _ = std::fs::remove_file(probe);
-    Ok(dir)
+    crate::demo::check_writable(dir).map_err(err)?;
+    std::fs::canonicalize(dir).map_err(|e| err(format!("{}: {e}", dir.display())))
 }
 
 /// `make -C <workspace> <args>` with output into `log`; on failure, the log's tail.

@@ -25,11 +25,16 @@
 //!   wake-up of this process.) It asks for rx_free signals only when it ran out of buffers with
 //!   frames waiting, so that virt_rx does not interrupt the guest needlessly.
 //! * Order after a wake-up is TX first, then RX, as sDDF drivers do (sddf-net.md §2.5).
+//! * A restarted driver ([`connect`], before any queue handle exists) asks virt_rx and virt_tx
+//!   to rebuild its two queue pairs, as a restarted client asks its peers ([`sddf::reconnect`]):
+//!   it touches no queue until both answered, so the buffers the dead instance held are neither
+//!   lost nor handed out twice.
 use std::io;
 use std::os::fd::RawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use sddf::queue::{DrainSide, FillSide, QueueError};
+use sddf::queue::{Capacity, DrainSide, FillSide, QueueError};
+use sddf::reconnect::ControlWords;
 use sddf::shm::Region;
 use sddf::{BuffDesc, NET_BUFFER_SIZE};
 
@@ -142,6 +147,76 @@ pub struct DriverQueues<'a> {
     pub tx: DrainSide<'a>,
     /// Client TX data regions, indexed by `oid`.
     pub tx_data: Vec<Region<'a>>,
+}
+
+/// The driver's reconnect words ([`sddf::reconnect`]), in the spare bytes after the descriptor
+/// arrays of rx_free (answered by virt_rx) and tx_free (answered by virt_tx). `None`: that queue
+/// region has no room for them, and the pair is always taken as fresh.
+#[derive(Clone, Copy)]
+pub struct DriverWords<'a> {
+    /// In rx_free.
+    pub rx: Option<ControlWords<'a>>,
+    /// In tx_free.
+    pub tx: Option<ControlWords<'a>>,
+}
+
+impl<'a> DriverWords<'a> {
+    /// The words in the whole rx_free and tx_free regions (not just their descriptor arrays).
+    pub fn new(
+        rx_free: Region<'a>,
+        rx_capacity: Capacity,
+        tx_free: Region<'a>,
+        tx_capacity: Capacity,
+    ) -> Self {
+        DriverWords {
+            rx: ControlWords::new(rx_free, rx_capacity),
+            tx: ControlWords::new(tx_free, tx_capacity),
+        }
+    }
+}
+
+/// How long a restarted driver waits for an answer before ringing again. A doorbell only makes
+/// the virtualiser look at the words, so ringing twice is harmless; it covers a notification
+/// lost with the dead instance (e.g. the VMM reset the guest's interrupt state).
+pub const RESET_RING_AGAIN: Duration = Duration::from_millis(100);
+
+/// Announces this driver instance in `words`, before any queue handle is built (a handle reads
+/// the queue indices when it is made, and a reset rewrites them). The first instance of the
+/// system gets `Ok(false)` at once: its queues are as virt_rx and virt_tx made them. A later one
+/// rings virt_rx and virt_tx and waits (in `platform.wait`) until each has rebuilt its pair, then
+/// gets `Ok(true)`; it rings again every [`RESET_RING_AGAIN`]. `keep_going` is asked after every
+/// wake-up; when it says stop, this fails with [`io::ErrorKind::Interrupted`].
+pub fn connect(
+    words: DriverWords<'_>,
+    platform: &mut dyn Platform,
+    keep_going: &mut dyn FnMut() -> bool,
+) -> io::Result<bool> {
+    let rx = words.rx.and_then(|w| Some((w, w.client_announce()?)));
+    let tx = words.tx.and_then(|w| Some((w, w.client_announce()?)));
+    if rx.is_none() && tx.is_none() {
+        return Ok(false);
+    }
+    let pending = |p: Option<(ControlWords<'_>, u32)>| p.is_some_and(|(w, e)| !w.reset_done(e));
+    let mut rung: Option<Instant> = None;
+    while pending(rx) || pending(tx) {
+        if !keep_going() {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "stopped while waiting for virt_rx / virt_tx to reset the queues",
+            ));
+        }
+        if rung.is_none_or(|t| t.elapsed() >= RESET_RING_AGAIN) {
+            if pending(rx) {
+                platform.doorbell_rx()?;
+            }
+            if pending(tx) {
+                platform.doorbell_tx()?;
+            }
+            rung = Some(Instant::now());
+        }
+        platform.wait(&[], Some(RESET_RING_AGAIN))?;
+    }
+    Ok(true)
 }
 
 /// Why a descriptor was refused.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use uio_driver::config::{DriverConfig, DT_PATHS};
 use uio_driver::counters::Counters;
-use uio_driver::driver::{Driver, Nic};
+use uio_driver::driver::{connect, Driver, DriverWords, Nic};
 use uio_driver::packet::{PacketConfig, PacketNic, RxWakeup};
 use uio_driver::signals;
 use uio_driver::uio::UioDevices;
@@ -68,6 +68,20 @@ fn run(args: Args) -> Result<(), String> {
     uio.platform
         .enable_irqs()
         .map_err(|e| format!("enabling UIO interrupts: {e}"))?;
+    // A restarted driver (the guest rebooted, or this process was restarted) must have virt_rx
+    // and virt_tx rebuild its queues before it makes any queue handle.
+    let m = &uio.memory;
+    let words = DriverWords::new(
+        m.rx_free.region(),
+        m.rx_capacity,
+        m.tx_free.region(),
+        m.tx_capacity,
+    );
+    if connect(words, &mut uio.platform, &mut || !signals::stop_requested())
+        .map_err(|e| format!("reconnecting: {e}"))?
+    {
+        println!("uio-driver: reconnected: virt_rx and virt_tx reset the queues");
+    }
     let mut driver = Driver::new(uio.memory.queues());
     println!(
         "uio-driver: ready iface={} rx_capacity={} tx_capacity={} tx_regions={}",

@@ -39,6 +39,15 @@
 //! An instance that dies while waiting is followed by one that asks for a later epoch; the peer
 //! serves whichever epoch it reads, the newest instance waits for its own.
 //!
+//! # The driver as a client
+//!
+//! A driver (netvm's uio-driver, in a driver VM or as host mode's stand-in) restarts the same
+//! way, in the client's role: its words are in its `rx_free` (answered by virt_rx) and `tx_free`
+//! (answered by virt_tx). virt_rx refills `rx_free` from its owner table (every buffer no client
+//! holds), virt_tx hands every buffer still in flight back to its client as a dropped frame; both
+//! first take what the dead driver completed, as on any notification. The driver side is
+//! `uio_driver::driver::connect`.
+//!
 //! # Where the words live
 //!
 //! In the free queue region of the connection (the client's `rx_free` and `tx_free`), at

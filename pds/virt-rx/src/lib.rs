@@ -15,6 +15,16 @@
 //! driver or a client that is misaligned, out of range, or names a buffer its sender does not hold
 //! (a duplicate) is dropped and counted, never dereferenced, and cannot disturb any other client.
 //!
+//! **Restarted driver** ([`sddf::reconnect`], with the driver in the client's role): a driver
+//! that restarts announces a new epoch in the reconnect words of `rx_free` and waits. At its next
+//! notification virt_rx first takes what the dead driver completed into `rx_active` as usual
+//! (frames are delivered), then empties both driver queues (anything left is counted in
+//! `reset_dropped`) and puts into `rx_free`, once each, every buffer its owner table says is with
+//! the driver. The owner table is the only source of truth: nothing the driver wrote to its
+//! queues or to `done` is read back, and only an epoch that moved forward counts (a backwards one
+//! is counted in `bad_reset_requests`), so a hostile driver cannot make virt_rx lose or duplicate
+//! a buffer through the words; resetting at will only costs it its own frames.
+//!
 //! Options (`.netvm_net_options`, see [`sddf::options`]; all off in an all-zero section, which
 //! then behaves as sDDF 0.7): driver-VM offset mode (the driver gets offsets, not IO addresses),
 //! and multicast delivered to every client (sDDF drops it, which breaks IPv6 neighbour
@@ -26,6 +36,7 @@
 use sddf::config::NetVirtRxConfig;
 use sddf::options::NetOptions;
 use sddf::queue::{Capacity, DrainSide, FillSide, Queue, QueueError};
+use sddf::reconnect::{ControlWords, PeerEnd, Poll};
 use sddf::shm::{AddressSpace, Region};
 use sddf::stats::{StatsError, StatsWriter};
 use sddf::tap::{Tap, TapPoint};
@@ -125,6 +136,12 @@ pub struct DriverCounters {
     pub max_batch: u64,
     /// Buffers held by at least one client right now (a gauge: 0 when the system is idle).
     pub buffers_at_clients: u64,
+    /// Resets for a restarted driver ([`sddf::reconnect`]).
+    pub resets: u64,
+    /// Descriptors left in `rx_active` by a dead driver, dropped by a reset.
+    pub reset_dropped: u64,
+    /// Reconnect epochs from the driver that moved backwards (ignored).
+    pub bad_reset_requests: u64,
 }
 }
 
@@ -153,7 +170,8 @@ pub struct ClientCounters {
 /// Who holds an RX buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Holder {
-    /// The driver (free queue, hardware, or active queue).
+    /// The driver (free queue, hardware, or active queue): owner mask 0. This is the at-driver
+    /// record a driver reset rebuilds `rx_free` from.
     Driver,
     /// These clients (bit `i` = client `i`).
     Clients(u64),
@@ -171,6 +189,8 @@ struct Client<'a> {
 pub struct VirtRx<'a> {
     driver: DrainSide<'a>,
     driver_channel: u8,
+    /// The driver's reconnect words, in `rx_free`'s spare bytes.
+    driver_reconnect: PeerEnd<'a>,
     data: Region<'a>,
     /// Added to an offset to give what the driver sees (0 in offset mode).
     driver_base: u64,
@@ -262,9 +282,18 @@ impl<'a> VirtRx<'a> {
             });
         }
         let num_clients = config.clients().len();
+        // The capacity was checked by `queue_pair`.
+        let words = Capacity::new(u32::from(config.driver.num_buffers))
+            .ok()
+            .zip(mem.region(
+                config.driver.free_queue.vaddr,
+                config.driver.free_queue.size,
+            ))
+            .and_then(|(capacity, region)| ControlWords::new(region, capacity));
         let mut v = VirtRx {
             driver: DrainSide::new(free, active),
             driver_channel: config.driver.id,
+            driver_reconnect: PeerEnd::new(words),
             data,
             driver_base,
             capacity,
@@ -293,9 +322,11 @@ impl<'a> VirtRx<'a> {
         Ok(v)
     }
 
-    /// Handles a notification from anyone: frames from the driver, then buffers from clients.
+    /// Handles a notification from anyone: frames from the driver, a reset for a restarted
+    /// driver, then buffers from clients.
     pub fn notified(&mut self, notifier: &mut impl Notifier) {
         self.rx_return(notifier);
+        self.serve_driver_reset(notifier);
         self.rx_provide(notifier);
         self.publish();
         if let Some(tap) = self.tap.as_mut() {
@@ -391,6 +422,38 @@ impl<'a> VirtRx<'a> {
             }
             Err(_) => self.driver_counters.peer_misbehaviour += 1,
         }
+    }
+
+    /// Serves a reset a restarted driver asks for (module docs): its queues are emptied and
+    /// `rx_free` gets every buffer whose owner mask is 0, once.
+    fn serve_driver_reset(&mut self, notifier: &mut impl Notifier) {
+        let epoch = match self.driver_reconnect.poll() {
+            Poll::Idle => return,
+            Poll::Bad(_) => {
+                self.driver_counters.bad_reset_requests += 1;
+                return;
+            }
+            Poll::Reset(epoch) => epoch,
+        };
+        match self.driver.reset() {
+            Ok(queued) => self.driver_counters.reset_dropped += u64::from(queued),
+            Err(_) => self.driver_counters.peer_misbehaviour += 1,
+        }
+        for index in 0..self.capacity {
+            if self.owners[index] != 0 {
+                continue;
+            }
+            let d = BuffDesc::new(self.driver_base + (index * NET_BUFFER_SIZE) as u64, 0, 0);
+            // Cannot fail: the queue was just emptied and holds every buffer.
+            if self.driver.free.enqueue(d).is_err() {
+                self.driver_counters.peer_misbehaviour += 1;
+            }
+        }
+        self.driver_counters.resets += 1;
+        self.driver_reconnect.served(epoch);
+        // The new driver waits for `done`, not for a signal request: always tell it.
+        self.driver_counters.notifications += 1;
+        notifier.deferred_notify(self.driver_channel);
     }
 
     fn rx_return(&mut self, notifier: &mut impl Notifier) {

@@ -31,6 +31,15 @@
 //!   reset one bounded pass with nothing to wait for when the driver's queue is full. Only that
 //!   client's queues and buffers are touched, so a client abusing the words hurts only itself;
 //!   an epoch that moves backwards is counted in `bad_reset_requests` and ignored.
+//! * **Restarted driver**: the driver takes the client's role in the same protocol, through the
+//!   words of the driver's `tx_free`. At the next notification virt_tx first collects the
+//!   completions the dead driver left (returned as usual), then empties both driver queues and
+//!   hands every buffer whose in-flight bit is still set back to its client's free queue,
+//!   counted in that client's `driver_reset_dropped` (a frame the dead driver may or may not
+//!   have sent: dropped, never a lost buffer). The in-flight bits are the only source of truth,
+//!   and only an epoch that moved forward counts (a backwards one is counted in the driver's
+//!   `bad_reset_requests`), so a hostile driver cannot make virt_tx lose or duplicate a buffer
+//!   through the words.
 #![no_std]
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
@@ -165,6 +174,8 @@ pub struct ClientCounters {
     pub reset_dropped: u64,
     /// Reconnect epochs from the client that moved backwards (ignored).
     pub bad_reset_requests: u64,
+    /// Buffers that were with a driver when it restarted, returned unsent by the reset.
+    pub driver_reset_dropped: u64,
 }
 }
 
@@ -186,6 +197,10 @@ pub struct DriverCounters {
     /// Client buffers with the driver when the counters were last published (a gauge: 0 when
     /// the system is idle).
     pub in_flight: u64,
+    /// Resets for a restarted driver ([`sddf::reconnect`]).
+    pub resets: u64,
+    /// Reconnect epochs from the driver that moved backwards (ignored).
+    pub bad_reset_requests: u64,
 }
 }
 
@@ -217,6 +232,8 @@ struct Client<'a> {
 pub struct VirtTx<'a> {
     driver: FillSide<'a>,
     driver_channel: u8,
+    /// The driver's reconnect words, in `tx_free`'s spare bytes.
+    driver_reconnect: PeerEnd<'a>,
     clients: [Option<Client<'a>>; MAX_CLIENTS],
     num_clients: usize,
     regions: [Option<DataRegion<'a>>; MAX_REGIONS],
@@ -265,9 +282,18 @@ impl<'a> VirtTx<'a> {
     ) -> Result<VirtTx<'a>, Error> {
         sddf::config::Config::validate(config).map_err(Error::Config)?;
         let (free, active) = queue_pair(mem, &config.driver, "driver", None)?;
+        // The capacity was checked by `queue_pair`.
+        let driver_words = Capacity::new(u32::from(config.driver.num_buffers))
+            .ok()
+            .zip(mem.region(
+                config.driver.free_queue.vaddr,
+                config.driver.free_queue.size,
+            ))
+            .and_then(|(capacity, region)| ControlWords::new(region, capacity));
         let mut v = VirtTx {
             driver: FillSide::new(free, active),
             driver_channel: config.driver.id,
+            driver_reconnect: PeerEnd::new(driver_words),
             clients: [const { None }; MAX_CLIENTS],
             num_clients: config.clients().len(),
             regions: [const { None }; MAX_REGIONS],
@@ -339,12 +365,13 @@ impl<'a> VirtTx<'a> {
     }
 
     /// Handles a notification from anyone: resets for restarted clients, completions from the
-    /// driver, then clients' frames.
+    /// driver, a reset for a restarted driver, then clients' frames.
     pub fn notified(&mut self, notifier: &mut impl Notifier) {
         for c in 0..self.num_clients {
             self.serve_reconnect(c, notifier);
         }
         self.tx_return(notifier);
+        self.serve_driver_reset(notifier);
         self.tx_provide(notifier);
         // What was just sent may have left a client low: then arm for its completions now.
         if self.lazy_completions && self.completions_wanted() {
@@ -469,6 +496,60 @@ impl<'a> VirtTx<'a> {
         client.reconnect.served(epoch);
         client.counters.notifications += 1;
         notifier.notify(client.channel);
+    }
+
+    /// Serves a reset a restarted driver asks for (module docs): both driver queues emptied,
+    /// every in-flight buffer back to its client.
+    fn serve_driver_reset(&mut self, notifier: &mut impl Notifier) {
+        let epoch = match self.driver_reconnect.poll() {
+            Poll::Idle => return,
+            Poll::Bad(_) => {
+                self.driver_counters.bad_reset_requests += 1;
+                return;
+            }
+            Poll::Reset(epoch) => epoch,
+        };
+        // What `tx_active` held is in flight too, so it comes back below; nothing to count here.
+        if self.driver.reset_self_provided(0).is_err() {
+            self.driver_counters.peer_misbehaviour += 1;
+        }
+        let mut notify = 0u64;
+        for r in 0..self.num_regions {
+            let Some(region) = self.regions[r] else {
+                continue;
+            };
+            for i in 0..region.buffers {
+                if !self.bit(region.first + i) {
+                    continue;
+                }
+                self.set_bit(region.first + i, false);
+                let back = BuffDesc::new((i * NET_BUFFER_SIZE) as u64, 0, region.local_oid);
+                let Some(client) = self.clients[region.client].as_mut() else {
+                    continue;
+                };
+                client.in_flight = client.in_flight.saturating_sub(1);
+                client.counters.driver_reset_dropped += 1;
+                match client.queues.free.enqueue(back) {
+                    Ok(()) => notify |= 1 << region.client,
+                    // Only when the client has more buffers than its queue holds.
+                    Err(_) => client.counters.peer_misbehaviour += 1,
+                }
+            }
+        }
+        for c in 0..self.num_clients {
+            let Some(client) = self.clients[c].as_mut() else {
+                continue;
+            };
+            if notify & (1 << c) != 0 && client.queues.free.take_signal_request() {
+                client.counters.notifications += 1;
+                notifier.notify(client.channel);
+            }
+        }
+        self.driver_counters.resets += 1;
+        self.driver_reconnect.served(epoch);
+        // The new driver waits for `done`, not for a signal request: always tell it.
+        self.driver_counters.notifications += 1;
+        notifier.deferred_notify(self.driver_channel);
     }
 
     /// Moves up to `budget` descriptors from client `c` to the driver; returns how many it took

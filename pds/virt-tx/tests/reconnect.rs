@@ -1,6 +1,9 @@
 //! A client restarting at a random point of random TX traffic: virt_tx rebuilds its TX queues so
 //! that every buffer of that client is in exactly one place (its free queue, or in flight at the
 //! driver), the other client is not disturbed, and scribbled reconnect words are counted.
+//!
+//! The driver restarting the same way: every buffer the dead driver held goes back to its client
+//! once, counted as a dropped frame, and a scribbled epoch from the driver changes nothing.
 use proptest::prelude::*;
 use sddf::config::{ConnectionResource, DeviceRegionResource, NetVirtTxConfig, NET_MAGIC};
 use sddf::options::NetOptions;
@@ -320,5 +323,139 @@ fn a_restart_while_frames_are_in_flight_waits_for_their_completions() {
     );
     let (f, a) = r.layout.queues(&r.clients[1]);
     w.clients[1] = FillSide::new(f, a);
+    w.assert_conserved(&r);
+}
+
+fn driver_words(r: &Rig) -> ControlWords<'_> {
+    let cap = Capacity::new(DRIVER_CAP.into()).unwrap();
+    ControlWords::new(r.layout.view(&r.driver.free_queue), cap).unwrap()
+}
+
+fn dropped_by_driver_resets(v: &VirtTx<'_>) -> u64 {
+    (0..2)
+        .map(|c| v.client_counters(c).unwrap().driver_reset_dropped)
+        .sum()
+}
+
+/// The driver dies with what it held; its next instance asks for a reset and gets fresh queues.
+fn restart_driver<'l>(
+    r: &'l Rig,
+    v: &mut VirtTx<'_>,
+    w: &mut World<'l>,
+    n: &mut RecordingNotifier,
+) {
+    w.driver_held.clear();
+    let epoch = driver_words(r).client_announce().expect("a restart");
+    n.take();
+    v.notified(n);
+    assert!(driver_words(r).reset_done(epoch), "reset served");
+    assert!(n.take().contains(&(0, true)), "the driver is told");
+    let (f, a) = r.layout.queues(&r.driver);
+    w.driver = DrainSide::new(f, a);
+}
+
+proptest! {
+    #[test]
+    fn a_restarted_driver_gives_every_buffer_it_held_back_to_its_client_once(
+        segments in proptest::collection::vec(proptest::collection::vec(op(), 0..40), 1..4),
+    ) {
+        let r = rig();
+        let mut n = RecordingNotifier::default();
+        let (mut v, mut w) = start(&r, &mut n);
+        prop_assert_eq!(driver_words(&r).client_announce(), None, "first driver is fresh");
+        for (k, ops) in segments.iter().enumerate() {
+            for &o in ops {
+                w.run(&mut v, o, &mut n);
+            }
+            w.assert_conserved(&r);
+            // Completions waiting in tx_free come back as usual; the rest was in flight.
+            let lost_with_driver =
+                v.in_flight() as u64 - peek(&r.layout, &r.driver, false).len() as u64;
+            let dropped = dropped_by_driver_resets(&v);
+            restart_driver(&r, &mut v, &mut w, &mut n);
+            prop_assert_eq!(v.driver_counters.resets, k as u64 + 1);
+            prop_assert_eq!(dropped_by_driver_resets(&v) - dropped, lost_with_driver);
+            w.assert_conserved(&r);
+        }
+        for _ in 0..4 {
+            for o in [Op::Notify, Op::Take, Op::Complete(usize::MAX), Op::Notify] {
+                w.run(&mut v, o, &mut n);
+            }
+        }
+        w.assert_conserved(&r);
+        prop_assert_eq!(v.in_flight(), 0);
+        prop_assert_eq!(v.driver_counters.bad_completions, 0);
+        prop_assert_eq!(v.driver_counters.peer_misbehaviour, 0);
+        prop_assert_eq!(v.driver_counters.bad_reset_requests, 0);
+        for c in 0..2 {
+            let cc = v.client_counters(c).unwrap();
+            prop_assert_eq!((cc.resets, cc.duplicates, cc.peer_misbehaviour), (0, 0, 0));
+        }
+    }
+
+    #[test]
+    fn a_driver_scribbling_its_words_cannot_lose_or_duplicate_a_buffer(
+        ops in proptest::collection::vec(op(), 0..40),
+        bad in prop_oneof![Just(0u32), Just(1u32), 0x8000_0002u32..=u32::MAX],
+        fake_done in any::<u32>(),
+    ) {
+        let r = rig();
+        let mut n = RecordingNotifier::default();
+        let (mut v, mut w) = start(&r, &mut n);
+        driver_words(&r).client_announce();
+        // One honest restart, so that epoch 2 is served.
+        restart_driver(&r, &mut v, &mut w, &mut n);
+        for &o in &ops {
+            w.run(&mut v, o, &mut n);
+        }
+        let at = words_offset(DRIVER_CAP.into());
+        let view = r.layout.view(&r.driver.free_queue);
+        view.write(at, &bad.to_le_bytes()).unwrap();
+        view.write(at + 4, &fake_done.to_le_bytes()).unwrap();
+        v.notified(&mut n);
+        v.notified(&mut n);
+        prop_assert_eq!(v.driver_counters.resets, 1, "no reset from a stale epoch");
+        prop_assert_eq!(
+            v.driver_counters.bad_reset_requests,
+            u64::from(bad != 0 && bad != 2),
+            "a backwards epoch counted once"
+        );
+        w.assert_conserved(&r);
+    }
+}
+
+#[test]
+fn frames_at_a_dead_driver_are_returned_unsent_and_new_ones_flow_after_the_reset() {
+    let r = rig();
+    let mut n = RecordingNotifier::default();
+    let (mut v, mut w) = start(&r, &mut n);
+    driver_words(&r).client_announce();
+    w.run(&mut v, Op::Send(0, 3), &mut n);
+    w.run(&mut v, Op::Send(1, 2), &mut n);
+    w.run(&mut v, Op::Notify, &mut n);
+    w.run(&mut v, Op::Take, &mut n);
+    w.run(&mut v, Op::Complete(1), &mut n);
+    assert_eq!(v.in_flight(), 5);
+    restart_driver(&r, &mut v, &mut w, &mut n);
+    assert_eq!(v.in_flight(), 0);
+    assert_eq!(v.driver_counters.resets, 1);
+    assert_eq!(v.client_counters(0).unwrap().driver_reset_dropped, 2);
+    assert_eq!(v.client_counters(1).unwrap().driver_reset_dropped, 2);
+    assert_eq!(v.client_counters(0).unwrap().returned, 1);
+    w.assert_conserved(&r);
+    for c in 0..2 {
+        assert_eq!(
+            peek(&r.layout, &r.clients[c], false).len(),
+            usize::from(CAP)
+        );
+    }
+    // The new driver gets frames in its fresh queue.
+    w.run(&mut v, Op::Send(1, 4), &mut n);
+    w.run(&mut v, Op::Notify, &mut n);
+    w.run(&mut v, Op::Take, &mut n);
+    assert_eq!(w.driver_held.len(), 4);
+    w.run(&mut v, Op::Complete(4), &mut n);
+    w.run(&mut v, Op::Notify, &mut n);
+    assert_eq!(v.in_flight(), 0);
     w.assert_conserved(&r);
 }

@@ -11,6 +11,11 @@
 //! The good client may also restart at any point (its queues rebuilt by its copier and virt_tx
 //! through `sddf::reconnect`; frames waiting for the dead instance are lost, counted), and the
 //! hostile one scribbles its reconnect words too, which must not cost the good client anything.
+//!
+//! The driver may restart at any point too, holding RX buffers it took for the hardware and TX
+//! frames it took and not yet completed: virt_rx and virt_tx rebuild its queues through the same
+//! words, every buffer comes back once, what the dead driver completed is delivered, and the
+//! good client's TX frames it held are counted as dropped (never lost buffers).
 use proptest::prelude::*;
 use sddf::config::*;
 use sddf::options::{NetOptions, DRIVER_OFFSETS};
@@ -113,6 +118,12 @@ enum Step {
     GoodRestart,
     /// The hostile client writes these reconnect epochs (RX, TX).
     HostileEpochs(u32, u32),
+    /// The driver takes up to this many free RX buffers for the hardware (no frame yet).
+    DriverHoldRx(u8),
+    /// The driver takes what is queued for transmission without completing it yet.
+    DriverTakeTx,
+    /// The driver dies with what it held and a new instance asks for a reset.
+    DriverRestart,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -129,6 +140,9 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::GoodRestart),
         1 => (any::<u32>(), prop_oneof![any::<u32>(), 0u32..4])
             .prop_map(|(rx, tx)| Step::HostileEpochs(rx, tx)),
+        1 => (1u8..4).prop_map(Step::DriverHoldRx),
+        1 => Just(Step::DriverTakeTx),
+        1 => Just(Step::DriverRestart),
     ]
 }
 
@@ -155,6 +169,37 @@ fn frame(dest: [u8; 6], seq: u32, len: u16) -> Vec<u8> {
     f[..6].copy_from_slice(&dest);
     f[6..10].copy_from_slice(&seq.to_le_bytes());
     f
+}
+
+/// The scripted driver: RX fill side and TX drain side, what it holds outside its queues, and
+/// (after a restart) its new instance's wait for virt_rx and virt_tx.
+struct Driver<'a> {
+    rx: FillSide<'a>,
+    tx: DrainSide<'a>,
+    /// Offsets of free RX buffers taken for the hardware.
+    rx_held: Vec<u64>,
+    /// TX descriptors taken and not completed.
+    tx_held: Vec<BuffDesc>,
+    waiting: Option<Waiting<'a>>,
+}
+
+impl<'a> Driver<'a> {
+    /// Whether the driver may touch its queues: a restarted instance only once virt_rx and
+    /// virt_tx both answered (then its handles are rebuilt from the reset queues).
+    fn live(&mut self, sys: &'a System) -> bool {
+        let Some((rxw, rxe, txw, txe)) = self.waiting else {
+            return true;
+        };
+        if !(rxw.reset_done(rxe) && txw.reset_done(txe)) {
+            return false;
+        }
+        let (f, a) = sys.layout.queues(&sys.rx.driver);
+        self.rx = FillSide::new(f, a);
+        let (f, a) = sys.layout.queues(&sys.tx.driver);
+        self.tx = DrainSide::new(f, a);
+        self.waiting = None;
+        true
+    }
 }
 
 /// Whether the good client may touch its queues: a restarted instance only once both peers
@@ -196,9 +241,24 @@ fn run(steps: Vec<Step>) -> Result<(u64, u64), TestCaseError> {
         .collect();
     // Scripted driver: RX fill side, TX drain side.
     let (f, a) = l.queues(&sys.rx.driver);
-    let mut drv_rx = FillSide::new(f, a);
-    let (f, a) = l.queues(&sys.tx.driver);
-    let mut drv_tx = DrainSide::new(f, a);
+    let (tf, ta) = l.queues(&sys.tx.driver);
+    let mut drv = Driver {
+        rx: FillSide::new(f, a),
+        tx: DrainSide::new(tf, ta),
+        rx_held: vec![],
+        tx_held: vec![],
+        waiting: None,
+    };
+    let driver_words = |r: &RegionResource, cap: u16| {
+        ControlWords::new(l.view(r), Capacity::new(cap.into()).unwrap()).unwrap()
+    };
+    let (drv_rxw, drv_txw) = (
+        driver_words(&sys.rx.driver.free_queue, CAP),
+        driver_words(&sys.tx.driver.free_queue, 2 * CAP),
+    );
+    // The first driver announces itself, as driver::connect does.
+    assert_eq!(drv_rxw.client_announce(), None);
+    assert_eq!(drv_txw.client_announce(), None);
     let dma = l.view(&sys.rx.data.region);
     // Clients: RX drain side, TX fill side (self-provided, as a client's init does).
     let mut cli_rx = vec![];
@@ -234,8 +294,12 @@ fn run(steps: Vec<Step>) -> Result<(u64, u64), TestCaseError> {
             cli_rx[0].free.enqueue(d.with_len(0)).unwrap();
         }
     };
-    let driver_tx = |drv_tx: &mut DrainSide<'_>, transmitted: &mut Vec<Vec<u8>>| {
-        while let Ok(d) = drv_tx.active.dequeue() {
+    // The driver completes what it held, then everything queued, in order.
+    let driver_tx = |drv: &mut Driver<'_>, transmitted: &mut Vec<Vec<u8>>| {
+        while let Ok(d) = drv.tx.active.dequeue() {
+            drv.tx_held.push(d);
+        }
+        for d in std::mem::take(&mut drv.tx_held) {
             // Offset mode: oid is the global region index (client 0 has region 0).
             if d.oid() == 0 {
                 let mut buf = vec![0; d.len as usize];
@@ -244,14 +308,24 @@ fn run(steps: Vec<Step>) -> Result<(u64, u64), TestCaseError> {
                     .unwrap();
                 transmitted.push(buf);
             }
-            drv_tx.free.enqueue(d.with_len(0)).unwrap();
+            drv.tx.free.enqueue(d.with_len(0)).unwrap();
+        }
+    };
+    // Frames into the RX buffers the hardware held, for nobody (they go straight back).
+    let driver_flush_rx = |drv: &mut Driver<'_>| {
+        for off in std::mem::take(&mut drv.rx_held) {
+            dma.write(off as usize, &[2, 9, 9, 9, 9, 9]).unwrap();
+            drv.rx.active.enqueue(BuffDesc::new(off, 60, 0)).unwrap();
         }
     };
 
     for s in steps {
         match s {
             Step::Receive { to, len } => {
-                let Ok(d) = drv_rx.free.dequeue() else {
+                if !drv.live(&sys) {
+                    continue;
+                }
+                let Ok(d) = drv.rx.free.dequeue() else {
                     continue;
                 };
                 let dest = match to {
@@ -262,7 +336,7 @@ fn run(steps: Vec<Step>) -> Result<(u64, u64), TestCaseError> {
                 seq += 1;
                 let f = frame(dest, seq, len);
                 dma.write(d.io_or_offset as usize, &f).unwrap();
-                drv_rx
+                drv.rx
                     .active
                     .enqueue(BuffDesc::new(d.io_or_offset, len, 0))
                     .unwrap();
@@ -319,7 +393,36 @@ fn run(steps: Vec<Step>) -> Result<(u64, u64), TestCaseError> {
                     let _ = cli_rx[1].free.enqueue(d);
                 }
             }
-            Step::DriverTx => driver_tx(&mut drv_tx, &mut transmitted),
+            Step::DriverTx => {
+                if drv.live(&sys) {
+                    driver_tx(&mut drv, &mut transmitted);
+                }
+            }
+            Step::DriverHoldRx(k) => {
+                if !drv.live(&sys) {
+                    continue;
+                }
+                for _ in 0..k {
+                    let Ok(d) = drv.rx.free.dequeue() else {
+                        break;
+                    };
+                    drv.rx_held.push(d.io_or_offset);
+                }
+            }
+            Step::DriverTakeTx => {
+                if drv.live(&sys) {
+                    while let Ok(d) = drv.tx.active.dequeue() {
+                        drv.tx_held.push(d);
+                    }
+                }
+            }
+            Step::DriverRestart => {
+                drv.rx_held.clear();
+                drv.tx_held.clear();
+                let rxe = drv_rxw.client_announce().expect("a restart");
+                let txe = drv_txw.client_announce().expect("a restart");
+                drv.waiting = Some((drv_rxw, rxe, drv_txw, txe));
+            }
             Step::GoodRestart => {
                 // virt_tx serves the reset before it takes anything more from the client, so
                 // what is in its TX active queue now is dropped: the newest frames sent.
@@ -356,15 +459,22 @@ fn run(steps: Vec<Step>) -> Result<(u64, u64), TestCaseError> {
             good_rx(&mut cli_rx, &mut received);
         }
         vtx.notified(&mut n);
-        driver_tx(&mut drv_tx, &mut transmitted);
+        if drv.live(&sys) {
+            driver_tx(&mut drv, &mut transmitted);
+            driver_flush_rx(&mut drv);
+        }
     }
     prop_assert!(
         waiting.is_none(),
         "the restarted good client was never answered"
     );
+    prop_assert!(
+        drv.waiting.is_none(),
+        "the restarted driver was never answered"
+    );
 
     // RX: every DMA buffer is back with the driver.
-    prop_assert_eq!(drv_rx.free.len().unwrap(), CAP, "RX DMA buffers lost");
+    prop_assert_eq!(drv.rx.free.len().unwrap(), CAP, "RX DMA buffers lost");
     for i in 0..CAP as usize {
         prop_assert_eq!(vrx.holder(i), Some(virt_rx::Holder::Driver));
     }
@@ -372,17 +482,29 @@ fn run(steps: Vec<Step>) -> Result<(u64, u64), TestCaseError> {
     prop_assert_eq!(cli_rx[0].free.len().unwrap(), CAP);
     // Every frame for it arrived intact, in order, except those its copier dropped for lack of
     // a free buffer (counted).
-    let dropped =
-        (copiers[0].counters.dropped_no_buffer + copiers[0].counters.reset_dropped) as usize;
+    let dropped = (copiers[0].counters.dropped_no_buffer
+        + copiers[0].counters.reset_dropped
+        + vrx.driver_counters.reset_dropped) as usize;
     prop_assert_eq!(received.len() + dropped, expected.len());
     let mut it = expected.iter();
     for r in &received {
         prop_assert!(it.any(|e| e == r), "frame corrupted or reordered");
     }
     prop_assert_eq!(copiers[0].counters.bad_client_buffers, 0);
-    // TX: the good client's frames all went out intact and in order; its buffers are all back.
-    prop_assert_eq!(&transmitted, &sent);
+    // TX: the good client's frames all went out intact and in order, but for those a dead
+    // driver held (counted); its buffers are all back.
     let good = vtx.client_counters(0).unwrap();
+    prop_assert_eq!(
+        transmitted.len() + good.driver_reset_dropped as usize,
+        sent.len()
+    );
+    let mut it = sent.iter();
+    for t in &transmitted {
+        prop_assert!(it.any(|s| s == t), "frame corrupted or reordered");
+    }
+    prop_assert_eq!(vrx.driver_counters.bad_reset_requests, 0);
+    prop_assert_eq!(vtx.driver_counters.bad_reset_requests, 0);
+    prop_assert_eq!(vtx.driver_counters.bad_completions, 0);
     prop_assert_eq!(good.reset_dropped as usize, tx_reset_lost);
     prop_assert_eq!(cli_tx[0].free.len().unwrap(), CAP);
     prop_assert_eq!(vtx.in_flight(), 0);

@@ -7,6 +7,11 @@
 //! comes in `.netvm_driver_host`. The same driver core as in the guest then bridges the
 //! interface to the queues on a thread of its own; doorbells are Microkit notifications and the
 //! PD's event loop turns notifications from virt_rx / virt_tx into the driver's wake-ups.
+//!
+//! Restarted by `netvm run --on-fault restart`, it finds the queues as the dead instance left
+//! them and asks virt_rx and virt_tx for a reset ([`uio_driver::driver::connect`]) on the driver
+//! thread, before building its queue handles: the answers arrive as notifications, which only
+//! the PD's event loop (after `init`) can take.
 #![cfg(target_os = "linux")]
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,10 +21,11 @@ use microkit::host::manifest::Manifest;
 use microkit::{Channel, ChannelSet, Handler};
 use sddf::config::NetDriverConfig;
 use sddf::queue::{Capacity, DrainSide, FillSide, Queue};
+use sddf::reconnect::ControlWords;
 use sddf::shm::{AddressSpace, IdentityMapped, Region};
 use sddf::stats::Counters as _;
 use uio_driver::config::DriverConfig;
-use uio_driver::driver::{Driver, DriverQueues};
+use uio_driver::driver::{connect, Driver, DriverQueues, DriverWords};
 use uio_driver::host::{callback_platform, Doorbell, NotifyHandle};
 use uio_driver::names;
 use uio_driver::packet::{PacketConfig, PacketNic};
@@ -70,6 +76,18 @@ fn queues(
         Queue::new(region, cap).unwrap_or_else(|e| fail(format!("{what} queue: {e}")))
     };
     (q(&conn.free_queue), q(&conn.active_queue))
+}
+
+/// The reconnect words in the free queue region of `conn` (`None` if it has no room for them).
+fn words(
+    mem: &IdentityMapped,
+    conn: &sddf::config::ConnectionResource,
+) -> Option<ControlWords<'static>> {
+    let cap = Capacity::new(conn.num_buffers.into()).ok()?;
+    ControlWords::new(
+        mem.region(conn.free_queue.vaddr, conn.free_queue.size)?,
+        cap,
+    )
 }
 
 /// The driver's counters go to the VMM PD's stats region when the system gives it one (host
@@ -123,22 +141,33 @@ impl Handler for Pd {
             Doorbell::Tx => Channel::new(tx_channel).notify(),
         }))
         .unwrap_or_else(|e| fail(e));
-        let mut driver = Driver::new(DriverQueues {
-            rx: FillSide::new(rx_free, rx_active),
-            rx_data,
-            tx: DrainSide::new(tx_free, tx_active),
-            tx_data,
-        });
-        println!(
-            "uio-driver: ready iface={iface} rx_capacity={} tx_capacity={} tx_regions={} (host mode)",
-            config.rx_capacity.get(),
-            config.tx_capacity.get(),
-            driver.tx_regions()
-        );
+        let driver_words = DriverWords {
+            rx: words(&mem, &conns.virt_rx),
+            tx: words(&mem, &conns.virt_tx),
+        };
+        let (rx_capacity, tx_capacity) = (config.rx_capacity.get(), config.tx_capacity.get());
         let mut stats = stats_writer(&mem);
         std::thread::Builder::new()
             .name("driver".into())
             .spawn(move || {
+                let restarted = connect(driver_words, &mut platform, &mut || {
+                    !STOP.load(Ordering::Relaxed)
+                })
+                .unwrap_or_else(|e| fail(format!("reconnecting: {e}")));
+                if restarted {
+                    println!("uio-driver: reconnected: virt_rx and virt_tx reset the queues");
+                }
+                let mut driver = Driver::new(DriverQueues {
+                    rx: FillSide::new(rx_free, rx_active),
+                    rx_data,
+                    tx: DrainSide::new(tx_free, tx_active),
+                    tx_data,
+                });
+                println!(
+                    "uio-driver: ready iface={iface} rx_capacity={rx_capacity} \
+                     tx_capacity={tx_capacity} tx_regions={} (host mode)",
+                    driver.tx_regions()
+                );
                 let mut nic_counters = NicCounters::default();
                 let mut last_poll = Instant::now();
                 let result = driver.run(&mut nic, &mut platform, &mut |counters, nic| {
