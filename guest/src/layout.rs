@@ -9,9 +9,17 @@
 //! each UIO device after its device-tree node (without the unit address), and the uio-driver
 //! looks its devices up by exactly these names.
 
+use sddf::config::RegionResource;
+use sddf::queue::{queue_bytes, Capacity};
+use uio_driver::config::DriverConfig;
+
 use crate::error::GuestError;
 
 pub use uio_driver::names;
+
+/// Queue capacity of a guest without virtualisers (a standalone driver VM, or the guest
+/// `guest build` makes for plain QEMU): sdfgen's default, as for a derived system.
+pub const STANDALONE_QUEUE_CAPACITY: u16 = sdf::net::DEFAULT_BUFFERS;
 
 /// The UIO regions with memory other than the client TX data regions, in device-tree order
 /// (the rest of `names::FIXED` are the IRQ-only `rx_irq` and `tx_irq`).
@@ -135,6 +143,9 @@ pub struct GuestLayout {
     pub initrd_addr: Option<u64>,
     /// Kernel command line; [`UIO_OF_ID_ARG`] is appended if absent.
     pub bootargs: String,
+    /// The driver's `.net_driver_config` blob (its queue capacities), passed to the guest as
+    /// the `/chosen` property [`uio_driver::config::DT_PROPERTY`].
+    pub net_driver_config: Vec<u8>,
 }
 
 /// QEMU `virt` constants (hw/arm/virt.c), used by [`GuestLayout::qemu_virt`].
@@ -194,7 +205,7 @@ impl GuestLayout {
         let carve_size = total.next_multiple_of(0x20_0000);
         let carve_base = qemu_virt::RAM_BASE + ram_size - carve_size;
         let mut next = carve_base;
-        let uio_regions = sizes
+        let uio_regions: Vec<UioRegion> = sizes
             .into_iter()
             .map(|(name, size)| {
                 let reg = Range { base: next, size };
@@ -202,6 +213,7 @@ impl GuestLayout {
                 UioRegion { name, reg }
             })
             .collect();
+        let net_driver_config = standalone_driver_config(&uio_regions);
         GuestLayout {
             memory: Range {
                 base: qemu_virt::RAM_BASE,
@@ -230,6 +242,7 @@ impl GuestLayout {
             tx_irq_spi: qemu_virt::FREE_SPIS[1],
             initrd_addr: None,
             bootargs: format!("console=ttyAMA0 panic=-1 ipv6.disable=1 {UIO_OF_ID_ARG}"),
+            net_driver_config,
         }
     }
 
@@ -354,8 +367,55 @@ impl GuestLayout {
                 return bad(format!("SPI {spi} is beyond what a GICv2 offers (0..=987)"));
             }
         }
+        // What the uio-driver will check in the guest, checked here first.
+        let config = DriverConfig::parse(&self.net_driver_config, "the net driver config")
+            .map_err(|e| GuestError::Layout {
+                reason: e.to_string(),
+            })?;
+        for (queues, capacity) in [
+            ([names::RX_FREE, names::RX_ACTIVE], config.rx_capacity),
+            ([names::TX_FREE, names::TX_ACTIVE], config.tx_capacity),
+        ] {
+            let need = queue_bytes(capacity.entries()) as u64;
+            for name in queues {
+                let size = self.region(name).map_or(0, |r| r.reg.size);
+                if size < need {
+                    return bad(format!(
+                        "UIO region '{name}' holds {size:#x} bytes, but the net driver config's \
+                         queue of capacity {} needs {need:#x}",
+                        capacity.get()
+                    ));
+                }
+            }
+        }
         Ok(())
     }
+}
+
+/// The `.net_driver_config` of a guest without virtualisers: queues of
+/// [`STANDALONE_QUEUE_CAPACITY`] entries at the UIO regions' guest addresses. The regions must
+/// hold them ([`GuestLayout::validate`] checks).
+pub fn standalone_driver_config(uio_regions: &[UioRegion]) -> Vec<u8> {
+    let queue = |name: &str| {
+        uio_regions
+            .iter()
+            .find(|r| r.name == name)
+            .map_or(RegionResource::default(), |r| RegionResource {
+                vaddr: r.reg.base,
+                size: r.reg.size,
+            })
+    };
+    let capacity = match Capacity::new(STANDALONE_QUEUE_CAPACITY.into()) {
+        Ok(c) => c,
+        Err(_) => unreachable!("sdfgen's default capacity is a power of two"),
+    };
+    DriverConfig::standalone(
+        capacity,
+        capacity,
+        [queue(names::RX_FREE), queue(names::RX_ACTIVE)],
+        [queue(names::TX_FREE), queue(names::TX_ACTIVE)],
+    )
+    .to_bytes()
 }
 
 #[cfg(test)]
@@ -432,6 +492,22 @@ mod tests {
         let mut l = smoke();
         l.uio_regions[0].name = "rx_fre".into();
         assert!(l.validate().is_err());
+    }
+
+    #[test]
+    fn queues_too_small_for_the_configured_capacity_are_refused() {
+        let mut l = smoke();
+        let cap = |n| Capacity::new(n).unwrap();
+        let q = [RegionResource::default(); 2];
+        l.net_driver_config = DriverConfig::standalone(cap(512), cap(1024), q, q).to_bytes();
+        let e = l.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("'tx_free' holds 0x4000 bytes") && e.contains("capacity 1024 needs 0x4008"),
+            "{e}"
+        );
+        l.net_driver_config = vec![0; 88];
+        let e = l.validate().unwrap_err().to_string();
+        assert!(e.contains("magic"), "{e}");
     }
 
     #[test]

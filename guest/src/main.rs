@@ -3,7 +3,6 @@
 //! guest device tree of that system; every PD's ELF with its config sections patched in).
 #![deny(unsafe_code)]
 
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -61,6 +60,10 @@ enum Cmd {
         /// The kernel command line.
         #[arg(long, default_value = DEFAULT_SEL4_BOOTARGS)]
         bootargs: String,
+        /// Client MACs, `client0=52:54:01:00:00:10,...`, or `@FILE` (e.g. `@system.macs`):
+        /// the net spec whose driver config goes into /chosen. Not needed for a standalone VM.
+        #[arg(long, default_value = "")]
+        macs: String,
         /// Output file.
         #[arg(long)]
         out: PathBuf,
@@ -75,7 +78,8 @@ enum Cmd {
         /// Client MACs, `client0=52:54:01:00:00:10,...`, or `@FILE` (e.g. `@system.macs`).
         #[arg(long, default_value = "@system.macs")]
         macs: String,
-        /// Echo clients' static addresses, `client0=10.0.0.10/24,...`.
+        /// Echo clients' addresses, `client0=10.0.0.10/24,client1=dhcp,...`
+        /// (`echo_server::config::parse_address_list`).
         #[arg(long)]
         echo_ips: String,
         /// Where cargo put the aarch64-unknown-none PD binaries.
@@ -104,8 +108,9 @@ fn main() -> ExitCode {
             system,
             initrd,
             bootargs,
+            macs,
             out,
-        } => sel4_dtb(&system, &initrd, &bootargs, &out),
+        } => sel4_dtb(&system, &initrd, &bootargs, &macs, &out),
         Cmd::Sel4Pds {
             system,
             macs,
@@ -128,9 +133,25 @@ fn parse_system(path: &Path) -> Result<sdf::SystemDescription, String> {
     sdf::parse(path, sdf::Arch::Aarch64).map_err(|e| e.to_string())
 }
 
-fn sel4_dtb(system: &Path, initrd: &Path, bootargs: &str, out: &Path) -> Result<(), String> {
+/// `client0=…,…` or `@FILE`, parsed.
+fn parse_macs(macs: &str) -> Result<Vec<(String, [u8; 6])>, String> {
+    let macs = match macs.strip_prefix('@') {
+        Some(file) => std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?,
+        None => macs.to_string(),
+    };
+    sdf::net::parse_mac_list(&macs).map_err(|e| e.to_string())
+}
+
+fn sel4_dtb(
+    system: &Path,
+    initrd: &Path,
+    bootargs: &str,
+    macs: &str,
+    out: &Path,
+) -> Result<(), String> {
     let sys = parse_system(system)?;
-    let vm = guest::system::driver_vm(&sys, system, bootargs).map_err(|e| e.to_string())?;
+    let macs = parse_macs(macs)?;
+    let vm = guest::system::driver_vm(&sys, system, bootargs, &macs).map_err(|e| e.to_string())?;
     let len = std::fs::metadata(initrd)
         .map_err(|e| format!("{}: {e}", initrd.display()))?
         .len();
@@ -148,14 +169,10 @@ fn sel4_pds(
     out: &Path,
 ) -> Result<(), String> {
     let sys = parse_system(system)?;
-    let macs = match macs.strip_prefix('@') {
-        Some(file) => std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?,
-        None => macs.to_string(),
-    };
-    let macs = sdf::net::parse_mac_list(&macs).map_err(|e| e.to_string())?;
+    let macs = parse_macs(macs)?;
     let echo = parse_echo_ips(echo_ips)?;
-    let vm =
-        guest::system::driver_vm(&sys, system, DEFAULT_SEL4_BOOTARGS).map_err(|e| e.to_string())?;
+    let vm = guest::system::driver_vm(&sys, system, DEFAULT_SEL4_BOOTARGS, &macs)
+        .map_err(|e| e.to_string())?;
     let sections =
         guest::system::sections(&sys, system, &vm, &macs, &echo).map_err(|e| e.to_string())?;
     let written =
@@ -167,27 +184,13 @@ fn sel4_pds(
     Ok(())
 }
 
-/// `client0=10.0.0.10/24,client1=10.0.0.11/24` (commas or white space between).
-fn parse_echo_ips(text: &str) -> Result<Vec<(String, Ipv4Addr, u8)>, String> {
-    text.split([',', ' ', '\n'])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|item| {
-            let (pd, cidr) = item
-                .split_once('=')
-                .ok_or_else(|| format!("--echo-ips '{item}': expected <pd>=<address>/<prefix>"))?;
-            let (addr, prefix) = cidr
-                .split_once('/')
-                .ok_or_else(|| format!("--echo-ips '{item}': the address needs a /prefix"))?;
-            let addr = addr
-                .parse()
-                .map_err(|e| format!("--echo-ips '{item}': {e}"))?;
-            let prefix = prefix
-                .parse()
-                .ok()
-                .filter(|p| *p <= 32)
-                .ok_or_else(|| format!("--echo-ips '{item}': prefix must be 0..=32"))?;
-            Ok((pd.to_string(), addr, prefix))
+/// The `--echo-ips` list, read by the parser `netvm run --echo-ips` uses too.
+fn parse_echo_ips(text: &str) -> Result<Vec<(String, echo_server::config::IpConfig)>, String> {
+    echo_server::config::parse_address_list(text)
+        .map(|entry| {
+            entry
+                .map(|(pd, ip)| (pd.to_owned(), ip))
+                .map_err(|e| format!("--echo-ips {e}"))
         })
         .collect()
 }

@@ -16,12 +16,17 @@
 //!   `<irq>` of (transport `i` at `0x0a000000 + i * 0x200` has INTID `48 + i`);
 //! - channel ids of the driver PD: to virt_rx, to virt_tx, and its one `pp` channel (the timer).
 //!
+//! The guest's uio-driver gets its queue capacities as data: the driver PD's
+//! `.net_driver_config` as `sdf::net::derive` makes it (which needs the clients' MACs to infer
+//! the spec), in the device tree's `/chosen/netvm,net-driver-config`; a standalone VM gets
+//! queues of [`crate::layout::STANDALONE_QUEUE_CAPACITY`] entries.
+//!
 //! What this module chooses, in one place: the doorbell pages [`RX_FAULT_GPA`] /
 //! [`TX_FAULT_GPA`] (deliberately unmapped in the VM), the `rx_irq` / `tx_irq` SPIs, and where
 //! the initrd goes. Both the device tree and `.vmm_config` are written from these, so they agree
 //! by construction, and the VMM checks them against each other before it boots the guest.
 
-use std::net::Ipv4Addr;
+use echo_server::config::IpConfig;
 use std::path::{Path, PathBuf};
 
 use sdf::{Map, SystemDescription};
@@ -30,8 +35,8 @@ use zerocopy::IntoBytes;
 
 use crate::error::GuestError;
 use crate::layout::{
-    names, qemu_virt, GicV2, GuestLayout, Pl011, PsciMethod, Range, UioRegion, VirtioMmio,
-    PAGE_SIZE,
+    names, qemu_virt, standalone_driver_config, GicV2, GuestLayout, Pl011, PsciMethod, Range,
+    UioRegion, VirtioMmio, PAGE_SIZE,
 };
 
 /// Guest-physical page of the `rx_fault` doorbell.
@@ -79,11 +84,14 @@ fn bad(system: &Path, reason: String) -> GuestError {
     }
 }
 
-/// Reads the driver VM off `sys` (parsed from `path`); `bootargs` is the kernel command line.
+/// Reads the driver VM off `sys` (parsed from `path`); `bootargs` is the kernel command line,
+/// `macs` the clients' MAC addresses (for the net spec whose `.net_driver_config` the guest
+/// gets; a standalone VM needs none).
 pub fn driver_vm(
     sys: &SystemDescription,
     path: &Path,
     bootargs: &str,
+    macs: &[(String, [u8; 6])],
 ) -> Result<DriverVm, GuestError> {
     let (driver, regions, standalone) = match sdf::net::driver_vm_regions(sys) {
         Ok((driver, regions)) => (driver, regions, false),
@@ -309,6 +317,13 @@ pub fn driver_vm(
         }
     };
 
+    // The driver's queue capacities, as data: the very `.net_driver_config` sdf::net derives for
+    // the driver PD (which virt_rx and virt_tx agree with), or a standalone one.
+    let net_driver_config = if standalone {
+        standalone_driver_config(&uio_regions)
+    } else {
+        derived_driver_config(sys, path, macs)?
+    };
     let [rx_spi, tx_spi] = qemu_virt::FREE_SPIS;
     let layout = GuestLayout {
         memory: ram,
@@ -325,6 +340,7 @@ pub fn driver_vm(
         tx_irq_spi: tx_spi,
         initrd_addr: Some(ram.base + INITRD_OFFSET),
         bootargs: bootargs.to_string(),
+        net_driver_config,
     };
     layout.validate()?;
     let vmm_config = VmmConfig {
@@ -346,6 +362,30 @@ pub fn driver_vm(
         vmm_config,
         standalone,
     })
+}
+
+/// The `.net_driver_config` that `sdf::net::derive` gives the driver PD of `sys`, with the
+/// spec [`sdf::net::NetSystemSpec::infer`] reads off it (as [`sections`] derives every other
+/// PD's config).
+pub fn derived_driver_config(
+    sys: &SystemDescription,
+    path: &Path,
+    macs: &[(String, [u8; 6])],
+) -> Result<Vec<u8>, GuestError> {
+    let spec = sdf::net::NetSystemSpec::infer(sys, macs).map_err(|e| {
+        bad(
+            path,
+            format!(
+                "the driver's net config (for the guest device tree) needs the clients' MACs: {e}"
+            ),
+        )
+    })?;
+    sdf::net::derive(sys, &spec)
+        .map_err(|e| bad(path, e.to_string()))?
+        .into_iter()
+        .find(|(pd, name, _)| *pd == spec.driver && *name == sdf::net::DRIVER_SECTION)
+        .map(|(_, _, bytes)| bytes)
+        .ok_or_else(|| bad(path, "sdf::net derived no .net_driver_config".to_owned()))
 }
 
 /// A standalone driver VM (see the module documentation): the one PD with a
@@ -406,7 +446,7 @@ pub fn sections(
     path: &Path,
     vm: &DriverVm,
     macs: &[(String, [u8; 6])],
-    echo: &[(String, Ipv4Addr, u8)],
+    echo: &[(String, IpConfig)],
 ) -> Result<Vec<PdSection>, GuestError> {
     let vmm_config = PdSection {
         pd: vm.driver.clone(),
@@ -450,20 +490,16 @@ pub fn sections(
         bytes,
     }));
     for client in &spec.clients {
-        let Some((_, addr, prefix)) = echo.iter().find(|(pd, _, _)| *pd == client.name) else {
+        let Some((_, ip)) = echo.iter().find(|(pd, _)| *pd == client.name) else {
             return Err(bad(
                 path,
                 format!(
-                    "no address for echo client '{}' (give --echo-ips {}=<addr>/<prefix>,...)",
-                    client.name, client.name
+                    "no address for echo client '{}' (give --echo-ips {}=<addr>/<prefix> or {}=dhcp,...)",
+                    client.name, client.name, client.name
                 ),
             ));
         };
-        let cfg = echo_server::config::EchoConfig::new(echo_server::config::IpConfig::Static {
-            addr: *addr,
-            prefix_len: *prefix,
-            gateway: None,
-        });
+        let cfg = echo_server::config::EchoConfig::new(*ip);
         out.push(PdSection {
             pd: client.name.clone(),
             name: echo_server::config::SECTION.into(),
@@ -472,9 +508,9 @@ pub fn sections(
     }
     let clients: Vec<&str> = spec.clients.iter().map(|c| c.name.as_str()).collect();
     out.extend(timer_client_sections(sys, path, &clients)?);
-    if let Some((pd, _, _)) = echo
+    if let Some((pd, _)) = echo
         .iter()
-        .find(|(pd, _, _)| !spec.clients.iter().any(|c| c.name == *pd))
+        .find(|(pd, _)| !spec.clients.iter().any(|c| c.name == *pd))
     {
         return Err(bad(
             path,

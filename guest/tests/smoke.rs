@@ -143,6 +143,12 @@ fn guest_boots_and_uio_driver_finds_every_region() {
     let text = console.join("\n");
     let ready_line = console.iter().find(|l| l.contains(READY_LINE)).unwrap();
     assert!(ready_line.contains("iface=eth0"), "{ready_line}");
+    // The capacities come from the device tree's driver config, not the 16 KiB queue maps.
+    let cap = guest::layout::STANDALONE_QUEUE_CAPACITY;
+    assert!(
+        ready_line.contains(&format!("rx_capacity={cap} tx_capacity={cap}")),
+        "{ready_line}"
+    );
 
     // Every region is a UIO device named after its node, at the device tree's address and size.
     for r in &layout.uio_regions {

@@ -1,9 +1,9 @@
 //! The standalone driver VM of examples/vmm-boot (no sDDF net part): the device tree's UIO
 //! regions come from the memory regions named like them, `.vmm_config` has the timer channel and
 //! no virtualiser channels, and it is the only section derived.
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use echo_server::config::IpConfig;
 use guest::system::{driver_vm, sections, RX_FAULT_GPA, TX_FAULT_GPA};
 
 fn example() -> (sdf::SystemDescription, PathBuf) {
@@ -14,8 +14,15 @@ fn example() -> (sdf::SystemDescription, PathBuf) {
 #[test]
 fn the_vmm_boot_example_is_derived_like_the_full_system() {
     let (sys, path) = example();
-    let vm = driver_vm(&sys, &path, "console=ttyAMA0").unwrap();
+    let vm = driver_vm(&sys, &path, "console=ttyAMA0", &[]).unwrap();
     assert!(vm.standalone);
+    // No virtualisers to agree with: sdfgen's default capacity, still given as data.
+    let config =
+        uio_driver::config::DriverConfig::parse(&vm.layout.net_driver_config, "layout").unwrap();
+    assert_eq!(
+        (config.rx_capacity.get(), config.tx_capacity.get()),
+        (512, 512)
+    );
     assert_eq!(vm.driver, "vmm");
     let cfg = vm.vmm_config;
     assert_eq!((cfg.virt_rx, cfg.virt_tx), (None, None));
@@ -43,7 +50,7 @@ fn the_vmm_boot_example_is_derived_like_the_full_system() {
     assert_eq!(derived[0].bytes, cfg.to_bytes());
 
     // An address for an echo client the system does not have is refused, named.
-    let echo = [("client0".to_string(), Ipv4Addr::new(10, 0, 0, 10), 24)];
+    let echo = [("client0".to_string(), IpConfig::Dhcp)];
     let err = sections(&sys, &path, &vm, &[], &echo).unwrap_err();
     assert!(err.to_string().contains("'client0'"), "{err}");
 }
@@ -56,6 +63,6 @@ fn a_vm_without_the_uio_regions_is_still_refused() {
     assert!(text.contains(map));
     let sys = sdf::parse_str(&text.replace(map, ""), "vmm-boot.xml", sdf::Arch::Aarch64).unwrap();
     // Neither an sDDF net system nor a standalone VM: the net part's error is what is reported.
-    let err = driver_vm(&sys, &path, "").unwrap_err().to_string();
+    let err = driver_vm(&sys, &path, "", &[]).unwrap_err().to_string();
     assert!(err.contains("system.xml"), "{err}");
 }

@@ -2,9 +2,19 @@
 //! `.netvm_stats` section naming it, the VMM included (on seL4 it publishes its own counters;
 //! the driver's sDDF configs and options stay left out).
 use std::net::Ipv4Addr;
+
+use echo_server::config::IpConfig;
 use std::path::Path;
 
 use guest::system::{driver_vm, sections};
+
+fn ip(addr: Ipv4Addr) -> IpConfig {
+    IpConfig::Static {
+        addr,
+        prefix_len: 24,
+        gateway: None,
+    }
+}
 
 #[test]
 fn every_pd_with_a_stats_region_gets_its_section_the_vmm_too() {
@@ -14,10 +24,10 @@ fn every_pd_with_a_stats_region_gets_its_section_the_vmm_too() {
     let macs = std::fs::read_to_string(root.join("system.macs")).unwrap();
     let macs = sdf::net::parse_mac_list(&macs).unwrap();
     let echo = [
-        ("client0".to_string(), Ipv4Addr::new(10, 0, 0, 10), 24),
-        ("client1".to_string(), Ipv4Addr::new(10, 0, 0, 11), 24),
+        ("client0".to_string(), ip(Ipv4Addr::new(10, 0, 0, 10))),
+        ("client1".to_string(), ip(Ipv4Addr::new(10, 0, 0, 11))),
     ];
-    let vm = driver_vm(&sys, &xml, "console=ttyAMA0").unwrap();
+    let vm = driver_vm(&sys, &xml, "console=ttyAMA0", &macs).unwrap();
     let derived = sections(&sys, &xml, &vm, &macs, &echo).unwrap();
     let stats: Vec<&str> = derived
         .iter()

@@ -8,11 +8,58 @@ use guest::fdt::build_dtb;
 use guest::system::{driver_vm, RX_FAULT_GPA, TX_FAULT_GPA};
 use vmm::linux::{dtb_initrd, dtb_node};
 
+fn macs() -> Vec<(String, [u8; 6])> {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../system.macs"))
+            .unwrap();
+    sdf::net::parse_mac_list(&text).unwrap()
+}
+
+/// The value of the property whose 88 bytes are `blob`, if the device tree holds it: an
+/// `FDT_PROP` token, the length, a name offset, then the value.
+fn has_property_value(dtb: &[u8], blob: &[u8]) -> bool {
+    dtb.windows(blob.len()).enumerate().any(|(at, w)| {
+        w == blob
+            && at >= 12
+            && dtb[at - 12..at - 8] == 3u32.to_be_bytes()
+            && dtb[at - 8..at - 4] == (blob.len() as u32).to_be_bytes()
+    })
+}
+
+#[test]
+fn the_guest_gets_the_drivers_derived_config_byte_for_byte() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../system.xml");
+    let sys = sdf::parse(&path, sdf::Arch::Aarch64).unwrap();
+    // Derived here independently: what sdf::net gives the driver PD (the vmm).
+    let spec = sdf::net::NetSystemSpec::infer(&sys, &macs()).unwrap();
+    let derived = sdf::net::derive(&sys, &spec).unwrap();
+    let (_, _, blob) = derived
+        .iter()
+        .find(|(pd, name, _)| pd == "vmm" && *name == sdf::net::DRIVER_SECTION)
+        .unwrap();
+    assert_eq!(blob.len(), 88);
+    let vm = driver_vm(&sys, &path, "console=ttyAMA0", &macs()).unwrap();
+    assert_eq!(&vm.layout.net_driver_config, blob);
+    let dtb = build_dtb(&vm.layout, 0x1000).unwrap();
+    assert!(
+        has_property_value(&dtb, blob),
+        "the blob is a property value"
+    );
+    let name = uio_driver::config::DT_PROPERTY.as_bytes();
+    assert!(dtb.windows(name.len()).any(|w| w == name));
+    // And it is what the uio-driver reads: system.xml's capacities.
+    let config = uio_driver::config::DriverConfig::parse(blob, "dtb").unwrap();
+    assert_eq!(
+        (config.rx_capacity.get(), config.tx_capacity.get()),
+        (512, 1024)
+    );
+}
+
 #[test]
 fn the_derived_device_tree_says_what_the_vmm_expects() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../system.xml");
     let sys = sdf::parse(&path, sdf::Arch::Aarch64).unwrap();
-    let vm = driver_vm(&sys, &path, "console=ttyAMA0").unwrap();
+    let vm = driver_vm(&sys, &path, "console=ttyAMA0", &macs()).unwrap();
     let initrd_size = 0x9_e816;
     let dtb = build_dtb(&vm.layout, initrd_size).unwrap();
 
@@ -40,4 +87,15 @@ fn the_derived_device_tree_says_what_the_vmm_expects() {
     );
     assert_eq!(node("memory").reg, Some(0x9000_0000));
     assert_eq!(dtb_node(&dtb, "no_such_node").unwrap(), None);
+}
+
+#[test]
+fn without_the_macs_the_driver_config_cannot_be_derived_and_says_so() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../system.xml");
+    let sys = sdf::parse(&path, sdf::Arch::Aarch64).unwrap();
+    let err = driver_vm(&sys, &path, "", &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("needs the clients' MACs") && err.contains("client0"),
+        "{err}"
+    );
 }

@@ -1,6 +1,8 @@
 //! netvm's guest network driver: moves Ethernet frames between a promiscuous `AF_PACKET` socket
 //! and the driver side of sDDF's network queues, which reach the guest as UIO devices.
 //!
+//! * [`config`]: the driver's configuration ([`config::DriverConfig`], sDDF's
+//!   `.net_driver_config`): the queue capacities, from the device tree or a PD section.
 //! * [`driver`]: the core ([`driver::Driver`]), independent of UIO and sockets, behind the
 //!   [`driver::Platform`] (doorbells, sleeping) and [`driver::Nic`] (frames) traits.
 //! * [`uio`]: finding UIO devices by name and the guest [`uio::UioPlatform`].
@@ -29,12 +31,14 @@
 //!
 //! # Usage
 //!
-//! `uio-driver --iface eth0 [--rx-capacity N] [--tx-capacity N] [--sysfs-root /sys]
-//! [--dev-root /dev]`; once everything is found it prints
+//! `uio-driver --iface eth0 [--config FILE] [--sysfs-root /sys] [--dev-root /dev]`; the queue
+//! capacities come from the `.net_driver_config` blob in `FILE`, by default the device tree's
+//! `/chosen/netvm,net-driver-config` ([`config::DT_PATHS`]). Once everything is found it prints
 //! `uio-driver: ready iface=<if> rx_capacity=N tx_capacity=N tx_regions=N` on stdout.
 //! SIGUSR1 prints the counters; SIGTERM/SIGINT print them and exit.
 #![deny(unsafe_code)]
 
+pub mod config;
 pub mod counters;
 pub mod driver;
 pub mod host;

@@ -1,13 +1,14 @@
 //! `uio-driver`: the guest network driver (see the library docs for the build command).
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
+use uio_driver::config::{DriverConfig, DT_PATHS};
 use uio_driver::counters::Counters;
 use uio_driver::driver::{connect, Driver, DriverWords, Nic};
 use uio_driver::packet::{PacketConfig, PacketNic, RxWakeup};
 use uio_driver::signals;
-use uio_driver::uio::{Capacities, UioDevices};
+use uio_driver::uio::UioDevices;
 
 /// Bridges a network interface to sDDF queues mapped through UIO.
 #[derive(Parser, Debug)]
@@ -16,12 +17,11 @@ struct Args {
     /// The network interface to drive.
     #[arg(long, default_value = "eth0")]
     iface: String,
-    /// Capacity of rx_free / rx_active (default: the largest power of two the maps hold).
-    #[arg(long)]
-    rx_capacity: Option<u32>,
-    /// Capacity of tx_free / tx_active (default: the largest power of two the maps hold).
-    #[arg(long)]
-    tx_capacity: Option<u32>,
+    /// The driver's `.net_driver_config` blob (its queue capacities). Default: the device
+    /// tree's `/chosen/netvm,net-driver-config`, under /proc/device-tree or
+    /// /sys/firmware/devicetree/base.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Root of sysfs (UIO devices are looked up under <root>/class/uio).
     #[arg(long, default_value = "/sys")]
     sysfs_root: PathBuf,
@@ -43,12 +43,13 @@ struct Args {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let caps = Capacities {
-        rx: args.rx_capacity,
-        tx: args.tx_capacity,
-    };
+    let config = match &args.config {
+        Some(path) => DriverConfig::read(&[path]),
+        None => DriverConfig::read(&DT_PATHS.map(Path::new)),
+    }
+    .map_err(|e| e.to_string())?;
     let mut uio =
-        UioDevices::open(&args.sysfs_root, &args.dev_root, caps).map_err(|e| e.to_string())?;
+        UioDevices::open(&args.sysfs_root, &args.dev_root, &config).map_err(|e| e.to_string())?;
     eprintln!("uio-driver: UIO devices: {}", uio.listing);
     let mut nic = PacketNic::open(
         &args.iface,

@@ -23,6 +23,7 @@ use sddf::queue::{queue_bytes, Capacity, DrainSide, FillSide, Queue};
 use sddf::shm::Region;
 use sddf::NET_BUFFER_SIZE;
 
+use crate::config::DriverConfig;
 use crate::driver::{DriverQueues, Events, NicPoll, Platform};
 use crate::names;
 use crate::sys::{self, Mapping};
@@ -148,14 +149,6 @@ pub enum UioError {
         /// The system error.
         source: io::Error,
     },
-    /// queue capacity for `{name}`: {reason}
-    #[error("queue capacity for `{name}`: {reason}")]
-    Capacity {
-        /// The queue pair.
-        name: String,
-        /// Why the capacity is invalid.
-        reason: sddf::queue::BadCapacity,
-    },
 }
 
 fn read_text(path: &Path) -> Result<String, UioError> {
@@ -251,18 +244,6 @@ pub fn listing(devices: &[UioDevice]) -> String {
     s
 }
 
-/// The largest power-of-two capacity (at most 32768) whose queue fits in `bytes`.
-pub fn capacity_for(bytes: u64) -> Option<Capacity> {
-    let mut cap = 32768u32;
-    while cap >= 1 {
-        if queue_bytes(cap as usize) as u64 <= bytes {
-            return Capacity::new(cap).ok();
-        }
-        cap /= 2;
-    }
-    None
-}
-
 /// Map0 of one UIO device, mapped.
 pub struct UioMap {
     /// The device name.
@@ -291,15 +272,6 @@ impl UioMap {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
-}
-
-/// Queue capacities; `None` = the largest that fits the maps.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Capacities {
-    /// rx_free and rx_active.
-    pub rx: Option<u32>,
-    /// tx_free and tx_active.
-    pub tx: Option<u32>,
 }
 
 /// The driver's shared memory: four queues and the data regions.
@@ -467,61 +439,34 @@ impl Finder<'_> {
             len: usable as usize,
         })
     }
-
-    /// The capacity for a queue pair: given, or the largest both maps hold.
-    fn capacity(&self, pair: [&str; 2], given: Option<u32>) -> Result<Capacity, UioError> {
-        if let Some(n) = given {
-            return Capacity::new(n).map_err(|reason| UioError::Capacity {
-                name: pair.join("/"),
-                reason,
-            });
-        }
-        let mut cap = Capacity::new(32768).map_err(|reason| UioError::Capacity {
-            name: pair.join("/"),
-            reason,
-        })?;
-        for name in pair {
-            let d = self.require(name)?;
-            let m = d
-                .maps
-                .iter()
-                .find(|m| m.index == 0)
-                .ok_or_else(|| UioError::NoMap {
-                    name: name.to_string(),
-                    found: self.found.clone(),
-                })?;
-            let fits = capacity_for(m.size.saturating_sub(m.offset)).ok_or_else(|| {
-                UioError::MapTooSmall {
-                    name: name.to_string(),
-                    usable: m.size.saturating_sub(m.offset),
-                    need: queue_bytes(1) as u64,
-                    why: "a queue of capacity 1".to_string(),
-                    found: self.found.clone(),
-                }
-            })?;
-            if fits.get() < cap.get() {
-                cap = fits;
-            }
-        }
-        Ok(cap)
-    }
 }
 
 impl UioDevices {
-    /// Finds, checks and maps every device the driver needs.
-    pub fn open(sysfs_root: &Path, dev_root: &Path, caps: Capacities) -> Result<Self, UioError> {
+    /// Finds, checks and maps every device the driver needs. The queue capacities are
+    /// `config`'s; a queue map too small for its configured capacity is an error naming both
+    /// sizes (a larger one is fine: regions are page-rounded).
+    pub fn open(
+        sysfs_root: &Path,
+        dev_root: &Path,
+        config: &DriverConfig,
+    ) -> Result<Self, UioError> {
         let devices = scan(sysfs_root)?;
         let f = Finder {
             devices: &devices,
             found: listing(&devices),
             dev_root,
         };
-        let rx_capacity = f.capacity([names::RX_FREE, names::RX_ACTIVE], caps.rx)?;
-        let tx_capacity = f.capacity([names::TX_FREE, names::TX_ACTIVE], caps.tx)?;
+        let (rx_capacity, tx_capacity) = (config.rx_capacity, config.tx_capacity);
         let rx_q = queue_bytes(rx_capacity.entries()) as u64;
         let tx_q = queue_bytes(tx_capacity.entries()) as u64;
-        let rx_why = format!("a queue of capacity {}", rx_capacity.get());
-        let tx_why = format!("a queue of capacity {}", tx_capacity.get());
+        let why = |c: Capacity| {
+            format!(
+                "a queue of capacity {} as configured by {}",
+                c.get(),
+                config.origin
+            )
+        };
+        let (rx_why, tx_why) = (why(rx_capacity), why(tx_capacity));
         let buf = NET_BUFFER_SIZE as u64;
 
         let mut tx_data = Vec::new();

@@ -5,11 +5,17 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{FileMap, UioTree, PAGE};
+use uio_driver::config::DriverConfig;
 use uio_driver::driver::Platform;
-use uio_driver::uio::{Capacities, UioDevices, UioError};
+use uio_driver::uio::{UioDevices, UioError};
 
-fn open(t: &UioTree, caps: Capacities) -> Result<UioDevices, UioError> {
-    UioDevices::open(&t.sysfs, &t.dev, caps)
+/// A configuration with queues of `rx` / `tx` entries.
+fn config(rx: u32, tx: u32) -> DriverConfig {
+    DriverConfig::parse(&common::driver_config(rx, tx), "the test's config").unwrap()
+}
+
+fn open(t: &UioTree, config: &DriverConfig) -> Result<UioDevices, UioError> {
+    UioDevices::open(&t.sysfs, &t.dev, config)
 }
 
 #[test]
@@ -27,8 +33,8 @@ fn finds_devices_by_name_in_any_order_and_honours_map_offsets() {
     t.add_irq("rx_irq");
     t.add_map("tx_free", 0x2000, 0);
     t.add_map("tx_fault", PAGE, 0);
-    let uio = open(&t, Capacities::default()).unwrap();
-    // rx_free holds 0x2000 - 0x100 bytes: 8 + 16 * 256 fits, 512 does not.
+    // rx_free holds 0x2000 - 0x100 bytes: 8 + 16 * 256 fits.
+    let uio = open(&t, &config(256, 256)).unwrap();
     assert_eq!(uio.memory.rx_capacity.get(), 256);
     assert_eq!(uio.memory.tx_capacity.get(), 256);
     assert_eq!(uio.memory.tx_data.len(), 2);
@@ -58,7 +64,7 @@ fn a_missing_device_is_named_and_everything_found_is_listed() {
     // The same tree with tx_irq renamed away.
     let tx_irq_dir = t.sysfs.join("class/uio/uio10/name");
     std::fs::write(&tx_irq_dir, "something_else\n").unwrap();
-    let e = open(&t, Capacities::default()).err().unwrap().to_string();
+    let e = open(&t, &config(512, 512)).err().unwrap().to_string();
     assert!(e.contains("no UIO device named `tx_irq`"), "{e}");
     for name in [
         "rx_free",
@@ -80,10 +86,7 @@ fn a_missing_device_is_named_and_everything_found_is_listed() {
         "{e}"
     );
     assert!(e.contains("(no maps)"), "{e}");
-    let e = open(&fake, Capacities::default())
-        .err()
-        .unwrap()
-        .to_string();
+    let e = open(&fake, &config(512, 512)).err().unwrap().to_string();
     assert!(e.contains("no UIO devices at all"), "{e}");
 }
 
@@ -104,49 +107,45 @@ fn wrong_sized_maps_are_refused_with_the_sizes() {
     t.add_map("rx_data", 0x400, 0); // smaller than one buffer
     t.add_irq("rx_irq");
     t.add_irq("tx_irq");
-    let e = open(&t, Capacities::default()).err().unwrap().to_string();
+    let e = open(&t, &config(64, 64)).err().unwrap().to_string();
     assert!(
         e.contains("UIO device `rx_data`: map0 holds 0x400 bytes after its offset, 0x800 needed"),
         "{e}"
     );
-    // An explicit capacity the queue maps cannot hold.
+    // A configured capacity the queue maps cannot hold: both sizes and the config are named.
     let (t, _) = UioTree::standard(256, 512, 1, 512);
-    let e = open(
-        &t,
-        Capacities {
-            rx: Some(512),
-            tx: None,
-        },
-    )
-    .err()
-    .unwrap()
-    .to_string();
-    assert!(e.contains("`rx_free`: map0 holds 0x2000 bytes after its offset, 0x2008 needed (a queue of capacity 512)"), "{e}");
-    let e = open(
-        &t,
-        Capacities {
-            rx: Some(300),
-            tx: None,
-        },
-    )
-    .err()
-    .unwrap()
-    .to_string();
-    assert!(e.contains("not a power of two"), "{e}");
+    let e = open(&t, &config(512, 256)).err().unwrap().to_string();
+    assert!(e.contains("`rx_free`: map0 holds 0x2000 bytes after its offset, 0x2008 needed (a queue of capacity 512 as configured by the test's config)"), "{e}");
+}
+
+#[test]
+fn the_configured_capacity_is_used_even_where_the_maps_hold_more() {
+    // 64-entry queues in page-sized maps (as sdf::net derives for a 64-buffer system): the
+    // maps have room for 255 entries; guessing the largest power of two gave 128.
+    let (t, _) = UioTree::standard(64, 64, 1, 64);
+    let uio = open(&t, &config(64, 64)).unwrap();
+    assert_eq!(uio.memory.rx_free.len(), 0x1000);
+    assert!(sddf::queue::queue_bytes(128) <= 0x1000);
+    assert_eq!(
+        (uio.memory.rx_capacity.get(), uio.memory.tx_capacity.get()),
+        (64, 64)
+    );
+    let uio = open(&t, &config(32, 64)).unwrap();
+    assert_eq!(uio.memory.rx_capacity.get(), 32, "smaller is fine too");
 }
 
 #[test]
 fn tx_data_regions_must_be_numbered_without_gaps() {
     let (mut t, _) = UioTree::standard(256, 512, 2, 512);
     t.add_map("tx_data3", 0x1000, 0);
-    let e = open(&t, Capacities::default()).err().unwrap().to_string();
+    let e = open(&t, &config(256, 256)).err().unwrap().to_string();
     assert!(e.contains("`tx_data3` is beyond tx_data2"), "{e}");
 }
 
 #[test]
 fn doorbells_store_one_word_and_irqs_are_drained_then_rearmed() {
     let (mut t, files) = UioTree::standard(256, 512, 1, 512);
-    let mut uio = open(&t, Capacities::default()).unwrap();
+    let mut uio = open(&t, &config(256, 256)).unwrap();
     let path = |n: &str| files.iter().find(|(f, _)| f == n).unwrap().1.clone();
     let rx_fault = FileMap::open(&path("rx_fault"));
     let tx_fault = FileMap::open(&path("tx_fault"));
@@ -199,8 +198,12 @@ fn doorbells_store_one_word_and_irqs_are_drained_then_rearmed() {
 fn the_binary_reports_a_missing_device_and_exits_nonzero() {
     let (t, _) = UioTree::standard(256, 512, 1, 512);
     std::fs::remove_dir_all(t.sysfs.join("class/uio/uio2")).unwrap(); // rx_data
+    let config = t.dir.0.join("net_driver_config");
+    std::fs::write(&config, common::driver_config(256, 256)).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_uio-driver"))
-        .args(["--iface", "lo", "--sysfs-root"])
+        .args(["--iface", "lo", "--config"])
+        .arg(&config)
+        .arg("--sysfs-root")
         .arg(&t.sysfs)
         .arg("--dev-root")
         .arg(&t.dev)
@@ -215,5 +218,26 @@ fn the_binary_reports_a_missing_device_and_exits_nonzero() {
     assert!(
         String::from_utf8_lossy(&out.stdout).is_empty(),
         "no ready line"
+    );
+}
+
+#[test]
+fn the_binary_without_a_config_names_where_it_looked() {
+    let (t, _) = UioTree::standard(256, 512, 1, 512);
+    let missing = t.dir.0.join("no-such-config");
+    let out = Command::new(env!("CARGO_BIN_EXE_uio-driver"))
+        .args(["--iface", "lo", "--config"])
+        .arg(&missing)
+        .arg("--sysfs-root")
+        .arg(&t.sysfs)
+        .arg("--dev-root")
+        .arg(&t.dev)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no driver configuration") && err.contains(&missing.display().to_string()),
+        "{err}"
     );
 }

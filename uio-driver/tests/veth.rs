@@ -10,12 +10,15 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{is_test_frame, test_frame, FileMap, RawSocket, UioTree, VethPair, TEST_ETHERTYPE};
-use sddf::queue::{Capacity, DrainSide, FillSide, Queue};
+use sddf::queue::{queue_bytes, Capacity, DrainSide, FillSide, Queue};
 use sddf::{BuffDesc, NET_BUFFER_SIZE};
 
-const CAP: u64 = 256;
-const RX_BUFS: u64 = 256;
-const TX_BUFS: u64 = 128;
+/// 64-entry queues in page-sized (4 KiB) maps, capacities given by a `.net_driver_config` file
+/// (`--config`): the driver must use 64 although the maps would hold 255 entries (and the
+/// largest power of two that fits, what the driver used to infer, is 128).
+const CAP: u64 = 64;
+const RX_BUFS: u64 = 64;
+const TX_BUFS: u64 = 64;
 
 struct Running {
     tree: UioTree,
@@ -61,6 +64,16 @@ fn start(tag: &str) -> Option<Running> {
         }
     };
     let (tree, files) = UioTree::standard(CAP, RX_BUFS, 1, TX_BUFS);
+    let queue_map = std::fs::metadata(&files.iter().find(|(n, _)| n == "rx_free").unwrap().1)
+        .unwrap()
+        .len();
+    assert_eq!(queue_map, 0x1000, "page-sized queue maps");
+    assert!(
+        queue_bytes(128) as u64 <= queue_map && queue_bytes(256) as u64 > queue_map,
+        "inferring from the map size would give 128 entries, not the configured {CAP}"
+    );
+    let config = tree.dir.0.join("net_driver_config");
+    std::fs::write(&config, common::driver_config(CAP as u32, CAP as u32)).unwrap();
     {
         let free = FileMap::open(&files.iter().find(|(n, _)| n == "rx_free").unwrap().1);
         let active = FileMap::open(&files.iter().find(|(n, _)| n == "rx_active").unwrap().1);
@@ -79,8 +92,10 @@ fn start(tag: &str) -> Option<Running> {
             env!("CARGO_BIN_EXE_uio-driver"),
             "--iface",
             &veth.if_driver,
-            "--sysfs-root",
+            "--config",
         ])
+        .arg(&config)
+        .arg("--sysfs-root")
         .arg(&tree.sysfs)
         .arg("--dev-root")
         .arg(&tree.dev)

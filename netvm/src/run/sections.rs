@@ -171,7 +171,7 @@ impl SectionProvider for DerivedNetConfigs {
     }
 }
 
-/// Static IPv4 addresses for echo-server PDs (their `.echo_config` section), and their
+/// IPv4 addresses (static or DHCP) for echo-server PDs (their `.echo_config` section), and their
 /// `.timer_client_config` where the system gives them a timer.
 #[derive(Clone, Debug)]
 pub struct EchoAddresses {
@@ -180,41 +180,16 @@ pub struct EchoAddresses {
 }
 
 impl EchoAddresses {
-    /// Parses `client0=10.0.0.10/24,client1=dhcp` (commas or white space between).
+    /// Parses `client0=10.0.0.10/24,client1=dhcp` with
+    /// [`echo_server::config::parse_address_list`] (as `guest sel4-pds --echo-ips` does).
     pub fn parse(text: &str) -> Result<EchoAddresses, String> {
-        let mut clients = Vec::new();
-        for item in text
-            .split([',', ' ', '\n'])
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            let (pd, cidr) = item.split_once('=').ok_or_else(|| {
-                format!("'{item}': expected <pd>=<address>/<prefix> or <pd>=dhcp")
-            })?;
-            if cidr == "dhcp" {
-                clients.push((pd.to_owned(), echo_server::config::IpConfig::Dhcp));
-                continue;
-            }
-            let (addr, prefix) = cidr
-                .split_once('/')
-                .ok_or_else(|| format!("'{item}': the address needs a /prefix"))?;
-            let addr: std::net::Ipv4Addr = addr
-                .parse()
-                .map_err(|e| format!("'{item}': bad address: {e}"))?;
-            let prefix: u8 = prefix
-                .parse()
-                .ok()
-                .filter(|p| *p <= 32)
-                .ok_or_else(|| format!("'{item}': prefix must be 0..=32"))?;
-            clients.push((
-                pd.to_owned(),
-                echo_server::config::IpConfig::Static {
-                    addr,
-                    prefix_len: prefix,
-                    gateway: None,
-                },
-            ));
-        }
+        let clients = echo_server::config::parse_address_list(text)
+            .map(|entry| {
+                entry
+                    .map(|(pd, ip)| (pd.to_owned(), ip))
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<_, _>>()?;
         Ok(EchoAddresses { clients })
     }
 }

@@ -144,8 +144,8 @@ pub struct Running {
 }
 
 impl Running {
-    /// Starts `system` (PDs from `bins`) with `--on-fault continue`, the MACs of system.macs and
-    /// `args`, and waits for each of `ready`.
+    /// Starts `system` (PDs from `bins`) with `--on-fault continue`, the MACs of system.macs
+    /// (unless `args` bring their own `--sections`) and `args`, and waits for each of `ready`.
     pub fn start(
         tag: &str,
         system: &Path,
@@ -156,15 +156,14 @@ impl Running {
         let root = super::workspace();
         let mut lan = Lan::create(&format!("{tag}{}", std::process::id())).expect("virtual LAN");
         let mut cmd = Lan::exec(&lan.sys, Path::new(env!("CARGO_BIN_EXE_netvm")));
-        cmd.arg("run")
-            .arg(system)
-            .arg("--bin-dir")
-            .arg(bins)
-            .arg(format!(
+        cmd.arg("run").arg(system).arg("--bin-dir").arg(bins);
+        if !args.iter().any(|a| *a == "--sections") {
+            cmd.arg(format!(
                 "--net-macs=@{}",
                 root.join("system.macs").display()
-            ))
-            .args(["--driver-vm-iface", "sys0", "--timeout", "150s"])
+            ));
+        }
+        cmd.args(["--driver-vm-iface", "sys0", "--timeout", "150s"])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -150,6 +150,86 @@ impl EchoConfig {
     }
 }
 
+/// One entry of an address list that [`parse_address_list`] could not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressError<'a> {
+    /// The entry, as given.
+    pub entry: &'a str,
+    /// What is wrong with it.
+    pub reason: AddressErrorKind,
+}
+
+/// What is wrong with an address-list entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressErrorKind {
+    /// No `=` between the PD name and its address (or no PD name).
+    NoEquals,
+    /// A static address without `/<prefix>`.
+    NoPrefix,
+    /// The address is no IPv4 address.
+    BadAddress,
+    /// The prefix is no number in 0..=32.
+    BadPrefix,
+}
+
+impl core::fmt::Display for AddressError<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let entry = self.entry;
+        match self.reason {
+            AddressErrorKind::NoEquals => write!(
+                f,
+                "'{entry}': expected <pd>=<address>/<prefix> or <pd>=dhcp"
+            ),
+            AddressErrorKind::NoPrefix => write!(f, "'{entry}': the address needs a /prefix"),
+            AddressErrorKind::BadAddress => write!(f, "'{entry}': bad IPv4 address"),
+            AddressErrorKind::BadPrefix => write!(f, "'{entry}': prefix must be 0..=32"),
+        }
+    }
+}
+
+/// Parses the echo clients' address list, `client0=10.0.0.10/24,client1=dhcp` (entries separated
+/// by commas or white space): each entry is a PD name and either a static address with its
+/// prefix length (no gateway) or `dhcp`. The one parser behind `guest sel4-pds --echo-ips` and
+/// `netvm run --echo-ips`; it yields `(pd, address)` in the order given and allocates nothing.
+pub fn parse_address_list(
+    text: &str,
+) -> impl Iterator<Item = Result<(&str, IpConfig), AddressError<'_>>> {
+    text.split([',', ' ', '\t', '\n'])
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(parse_address_entry)
+}
+
+fn parse_address_entry(entry: &str) -> Result<(&str, IpConfig), AddressError<'_>> {
+    let fail = |reason| AddressError { entry, reason };
+    let (pd, address) = entry
+        .split_once('=')
+        .filter(|(pd, _)| !pd.is_empty())
+        .ok_or(fail(AddressErrorKind::NoEquals))?;
+    if address == "dhcp" {
+        return Ok((pd, IpConfig::Dhcp));
+    }
+    let (addr, prefix) = address
+        .split_once('/')
+        .ok_or(fail(AddressErrorKind::NoPrefix))?;
+    let addr: Ipv4Addr = addr
+        .parse()
+        .map_err(|_| fail(AddressErrorKind::BadAddress))?;
+    let prefix_len: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| *p <= 32)
+        .ok_or(fail(AddressErrorKind::BadPrefix))?;
+    Ok((
+        pd,
+        IpConfig::Static {
+            addr,
+            prefix_len,
+            gateway: None,
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +273,74 @@ mod tests {
         assert_eq!(
             EchoConfig::parse(c.as_bytes()),
             Err(ConfigError::Version(2))
+        );
+    }
+
+    fn parsed(text: &str) -> Result<std::vec::Vec<(&str, IpConfig)>, AddressError<'_>> {
+        parse_address_list(text).collect()
+    }
+
+    #[test]
+    fn address_lists_give_static_and_dhcp_clients_in_order() {
+        let ip = |a, b, c, d, prefix_len| IpConfig::Static {
+            addr: Ipv4Addr::new(a, b, c, d),
+            prefix_len,
+            gateway: None,
+        };
+        assert_eq!(
+            parsed("client0=10.0.0.10/24,client1=10.0.0.11/24"),
+            Ok(std::vec![
+                ("client0", ip(10, 0, 0, 10, 24)),
+                ("client1", ip(10, 0, 0, 11, 24))
+            ])
+        );
+        assert_eq!(
+            parsed(" client0=dhcp\nclient1=192.168.1.2/32 ,, "),
+            Ok(std::vec![
+                ("client0", IpConfig::Dhcp),
+                ("client1", ip(192, 168, 1, 2, 32))
+            ])
+        );
+        assert_eq!(parsed(""), Ok(std::vec![]));
+    }
+
+    #[test]
+    fn bad_address_entries_are_named_with_the_reason() {
+        let e = parsed("client0=10.0.0.10/24,client1=10.0.0.11/33").unwrap_err();
+        assert_eq!(
+            (e.entry, e.reason),
+            ("client1=10.0.0.11/33", AddressErrorKind::BadPrefix)
+        );
+        assert_eq!(
+            e.to_string(),
+            "'client1=10.0.0.11/33': prefix must be 0..=32"
+        );
+        let e = parsed("client0 10.0.0.10/24").unwrap_err();
+        assert_eq!((e.entry, e.reason), ("client0", AddressErrorKind::NoEquals));
+        assert!(
+            e.to_string()
+                .contains("expected <pd>=<address>/<prefix> or <pd>=dhcp"),
+            "{e}"
+        );
+        assert_eq!(
+            parsed("=dhcp").unwrap_err().reason,
+            AddressErrorKind::NoEquals
+        );
+        assert_eq!(
+            parsed("c=10.0.0.1").unwrap_err().reason,
+            AddressErrorKind::NoPrefix
+        );
+        assert_eq!(
+            parsed("c=10.0.0/8").unwrap_err().reason,
+            AddressErrorKind::BadAddress
+        );
+        assert_eq!(
+            parsed("c=10.0.0.1/x").unwrap_err().reason,
+            AddressErrorKind::BadPrefix
+        );
+        assert_eq!(
+            parsed("c=DHCP").unwrap_err().reason,
+            AddressErrorKind::NoPrefix
         );
     }
 }

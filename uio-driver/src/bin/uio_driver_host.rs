@@ -2,7 +2,7 @@
 //!
 //! The runner starts it as the PD that owns the virtual machine. It keeps that PD's channels and
 //! maps (the driver-side queues, described by the `.net_driver_config` sDDF derived for the
-//! VMM) and additionally maps, at the guest addresses, the data regions the guest would reach
+//! VMM, read by the guest driver's own [`DriverConfig`] reader) and additionally maps, at the guest addresses, the data regions the guest would reach
 //! through UIO, named as the uio-driver looks them up (`rx_data`, `tx_data<i>`). The interface
 //! comes in `.netvm_driver_host`. The same driver core as in the guest then bridges the
 //! interface to the queues on a thread of its own; doorbells are Microkit notifications and the
@@ -24,6 +24,7 @@ use sddf::queue::{Capacity, DrainSide, FillSide, Queue};
 use sddf::reconnect::ControlWords;
 use sddf::shm::{AddressSpace, IdentityMapped, Region};
 use sddf::stats::Counters as _;
+use uio_driver::config::DriverConfig;
 use uio_driver::driver::{connect, Driver, DriverQueues, DriverWords};
 use uio_driver::host::{callback_platform, Doorbell, NotifyHandle};
 use uio_driver::names;
@@ -65,10 +66,9 @@ fn region(mem: &IdentityMapped, manifest: &Manifest, name: &str) -> Option<Regio
 fn queues(
     mem: &IdentityMapped,
     conn: &sddf::config::ConnectionResource,
+    cap: Capacity,
     what: &str,
 ) -> (Queue<'static>, Queue<'static>) {
-    let cap =
-        Capacity::new(conn.num_buffers.into()).unwrap_or_else(|e| fail(format!("{what}: {e}")));
     let q = |r: &sddf::config::RegionResource| {
         let region = mem
             .region(r.vaddr, r.size)
@@ -105,8 +105,10 @@ fn stats_writer(mem: &IdentityMapped) -> Option<sddf::stats::StatsWriter<'static
 
 impl Handler for Pd {
     fn init() -> Self {
-        let config =
-            sddf::config::parse::<NetDriverConfig>(CONFIG.as_bytes()).unwrap_or_else(|e| fail(e));
+        // The same reader as the guest's driver, over this PD's own section.
+        let config = DriverConfig::parse(CONFIG.as_bytes(), "section .net_driver_config")
+            .unwrap_or_else(|e| fail(e));
+        let conns = config.blob();
         let host = HOST.as_bytes();
         let iface = std::str::from_utf8(&host[..host.iter().position(|b| *b == 0).unwrap_or(16)])
             .ok()
@@ -119,8 +121,8 @@ impl Handler for Pd {
         // names, which are this PD's own maps) at its vaddr before `init`, for the process's
         // life, and the driver touches them only through sddf::shm::Region.
         let mem = unsafe { IdentityMapped::new() };
-        let (rx_free, rx_active) = queues(&mem, &config.virt_rx, "virt_rx");
-        let (tx_free, tx_active) = queues(&mem, &config.virt_tx, "virt_tx");
+        let (rx_free, rx_active) = queues(&mem, &conns.virt_rx, config.rx_capacity, "virt_rx");
+        let (tx_free, tx_active) = queues(&mem, &conns.virt_tx, config.tx_capacity, "virt_tx");
         let rx_data = region(&mem, &manifest, names::RX_DATA)
             .unwrap_or_else(|| fail(format!("no '{}' region in the manifest", names::RX_DATA)));
         let tx_data: Vec<Region<'static>> = (0..names::MAX_TX_REGIONS)
@@ -133,17 +135,17 @@ impl Handler for Pd {
         for w in &nic.warnings {
             eprintln!("uio_driver_host: warning: {w}");
         }
-        let (rx_channel, tx_channel) = (config.virt_rx.id, config.virt_tx.id);
+        let (rx_channel, tx_channel) = (conns.virt_rx.id, conns.virt_tx.id);
         let (mut platform, notify) = callback_platform(Box::new(move |bell| match bell {
             Doorbell::Rx => Channel::new(rx_channel).notify(),
             Doorbell::Tx => Channel::new(tx_channel).notify(),
         }))
         .unwrap_or_else(|e| fail(e));
         let driver_words = DriverWords {
-            rx: words(&mem, &config.virt_rx),
-            tx: words(&mem, &config.virt_tx),
+            rx: words(&mem, &conns.virt_rx),
+            tx: words(&mem, &conns.virt_tx),
         };
-        let (rx_capacity, tx_capacity) = (config.virt_rx.num_buffers, config.virt_tx.num_buffers);
+        let (rx_capacity, tx_capacity) = (config.rx_capacity.get(), config.tx_capacity.get());
         let mut stats = stats_writer(&mem);
         std::thread::Builder::new()
             .name("driver".into())

@@ -476,3 +476,12 @@ pub fn enter_ns(ns: &str) {
     let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
     assert_eq!(r, 0, "setns {ns}: {}", std::io::Error::last_os_error());
 }
+
+/// The bytes of a `.net_driver_config` with queues of `rx` / `tx` entries (what the guest finds
+/// in its device tree).
+pub fn driver_config(rx: u32, tx: u32) -> Vec<u8> {
+    use sddf::config::RegionResource;
+    let q = [RegionResource::default(); 2];
+    let cap = |n| sddf::queue::Capacity::new(n).unwrap();
+    uio_driver::config::DriverConfig::standalone(cap(rx), cap(tx), q, q).to_bytes()
+}

@@ -4,7 +4,7 @@
 //! so `/init` collects them per module and hands them to `finit_module`. Its own options:
 //! * `netvm.iface=<if>`: the NIC the uio-driver bridges (default `eth0`);
 //! * `uio_driver.<option>=<value>`: passed to the uio-driver as `--<option> <value>` (`_` in
-//!   the option read as `-`), e.g. `uio_driver.rx_capacity=256`;
+//!   the option read as `-`), e.g. `uio_driver.blocks=64`;
 //! * `netvm.mode=echo netvm.ip=<a.b.c.d>/<prefix>`: the reference mode. The same kernel booted
 //!   directly on QEMU (no seL4) gives the NIC that address and runs the kernel echo
 //!   (`/bin/kernel-echo`) instead of the uio-driver: Linux alone, to measure the seL4 system
@@ -184,9 +184,9 @@ mod tests {
 
     #[test]
     fn netvm_and_driver_options() {
-        let o = Options::parse("netvm.iface=eth1 uio_driver.rx_capacity=256 uio_driver.verbose");
+        let o = Options::parse("netvm.iface=eth1 uio_driver.blocks=64 uio_driver.verbose");
         assert_eq!(o.iface, "eth1");
-        assert_eq!(o.driver_args, vec!["--rx-capacity", "256", "--verbose"]);
+        assert_eq!(o.driver_args, vec!["--blocks", "64", "--verbose"]);
         assert_eq!(Options::parse("quiet").iface, DEFAULT_IFACE);
     }
 
