@@ -179,7 +179,8 @@ impl Plan {
             if let Some(vm) = &pd.virtual_machine {
                 warnings.push(format!(
                     "PD '{}' manages virtual machine '{}': host mode does not run VMs \
-                     (its vCPU calls fail with IllegalOperation)",
+                     (its vCPU calls fail with IllegalOperation, and nothing drives the NIC); \
+                     --driver-vm-iface IFACE stands the host driver in for it on IFACE",
                     pd.name, vm.name
                 ));
             }
