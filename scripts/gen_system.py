@@ -3,6 +3,10 @@
 
 Usage: gen_system.py OUT.xml [OUT.macs]
 
+For tests of other topologies: NETVM_GEN_CLIENTS=N makes N echo clients (client0..client<N-1>,
+MACs 52:54:01:00:00:1<i>) instead of the two of system.xml, and NETVM_GEN_BLOBS=DIR also writes
+sdfgen's own serialised net config blobs into DIR (what `netvm run --sdfgen-dir DIR` reads).
+
 The network part (queues, data regions, channels between the driver, the virtualisers, the
 copiers and the clients) is sdfgen's own `Sddf.Net` with a generic driver: the driver is the VMM
 PD, whose Linux guest runs the uio-driver. The timer part is sdfgen's `Sddf.Timer` with a
@@ -27,6 +31,7 @@ Memory map of the driver VM (guest-physical; see also guest/src/system.rs and pd
   0x9000_0000  guest RAM, 256 MiB in 2 MiB pages, 1:1 with physical so the passed-through NIC
                can DMA into it; the VMM maps it at the same address to load the guest
 """
+import os
 import re
 import sys
 import tempfile
@@ -69,7 +74,16 @@ PRIO = {"timer": 110, "vmm": 105, "vm": 90, "virt_tx": 100, "virt_rx": 99, "copi
 IDLE_COUNTERS_VADDR = 0x7100_0000
 
 
+def clients_wanted() -> dict:
+    """The clients to generate: system.xml's two, or NETVM_GEN_CLIENTS of them."""
+    n = os.environ.get("NETVM_GEN_CLIENTS")
+    if not n:
+        return CLIENTS
+    return {f"client{i}": f"52:54:01:00:00:{0x10 + i:02x}" for i in range(int(n))}
+
+
 def main(out: str, macs_out: str = "") -> None:
+    CLIENTS = clients_wanted()
     sdf = SystemDescription(SystemDescription.Arch.AARCH64, GUEST_RAM)
     sddf = Sddf(tempfile.mkdtemp(prefix="empty-sddf-"))
 
@@ -88,6 +102,9 @@ def main(out: str, macs_out: str = "") -> None:
     for client, copier in zip(clients, copiers):
         net.add_client_with_copier(client, copier, mac_addr=CLIENTS[client.name])
     assert net.connect()
+    if os.environ.get("NETVM_GEN_BLOBS"):
+        os.makedirs(os.environ["NETVM_GEN_BLOBS"], exist_ok=True)
+        assert net.serialise_config(os.environ["NETVM_GEN_BLOBS"])
 
     timer_system = Sddf.Timer(sdf, None, timer)
     for client in [vmm, *clients]:

@@ -142,9 +142,11 @@ impl SectionProvider for SdfgenDir {
     }
 
     fn sections(&self, system: &SystemDescription) -> Result<Vec<Section>, SectionError> {
-        Ok(from_pd_sections(sdf::net::sdfgen_blob_sections(
-            &self.0, system,
-        )?))
+        let mut sections = from_pd_sections(sdf::net::sdfgen_blob_sections(&self.0, system)?);
+        // Without it a driver VM's uio-driver (offsets) and sDDF-default virtualisers (IO
+        // addresses) never agreed: every frame was refused and nothing answered, silently.
+        sections.extend(from_pd_sections(sdf::net::sdfgen_options_sections(system)?));
+        Ok(sections)
     }
 }
 

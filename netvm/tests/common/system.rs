@@ -145,7 +145,8 @@ pub struct Running {
 
 impl Running {
     /// Starts `system` (PDs from `bins`) with `--on-fault continue`, the MACs of system.macs
-    /// (unless `args` bring their own `--sections`) and `args`, and waits for each of `ready`.
+    /// (unless `args` bring their own `--sections` or `--sdfgen-dir`) and `args`, and waits for
+    /// each of `ready`.
     pub fn start(
         tag: &str,
         system: &Path,
@@ -157,7 +158,10 @@ impl Running {
         let mut lan = Lan::create(&format!("{tag}{}", std::process::id())).expect("virtual LAN");
         let mut cmd = Lan::exec(&lan.sys, Path::new(env!("CARGO_BIN_EXE_netvm")));
         cmd.arg("run").arg(system).arg("--bin-dir").arg(bins);
-        if !args.iter().any(|a| *a == "--sections") {
+        if !args
+            .iter()
+            .any(|a| *a == "--sections" || *a == "--sdfgen-dir")
+        {
             cmd.arg(format!(
                 "--net-macs=@{}",
                 root.join("system.macs").display()

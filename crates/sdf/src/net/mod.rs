@@ -71,8 +71,8 @@ use crate::model::{Map, MemoryRegion, ProtectionDomain, SystemDescription};
 pub use error::NetError;
 pub use infer::{driver_vm_regions, format_mac, parse_mac, parse_mac_list};
 pub use observe::{
-    buffer_pools, buffer_pools_of, options_sections, stats_sections, BufferPool, QueueRef,
-    STATS_PREFIX,
+    buffer_pools, buffer_pools_of, options_sections, sdfgen_options_sections, stats_sections,
+    BufferPool, QueueRef, STATS_PREFIX,
 };
 pub use sdfgen::sdfgen_blob_sections;
 

@@ -61,6 +61,27 @@ pub fn options_sections(sys: &SystemDescription, spec: &NetSystemSpec) -> Vec<Pd
         .collect()
 }
 
+/// The `.netvm_net_options` for a system whose net configs are sdfgen's own blobs: sdfgen writes
+/// no options section, and an all-zero one means sDDF 0.7's virtualisers, which exchange IO
+/// addresses with the driver. A driver VM's uio-driver speaks data offsets only (its guest never
+/// sees a physical address), so when the driver PD runs a virtual machine, virt_rx and virt_tx get
+/// driver-VM offset mode and none of netvm's other behaviours (such a system asked for sDDF's).
+/// No sections when the driver is a native PD.
+pub fn sdfgen_options_sections(sys: &SystemDescription) -> Result<Vec<PdSection>, NetError> {
+    let roles = super::infer::roles(sys)?;
+    let driver_vm = sys
+        .pd(&roles.driver)
+        .is_some_and(|pd| pd.virtual_machine.is_some());
+    if !driver_vm {
+        return Ok(Vec::new());
+    }
+    let options = sddf::options::NetOptions::new(sddf::options::DRIVER_OFFSETS, 0);
+    Ok([roles.virt_rx, roles.virt_tx]
+        .into_iter()
+        .map(|pd| (pd, sddf::options::SECTION, options.as_bytes().to_vec()))
+        .collect())
+}
+
 /// One sDDF queue as an observer sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueRef {
