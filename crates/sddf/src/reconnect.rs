@@ -202,6 +202,20 @@ impl<'a> PeerEnd<'a> {
         }
     }
 
+    /// [`PeerEnd::poll`] as a serving peer acts on it: the epoch to serve if the client asks for
+    /// a reset, else `None`; a request that moved backwards counts in `bad_requests` (once per
+    /// bad epoch, as `poll` reports it).
+    pub fn reset_requested(&mut self, bad_requests: &mut u64) -> Option<u32> {
+        match self.poll() {
+            Poll::Idle => None,
+            Poll::Bad(_) => {
+                *bad_requests += 1;
+                None
+            }
+            Poll::Reset(epoch) => Some(epoch),
+        }
+    }
+
     /// After rebuilding the queues for `epoch` (a value [`PeerEnd::poll`] returned): publishes
     /// `done` (Release). The caller then notifies the client.
     pub fn served(&mut self, epoch: u32) {

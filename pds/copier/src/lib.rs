@@ -29,7 +29,7 @@
 
 use sddf::config::{ConnectionResource, NetCopyConfig, RegionResource};
 use sddf::queue::{Capacity, DrainSide, FillSide, Queue, QueueError, ResetError};
-use sddf::reconnect::{ControlWords, PeerEnd, Poll};
+use sddf::reconnect::{ControlWords, PeerEnd};
 use sddf::shm::{AddressSpace, Region};
 use sddf::stats::{Counters as _, StatsError, StatsWriter};
 use sddf::{BuffDesc, Notifier, NET_BUFFER_SIZE};
@@ -214,13 +214,11 @@ impl<'a> Copier<'a> {
 
     /// Serves a reset a restarted client asks for (module docs).
     fn serve_reconnect(&mut self, notifier: &mut impl Notifier) {
-        let epoch = match self.reconnect.poll() {
-            Poll::Idle => return,
-            Poll::Bad(_) => {
-                self.counters.bad_reset_requests += 1;
-                return;
-            }
-            Poll::Reset(epoch) => epoch,
+        let Some(epoch) = self
+            .reconnect
+            .reset_requested(&mut self.counters.bad_reset_requests)
+        else {
+            return;
         };
         // `client_buffers` came from the u16 `num_buffers`.
         match self.client.reset_self_provided(self.client_buffers as u16) {

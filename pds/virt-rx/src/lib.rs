@@ -36,7 +36,7 @@
 use sddf::config::NetVirtRxConfig;
 use sddf::options::NetOptions;
 use sddf::queue::{Capacity, DrainSide, FillSide, Queue, QueueError};
-use sddf::reconnect::{ControlWords, PeerEnd, Poll};
+use sddf::reconnect::{ControlWords, PeerEnd};
 use sddf::shm::{AddressSpace, Region};
 use sddf::stats::{StatsError, StatsWriter};
 use sddf::tap::{Tap, TapPoint};
@@ -427,13 +427,11 @@ impl<'a> VirtRx<'a> {
     /// Serves a reset a restarted driver asks for (module docs): its queues are emptied and
     /// `rx_free` gets every buffer whose owner mask is 0, once.
     fn serve_driver_reset(&mut self, notifier: &mut impl Notifier) {
-        let epoch = match self.driver_reconnect.poll() {
-            Poll::Idle => return,
-            Poll::Bad(_) => {
-                self.driver_counters.bad_reset_requests += 1;
-                return;
-            }
-            Poll::Reset(epoch) => epoch,
+        let Some(epoch) = self
+            .driver_reconnect
+            .reset_requested(&mut self.driver_counters.bad_reset_requests)
+        else {
+            return;
         };
         match self.driver.reset() {
             Ok(queued) => self.driver_counters.reset_dropped += u64::from(queued),

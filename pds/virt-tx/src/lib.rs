@@ -47,7 +47,7 @@
 use sddf::config::{ConnectionResource, NetVirtTxConfig, RegionResource};
 use sddf::options::NetOptions;
 use sddf::queue::{Capacity, DrainSide, FillSide, Queue, QueueError};
-use sddf::reconnect::{ControlWords, PeerEnd, Poll};
+use sddf::reconnect::{ControlWords, PeerEnd};
 use sddf::shm::{AddressSpace, Region};
 use sddf::stats::{StatsError, StatsWriter};
 use sddf::tap::{Tap, TapPoint};
@@ -462,13 +462,11 @@ impl<'a> VirtTx<'a> {
         let Some(client) = self.clients[c].as_mut() else {
             return;
         };
-        let epoch = match client.reconnect.poll() {
-            Poll::Idle => return,
-            Poll::Bad(_) => {
-                client.counters.bad_reset_requests += 1;
-                return;
-            }
-            Poll::Reset(epoch) => epoch,
+        let Some(epoch) = client
+            .reconnect
+            .reset_requested(&mut client.counters.bad_reset_requests)
+        else {
+            return;
         };
         match client.queues.reset() {
             Ok(queued) => client.counters.reset_dropped += u64::from(queued),
@@ -501,13 +499,11 @@ impl<'a> VirtTx<'a> {
     /// Serves a reset a restarted driver asks for (module docs): both driver queues emptied,
     /// every in-flight buffer back to its client.
     fn serve_driver_reset(&mut self, notifier: &mut impl Notifier) {
-        let epoch = match self.driver_reconnect.poll() {
-            Poll::Idle => return,
-            Poll::Bad(_) => {
-                self.driver_counters.bad_reset_requests += 1;
-                return;
-            }
-            Poll::Reset(epoch) => epoch,
+        let Some(epoch) = self
+            .driver_reconnect
+            .reset_requested(&mut self.driver_counters.bad_reset_requests)
+        else {
+            return;
         };
         // What `tx_active` held is in flight too, so it comes back below; nothing to count here.
         if self.driver.reset_self_provided(0).is_err() {
