@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use sddf::queue::{Capacity, Queue};
+use sddf::shm::Region;
 use sddf::stats::Snapshot;
 use sdf::net::{BufferPool, QueueRef};
 
@@ -241,28 +242,60 @@ impl RunView {
     /// Every buffer pool with the occupancy of its queues.
     pub fn pools(&self) -> Result<Vec<PoolReport>, ObserveError> {
         let pools = sdf::net::buffer_pools_of(&self.system)?;
-        Ok(pools.into_iter().map(|p| self.pool(p)).collect())
+        Ok(read_pools(&pools, &mut MappedRegions(self)))
     }
+}
 
-    fn pool(&self, pool: BufferPool) -> PoolReport {
-        let queues = pool
-            .queues
-            .into_iter()
-            .map(|queue| {
-                let len = self.map(&queue.region).and_then(|m| {
-                    let capacity = Capacity::new(queue.capacity).map_err(|e| format!("{e:?}"))?;
-                    let q = Queue::new(m.region(), capacity).map_err(|e| e.to_string())?;
-                    q.observed_len().map_err(|e| format!("{e:?}"))
-                });
-                QueueReport { queue, len }
-            })
-            .collect();
-        PoolReport {
-            name: pool.name,
-            buffers: pool.buffers,
-            queues,
-        }
+/// The memory regions of a system, read by name: the seam between where a system's regions
+/// are (host mode: files in the run directory; seL4 in QEMU: guest-physical pages) and the pool
+/// accounting, which is the same for both.
+pub trait RegionReader {
+    /// Calls `f` with the bytes of region `name` (mapped, or a copy), or says why they cannot
+    /// be had.
+    fn with_region<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(Region<'_>) -> Result<T, String>,
+    ) -> Result<T, String>;
+}
+
+/// A run directory's regions, mapped from their files.
+struct MappedRegions<'a>(&'a RunView);
+
+impl RegionReader for MappedRegions<'_> {
+    fn with_region<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(Region<'_>) -> Result<T, String>,
+    ) -> Result<T, String> {
+        f(self.0.map(name)?.region())
     }
+}
+
+/// Every pool of `pools` with the occupancy of its queues, read from `regions`.
+pub fn read_pools(pools: &[BufferPool], regions: &mut impl RegionReader) -> Vec<PoolReport> {
+    pools
+        .iter()
+        .map(|pool| PoolReport {
+            name: pool.name.clone(),
+            buffers: pool.buffers,
+            queues: pool
+                .queues
+                .iter()
+                .map(|queue| QueueReport {
+                    queue: queue.clone(),
+                    len: regions.with_region(&queue.region, |r| queue_len(r, queue.capacity)),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Descriptors in the queue of `capacity` in `region`, as a third party sees them.
+fn queue_len(region: Region<'_>, capacity: u32) -> Result<u16, String> {
+    let capacity = Capacity::new(capacity).map_err(|e| format!("{e:?}"))?;
+    let q = Queue::new(region, capacity).map_err(|e| e.to_string())?;
+    q.observed_len().map_err(|e| format!("{e:?}"))
 }
 
 /// The counters as a table: one block per component, `name value` lines.
