@@ -9,6 +9,7 @@ pub mod bench;
 pub mod demo;
 pub mod microkit_report;
 pub mod observe;
+pub mod qemu_pools;
 pub mod qemu_stats;
 pub mod run;
 pub mod sel4_demo;

@@ -359,6 +359,11 @@ impl QmpMem {
         let file = dir.join("ram");
         Ok(QmpMem { qmp, dir, file })
     }
+
+    /// The connection, for commands other than reads (`stop`, `cont`).
+    pub fn qmp(&mut self) -> &mut Qmp {
+        &mut self.qmp
+    }
 }
 
 impl Drop for QmpMem {
