@@ -42,9 +42,11 @@ enum Command {
     Run(RunArgs),
     /// Live counters of a running host-mode system: every component's stats region and the
     /// occupancy of every sDDF queue, with the accounting of each buffer pool. With --qmp, the
-    /// counters of the seL4 system in a running QEMU (`make qemu`), found in its RAM.
-    /// Exit status: 0 printed, 2 no running system (or its run directory is unreadable, or the
-    /// QMP socket cannot be used).
+    /// counters of the seL4 system in a running QEMU (`make qemu`), found in its RAM; with
+    /// --report and --system too, its buffer pools, read with the VM paused.
+    /// Exit status: 0 printed, 1 (--report) a pool not all in queues or a queue unreadable,
+    /// 2 no running system (or its run directory is unreadable, or the QMP socket cannot be
+    /// used, or --report/--system cannot be read).
     Stats(StatsArgs),
     /// The main job: the echo system of system.xml in host mode on a private virtual LAN,
     /// benchmarked against a Linux kernel echo on the same kind of link in the same run.
@@ -115,6 +117,16 @@ struct StatsArgs {
     /// Guest-physical start of RAM with --qmp (QEMU virt: 0x40000000).
     #[arg(long, value_parser = parse_size, default_value = "0x40000000", requires = "qmp")]
     ram_base: u64,
+    /// With --qmp: the Microkit tool's report of the image QEMU runs (`microkit ... -r`,
+    /// build/sel4/<config>/report.txt), which places the buffer pools' queues in its RAM.
+    #[arg(long, value_name = "FILE", requires_all = ["qmp", "system"])]
+    report: Option<PathBuf>,
+    /// With --report: the system description the image was built from.
+    #[arg(long, value_name = "FILE", requires = "report")]
+    system: Option<PathBuf>,
+    /// With --report: the pools only, not the counters (no scan of RAM for stats pages).
+    #[arg(long, requires = "report")]
+    pools: bool,
 }
 
 /// `2G`, `512M`, `64K`, `4096` or `0x40000000`.
@@ -503,8 +515,19 @@ fn show_stats(a: StatsArgs) -> ExitCode {
 }
 
 fn show_qemu_stats(a: &StatsArgs, socket: &std::path::Path) -> ExitCode {
-    use netvm::observe::render_stats;
+    use netvm::observe::{render_pools, render_stats, PoolReport};
+    use netvm::qemu_pools::PoolLayout;
     use netvm::qemu_stats::{components, reread, scan, QmpMem};
+    let layout = match (&a.report, &a.system) {
+        (Some(report), Some(system)) => match PoolLayout::load(report, system) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("netvm stats: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
     let mut mem = match QmpMem::connect(socket) {
         Ok(m) => m,
         Err(e) => {
@@ -514,32 +537,51 @@ fn show_qemu_stats(a: &StatsArgs, socket: &std::path::Path) -> ExitCode {
     };
     let mut pages = Vec::new();
     loop {
-        let read = match reread(&mut mem, &pages) {
-            Ok(Some(again)) if !pages.is_empty() => Ok(again),
-            // First time, or the system restarted: find the pages again.
-            Ok(_) => scan(&mut mem, a.ram_base, a.ram_size),
-            Err(e) => Err(e),
-        };
-        pages = match read {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("netvm stats: {e}");
-                return ExitCode::from(2);
+        if !a.pools {
+            let read = match reread(&mut mem, &pages) {
+                Ok(Some(again)) if !pages.is_empty() => Ok(again),
+                // First time, or the system restarted: find the pages again.
+                Ok(_) => scan(&mut mem, a.ram_base, a.ram_size),
+                Err(e) => Err(e),
+            };
+            pages = match read {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("netvm stats: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            println!(
+                "seL4 system in QEMU ({}): {} stats pages in RAM {:#x}+{:#x}",
+                socket.display(),
+                pages.len(),
+                a.ram_base,
+                a.ram_size
+            );
+            if pages.is_empty() {
+                println!("  (none yet: has the system booted? is --ram-size QEMU's -m?)");
             }
-        };
-        println!(
-            "seL4 system in QEMU ({}): {} stats pages in RAM {:#x}+{:#x}",
-            socket.display(),
-            pages.len(),
-            a.ram_base,
-            a.ram_size
-        );
-        if pages.is_empty() {
-            println!("  (none yet: has the system booted? is --ram-size QEMU's -m?)");
+            print!("{}", render_stats(&components(&pages)));
         }
-        print!("{}", render_stats(&components(&pages)));
+        let mut status = ExitCode::SUCCESS;
+        if let Some(layout) = &layout {
+            let pools = match layout.read(&mut mem) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("netvm stats: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if a.pools {
+                println!("seL4 system in QEMU ({}):", socket.display());
+            }
+            print!("{}", render_pools(&pools));
+            if !pools.iter().all(PoolReport::balanced) {
+                status = ExitCode::FAILURE;
+            }
+        }
         let Some(secs) = a.watch.filter(|s| s.is_finite() && *s > 0.0) else {
-            return ExitCode::SUCCESS;
+            return status;
         };
         std::thread::sleep(std::time::Duration::from_secs_f64(secs));
         println!();
