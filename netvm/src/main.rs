@@ -124,7 +124,7 @@ struct StatsArgs {
     /// With --report: the system description the image was built from.
     #[arg(long, value_name = "FILE", requires = "report")]
     system: Option<PathBuf>,
-    /// With --report: the pools only, not the counters (no scan of RAM for stats pages).
+    /// With --report: the pools only, not the counters.
     #[arg(long, requires = "report")]
     pools: bool,
 }
@@ -537,7 +537,8 @@ fn show_qemu_stats(a: &StatsArgs, socket: &std::path::Path) -> ExitCode {
     };
     let mut pages = Vec::new();
     loop {
-        if !a.pools {
+        // The stats pages also place the queues (qemu_pools::PoolLayout::shift).
+        {
             let read = match reread(&mut mem, &pages) {
                 Ok(Some(again)) if !pages.is_empty() => Ok(again),
                 // First time, or the system restarted: find the pages again.
@@ -551,6 +552,8 @@ fn show_qemu_stats(a: &StatsArgs, socket: &std::path::Path) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+        }
+        if !a.pools {
             println!(
                 "seL4 system in QEMU ({}): {} stats pages in RAM {:#x}+{:#x}",
                 socket.display(),
@@ -565,7 +568,8 @@ fn show_qemu_stats(a: &StatsArgs, socket: &std::path::Path) -> ExitCode {
         }
         let mut status = ExitCode::SUCCESS;
         if let Some(layout) = &layout {
-            let pools = match layout.read(&mut mem) {
+            let shift = layout.shift(&pages);
+            let pools = match layout.read(&mut mem, &shift) {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("netvm stats: {e}");
@@ -574,6 +578,9 @@ fn show_qemu_stats(a: &StatsArgs, socket: &std::path::Path) -> ExitCode {
             };
             if a.pools {
                 println!("seL4 system in QEMU ({}):", socket.display());
+            }
+            if let Some(shift) = shift.as_ref().ok().filter(|s| s.delta != 0) {
+                println!("queues placed by the report, shifted {shift}");
             }
             print!("{}", render_pools(&pools));
             if !pools.iter().all(PoolReport::balanced) {

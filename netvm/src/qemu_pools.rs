@@ -5,7 +5,15 @@
 //! as in host mode. The queue regions have no fixed physical address there: the Microkit tool
 //! places them, and its report ([`crate::microkit_report`]) says where each of their pages is.
 //! Each queue region is read page by page into a private copy, then accounted for by the same
-//! code as host mode ([`crate::observe::read_pools`]). The virtual machine is paused (QMP
+//! code as host mode ([`crate::observe::read_pools`]).
+//!
+//! The report's addresses of the regions the tool places are not where the running system has
+//! them: on QEMU `virt` they come out shifted, all by the same amount (seen: 0x1e9d000 lower),
+//! as the boot's free memory differs from the tool's model of it. So the shift is measured
+//! ([`PoolLayout::shift`]): on the stats pages, which the RAM scan finds by content, against
+//! the report's page of each `netvm/stats/<pd>` region. Every stats page must give the same
+//! shift, else the queues are not read. Regions with a `phys_addr` in `system.xml` are where it
+//! says and are not shifted. The virtual machine is paused (QMP
 //! `stop`) while the queues are read, so that they are one consistent snapshot, and always
 //! resumed (`cont`) afterwards, also when a read fails. (A VM paused before is resumed too.)
 
@@ -17,7 +25,24 @@ use sdf::net::BufferPool;
 
 use crate::microkit_report::{Report, ReportError};
 use crate::observe::{read_pools, PoolReport, RegionReader};
-use crate::qemu_stats::{PhysMem, QmpError, QmpMem};
+use crate::qemu_stats::{FoundPage, PhysMem, QmpError, QmpMem};
+
+/// How far the running system's placed regions are from the report's addresses: add this
+/// (wrapping) to a report address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shift {
+    /// The difference, two's complement.
+    pub delta: u64,
+    /// Stats pages it was measured on.
+    pub anchors: usize,
+}
+
+impl std::fmt::Display for Shift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (delta, anchors) = (signed(self.delta), self.anchors);
+        write!(f, "{delta} (measured on {anchors} stats pages)")
+    }
+}
 
 /// A virtual machine that can be paused while it is read.
 pub trait Pause {
@@ -61,7 +86,8 @@ pub enum LayoutError {
 #[derive(Debug, Clone)]
 pub struct PoolLayout {
     pools: Vec<BufferPool>,
-    sizes: HashMap<String, u64>,
+    /// Region → (size, whether system.xml fixes its physical address).
+    sizes: HashMap<String, (u64, bool)>,
     report: Report,
     report_path: PathBuf,
     system_path: PathBuf,
@@ -80,7 +106,7 @@ impl PoolLayout {
         let sizes = system
             .memory_regions
             .iter()
-            .map(|mr| (mr.name.clone(), mr.size))
+            .map(|mr| (mr.name.clone(), (mr.size, mr.phys_addr.is_some())))
             .collect();
         Ok(PoolLayout {
             pools,
@@ -91,14 +117,57 @@ impl PoolLayout {
         })
     }
 
-    /// Every pool with the occupancy of its queues, read from `mem` while the VM is paused.
-    /// A queue that cannot be located is reported in its pool; `Err` only when QEMU cannot be
-    /// read (the VM is resumed then too).
-    pub fn read(&self, mem: &mut (impl PhysMem + Pause)) -> Result<Vec<PoolReport>, QmpError> {
+    /// The shift of the placed regions, measured on the stats pages `found` by the RAM scan
+    /// (see the module documentation); `Err` says why it cannot be told.
+    pub fn shift(&self, found: &[FoundPage]) -> Result<Shift, String> {
+        let report = self.report_path.display();
+        let mut shift: Option<(u64, String)> = None;
+        let mut anchors = 0;
+        for page in found {
+            let Ok(snapshot) = &page.snapshot else {
+                continue;
+            };
+            let region = format!("{}{}", sdf::net::STATS_PREFIX, snapshot.component);
+            let Some(&[placed]) = self.report.pages(&region) else {
+                return Err(format!(
+                    "{report} has no one-page region '{region}' for the stats page found at {:#x} (the report of another system?)",
+                    page.addr
+                ));
+            };
+            let delta = page.addr.wrapping_sub(placed.addr);
+            match &shift {
+                Some((d, first)) if *d != delta => {
+                    return Err(format!(
+                        "the stats pages are not all shifted alike from {report}: '{first}' by {}, '{region}' by {}",
+                        signed(*d),
+                        signed(delta)
+                    ))
+                }
+                Some(_) => {}
+                None => shift = Some((delta, region)),
+            }
+            anchors += 1;
+        }
+        let (delta, _) = shift.ok_or_else(|| {
+            "no stats page found in RAM to place the queues by (has the system booted?)".to_owned()
+        })?;
+        Ok(Shift { delta, anchors })
+    }
+
+    /// Every pool with the occupancy of its queues, read from `mem` while the VM is paused;
+    /// the regions the report places are read `shift` from there (an `Err` shift makes their
+    /// queues unreadable, with its reason). A queue that cannot be located is reported in its
+    /// pool; `Err` only when QEMU cannot be read (the VM is resumed then too).
+    pub fn read(
+        &self,
+        mem: &mut (impl PhysMem + Pause),
+        shift: &Result<Shift, String>,
+    ) -> Result<Vec<PoolReport>, QmpError> {
         mem.pause()?;
         let mut regions = PhysRegions {
             mem,
             layout: self,
+            shift,
             failed: None,
         };
         let pools = read_pools(&self.pools, &mut regions);
@@ -115,6 +184,7 @@ impl PoolLayout {
 struct PhysRegions<'a, M> {
     mem: &'a mut M,
     layout: &'a PoolLayout,
+    shift: &'a Result<Shift, String>,
     /// The first QMP failure: reading stops there.
     failed: Option<QmpError>,
 }
@@ -125,7 +195,7 @@ impl<M: PhysMem> PhysRegions<'_, M> {
             return Err("not read: QEMU failed before".into());
         }
         let layout = self.layout;
-        let size = *layout.sizes.get(name).ok_or_else(|| {
+        let (size, fixed) = *layout.sizes.get(name).ok_or_else(|| {
             format!(
                 "{}: no memory region '{name}'",
                 layout.system_path.display()
@@ -146,11 +216,19 @@ impl<M: PhysMem> PhysRegions<'_, M> {
                 layout.system_path.display()
             ));
         }
+        let delta = match self.shift {
+            _ if fixed => 0,
+            Ok(shift) => shift.delta,
+            Err(why) => return Err(format!("cannot be placed: {why}")),
+        };
         let mut bytes = vec![0u8; total as usize];
         let mut at = 0;
         for page in pages {
             let end = at + page.size as usize;
-            if let Err(e) = self.mem.read(page.addr, &mut bytes[at..end]) {
+            if let Err(e) = self
+                .mem
+                .read(page.addr.wrapping_add(delta), &mut bytes[at..end])
+            {
                 let why = e.to_string();
                 self.failed = Some(e);
                 return Err(why);
@@ -174,6 +252,12 @@ impl<M: PhysMem> RegionReader for PhysRegions<'_, M> {
     ) -> Result<T, String> {
         f(self.copy(name)?.region())
     }
+}
+
+/// `delta` as a signed hexadecimal number.
+fn signed(delta: u64) -> String {
+    let d = delta as i64;
+    format!("{}{:#x}", if d < 0 { "-" } else { "+" }, d.unsigned_abs())
 }
 
 #[cfg(test)]
@@ -238,9 +322,20 @@ mod tests {
         sdf::net::buffer_pools(&spec).unwrap()
     }
 
+    /// No shift.
+    const EXACT: Result<Shift, String> = Ok(Shift {
+        delta: 0,
+        anchors: 1,
+    });
+
     /// Lays every queue region out in `vm` at scattered, descending page addresses, with each
     /// pool's buffers spread over its queues, and returns the layout and the report text.
     fn system(vm: &mut FakeVm) -> (PoolLayout, String) {
+        system_shifted(vm, 0)
+    }
+
+    /// [`system`] with every page `delta` (wrapping) from where the report says it is.
+    fn system_shifted(vm: &mut FakeVm, delta: u64) -> (PoolLayout, String) {
         let pools = pools();
         let mut report =
             String::from("# Kernel Objects Details: ID, Type, Name, Physical Address\n");
@@ -252,7 +347,7 @@ mod tests {
             for q in &pool.queues {
                 let bytes = sddf::queue::queue_bytes(q.capacity as usize) as u64;
                 let size = bytes.div_ceil(PAGE) * PAGE;
-                sizes.insert(q.region.clone(), size);
+                sizes.insert(q.region.clone(), (size, false));
                 let len = left.min(u64::from(q.capacity)) as u16;
                 left -= u64::from(len);
                 // Indices near wrapping, as a long-running system has them.
@@ -265,7 +360,7 @@ mod tests {
                         page[0..2].copy_from_slice(&tail.to_le_bytes());
                         page[2..4].copy_from_slice(&head.to_le_bytes());
                     }
-                    vm.pages.insert(next, page);
+                    vm.pages.insert(next.wrapping_add(delta), page);
                     let _ = writeln!(
                         report,
                         "\t{id} - Page(4 KiB): 'frame_mr_{}_{i:09}' @ {next:#014x}",
@@ -275,6 +370,14 @@ mod tests {
                 }
             }
             assert_eq!(left, 0, "every buffer placed");
+        }
+        for (i, pd) in ["vmm", "client0"].iter().enumerate() {
+            let _ = writeln!(
+                report,
+                "\t{} - Page(4 KiB): 'frame_mr_netvm/stats/{pd}_000000000' @ {:#x}",
+                id + i,
+                0x7100_0000 + i as u64 * PAGE
+            );
         }
         let report_path = PathBuf::from("build/sel4/release/report.txt");
         let layout = PoolLayout {
@@ -297,7 +400,7 @@ mod tests {
     fn an_idle_system_is_balanced_and_read_while_paused() {
         let mut vm = FakeVm::default();
         let (layout, _) = system(&mut vm);
-        let pools = layout.read(&mut vm).unwrap();
+        let pools = layout.read(&mut vm, &EXACT).unwrap();
         assert_eq!(pools.len(), 4, "rx, two clients' rx, tx");
         assert!(pools.iter().all(PoolReport::balanced), "{pools:?}");
         let text = render_pools(&pools);
@@ -318,6 +421,78 @@ mod tests {
         assert!(!vm.paused);
     }
 
+    /// Stats pages found in RAM where the report places them, moved by `delta`.
+    fn found(delta: u64) -> Vec<FoundPage> {
+        ["vmm", "client0"]
+            .iter()
+            .enumerate()
+            .map(|(i, pd)| FoundPage {
+                addr: (0x7100_0000 + i as u64 * PAGE).wrapping_add(delta),
+                snapshot: Ok(sddf::stats::Snapshot {
+                    component: (*pd).to_owned(),
+                    entries: Vec::new(),
+                }),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn placed_regions_are_read_where_the_stats_pages_show_they_moved() {
+        let delta = 0u64.wrapping_sub(0x1e9_d000);
+        let mut vm = FakeVm::default();
+        let (mut layout, _) = system_shifted(&mut vm, delta);
+        let shift = layout.shift(&found(delta));
+        assert_eq!(shift, Ok(Shift { delta, anchors: 2 }));
+        assert_eq!(
+            shift.as_ref().unwrap().to_string(),
+            "-0x1e9d000 (measured on 2 stats pages)"
+        );
+        let pools = layout.read(&mut vm, &shift).unwrap();
+        assert!(pools.iter().all(PoolReport::balanced), "{pools:?}");
+        // A region system.xml fixes is read where the report says, whatever the shift.
+        let fixed = layout.pools[0].queues[0].region.clone();
+        layout.sizes.get_mut(&fixed).unwrap().1 = true;
+        let pages = layout.report.pages(&fixed).unwrap().to_vec();
+        for p in &pages {
+            let page = vm.pages.remove(&p.addr.wrapping_add(delta)).unwrap();
+            vm.pages.insert(p.addr, page);
+        }
+        let pools = layout.read(&mut vm, &shift).unwrap();
+        assert!(pools.iter().all(PoolReport::balanced), "{pools:?}");
+    }
+
+    #[test]
+    fn a_shift_is_not_guessed() {
+        let mut vm = FakeVm::default();
+        let (layout, _) = system(&mut vm);
+        let none = layout.shift(&[]).unwrap_err();
+        assert!(none.contains("no stats page found"), "{none}");
+        let mut pages = found(0x1000);
+        pages[1].addr += 0x1000;
+        let split = layout.shift(&pages).unwrap_err();
+        assert!(
+            split.contains("'netvm/stats/vmm' by +0x1000, 'netvm/stats/client0' by +0x2000"),
+            "{split}"
+        );
+        let mut pages = found(0);
+        pages[0].snapshot = Err("bad header".into());
+        pages[1].snapshot.as_mut().unwrap().component = "copier".into();
+        let other = layout.shift(&pages).unwrap_err();
+        assert!(
+            other.starts_with(
+                "build/sel4/release/report.txt has no one-page region 'netvm/stats/copier'"
+            ),
+            "{other}"
+        );
+        // Unplaceable queues are unreadable, with the reason, and their pools unbalanced.
+        let pools = layout.read(&mut vm, &Err(none.clone())).unwrap();
+        assert!(pools.iter().all(|p| !p.balanced()));
+        assert_eq!(
+            pools[0].queues[0].len.as_ref().unwrap_err(),
+            &format!("cannot be placed: {none}")
+        );
+    }
+
     #[test]
     fn a_missing_buffer_or_a_corrupt_queue_unbalances_its_pool_only() {
         let mut vm = FakeVm::default();
@@ -332,7 +507,7 @@ mod tests {
         let tx = layout.pools.iter().position(|p| p.name == "tx").unwrap();
         let bad = layout.pools[tx].queues.last().unwrap().region.clone();
         header(&mut vm, &layout, &bad)[0..4].copy_from_slice(&[0, 0x40, 0, 0]);
-        let pools = layout.read(&mut vm).unwrap();
+        let pools = layout.read(&mut vm, &EXACT).unwrap();
         assert!(!pools[0].balanced());
         assert_eq!(pools[0].queued(), pools[0].buffers - 1);
         assert!(!pools[tx].balanced());
@@ -363,7 +538,7 @@ mod tests {
             .map(|l| format!("{l}\n"))
             .collect();
         layout.report = Report::parse(&other, &layout.report_path).unwrap();
-        let pools = layout.read(&mut vm).unwrap();
+        let pools = layout.read(&mut vm, &EXACT).unwrap();
         let gone_err = pools[0].queues[1].len.as_ref().unwrap_err();
         assert_eq!(
             gone_err,
@@ -379,7 +554,7 @@ mod tests {
         assert!(!pools[0].balanced() && !pools[1].balanced());
         assert!(pools[2].balanced() && pools[3].balanced());
         layout.sizes.clear();
-        let pools = layout.read(&mut vm).unwrap();
+        let pools = layout.read(&mut vm, &EXACT).unwrap();
         assert_eq!(
             pools[2].queues[0].len.as_ref().unwrap_err(),
             &format!(
@@ -395,7 +570,7 @@ mod tests {
         let (layout, _) = system(&mut vm);
         let third = &layout.pools[1].queues[0].region;
         vm.broken = Some(layout.report.pages(third).unwrap()[1].addr);
-        let err = layout.read(&mut vm).unwrap_err();
+        let err = layout.read(&mut vm, &EXACT).unwrap_err();
         assert_eq!(err.to_string(), "QMP command pmemsave failed: Invalid addr");
         assert!(!vm.paused, "resumed after the failure");
         assert_eq!(vm.log.last().map(String::as_str), Some("cont"));
