@@ -49,6 +49,8 @@ GUEST_RAM = 0x9000_0000
 GUEST_RAM_SIZE = 0x1000_0000
 GUEST_RAM_PAGE = 0x20_0000
 UIO_WINDOW = 0x3000_0000
+# Where the VMM maps the NIC's virtio-mmio registers, to reset the device before a restart.
+VMM_NIC_REGS = 0x6000_0000
 # QEMU virt: the first -device virtio-net-device gets the last of 32 transports.
 VIRTIO_NET_PAGE = 0x0A00_3000
 VIRTIO_NET_IRQ = 79
@@ -157,6 +159,10 @@ def main(out: str, macs_out: str = "") -> None:
         mr = MR(sdf, name, 0x1000, paddr=paddr)
         sdf.add_mr(mr)
         vm.add_map(Map(mr, gpa, "rw", cached=False))
+        if name == "virtio_net":
+            # The VMM resets the NIC before it boots the guest again (a crashed guest leaves
+            # the device DMAing into buffers that are the new guest's memory).
+            vmm.add_map(Map(mr, VMM_NIC_REGS, "rw", cached=False, setvar_vaddr="nic_regs_vaddr"))
     # Least privilege: the driver only reads the clients' TX data (it transmits what they wrote,
     # as virt_tx, which maps them read-only too); queues and RX data it writes.
     vaddr = UIO_WINDOW

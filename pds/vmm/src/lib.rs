@@ -4,6 +4,7 @@
 //! - [`config`]: the `.vmm_config` section (channel ids, INTIDs, doorbells from the build);
 //! - [`fault`]: decoding of the faults seL4 delivers for a vCPU (VMFault syndromes, VCPUFault
 //!   HSRs, a guest `hvc` arriving as UnknownSyscall, VGIC maintenance, VPPI events);
+//! - [`virtio`]: resetting a passed-through virtio-mmio NIC before the guest boots again;
 //! - [`vgic`]: a GICv2 distributor model with virtual IRQ state and list-register management;
 //! - [`psci`]: PSCI 1.1 for one vCPU;
 //! - [`linux`]: arm64 `Image` header parsing and placement of kernel, device tree and initrd;
@@ -22,6 +23,7 @@ pub mod linux;
 pub mod psci;
 pub mod regs;
 pub mod vgic;
+pub mod virtio;
 pub mod vmm;
 
 pub use fault::Fault;

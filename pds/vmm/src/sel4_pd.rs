@@ -117,16 +117,39 @@ microkit::setvar!(
     /// Size of guest RAM.
     guest_ram_size
 );
+microkit::setvar!(
+    /// Where the passed-through NIC's virtio-mmio registers are mapped in this PD (0: not
+    /// mapped, the NIC is not reset before a boot).
+    nic_regs_vaddr
+);
 
 /// `seL4_VCPUReg` numbers of the virtual timer (libsel4 `sel4_arch/constants.h`).
 const VCPU_REG_CNTV_CTL: u64 = 20;
 const VCPU_REG_CNTV_CVAL: u64 = 21;
 const VCPU_REG_CNTVOFF: u64 = 22;
+/// The EL1 system registers a restart puts back (`seL4_VCPUReg` 0..=21: SCTLR, TTBRs, TCR,
+/// MAIR, ..., VBAR, TPIDR_EL1, VMPIDR, SP_EL1, ELR_EL1, SPSR_EL1, CNTV_CTL, CNTV_CVAL). Not
+/// CNTVOFF: seL4 manages the virtual counter's offset itself.
+const VCPU_RESET_REGS: usize = VCPU_REG_CNTVOFF as usize;
+
+/// How many times the VMM boots the guest again after it crashed or asked for a reset. Each
+/// restart is counted (`vmm.guest_restarts`) and logged; past the budget the guest stays down,
+/// so a guest that crashes at every boot cannot keep this PD busy for ever.
+const RESTART_BUDGET: u32 = 16;
 
 /// The seL4 side of [`Platform`].
 struct Sel4 {
     /// The channel to the timer PD, if the system has one.
     timer: Option<Channel>,
+    /// The vCPU's system registers as seL4 created them (read before the first boot); `None`
+    /// where a read failed (that register is then left alone at a restart).
+    pristine: [Option<u64>; VCPU_RESET_REGS],
+}
+
+impl Sel4 {
+    fn snapshot_vcpu() -> [Option<u64>; VCPU_RESET_REGS] {
+        core::array::from_fn(|reg| VCPU.read_reg(reg as u64).ok())
+    }
 }
 
 fn kernel(e: microkit::InvocationError) -> KernelError {
@@ -196,6 +219,14 @@ impl Platform for Sel4 {
     fn log(&mut self, args: fmt::Arguments<'_>) {
         microkit::debug_print!("{args}");
     }
+    fn reset_vcpu(&mut self) -> Result<(), KernelError> {
+        for (reg, value) in self.pristine.iter().enumerate() {
+            if let Some(value) = *value {
+                VCPU.write_reg(reg as u64, value).map_err(kernel)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The PD's state.
@@ -207,6 +238,17 @@ pub struct VmmPd {
 }
 
 impl VmmPd {
+    /// After the guest stopped: boots it again if it crashed or asked for a reset and the
+    /// restart budget allows (reloading kernel, device tree and initrd from this PD's pristine
+    /// copies; the sDDF queue regions are not touched: the new guest's driver asks the
+    /// virtualisers to rebuild its queues).
+    fn maybe_restart(&mut self) {
+        if self.vmm.state() == vmm::RunState::Stopped && self.vmm.restart(&mut self.hw) {
+            self.boot();
+            self.vmm.publish_stats();
+        }
+    }
+
     /// Publishes the counters in the region `.netvm_stats` names, if any. A broken section is
     /// reported and the guest runs without published counters: unlike in a virtualiser, a
     /// stats problem must not take the driver VM (and with it the whole network) down.
@@ -249,6 +291,7 @@ impl VmmPd {
                 return;
             }
         };
+        reset_nic();
         let t0 = sys::physical_count();
         sys::copy_to_guest(ram, plan.kernel, images::KERNEL);
         sys::copy_to_guest(ram, plan.dtb, images::DTB);
@@ -269,6 +312,31 @@ impl VmmPd {
         );
         if let Err(KernelError(e)) = self.vmm.start(&mut self.hw, &plan.initial_context()) {
             microkit::debug_println!("vmm: starting vCPU 0 failed: seL4 error {e}");
+        }
+    }
+}
+
+/// Stops the passed-through NIC before guest RAM is (re)loaded: after a crash it still DMAs into
+/// the old guest's receive buffers ([`vmm::virtio`]).
+fn reset_nic() {
+    let vaddr = nic_regs_vaddr.get();
+    if vaddr == 0 {
+        microkit::debug_println!(
+            "vmm: the NIC's registers are not mapped (no nic_regs_vaddr): it is not reset before the guest boots"
+        );
+        return;
+    }
+    match vmm::virtio::reset_page(&mut sys::Mmio(vaddr)) {
+        Ok(found) if found.were_running != 0 => microkit::debug_println!(
+            "vmm: NIC reset (virtio-mmio transports {:#04x} of its page were running)",
+            found.were_running
+        ),
+        Ok(found) if found.devices == 0 => {
+            microkit::debug_println!("vmm: NIC not reset: no virtio-mmio device in its page")
+        }
+        Ok(_) => {}
+        Err((index, e)) => {
+            microkit::debug_println!("vmm: NIC transport {index} at {vaddr:#x} not reset: {e}")
         }
     }
 }
@@ -374,10 +442,14 @@ impl microkit::Handler for VmmPd {
             },
             virqs: routes.virqs(),
             wakeup_channel: timer.map(|c| c.id()),
+            restart_budget: RESTART_BUDGET,
         };
         let mut pd = VmmPd {
             vmm: Vmm::new(config),
-            hw: Sel4 { timer },
+            hw: Sel4 {
+                timer,
+                pristine: Sel4::snapshot_vcpu(),
+            },
             configured: parsed.is_ok(),
         };
         pd.attach_stats();
@@ -392,6 +464,8 @@ impl microkit::Handler for VmmPd {
             }
         }
         self.vmm.publish_stats();
+        // Resuming a waiting guest can fail and stop it.
+        self.maybe_restart();
     }
 
     fn fault(&mut self, child: Child, msg: MessageInfo) -> Option<MessageInfo> {
@@ -414,8 +488,8 @@ impl microkit::Handler for VmmPd {
                 c.psci_calls, c.wfx_traps, c.wfi_blocks, c.vppi_events, c.maintenance_faults,
                 c.rx_irq_injections, c.tx_irq_injections
             );
-            if reason == StopReason::SystemReset {
-                self.boot();
+            if matches!(reason, StopReason::SystemReset | StopReason::Unexpected) {
+                self.maybe_restart();
             }
         }
         match reply {
@@ -504,6 +578,24 @@ mod sys {
         ) {
             0 => Ok(()),
             e => Err(e),
+        }
+    }
+
+    /// The 4 KiB register page of a device mapped (uncached) at this vaddr (`nic_regs_vaddr`).
+    pub struct Mmio(pub u64);
+
+    impl vmm::virtio::Mmio for Mmio {
+        fn read32(&mut self, offset: usize) -> u32 {
+            assert!(offset < 0x1000 && offset.is_multiple_of(4));
+            // SAFETY: the system maps the device's page read-write and uncached at `self.0`
+            // for the PD's whole life (`nic_regs_vaddr`); the offset is an aligned register
+            // inside it. Device registers need volatile accesses.
+            unsafe { core::ptr::read_volatile((self.0 as usize + offset) as *const u32) }
+        }
+        fn write32(&mut self, offset: usize, value: u32) {
+            assert!(offset < 0x1000 && offset.is_multiple_of(4));
+            // SAFETY: as in `read32`.
+            unsafe { core::ptr::write_volatile((self.0 as usize + offset) as *mut u32, value) }
         }
     }
 

@@ -171,6 +171,9 @@ pub struct Vgic {
     targets: [u8; NUM_IRQS],
     config: [u32; NUM_IRQS / 16],
     lrs: [Option<u16>; NUM_LIST_REGS],
+    /// List registers (bit = index) still holding an IRQ of a guest instance that has since
+    /// been reset: its EOI action already ran at the reset, its EOI only frees the register.
+    stale: u8,
     acks: [Option<(u16, Ack)>; MAX_ACKS],
 }
 
@@ -199,15 +202,60 @@ impl Vgic {
             targets: [0; NUM_IRQS],
             config,
             lrs: [None; NUM_LIST_REGS],
+            stale: 0,
             acks: [None; MAX_ACKS],
         }
     }
 
-    /// Back to the state of [`Vgic::new`], keeping the EOI actions (a guest reset).
-    pub fn reset(&mut self) {
-        let acks = self.acks;
+    /// A guest reset: the distributor back to the state of [`Vgic::new`], keeping the EOI
+    /// actions, and nothing left owed to the kernel.
+    ///
+    /// Every IRQ whose EOI action has not run yet (in a list register, or pending) is handed to
+    /// `owed` once, to be run now: the old guest will never EOI it, and a passed-through IRQ
+    /// that is not acknowledged stays masked at the kernel for good (the NIC or UART would fall
+    /// silent), as would a virtual timer PPI that is not acknowledged.
+    ///
+    /// seL4 has no invocation that empties a list register, so the registers themselves keep
+    /// what they hold: a pending one is taken by the new guest once it enables its CPU
+    /// interface (Linux EOIs an interrupt it has no handler for yet), and its EOI then only
+    /// frees the register ([`Vgic::maintenance`] returns no action for it). Until then its INTID
+    /// counts as being in a list register, so it is never loaded into a second one. A register
+    /// that was active (the guest died inside the handler) stays so until the new guest EOIs
+    /// that INTID, which Linux does not do: it costs a list register and blocks that INTID.
+    pub fn reset(&mut self, mut owed: impl FnMut(u16, Ack)) {
+        for w in 0..WORDS {
+            let mut bits = self.in_lr[w] | self.pending[w];
+            while bits != 0 {
+                let irq = (w * 32) as u16 + bits.trailing_zeros() as u16;
+                bits &= bits - 1;
+                // An IRQ in a register the previous reset already settled owes nothing.
+                let settled = self
+                    .lrs
+                    .iter()
+                    .enumerate()
+                    .any(|(i, l)| *l == Some(irq) && self.stale & (1 << i) != 0)
+                    && !Self::test(&self.pending, irq.into());
+                if let (Some(ack), false) = (self.ack_of(irq), settled) {
+                    owed(irq, ack);
+                }
+            }
+        }
+        let (acks, lrs) = (self.acks, self.lrs);
         *self = Self::new();
         self.acks = acks;
+        for (index, irq) in lrs.iter().enumerate() {
+            if let Some(irq) = *irq {
+                let (w, m) = bit(irq.into());
+                self.in_lr[w] |= m;
+                self.lrs[index] = Some(irq);
+                self.stale |= 1 << index;
+            }
+        }
+    }
+
+    /// List registers (bit = index) still holding an IRQ from before the last reset.
+    pub fn stale_list_registers(&self) -> u8 {
+        self.stale
     }
 
     /// Registers what happens when the guest EOIs `irq`. Returns `false` when the table is full
@@ -268,8 +316,14 @@ impl Vgic {
 
     /// Whether an interrupt would wake a guest waiting in WFI: something sits in a list register
     /// or is pending and deliverable.
+    /// A register still holding an IRQ of a reset guest does not count: it may be active, and
+    /// a guest waiting on it would spin.
     pub fn has_work(&self) -> bool {
-        self.lrs.iter().any(Option::is_some) || self.next_candidate().is_some()
+        self.lrs
+            .iter()
+            .enumerate()
+            .any(|(i, l)| l.is_some() && self.stale & (1 << i) == 0)
+            || self.next_candidate().is_some()
     }
 
     fn why_not_deliverable(&self, irq: usize) -> Option<QueueReason> {
@@ -365,6 +419,8 @@ impl Vgic {
         index: u8,
         lrs: &mut impl ListRegisters,
     ) -> (Option<Eoi>, Result<(), LoadError>) {
+        let stale = self.stale & 1u8.checked_shl(index.into()).unwrap_or(0);
+        self.stale &= !stale;
         let done = self
             .lrs
             .get_mut(usize::from(index))
@@ -372,7 +428,7 @@ impl Vgic {
             .map(|irq| {
                 let (w, m) = bit(irq.into());
                 self.in_lr[w] &= !m;
-                (irq, self.ack_of(irq))
+                (irq, if stale != 0 { None } else { self.ack_of(irq) })
             });
         (done, self.flush(lrs))
     }
@@ -796,12 +852,70 @@ mod tests {
         let mut lrs = Lrs::default();
         let mut gic = enabled_gic(&mut lrs, &[27]);
         gic.set_ack(27, Ack::Vppi);
-        gic.inject(27, &mut lrs).unwrap();
-        gic.reset();
+        let mut owed = std::vec::Vec::new();
+        gic.reset(|irq, ack| owed.push((irq, ack)));
+        assert!(owed.is_empty(), "nothing was in flight");
         assert!(!gic.distributor_enabled() && !gic.has_work());
         gic.write(reg::CTLR, 4, 1, &mut lrs).unwrap();
         gic.write(reg::ISENABLER, 4, 1 << 27, &mut lrs).unwrap();
         gic.inject(27, &mut lrs).unwrap();
         assert_eq!(gic.maintenance(0, &mut lrs).0, Some((27, Some(Ack::Vppi))));
+    }
+
+    #[test]
+    fn reset_hands_back_what_was_in_flight_and_keeps_the_registers_busy() {
+        let mut lrs = Lrs::default();
+        let mut gic = enabled_gic(&mut lrs, &[27, 33, 79]);
+        gic.set_ack(27, Ack::Vppi);
+        gic.set_ack(79, Ack::Passthrough(5));
+        gic.set_ack(40, Ack::Passthrough(6));
+        // The NIC's IRQ in list register 0, the vtimer in 1, the UART (no action) in 2; IRQ 40
+        // raised while the guest had it disabled.
+        for irq in [79, 27, 33, 40] {
+            gic.inject(irq, &mut lrs).unwrap();
+        }
+        let mut owed = std::vec::Vec::new();
+        gic.reset(|irq, ack| owed.push((irq, ack)));
+        assert_eq!(
+            owed,
+            [
+                (27, Ack::Vppi),
+                (40, Ack::Passthrough(6)),
+                (79, Ack::Passthrough(5))
+            ]
+        );
+        assert_eq!(gic.stale_list_registers(), 0b111);
+        assert!(
+            !gic.is_pending(40),
+            "the new guest starts with nothing pending"
+        );
+        // The new guest: the NIC's IRQ again, while the old instance still sits in register 0.
+        gic.write(reg::CTLR, 4, 1, &mut lrs).unwrap();
+        gic.write(reg::ISENABLER + 8, 4, 1 << 15, &mut lrs).unwrap();
+        let before = lrs.loads.len();
+        assert_eq!(
+            gic.inject(79, &mut lrs),
+            Ok(Injection::Queued(QueueReason::AlreadyInListRegister))
+        );
+        assert_eq!(lrs.loads.len(), before, "never in two list registers");
+        // A second reset owes nothing for the registers the first one settled, only for the
+        // new instance pending.
+        let mut again = std::vec::Vec::new();
+        gic.reset(|irq, ack| again.push((irq, ack)));
+        assert_eq!(again, [(79, Ack::Passthrough(5))]);
+        gic.write(reg::CTLR, 4, 1, &mut lrs).unwrap();
+        gic.write(reg::ISENABLER + 8, 4, 1 << 15, &mut lrs).unwrap();
+        gic.inject(79, &mut lrs).unwrap();
+        // The new guest EOIs the stale instance: no second ack, and the new one goes in.
+        let (done, refill) = gic.maintenance(0, &mut lrs);
+        assert_eq!(done, Some((79, None)));
+        refill.unwrap();
+        assert_eq!(lrs.loads.last(), Some(&(79, 0, 0)));
+        assert_eq!(gic.stale_list_registers(), 0b110);
+        // ... and its EOI runs the action again.
+        assert_eq!(
+            gic.maintenance(0, &mut lrs).0,
+            Some((79, Some(Ack::Passthrough(5))))
+        );
     }
 }

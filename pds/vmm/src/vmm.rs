@@ -25,6 +25,12 @@
 //!   line stays latched while masked, so it is delivered the moment it is re-enabled.
 //! - **Unexpected** faults print the decoded reason and all registers and stop the guest; the
 //!   VMM PD itself carries on (it still answers notifications).
+//! - **Restarts**: a guest that stopped on an unexpected fault or asked for PSCI SYSTEM_RESET
+//!   (Linux does on a panic with `panic=-1`) is booted again by the PD, at most
+//!   [`Config::restart_budget`] times ([`Vmm::restart`]). [`Vmm::start`] settles what the
+//!   old instance left in flight first: the EOI actions it still owed run (passed-through IRQs
+//!   acknowledged, the timer PPI too), and the vCPU's system registers go back to how seL4
+//!   made them ([`Platform::reset_vcpu`]: MMU and caches off, timer off), as a boot expects.
 
 use core::fmt;
 
@@ -87,6 +93,9 @@ pub trait Platform: ListRegisters {
     fn set_wakeup(&mut self, deadline: Option<u64>) -> bool;
     /// Writes to the VMM's log (the debug console on seL4).
     fn log(&mut self, args: fmt::Arguments<'_>);
+    /// Puts the vCPU's system registers back as they were before the first boot (seL4 creates
+    /// a vCPU with the MMU and caches off), so that a restarted guest boots as from reset.
+    fn reset_vcpu(&mut self) -> Result<(), KernelError>;
 }
 
 /// A doorbell page: a guest store to it notifies `channel`.
@@ -125,6 +134,8 @@ pub struct Config<'a> {
     pub virqs: &'a [VirqRoute],
     /// The channel of the wake-up timer IRQ, if the system has one.
     pub wakeup_channel: Option<u8>,
+    /// How many times the guest may be booted again after it crashed or reset itself.
+    pub restart_budget: u32,
 }
 
 /// The guest's run state.
@@ -230,6 +241,10 @@ pub struct Counters {
     pub unexpected_faults: u64,
     /// Notifications on channels that are not the VMM's.
     pub unknown_notifications: u64,
+    /// Times the guest was booted again (after a crash or a reset it asked for).
+    pub guest_restarts: u64,
+    /// EOI actions a reset guest still owed, run at the restart (IRQs it never EOI'd).
+    pub restart_acks: u64,
 }
 }
 
@@ -343,14 +358,57 @@ impl<'a> Vmm<'a> {
     }
 
     /// Starts the guest with `ctx` (all of it is written, then the vCPU resumes at its pc).
-    /// The images must already be in guest RAM. Resets the vGIC first (also for a reboot).
+    /// The images must already be in guest RAM. For a guest that ran before, first settles what
+    /// it left: the owed EOI actions run, the vGIC and the vCPU's system registers are reset.
     pub fn start(&mut self, p: &mut impl Platform, ctx: &UserContext) -> Result<(), KernelError> {
-        self.vgic.reset();
+        self.flush_acks(p);
+        let mut owed = 0;
+        self.vgic.reset(|irq, ack| {
+            owed += 1;
+            match ack {
+                Ack::Passthrough(channel) => p.irq_ack(channel),
+                Ack::Vppi => {
+                    if let Err(KernelError(e)) = p.ack_vppi(irq) {
+                        p.log(format_args!(
+                            "vmm: ack of VPPI {irq} at reset failed: seL4 error {e}\n"
+                        ));
+                    }
+                }
+            }
+        });
+        self.counters.restart_acks += owed;
+        p.reset_vcpu()?;
         self.stop_reason = None;
         p.write_regs(ctx, USER_CONTEXT_WORDS)?;
         p.resume_vcpu(ctx.pc())?;
         self.state = RunState::Running;
         Ok(())
+    }
+
+    /// Whether the stopped guest is to be booted again, counting the restart: it crashed
+    /// (an unexpected fault) or asked for a reset, and the budget is not spent. The caller
+    /// reloads the images and calls [`Vmm::start`].
+    pub fn restart(&mut self, p: &mut impl Platform) -> bool {
+        let Some(reason @ (StopReason::Unexpected | StopReason::SystemReset)) = self.stop_reason
+        else {
+            return false;
+        };
+        if self.state != RunState::Stopped {
+            return false;
+        }
+        if self.counters.guest_restarts >= u64::from(self.config.restart_budget) {
+            p.log(format_args!(
+                "vmm: guest stopped ({reason:?}) and its {} restarts are spent: it stays down\n",
+                self.config.restart_budget
+            ));
+            return false;
+        }
+        self.counters.guest_restarts += 1;
+        p.log(format_args!(
+            "vmm: restarting the guest ({reason:?}), restart {} of {}\n",
+            self.counters.guest_restarts, self.config.restart_budget
+        ));
+        true
     }
 
     /// Handles a fault of vCPU 0; the result says how to reply.

@@ -28,6 +28,8 @@ struct Mock {
     log: String,
     /// Words transferred by the last read.
     last_read: usize,
+    /// `reset_vcpu` calls.
+    vcpu_resets: u32,
 }
 
 impl ListRegisters for Mock {
@@ -84,6 +86,10 @@ impl Platform for Mock {
     fn log(&mut self, args: fmt::Arguments<'_>) {
         self.log.push_str(&args.to_string());
     }
+    fn reset_vcpu(&mut self) -> Result<(), KernelError> {
+        self.vcpu_resets += 1;
+        Ok(())
+    }
 }
 
 const RX_FAULT: u64 = 0x3020_8000;
@@ -135,6 +141,7 @@ fn config(wakeup: bool) -> Config<'static> {
         doorbells: &DOORBELLS,
         virqs: &VIRQS,
         wakeup_channel: wakeup.then_some(WAKEUP_CH),
+        restart_budget: 2,
     }
 }
 
@@ -416,6 +423,7 @@ fn unknown_doorbells_and_routes_are_counted_apart() {
         doorbells: &BELLS,
         virqs: &ROUTES,
         wakeup_channel: None,
+        restart_budget: 0,
     });
     let mut p = Mock::default();
     vmm.start(&mut p, &UserContext::default()).unwrap();
@@ -650,16 +658,69 @@ fn unexpected_faults_dump_registers_and_stop_only_the_guest() {
 }
 
 #[test]
-fn restart_after_reset_clears_the_vgic() {
+fn restart_after_reset_clears_the_vgic_and_settles_what_was_in_flight() {
     let (mut vmm, mut p) = started(true);
     linux_gic_init(&mut vmm, &mut p);
     enable_irq(&mut vmm, &mut p, RX_IRQ);
+    enable_irq(&mut vmm, &mut p, UART_IRQ);
+    enable_irq(&mut vmm, &mut p, 27);
+    // In flight at the reset: the UART's IRQ and the timer PPI in list registers (never
+    // EOI'd), virt_rx's vIRQ too.
     vmm.notified(&mut p, VIRT_RX);
+    vmm.notified(&mut p, UART_IRQ_CH);
+    let vppi = Fault::decode(label::VPPI_EVENT, |_| 27);
+    vmm.handle_fault(&mut p, &vppi);
+    assert_eq!(p.loads.len(), 3);
     smc(&mut vmm, &mut p, 0x9000_0000, [0x8400_0009, 0, 0, 0]);
+    assert_eq!(vmm.stop_reason(), Some(StopReason::SystemReset));
+    assert!(p.irq_acks.is_empty() && p.vppi_acks.is_empty());
+    assert!(vmm.restart(&mut p));
     let mut ctx = UserContext::default();
     ctx.set_pc(0x9000_0000);
     vmm.start(&mut p, &ctx).unwrap();
     assert_eq!(vmm.state(), RunState::Running);
+    // The UART's line and the timer can fire again; the new guest starts with a clean vCPU.
+    assert_eq!(p.irq_acks, [UART_IRQ_CH]);
+    assert_eq!(p.vppi_acks, [27]);
+    assert_eq!(p.vcpu_resets, 2, "at the first boot and at the restart");
     assert!(!vmm.vgic().distributor_enabled() && !vmm.vgic().has_work());
     assert_eq!(vmm.stop_reason(), None);
+    let c = vmm.counters();
+    assert_eq!((c.guest_restarts, c.restart_acks), (1, 2));
+    // The new guest brings its GIC up; the UART's next IRQ waits until the new guest EOIs the
+    // old instance (Linux does for an IRQ it has no handler for), which acks nothing twice.
+    linux_gic_init(&mut vmm, &mut p);
+    enable_irq(&mut vmm, &mut p, UART_IRQ);
+    vmm.notified(&mut p, UART_IRQ_CH);
+    assert_eq!(p.loads.len(), 3, "not in a second list register");
+    let eoi = |i: u64| Fault::decode(label::VGIC_MAINTENANCE, move |_| i);
+    vmm.handle_fault(&mut p, &eoi(1));
+    assert_eq!(p.loads.last(), Some(&(UART_IRQ, 0, 1)));
+    vmm.handle_fault(&mut p, &eoi(1));
+    vmm.notified(&mut p, VIRT_TX);
+    assert_eq!(p.irq_acks, [UART_IRQ_CH, UART_IRQ_CH]);
+}
+
+#[test]
+fn crashed_guests_restart_within_the_budget() {
+    let (mut vmm, mut p) = started(true);
+    // Nothing to restart while the guest runs, or after it powered off.
+    assert!(!vmm.restart(&mut p));
+    let crash = vm_fault(0x9040_0000, 0x0a00_0000, dabt(true, 4, 1));
+    for n in 1..=2 {
+        assert_eq!(vmm.handle_fault(&mut p, &crash), Reply::None);
+        assert!(vmm.restart(&mut p), "restart {n}");
+        assert!(p.log.contains(&format!("restart {n} of 2")), "{}", p.log);
+        vmm.start(&mut p, &UserContext::default()).unwrap();
+    }
+    assert_eq!(vmm.handle_fault(&mut p, &crash), Reply::None);
+    assert!(!vmm.restart(&mut p), "the budget of 2 is spent");
+    assert!(p.log.contains("restarts are spent"), "{}", p.log);
+    assert_eq!(vmm.state(), RunState::Stopped);
+    assert_eq!(vmm.counters().guest_restarts, 2);
+
+    let (mut vmm, mut p) = started(true);
+    smc(&mut vmm, &mut p, 0x9000_0000, [0x8400_0008, 0, 0, 0]);
+    assert_eq!(vmm.stop_reason(), Some(StopReason::SystemOff));
+    assert!(!vmm.restart(&mut p), "a power-off is not a crash");
 }
