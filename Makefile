@@ -112,7 +112,8 @@ pds: check-sdk
 
 image: check-sdk guest pds
 	mkdir -p $(OUT)
-	$(GUEST_TOOL) sel4-dtb --system system.xml --macs @system.macs --initrd $(GUEST_DIR)/initrd.cpio.gz --out $(OUT)/guest.dtb
+	$(GUEST_TOOL) sel4-dtb --system system.xml --macs @system.macs --initrd $(GUEST_DIR)/initrd.cpio.gz \
+		$(if $(filter debug,$(MICROKIT_CONFIG)),--debug) --out $(OUT)/guest.dtb
 	$(SEL4_ENV) VMM_GUEST_KERNEL=$(GUEST_DIR)/Image VMM_GUEST_INITRD=$(GUEST_DIR)/initrd.cpio.gz \
 		VMM_GUEST_DTB=$(OUT)/guest.dtb \
 		$(CARGO) build --release --target aarch64-unknown-none -p vmm --bin vmm --target-dir $(SEL4_TARGET_DIR)

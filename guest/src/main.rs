@@ -60,6 +60,11 @@ enum Cmd {
         /// The kernel command line.
         #[arg(long, default_value = DEFAULT_SEL4_BOOTARGS)]
         bootargs: String,
+        /// A debug image: adds `netvm.debug` to the command line, so that the guest's `/init`
+        /// honours test-only console commands (`netvm.crash`). The Makefile passes it for
+        /// `MICROKIT_CONFIG=debug` only.
+        #[arg(long)]
+        debug: bool,
         /// Client MACs, `client0=52:54:01:00:00:10,...`, or `@FILE` (e.g. `@system.macs`):
         /// the net spec whose driver config goes into /chosen. Not needed for a standalone VM.
         #[arg(long, default_value = "")]
@@ -108,9 +113,17 @@ fn main() -> ExitCode {
             system,
             initrd,
             bootargs,
+            debug,
             macs,
             out,
-        } => sel4_dtb(&system, &initrd, &bootargs, &macs, &out),
+        } => {
+            let bootargs = if debug {
+                format!("{bootargs} netvm.debug")
+            } else {
+                bootargs
+            };
+            sel4_dtb(&system, &initrd, &bootargs, &macs, &out)
+        }
         Cmd::Sel4Pds {
             system,
             macs,

@@ -9,6 +9,9 @@
 //!   directly on QEMU (no seL4) gives the NIC that address and runs the kernel echo
 //!   (`/bin/kernel-echo`) instead of the uio-driver: Linux alone, to measure the seL4 system
 //!   against. `netvm.mode=driver` (the default) is the driver VM.
+//! * `netvm.debug`: a debug image (the image build adds it for `MICROKIT_CONFIG=debug` only):
+//!   console commands meant for tests are honoured, e.g. `netvm.crash`, which panics the
+//!   kernel on purpose to exercise the VMM's restart.
 
 use std::net::Ipv4Addr;
 
@@ -84,6 +87,8 @@ pub struct Options {
     mode: Option<String>,
     /// `netvm.ip=`, if given.
     ip: Option<String>,
+    /// `netvm.debug` (or `netvm.debug=1`): test-only console commands are honoured.
+    pub debug: bool,
     /// All words, for module parameters.
     words: Vec<String>,
 }
@@ -95,8 +100,11 @@ impl Options {
         let mut iface = DEFAULT_IFACE.to_string();
         let mut driver_args = Vec::new();
         let (mut mode, mut ip) = (None, None);
+        let mut debug = false;
         for w in &words {
-            if let Some(v) = w.strip_prefix("netvm.iface=") {
+            if w == "netvm.debug" || w == "netvm.debug=1" {
+                debug = true;
+            } else if let Some(v) = w.strip_prefix("netvm.iface=") {
                 iface = v.to_string();
             } else if let Some(v) = w.strip_prefix("netvm.mode=") {
                 mode = Some(v.to_string());
@@ -117,6 +125,7 @@ impl Options {
             driver_args,
             mode,
             ip,
+            debug,
             words,
         }
     }
@@ -180,6 +189,14 @@ mod tests {
         assert_eq!(o.module_params("uio"), "");
         assert_eq!(o.module_params("vfoo"), "bar=\"a b\"");
         assert_eq!(o.module_params("virtio_mmio"), "");
+    }
+
+    #[test]
+    fn debug_is_off_unless_asked_for() {
+        assert!(!Options::parse("console=ttyAMA0 panic=-1").debug);
+        assert!(!Options::parse("netvm.debug=0 netvm.debugx").debug);
+        assert!(Options::parse("panic=-1 netvm.debug").debug);
+        assert!(Options::parse("netvm.debug=1").debug);
     }
 
     #[test]

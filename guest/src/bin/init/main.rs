@@ -13,7 +13,11 @@
 //!    gives the NIC that address, leaves its offloads as Linux sets them, and runs
 //!    `/bin/kernel-echo` on it the same way;
 //! 6. powers off cleanly on SIGTERM, SIGINT (Ctrl-Alt-Del), SIGPWR, or a line `netvm.poweroff`
-//!    on the console — and also after a fatal setup error, since PID 1 must not exit.
+//!    on the console — and also after a fatal setup error, since PID 1 must not exit;
+//! 7. in a debug image only (`netvm.debug` on the kernel command line, which the image build
+//!    adds for debug configurations), a console line `netvm.crash` panics the kernel through
+//!    `/proc/sysrq-trigger`; with `panic=-1` the kernel then asks the VMM for a reset, and the
+//!    VMM boots it again (the restart tests use this). A release image ignores the line.
 #![deny(unsafe_code)]
 
 mod cmdline;
@@ -30,6 +34,26 @@ use cmdline::{Mode, Options};
 
 /// What a console line must say to power the guest off.
 const POWEROFF_COMMAND: &str = "netvm.poweroff";
+/// What a console line must say to crash the kernel (debug images only).
+const CRASH_COMMAND: &str = "netvm.crash";
+
+/// What a console line asks of `/init`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConsoleCommand {
+    PowerOff,
+    Crash,
+    /// `netvm.crash` in an image without `netvm.debug`.
+    CrashRefused,
+}
+
+fn console_command(line: &[u8], debug: bool) -> Option<ConsoleCommand> {
+    match String::from_utf8_lossy(line).trim() {
+        POWEROFF_COMMAND => Some(ConsoleCommand::PowerOff),
+        CRASH_COMMAND if debug => Some(ConsoleCommand::Crash),
+        CRASH_COMMAND => Some(ConsoleCommand::CrashRefused),
+        _ => None,
+    }
+}
 /// Where the builder puts things in the initramfs (see guest's `initramfs` module).
 const MODULE_DIR: &str = "/lib/modules";
 const MODULE_ORDER: &str = "/lib/modules/order";
@@ -381,12 +405,26 @@ fn setup_and_supervise() -> io::Result<()> {
                 Ok(n) => {
                     for &b in &buf[..n] {
                         if b == b'\n' || b == b'\r' {
-                            if String::from_utf8_lossy(&line).trim() == POWEROFF_COMMAND {
-                                log(format!(
-                                    "{POWEROFF_COMMAND} requested on the console: powering off"
-                                ));
-                                driver.stop();
-                                return Ok(());
+                            match console_command(&line, opts.debug) {
+                                Some(ConsoleCommand::PowerOff) => {
+                                    log(format!(
+                                        "{POWEROFF_COMMAND} requested on the console: powering off"
+                                    ));
+                                    driver.stop();
+                                    return Ok(());
+                                }
+                                Some(ConsoleCommand::Crash) => {
+                                    log(format!(
+                                        "{CRASH_COMMAND} requested on the console: panicking the kernel"
+                                    ));
+                                    if let Err(e) = fs::write("/proc/sysrq-trigger", b"c") {
+                                        log(format!("{CRASH_COMMAND}: /proc/sysrq-trigger: {e}"));
+                                    }
+                                }
+                                Some(ConsoleCommand::CrashRefused) => log(format!(
+                                    "{CRASH_COMMAND} ignored: not a debug image (no netvm.debug on the kernel command line)"
+                                )),
+                                None => {}
                             }
                             line.clear();
                         } else if line.len() < 256 {
@@ -401,5 +439,28 @@ fn setup_and_supervise() -> io::Result<()> {
         if driver.restart_at.is_some_and(|t| Instant::now() >= t) {
             driver.start();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_crash_command_needs_a_debug_image() {
+        assert_eq!(
+            console_command(b" netvm.crash\r", true),
+            Some(ConsoleCommand::Crash)
+        );
+        assert_eq!(
+            console_command(b"netvm.crash", false),
+            Some(ConsoleCommand::CrashRefused)
+        );
+        assert_eq!(
+            console_command(b"netvm.poweroff", false),
+            Some(ConsoleCommand::PowerOff)
+        );
+        assert_eq!(console_command(b"netvm.crashx", true), None);
+        assert_eq!(console_command(b"\xff\xfe", true), None);
     }
 }
