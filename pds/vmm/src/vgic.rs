@@ -31,6 +31,8 @@ pub const NUM_LIST_REGS: usize = 4;
 pub const VTIMER_IRQ: u16 = 27;
 /// Most IRQs that can have an EOI action ([`Vgic::set_ack`]).
 pub const MAX_ACKS: usize = 16;
+/// SGI 0, Linux's reschedule IPI: what a guest reset leaves in occupied list registers.
+pub const SGI_RESCHEDULE: u16 = 0;
 
 const WORDS: usize = NUM_IRQS / 32;
 
@@ -210,19 +212,24 @@ impl Vgic {
     /// A guest reset: the distributor back to the state of [`Vgic::new`], keeping the EOI
     /// actions, and nothing left owed to the kernel.
     ///
-    /// Every IRQ whose EOI action has not run yet (in a list register, or pending) is handed to
-    /// `owed` once, to be run now: the old guest will never EOI it, and a passed-through IRQ
-    /// that is not acknowledged stays masked at the kernel for good (the NIC or UART would fall
-    /// silent), as would a virtual timer PPI that is not acknowledged.
+    /// Returns every IRQ whose EOI action has not run yet (in a list register, or pending), to
+    /// be run now: the old guest will never EOI it, and a passed-through IRQ that is not
+    /// acknowledged stays masked at the kernel for good (the NIC or UART would fall silent), as
+    /// would a virtual timer PPI.
     ///
-    /// seL4 has no invocation that empties a list register, so the registers themselves keep
-    /// what they hold: a pending one is taken by the new guest once it enables its CPU
-    /// interface (Linux EOIs an interrupt it has no handler for yet), and its EOI then only
-    /// frees the register ([`Vgic::maintenance`] returns no action for it). Until then its INTID
-    /// counts as being in a list register, so it is never loaded into a second one. A register
-    /// that was active (the guest died inside the handler) stays so until the new guest EOIs
-    /// that INTID, which Linux does not do: it costs a list register and blocks that INTID.
-    pub fn reset(&mut self, mut owed: impl FnMut(u16, Ack)) {
+    /// seL4 has no invocation that empties a list register, and the new guest must not find
+    /// the old IRQs there: it takes a pending one as soon as it unmasks interrupts, before its
+    /// drivers have mapped that INTID, and Linux's GICv2 driver then never EOIs it, so it stays
+    /// active and blocks every interrupt of its priority (seen: a restarted guest spinning in
+    /// WFI with its timer dead). So each occupied register is overwritten with
+    /// [`SGI_RESCHEDULE`], which Linux handles from the moment its GIC is up (a spurious
+    /// reschedule). The register stays marked until the new guest EOIs it; that EOI runs no
+    /// action ([`Vgic::maintenance`]). A register that is active (the guest died inside a
+    /// handler) cannot be overwritten (seL4_DeleteFirst): it keeps the old INTID, which then
+    /// cannot be delivered again, and costs a list register.
+    pub fn reset(&mut self, lrs: &mut impl ListRegisters) -> [Option<(u16, Ack)>; MAX_ACKS] {
+        let mut owed = [None; MAX_ACKS];
+        let mut n = 0;
         for w in 0..WORDS {
             let mut bits = self.in_lr[w] | self.pending[w];
             while bits != 0 {
@@ -235,22 +242,28 @@ impl Vgic {
                     .enumerate()
                     .any(|(i, l)| *l == Some(irq) && self.stale & (1 << i) != 0)
                     && !Self::test(&self.pending, irq.into());
-                if let (Some(ack), false) = (self.ack_of(irq), settled) {
-                    owed(irq, ack);
+                if let (Some(ack), false, Some(slot)) = (self.ack_of(irq), settled, owed.get_mut(n))
+                {
+                    *slot = Some((irq, ack));
+                    n += 1;
                 }
             }
         }
-        let (acks, lrs) = (self.acks, self.lrs);
+        let (acks, old) = (self.acks, self.lrs);
         *self = Self::new();
         self.acks = acks;
-        for (index, irq) in lrs.iter().enumerate() {
-            if let Some(irq) = *irq {
-                let (w, m) = bit(irq.into());
-                self.in_lr[w] |= m;
-                self.lrs[index] = Some(irq);
-                self.stale |= 1 << index;
-            }
+        for (index, irq) in old.iter().enumerate() {
+            let Some(irq) = *irq else { continue };
+            let kept = match lrs.load(SGI_RESCHEDULE, 0, index as u8) {
+                Ok(()) => SGI_RESCHEDULE,
+                Err(_) => irq,
+            };
+            let (w, m) = bit(kept.into());
+            self.in_lr[w] |= m;
+            self.lrs[index] = Some(kept);
+            self.stale |= 1 << index;
         }
+        owed
     }
 
     /// List registers (bit = index) still holding an IRQ from before the last reset.
@@ -602,6 +615,9 @@ mod tests {
     struct Lrs {
         loads: std::vec::Vec<(u16, u8, u8)>,
         fail: Option<u64>,
+        /// Registers (bit = index) that hold an active IRQ: loading them fails like seL4 does
+        /// (seL4_DeleteFirst, 8).
+        active: u8,
     }
 
     extern crate std;
@@ -610,6 +626,9 @@ mod tests {
         fn load(&mut self, irq: u16, priority: u8, index: u8) -> Result<(), LoadError> {
             if let Some(e) = self.fail {
                 return Err(LoadError(e));
+            }
+            if self.active & (1 << index) != 0 {
+                return Err(LoadError(8));
             }
             self.loads.push((irq, priority, index));
             Ok(())
@@ -852,9 +871,12 @@ mod tests {
         let mut lrs = Lrs::default();
         let mut gic = enabled_gic(&mut lrs, &[27]);
         gic.set_ack(27, Ack::Vppi);
-        let mut owed = std::vec::Vec::new();
-        gic.reset(|irq, ack| owed.push((irq, ack)));
-        assert!(owed.is_empty(), "nothing was in flight");
+        assert_eq!(
+            gic.reset(&mut lrs),
+            [None; MAX_ACKS],
+            "nothing was in flight"
+        );
+        assert!(lrs.loads.is_empty());
         assert!(!gic.distributor_enabled() && !gic.has_work());
         gic.write(reg::CTLR, 4, 1, &mut lrs).unwrap();
         gic.write(reg::ISENABLER, 4, 1 << 27, &mut lrs).unwrap();
@@ -862,8 +884,12 @@ mod tests {
         assert_eq!(gic.maintenance(0, &mut lrs).0, Some((27, Some(Ack::Vppi))));
     }
 
+    fn owed_list(owed: [Option<(u16, Ack)>; MAX_ACKS]) -> std::vec::Vec<(u16, Ack)> {
+        owed.into_iter().flatten().collect()
+    }
+
     #[test]
-    fn reset_hands_back_what_was_in_flight_and_keeps_the_registers_busy() {
+    fn reset_hands_back_what_was_in_flight_and_empties_the_registers() {
         let mut lrs = Lrs::default();
         let mut gic = enabled_gic(&mut lrs, &[27, 33, 79]);
         gic.set_ack(27, Ack::Vppi);
@@ -874,8 +900,8 @@ mod tests {
         for irq in [79, 27, 33, 40] {
             gic.inject(irq, &mut lrs).unwrap();
         }
-        let mut owed = std::vec::Vec::new();
-        gic.reset(|irq, ack| owed.push((irq, ack)));
+        lrs.loads.clear();
+        let owed = owed_list(gic.reset(&mut lrs));
         assert_eq!(
             owed,
             [
@@ -884,38 +910,54 @@ mod tests {
                 (79, Ack::Passthrough(5))
             ]
         );
+        // Every occupied register now holds the harmless reschedule SGI.
+        assert_eq!(lrs.loads, [(0, 0, 0), (0, 0, 1), (0, 0, 2)]);
         assert_eq!(gic.stale_list_registers(), 0b111);
+        assert!(!gic.has_work(), "a leftover is no reason to leave WFI");
         assert!(
             !gic.is_pending(40),
             "the new guest starts with nothing pending"
         );
-        // The new guest: the NIC's IRQ again, while the old instance still sits in register 0.
+        // The new guest: the NIC's IRQ goes into the free register at once.
         gic.write(reg::CTLR, 4, 1, &mut lrs).unwrap();
         gic.write(reg::ISENABLER + 8, 4, 1 << 15, &mut lrs).unwrap();
-        let before = lrs.loads.len();
+        assert_eq!(gic.inject(79, &mut lrs), Ok(Injection::Delivered(3)));
+        // The new guest EOIs a leftover: no action, the register is free again.
+        assert_eq!(gic.maintenance(0, &mut lrs).0, Some((0, None)));
+        assert_eq!(gic.stale_list_registers(), 0b110);
+        assert_eq!(
+            gic.maintenance(3, &mut lrs).0,
+            Some((79, Some(Ack::Passthrough(5))))
+        );
+    }
+
+    #[test]
+    fn an_active_register_keeps_its_irq_until_the_new_guest_eois_it() {
+        let mut lrs = Lrs::default();
+        let mut gic = enabled_gic(&mut lrs, &[79]);
+        gic.set_ack(79, Ack::Passthrough(5));
+        gic.inject(79, &mut lrs).unwrap();
+        lrs.active = 0b1;
+        assert_eq!(owed_list(gic.reset(&mut lrs)), [(79, Ack::Passthrough(5))]);
+        assert_eq!(gic.list_registers()[0], Some(79));
+        // Never in two registers: the new instance waits for the old one's EOI.
+        gic.write(reg::CTLR, 4, 1, &mut lrs).unwrap();
+        gic.write(reg::ISENABLER + 8, 4, 1 << 15, &mut lrs).unwrap();
         assert_eq!(
             gic.inject(79, &mut lrs),
             Ok(Injection::Queued(QueueReason::AlreadyInListRegister))
         );
-        assert_eq!(lrs.loads.len(), before, "never in two list registers");
-        // A second reset owes nothing for the registers the first one settled, only for the
-        // new instance pending.
-        let mut again = std::vec::Vec::new();
-        gic.reset(|irq, ack| again.push((irq, ack)));
-        assert_eq!(again, [(79, Ack::Passthrough(5))]);
-        gic.write(reg::CTLR, 4, 1, &mut lrs).unwrap();
-        gic.write(reg::ISENABLER + 8, 4, 1 << 15, &mut lrs).unwrap();
-        gic.inject(79, &mut lrs).unwrap();
-        // The new guest EOIs the stale instance: no second ack, and the new one goes in.
-        let (done, refill) = gic.maintenance(0, &mut lrs);
-        assert_eq!(done, Some((79, None)));
+        // A second reset (the register no longer active) owes only the new instance, not the
+        // one the first reset settled.
+        lrs.active = 0;
+        assert_eq!(owed_list(gic.reset(&mut lrs)), [(79, Ack::Passthrough(5))]);
+        let mut lrs2 = Lrs::default();
+        gic.write(reg::CTLR, 4, 1, &mut lrs2).unwrap();
+        gic.write(reg::ISENABLER + 8, 4, 1 << 15, &mut lrs2)
+            .unwrap();
+        gic.inject(79, &mut lrs2).unwrap();
+        let (done, refill) = gic.maintenance(0, &mut lrs2);
+        assert_eq!(done, Some((0, None)), "overwritten at the second reset");
         refill.unwrap();
-        assert_eq!(lrs.loads.last(), Some(&(79, 0, 0)));
-        assert_eq!(gic.stale_list_registers(), 0b110);
-        // ... and its EOI runs the action again.
-        assert_eq!(
-            gic.maintenance(0, &mut lrs).0,
-            Some((79, Some(Ack::Passthrough(5))))
-        );
     }
 }

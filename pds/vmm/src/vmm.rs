@@ -363,7 +363,7 @@ impl<'a> Vmm<'a> {
     pub fn start(&mut self, p: &mut impl Platform, ctx: &UserContext) -> Result<(), KernelError> {
         self.flush_acks(p);
         let mut owed = 0;
-        self.vgic.reset(|irq, ack| {
+        for (irq, ack) in self.vgic.reset(p).into_iter().flatten() {
             owed += 1;
             match ack {
                 Ack::Passthrough(channel) => p.irq_ack(channel),
@@ -375,7 +375,7 @@ impl<'a> Vmm<'a> {
                     }
                 }
             }
-        });
+        }
         self.counters.restart_acks += owed;
         p.reset_vcpu()?;
         self.stop_reason = None;
