@@ -31,144 +31,21 @@
 //! `SEL4_SYSTEM_CONSOLE=<file>` saves the console.
 #![cfg(target_os = "linux")]
 
+mod sel4;
+
 use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const ECHO: [(&str, &str); 2] = [("client0", "10.0.0.10"), ("client1", "10.0.0.11")];
-const HOST_IP: &str = "10.0.0.1/24";
-/// From QEMU's start to `uio-driver: ready` (10–20 s on a loaded 2-core host under TCG).
-const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+use sel4::{bench, find, run, Netns, Qemu, BOOT_TIMEOUT, ECHO};
+
 /// The MAC `make qemu` gives the NIC (Makefile `NIC_MAC`), and its IPv6 link-local address.
 const NIC_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
 const NIC_LINK_LOCAL: &str = "fe80::5054:ff:fe12:3456";
 /// An address in the namespace's subnet that no one owns.
 const UNUSED_IP: &str = "10.0.0.99";
 const ETHERTYPE_IPV6: u16 = 0x86dd;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn have(tool: &str, arg: &str) -> bool {
-    Command::new(tool)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
-/// The SDK, or None after saying why the test is skipped.
-fn prerequisites() -> Option<PathBuf> {
-    let Some(sdk) = std::env::var_os("MICROKIT_SDK") else {
-        testkit::skip(
-            "sel4_system",
-            "MICROKIT_SDK not set (scripts/sdk.sh finds the SDK)",
-        );
-        return None;
-    };
-    // Root: the effective uid, the second field of /proc/self/status's Uid line.
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("");
-    if euid != "0" {
-        testkit::skip(
-            "sel4_system",
-            "needs root for the network namespace and tap",
-        );
-        return None;
-    }
-    for (tool, arg) in [
-        ("qemu-system-aarch64", "--version"),
-        ("ip", "-V"),
-        ("ping", "-V"),
-        ("tcpdump", "--version"),
-        ("python3", "--version"),
-        ("make", "--version"),
-    ] {
-        if !have(tool, arg) {
-            testkit::skip("sel4_system", format_args!("{tool} not found"));
-            return None;
-        }
-    }
-    Some(PathBuf::from(sdk))
-}
-
-fn run(cmd: &mut Command, what: &str) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{what} failed:\n{text}");
-    text
-}
-
-/// The test's network namespace; deleted (with its tap) when dropped.
-struct Netns(String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-/// `make qemu` in its own process group, killed as a group when dropped.
-struct Qemu {
-    child: Child,
-    output: Receiver<Vec<u8>>,
-    console: Vec<u8>,
-    started: Instant,
-}
-
-impl Qemu {
-    fn wait_for(&mut self, needle: &str, deadline: Instant) -> Option<Duration> {
-        loop {
-            if find(&self.console, needle.as_bytes()) {
-                return Some(self.started.elapsed());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.output.recv_timeout(left) {
-                Ok(bytes) => self.console.extend_from_slice(&bytes),
-                Err(_) => return None,
-            }
-        }
-    }
-
-    fn console(&self) -> String {
-        String::from_utf8_lossy(&self.console).into_owned()
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        // `kill -KILL -<pgid>` would read the group as an option and kill nothing (procps
-        // kill): the group needs `--` before it.
-        let _ = Command::new("kill")
-            .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
-            .status();
-        // Reap make; never hang the test on a child that outlived the signal.
-        let until = Instant::now() + Duration::from_secs(10);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        if let Some(path) = std::env::var_os("SEL4_SYSTEM_CONSOLE") {
-            let _ = std::fs::write(path, &self.console);
-        }
-    }
-}
 
 /// tcpdump on the namespace's tap, writing every frame QEMU's NIC sends (inbound on the tap) to
 /// a pcap file; stopped (SIGINT, so it flushes) by [`Capture::finish`], killed if dropped.
@@ -395,36 +272,6 @@ fn check_only_clients_spoke(frames: &[Vec<u8>], macs: &[(String, [u8; 6])]) {
     }
 }
 
-/// `netvm bench` from the namespace; returns its summary lines after checking that echoes came
-/// back (samples > 0) without bad packets.
-fn bench(netvm: &Path, ns: &str, target: &str, args: &[&str]) -> Vec<String> {
-    let out = run(
-        Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(netvm)
-            .args(["bench", "--target", target, "--no-util", "--quiet"])
-            .args(["--warmup", "1s", "--cooldown", "0s"])
-            .args(args),
-        &format!("netvm bench --target {target} {}", args.join(" ")),
-    );
-    let lines: Vec<String> = out
-        .lines()
-        .filter(|l| l.starts_with("netvm bench: requested"))
-        .map(str::to_owned)
-        .collect();
-    assert!(!lines.is_empty(), "no bench summary:\n{out}");
-    for line in &lines {
-        let samples: u64 = line
-            .split(", ")
-            .find_map(|f| f.strip_suffix(" samples"))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        assert!(samples > 0, "no echo came back: {line}");
-        assert!(line.contains("bad 0 "), "bad echoes: {line}");
-    }
-    lines
-}
-
 /// Runs `scripts/synack_probe.py` against `ip` from the namespace; returns its report line.
 fn synack_retransmission(ns: &str, ip: &str) -> String {
     let out = Command::new("ip")
@@ -477,91 +324,26 @@ fn utilisation(netvm: &Path, ns: &str, ip: &str) -> (u64, u64) {
 #[test]
 #[ignore = "seL4 stage: boots QEMU for minutes; scripts/test.sh runs it (--ignored)"]
 fn the_sel4_system_echoes_through_the_driver_vm() {
-    let Some(sdk) = prerequisites() else {
+    let Some(sdk) = sel4::prerequisites(
+        "sel4_system",
+        &[
+            ("ping", "-V"),
+            ("tcpdump", "--version"),
+            ("python3", "--version"),
+        ],
+    ) else {
         return;
     };
-    let root = workspace();
+    let root = sel4::workspace();
     let config = std::env::var("MICROKIT_CONFIG").unwrap_or_else(|_| "debug".into());
     // Only debug kernels print (seL4_DebugPutChar): the monitor's and the PDs' lines.
     let kernel_prints = config == "debug";
-    let sdk_arg = format!("MICROKIT_SDK={}", sdk.display());
-    let config_arg = format!("MICROKIT_CONFIG={config}");
-    let guest_flags = format!(
-        "GUEST_FLAGS={}",
-        std::env::var("NETVM_GUEST_FLAGS").unwrap_or_default()
-    );
-    let t0 = Instant::now();
-    run(
-        Command::new("make").arg("-C").arg(&root).args([
-            sdk_arg.as_str(),
-            config_arg.as_str(),
-            guest_flags.as_str(),
-        ]),
-        "make (the seL4 image)",
-    );
-    println!(
-        "image ({config}) built in {:.1} s",
-        t0.elapsed().as_secs_f64()
-    );
-    run(
-        Command::new(env!("CARGO"))
-            .args(["build", "--release", "-p", "netvm", "--manifest-path"])
-            .arg(root.join("Cargo.toml")),
-        "cargo build -p netvm",
-    );
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let netvm = target_dir.join("release/netvm");
-
-    let ns = Netns(format!("netvm-s4t-{}", std::process::id()));
-    let ns_arg = format!("NETNS={}", ns.0);
-    let host_arg = format!("HOST_IP={HOST_IP}");
+    let netvm = sel4::build(&sdk, &config);
     // The namespace and tap first, so the capture covers the guest's whole life.
-    run(
-        Command::new("make").arg("-s").arg("-C").arg(&root).args([
-            "netns",
-            ns_arg.as_str(),
-            host_arg.as_str(),
-            "TAP=tap0",
-        ]),
-        "make netns",
-    );
+    let ns = Netns::create("s4t");
     let capture = Capture::start(&ns.0, "tap0");
-    let mut child = Command::new("make");
-    child
-        .arg("-s")
-        .arg("-C")
-        .arg(&root)
-        .args(["qemu", ns_arg.as_str(), host_arg.as_str(), "TAP=tap0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = child.spawn().expect("start make qemu");
-    let started = Instant::now();
-    let (tx, output) = mpsc::channel();
-    for stream in [
-        Box::new(child.stdout.take().expect("piped")) as Box<dyn Read + Send>,
-        Box::new(child.stderr.take().expect("piped")),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            let mut stream = stream;
-            let mut buf = [0; 4096];
-            while let Ok(n @ 1..) = stream.read(&mut buf) {
-                if tx.send(buf[..n].to_vec()).is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    let mut qemu = Qemu {
-        child,
-        output,
-        console: Vec::new(),
-        started,
-    };
+    let mut qemu = Qemu::boot(&ns);
+    let started = qemu.started;
     let deadline = started + BOOT_TIMEOUT;
     let mut timings = Vec::new();
     let mut needles = vec!["Run /init as init process", "uio-driver: ready"];
@@ -600,7 +382,7 @@ fn the_sel4_system_echoes_through_the_driver_vm() {
         );
         for line in bench(
             &netvm,
-            &ns.0,
+            &ns,
             ip,
             &["--proto", "udp", "--rates", "1M", "--samples", "200"],
         ) {
@@ -608,7 +390,7 @@ fn the_sel4_system_echoes_through_the_driver_vm() {
         }
         for line in bench(
             &netvm,
-            &ns.0,
+            &ns,
             ip,
             &[
                 "--proto",
@@ -638,16 +420,11 @@ fn the_sel4_system_echoes_through_the_driver_vm() {
     // Let the last replies that might come arrive before the capture stops.
     std::thread::sleep(Duration::from_secs(1));
     check_only_clients_spoke(&capture.finish(), &client_macs(&root));
-    let console = qemu.console();
-    for bad in [
+    qemu.assert_console_clean(&[
         "Kernel panic",
         "unexpected guest fault",
         "MON|ERROR",
         "refused request",
-    ] {
-        if let Some(line) = console.lines().find(|l| l.contains(bad)) {
-            panic!("'{bad}' on the console: {line}");
-        }
-    }
+    ]);
     println!("PASS sel4_system");
 }

@@ -1,0 +1,351 @@
+//! What the seL4 tests share: prerequisites, building the image with the top-level Makefile,
+//! the test's network namespace and `make qemu` in it with its console collected (and its
+//! serial input writable), and `netvm bench` from the namespace.
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+/// The echo clients of system.xml and their addresses (Makefile `ECHO_IPS`).
+pub const ECHO: [(&str, &str); 2] = [("client0", "10.0.0.10"), ("client1", "10.0.0.11")];
+/// The namespace's address on the tap (Makefile `HOST_IP`).
+pub const HOST_IP: &str = "10.0.0.1/24";
+/// From QEMU's start to `uio-driver: ready` (10–20 s on a loaded 2-core host under TCG).
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn have(tool: &str, arg: &str) -> bool {
+    Command::new(tool)
+        .arg(arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// The SDK, or None after saying why test `name` is skipped (`testkit::skip`: a failure where
+/// skipping is forbidden, as in CI). Needs root and `tools` (name, version argument) besides
+/// QEMU, `ip` and `make`.
+pub fn prerequisites(name: &str, tools: &[(&str, &str)]) -> Option<PathBuf> {
+    let Some(sdk) = std::env::var_os("MICROKIT_SDK") else {
+        testkit::skip(name, "MICROKIT_SDK not set (scripts/sdk.sh finds the SDK)");
+        return None;
+    };
+    // Root: the effective uid, the second field of /proc/self/status's Uid line.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("");
+    if euid != "0" {
+        testkit::skip(name, "needs root for the network namespace and tap");
+        return None;
+    }
+    let base = [
+        ("qemu-system-aarch64", "--version"),
+        ("ip", "-V"),
+        ("make", "--version"),
+    ];
+    for (tool, arg) in base.iter().chain(tools) {
+        if !have(tool, arg) {
+            testkit::skip(name, format_args!("{tool} not found"));
+            return None;
+        }
+    }
+    Some(PathBuf::from(sdk))
+}
+
+/// Runs `cmd`, panics with its output unless it succeeds; returns stdout and stderr.
+pub fn run(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{what} failed:\n{text}");
+    text
+}
+
+/// Builds the image of `config` with the Makefile (`NETVM_GUEST_FLAGS` goes to the guest
+/// build, e.g. `--offline`) and `netvm`; returns the `netvm` binary.
+pub fn build(sdk: &Path, config: &str) -> PathBuf {
+    let root = workspace();
+    let t0 = Instant::now();
+    run(
+        Command::new("make").arg("-C").arg(&root).args([
+            format!("MICROKIT_SDK={}", sdk.display()),
+            format!("MICROKIT_CONFIG={config}"),
+            format!(
+                "GUEST_FLAGS={}",
+                std::env::var("NETVM_GUEST_FLAGS").unwrap_or_default()
+            ),
+        ]),
+        "make (the seL4 image)",
+    );
+    println!(
+        "image ({config}) built in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    run(
+        Command::new(env!("CARGO"))
+            .args(["build", "--release", "-p", "netvm", "--manifest-path"])
+            .arg(root.join("Cargo.toml")),
+        "cargo build -p netvm",
+    );
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("release/netvm")
+}
+
+/// The test's network namespace with `tap0` at [`HOST_IP`] (`make netns`); deleted (with its
+/// tap) when dropped.
+pub struct Netns(pub String);
+
+impl Netns {
+    /// `netvm-<tag>-<pid>`.
+    pub fn create(tag: &str) -> Netns {
+        let ns = Netns(format!("netvm-{tag}-{}", std::process::id()));
+        run(
+            Command::new("make")
+                .arg("-s")
+                .arg("-C")
+                .arg(workspace())
+                .args(ns.make_args())
+                .arg("netns"),
+            "make netns",
+        );
+        ns
+    }
+
+    /// What `make netns` / `make qemu` need to use this namespace.
+    pub fn make_args(&self) -> [String; 3] {
+        [
+            format!("NETNS={}", self.0),
+            format!("HOST_IP={HOST_IP}"),
+            "TAP=tap0".into(),
+        ]
+    }
+
+    /// `ip netns exec <ns> <program>`.
+    pub fn exec(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.0]).arg(program);
+        cmd
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// `make qemu` in its own process group, killed as a group when dropped; its console (stdout
+/// and stderr) collected, its stdin the guest's serial input. `SEL4_SYSTEM_CONSOLE=<file>`
+/// saves the console when it is dropped.
+pub struct Qemu {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    output: Receiver<Vec<u8>>,
+    console: Vec<u8>,
+    /// When `make qemu` was started.
+    pub started: Instant,
+    /// Its QMP socket.
+    pub qmp: PathBuf,
+}
+
+impl Qemu {
+    /// Boots the image the Makefile built last (`build/loader.img`) in `ns`, with the QMP
+    /// socket in the temporary directory.
+    pub fn boot(ns: &Netns) -> Qemu {
+        let qmp = std::env::temp_dir().join(format!("netvm-qmp-{}.sock", std::process::id()));
+        let mut child = Command::new("make");
+        child
+            .arg("-s")
+            .arg("-C")
+            .arg(workspace())
+            .arg("qemu")
+            .args(ns.make_args())
+            .arg(format!("QMP={}", qmp.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = child.spawn().expect("start make qemu");
+        let started = Instant::now();
+        let (tx, output) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().expect("piped")) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().expect("piped")),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut buf = [0; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut buf) {
+                    if tx.send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Qemu {
+            stdin: child.stdin.take(),
+            child,
+            output,
+            console: Vec::new(),
+            started,
+            qmp,
+        }
+    }
+
+    /// Waits for `needle` to appear on the console at or after byte `from`; returns when it
+    /// did (since `make qemu`) and where it ends.
+    pub fn wait_for_from(
+        &mut self,
+        needle: &str,
+        from: usize,
+        deadline: Instant,
+    ) -> Option<(Duration, usize)> {
+        loop {
+            if let Some(at) = position(self.console.get(from..).unwrap_or(&[]), needle.as_bytes()) {
+                return Some((self.started.elapsed(), from + at + needle.len()));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok(bytes) => self.console.extend_from_slice(&bytes),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Waits for `needle` anywhere on the console.
+    pub fn wait_for(&mut self, needle: &str, deadline: Instant) -> Option<Duration> {
+        self.wait_for_from(needle, 0, deadline).map(|(t, _)| t)
+    }
+
+    /// Bytes of console so far.
+    pub fn console_len(&mut self) -> usize {
+        while let Ok(bytes) = self.output.try_recv() {
+            self.console.extend_from_slice(&bytes);
+        }
+        self.console.len()
+    }
+
+    /// The console so far, as text.
+    pub fn console(&self) -> String {
+        String::from_utf8_lossy(&self.console).into_owned()
+    }
+
+    /// Types `line` on the serial console (the guest's, once it runs).
+    pub fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("QEMU's stdin");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| stdin.flush())
+            .expect("writing to QEMU's serial console");
+    }
+
+    /// Panics if any of `bad` is on the console, naming the line.
+    pub fn assert_console_clean(&self, bad: &[&str]) {
+        let console = self.console();
+        for bad in bad {
+            if let Some(line) = console.lines().find(|l| l.contains(bad)) {
+                panic!("'{bad}' on the console: {line}");
+            }
+        }
+    }
+}
+
+/// Where `needle` starts in `haystack`.
+pub fn position(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Whether `needle` is in `haystack`.
+pub fn find(haystack: &[u8], needle: &[u8]) -> bool {
+    position(haystack, needle).is_some()
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        // `kill -KILL -<pgid>` would read the group as an option and kill nothing (procps
+        // kill): the group needs `--` before it.
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
+            .status();
+        // Reap make; never hang the test on a child that outlived the signal.
+        let until = Instant::now() + Duration::from_secs(10);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = std::fs::remove_file(&self.qmp);
+        if let Some(path) = std::env::var_os("SEL4_SYSTEM_CONSOLE") {
+            let _ = std::fs::write(path, &self.console);
+        }
+    }
+}
+
+/// `netvm bench` from the namespace; returns its summary lines after checking that echoes came
+/// back (samples > 0) without bad packets.
+pub fn bench(netvm: &Path, ns: &Netns, target: &str, args: &[&str]) -> Vec<String> {
+    let out = run(
+        ns.exec(netvm)
+            .args(["bench", "--target", target, "--no-util", "--quiet"])
+            .args(["--warmup", "1s", "--cooldown", "0s"])
+            .args(args),
+        &format!("netvm bench --target {target} {}", args.join(" ")),
+    );
+    let lines: Vec<String> = out
+        .lines()
+        .filter(|l| l.starts_with("netvm bench: requested"))
+        .map(str::to_owned)
+        .collect();
+    assert!(!lines.is_empty(), "no bench summary:\n{out}");
+    for line in &lines {
+        let samples: u64 = line
+            .split(", ")
+            .find_map(|f| f.strip_suffix(" samples"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(samples > 0, "no echo came back: {line}");
+        assert!(line.contains("bad 0 "), "bad echoes: {line}");
+    }
+    lines
+}
+
+/// `netvm stats --qmp` of the running system: `(entry, value)` for every counter of every
+/// component, entries named `<pd> <counter>` (e.g. `vmm vmm.guest_restarts`).
+pub fn stats(netvm: &Path, qemu: &Qemu) -> Vec<(String, u64)> {
+    let out = run(
+        Command::new(netvm)
+            .args(["stats", "--qmp"])
+            .arg(&qemu.qmp)
+            .args(["--ram-size", "2G"]),
+        "netvm stats --qmp",
+    );
+    let mut pd = String::new();
+    let mut entries = Vec::new();
+    for line in out.lines() {
+        if let Some(name) = line.strip_suffix(':').filter(|_| !line.starts_with(' ')) {
+            pd = name.to_string();
+        } else if let Some((name, value)) = line.trim().rsplit_once(' ') {
+            if let Ok(v) = value.parse() {
+                entries.push((format!("{pd} {}", name.trim()), v));
+            }
+        }
+    }
+    entries
+}
