@@ -5,7 +5,7 @@ use sddf::config::NetClientConfig;
 use sddf::queue::{Capacity, DrainSide, FillSide, Queue, QueueError};
 use sddf::reconnect::ControlWords;
 use sddf::shm::Region;
-use sddf::stats::{Counters as _, StatsError, StatsWriter};
+use sddf::stats::{StatsError, StatsSlot, StatsWriter};
 use sddf::{BuffDesc, NET_BUFFER_SIZE};
 
 use crate::filter::Malformed;
@@ -326,7 +326,7 @@ pub struct NetDevice<'a> {
     info: NetInfo,
     /// Frames the smoltcp device may still take in this batch (see [`NetDevice::start_rx_batch`]).
     pub(crate) rx_left: usize,
-    stats: Option<StatsWriter<'a>>,
+    stats: StatsSlot<'a>,
 }
 
 fn capacity(queue: &'static str, value: u16) -> Result<Capacity, Error> {
@@ -417,7 +417,7 @@ impl<'a> NetDevice<'a> {
             },
             info,
             rx_left: usize::MAX,
-            stats: None,
+            stats: StatsSlot::default(),
         };
         Ok((dev, info))
     }
@@ -538,21 +538,17 @@ impl<'a> NetDevice<'a> {
             self.tx.c.tx_notifies += 1;
             signal.notify_tx();
         }
-        if self.stats.is_some() {
+        // The counters are gathered from both halves: only when someone reads them.
+        if self.stats.is_attached() {
             let counters = self.counters();
-            if let Some(stats) = self.stats.as_mut() {
-                stats.publish(counters.values());
-            }
+            self.stats.publish(&counters);
         }
     }
 
     /// Publishes the counters into `stats` (group `net`) at every [`NetDevice::notify`].
-    pub fn attach_stats(&mut self, mut stats: StatsWriter<'a>) -> Result<(), StatsError> {
-        stats.group::<Counters>(format_args!("net"))?;
-        stats.finish();
-        stats.publish(self.counters().values());
-        self.stats = Some(stats);
-        Ok(())
+    pub fn attach_stats(&mut self, stats: StatsWriter<'a>) -> Result<(), StatsError> {
+        let counters = self.counters();
+        self.stats.attach(stats, "net", &counters)
     }
 
     /// Limits how many frames the smoltcp device hands to the stack until the next call, so a PD

@@ -66,6 +66,124 @@ impl ConnectionResource {
             _pad: [0; 5],
         }
     }
+
+    /// Finds both queues in `mem`, each `num_buffers` entries, and the reconnect words after
+    /// the free queue's array if its region has room for them.
+    ///
+    /// This is the one place a component turns a connection into queues, so every component
+    /// reports a bad connection the same way; it adds only which connection it was (driver,
+    /// client `i`, ...). Errors: `num_buffers` is not a queue capacity, a queue's region is not
+    /// mapped here, or a queue's region is too small (or misaligned) for `num_buffers` entries.
+    #[cfg(not(loom))]
+    pub fn queues<'a>(
+        &self,
+        mem: &impl crate::shm::AddressSpace<'a>,
+    ) -> Result<QueuePair<'a>, QueuePairError> {
+        use crate::queue::{Capacity, Queue};
+        let capacity =
+            Capacity::new(u32::from(self.num_buffers)).map_err(QueuePairError::Capacity)?;
+        let queue = |queue: QueueKind, r: &RegionResource| {
+            let region = mem
+                .region(r.vaddr, r.size)
+                .ok_or(QueuePairError::Unmapped {
+                    queue,
+                    vaddr: r.vaddr,
+                })?;
+            let q = Queue::new(region, capacity).map_err(|_| QueuePairError::TooSmall {
+                queue,
+                vaddr: r.vaddr,
+                size: r.size,
+                capacity: capacity.get(),
+            })?;
+            Ok((q, region))
+        };
+        let (free, free_region) = queue(QueueKind::Free, &self.free_queue)?;
+        let (active, _) = queue(QueueKind::Active, &self.active_queue)?;
+        Ok(QueuePair {
+            free,
+            active,
+            reconnect_words: crate::reconnect::ControlWords::new(free_region, capacity),
+        })
+    }
+}
+
+/// A connection's two queues, not yet given a role, as [`ConnectionResource::queues`] found
+/// them.
+#[cfg(not(loom))]
+pub struct QueuePair<'a> {
+    /// The free queue.
+    pub free: crate::queue::Queue<'a>,
+    /// The active queue.
+    pub active: crate::queue::Queue<'a>,
+    /// The reconnect words ([`crate::reconnect`]) in the free queue region's spare bytes, or
+    /// `None` when the region has no room for them (the connection cannot be rebuilt).
+    pub reconnect_words: Option<crate::reconnect::ControlWords<'a>>,
+}
+
+/// One queue of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueKind {
+    /// The free queue.
+    Free,
+    /// The active queue.
+    Active,
+}
+
+impl core::fmt::Display for QueueKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            QueueKind::Free => "free queue",
+            QueueKind::Active => "active queue",
+        })
+    }
+}
+
+/// Why [`ConnectionResource::queues`] cannot find a connection's queues. The messages do not
+/// name the connection: the caller knows which one it was and says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueuePairError {
+    /// `num_buffers` is not a power of two in 1..=32768.
+    Capacity(crate::queue::BadCapacity),
+    /// A queue's region is not mapped here.
+    Unmapped {
+        /// Which queue.
+        queue: QueueKind,
+        /// The region's vaddr.
+        vaddr: u64,
+    },
+    /// A queue's region cannot hold `capacity` entries, or is not 8-aligned.
+    TooSmall {
+        /// Which queue.
+        queue: QueueKind,
+        /// The region's vaddr.
+        vaddr: u64,
+        /// The region's size in bytes.
+        size: u64,
+        /// The connection's capacity.
+        capacity: u16,
+    },
+}
+
+impl core::fmt::Display for QueuePairError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            QueuePairError::Capacity(e) => write!(f, "{e}"),
+            QueuePairError::Unmapped { queue, vaddr } => {
+                write!(f, "{queue} at {vaddr:#x} is not mapped")
+            }
+            QueuePairError::TooSmall {
+                queue,
+                vaddr,
+                size,
+                capacity,
+            } => write!(
+                f,
+                "{queue} at {vaddr:#x} ({size:#x} bytes) cannot hold {capacity} entries ({:#x} \
+                 bytes, 8-aligned)",
+                crate::queue::queue_bytes(usize::from(capacity))
+            ),
+        }
+    }
 }
 
 /// `mac_addr_t`.

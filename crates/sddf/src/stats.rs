@@ -273,6 +273,69 @@ impl<'a> StatsWriter<'a> {
     }
 }
 
+/// A component's stats region, if one is attached: the part of publishing counters every
+/// component shares. Until [`StatsSlot::attach`] (or
+/// [`StatsSlot::attach_driver_and_clients`]) it holds nothing and publishing is a no-op, so the
+/// data path calls `publish` unconditionally.
+#[derive(Default)]
+pub struct StatsSlot<'a>(Option<StatsWriter<'a>>);
+
+impl<'a> StatsSlot<'a> {
+    /// Lays out `stats` as one group `group` of `C`'s fields, publishes `now` into it and keeps
+    /// it (replacing any region attached before). Errors: the region cannot hold `C`'s entries
+    /// (nothing is attached then).
+    pub fn attach<C: Counters>(
+        &mut self,
+        mut stats: StatsWriter<'a>,
+        group: &str,
+        now: &C,
+    ) -> Result<(), StatsError> {
+        stats.group::<C>(format_args!("{group}"))?;
+        stats.finish();
+        stats.publish(now.values());
+        self.0 = Some(stats);
+        Ok(())
+    }
+
+    /// Lays out `stats` as a virtualiser's ([`StatsWriter::lay_out_driver_and_clients`]) and
+    /// keeps it; the caller then publishes with [`StatsSlot::publish_driver_and_clients`].
+    /// Errors: the region cannot hold the entries (nothing is attached then).
+    pub fn attach_driver_and_clients<D: Counters, C: Counters>(
+        &mut self,
+        mut stats: StatsWriter<'a>,
+        clients: usize,
+    ) -> Result<(), StatsError> {
+        stats.lay_out_driver_and_clients::<D, C>(clients)?;
+        self.0 = Some(stats);
+        Ok(())
+    }
+
+    /// Whether a region is attached (to skip computing counters no one will see).
+    pub fn is_attached(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Publishes `counters` into the attached region (laid out by [`StatsSlot::attach`] with the
+    /// same type); nothing without one.
+    pub fn publish(&mut self, counters: &impl Counters) {
+        if let Some(stats) = self.0.as_mut() {
+            stats.publish(counters.values());
+        }
+    }
+
+    /// Publishes as [`StatsWriter::publish_driver_and_clients`] into the attached region;
+    /// nothing without one.
+    pub fn publish_driver_and_clients<'c, C: Counters + 'c>(
+        &mut self,
+        driver: &impl Counters,
+        clients: impl Iterator<Item = &'c C>,
+    ) {
+        if let Some(stats) = self.0.as_mut() {
+            stats.publish_driver_and_clients(driver, clients);
+        }
+    }
+}
+
 struct NameBuf {
     bytes: [u8; NAME_BYTES],
     len: usize,
@@ -429,6 +492,54 @@ mod tests {
         assert_eq!(s.get("client0.notifications_suppressed"), Some(4));
         assert_eq!(s.get("client1.notifications_suppressed"), Some(u64::MAX));
         assert_eq!(s.get("client2.frames"), None);
+    }
+
+    #[test]
+    fn a_slot_publishes_only_once_attached_and_as_the_writer_would() {
+        let mut slot = StatsSlot::default();
+        let c = Two {
+            frames: 1,
+            notifications_suppressed: 2,
+        };
+        slot.publish(&c);
+        assert!(!slot.is_attached());
+        let via_slot = OwnedRegion::new(4096);
+        slot.attach(
+            StatsWriter::new(via_slot.region(), "copier").unwrap(),
+            "copier",
+            &c,
+        )
+        .unwrap();
+        assert!(slot.is_attached());
+        let by_hand = OwnedRegion::new(4096);
+        let mut w = StatsWriter::new(by_hand.region(), "copier").unwrap();
+        w.group::<Two>(format_args!("copier")).unwrap();
+        w.finish();
+        w.publish(c.values());
+        let bytes = |r: &OwnedRegion| {
+            let mut b = [0u8; 4096];
+            r.region().read_words(0, &mut b).unwrap();
+            b
+        };
+        assert_eq!(bytes(&via_slot), bytes(&by_hand));
+        slot.publish(&Two {
+            frames: 3,
+            notifications_suppressed: 4,
+        });
+        assert_eq!(
+            Snapshot::read(&via_slot.region())
+                .unwrap()
+                .get("copier.frames"),
+            Some(3)
+        );
+        let small = OwnedRegion::new(HEADER_BYTES + ENTRY_BYTES);
+        let mut slot = StatsSlot::default();
+        let e = slot.attach_driver_and_clients::<Two, Two>(
+            StatsWriter::new(small.region(), "v").unwrap(),
+            1,
+        );
+        assert!(matches!(e, Err(StatsError::TooSmall { .. })));
+        assert!(!slot.is_attached());
     }
 
     #[test]

@@ -3,8 +3,9 @@
 use std::vec;
 use std::vec::Vec;
 
-use crate::config::{ConnectionResource, RegionResource};
-use crate::queue::{queue_bytes, Capacity, Queue};
+use crate::config::{ConnectionResource, QueueKind, RegionResource};
+use crate::desc::BuffDesc;
+use crate::queue::{queue_bytes, Queue};
 use crate::shm::{AddressSpace, OwnedSpace};
 
 /// Records notifications: `(channel, deferred)`.
@@ -70,13 +71,40 @@ impl Layout {
         ConnectionResource::new(free, active, capacity, id)
     }
 
-    /// The two queues of a connection, for a scripted peer.
+    /// The two queues of a connection, for a scripted peer. Panics as
+    /// [`ConnectionResource::queues`] would fail: a test's layout is wrong.
     pub fn queues(&self, conn: &ConnectionResource) -> (Queue<'_>, Queue<'_>) {
-        let cap = Capacity::new(conn.num_buffers.into()).expect("test capacity");
-        let q = |r: &RegionResource| {
-            Queue::new((&self.space).region(r.vaddr, r.size).expect("mapped"), cap).expect("fits")
-        };
-        (q(&conn.free_queue), q(&conn.active_queue))
+        let pair = conn
+            .queues(&&self.space)
+            .unwrap_or_else(|e| panic!("test connection: {e}"));
+        (pair.free, pair.active)
+    }
+
+    /// The descriptors `queue` of `conn` holds, oldest first, read from its bytes without
+    /// touching its indices (so a test can look at a queue a component owns). Panics when the
+    /// indices are impossible for the capacity.
+    pub fn peek(&self, conn: &ConnectionResource, queue: QueueKind) -> Vec<BuffDesc> {
+        use zerocopy::FromBytes;
+        let view = self.view(match queue {
+            QueueKind::Free => &conn.free_queue,
+            QueueKind::Active => &conn.active_queue,
+        });
+        let mut h = [0u8; 4];
+        view.read(0, &mut h).expect("queue header");
+        let (tail, head) = (
+            u16::from_le_bytes([h[0], h[1]]),
+            u16::from_le_bytes([h[2], h[3]]),
+        );
+        let len = tail.wrapping_sub(head);
+        assert!(len <= conn.num_buffers, "impossible indices");
+        (0..len)
+            .map(|k| {
+                let slot = usize::from(head.wrapping_add(k) & (conn.num_buffers - 1));
+                let mut b = [0u8; 16];
+                view.read(8 + 16 * slot, &mut b).expect("queue slot");
+                BuffDesc::read_from_bytes(&b).expect("16 bytes")
+            })
+            .collect()
     }
 
     /// A view of a region.

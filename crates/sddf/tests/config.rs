@@ -145,3 +145,51 @@ fn device_resources_magic_is_class_one() {
         2
     );
 }
+
+#[test]
+fn connection_queues_are_found_or_the_queue_at_fault_is_named() {
+    let mut space = sddf::shm::OwnedSpace::new();
+    space.add(0x1000_0000, 0x1000).add(0x1000_1000, 0x1000);
+    let region = |vaddr, size| RegionResource { vaddr, size };
+    let conn = |free, active, n| ConnectionResource::new(free, active, n, 0);
+    let ok = conn(
+        region(0x1000_0000, 0x1000),
+        region(0x1000_1000, 0x1000),
+        128,
+    );
+    let pair = ok.queues(&&space).unwrap();
+    // 8 + 16 * 128 bytes of queue leave room for the reconnect words in a 4 KiB page.
+    assert!(pair.reconnect_words.is_some());
+    let err = |c: ConnectionResource| c.queues(&&space).err().unwrap();
+    let e = err(conn(
+        region(0x1000_0000, 0x1000),
+        region(0x2000_0000, 0x1000),
+        128,
+    ));
+    assert_eq!(
+        e,
+        QueuePairError::Unmapped {
+            queue: QueueKind::Active,
+            vaddr: 0x2000_0000
+        }
+    );
+    assert_eq!(e.to_string(), "active queue at 0x20000000 is not mapped");
+    let e = err(conn(
+        region(0x1000_0000, 0x100),
+        region(0x1000_1000, 0x1000),
+        128,
+    ));
+    assert_eq!(
+        e.to_string(),
+        "free queue at 0x10000000 (0x100 bytes) cannot hold 128 entries (0x808 bytes, 8-aligned)"
+    );
+    let e = err(conn(
+        region(0x1000_0000, 0x1000),
+        region(0x1000_1000, 0x1000),
+        6,
+    ));
+    assert_eq!(
+        e.to_string(),
+        "queue capacity 6 is not a power of two in 1..=32768"
+    );
+}

@@ -27,11 +27,11 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
-use sddf::config::{ConnectionResource, NetCopyConfig, RegionResource};
-use sddf::queue::{Capacity, DrainSide, FillSide, Queue, QueueError, ResetError};
-use sddf::reconnect::{ControlWords, PeerEnd};
+use sddf::config::{NetCopyConfig, QueuePairError};
+use sddf::queue::{DrainSide, FillSide, QueueError, ResetError};
+use sddf::reconnect::PeerEnd;
 use sddf::shm::{AddressSpace, Region};
-use sddf::stats::{Counters as _, StatsError, StatsWriter};
+use sddf::stats::{StatsError, StatsSlot, StatsWriter};
 use sddf::{BuffDesc, Notifier, NET_BUFFER_SIZE};
 
 /// Most source regions (`rx_data[]` entries).
@@ -48,11 +48,15 @@ pub enum Error {
         /// Its vaddr.
         vaddr: u64,
     },
-    /// A queue capacity is invalid or its region too small.
-    Queue {
-        /// Which queue pair.
+    /// A connection's queues cannot be found.
+    Queues {
+        /// Which connection: `virt_rx` or `client`.
         what: &'static str,
+        /// What is wrong with them.
+        error: QueuePairError,
     },
+    /// The client's free queue refused its RX buffers at start-up (its indices are corrupt).
+    ProvideBuffers(QueueError),
     /// The client's RX region cannot hold its buffers.
     ClientRegion {
         /// Buffers configured.
@@ -67,8 +71,9 @@ impl core::fmt::Display for Error {
             Error::Unmapped { what, vaddr } => {
                 write!(f, "copier: {what} at {vaddr:#x} is not mapped")
             }
-            Error::Queue { what } => {
-                write!(f, "copier: {what} queues: bad capacity or region too small")
+            Error::Queues { what, error } => write!(f, "copier: {what} {error}"),
+            Error::ProvideBuffers(e) => {
+                write!(f, "copier: client free queue refused its RX buffers: {e}")
             }
             Error::ClientRegion { buffers } => {
                 write!(f, "copier: client RX region cannot hold {buffers} buffers")
@@ -119,34 +124,19 @@ pub struct Copier<'a> {
     reconnect: PeerEnd<'a>,
     /// Counters.
     pub counters: Counters,
-    stats: Option<StatsWriter<'a>>,
-}
-
-fn queue_pair<'a>(
-    mem: &impl AddressSpace<'a>,
-    conn: &ConnectionResource,
-    what: &'static str,
-) -> Result<(Queue<'a>, Queue<'a>), Error> {
-    let capacity = Capacity::new(u32::from(conn.num_buffers)).map_err(|_| Error::Queue { what })?;
-    let region = |r: &RegionResource, name| {
-        mem.region(r.vaddr, r.size).ok_or(Error::Unmapped {
-            what: name,
-            vaddr: r.vaddr,
-        })
-    };
-    let free = Queue::new(region(&conn.free_queue, "free queue")?, capacity)
-        .map_err(|_| Error::Queue { what })?;
-    let active = Queue::new(region(&conn.active_queue, "active queue")?, capacity)
-        .map_err(|_| Error::Queue { what })?;
-    Ok((free, active))
+    stats: StatsSlot<'a>,
 }
 
 impl<'a> Copier<'a> {
     /// Checks the config, finds every region and gives the client all of its RX buffers.
     pub fn new(config: &NetCopyConfig, mem: &impl AddressSpace<'a>) -> Result<Copier<'a>, Error> {
         sddf::config::Config::validate(config).map_err(Error::Config)?;
-        let (vfree, vactive) = queue_pair(mem, &config.rx, "virt_rx")?;
-        let (cfree, cactive) = queue_pair(mem, &config.client, "client")?;
+        let queues = |conn: &sddf::config::ConnectionResource, what| {
+            conn.queues(mem)
+                .map_err(|error| Error::Queues { what, error })
+        };
+        let virt = queues(&config.rx, "virt_rx")?;
+        let client = queues(&config.client, "client")?;
         let mut sources = [None; MAX_SOURCES];
         for (i, r) in config.rx_data.iter().enumerate() {
             if r.vaddr != 0 {
@@ -168,18 +158,12 @@ impl<'a> Copier<'a> {
                 buffers: client_buffers,
             });
         }
-        let capacity = Capacity::new(u32::from(config.client.num_buffers))
-            .map_err(|_| Error::Queue { what: "client" })?;
-        let words = mem
-            .region(
-                config.client.free_queue.vaddr,
-                config.client.free_queue.size,
-            )
-            .and_then(|r| ControlWords::new(r, capacity));
-        let client = FillSide::new_self_provided(cfree, cactive, config.client.num_buffers)
-            .map_err(|_| Error::Queue { what: "client" })?;
+        let words = client.reconnect_words;
+        let client =
+            FillSide::new_self_provided(client.free, client.active, config.client.num_buffers)
+                .map_err(Error::ProvideBuffers)?;
         Ok(Copier {
-            virt: DrainSide::new(vfree, vactive),
+            virt: DrainSide::new(virt.free, virt.active),
             virt_channel: config.rx.id,
             sources,
             client,
@@ -188,7 +172,7 @@ impl<'a> Copier<'a> {
             client_buffers,
             reconnect: PeerEnd::new(words),
             counters: Counters::default(),
-            stats: None,
+            stats: StatsSlot::default(),
         })
     }
 
@@ -316,17 +300,11 @@ impl<'a> Copier<'a> {
     }
 
     /// Publishes the counters into `stats` (group `copier`) from now on.
-    pub fn attach_stats(&mut self, mut stats: StatsWriter<'a>) -> Result<(), StatsError> {
-        stats.group::<Counters>(format_args!("copier"))?;
-        stats.finish();
-        self.stats = Some(stats);
-        self.publish();
-        Ok(())
+    pub fn attach_stats(&mut self, stats: StatsWriter<'a>) -> Result<(), StatsError> {
+        self.stats.attach(stats, "copier", &self.counters)
     }
 
     fn publish(&mut self) {
-        if let Some(stats) = self.stats.as_mut() {
-            stats.publish(self.counters.values());
-        }
+        self.stats.publish(&self.counters);
     }
 }

@@ -33,12 +33,12 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
-use sddf::config::NetVirtRxConfig;
+use sddf::config::{NetVirtRxConfig, QueuePairError};
 use sddf::options::NetOptions;
-use sddf::queue::{Capacity, DrainSide, FillSide, Queue, QueueError};
-use sddf::reconnect::{ControlWords, PeerEnd};
+use sddf::queue::{DrainSide, FillSide, QueueError};
+use sddf::reconnect::PeerEnd;
 use sddf::shm::{AddressSpace, Region};
-use sddf::stats::{StatsError, StatsWriter};
+use sddf::stats::{StatsError, StatsSlot, StatsWriter};
 use sddf::tap::{Tap, TapPoint};
 use sddf::{BuffDesc, Notifier, NET_BUFFER_SIZE};
 
@@ -54,22 +54,20 @@ pub enum Error {
     Config(sddf::config::ConfigError),
     /// The options section is invalid.
     Options(sddf::options::OptionsError),
-    /// A region named in the config is not mapped.
+    /// The RX DMA region named in the config is not mapped.
     Unmapped {
-        /// Which region.
-        what: &'static str,
-        /// Client index, if it is a client's.
-        client: Option<usize>,
         /// Its vaddr.
         vaddr: u64,
     },
-    /// A queue capacity is invalid or its region too small.
-    Queue {
-        /// Which queue pair.
-        what: &'static str,
-        /// Client index, if it is a client's.
+    /// A connection's queues cannot be found.
+    Queues {
+        /// Client index, or `None` for the driver's connection.
         client: Option<usize>,
+        /// What is wrong with them.
+        error: QueuePairError,
     },
+    /// The driver's free queue refused the RX buffers at start-up (its indices are corrupt).
+    ProvideBuffers(QueueError),
     /// More RX buffers than [`MAX_BUFFERS`], or a data region too small for them.
     Buffers {
         /// Buffers configured.
@@ -87,17 +85,13 @@ impl core::fmt::Display for Error {
         match *self {
             Error::Config(e) => write!(f, "virt_rx: {e}"),
             Error::Options(e) => write!(f, "virt_rx: {e}"),
-            Error::Unmapped { what, client: Some(c), vaddr } => {
-                write!(f, "virt_rx: client {c} {what} at {vaddr:#x} is not mapped")
+            Error::Unmapped { vaddr } => {
+                write!(f, "virt_rx: RX DMA region at {vaddr:#x} is not mapped")
             }
-            Error::Unmapped { what, client: None, vaddr } => {
-                write!(f, "virt_rx: {what} at {vaddr:#x} is not mapped")
-            }
-            Error::Queue { what, client: Some(c) } => {
-                write!(f, "virt_rx: client {c} {what} queues: bad capacity or region too small")
-            }
-            Error::Queue { what, client: None } => {
-                write!(f, "virt_rx: {what} queues: bad capacity or region too small")
+            Error::Queues { client: Some(c), error } => write!(f, "virt_rx: client {c} {error}"),
+            Error::Queues { client: None, error } => write!(f, "virt_rx: driver {error}"),
+            Error::ProvideBuffers(e) => {
+                write!(f, "virt_rx: driver free queue refused the RX buffers: {e}")
             }
             Error::Buffers { count } => write!(
                 f,
@@ -204,33 +198,11 @@ pub struct VirtRx<'a> {
     notify_driver: bool,
     /// Driver-side counters.
     pub driver_counters: DriverCounters,
-    stats: Option<StatsWriter<'a>>,
+    stats: StatsSlot<'a>,
     tap: Option<&'a mut dyn Tap>,
 }
 
 const BROADCAST: [u8; 6] = [0xff; 6];
-
-fn queue_pair<'a>(
-    mem: &impl AddressSpace<'a>,
-    conn: &sddf::config::ConnectionResource,
-    what: &'static str,
-    client: Option<usize>,
-) -> Result<(Queue<'a>, Queue<'a>), Error> {
-    let capacity =
-        Capacity::new(u32::from(conn.num_buffers)).map_err(|_| Error::Queue { what, client })?;
-    let region = |r: &sddf::config::RegionResource, name| {
-        mem.region(r.vaddr, r.size).ok_or(Error::Unmapped {
-            what: name,
-            client,
-            vaddr: r.vaddr,
-        })
-    };
-    let free = Queue::new(region(&conn.free_queue, "free queue")?, capacity)
-        .map_err(|_| Error::Queue { what, client })?;
-    let active = Queue::new(region(&conn.active_queue, "active queue")?, capacity)
-        .map_err(|_| Error::Queue { what, client })?;
-    Ok((free, active))
-}
 
 impl<'a> VirtRx<'a> {
     /// Checks the config and options, finds every region, and hands all RX buffers to the driver
@@ -242,13 +214,14 @@ impl<'a> VirtRx<'a> {
         notifier: &mut impl Notifier,
     ) -> Result<VirtRx<'a>, Error> {
         sddf::config::Config::validate(config).map_err(Error::Config)?;
-        let (free, active) = queue_pair(mem, &config.driver, "driver", None)?;
+        let driver = config.driver.queues(mem).map_err(|error| Error::Queues {
+            client: None,
+            error,
+        })?;
         let capacity = usize::from(config.driver.num_buffers);
         let data = mem
             .region(config.data.region.vaddr, config.data.region.size)
             .ok_or(Error::Unmapped {
-                what: "RX DMA region",
-                client: None,
                 vaddr: config.data.region.vaddr,
             })?;
         if capacity > MAX_BUFFERS || data.len() < capacity * NET_BUFFER_SIZE {
@@ -270,11 +243,14 @@ impl<'a> VirtRx<'a> {
         }
         let mut clients: [Option<Client<'a>>; MAX_CLIENTS] = [const { None }; MAX_CLIENTS];
         for (i, c) in config.clients().iter().enumerate() {
-            let (cfree, cactive) = queue_pair(mem, &c.conn, "client", Some(i))?;
+            let queues = c.conn.queues(mem).map_err(|error| Error::Queues {
+                client: Some(i),
+                error,
+            })?;
             let mut macs = [[0u8; 6]; MAX_CLIENTS];
             macs[..c.macs().len()].copy_from_slice(c.macs());
             clients[i] = Some(Client {
-                queues: FillSide::new(cfree, cactive),
+                queues: FillSide::new(queues.free, queues.active),
                 channel: c.conn.id,
                 macs,
                 num_macs: c.macs().len(),
@@ -282,18 +258,10 @@ impl<'a> VirtRx<'a> {
             });
         }
         let num_clients = config.clients().len();
-        // The capacity was checked by `queue_pair`.
-        let words = Capacity::new(u32::from(config.driver.num_buffers))
-            .ok()
-            .zip(mem.region(
-                config.driver.free_queue.vaddr,
-                config.driver.free_queue.size,
-            ))
-            .and_then(|(capacity, region)| ControlWords::new(region, capacity));
         let mut v = VirtRx {
-            driver: DrainSide::new(free, active),
+            driver: DrainSide::new(driver.free, driver.active),
             driver_channel: config.driver.id,
-            driver_reconnect: PeerEnd::new(words),
+            driver_reconnect: PeerEnd::new(driver.reconnect_words),
             data,
             driver_base,
             capacity,
@@ -308,15 +276,12 @@ impl<'a> VirtRx<'a> {
             owners: [0; MAX_BUFFERS],
             notify_driver: false,
             driver_counters: DriverCounters::default(),
-            stats: None,
+            stats: StatsSlot::default(),
             tap: None,
         };
         v.driver
             .provide_all_buffers(driver_base, config.driver.num_buffers)
-            .map_err(|_| Error::Queue {
-                what: "driver",
-                client: None,
-            })?;
+            .map_err(Error::ProvideBuffers)?;
         v.notify_driver = true;
         v.signal_driver(notifier);
         Ok(v)
@@ -341,21 +306,20 @@ impl<'a> VirtRx<'a> {
     }
 
     /// Publishes the counters into `stats` (driver, then `client<i>` per client) from now on.
-    pub fn attach_stats(&mut self, mut stats: StatsWriter<'a>) -> Result<(), StatsError> {
-        stats.lay_out_driver_and_clients::<DriverCounters, ClientCounters>(self.num_clients)?;
-        self.stats = Some(stats);
+    pub fn attach_stats(&mut self, stats: StatsWriter<'a>) -> Result<(), StatsError> {
+        self.stats
+            .attach_driver_and_clients::<DriverCounters, ClientCounters>(stats, self.num_clients)?;
         self.publish();
         Ok(())
     }
 
     fn publish(&mut self) {
-        if let Some(stats) = self.stats.as_mut() {
-            let clients = self.clients[..self.num_clients]
-                .iter()
-                .flatten()
-                .map(|c| &c.counters);
-            stats.publish_driver_and_clients(&self.driver_counters, clients);
-        }
+        let clients = self.clients[..self.num_clients]
+            .iter()
+            .flatten()
+            .map(|c| &c.counters);
+        self.stats
+            .publish_driver_and_clients(&self.driver_counters, clients);
     }
 
     /// Counters of client `i`.

@@ -3,6 +3,7 @@
 //! the clients its owner record names), frames the dead driver completed are delivered or
 //! counted, and a driver scribbling its reconnect words cannot lose or duplicate a buffer.
 use proptest::prelude::*;
+use sddf::config::QueueKind::{Active, Free};
 use sddf::config::{ConnectionResource, DeviceRegionResource, NetVirtRxConfig, NET_MAGIC};
 use sddf::options::NetOptions;
 use sddf::queue::{Capacity, DrainSide, FillSide};
@@ -10,7 +11,7 @@ use sddf::reconnect::{words_offset, ControlWords};
 use sddf::testing::{Layout, RecordingNotifier};
 use sddf::BuffDesc;
 use virt_rx::{Holder, VirtRx};
-use zerocopy::{FromBytes, FromZeros};
+use zerocopy::FromZeros;
 
 const MACS: [[u8; 6]; 2] = [[0x52, 0x54, 1, 0, 0, 0x10], [0x52, 0x54, 1, 0, 0, 0x11]];
 const DESTS: [[u8; 6]; 4] = [MACS[0], MACS[1], [0xff; 6], [2, 0, 0, 0, 0, 9]];
@@ -51,32 +52,6 @@ fn rig() -> Rig {
         driver,
         clients,
     }
-}
-
-/// The descriptors a queue holds, read from its bytes without touching it.
-fn peek(layout: &Layout, conn: &ConnectionResource, active: bool) -> Vec<BuffDesc> {
-    let r = if active {
-        conn.active_queue
-    } else {
-        conn.free_queue
-    };
-    let view = layout.view(&r);
-    let mut h = [0u8; 4];
-    view.read(0, &mut h).unwrap();
-    let (tail, head) = (
-        u16::from_le_bytes([h[0], h[1]]),
-        u16::from_le_bytes([h[2], h[3]]),
-    );
-    let len = tail.wrapping_sub(head);
-    assert!(len <= conn.num_buffers, "impossible indices");
-    (0..len)
-        .map(|k| {
-            let slot = usize::from(head.wrapping_add(k) & (conn.num_buffers - 1));
-            let mut b = [0u8; 16];
-            view.read(8 + 16 * slot, &mut b).unwrap();
-            BuffDesc::read_from_bytes(&b).unwrap()
-        })
-        .collect()
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -221,9 +196,11 @@ impl<'l> World<'l> {
     /// queues or hands), or once with each client of its mask (that client's queues or hands).
     fn assert_conserved(&self, r: &Rig, v: &VirtRx<'_>) {
         let mut at_driver = [0u32; CAP as usize];
-        let driver_side = peek(&r.layout, &r.driver, false)
+        let driver_side = r
+            .layout
+            .peek(&r.driver, Free)
             .into_iter()
-            .chain(peek(&r.layout, &r.driver, true))
+            .chain(r.layout.peek(&r.driver, Active))
             .map(|d| d.io_or_offset)
             .chain(self.driver_held.iter().copied());
         for io in driver_side {
@@ -231,9 +208,11 @@ impl<'l> World<'l> {
         }
         let mut at_client = [[0u32; CAP as usize]; 2];
         for (c, seen) in at_client.iter_mut().enumerate() {
-            let queued = peek(&r.layout, &r.clients[c], false)
+            let queued = r
+                .layout
+                .peek(&r.clients[c], Free)
                 .into_iter()
-                .chain(peek(&r.layout, &r.clients[c], true))
+                .chain(r.layout.peek(&r.clients[c], Active))
                 .map(|d| d.io_or_offset);
             for off in queued.chain(self.client_held[c].iter().copied()) {
                 seen[(off / 2048) as usize] += 1;
@@ -307,15 +286,15 @@ proptest! {
         let view = r.layout.view(&r.driver.free_queue);
         view.write(at, &bad.to_le_bytes()).unwrap();
         view.write(at + 4, &fake_done.to_le_bytes()).unwrap();
-        let before = (peek(&r.layout, &r.driver, false), peek(&r.layout, &r.driver, true));
+        let before = (r.layout.peek(&r.driver, Free), r.layout.peek(&r.driver, Active));
         v.notified(&mut n);
         v.notified(&mut n);
         prop_assert_eq!(v.driver_counters.resets, resets, "no reset from a stale epoch");
         let bad_counted = v.driver_counters.bad_reset_requests;
         prop_assert!(bad_counted <= 1, "counted at most once");
         prop_assert_eq!(bad_counted == 1, bad != 0 && bad != words_served(resets));
-        prop_assert_eq!(peek(&r.layout, &r.driver, true), vec![], "frames still taken");
-        prop_assert!(peek(&r.layout, &r.driver, false).len() >= before.0.len());
+        prop_assert_eq!(r.layout.peek(&r.driver, Active), vec![], "frames still taken");
+        prop_assert!(r.layout.peek(&r.driver, Free).len() >= before.0.len());
         w.assert_conserved(&r, &v);
     }
 }
@@ -339,9 +318,9 @@ fn frames_a_dead_driver_completed_are_delivered_and_its_buffers_come_back() {
     let c = v.driver_counters;
     assert_eq!((c.resets, c.frames, c.reset_dropped), (1, 3, 0));
     assert_eq!(v.client_counters(0).unwrap().frames, 3);
-    assert_eq!(peek(&r.layout, &r.clients[0], true).len(), 3);
+    assert_eq!(r.layout.peek(&r.clients[0], Active).len(), 3);
     assert_eq!(
-        peek(&r.layout, &r.driver, false).len(),
+        r.layout.peek(&r.driver, Free).len(),
         usize::from(CAP) - 3,
         "every buffer not at a client, once"
     );

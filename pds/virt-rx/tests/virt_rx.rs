@@ -306,6 +306,16 @@ fn config_errors_name_what_is_wrong() {
         "virt_rx: client 0 active queue at 0x70000000 is not mapped"
     );
     let mut r = rig(1);
+    r.cfg.driver.free_queue.size = 8;
+    let e = VirtRx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n)
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string().starts_with("virt_rx: driver free queue at ")
+            && e.to_string().contains("(0x8 bytes) cannot hold"),
+        "{e}"
+    );
+    let mut r = rig(1);
     r.cfg.driver.num_buffers = 6;
     let e = VirtRx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n)
         .err()

@@ -44,12 +44,12 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
-use sddf::config::{ConnectionResource, NetVirtTxConfig, RegionResource};
+use sddf::config::{NetVirtTxConfig, QueuePairError};
 use sddf::options::NetOptions;
-use sddf::queue::{Capacity, DrainSide, FillSide, Queue, QueueError};
-use sddf::reconnect::{ControlWords, PeerEnd};
+use sddf::queue::{DrainSide, FillSide, QueueError};
+use sddf::reconnect::PeerEnd;
 use sddf::shm::{AddressSpace, Region};
-use sddf::stats::{StatsError, StatsWriter};
+use sddf::stats::{StatsError, StatsSlot, StatsWriter};
 use sddf::tap::{Tap, TapPoint};
 use sddf::{BuffDesc, Notifier, NET_BUFFER_SIZE};
 
@@ -65,21 +65,19 @@ pub const MAX_BUFFERS: usize = 8192;
 pub enum Error {
     /// The config section is invalid.
     Config(sddf::config::ConfigError),
-    /// A region named in the config is not mapped.
+    /// A client's TX data region named in the config is not mapped.
     Unmapped {
-        /// Which region.
-        what: &'static str,
-        /// Client index, if it is a client's.
-        client: Option<usize>,
+        /// Client index.
+        client: usize,
         /// Its vaddr.
         vaddr: u64,
     },
-    /// A queue capacity is invalid or its region too small.
-    Queue {
-        /// Which queue pair.
-        what: &'static str,
-        /// Client index, if it is a client's.
+    /// A connection's queues cannot be found.
+    Queues {
+        /// Client index, or `None` for the driver's connection.
         client: Option<usize>,
+        /// What is wrong with them.
+        error: QueuePairError,
     },
     /// Too many regions or buffers, a region smaller than its buffers, or a region whose IO
     /// addresses pass 2^64 (in IO-address mode).
@@ -93,35 +91,18 @@ impl core::fmt::Display for Error {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match *self {
             Error::Config(e) => write!(f, "virt_tx: {e}"),
-            Error::Unmapped {
-                what,
+            Error::Unmapped { client, vaddr } => write!(
+                f,
+                "virt_tx: client {client} TX data region at {vaddr:#x} is not mapped"
+            ),
+            Error::Queues {
                 client: Some(c),
-                vaddr,
-            } => {
-                write!(f, "virt_tx: client {c} {what} at {vaddr:#x} is not mapped")
-            }
-            Error::Unmapped {
-                what,
+                error,
+            } => write!(f, "virt_tx: client {c} {error}"),
+            Error::Queues {
                 client: None,
-                vaddr,
-            } => {
-                write!(f, "virt_tx: {what} at {vaddr:#x} is not mapped")
-            }
-            Error::Queue {
-                what,
-                client: Some(c),
-            } => {
-                write!(
-                    f,
-                    "virt_tx: client {c} {what} queues: bad capacity or region too small"
-                )
-            }
-            Error::Queue { what, client: None } => {
-                write!(
-                    f,
-                    "virt_tx: {what} queues: bad capacity or region too small"
-                )
-            }
+                error,
+            } => write!(f, "virt_tx: driver {error}"),
             Error::Regions { client } => write!(
                 f,
                 "virt_tx: client {client} data regions: more than {MAX_REGIONS} regions or \
@@ -246,30 +227,8 @@ pub struct VirtTx<'a> {
     next_client: usize,
     /// Driver-side counters.
     pub driver_counters: DriverCounters,
-    stats: Option<StatsWriter<'a>>,
+    stats: StatsSlot<'a>,
     tap: Option<&'a mut dyn Tap>,
-}
-
-fn queue_pair<'a>(
-    mem: &impl AddressSpace<'a>,
-    conn: &ConnectionResource,
-    what: &'static str,
-    client: Option<usize>,
-) -> Result<(Queue<'a>, Queue<'a>), Error> {
-    let capacity =
-        Capacity::new(u32::from(conn.num_buffers)).map_err(|_| Error::Queue { what, client })?;
-    let region = |r: &RegionResource, name| {
-        mem.region(r.vaddr, r.size).ok_or(Error::Unmapped {
-            what: name,
-            client,
-            vaddr: r.vaddr,
-        })
-    };
-    let free = Queue::new(region(&conn.free_queue, "free queue")?, capacity)
-        .map_err(|_| Error::Queue { what, client })?;
-    let active = Queue::new(region(&conn.active_queue, "active queue")?, capacity)
-        .map_err(|_| Error::Queue { what, client })?;
-    Ok((free, active))
 }
 
 impl<'a> VirtTx<'a> {
@@ -281,19 +240,14 @@ impl<'a> VirtTx<'a> {
         notifier: &mut impl Notifier,
     ) -> Result<VirtTx<'a>, Error> {
         sddf::config::Config::validate(config).map_err(Error::Config)?;
-        let (free, active) = queue_pair(mem, &config.driver, "driver", None)?;
-        // The capacity was checked by `queue_pair`.
-        let driver_words = Capacity::new(u32::from(config.driver.num_buffers))
-            .ok()
-            .zip(mem.region(
-                config.driver.free_queue.vaddr,
-                config.driver.free_queue.size,
-            ))
-            .and_then(|(capacity, region)| ControlWords::new(region, capacity));
+        let driver = config.driver.queues(mem).map_err(|error| Error::Queues {
+            client: None,
+            error,
+        })?;
         let mut v = VirtTx {
-            driver: FillSide::new(free, active),
+            driver: FillSide::new(driver.free, driver.active),
             driver_channel: config.driver.id,
-            driver_reconnect: PeerEnd::new(driver_words),
+            driver_reconnect: PeerEnd::new(driver.reconnect_words),
             clients: [const { None }; MAX_CLIENTS],
             num_clients: config.clients().len(),
             regions: [const { None }; MAX_REGIONS],
@@ -305,12 +259,15 @@ impl<'a> VirtTx<'a> {
             budget: usize::from(options.tx_budget()),
             next_client: 0,
             driver_counters: DriverCounters::default(),
-            stats: None,
+            stats: StatsSlot::default(),
             tap: None,
         };
         let mut buffers = 0usize;
         for (c, cc) in config.clients().iter().enumerate() {
-            let (cfree, cactive) = queue_pair(mem, &cc.conn, "client", Some(c))?;
+            let queues = cc.conn.queues(mem).map_err(|error| Error::Queues {
+                client: Some(c),
+                error,
+            })?;
             let first_region = v.num_regions;
             for (local, r) in cc.regions().iter().enumerate() {
                 let n = r.num_buffers as usize;
@@ -330,8 +287,7 @@ impl<'a> VirtTx<'a> {
                 let view =
                     mem.region(r.data.region.vaddr, r.data.region.size)
                         .ok_or(Error::Unmapped {
-                            what: "TX data region",
-                            client: Some(c),
+                            client: c,
                             vaddr: r.data.region.vaddr,
                         })?;
                 v.regions[v.num_regions] = Some(DataRegion {
@@ -345,17 +301,12 @@ impl<'a> VirtTx<'a> {
                 v.num_regions += 1;
                 buffers += n;
             }
-            // The capacity was checked by `queue_pair`.
-            let words = Capacity::new(u32::from(cc.conn.num_buffers))
-                .ok()
-                .zip(mem.region(cc.conn.free_queue.vaddr, cc.conn.free_queue.size))
-                .and_then(|(capacity, region)| ControlWords::new(region, capacity));
             v.clients[c] = Some(Client {
-                queues: DrainSide::new(cfree, cactive),
+                queues: DrainSide::new(queues.free, queues.active),
                 channel: cc.conn.id,
                 first_region,
                 num_regions: cc.regions().len(),
-                reconnect: PeerEnd::new(words),
+                reconnect: PeerEnd::new(queues.reconnect_words),
                 counters: ClientCounters::default(),
                 in_flight: 0,
             });
@@ -390,25 +341,25 @@ impl<'a> VirtTx<'a> {
     }
 
     /// Publishes the counters into `stats` (driver, then `client<i>` per client) from now on.
-    pub fn attach_stats(&mut self, mut stats: StatsWriter<'a>) -> Result<(), StatsError> {
-        stats.lay_out_driver_and_clients::<DriverCounters, ClientCounters>(self.num_clients)?;
-        self.stats = Some(stats);
+    pub fn attach_stats(&mut self, stats: StatsWriter<'a>) -> Result<(), StatsError> {
+        self.stats
+            .attach_driver_and_clients::<DriverCounters, ClientCounters>(stats, self.num_clients)?;
         self.publish();
         Ok(())
     }
 
     fn publish(&mut self) {
-        if self.stats.is_none() {
+        // `in_flight` is a gauge computed only for readers: skip it when there are none.
+        if !self.stats.is_attached() {
             return;
         }
         self.driver_counters.in_flight = self.in_flight() as u64;
-        if let Some(stats) = self.stats.as_mut() {
-            let clients = self.clients[..self.num_clients]
-                .iter()
-                .flatten()
-                .map(|c| &c.counters);
-            stats.publish_driver_and_clients(&self.driver_counters, clients);
-        }
+        let clients = self.clients[..self.num_clients]
+            .iter()
+            .flatten()
+            .map(|c| &c.counters);
+        self.stats
+            .publish_driver_and_clients(&self.driver_counters, clients);
     }
 
     /// Counters of client `i`.

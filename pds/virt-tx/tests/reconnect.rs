@@ -5,6 +5,7 @@
 //! The driver restarting the same way: every buffer the dead driver held goes back to its client
 //! once, counted as a dropped frame, and a scribbled epoch from the driver changes nothing.
 use proptest::prelude::*;
+use sddf::config::QueueKind::{Active, Free};
 use sddf::config::{ConnectionResource, DeviceRegionResource, NetVirtTxConfig, NET_MAGIC};
 use sddf::options::NetOptions;
 use sddf::queue::{Capacity, DrainSide, FillSide};
@@ -12,7 +13,7 @@ use sddf::reconnect::{words_offset, ControlWords};
 use sddf::testing::{Layout, RecordingNotifier};
 use sddf::BuffDesc;
 use virt_tx::VirtTx;
-use zerocopy::{FromBytes, FromZeros};
+use zerocopy::FromZeros;
 
 const CAP: u16 = 8;
 const DRIVER_CAP: u16 = 16;
@@ -50,32 +51,6 @@ fn rig() -> Rig {
         driver,
         clients,
     }
-}
-
-/// The descriptors a queue holds, read from its bytes without touching it.
-fn peek(layout: &Layout, conn: &ConnectionResource, active: bool) -> Vec<BuffDesc> {
-    let r = if active {
-        conn.active_queue
-    } else {
-        conn.free_queue
-    };
-    let view = layout.view(&r);
-    let mut h = [0u8; 4];
-    view.read(0, &mut h).unwrap();
-    let (tail, head) = (
-        u16::from_le_bytes([h[0], h[1]]),
-        u16::from_le_bytes([h[2], h[3]]),
-    );
-    let len = tail.wrapping_sub(head);
-    assert!(len <= conn.num_buffers, "impossible indices");
-    (0..len)
-        .map(|k| {
-            let slot = usize::from(head.wrapping_add(k) & (conn.num_buffers - 1));
-            let mut b = [0u8; 16];
-            view.read(8 + 16 * slot, &mut b).unwrap();
-            BuffDesc::read_from_bytes(&b).unwrap()
-        })
-        .collect()
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -157,8 +132,8 @@ impl World<'_> {
     fn assert_conserved(&self, r: &Rig) {
         let mut seen = [[0u32; CAP as usize]; 2];
         for (c, seen) in seen.iter_mut().enumerate() {
-            for active in [false, true] {
-                for d in peek(&r.layout, &r.clients[c], active) {
+            for queue in [Free, Active] {
+                for d in r.layout.peek(&r.clients[c], queue) {
                     seen[(d.io_or_offset / 2048) as usize] += 1;
                 }
             }
@@ -166,9 +141,11 @@ impl World<'_> {
                 seen[(off / 2048) as usize] += 1;
             }
         }
-        let driver_side = peek(&r.layout, &r.driver, false)
+        let driver_side = r
+            .layout
+            .peek(&r.driver, Free)
             .into_iter()
-            .chain(peek(&r.layout, &r.driver, true))
+            .chain(r.layout.peek(&r.driver, Active))
             .chain(self.driver_held.iter().copied());
         for d in driver_side {
             let c = IO
@@ -218,7 +195,7 @@ proptest! {
             w.run(&mut v, o, &mut n);
         }
         w.assert_conserved(&r);
-        let waiting = peek(&r.layout, &r.clients[1], true).len() as u64;
+        let waiting = r.layout.peek(&r.clients[1], Active).len() as u64;
         let c0_before = *v.client_counters(0).unwrap();
 
         // Client 1 dies with what it held; its next instance asks for a reset.
@@ -232,7 +209,7 @@ proptest! {
         prop_assert_eq!(c1.resets, 1);
         prop_assert_eq!(c1.reset_dropped, waiting);
         prop_assert_eq!(c1.peer_misbehaviour, 0);
-        prop_assert!(peek(&r.layout, &r.clients[1], true).is_empty());
+        prop_assert!(r.layout.peek(&r.clients[1], Active).is_empty());
         let (f, a) = r.layout.queues(&r.clients[1]);
         w.clients[1] = FillSide::new(f, a);
         w.assert_conserved(&r);
@@ -277,7 +254,7 @@ proptest! {
         w.run(&mut v, Op::Notify, &mut n);
         let queues = |r: &Rig| {
             (0..2)
-                .flat_map(|c| [peek(&r.layout, &r.clients[c], false), peek(&r.layout, &r.clients[c], true)])
+                .flat_map(|c| [r.layout.peek(&r.clients[c], Free), r.layout.peek(&r.clients[c], Active)])
                 .collect::<Vec<_>>()
         };
         let before = queues(&r);
@@ -312,15 +289,12 @@ fn a_restart_while_frames_are_in_flight_waits_for_their_completions() {
     v.notified(&mut n);
     assert_eq!(v.client_counters(1).unwrap().reset_dropped, 2);
     assert_eq!(
-        peek(&r.layout, &r.clients[1], false).len(),
+        r.layout.peek(&r.clients[1], Free).len(),
         usize::from(CAP) - 3
     );
     w.run(&mut v, Op::Complete(3), &mut n);
     w.run(&mut v, Op::Notify, &mut n);
-    assert_eq!(
-        peek(&r.layout, &r.clients[1], false).len(),
-        usize::from(CAP)
-    );
+    assert_eq!(r.layout.peek(&r.clients[1], Free).len(), usize::from(CAP));
     let (f, a) = r.layout.queues(&r.clients[1]);
     w.clients[1] = FillSide::new(f, a);
     w.assert_conserved(&r);
@@ -370,7 +344,7 @@ proptest! {
             w.assert_conserved(&r);
             // Completions waiting in tx_free come back as usual; the rest was in flight.
             let lost_with_driver =
-                v.in_flight() as u64 - peek(&r.layout, &r.driver, false).len() as u64;
+                v.in_flight() as u64 - r.layout.peek(&r.driver, Free).len() as u64;
             let dropped = dropped_by_driver_resets(&v);
             restart_driver(&r, &mut v, &mut w, &mut n);
             prop_assert_eq!(v.driver_counters.resets, k as u64 + 1);
@@ -444,10 +418,7 @@ fn frames_at_a_dead_driver_are_returned_unsent_and_new_ones_flow_after_the_reset
     assert_eq!(v.client_counters(0).unwrap().returned, 1);
     w.assert_conserved(&r);
     for c in 0..2 {
-        assert_eq!(
-            peek(&r.layout, &r.clients[c], false).len(),
-            usize::from(CAP)
-        );
+        assert_eq!(r.layout.peek(&r.clients[c], Free).len(), usize::from(CAP));
     }
     // The new driver gets frames in its fresh queue.
     w.run(&mut v, Op::Send(1, 4), &mut n);
