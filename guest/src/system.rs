@@ -471,7 +471,9 @@ pub fn sections(
     let mut out: Vec<PdSection> = sdf::net::derive(sys, &spec)
         .map_err(|e| bad(path, e.to_string()))?
         .into_iter()
-        .filter(|(pd, _, _)| *pd != spec.driver)
+        // The driver PD is the VMM: of its sections it reads only `.net_driver_config` (its
+        // watchdog watches the driver's TX queue).
+        .filter(|(pd, name, _)| *pd != spec.driver || *name == ".net_driver_config")
         .map(|(pd, name, bytes)| PdSection {
             pd,
             name: name.to_string(),

@@ -184,6 +184,13 @@ impl<'a> Queue<'a> {
         Ok(len)
     }
 
+    /// The consumer's index as a third party sees it: it moves whenever the consumer takes a
+    /// descriptor (a watchdog compares it over time). Racy by nature, like
+    /// [`Queue::observed_len`].
+    pub fn observed_head(&self) -> u16 {
+        self.header.head.load(Acquire)
+    }
+
     /// Empties the queue as fresh memory is: both indices 0, signal flag "signal wanted".
     ///
     /// The one place where a side writes its peer's index, so only for

@@ -31,6 +31,10 @@ const VCPU: Vcpu = Vcpu::new(0);
 
 microkit::config_section!(".vmm_config", VMM_CONFIG: [u8; CONFIG_SIZE]);
 microkit::config_section!(".netvm_stats", STATS: [u8; 16]);
+microkit::config_section!(
+    ".net_driver_config",
+    NET_DRIVER_CONFIG: [u8; core::mem::size_of::<sddf::config::NetDriverConfig>()]
+);
 
 /// The doorbells and vIRQ routes of this system, built once from `.vmm_config` in `init`.
 struct Routes {
@@ -136,6 +140,10 @@ const VCPU_RESET_REGS: usize = VCPU_REG_CNTVOFF as usize;
 /// restart is counted (`vmm.guest_restarts`) and logged; past the budget the guest stays down,
 /// so a guest that crashes at every boot cannot keep this PD busy for ever.
 const RESTART_BUDGET: u32 = 16;
+/// How long an interrupt may wait for the guest's EOI before the watchdog stops and restarts
+/// the guest. A Linux guest EOIs its timer tick within milliseconds; this is far beyond any
+/// honest delay, even under TCG on a loaded host.
+const WATCHDOG_SECONDS: u64 = 10;
 
 /// The seL4 side of [`Platform`].
 struct Sel4 {
@@ -144,11 +152,47 @@ struct Sel4 {
     /// The vCPU's system registers as seL4 created them (read before the first boot); `None`
     /// where a read failed (that register is then left alone at a restart).
     pristine: [Option<u64>; VCPU_RESET_REGS],
+    /// virt_tx's queue of clients' frames to the guest's driver (`tx_active`), read by the
+    /// watchdog; `None` without a usable `.net_driver_config`.
+    tx_active: Option<sddf::queue::Queue<'static>>,
 }
 
 impl Sel4 {
     fn snapshot_vcpu() -> [Option<u64>; VCPU_RESET_REGS] {
         core::array::from_fn(|reg| VCPU.read_reg(reg as u64).ok())
+    }
+
+    /// The driver's TX queue from `.net_driver_config` (this PD maps the driver-side queues,
+    /// uncached, as the guest does). A missing or broken section only costs the watchdog one
+    /// of its signs, so it is reported and the guest runs anyway.
+    fn tx_active() -> Option<sddf::queue::Queue<'static>> {
+        let bytes = NET_DRIVER_CONFIG.as_bytes();
+        if bytes.iter().all(|&b| b == 0) {
+            return None;
+        }
+        let config = match sddf::config::parse::<sddf::config::NetDriverConfig>(bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                microkit::debug_println!(
+                    "vmm: .net_driver_config: {e}; the watchdog does not see the driver's TX queue"
+                );
+                return None;
+            }
+        };
+        #[allow(unsafe_code)]
+        // SAFETY: Microkit maps the regions `.net_driver_config` names (derived from the SDF by
+        // `guest sel4-pds` for this PD) at those vaddrs for the PD's whole life; this PD only
+        // reads the queue indices through `sddf::queue::Queue`, atomically.
+        let mem = unsafe { IdentityMapped::new() };
+        match config.virt_tx.queues(&mem) {
+            Ok(pair) => Some(pair.active),
+            Err(e) => {
+                microkit::debug_println!(
+                    "vmm: the driver's TX queue: {e}; the watchdog does not see it"
+                );
+                None
+            }
+        }
     }
 }
 
@@ -218,6 +262,11 @@ impl Platform for Sel4 {
     }
     fn log(&mut self, args: fmt::Arguments<'_>) {
         microkit::debug_print!("{args}");
+    }
+    fn driver_backlog(&mut self) -> Option<(u16, u16)> {
+        // Impossible indices (a guest that scribbles on the queue) read as nothing waiting.
+        self.tx_active
+            .map(|q| (q.observed_len().unwrap_or(0), q.observed_head()))
     }
     fn reset_vcpu(&mut self) -> Result<(), KernelError> {
         for (reg, value) in self.pristine.iter().enumerate() {
@@ -443,12 +492,14 @@ impl microkit::Handler for VmmPd {
             virqs: routes.virqs(),
             wakeup_channel: timer.map(|c| c.id()),
             restart_budget: RESTART_BUDGET,
+            watchdog_ticks: Some(WATCHDOG_SECONDS * sys::counter_frequency()),
         };
         let mut pd = VmmPd {
             vmm: Vmm::new(config),
             hw: Sel4 {
                 timer,
                 pristine: Sel4::snapshot_vcpu(),
+                tx_active: Sel4::tx_active(),
             },
             configured: parsed.is_ok(),
         };
@@ -488,7 +539,10 @@ impl microkit::Handler for VmmPd {
                 c.psci_calls, c.wfx_traps, c.wfi_blocks, c.vppi_events, c.maintenance_faults,
                 c.rx_irq_injections, c.tx_irq_injections
             );
-            if matches!(reason, StopReason::SystemReset | StopReason::Unexpected) {
+            if matches!(
+                reason,
+                StopReason::SystemReset | StopReason::Unexpected | StopReason::Watchdog
+            ) {
                 self.maybe_restart();
             }
         }

@@ -332,11 +332,16 @@ impl Vgic {
     /// A register still holding an IRQ of a reset guest does not count: it may be active, and
     /// a guest waiting on it would spin.
     pub fn has_work(&self) -> bool {
+        self.awaits_eoi() || self.next_candidate().is_some()
+    }
+
+    /// Whether an interrupt sits in a list register waiting for the guest to take and EOI it
+    /// (a register left over from before a reset does not count).
+    pub fn awaits_eoi(&self) -> bool {
         self.lrs
             .iter()
             .enumerate()
             .any(|(i, l)| l.is_some() && self.stale & (1 << i) == 0)
-            || self.next_candidate().is_some()
     }
 
     fn why_not_deliverable(&self, irq: usize) -> Option<QueueReason> {

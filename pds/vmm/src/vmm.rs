@@ -25,6 +25,19 @@
 //!   line stays latched while masked, so it is delivered the moment it is re-enabled.
 //! - **Unexpected** faults print the decoded reason and all registers and stop the guest; the
 //!   VMM PD itself carries on (it still answers notifications).
+//! - **Watchdog**: the guest is stopped ([`StopReason::Watchdog`]) and restarted like a crashed
+//!   one when, for [`Config::watchdog_ticks`],
+//!   - an interrupt waits in a list register and the guest EOIs nothing: it no longer takes
+//!     interrupts (a hard lockup); or
+//!   - its driver, once it has rung a doorbell since the guest booted, makes no progress (no
+//!     doorbell, and it takes none of the frames virt_tx queued for it,
+//!     [`Platform::driver_backlog`]) while work waits for it: frames in that queue, or a
+//!     virtualiser's vIRQ undelivered because the driver told the guest's UIO layer to keep
+//!     its interrupt off and never asked again. Nothing in the guest serves the queues (a
+//!     kernel that panicked without rebooting and spins with interrupts on, a hung driver).
+//!
+//!   A guest in such a state may cause no exits at all, so the wake-up timer is armed to look
+//!   again.
 //! - **Restarts**: a guest that stopped on an unexpected fault or asked for PSCI SYSTEM_RESET
 //!   (Linux does on a panic with `panic=-1`) is booted again by the PD, at most
 //!   [`Config::restart_budget`] times ([`Vmm::restart`]). [`Vmm::start`] settles what the
@@ -93,6 +106,10 @@ pub trait Platform: ListRegisters {
     fn set_wakeup(&mut self, deadline: Option<u64>) -> bool;
     /// Writes to the VMM's log (the debug console on seL4).
     fn log(&mut self, args: fmt::Arguments<'_>);
+    /// The clients' frames waiting for the guest's driver (virt_tx's queue to it, `tx_active`)
+    /// and that queue's consumer index, which moves whenever the driver takes one: `None`
+    /// where the platform cannot see that queue (then only the other watchdog signs count).
+    fn driver_backlog(&mut self) -> Option<(u16, u16)>;
     /// Puts the vCPU's system registers back as they were before the first boot (seL4 creates
     /// a vCPU with the MMU and caches off), so that a restarted guest boots as from reset.
     fn reset_vcpu(&mut self) -> Result<(), KernelError>;
@@ -136,6 +153,9 @@ pub struct Config<'a> {
     pub wakeup_channel: Option<u8>,
     /// How many times the guest may be booted again after it crashed or reset itself.
     pub restart_budget: u32,
+    /// Counter ticks an interrupt may wait in a list register with no EOI from the guest before
+    /// the watchdog stops it; `None`: no watchdog (it also needs `wakeup_channel`).
+    pub watchdog_ticks: Option<u64>,
 }
 
 /// The guest's run state.
@@ -165,6 +185,8 @@ pub enum StopReason {
     CpuOff,
     /// A fault the VMM cannot handle.
     Unexpected,
+    /// The watchdog: the guest stopped taking interrupts.
+    Watchdog,
 }
 
 /// How `fault()` must answer the kernel.
@@ -245,6 +267,8 @@ pub struct Counters {
     pub guest_restarts: u64,
     /// EOI actions a reset guest still owed, run at the restart (IRQs it never EOI'd).
     pub restart_acks: u64,
+    /// Guests the watchdog stopped (they had stopped taking interrupts).
+    pub watchdog_expiries: u64,
 }
 }
 
@@ -287,6 +311,18 @@ pub struct Vmm<'a> {
     /// Channels (bit = channel id) whose physical IRQ the guest has EOI'd and that wait for the
     /// next activation to be acknowledged.
     deferred_acks: u64,
+    /// Since when an interrupt has waited in a list register with no EOI since (the watchdog).
+    busy_since: Option<u64>,
+    /// Since when a virtualiser's vIRQ has waited undelivered with no doorbell since (the
+    /// watchdog).
+    stalled_since: Option<u64>,
+    /// The guest's driver has rung a doorbell since the guest (re)started.
+    driver_seen: bool,
+    /// The driver's consumer index of `tx_active` when last looked at.
+    tx_head: Option<u16>,
+    /// The deadline the wake-up timer was last armed with and that has not fired yet (the
+    /// timer holds one; a later arming replaces it).
+    armed: Option<u64>,
 }
 
 /// Where a stage-2 fault landed.
@@ -311,6 +347,11 @@ impl<'a> Vmm<'a> {
             counters: Counters::default(),
             stats: None,
             deferred_acks: 0,
+            busy_since: None,
+            stalled_since: None,
+            driver_seen: false,
+            tx_head: None,
+            armed: None,
         }
     }
 
@@ -377,6 +418,7 @@ impl<'a> Vmm<'a> {
             }
         }
         self.counters.restart_acks += owed;
+        (self.busy_since, self.stalled_since, self.driver_seen) = (None, None, false);
         p.reset_vcpu()?;
         self.stop_reason = None;
         p.write_regs(ctx, USER_CONTEXT_WORDS)?;
@@ -389,7 +431,9 @@ impl<'a> Vmm<'a> {
     /// (an unexpected fault) or asked for a reset, and the budget is not spent. The caller
     /// reloads the images and calls [`Vmm::start`].
     pub fn restart(&mut self, p: &mut impl Platform) -> bool {
-        let Some(reason @ (StopReason::Unexpected | StopReason::SystemReset)) = self.stop_reason
+        let Some(
+            reason @ (StopReason::Unexpected | StopReason::SystemReset | StopReason::Watchdog),
+        ) = self.stop_reason
         else {
             return false;
         };
@@ -438,7 +482,93 @@ impl<'a> Vmm<'a> {
             }
             Fault::UserException { .. } | Fault::Other { .. } => Err(None),
         };
-        result.unwrap_or_else(|err| self.unexpected(p, fault, err))
+        let reply = result.unwrap_or_else(|err| self.unexpected(p, fault, err));
+        if self.watch(p) {
+            return Reply::None;
+        }
+        reply
+    }
+
+    /// The watchdog, after every activation: notes since when an interrupt has been waiting
+    /// for the guest's EOI, stops the guest when that is longer than allowed, and otherwise
+    /// makes sure the wake-up timer will look again. Returns whether it stopped the guest.
+    fn watch(&mut self, p: &mut impl Platform) -> bool {
+        let Some(limit) = self
+            .config
+            .watchdog_ticks
+            .filter(|_| self.config.wakeup_channel.is_some())
+        else {
+            return false;
+        };
+        if self.state == RunState::Stopped {
+            (self.busy_since, self.stalled_since) = (None, None);
+            return false;
+        }
+        let backlog = if self.driver_seen {
+            p.driver_backlog()
+        } else {
+            None
+        };
+        // Progress: the driver took frames since the last look.
+        let head = backlog.map(|(_, head)| head);
+        if head.is_some() && head != self.tx_head {
+            self.stalled_since = None;
+        }
+        self.tx_head = head;
+        let stalled = self.driver_seen
+            && (backlog.is_some_and(|(waiting, _)| waiting > 0)
+                || self
+                    .config
+                    .virqs
+                    .iter()
+                    .any(|r| !r.passthrough && self.vgic.is_pending(r.irq)));
+        let busy = self.vgic.awaits_eoi();
+        if !busy {
+            self.busy_since = None;
+        }
+        if !stalled {
+            self.stalled_since = None;
+        }
+        if !busy && !stalled {
+            return false;
+        }
+        let now = p.now();
+        if busy {
+            self.busy_since.get_or_insert(now);
+        }
+        if stalled {
+            self.stalled_since.get_or_insert(now);
+        }
+        let since = match (self.busy_since, self.stalled_since) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(now),
+        };
+        let deadline = since.saturating_add(limit);
+        if now >= deadline {
+            self.counters.watchdog_expiries += 1;
+            let why = if self.busy_since == Some(since) {
+                "an interrupt has waited for the guest's EOI"
+            } else {
+                "the driver made no progress while work waited for it"
+            };
+            p.log(format_args!(
+                "vmm: watchdog: {why} for {} ticks; stopping the guest\n",
+                now - since
+            ));
+            self.stop(p, StopReason::Watchdog);
+            return true;
+        }
+        if self.armed.is_none_or(|armed| armed > deadline) {
+            self.arm(p, deadline);
+        }
+        false
+    }
+
+    /// Arms the wake-up timer (replacing what it held).
+    fn arm(&mut self, p: &mut impl Platform, deadline: u64) {
+        if p.set_wakeup(Some(deadline)) {
+            self.armed = Some(deadline);
+        }
     }
 
     /// A notification on `channel`: raises its vIRQ, or wakes a waiting guest from the wake-up
@@ -448,9 +578,11 @@ impl<'a> Vmm<'a> {
         self.flush_acks(p);
         if self.config.wakeup_channel == Some(channel) {
             self.counters.wakeups += 1;
+            self.armed = None;
             p.set_wakeup(None);
             p.irq_ack(channel);
             self.wake(p);
+            self.watch(p);
             return true;
         }
         let Some(route) = self
@@ -467,6 +599,7 @@ impl<'a> Vmm<'a> {
         let (injections, merged) = self.counters.route(route.name);
         *injections += 1;
         *merged += u64::from(coalesced);
+        self.watch(p);
         true
     }
 
@@ -502,6 +635,8 @@ impl<'a> Vmm<'a> {
     }
 
     fn eoi(&mut self, p: &mut impl Platform, index: u8) {
+        // The guest takes interrupts: whatever waits now waits from now.
+        self.busy_since = None;
         let (done, refill) = self.vgic.maintenance(index, p);
         match done {
             Some((irq, Some(Ack::Vppi))) => {
@@ -649,6 +784,8 @@ impl<'a> Vmm<'a> {
 
     fn ring(&mut self, p: &mut impl Platform, bell: Doorbell) {
         *self.counters.doorbell(bell.name) += 1;
+        self.driver_seen = true;
+        self.stalled_since = None;
         if let Some(channel) = bell.channel {
             p.notify(channel);
         }
@@ -719,7 +856,7 @@ impl<'a> Vmm<'a> {
             return Ok(Reply::Resume);
         }
         if let Some(d) = deadline {
-            p.set_wakeup(Some(d));
+            self.arm(p, d);
         }
         p.stop_vcpu()?;
         self.counters.wfi_blocks += 1;

@@ -30,6 +30,8 @@ struct Mock {
     last_read: usize,
     /// `reset_vcpu` calls.
     vcpu_resets: u32,
+    /// What `driver_backlog` says.
+    backlog: Option<(u16, u16)>,
 }
 
 impl ListRegisters for Mock {
@@ -85,6 +87,9 @@ impl Platform for Mock {
     }
     fn log(&mut self, args: fmt::Arguments<'_>) {
         self.log.push_str(&args.to_string());
+    }
+    fn driver_backlog(&mut self) -> Option<(u16, u16)> {
+        self.backlog
     }
     fn reset_vcpu(&mut self) -> Result<(), KernelError> {
         self.vcpu_resets += 1;
@@ -142,6 +147,7 @@ fn config(wakeup: bool) -> Config<'static> {
         virqs: &VIRQS,
         wakeup_channel: wakeup.then_some(WAKEUP_CH),
         restart_budget: 2,
+        watchdog_ticks: None,
     }
 }
 
@@ -424,6 +430,7 @@ fn unknown_doorbells_and_routes_are_counted_apart() {
         virqs: &ROUTES,
         wakeup_channel: None,
         restart_budget: 0,
+        watchdog_ticks: None,
     });
     let mut p = Mock::default();
     vmm.start(&mut p, &UserContext::default()).unwrap();
@@ -727,4 +734,180 @@ fn crashed_guests_restart_within_the_budget() {
     smc(&mut vmm, &mut p, 0x9000_0000, [0x8400_0008, 0, 0, 0]);
     assert_eq!(vmm.stop_reason(), Some(StopReason::SystemOff));
     assert!(!vmm.restart(&mut p), "a power-off is not a crash");
+}
+
+/// A guest that stops taking interrupts is stopped by the watchdog (from the wake-up timer, as
+/// such a guest causes no exits) and may be restarted; one that EOIs is left alone.
+#[test]
+fn the_watchdog_stops_a_guest_that_no_longer_takes_interrupts() {
+    let mut vmm = Vmm::new(Config {
+        watchdog_ticks: Some(1000),
+        ..config(true)
+    });
+    let mut p = Mock {
+        has_wakeup: true,
+        ..Mock::default()
+    };
+    vmm.start(&mut p, &UserContext::default()).unwrap();
+    linux_gic_init(&mut vmm, &mut p);
+    enable_irq(&mut vmm, &mut p, UART_IRQ);
+    assert_eq!(p.wakeup, None, "nothing waits: no timer");
+    // An interrupt delivered at t=100: the timer will look at t=1100.
+    p.now = 100;
+    vmm.notified(&mut p, UART_IRQ_CH);
+    assert_eq!(p.wakeup, Some(1100));
+    // The guest EOIs it at t=900 (healthy); the next one, at t=950, gets its own 1000 ticks.
+    p.now = 900;
+    let eoi = Fault::decode(label::VGIC_MAINTENANCE, |_| 0);
+    vmm.handle_fault(&mut p, &eoi);
+    p.now = 950;
+    assert!(vmm.notified(&mut p, VIRT_TX), "any activation");
+    vmm.notified(&mut p, UART_IRQ_CH);
+    // The timer fires at 1100 (armed earlier): too early to give up, so it is armed again.
+    p.now = 1100;
+    assert!(vmm.notified(&mut p, WAKEUP_CH));
+    assert_eq!(vmm.state(), RunState::Running);
+    assert_eq!(p.wakeup, Some(1950));
+    // At 1950 the guest still has not EOI'd: stopped, and restartable.
+    p.now = 1950;
+    assert!(vmm.notified(&mut p, WAKEUP_CH));
+    assert_eq!(vmm.state(), RunState::Stopped);
+    assert_eq!(vmm.stop_reason(), Some(StopReason::Watchdog));
+    assert!(p.suspended);
+    assert!(p.log.contains("watchdog"), "{}", p.log);
+    assert_eq!(vmm.counters().watchdog_expiries, 1);
+    assert!(vmm.restart(&mut p));
+
+    // Without a wake-up timer there is no watchdog (nothing would look again).
+    let mut vmm = Vmm::new(Config {
+        watchdog_ticks: Some(1000),
+        ..config(false)
+    });
+    let mut p = Mock::default();
+    vmm.start(&mut p, &UserContext::default()).unwrap();
+    linux_gic_init(&mut vmm, &mut p);
+    enable_irq(&mut vmm, &mut p, UART_IRQ);
+    vmm.notified(&mut p, UART_IRQ_CH);
+    p.now = 1_000_000;
+    vmm.notified(&mut p, VIRT_TX);
+    assert_eq!(vmm.state(), RunState::Running);
+}
+
+/// A driver that has rung doorbells and then leaves its UIO interrupt off while virt_rx calls
+/// it (the guest kernel alive, the driver not) is stopped by the watchdog; before its first
+/// doorbell (the guest still booting) it is not.
+#[test]
+fn the_watchdog_stops_a_guest_whose_driver_went_silent() {
+    let mut vmm = Vmm::new(Config {
+        watchdog_ticks: Some(1000),
+        ..config(true)
+    });
+    let mut p = Mock {
+        has_wakeup: true,
+        ..Mock::default()
+    };
+    vmm.start(&mut p, &UserContext::default()).unwrap();
+    linux_gic_init(&mut vmm, &mut p);
+    // Booting: virt_rx calls a driver that does not exist yet; its IRQ is off. No watchdog.
+    p.now = 10;
+    vmm.notified(&mut p, VIRT_RX);
+    assert_eq!(p.wakeup, None);
+    p.now = 5000;
+    vmm.notified(&mut p, VIRT_TX);
+    assert_eq!(vmm.state(), RunState::Running);
+    // The driver comes up: rings, then turns its interrupt on and takes the pending one.
+    guest_store(&mut vmm, &mut p, 0x40_2000, RX_FAULT, 3, 0);
+    enable_irq(&mut vmm, &mut p, RX_IRQ);
+    enable_irq(&mut vmm, &mut p, TX_IRQ);
+    for index in [0, 1] {
+        let eoi = Fault::decode(label::VGIC_MAINTENANCE, move |_| index);
+        vmm.handle_fault(&mut p, &eoi);
+    }
+    assert!(!vmm.vgic().has_work());
+    // The UIO layer turned it off again (the driver is working); virt_rx calls again at 5100,
+    // and the driver rings at 5500: alive.
+    guest_store(
+        &mut vmm,
+        &mut p,
+        0x40_2004,
+        GICD_BASE + reg::ICENABLER + 4 * u64::from(RX_IRQ / 32),
+        2,
+        1 << (RX_IRQ % 32),
+    );
+    p.now = 5100;
+    vmm.notified(&mut p, VIRT_RX);
+    // (The timer armed at 5000, when TX_IRQ was still off, looks first.)
+    assert_eq!(p.wakeup, Some(6000));
+    p.now = 5500;
+    guest_store(&mut vmm, &mut p, 0x40_2000, RX_FAULT, 3, 0);
+    // Then silence with virt_rx's call pending since that doorbell: still running at 6000,
+    // stopped at 6500.
+    p.now = 6000;
+    vmm.notified(&mut p, WAKEUP_CH);
+    assert_eq!(vmm.state(), RunState::Running);
+    assert_eq!(p.wakeup, Some(6500));
+    p.now = 6500;
+    vmm.notified(&mut p, WAKEUP_CH);
+    assert_eq!(vmm.stop_reason(), Some(StopReason::Watchdog));
+    assert!(p.log.contains("no progress"), "{}", p.log);
+    // A restarted guest starts unseen again.
+    assert!(vmm.restart(&mut p));
+    vmm.start(&mut p, &UserContext::default()).unwrap();
+    linux_gic_init(&mut vmm, &mut p);
+    p.now = 7200;
+    vmm.notified(&mut p, VIRT_RX);
+    p.now = 100_000;
+    vmm.notified(&mut p, VIRT_TX);
+    assert_eq!(vmm.state(), RunState::Running);
+}
+
+/// Frames waiting in the driver's TX queue with its consumer index standing still count as
+/// a stall even when no vIRQ is pending (virt_tx signals a silent driver only once).
+#[test]
+fn the_watchdog_sees_frames_the_driver_no_longer_takes() {
+    let watched = || {
+        Vmm::new(Config {
+            watchdog_ticks: Some(1000),
+            ..config(true)
+        })
+    };
+    let mut vmm = watched();
+    let mut p = Mock {
+        has_wakeup: true,
+        ..Mock::default()
+    };
+    vmm.start(&mut p, &UserContext::default()).unwrap();
+    linux_gic_init(&mut vmm, &mut p);
+    guest_store(&mut vmm, &mut p, 0x40_2000, TX_FAULT, 3, 0);
+    // 3 frames waiting; then the driver takes one (its index moves): fine.
+    p.backlog = Some((3, 10));
+    p.now = 100;
+    vmm.notified(&mut p, VIRT_RX);
+    assert_eq!(p.wakeup, Some(1100));
+    p.backlog = Some((2, 11));
+    p.now = 1100;
+    vmm.notified(&mut p, WAKEUP_CH);
+    assert_eq!(vmm.state(), RunState::Running);
+    assert_eq!(p.wakeup, Some(2100), "counting again from the progress");
+    // Then it stands still with 2 frames waiting: stopped at 2100.
+    p.now = 2100;
+    vmm.notified(&mut p, WAKEUP_CH);
+    assert_eq!(vmm.stop_reason(), Some(StopReason::Watchdog));
+
+    // An empty queue is no stall.
+    let mut vmm = watched();
+    let mut p = Mock {
+        has_wakeup: true,
+        ..Mock::default()
+    };
+    vmm.start(&mut p, &UserContext::default()).unwrap();
+    guest_store(&mut vmm, &mut p, 0x40_2000, TX_FAULT, 3, 0);
+    p.backlog = Some((0, 11));
+    // (Activations that leave nothing undelivered for the driver: the UART's IRQ, disabled.)
+    p.now = 1_000_000;
+    vmm.notified(&mut p, UART_IRQ_CH);
+    p.now = 2_000_000;
+    vmm.notified(&mut p, UART_IRQ_CH);
+    assert_eq!(vmm.state(), RunState::Running);
+    assert_eq!(p.wakeup, None, "nothing to watch");
 }

@@ -5,15 +5,17 @@
 //! network namespace of its own, and runs `scripts/echo_soak.py` against client0: UDP probes
 //! every 20 ms and one long TCP echo connection, every echoed byte checked. Then, three times
 //! in a row, it crashes the guest's kernel (`netvm.crash` on the serial console: a kernel panic,
-//! which with `panic=-1` ends in PSCI SYSTEM_RESET) and checks that
+//! which with `panic=-1` ends in PSCI SYSTEM_RESET), and then hangs it once (`netvm.hang`: a
+//! panic with the panic timeout set to 0, so the kernel spins with interrupts masked and never
+//! asks for anything: only the VMM's watchdog can notice), and checks each time that
 //! - the VMM boots the guest again (its console says so), the new guest's driver reconnects
 //!   (virt_rx and virt_tx rebuild its queues), and UDP echoes come back;
 //!
 //! and afterwards that
 //! - the TCP connection completed its whole transfer with verified data (it resumed by
 //!   retransmission after every outage), no UDP echo was bad or duplicated;
-//! - the VMM counted the three restarts and virt_rx / virt_tx the three driver resets
-//!   (`netvm stats --qmp`);
+//! - the VMM counted the four restarts (one by its watchdog) and virt_rx / virt_tx the four
+//!   driver resets (`netvm stats --qmp`);
 //! - every sDDF buffer is back in a queue (`netvm stats --qmp --report --system --pools`, which
 //!   reads the queues from QEMU's memory with the machine paused);
 //! - both clients still answer ping, and nothing else went wrong on the console.
@@ -32,7 +34,25 @@ use std::time::{Duration, Instant};
 
 use sel4::{run, Netns, Qemu, BOOT_TIMEOUT, ECHO};
 
-const CRASHES: usize = 3;
+/// The console command, what the console says once it took effect, and the name of the event.
+const EVENTS: [(&str, &str, &str); 4] = [
+    (
+        "netvm.crash",
+        "vmm: restarting the guest (SystemReset)",
+        "crash1",
+    ),
+    (
+        "netvm.crash",
+        "vmm: restarting the guest (SystemReset)",
+        "crash2",
+    ),
+    (
+        "netvm.crash",
+        "vmm: restarting the guest (SystemReset)",
+        "crash3",
+    ),
+    ("netvm.hang", "vmm: restarting the guest (Watchdog)", "hang"),
+];
 /// From a crash to UDP echoes again (a reboot takes 5–20 s under TCG).
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -117,7 +137,7 @@ fn counter(stats: &[(String, u64)], name: &str) -> u64 {
 
 #[test]
 #[ignore = "seL4 stage: boots QEMU for minutes; scripts/test.sh runs it (--ignored)"]
-fn the_driver_vm_crashes_three_times_under_traffic_and_the_network_comes_back() {
+fn the_driver_vm_crashes_three_times_and_hangs_once_under_traffic_and_the_network_comes_back() {
     let Some(sdk) =
         sel4::prerequisites("sel4_restart", &[("ping", "-V"), ("python3", "--version")])
     else {
@@ -142,27 +162,27 @@ fn the_driver_vm_crashes_three_times_under_traffic_and_the_network_comes_back() 
     std::thread::sleep(Duration::from_secs(3));
 
     let mut recoveries = Vec::new();
-    for n in 1..=CRASHES {
+    for (command, restarted, name) in EVENTS {
         let from = qemu.console_len();
-        soak.say(&format!("mark crash{n}"));
-        qemu.type_line("netvm.crash");
+        soak.say(&format!("mark {name}"));
+        qemu.type_line(command);
         let until = Instant::now() + RECOVERY_TIMEOUT;
         let mut at = from;
         for needle in [
             "Kernel panic - not syncing: sysrq triggered crash",
-            "vmm: restarting the guest",
+            restarted,
             "uio-driver: reconnected",
             "uio-driver: ready",
         ] {
             match qemu.wait_for_from(needle, at, until) {
                 Some((_, end)) => at = end,
                 None => panic!(
-                    "crash {n}: no '{needle}' within {RECOVERY_TIMEOUT:?}; console since the crash:\n{}",
-                    &qemu.console()[from..]
+                    "{name}: no '{needle}' within {RECOVERY_TIMEOUT:?}; console since {command}:\n{}",
+                    qemu.console_since(from)
                 ),
             }
         }
-        let line = soak.wait_for(&format!("recovered crash{n}"), RECOVERY_TIMEOUT);
+        let line = soak.wait_for(&format!("recovered {name}"), RECOVERY_TIMEOUT);
         println!("{line}");
         recoveries.push(line);
         // Some traffic on the new driver before the next crash.
@@ -180,15 +200,21 @@ fn the_driver_vm_crashes_three_times_under_traffic_and_the_network_comes_back() 
 
     let after = sel4::stats(&netvm, &qemu);
     let delta = |name: &str| counter(&after, name) - counter(&before, name);
+    let events = EVENTS.len() as u64;
     assert_eq!(
         delta("vmm vmm.guest_restarts"),
-        CRASHES as u64,
+        events,
         "the VMM's restart count"
+    );
+    assert_eq!(
+        delta("vmm vmm.watchdog_expiries"),
+        1,
+        "the hang was the watchdog's"
     );
     for pd in ["net_virt_rx", "net_virt_tx"] {
         assert_eq!(
             delta(&format!("{pd} driver.resets")),
-            CRASHES as u64,
+            events,
             "{pd}: one driver reset per restart"
         );
     }

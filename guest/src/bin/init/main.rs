@@ -17,7 +17,9 @@
 //! 7. in a debug image only (`netvm.debug` on the kernel command line, which the image build
 //!    adds for debug configurations), a console line `netvm.crash` panics the kernel through
 //!    `/proc/sysrq-trigger`; with `panic=-1` the kernel then asks the VMM for a reset, and the
-//!    VMM boots it again (the restart tests use this). A release image ignores the line.
+//!    VMM boots it again (the restart tests use this); `netvm.hang` panics it with the panic
+//!    timeout set to 0, so that it spins with interrupts masked instead of rebooting (the VMM's
+//!    watchdog must notice). A release image ignores both lines.
 #![deny(unsafe_code)]
 
 mod cmdline;
@@ -36,21 +38,25 @@ use cmdline::{Mode, Options};
 const POWEROFF_COMMAND: &str = "netvm.poweroff";
 /// What a console line must say to crash the kernel (debug images only).
 const CRASH_COMMAND: &str = "netvm.crash";
+/// What a console line must say to hang the kernel (debug images only).
+const HANG_COMMAND: &str = "netvm.hang";
 
 /// What a console line asks of `/init`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ConsoleCommand {
     PowerOff,
     Crash,
-    /// `netvm.crash` in an image without `netvm.debug`.
-    CrashRefused,
+    Hang,
+    /// `netvm.crash` or `netvm.hang` in an image without `netvm.debug`.
+    Refused,
 }
 
 fn console_command(line: &[u8], debug: bool) -> Option<ConsoleCommand> {
     match String::from_utf8_lossy(line).trim() {
         POWEROFF_COMMAND => Some(ConsoleCommand::PowerOff),
         CRASH_COMMAND if debug => Some(ConsoleCommand::Crash),
-        CRASH_COMMAND => Some(ConsoleCommand::CrashRefused),
+        HANG_COMMAND if debug => Some(ConsoleCommand::Hang),
+        CRASH_COMMAND | HANG_COMMAND => Some(ConsoleCommand::Refused),
         _ => None,
     }
 }
@@ -92,6 +98,13 @@ fn log(msg: impl AsRef<str>) {
     // One write per line, so lines from the driver on the same console do not interleave.
     let line = format!("init [{}]: {}\n", uptime(), msg.as_ref());
     let _ = io::stderr().write_all(line.as_bytes());
+}
+
+/// Panics the kernel (`/proc/sysrq-trigger`); returns only if that failed.
+fn crash_kernel() {
+    if let Err(e) = fs::write("/proc/sysrq-trigger", b"c") {
+        log(format!("/proc/sysrq-trigger: {e}"));
+    }
 }
 
 fn main() {
@@ -417,13 +430,22 @@ fn setup_and_supervise() -> io::Result<()> {
                                     log(format!(
                                         "{CRASH_COMMAND} requested on the console: panicking the kernel"
                                     ));
-                                    if let Err(e) = fs::write("/proc/sysrq-trigger", b"c") {
-                                        log(format!("{CRASH_COMMAND}: /proc/sysrq-trigger: {e}"));
+                                    crash_kernel();
+                                }
+                                Some(ConsoleCommand::Hang) => {
+                                    log(format!(
+                                        "{HANG_COMMAND} requested on the console: panicking the kernel with no reboot"
+                                    ));
+                                    match fs::write("/proc/sys/kernel/panic", b"0") {
+                                        Ok(()) => crash_kernel(),
+                                        Err(e) => log(format!(
+                                            "{HANG_COMMAND}: /proc/sys/kernel/panic: {e}"
+                                        )),
                                     }
                                 }
-                                Some(ConsoleCommand::CrashRefused) => log(format!(
-                                    "{CRASH_COMMAND} ignored: not a debug image (no netvm.debug on the kernel command line)"
-                                )),
+                                Some(ConsoleCommand::Refused) => log(
+                                    "netvm.crash / netvm.hang ignored: not a debug image (no netvm.debug on the kernel command line)",
+                                ),
                                 None => {}
                             }
                             line.clear();
@@ -454,7 +476,15 @@ mod tests {
         );
         assert_eq!(
             console_command(b"netvm.crash", false),
-            Some(ConsoleCommand::CrashRefused)
+            Some(ConsoleCommand::Refused)
+        );
+        assert_eq!(
+            console_command(b"netvm.hang", true),
+            Some(ConsoleCommand::Hang)
+        );
+        assert_eq!(
+            console_command(b"netvm.hang", false),
+            Some(ConsoleCommand::Refused)
         );
         assert_eq!(
             console_command(b"netvm.poweroff", false),

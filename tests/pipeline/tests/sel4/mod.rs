@@ -248,6 +248,11 @@ impl Qemu {
         String::from_utf8_lossy(&self.console).into_owned()
     }
 
+    /// The console from byte `from` on, as text.
+    pub fn console_since(&self, from: usize) -> String {
+        String::from_utf8_lossy(self.console.get(from..).unwrap_or(&[])).into_owned()
+    }
+
     /// Types `line` on the serial console (the guest's, once it runs).
     pub fn type_line(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("QEMU's stdin");
