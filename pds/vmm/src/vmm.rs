@@ -51,7 +51,7 @@ use crate::fault::{ec, Esr, Fault, UnknownSyscall, VmFault, FAULT_IP_MR};
 use crate::psci;
 use crate::regs::{UserContext, USER_CONTEXT_WORDS};
 use crate::vgic::{self, Ack, Injection, ListRegisters, LoadError, Vgic};
-use sddf::stats::{Counters as _, StatsError, StatsWriter};
+use sddf::stats::{StatsError, StatsSlot, StatsWriter};
 
 /// CNTV_CTL_EL0.ENABLE.
 const CNTV_ENABLE: u64 = 1;
@@ -307,7 +307,7 @@ pub struct Vmm<'a> {
     state: RunState,
     stop_reason: Option<StopReason>,
     counters: Counters,
-    stats: Option<StatsWriter<'a>>,
+    stats: StatsSlot<'a>,
     /// Channels (bit = channel id) whose physical IRQ the guest has EOI'd and that wait for the
     /// next activation to be acknowledged.
     deferred_acks: u64,
@@ -345,7 +345,7 @@ impl<'a> Vmm<'a> {
             state: RunState::Stopped,
             stop_reason: None,
             counters: Counters::default(),
-            stats: None,
+            stats: StatsSlot::default(),
             deferred_acks: 0,
             busy_since: None,
             stalled_since: None,
@@ -357,20 +357,14 @@ impl<'a> Vmm<'a> {
 
     /// Lays out `stats` (group [`STATS_GROUP`]) and publishes the counters there from now on,
     /// whenever [`Vmm::publish_stats`] is called.
-    pub fn attach_stats(&mut self, mut stats: StatsWriter<'a>) -> Result<(), StatsError> {
-        stats.group::<Counters>(format_args!("{STATS_GROUP}"))?;
-        stats.finish();
-        stats.publish(self.counters.values());
-        self.stats = Some(stats);
-        Ok(())
+    pub fn attach_stats(&mut self, stats: StatsWriter<'a>) -> Result<(), StatsError> {
+        self.stats.attach(stats, STATS_GROUP, &self.counters)
     }
 
     /// Publishes the counters into the attached stats region (a sequence lock and one store
     /// per counter; nothing without a region).
     pub fn publish_stats(&mut self) {
-        if let Some(stats) = self.stats.as_mut() {
-            stats.publish(self.counters.values());
-        }
+        self.stats.publish(&self.counters);
     }
 
     /// What the VMM was configured with.
