@@ -736,10 +736,8 @@ fn crashed_guests_restart_within_the_budget() {
     assert!(!vmm.restart(&mut p), "a power-off is not a crash");
 }
 
-/// A guest that stops taking interrupts is stopped by the watchdog (from the wake-up timer, as
-/// such a guest causes no exits) and may be restarted; one that EOIs is left alone.
-#[test]
-fn the_watchdog_stops_a_guest_that_no_longer_takes_interrupts() {
+/// A started guest with a wake-up timer and a watchdog of 1000 ticks.
+fn watched() -> (Vmm<'static>, Mock) {
     let mut vmm = Vmm::new(Config {
         watchdog_ticks: Some(1000),
         ..config(true)
@@ -749,6 +747,14 @@ fn the_watchdog_stops_a_guest_that_no_longer_takes_interrupts() {
         ..Mock::default()
     };
     vmm.start(&mut p, &UserContext::default()).unwrap();
+    (vmm, p)
+}
+
+/// A guest that stops taking interrupts is stopped by the watchdog (from the wake-up timer, as
+/// such a guest causes no exits) and may be restarted; one that EOIs is left alone.
+#[test]
+fn the_watchdog_stops_a_guest_that_no_longer_takes_interrupts() {
+    let (mut vmm, mut p) = watched();
     linux_gic_init(&mut vmm, &mut p);
     enable_irq(&mut vmm, &mut p, UART_IRQ);
     assert_eq!(p.wakeup, None, "nothing waits: no timer");
@@ -798,15 +804,7 @@ fn the_watchdog_stops_a_guest_that_no_longer_takes_interrupts() {
 /// doorbell (the guest still booting) it is not.
 #[test]
 fn the_watchdog_stops_a_guest_whose_driver_went_silent() {
-    let mut vmm = Vmm::new(Config {
-        watchdog_ticks: Some(1000),
-        ..config(true)
-    });
-    let mut p = Mock {
-        has_wakeup: true,
-        ..Mock::default()
-    };
-    vmm.start(&mut p, &UserContext::default()).unwrap();
+    let (mut vmm, mut p) = watched();
     linux_gic_init(&mut vmm, &mut p);
     // Booting: virt_rx calls a driver that does not exist yet; its IRQ is off. No watchdog.
     p.now = 10;
@@ -865,18 +863,7 @@ fn the_watchdog_stops_a_guest_whose_driver_went_silent() {
 /// a stall even when no vIRQ is pending (virt_tx signals a silent driver only once).
 #[test]
 fn the_watchdog_sees_frames_the_driver_no_longer_takes() {
-    let watched = || {
-        Vmm::new(Config {
-            watchdog_ticks: Some(1000),
-            ..config(true)
-        })
-    };
-    let mut vmm = watched();
-    let mut p = Mock {
-        has_wakeup: true,
-        ..Mock::default()
-    };
-    vmm.start(&mut p, &UserContext::default()).unwrap();
+    let (mut vmm, mut p) = watched();
     linux_gic_init(&mut vmm, &mut p);
     guest_store(&mut vmm, &mut p, 0x40_2000, TX_FAULT, 3, 0);
     // 3 frames waiting; then the driver takes one (its index moves): fine.
@@ -895,12 +882,7 @@ fn the_watchdog_sees_frames_the_driver_no_longer_takes() {
     assert_eq!(vmm.stop_reason(), Some(StopReason::Watchdog));
 
     // An empty queue is no stall.
-    let mut vmm = watched();
-    let mut p = Mock {
-        has_wakeup: true,
-        ..Mock::default()
-    };
-    vmm.start(&mut p, &UserContext::default()).unwrap();
+    let (mut vmm, mut p) = watched();
     guest_store(&mut vmm, &mut p, 0x40_2000, TX_FAULT, 3, 0);
     p.backlog = Some((0, 11));
     // (Activations that leave nothing undelivered for the driver: the UART's IRQ, disabled.)
