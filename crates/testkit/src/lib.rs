@@ -1,4 +1,5 @@
-//! How a netvm test says it cannot run here.
+//! How a netvm test says it cannot run here; and [`console`], the console of a child process
+//! (QEMU) that the seL4 tests wait on and type into.
 //!
 //! A test that lacks something it needs (root, the Microkit SDK, a tool) calls [`skip`] and
 //! returns. That prints a `SKIPPED <test>: <why>` line, appends the same line to the file named
@@ -15,6 +16,9 @@
 //! }
 //! # fn have_root() -> bool { true }
 //! ```
+
+#[cfg(unix)]
+pub mod console;
 
 use std::fmt::Display;
 use std::io::Write;

@@ -15,13 +15,12 @@
 //! The commands they run are the ones in README.md.
 #![cfg(target_os = "linux")]
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use object::{Object, ObjectSection};
+use testkit::console::Console;
 
 const BOARD: &str = "qemu_virt_aarch64";
 const QEMU: &str = "qemu-system-aarch64";
@@ -174,10 +173,7 @@ fn make_image(sdk: &Path, config: &str, elf_dir: &Path, dir: &Path) -> PathBuf {
 
 /// A running QEMU, killed (and reaped) when dropped, whatever happened.
 struct Qemu {
-    child: Child,
-    stdin: ChildStdin,
-    output: Receiver<Vec<u8>>,
-    console: Vec<u8>,
+    console: Console,
     /// Whether stdin goes to the monitor (Ctrl-A c toggles between it and the serial port).
     in_monitor: bool,
 }
@@ -185,8 +181,8 @@ struct Qemu {
 impl Qemu {
     /// Boots `image` with the command line of README.md (no network device).
     fn boot(image: &Path) -> Self {
-        let mut child = Command::new(QEMU)
-            .args(["-machine", "virt,virtualization=on", "-cpu", "cortex-a53"])
+        let mut cmd = Command::new(QEMU);
+        cmd.args(["-machine", "virt,virtualization=on", "-cpu", "cortex-a53"])
             .args([
                 "-m",
                 "size=2G",
@@ -200,64 +196,29 @@ impl Qemu {
             .arg(format!(
                 "loader,file={},addr=0x70000000,cpu-num=0",
                 image.display()
-            ))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {QEMU}: {e}"));
-        let stdin = child.stdin.take().unwrap();
-        let (tx, output) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut stream = stream;
-                let mut buf = [0; 4096];
-                while let Ok(n @ 1..) = stream.read(&mut buf) {
-                    if tx.send(buf[..n].to_vec()).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
+            ));
         Self {
-            child,
-            stdin,
-            output,
-            console: Vec::new(),
+            console: Console::spawn(cmd, QEMU, false),
             in_monitor: false,
         }
     }
 
     fn console(&self) -> String {
-        String::from_utf8_lossy(&self.console).into_owned()
+        self.console.text()
     }
 
     /// Collects output until `done(console)` holds or `deadline` passes; returns whether it held.
     fn wait_for(&mut self, deadline: Instant, done: impl Fn(&str) -> bool) -> bool {
-        loop {
-            if done(&self.console()) {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.output.recv_timeout(left) {
-                Ok(bytes) => self.console.extend_from_slice(&bytes),
-                Err(_) => return done(&self.console()),
-            }
-        }
+        self.console.wait_until(deadline, done)
     }
 
     /// Sends a line to the QEMU monitor (`-serial mon:stdio`: Ctrl-A c switches to it).
     fn monitor(&mut self, command: &str) {
         if !self.in_monitor {
-            self.stdin.write_all(b"\x01c").expect("write to QEMU");
+            self.console.write(b"\x01c");
             self.in_monitor = true;
         }
-        writeln!(self.stdin, "{command}").expect("write to the QEMU monitor");
-        self.stdin.flush().expect("write to the QEMU monitor");
+        self.console.write(format!("{command}\n").as_bytes());
     }
 
     /// Guest RAM from `RAM_BASE`, `DUMP_SIZE` bytes, through the monitor's `pmemsave`.
@@ -278,13 +239,6 @@ impl Qemu {
             std::thread::sleep(Duration::from_millis(20));
         }
         std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    }
-}
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

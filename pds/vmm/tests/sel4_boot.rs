@@ -16,11 +16,11 @@
 //! missing and passes. `VMM_BOOT_CONSOLE=<file>` saves the whole console.
 #![cfg(target_os = "linux")]
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use testkit::console::Console;
 
 const BOARD: &str = "qemu_virt_aarch64";
 const CONFIG: &str = "debug";
@@ -181,105 +181,28 @@ fn build_image(sdk: &Path, guest: &Path, dir: &Path) -> PathBuf {
     image
 }
 
-/// A running QEMU, killed when dropped.
-struct Qemu {
-    child: Child,
-    stdin: ChildStdin,
-    output: Receiver<Vec<u8>>,
-    console: Vec<u8>,
-    started: Instant,
-}
-
-impl Qemu {
-    fn boot(image: &Path) -> Self {
-        let mut child = Command::new(QEMU)
-            .args([
-                "-machine",
-                "virt,virtualization=on",
-                "-cpu",
-                "cortex-a53",
-                "-m",
-                "size=2G",
-            ])
-            .args(["-nographic", "-serial", "mon:stdio", "-nic", "none"])
-            // The NIC the guest drives: QEMU's first virtio-mmio transport, passed through;
-            // no backend (no slirp), the test only needs eth0 to exist.
-            .args(["-global", "virtio-mmio.force-legacy=false"])
-            .args(["-device", "virtio-net-device,mac=52:54:00:12:34:56"])
-            .arg("-device")
-            .arg(format!(
-                "loader,file={},addr=0x70000000,cpu-num=0",
-                image.display()
-            ))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {QEMU}: {e}"));
-        let started = Instant::now();
-        let stdin = child.stdin.take().unwrap();
-        let (tx, output) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut stream = stream;
-                let mut buf = [0; 4096];
-                while let Ok(n @ 1..) = stream.read(&mut buf) {
-                    if tx.send(buf[..n].to_vec()).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Self {
-            child,
-            stdin,
-            output,
-            console: Vec::new(),
-            started,
-        }
-    }
-
-    fn console(&self) -> String {
-        String::from_utf8_lossy(&self.console).into_owned()
-    }
-
-    /// Waits until `needle` appears after byte `from`; returns (its end offset, time since start).
-    fn wait_for(
-        &mut self,
-        needle: &str,
-        from: usize,
-        deadline: Instant,
-    ) -> Option<(usize, Duration)> {
-        loop {
-            if let Some(pos) = self
-                .console
-                .get(from..)
-                .and_then(|c| find(c, needle.as_bytes()))
-            {
-                return Some((from + pos + needle.len(), self.started.elapsed()));
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.output.recv_timeout(left) {
-                Ok(bytes) => self.console.extend_from_slice(&bytes),
-                Err(_) => return None,
-            }
-        }
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Boots `image` on QEMU; killed when dropped.
+fn boot(image: &Path) -> Console {
+    let mut cmd = Command::new(QEMU);
+    cmd.args([
+        "-machine",
+        "virt,virtualization=on",
+        "-cpu",
+        "cortex-a53",
+        "-m",
+        "size=2G",
+    ])
+    .args(["-nographic", "-serial", "mon:stdio", "-nic", "none"])
+    // The NIC the guest drives: QEMU's first virtio-mmio transport, passed through;
+    // no backend (no slirp), the test only needs eth0 to exist.
+    .args(["-global", "virtio-mmio.force-legacy=false"])
+    .args(["-device", "virtio-net-device,mac=52:54:00:12:34:56"])
+    .arg("-device")
+    .arg(format!(
+        "loader,file={},addr=0x70000000,cpu-num=0",
+        image.display()
+    ));
+    Console::spawn(cmd, QEMU, false)
 }
 
 #[test]
@@ -293,19 +216,19 @@ fn debian_guest_boots_under_the_rust_vmm() {
     std::fs::create_dir_all(&dir.0).unwrap();
     let image = build_image(&sdk, &guest, &dir.0);
 
-    let mut qemu = Qemu::boot(&image);
+    let mut qemu = boot(&image);
     let deadline = qemu.started + BOOT_TIMEOUT;
     let mut pos = 0;
     let mut timings = Vec::new();
     for (needle, label) in MARKERS {
-        match qemu.wait_for(needle, pos, deadline) {
-            Some((end, t)) => {
+        match qemu.wait_for_from(needle, pos, deadline) {
+            Some((t, end)) => {
                 pos = end;
                 timings.push((label, t));
             }
             None => panic!(
                 "no '{needle}' on the console within {BOOT_TIMEOUT:?}; console:\n{}",
-                qemu.console()
+                qemu.text()
             ),
         }
     }
@@ -315,13 +238,12 @@ fn debian_guest_boots_under_the_rust_vmm() {
     }
 
     // Power off through /init -> reboot(POWER_OFF) -> PSCI SYSTEM_OFF (an hvc here).
-    qemu.stdin.write_all(b"netvm.poweroff\n").unwrap();
-    qemu.stdin.flush().unwrap();
+    qemu.write(b"netvm.poweroff\n");
     let stopped = "vmm: guest stopped (SystemOff)";
-    let Some((end, t)) = qemu.wait_for(stopped, pos, Instant::now() + POWEROFF_TIMEOUT) else {
+    let Some((t, end)) = qemu.wait_for_from(stopped, pos, Instant::now() + POWEROFF_TIMEOUT) else {
         panic!(
             "no '{stopped}' after netvm.poweroff; console:\n{}",
-            qemu.console()
+            qemu.text()
         );
     };
     println!(
@@ -329,13 +251,14 @@ fn debian_guest_boots_under_the_rust_vmm() {
         t.as_secs_f64()
     );
     // The rest of that line: the counters.
-    qemu.wait_for("\n", end, Instant::now() + POWEROFF_TIMEOUT);
-    let console = qemu.console();
+    qemu.wait_for_from("\n", end, Instant::now() + POWEROFF_TIMEOUT);
+    let console = qemu.text();
     if let Some(path) = std::env::var_os("VMM_BOOT_CONSOLE") {
         std::fs::write(&path, &console)
             .unwrap_or_else(|e| panic!("{}: {e}", Path::new(&path).display()));
     }
-    let line = console[end..].lines().next().unwrap_or_default();
+    let rest = qemu.text_since(end);
+    let line = rest.lines().next().unwrap_or_default();
     println!("vmm counters:{line}");
     let blocked: u64 = line
         .split("(blocked ")

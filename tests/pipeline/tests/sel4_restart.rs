@@ -174,7 +174,7 @@ fn the_driver_vm_crashes_three_times_and_hangs_once_under_traffic_and_the_networ
             "uio-driver: reconnected",
             "uio-driver: ready",
         ] {
-            match qemu.wait_for_from(needle, at, until) {
+            match qemu.console.wait_for_from(needle, at, until) {
                 Some((_, end)) => at = end,
                 None => panic!(
                     "{name}: no '{needle}' within {RECOVERY_TIMEOUT:?}; console since {command}:\n{}",

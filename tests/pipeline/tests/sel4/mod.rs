@@ -3,12 +3,11 @@
 //! serial input writable), and `netvm bench` from the namespace.
 #![allow(dead_code)] // each test binary uses its own part
 
-use std::io::{Read, Write};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use testkit::console::Console;
 
 /// The echo clients of system.xml and their addresses (Makefile `ECHO_IPS`).
 pub const ECHO: [(&str, &str); 2] = [("client0", "10.0.0.10"), ("client1", "10.0.0.11")];
@@ -155,10 +154,8 @@ impl Drop for Netns {
 /// and stderr) collected, its stdin the guest's serial input. `SEL4_SYSTEM_CONSOLE=<file>`
 /// saves the console when it is dropped.
 pub struct Qemu {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    output: Receiver<Vec<u8>>,
-    console: Vec<u8>,
+    /// The console.
+    pub console: Console,
     /// When `make qemu` was started.
     pub started: Instant,
     /// Its QMP socket.
@@ -170,137 +167,63 @@ impl Qemu {
     /// socket in the temporary directory.
     pub fn boot(ns: &Netns) -> Qemu {
         let qmp = std::env::temp_dir().join(format!("netvm-qmp-{}.sock", std::process::id()));
-        let mut child = Command::new("make");
-        child
-            .arg("-s")
+        let mut cmd = Command::new("make");
+        cmd.arg("-s")
             .arg("-C")
             .arg(workspace())
             .arg("qemu")
             .args(ns.make_args())
-            .arg(format!("QMP={}", qmp.display()))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        let mut child = child.spawn().expect("start make qemu");
-        let started = Instant::now();
-        let (tx, output) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().expect("piped")) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().expect("piped")),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut stream = stream;
-                let mut buf = [0; 4096];
-                while let Ok(n @ 1..) = stream.read(&mut buf) {
-                    if tx.send(buf[..n].to_vec()).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
+            .arg(format!("QMP={}", qmp.display()));
+        let console = Console::spawn(cmd, "make qemu", true);
         Qemu {
-            stdin: child.stdin.take(),
-            child,
-            output,
-            console: Vec::new(),
-            started,
+            started: console.started,
+            console,
             qmp,
-        }
-    }
-
-    /// Waits for `needle` to appear on the console at or after byte `from`; returns when it
-    /// did (since `make qemu`) and where it ends.
-    pub fn wait_for_from(
-        &mut self,
-        needle: &str,
-        from: usize,
-        deadline: Instant,
-    ) -> Option<(Duration, usize)> {
-        loop {
-            if let Some(at) = position(self.console.get(from..).unwrap_or(&[]), needle.as_bytes()) {
-                return Some((self.started.elapsed(), from + at + needle.len()));
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.output.recv_timeout(left) {
-                Ok(bytes) => self.console.extend_from_slice(&bytes),
-                Err(_) => return None,
-            }
         }
     }
 
     /// Waits for `needle` anywhere on the console.
     pub fn wait_for(&mut self, needle: &str, deadline: Instant) -> Option<Duration> {
-        self.wait_for_from(needle, 0, deadline).map(|(t, _)| t)
+        self.console
+            .wait_for_from(needle, 0, deadline)
+            .map(|(t, _)| t)
     }
 
     /// Bytes of console so far.
     pub fn console_len(&mut self) -> usize {
-        while let Ok(bytes) = self.output.try_recv() {
-            self.console.extend_from_slice(&bytes);
-        }
         self.console.len()
     }
 
     /// The console so far, as text.
     pub fn console(&self) -> String {
-        String::from_utf8_lossy(&self.console).into_owned()
+        self.console.text()
     }
 
     /// The console from byte `from` on, as text.
     pub fn console_since(&self, from: usize) -> String {
-        String::from_utf8_lossy(self.console.get(from..).unwrap_or(&[])).into_owned()
+        self.console.text_since(from)
     }
 
     /// Types `line` on the serial console (the guest's, once it runs).
     pub fn type_line(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("QEMU's stdin");
-        stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .and_then(|()| stdin.flush())
-            .expect("writing to QEMU's serial console");
+        self.console.write(format!("{line}\n").as_bytes());
     }
 
     /// Panics if any of `bad` is on the console, naming the line.
     pub fn assert_console_clean(&self, bad: &[&str]) {
-        let console = self.console();
-        for bad in bad {
-            if let Some(line) = console.lines().find(|l| l.contains(bad)) {
-                panic!("'{bad}' on the console: {line}");
-            }
-        }
+        self.console.assert_clean(bad);
     }
-}
-
-/// Where `needle` starts in `haystack`.
-pub fn position(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Whether `needle` is in `haystack`.
-pub fn find(haystack: &[u8], needle: &[u8]) -> bool {
-    position(haystack, needle).is_some()
 }
 
 impl Drop for Qemu {
     fn drop(&mut self) {
-        drop(self.stdin.take());
-        // `kill -KILL -<pgid>` would read the group as an option and kill nothing (procps
-        // kill): the group needs `--` before it.
-        let _ = Command::new("kill")
-            .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
-            .status();
-        // Reap make; never hang the test on a child that outlived the signal.
-        let until = Instant::now() + Duration::from_secs(10);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(100));
-        }
         let _ = std::fs::remove_file(&self.qmp);
-        if let Some(path) = std::env::var_os("SEL4_SYSTEM_CONSOLE") {
-            let _ = std::fs::write(path, &self.console);
-        }
     }
+}
+
+/// Whether `needle` is in `haystack`.
+pub fn find(haystack: &[u8], needle: &[u8]) -> bool {
+    testkit::console::position(haystack, needle).is_some()
 }
 
 /// `netvm bench` from the namespace; returns its summary lines after checking that echoes came
