@@ -203,99 +203,9 @@ pub enum Reply {
     None,
 }
 
-sddf::counters! {
-/// Event counts, published in the VMM PD's stats region (`netvm stats`) and printed when the
-/// guest stops. Doorbells and vIRQ routes are split by their names (the device-tree node names
-/// `rx_fault`, `tx_fault`, `rx_irq`, `tx_irq`, `virtio-net`, `uart`); anything else lands in
-/// the `other_*` counters.
-pub struct Counters {
-    /// Faults of the vCPU (every kind, handled or not).
-    pub faults: u64,
-    /// Notifications handled (one per channel of a batch; unknown channels included).
-    pub notifications: u64,
-    /// Stores to the `rx_fault` doorbell (the driver tells virt_rx: RX queues moved).
-    pub rx_fault_doorbells: u64,
-    /// Stores to the `tx_fault` doorbell (the driver tells virt_tx: TX queues moved).
-    pub tx_fault_doorbells: u64,
-    /// Stores to any other doorbell page.
-    pub other_doorbells: u64,
-    /// `rx_irq` vIRQs raised by virt_rx's notifications.
-    pub rx_irq_injections: u64,
-    /// ... of which were already pending (merged with the previous edge).
-    pub rx_irq_coalesced: u64,
-    /// `tx_irq` vIRQs raised by virt_tx's notifications.
-    pub tx_irq_injections: u64,
-    /// ... of which were already pending.
-    pub tx_irq_coalesced: u64,
-    /// Passed-through virtio-net IRQs.
-    pub virtio_net_injections: u64,
-    /// ... of which were already pending.
-    pub virtio_net_coalesced: u64,
-    /// Passed-through PL011 IRQs.
-    pub uart_injections: u64,
-    /// ... of which were already pending.
-    pub uart_coalesced: u64,
-    /// vIRQs of any other route.
-    pub other_injections: u64,
-    /// ... of which were already pending.
-    pub other_coalesced: u64,
-    /// Physical IRQs acknowledged at the kernel because the guest EOI'd their vIRQ.
-    pub passthrough_acks: u64,
-    /// ... of which waited for a later activation of the VMM (see the module docs).
-    pub passthrough_acks_deferred: u64,
-    /// VGIC maintenance faults (the guest EOI'd a list register).
-    pub maintenance_faults: u64,
-    /// VPPI events (the guest's virtual timer fired).
-    pub vppi_events: u64,
-    /// WFI/WFE traps.
-    pub wfx_traps: u64,
-    /// WFIs (and CPU_SUSPENDs) that suspended the vCPU.
-    pub wfi_blocks: u64,
-    /// Wake-up timer notifications (a waiting guest's virtual timer deadline passed).
-    pub wakeups: u64,
-    /// Distributor reads.
-    pub gicd_reads: u64,
-    /// Distributor writes.
-    pub gicd_writes: u64,
-    /// PSCI calls (SMC and HVC).
-    pub psci_calls: u64,
-    /// Faults the VMM could not handle (each stops the guest).
-    pub unexpected_faults: u64,
-    /// Notifications on channels that are not the VMM's.
-    pub unknown_notifications: u64,
-    /// Times the guest was booted again (after a crash or a reset it asked for).
-    pub guest_restarts: u64,
-    /// EOI actions a reset guest still owed, run at the restart (IRQs it never EOI'd).
-    pub restart_acks: u64,
-    /// Guests the watchdog stopped (they had stopped taking interrupts).
-    pub watchdog_expiries: u64,
-}
-}
-
-impl Counters {
-    /// The (injections, coalesced) pair of the vIRQ route named `name`.
-    fn route(&mut self, name: &str) -> (&mut u64, &mut u64) {
-        match name {
-            "rx_irq" => (&mut self.rx_irq_injections, &mut self.rx_irq_coalesced),
-            "tx_irq" => (&mut self.tx_irq_injections, &mut self.tx_irq_coalesced),
-            "virtio-net" => (
-                &mut self.virtio_net_injections,
-                &mut self.virtio_net_coalesced,
-            ),
-            "uart" => (&mut self.uart_injections, &mut self.uart_coalesced),
-            _ => (&mut self.other_injections, &mut self.other_coalesced),
-        }
-    }
-
-    /// The doorbell counter of the doorbell named `name`.
-    fn doorbell(&mut self, name: &str) -> &mut u64 {
-        match name {
-            "rx_fault" => &mut self.rx_fault_doorbells,
-            "tx_fault" => &mut self.tx_fault_doorbells,
-            _ => &mut self.other_doorbells,
-        }
-    }
-}
+mod counters;
+mod restart;
+pub use counters::Counters;
 
 /// Group name of the VMM's counters in its stats region (entries `vmm.<field>`).
 pub const STATS_GROUP: &str = "vmm";
@@ -421,34 +331,6 @@ impl<'a> Vmm<'a> {
         Ok(())
     }
 
-    /// Whether the stopped guest is to be booted again, counting the restart: it crashed
-    /// (an unexpected fault) or asked for a reset, and the budget is not spent. The caller
-    /// reloads the images and calls [`Vmm::start`].
-    pub fn restart(&mut self, p: &mut impl Platform) -> bool {
-        let Some(
-            reason @ (StopReason::Unexpected | StopReason::SystemReset | StopReason::Watchdog),
-        ) = self.stop_reason
-        else {
-            return false;
-        };
-        if self.state != RunState::Stopped {
-            return false;
-        }
-        if self.counters.guest_restarts >= u64::from(self.config.restart_budget) {
-            p.log(format_args!(
-                "vmm: guest stopped ({reason:?}) and its {} restarts are spent: it stays down\n",
-                self.config.restart_budget
-            ));
-            return false;
-        }
-        self.counters.guest_restarts += 1;
-        p.log(format_args!(
-            "vmm: restarting the guest ({reason:?}), restart {} of {}\n",
-            self.counters.guest_restarts, self.config.restart_budget
-        ));
-        true
-    }
-
     /// Handles a fault of vCPU 0; the result says how to reply.
     pub fn handle_fault(&mut self, p: &mut impl Platform, fault: &Fault) -> Reply {
         self.counters.faults += 1;
@@ -481,88 +363,6 @@ impl<'a> Vmm<'a> {
             return Reply::None;
         }
         reply
-    }
-
-    /// The watchdog, after every activation: notes since when an interrupt has been waiting
-    /// for the guest's EOI, stops the guest when that is longer than allowed, and otherwise
-    /// makes sure the wake-up timer will look again. Returns whether it stopped the guest.
-    fn watch(&mut self, p: &mut impl Platform) -> bool {
-        let Some(limit) = self
-            .config
-            .watchdog_ticks
-            .filter(|_| self.config.wakeup_channel.is_some())
-        else {
-            return false;
-        };
-        if self.state == RunState::Stopped {
-            (self.busy_since, self.stalled_since) = (None, None);
-            return false;
-        }
-        let backlog = if self.driver_seen {
-            p.driver_backlog()
-        } else {
-            None
-        };
-        // Progress: the driver took frames since the last look.
-        let head = backlog.map(|(_, head)| head);
-        if head.is_some() && head != self.tx_head {
-            self.stalled_since = None;
-        }
-        self.tx_head = head;
-        let stalled = self.driver_seen
-            && (backlog.is_some_and(|(waiting, _)| waiting > 0)
-                || self
-                    .config
-                    .virqs
-                    .iter()
-                    .any(|r| !r.passthrough && self.vgic.is_pending(r.irq)));
-        let busy = self.vgic.awaits_eoi();
-        if !busy {
-            self.busy_since = None;
-        }
-        if !stalled {
-            self.stalled_since = None;
-        }
-        if !busy && !stalled {
-            return false;
-        }
-        let now = p.now();
-        if busy {
-            self.busy_since.get_or_insert(now);
-        }
-        if stalled {
-            self.stalled_since.get_or_insert(now);
-        }
-        let since = match (self.busy_since, self.stalled_since) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b).unwrap_or(now),
-        };
-        let deadline = since.saturating_add(limit);
-        if now >= deadline {
-            self.counters.watchdog_expiries += 1;
-            let why = if self.busy_since == Some(since) {
-                "an interrupt has waited for the guest's EOI"
-            } else {
-                "the driver made no progress while work waited for it"
-            };
-            p.log(format_args!(
-                "vmm: watchdog: {why} for {} ticks; stopping the guest\n",
-                now - since
-            ));
-            self.stop(p, StopReason::Watchdog);
-            return true;
-        }
-        if self.armed.is_none_or(|armed| armed > deadline) {
-            self.arm(p, deadline);
-        }
-        false
-    }
-
-    /// Arms the wake-up timer (replacing what it held).
-    fn arm(&mut self, p: &mut impl Platform, deadline: u64) {
-        if p.set_wakeup(Some(deadline)) {
-            self.armed = Some(deadline);
-        }
     }
 
     /// A notification on `channel`: raises its vIRQ, or wakes a waiting guest from the wake-up
