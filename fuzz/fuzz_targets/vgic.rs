@@ -1,6 +1,6 @@
 //! The VMM's GICv2 distributor model (`vmm::vgic::Vgic`) under any sequence of guest register
 //! reads and writes (any offset, any width), device injections, EOI maintenance faults (any list
-//! register index), EOI actions, resets and failing list-register loads.
+//! register index), EOI actions, guest resets and failing list-register loads.
 //!
 //! Checks: no panic; reads and writes at an invalid width or alignment, or outside the page,
 //! are refused; the VMM's list registers hold distinct INTIDs, exactly those it reports as in a
@@ -142,8 +142,14 @@ fuzz_target!(|data: &[u8]| {
             }
             _ => match input.u8() % 4 {
                 0 => {
-                    gic.reset();
-                    lrs.hw = [None; NUM_LIST_REGS];
+                    // A guest reset: occupied registers are overwritten through `lrs` (or keep
+                    // their INTID when loading fails); each owed action is handed back once.
+                    let owed = gic.reset(&mut lrs);
+                    let owed: Vec<u16> = owed.iter().flatten().map(|&(irq, _)| irq).collect();
+                    for (i, irq) in owed.iter().enumerate() {
+                        assert!(!owed[..i].contains(irq), "INTID {irq} owed twice");
+                    }
+                    assert!(!gic.distributor_enabled());
                 }
                 1 => lrs.fail = !lrs.fail,
                 _ => refilled = gic.flush(&mut lrs).is_ok(),

@@ -31,8 +31,11 @@ pub const NUM_LIST_REGS: usize = 4;
 pub const VTIMER_IRQ: u16 = 27;
 /// Most IRQs that can have an EOI action ([`Vgic::set_ack`]).
 pub const MAX_ACKS: usize = 16;
-/// SGI 0, Linux's reschedule IPI: what a guest reset leaves in occupied list registers.
-pub const SGI_RESCHEDULE: u16 = 0;
+/// What a guest reset leaves in occupied list registers, one distinct SGI per register (one
+/// INTID in two list registers is UNPREDICTABLE in the GIC architecture): IPIs a Linux guest
+/// handles harmlessly at any time once its GIC is up: reschedule (0), call-function (1),
+/// irq-work (5) and timer broadcast (4, one extra tick). Never CPU_STOP (2, 3) or WAKEUP (6).
+pub const LEFTOVER_SGIS: [u16; NUM_LIST_REGS] = [0, 1, 5, 4];
 
 const WORDS: usize = NUM_IRQS / 32;
 
@@ -221,12 +224,12 @@ impl Vgic {
     /// the old IRQs there: it takes a pending one as soon as it unmasks interrupts, before its
     /// drivers have mapped that INTID, and Linux's GICv2 driver then never EOIs it, so it stays
     /// active and blocks every interrupt of its priority (seen: a restarted guest spinning in
-    /// WFI with its timer dead). So each occupied register is overwritten with
-    /// [`SGI_RESCHEDULE`], which Linux handles from the moment its GIC is up (a spurious
-    /// reschedule). The register stays marked until the new guest EOIs it; that EOI runs no
-    /// action ([`Vgic::maintenance`]). A register that is active (the guest died inside a
-    /// handler) cannot be overwritten (seL4_DeleteFirst): it keeps the old INTID, which then
-    /// cannot be delivered again, and costs a list register.
+    /// WFI with its timer dead). So each occupied register is overwritten with an SGI of
+    /// [`LEFTOVER_SGIS`], which Linux handles from the moment its GIC is up (a spurious IPI),
+    /// none of them an INTID another register still holds. The register stays marked until the
+    /// new guest EOIs it; that EOI runs no action ([`Vgic::maintenance`]). A register that is
+    /// active (the guest died inside a handler) cannot be overwritten (seL4_DeleteFirst): it
+    /// keeps the old INTID, which then cannot be delivered again, and costs a list register.
     pub fn reset(&mut self, lrs: &mut impl ListRegisters) -> [Option<(u16, Ack)>; MAX_ACKS] {
         let mut owed = [None; MAX_ACKS];
         let mut n = 0;
@@ -252,12 +255,19 @@ impl Vgic {
         let (acks, old) = (self.acks, self.lrs);
         *self = Self::new();
         self.acks = acks;
+        // Old INTIDs may stay (a failed overwrite): no leftover SGI may equal one of them.
+        let mut taken = old;
         for (index, irq) in old.iter().enumerate() {
             let Some(irq) = *irq else { continue };
-            let kept = match lrs.load(SGI_RESCHEDULE, 0, index as u8) {
-                Ok(()) => SGI_RESCHEDULE,
-                Err(_) => irq,
+            let sgi = LEFTOVER_SGIS
+                .iter()
+                .copied()
+                .find(|s| !taken.contains(&Some(*s)));
+            let kept = match sgi.map(|sgi| (sgi, lrs.load(sgi, 0, index as u8))) {
+                Some((sgi, Ok(()))) => sgi,
+                _ => irq,
             };
+            taken[index] = Some(kept);
             let (w, m) = bit(kept.into());
             self.in_lr[w] |= m;
             self.lrs[index] = Some(kept);

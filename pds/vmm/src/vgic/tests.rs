@@ -301,8 +301,8 @@ fn reset_hands_back_what_was_in_flight_and_empties_the_registers() {
             (79, Ack::Passthrough(5))
         ]
     );
-    // Every occupied register now holds the harmless reschedule SGI.
-    assert_eq!(lrs.loads, [(0, 0, 0), (0, 0, 1), (0, 0, 2)]);
+    // Every occupied register now holds a harmless SGI, each a different one.
+    assert_eq!(lrs.loads, [(0, 0, 0), (1, 0, 1), (5, 0, 2)]);
     assert_eq!(gic.stale_list_registers(), 0b111);
     assert!(!gic.has_work(), "a leftover is no reason to leave WFI");
     assert!(
@@ -350,4 +350,26 @@ fn an_active_register_keeps_its_irq_until_the_new_guest_eois_it() {
     let (done, refill) = gic.maintenance(0, &mut lrs2);
     assert_eq!(done, Some((0, None)), "overwritten at the second reset");
     refill.unwrap();
+}
+
+#[test]
+fn leftover_sgis_never_share_an_intid_with_a_kept_register() {
+    let mut lrs = Lrs::default();
+    let mut gic = enabled_gic(&mut lrs, &[0, 1, 79]);
+    // SGI 0 (the guest sent itself a reschedule) active in register 0, SGI 1 and the NIC's
+    // IRQ pending in 1 and 2.
+    for irq in [0, 1, 79] {
+        gic.inject(irq, &mut lrs).unwrap();
+    }
+    lrs.active = 0b1;
+    lrs.loads.clear();
+    gic.reset(&mut lrs);
+    let held = gic.list_registers();
+    assert_eq!(held[0], Some(0), "active: kept");
+    assert_eq!(
+        &held[1..3],
+        [Some(5), Some(1)],
+        "not 0, which register 0 still holds"
+    );
+    assert_eq!(lrs.loads, [(5, 0, 1), (1, 0, 2)]);
 }
