@@ -84,7 +84,7 @@ enum Cmd {
         #[arg(long, default_value = "@system.macs")]
         macs: String,
         /// Echo clients' addresses, `client0=10.0.0.10/24,client1=dhcp,...`
-        /// (`echo_server::config::parse_address_list`).
+        /// (`echo_api::parse_address_list`).
         #[arg(long)]
         echo_ips: String,
         /// Where cargo put the aarch64-unknown-none PD binaries.
@@ -198,8 +198,8 @@ fn sel4_pds(
 }
 
 /// The `--echo-ips` list, read by the parser `netvm run --echo-ips` uses too.
-fn parse_echo_ips(text: &str) -> Result<Vec<(String, echo_server::config::IpConfig)>, String> {
-    echo_server::config::parse_address_list(text)
+fn parse_echo_ips(text: &str) -> Result<Vec<(String, echo_api::IpConfig)>, String> {
+    echo_api::parse_address_list(text)
         .map(|entry| {
             entry
                 .map(|(pd, ip)| (pd.to_owned(), ip))

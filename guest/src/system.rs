@@ -26,7 +26,7 @@
 //! the initrd goes. Both the device tree and `.vmm_config` are written from these, so they agree
 //! by construction, and the VMM checks them against each other before it boots the guest.
 
-use echo_server::config::IpConfig;
+use echo_api::IpConfig;
 use std::path::{Path, PathBuf};
 
 use sdf::{Map, SystemDescription};
@@ -501,10 +501,10 @@ pub fn sections(
                 ),
             ));
         };
-        let cfg = echo_server::config::EchoConfig::new(*ip);
+        let cfg = echo_api::EchoConfig::new(*ip);
         out.push(PdSection {
             pd: client.name.clone(),
-            name: echo_server::config::SECTION.into(),
+            name: echo_api::SECTION.into(),
             bytes: cfg.as_bytes().to_vec(),
         });
     }
@@ -536,8 +536,8 @@ pub fn timer_client_sections(
         .map(|&client| match sys.timer_channel_of(client) {
             Some(id) => Ok(PdSection {
                 pd: client.to_string(),
-                name: echo_server::timer_clock::SECTION.into(),
-                bytes: echo_server::timer_clock::TimerClientConfig::new(id)
+                name: sddf::timer_config::SECTION.into(),
+                bytes: sddf::timer_config::TimerClientConfig::new(id)
                     .as_bytes()
                     .to_vec(),
             }),

@@ -3,7 +3,7 @@
 //! no virtualiser channels, and it is the only section derived.
 use std::path::{Path, PathBuf};
 
-use echo_server::config::IpConfig;
+use echo_api::IpConfig;
 use guest::system::{driver_vm, sections, RX_FAULT_GPA, TX_FAULT_GPA};
 
 fn example() -> (sdf::SystemDescription, PathBuf) {

@@ -3,7 +3,7 @@
 //! the driver's sDDF configs and options stay left out).
 use std::net::Ipv4Addr;
 
-use echo_server::config::IpConfig;
+use echo_api::IpConfig;
 use std::path::Path;
 
 use guest::system::{driver_vm, sections};

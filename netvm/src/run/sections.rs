@@ -178,14 +178,14 @@ impl SectionProvider for DerivedNetConfigs {
 #[derive(Clone, Debug)]
 pub struct EchoAddresses {
     /// `(PD, static address or DHCP)`.
-    pub clients: Vec<(String, echo_server::config::IpConfig)>,
+    pub clients: Vec<(String, echo_api::IpConfig)>,
 }
 
 impl EchoAddresses {
     /// Parses `client0=10.0.0.10/24,client1=dhcp` with
-    /// [`echo_server::config::parse_address_list`] (as `guest sel4-pds --echo-ips` does).
+    /// [`echo_api::parse_address_list`] (as `guest sel4-pds --echo-ips` does).
     pub fn parse(text: &str) -> Result<EchoAddresses, String> {
-        let clients = echo_server::config::parse_address_list(text)
+        let clients = echo_api::parse_address_list(text)
             .map(|entry| {
                 entry
                     .map(|(pd, ip)| (pd.to_owned(), ip))
@@ -207,18 +207,16 @@ impl SectionProvider for EchoAddresses {
         for (pd, ip) in &self.clients {
             out.push(Section {
                 pd: pd.clone(),
-                name: echo_server::config::SECTION.into(),
-                bytes: echo_server::config::EchoConfig::new(*ip)
-                    .as_bytes()
-                    .to_vec(),
+                name: echo_api::SECTION.into(),
+                bytes: echo_api::EchoConfig::new(*ip).as_bytes().to_vec(),
             });
             // Its timer, if the system gives it one: retransmissions and DHCP retries then
             // happen without traffic to wake the client.
             if let Some(id) = system.timer_channel_of(pd) {
                 out.push(Section {
                     pd: pd.clone(),
-                    name: echo_server::timer_clock::SECTION.into(),
-                    bytes: echo_server::timer_clock::TimerClientConfig::new(id)
+                    name: sddf::timer_config::SECTION.into(),
+                    bytes: sddf::timer_config::TimerClientConfig::new(id)
                         .as_bytes()
                         .to_vec(),
                 });

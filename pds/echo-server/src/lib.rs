@@ -19,7 +19,8 @@
 #[cfg(target_os = "linux")]
 extern crate std;
 
-pub mod config;
+/// The `.echo_config` ABI, in its own crate ([`echo_api`]) so that tools need not build this PD.
+pub use echo_api as config;
 #[cfg(target_os = "linux")]
 pub mod host;
 pub mod pd;
@@ -32,12 +33,7 @@ pub use config::{EchoConfig, IpConfig};
 pub use server::{EchoServer, EchoStats};
 pub use storage::{Buffers, Sockets, TakeOnce};
 
-/// UDP echo port (sDDF `UDP_ECHO_PORT`).
-pub const UDP_ECHO_PORT: u16 = 1235;
-/// TCP echo port (sDDF `TCP_ECHO_PORT`).
-pub const TCP_ECHO_PORT: u16 = 1236;
-/// ipbench utilisation daemon port (sDDF `UTILIZATION_PORT`).
-pub const UTILISATION_PORT: u16 = 1237;
+pub use echo_api::{TCP_ECHO_PORT, UDP_ECHO_PORT, UTILISATION_PORT};
 /// Concurrent TCP echo connections: twice the benchmark's default of 4 flows, because `netvm
 /// bench` (like ipbench) opens the next point's connections in the same instant it closes the
 /// last point's, before their FINs have reached the server; with only 4 sockets the new

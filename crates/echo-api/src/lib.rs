@@ -1,4 +1,8 @@
-//! The PD's IP configuration: the 16-byte `.echo_config` section.
+//! The echo-server PD's ABI, for the PD and for the tools that configure it (`guest sel4-pds`,
+//! `netvm run`), so that those need not compile the PD: its `.echo_config` section, the
+//! `client=addr/prefix,...` list that writes it, and sDDF's echo ports.
+//!
+//! The PD's IP configuration is the 16-byte `.echo_config` section:
 //!
 //! | bytes | field |
 //! |---|---|
@@ -12,6 +16,16 @@
 //!
 //! The system build (or the host runner) writes it like the sDDF config sections; an all-zero
 //! section (nothing written) is refused rather than guessed at.
+
+#![no_std]
+
+/// UDP echo port (sDDF `UDP_ECHO_PORT`).
+pub const UDP_ECHO_PORT: u16 = 1235;
+/// TCP echo port (sDDF `TCP_ECHO_PORT`).
+pub const TCP_ECHO_PORT: u16 = 1236;
+/// ipbench utilisation daemon port (sDDF `UTILIZATION_PORT`).
+pub const UTILISATION_PORT: u16 = 1237;
+
 use core::net::Ipv4Addr;
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
@@ -232,6 +246,7 @@ fn parse_address_entry(entry: &str) -> Result<(&str, IpConfig), AddressError<'_>
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
     use std::string::ToString;
 
