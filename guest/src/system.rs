@@ -30,7 +30,7 @@ use echo_api::IpConfig;
 use std::path::{Path, PathBuf};
 
 use sdf::{Map, SystemDescription};
-use vmm::config::{DeviceIrq, VmmConfig};
+use vmm_api::{DeviceIrq, VmmConfig};
 use zerocopy::IntoBytes;
 
 use crate::error::GuestError;
@@ -450,7 +450,7 @@ pub fn sections(
 ) -> Result<Vec<PdSection>, GuestError> {
     let vmm_config = PdSection {
         pd: vm.driver.clone(),
-        name: vmm::config::SECTION.into(),
+        name: vmm_api::SECTION.into(),
         bytes: vm.vmm_config.to_bytes().to_vec(),
     };
     if vm.standalone {

@@ -17,7 +17,9 @@
 #![no_std]
 #![deny(unsafe_code)]
 
-pub mod config;
+/// The `.vmm_config` ABI, in its own crate ([`vmm_api`]) so that the image build need not
+/// compile the VMM.
+pub use vmm_api as config;
 pub mod fault;
 pub mod linux;
 pub mod psci;

@@ -1,4 +1,5 @@
-//! `.vmm_config`: what the VMM PD learns from the system build instead of hard-coding it.
+//! The VMM PD's ABI, `.vmm_config`: what the VMM PD learns from the system build instead of
+//! hard-coding it. In a crate of its own so that the image build need not compile the VMM.
 //!
 //! The Microkit tool cannot tell a PD which of its channel ids leads where, and the guest's
 //! doorbell pages and UIO vIRQs live in the guest device tree, not in the SDF. The image build
@@ -22,6 +23,8 @@
 //! | 18..24 | zero |
 //! | 24..32 | `rx_fault` doorbell page, guest-physical |
 //! | 32..40 | `tx_fault` doorbell page, guest-physical |
+
+#![no_std]
 
 use core::fmt;
 
