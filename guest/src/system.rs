@@ -536,8 +536,8 @@ pub fn timer_client_sections(
         .map(|&client| match sys.timer_channel_of(client) {
             Some(id) => Ok(PdSection {
                 pd: client.to_string(),
-                name: sddf::timer_config::SECTION.into(),
-                bytes: sddf::timer_config::TimerClientConfig::new(id)
+                name: sddf::timer::SECTION.into(),
+                bytes: sddf::timer::TimerClientConfig::new(id)
                     .as_bytes()
                     .to_vec(),
             }),

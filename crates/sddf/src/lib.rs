@@ -49,7 +49,7 @@ mod sync;
 pub mod tap;
 #[cfg(all(feature = "std", not(loom)))]
 pub mod testing;
-pub mod timer_config;
+pub mod timer;
 
 /// Size in bytes of every sDDF network buffer; buffer `i` of a data region starts at `i * 2048`.
 pub const NET_BUFFER_SIZE: usize = 2048;

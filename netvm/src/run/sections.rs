@@ -215,10 +215,8 @@ impl SectionProvider for EchoAddresses {
             if let Some(id) = system.timer_channel_of(pd) {
                 out.push(Section {
                     pd: pd.clone(),
-                    name: sddf::timer_config::SECTION.into(),
-                    bytes: sddf::timer_config::TimerClientConfig::new(id)
-                        .as_bytes()
-                        .to_vec(),
+                    name: sddf::timer::SECTION.into(),
+                    bytes: sddf::timer::TimerClientConfig::new(id).as_bytes().to_vec(),
                 });
             }
         }

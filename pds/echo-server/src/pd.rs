@@ -75,7 +75,7 @@ pub struct HostTimer {
 #[cfg(target_os = "linux")]
 impl crate::timer_clock::TimerCall for HostTimer {
     fn call(&mut self, label: u64, mr0: u64) -> Option<u64> {
-        if label == timer::GET_TIME {
+        if label == sddf::timer::GET_TIME {
             return u64::try_from(self.start.elapsed().as_nanos()).ok();
         }
         self.timer.as_mut()?.call(label, mr0)
@@ -158,8 +158,8 @@ mod sel4 {
 
     impl crate::timer_clock::TimerCall for CounterTimer {
         fn call(&mut self, label: u64, mr0: u64) -> Option<u64> {
-            if label == timer::GET_TIME && self.freq != 0 {
-                return Some(timer::ticks_to_ns(idle::counter::now(), self.freq));
+            if label == sddf::timer::GET_TIME && self.freq != 0 {
+                return Some(sddf::timer::ticks_to_ns(idle::counter::now(), self.freq));
             }
             self.timer.call(label, mr0)
         }

@@ -2,7 +2,7 @@
 //! call and arms its timeout for smoltcp's next deadline.
 //!
 //! Protocol (sDDF `include/sddf/timer/protocol.h`, served by `pds/timer`): label
-//! [`timer::GET_TIME`] returns the time in nanoseconds in MR0; label [`timer::SET_TIMEOUT`]
+//! [`sddf::timer::GET_TIME`] returns the time in nanoseconds in MR0; label [`sddf::timer::SET_TIMEOUT`]
 //! with MR0 = nanoseconds from now makes the timer notify this PD's channel once, replacing any
 //! timeout still pending for it. The channel id comes from the `.timer_client_config` section
 //! ([`TimerClientConfig`], sDDF `timer_client_config_t`).
@@ -11,7 +11,7 @@
 //! `SET_TIMEOUT` only when no pending timeout would wake the PD at or before the new deadline
 //! (a wake-up that comes early is harmless: the server polls, finds nothing due, and asks again).
 use crate::Clock;
-pub use sddf::timer_config::{TimerClientConfig, TimerConfigError, MAGIC, SECTION};
+pub use sddf::timer::{TimerClientConfig, TimerConfigError, MAGIC, SECTION};
 
 /// The shortest timeout armed, in microseconds: smoltcp asks for "now" (a zero delay) while a
 /// socket has data but the device has no TX buffer, and the device's own TX-free notification
@@ -69,7 +69,7 @@ impl<T: TimerCall> TimerClock<T> {
     /// answers wrongly (smoltcp's timers assume time does not run backwards).
     pub fn now_ns(&mut self) -> u64 {
         self.stats.time_calls += 1;
-        match self.call.call(timer::GET_TIME, 0) {
+        match self.call.call(sddf::timer::GET_TIME, 0) {
             Some(t) if t >= self.now_ns => self.now_ns = t,
             _ => self.stats.bad_replies += 1,
         }
@@ -95,7 +95,7 @@ impl<T: TimerCall> Clock for TimerClock<T> {
         }
         // The timeout counts from when the timer serves the call, a little after `now`, so it
         // fires at `deadline` or slightly later, never early.
-        self.call.call(timer::SET_TIMEOUT, delay_ns);
+        self.call.call(sddf::timer::SET_TIMEOUT, delay_ns);
         self.stats.timeouts_set += 1;
         self.armed_ns = Some(deadline);
     }
@@ -120,7 +120,7 @@ mod tests {
         fn call(&mut self, label: u64, mr0: u64) -> Option<u64> {
             self.calls.push((label, mr0));
             match label {
-                timer::GET_TIME => Some(self.time),
+                sddf::timer::GET_TIME => Some(self.time),
                 _ => None,
             }
         }
@@ -165,7 +165,7 @@ mod tests {
         assert_eq!(clock.now_us(), 7_000);
         assert_eq!(clock.stats().bad_replies, 1);
         assert_eq!(clock.stats().time_calls, 3);
-        assert_eq!(t.calls, [(timer::GET_TIME, 0); 3]);
+        assert_eq!(t.calls, [(sddf::timer::GET_TIME, 0); 3]);
     }
 
     #[test]
@@ -194,7 +194,7 @@ mod tests {
         let sets: Vec<u64> = t
             .calls
             .iter()
-            .filter(|(l, _)| *l == timer::SET_TIMEOUT)
+            .filter(|(l, _)| *l == sddf::timer::SET_TIMEOUT)
             .map(|(_, ns)| *ns)
             .collect();
         assert_eq!(sets, [200_000_000, 50_000_000, 1_000_000, 100_000_000]);

@@ -19,10 +19,7 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
-/// PPC label: read the time (reply MR0 = nanoseconds).
-pub const GET_TIME: u64 = 0;
-/// PPC label: set a timeout of MR0 nanoseconds from now.
-pub const SET_TIMEOUT: u64 = 1;
+pub use sddf::timer::{ns_to_ticks, ticks_to_ns, GET_TIME, SET_TIMEOUT};
 
 /// Channel ids a Microkit PD can have (0..=61).
 pub const CHANNELS: usize = 62;
@@ -120,20 +117,6 @@ impl Timer {
         alarm.set(self.next_deadline());
         due
     }
-}
-
-/// `ticks` of a counter running at `freq` Hz, in nanoseconds (128-bit intermediate, saturating).
-pub fn ticks_to_ns(ticks: u64, freq: u64) -> u64 {
-    if freq == 0 {
-        return 0;
-    }
-    u64::try_from(u128::from(ticks) * 1_000_000_000 / u128::from(freq)).unwrap_or(u64::MAX)
-}
-
-/// The first tick at or after `ns` nanoseconds of a counter running at `freq` Hz (rounded up so
-/// that an alarm never fires early).
-pub fn ns_to_ticks(ns: u64, freq: u64) -> u64 {
-    u64::try_from((u128::from(ns) * u128::from(freq)).div_ceil(1_000_000_000)).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -255,8 +255,8 @@ impl Platform for Sel4 {
         // makes the VMM look at the guest's timer again (a spurious WFI wake-up is allowed).
         if let Some(d) = deadline {
             let ticks = d.saturating_sub(sys::physical_count());
-            microkit::mr_set(0, timer::ticks_to_ns(ticks, sys::counter_frequency()));
-            timer.pp_call(MessageInfo::new(timer::SET_TIMEOUT, 1));
+            microkit::mr_set(0, sddf::timer::ticks_to_ns(ticks, sys::counter_frequency()));
+            timer.pp_call(MessageInfo::new(sddf::timer::SET_TIMEOUT, 1));
         }
         true
     }

@@ -1,7 +1,29 @@
-//! sDDF's `timer_client_config_t` (`.timer_client_config`, include/sddf/timer/config.h): which
-//! channel a timer client uses to reach the timer driver, as sdfgen writes it.
+//! sDDF's timer subsystem ABI: the protocol (include/sddf/timer/protocol.h: a protected
+//! procedure call with label [`GET_TIME`] or [`SET_TIMEOUT`], times in nanoseconds) and the
+//! client's `timer_client_config_t` (`.timer_client_config`, include/sddf/timer/config.h: which
+//! channel reaches the timer driver, as sdfgen writes it); plus the tick/nanosecond
+//! conversions a client of a counter-based clock needs to speak it.
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// PPC label: read the time (reply MR0 = nanoseconds).
+pub const GET_TIME: u64 = 0;
+/// PPC label: set a timeout of MR0 nanoseconds from now.
+pub const SET_TIMEOUT: u64 = 1;
+
+/// `ticks` of a counter running at `freq` Hz, in nanoseconds (128-bit intermediate, saturating).
+pub fn ticks_to_ns(ticks: u64, freq: u64) -> u64 {
+    if freq == 0 {
+        return 0;
+    }
+    u64::try_from(u128::from(ticks) * 1_000_000_000 / u128::from(freq)).unwrap_or(u64::MAX)
+}
+
+/// The first tick at or after `ns` nanoseconds of a counter running at `freq` Hz (rounded up so
+/// that an alarm never fires early).
+pub fn ns_to_ticks(ns: u64, freq: u64) -> u64 {
+    u64::try_from((u128::from(ns) * u128::from(freq)).div_ceil(1_000_000_000)).unwrap_or(u64::MAX)
+}
 
 /// The section name (sDDF's).
 pub const SECTION: &str = ".timer_client_config";
