@@ -893,3 +893,18 @@ fn the_watchdog_sees_frames_the_driver_no_longer_takes() {
     assert_eq!(vmm.state(), RunState::Running);
     assert_eq!(p.wakeup, None, "nothing to watch");
 }
+
+/// A doorbell store costs no register read: only the pc is written.
+#[test]
+fn a_doorbell_reads_no_register() {
+    let (mut vmm, mut p) = started(true);
+    p.last_read = 99;
+    assert_eq!(
+        guest_store(&mut vmm, &mut p, 0x40_2000, RX_FAULT, 3, 0x1234),
+        Reply::Resume
+    );
+    assert_eq!(p.last_read, 99, "no TCB_ReadRegisters");
+    assert_eq!(p.regs.pc(), 0x40_2004);
+    assert_eq!(p.regs.x(3), 0x1234, "registers untouched");
+    assert_eq!(p.notified, [VIRT_RX]);
+}
