@@ -1,0 +1,82 @@
+//! `netvm demo`: its arguments and handler.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::demo_prologue;
+use netvm::bench;
+
+#[derive(clap::Args)]
+pub(crate) struct DemoArgs {
+    /// The system description.
+    #[arg(long, default_value = "system.xml")]
+    system: PathBuf,
+    /// The client MAC list.
+    #[arg(long, default_value = "system.macs")]
+    macs: PathBuf,
+    /// Where CSV and SVG files go.
+    #[arg(long, default_value = "build/demo")]
+    out: PathBuf,
+    /// UDP (1472 B) requested rates.
+    #[arg(long, default_value = "100M,500M,1G,1500M")]
+    udp_rates: String,
+    /// TCP (1460 B) requested rates; empty for none.
+    #[arg(long, default_value = "500M,2G")]
+    tcp_rates: String,
+    /// Warm-up per point.
+    #[arg(long, value_parser = bench::parse_duration, default_value = "1s")]
+    warmup: Duration,
+    /// Sampling per point.
+    #[arg(long, value_parser = bench::parse_duration, default_value = "4s")]
+    duration: Duration,
+    /// Cool-down per point.
+    #[arg(long, value_parser = bench::parse_duration, default_value = "1s")]
+    cooldown: Duration,
+    /// Capture every frame the virtualisers pass into DIR (see `netvm run --pcap`).
+    #[arg(long, value_name = "DIR")]
+    pcap: Option<PathBuf>,
+    /// Parallel flows.
+    #[arg(long, default_value_t = 4)]
+    flows: u32,
+}
+
+/// `netvm demo`: runs the demo and prints its counters and table.
+pub(crate) fn run_demo(a: DemoArgs) -> ExitCode {
+    let (udp_rates, tcp_rates) = match demo_prologue("demo", &a.out, &a.udp_rates, &a.tcp_rates) {
+        Ok(rates) => rates,
+        Err(code) => return code,
+    };
+    let opts = netvm::demo::DemoOptions {
+        system: a.system,
+        macs: a.macs,
+        out_dir: a.out,
+        udp_rates,
+        tcp_rates,
+        warmup: a.warmup,
+        duration: a.duration,
+        cooldown: a.cooldown,
+        flows: a.flows,
+        pcap: a.pcap,
+    };
+    match netvm::demo::run(&opts) {
+        Ok(summary) => {
+            println!("\ncounters after the last point:\n{}", summary.counters);
+            println!("{}", summary.table());
+            println!("CSV and SVG files: {}", opts.out_dir.display());
+            if let Some(dir) = &opts.pcap {
+                println!("pcap files: {}", dir.display());
+            }
+            if summary.buffers_accounted {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("netvm demo: sDDF buffers missing from every queue after the run (see the pools above)");
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("netvm demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! The subcommands: each one's clap arguments and handler, and what the demos share.
+
+pub(crate) mod bench;
+pub(crate) mod demo;
+pub(crate) mod echo;
+pub(crate) mod run;
+pub(crate) mod sel4_demo;
+pub(crate) mod stats;
+
+use std::process::ExitCode;
+
+/// Comma-separated rates, or none for an empty string.
+fn parse_rate_list(s: &str) -> Result<Vec<u64>, String> {
+    if s.is_empty() {
+        Ok(Vec::new())
+    } else {
+        netvm::bench::parse_rates(s)
+    }
+}
+
+/// The start both demos share: the output folder checked before anything runs (a folder left
+/// by an earlier root run is not writable by a normal user), a re-run in an unprivileged user
+/// namespace when not root (`Err` carries the exit status of that run), and the rate lists.
+pub(crate) fn demo_prologue(
+    what: &str,
+    out: &std::path::Path,
+    udp: &str,
+    tcp: &str,
+) -> Result<(Vec<u64>, Vec<u64>), ExitCode> {
+    if let Err(e) = netvm::demo::check_writable(out) {
+        eprintln!("netvm {what}: {e}");
+        return Err(ExitCode::from(2));
+    }
+    if !netvm::demo::is_root() {
+        if let Some(status) = netvm::demo::run_in_user_namespace() {
+            return Err(ExitCode::from(
+                status.code().unwrap_or(1).clamp(0, 255) as u8
+            ));
+        }
+    }
+    match (parse_rate_list(udp), parse_rate_list(tcp)) {
+        (Ok(u), Ok(t)) => Ok((u, t)),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("netvm {what}: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
