@@ -247,11 +247,7 @@ fn parse_page_size(text: &str) -> Result<u64, String> {
 
 /// At most 120 bytes of a line, for error messages.
 fn cut(line: &str) -> &str {
-    let mut end = line.len().min(120);
-    while !line.is_char_boundary(end) {
-        end -= 1;
-    }
-    &line[..end]
+    crate::qemu_stats::prefix(line, 120)
 }
 
 #[cfg(test)]

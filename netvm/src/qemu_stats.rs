@@ -502,14 +502,19 @@ fn json_string(s: &str) -> String {
     out
 }
 
-/// At most 200 bytes of a line, for error messages.
+/// At most 200 bytes of a QMP line, trailing whitespace dropped, for error messages.
 fn cut(line: &str) -> &str {
-    let line = line.trim_end();
-    let mut end = line.len().min(200);
-    while !line.is_char_boundary(end) {
+    prefix(line.trim_end(), 200)
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary (an
+/// excerpt of untrusted input for an error message).
+pub(crate) fn prefix(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
         end -= 1;
     }
-    &line[..end]
+    &text[..end]
 }
 
 #[cfg(test)]

@@ -2,10 +2,8 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use super::demo_prologue;
-use netvm::bench;
+use super::{demo_prologue, PointArgs};
 
 #[derive(clap::Args)]
 pub(crate) struct DemoArgs {
@@ -24,21 +22,11 @@ pub(crate) struct DemoArgs {
     /// TCP (1460 B) requested rates; empty for none.
     #[arg(long, default_value = "500M,2G")]
     tcp_rates: String,
-    /// Warm-up per point.
-    #[arg(long, value_parser = bench::parse_duration, default_value = "1s")]
-    warmup: Duration,
-    /// Sampling per point.
-    #[arg(long, value_parser = bench::parse_duration, default_value = "4s")]
-    duration: Duration,
-    /// Cool-down per point.
-    #[arg(long, value_parser = bench::parse_duration, default_value = "1s")]
-    cooldown: Duration,
+    #[command(flatten)]
+    points: PointArgs,
     /// Capture every frame the virtualisers pass into DIR (see `netvm run --pcap`).
     #[arg(long, value_name = "DIR")]
     pcap: Option<PathBuf>,
-    /// Parallel flows.
-    #[arg(long, default_value_t = 4)]
-    flows: u32,
 }
 
 /// `netvm demo`: runs the demo and prints its counters and table.
@@ -53,10 +41,10 @@ pub(crate) fn run_demo(a: DemoArgs) -> ExitCode {
         out_dir: a.out,
         udp_rates,
         tcp_rates,
-        warmup: a.warmup,
-        duration: a.duration,
-        cooldown: a.cooldown,
-        flows: a.flows,
+        warmup: a.points.warmup,
+        duration: a.points.duration,
+        cooldown: a.points.cooldown,
+        flows: a.points.flows,
         pcap: a.pcap,
     };
     match netvm::demo::run(&opts) {

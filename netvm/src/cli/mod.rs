@@ -8,6 +8,24 @@ pub(crate) mod sel4_demo;
 pub(crate) mod stats;
 
 use std::process::ExitCode;
+use std::time::Duration;
+
+/// How each point of a demo is measured (`netvm demo` and `netvm sel4-demo` alike).
+#[derive(clap::Args)]
+pub(crate) struct PointArgs {
+    /// Warm-up per point.
+    #[arg(long, value_parser = netvm::bench::parse_duration, default_value = "1s")]
+    pub(crate) warmup: Duration,
+    /// Sampling per point.
+    #[arg(long, value_parser = netvm::bench::parse_duration, default_value = "4s")]
+    pub(crate) duration: Duration,
+    /// Cool-down per point.
+    #[arg(long, value_parser = netvm::bench::parse_duration, default_value = "1s")]
+    pub(crate) cooldown: Duration,
+    /// Parallel flows.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) flows: u32,
+}
 
 /// Comma-separated rates, or none for an empty string.
 fn parse_rate_list(s: &str) -> Result<Vec<u64>, String> {

@@ -2,10 +2,8 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use super::demo_prologue;
-use netvm::bench;
+use super::{demo_prologue, PointArgs};
 
 #[derive(clap::Args)]
 pub(crate) struct Sel4DemoArgs {
@@ -21,18 +19,8 @@ pub(crate) struct Sel4DemoArgs {
     /// TCP (1460 B) requested rates; empty for none.
     #[arg(long, default_value = "10M,25M,50M")]
     tcp_rates: String,
-    /// Warm-up per point.
-    #[arg(long, value_parser = bench::parse_duration, default_value = "1s")]
-    warmup: Duration,
-    /// Sampling per point.
-    #[arg(long, value_parser = bench::parse_duration, default_value = "4s")]
-    duration: Duration,
-    /// Cool-down per point.
-    #[arg(long, value_parser = bench::parse_duration, default_value = "1s")]
-    cooldown: Duration,
-    /// Parallel flows.
-    #[arg(long, default_value_t = 4)]
-    flows: u32,
+    #[command(flatten)]
+    points: PointArgs,
     /// Boot what is built instead of running make first.
     #[arg(long)]
     no_build: bool,
@@ -68,10 +56,10 @@ pub(crate) fn run_sel4_demo(a: Sel4DemoArgs) -> ExitCode {
         out_dir: a.out,
         udp_rates,
         tcp_rates,
-        warmup: a.warmup,
-        duration: a.duration,
-        cooldown: a.cooldown,
-        flows: a.flows,
+        warmup: a.points.warmup,
+        duration: a.points.duration,
+        cooldown: a.points.cooldown,
+        flows: a.points.flows,
         build: !a.no_build,
         reference: !a.no_reference,
         peer_images: a.peer_image,
