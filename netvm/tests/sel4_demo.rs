@@ -12,11 +12,7 @@ use std::process::Command;
 #[test]
 #[ignore = "seL4 stage: boots QEMU for minutes; scripts/test.sh runs it (--ignored)"]
 fn sel4_demo_echoes_on_sel4_and_on_linux_alone() {
-    if std::env::var_os("MICROKIT_SDK").is_none_or(|s| s.is_empty()) {
-        testkit::skip(
-            "sel4_demo",
-            "MICROKIT_SDK not set (scripts/sdk.sh finds the SDK)",
-        );
+    if testkit::microkit_sdk("sel4_demo").is_none() {
         return;
     }
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

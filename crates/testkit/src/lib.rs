@@ -65,6 +65,50 @@ pub fn skip(test: &str, why: impl Display) {
     }
 }
 
+/// The Microkit SDK (`MICROKIT_SDK`) for seL4 test `test`, or `None` after [`skip`]ping it
+/// (unset or empty: `scripts/sdk.sh` finds the SDK and `scripts/test.sh` sets it).
+pub fn microkit_sdk(test: &str) -> Option<std::path::PathBuf> {
+    match std::env::var_os("MICROKIT_SDK").filter(|s| !s.is_empty()) {
+        Some(sdk) => Some(sdk.into()),
+        None => {
+            skip(test, "MICROKIT_SDK not set (scripts/sdk.sh finds the SDK)");
+            None
+        }
+    }
+}
+
+/// Whether every one of `tools` (program, an argument it accepts, e.g. `--version`) can be
+/// run; [`skip`]s test `test` naming the first that cannot.
+pub fn have_tools(test: &str, tools: &[(&str, &str)]) -> bool {
+    use std::process::{Command, Stdio};
+    for (tool, arg) in tools {
+        let runs = Command::new(tool)
+            .arg(arg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        if !runs {
+            skip(test, format_args!("{tool} not found"));
+            return false;
+        }
+    }
+    true
+}
+
+/// Runs `cmd` to its end and panics, naming `what` and showing its output, unless it
+/// succeeds; returns its stdout and stderr.
+pub fn run_ok(cmd: &mut std::process::Command, what: &str) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{what} failed:\n{text}");
+    text
+}
+
 /// Whether this process runs with effective uid 0 (network namespaces, taps).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.

@@ -63,18 +63,8 @@ const EXPECTED_DEBUG: &[&str] = &[
 
 /// The SDK, or None after saying why the test is skipped.
 fn sdk() -> Option<PathBuf> {
-    let Some(sdk) = std::env::var_os("MICROKIT_SDK") else {
-        testkit::skip(
-            "sel4_qemu",
-            "MICROKIT_SDK not set (scripts/sdk.sh finds the SDK)",
-        );
-        return None;
-    };
-    if Command::new(QEMU).arg("--version").output().is_err() {
-        testkit::skip("sel4_qemu", format_args!("{QEMU} not found"));
-        return None;
-    }
-    Some(PathBuf::from(sdk))
+    let sdk = testkit::microkit_sdk("sel4_qemu")?;
+    testkit::have_tools("sel4_qemu", &[(QEMU, "--version")]).then_some(sdk)
 }
 
 /// A fresh directory for one test's images and console log, removed when the test ends.

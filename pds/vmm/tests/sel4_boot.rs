@@ -45,15 +45,8 @@ fn workspace() -> PathBuf {
 
 /// The SDK and guest directory, or None after saying why the test is skipped.
 fn prerequisites() -> Option<(PathBuf, PathBuf)> {
-    let Some(sdk) = std::env::var_os("MICROKIT_SDK") else {
-        testkit::skip(
-            "sel4_boot",
-            "MICROKIT_SDK not set (scripts/sdk.sh finds the SDK)",
-        );
-        return None;
-    };
-    if Command::new(QEMU).arg("--version").output().is_err() {
-        testkit::skip("sel4_boot", format_args!("{QEMU} not found"));
+    let sdk = testkit::microkit_sdk("sel4_boot")?;
+    if !testkit::have_tools("sel4_boot", &[(QEMU, "--version")]) {
         return None;
     }
     let guest = std::env::var_os("NETVM_GUEST_DIR")
@@ -71,7 +64,7 @@ fn prerequisites() -> Option<(PathBuf, PathBuf)> {
             return None;
         }
     }
-    Some((PathBuf::from(sdk), guest))
+    Some((sdk, guest))
 }
 
 struct TempDir(PathBuf);
@@ -80,16 +73,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn run(cmd: &mut Command, what: &str) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// `cargo` on this workspace with `args`, into `target_dir`.
@@ -110,7 +93,7 @@ fn build_image(sdk: &Path, guest: &Path, dir: &Path) -> PathBuf {
     let system = workspace().join(SYSTEM);
     let initrd = guest.join("initrd.cpio.gz");
     let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sel4-boot");
-    run(
+    testkit::run_ok(
         &mut cargo(
             &target_dir,
             &["build", "--release", "-p", "guest", "--bin", "guest"],
@@ -119,7 +102,7 @@ fn build_image(sdk: &Path, guest: &Path, dir: &Path) -> PathBuf {
     );
     let tool = target_dir.join("release/guest");
     let dtb = dir.join("guest.dtb");
-    run(
+    testkit::run_ok(
         Command::new(&tool)
             .arg("sel4-dtb")
             .arg("--system")
@@ -130,7 +113,7 @@ fn build_image(sdk: &Path, guest: &Path, dir: &Path) -> PathBuf {
             .arg(&dtb),
         "guest sel4-dtb",
     );
-    run(
+    testkit::run_ok(
         cargo(
             &target_dir,
             &[
@@ -154,7 +137,7 @@ fn build_image(sdk: &Path, guest: &Path, dir: &Path) -> PathBuf {
         "cargo build -p vmm -p timer --target aarch64-unknown-none",
     );
     let pds = dir.join("pds");
-    run(
+    testkit::run_ok(
         Command::new(&tool)
             .arg("sel4-pds")
             .arg("--system")
@@ -167,7 +150,7 @@ fn build_image(sdk: &Path, guest: &Path, dir: &Path) -> PathBuf {
         "guest sel4-pds",
     );
     let image = dir.join("loader.img");
-    run(
+    testkit::run_ok(
         Command::new(sdk.join("bin/microkit"))
             .arg(&system)
             .arg("--search-path")

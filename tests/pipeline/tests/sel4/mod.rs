@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test binary uses its own part
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use testkit::console::Console;
@@ -21,31 +21,12 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn have(tool: &str, arg: &str) -> bool {
-    Command::new(tool)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 /// The SDK, or None after saying why test `name` is skipped (`testkit::skip`: a failure where
 /// skipping is forbidden, as in CI). Needs root and `tools` (name, version argument) besides
 /// QEMU, `ip` and `make`.
 pub fn prerequisites(name: &str, tools: &[(&str, &str)]) -> Option<PathBuf> {
-    let Some(sdk) = std::env::var_os("MICROKIT_SDK") else {
-        testkit::skip(name, "MICROKIT_SDK not set (scripts/sdk.sh finds the SDK)");
-        return None;
-    };
-    // Root: the effective uid, the second field of /proc/self/status's Uid line.
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("");
-    if euid != "0" {
+    let sdk = testkit::microkit_sdk(name)?;
+    if !testkit::is_root() {
         testkit::skip(name, "needs root for the network namespace and tap");
         return None;
     }
@@ -54,26 +35,12 @@ pub fn prerequisites(name: &str, tools: &[(&str, &str)]) -> Option<PathBuf> {
         ("ip", "-V"),
         ("make", "--version"),
     ];
-    for (tool, arg) in base.iter().chain(tools) {
-        if !have(tool, arg) {
-            testkit::skip(name, format_args!("{tool} not found"));
-            return None;
-        }
-    }
-    Some(PathBuf::from(sdk))
+    let all: Vec<(&str, &str)> = base.iter().chain(tools).copied().collect();
+    testkit::have_tools(name, &all).then_some(sdk)
 }
 
 /// Runs `cmd`, panics with its output unless it succeeds; returns stdout and stderr.
-pub fn run(cmd: &mut Command, what: &str) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{what} failed:\n{text}");
-    text
-}
+pub use testkit::run_ok as run;
 
 /// Builds the image of `config` with the Makefile (`NETVM_GUEST_FLAGS` goes to the guest
 /// build, e.g. `--offline`) and `netvm`; returns the `netvm` binary.
