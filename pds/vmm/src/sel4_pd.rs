@@ -20,7 +20,7 @@ use vmm::linux::{BootPlan, GuestRam};
 use vmm::regs::{UserContext, USER_CONTEXT_WORDS};
 use vmm::vgic::{ListRegisters, LoadError, GICD_BASE};
 use vmm::vmm::{KernelError, Vtimer};
-use vmm::{Config, Doorbell, Platform, Reply, StopReason, VirqRoute, Vmm};
+use vmm::{Config, Doorbell, Platform, Reply, VirqRoute, Vmm};
 
 mod images {
     include!(concat!(env!("OUT_DIR"), "/images.rs"));
@@ -539,12 +539,8 @@ impl microkit::Handler for VmmPd {
                 c.psci_calls, c.wfx_traps, c.wfi_blocks, c.vppi_events, c.maintenance_faults,
                 c.rx_irq_injections, c.tx_irq_injections
             );
-            if matches!(
-                reason,
-                StopReason::SystemReset | StopReason::Unexpected | StopReason::Watchdog
-            ) {
-                self.maybe_restart();
-            }
+            // A crash, a reset or the watchdog boots it again (`Vmm::restart` decides).
+            self.maybe_restart();
         }
         match reply {
             Reply::Resume => Some(MessageInfo::new(0, 0)),

@@ -146,7 +146,7 @@ fn the_driver_vm_crashes_three_times_and_hangs_once_under_traffic_and_the_networ
     let netvm = sel4::build(&sdk, "debug");
     let ns = Netns::create("s4r");
     let mut qemu = Qemu::boot(&ns);
-    let deadline = qemu.started + BOOT_TIMEOUT;
+    let deadline = qemu.console.started + BOOT_TIMEOUT;
     for needle in ["uio-driver: ready", "echo server up"] {
         if qemu.wait_for(needle, deadline).is_none() {
             panic!(

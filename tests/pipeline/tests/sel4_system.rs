@@ -343,7 +343,7 @@ fn the_sel4_system_echoes_through_the_driver_vm() {
     let ns = Netns::create("s4t");
     let capture = Capture::start(&ns.0, "tap0");
     let mut qemu = Qemu::boot(&ns);
-    let started = qemu.started;
+    let started = qemu.console.started;
     let deadline = started + BOOT_TIMEOUT;
     let mut timings = Vec::new();
     let mut needles = vec!["Run /init as init process", "uio-driver: ready"];

@@ -123,8 +123,6 @@ impl Drop for Netns {
 pub struct Qemu {
     /// The console.
     pub console: Console,
-    /// When `make qemu` was started.
-    pub started: Instant,
     /// Its QMP socket.
     pub qmp: PathBuf,
 }
@@ -142,11 +140,7 @@ impl Qemu {
             .args(ns.make_args())
             .arg(format!("QMP={}", qmp.display()));
         let console = Console::spawn(cmd, "make qemu", true);
-        Qemu {
-            started: console.started,
-            console,
-            qmp,
-        }
+        Qemu { console, qmp }
     }
 
     /// Waits for `needle` anywhere on the console.
