@@ -33,23 +33,31 @@ fn wait_for_tcp(port: u16) {
     }
 }
 
-#[test]
-fn bench_cli_against_kernel_echo_subprocess() {
-    let (udp, tcp, util) = free_ports();
-    let mut echo = Command::new(NETVM)
-        .args(["kernel-echo", "--bind", "127.0.0.1"])
-        .args([
-            "--udp-port",
-            &udp.to_string(),
-            "--tcp-port",
-            &tcp.to_string(),
-            "--util-port",
-            &util.to_string(),
-        ])
+/// `netvm kernel-echo` on 127.0.0.1 at these ports (no utilisation daemon without `util`),
+/// once it accepts TCP.
+fn kernel_echo(udp: u16, tcp: u16, util: Option<u16>) -> std::process::Child {
+    let mut cmd = Command::new(NETVM);
+    cmd.args(["kernel-echo", "--bind", "127.0.0.1"]).args([
+        "--udp-port",
+        &udp.to_string(),
+        "--tcp-port",
+        &tcp.to_string(),
+    ]);
+    if let Some(util) = util {
+        cmd.args(["--util-port", &util.to_string()]);
+    }
+    let echo = cmd
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn kernel-echo");
     wait_for_tcp(tcp);
+    echo
+}
+
+#[test]
+fn bench_cli_against_kernel_echo_subprocess() {
+    let (udp, tcp, util) = free_ports();
+    let mut echo = kernel_echo(udp, tcp, Some(util));
     let dir = std::env::temp_dir().join(format!("netvm-cli-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let (csv_path, svg_path) = (dir.join("out.csv"), dir.join("out.svg"));
@@ -150,18 +158,7 @@ fn bench_cli_against_kernel_echo_subprocess() {
 fn bench_cli_takes_utilisation_from_the_echo_process() {
     // --util-pids instead of the daemon: the kernel echo's own CPU time over sampling.
     let (udp, tcp, _) = free_ports();
-    let mut echo = Command::new(NETVM)
-        .args(["kernel-echo", "--bind", "127.0.0.1"])
-        .args([
-            "--udp-port",
-            &udp.to_string(),
-            "--tcp-port",
-            &tcp.to_string(),
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn kernel-echo");
-    wait_for_tcp(tcp);
+    let mut echo = kernel_echo(udp, tcp, None);
     let out = Command::new(NETVM)
         .args([
             "bench",
@@ -221,24 +218,25 @@ fn bench_cli_rejects_bad_arguments() {
     assert!(!out.status.success(), "--samples with --duration accepted");
 }
 
+/// `netvm stats <flag> <dir>`.
+fn stats(flag: &str, dir: &std::path::Path) -> std::process::Output {
+    Command::new(NETVM)
+        .args(["stats", flag])
+        .arg(dir)
+        .output()
+        .expect("run")
+}
+
 #[test]
 fn stats_without_a_running_system_says_so() {
     let empty = std::env::temp_dir().join(format!("netvm-cli-stats-{}", std::process::id()));
     std::fs::create_dir_all(&empty).unwrap();
-    let out = Command::new(NETVM)
-        .args(["stats", "--shm-dir"])
-        .arg(&empty)
-        .output()
-        .expect("run");
+    let out = stats("--shm-dir", &empty);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no running netvm system under"), "{err}");
     // A run directory without the runner's index is named, not a panic.
-    let out = Command::new(NETVM)
-        .args(["stats", "--run-dir"])
-        .arg(&empty)
-        .output()
-        .expect("run");
+    let out = stats("--run-dir", &empty);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("regions"), "{err}");

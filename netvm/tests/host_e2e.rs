@@ -13,8 +13,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::system::{
-    assert_buffers_accounted, can_make_namespaces, counters, delta, echo_check, ping, system_bins,
-    Running,
+    assert_buffers_accounted, counters, delta, echo_check, exclusive, one_at_a_time, ping,
+    system_bins, Running, ALL_UP, BOTH_CLIENTS,
 };
 use netvm::demo::lan;
 
@@ -30,36 +30,24 @@ fn pcap_destinations(path: &Path) -> Vec<[u8; 6]> {
     out
 }
 
-/// One system at a time: they share the CPU and /dev/shm.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 #[test]
 fn host_mode_echo_system_end_to_end() {
-    if !can_make_namespaces() {
-        testkit::skip("host_e2e", "cannot create network namespaces (needs root)");
+    let Some(_one) = exclusive("host_e2e") else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let bins = system_bins();
+    };
     let root = common::workspace();
     let pcap = common::temp_dir("e2e-pcap");
-    let mut sys = Running::start(
+    let mut sys = Running::echo_system(
         "nvt",
-        &root.join("system.xml"),
-        &bins,
         &[
             "--echo-ips".as_ref(),
-            "client0=10.0.0.10/24,client1=10.0.0.11/24".as_ref(),
+            BOTH_CLIENTS.as_ref(),
             "--on-fault".as_ref(),
             "continue".as_ref(),
             "--pcap".as_ref(),
             pcap.as_os_str(),
         ],
-        &[
-            "uio-driver: ready",
-            "client0: echo server up",
-            "client1: echo server up",
-        ],
+        &ALL_UP,
     );
     let peer = sys.peer();
 
@@ -217,32 +205,19 @@ fn host_mode_echo_system_end_to_end() {
 
 #[test]
 fn an_echo_client_takes_its_address_from_a_real_dhcp_server() {
-    if !can_make_namespaces() {
-        testkit::skip(
-            "host_e2e DHCP",
-            "cannot create network namespaces (needs root)",
-        );
+    let Some(_one) = exclusive("host_e2e DHCP") else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let bins = system_bins();
-    let root = common::workspace();
+    };
     let dir = common::temp_dir("dhcp");
-    let mut sys = Running::start(
+    let mut sys = Running::echo_system(
         "nvd",
-        &root.join("system.xml"),
-        &bins,
         &[
             "--echo-ips".as_ref(),
             "client0=10.0.0.10/24,client1=dhcp".as_ref(),
             "--pcap".as_ref(),
             dir.as_os_str(),
         ],
-        &[
-            "uio-driver: ready",
-            "client0: echo server up",
-            "client1: echo server up",
-        ],
+        &ALL_UP,
     );
     let peer = sys.peer();
     // dnsmasq as the LAN's DHCP server (no DNS), leasing from 10.0.0.50..60, started after the
@@ -324,7 +299,7 @@ fn the_main_job_runs_unprivileged_in_a_user_namespace() {
         );
         return;
     }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = one_at_a_time();
     let bins = system_bins();
     let root = common::workspace();
     let out = common::temp_dir("userns-demo");
@@ -438,14 +413,9 @@ fn system_with_64_entry_queues(dir: &Path) -> std::path::PathBuf {
 
 #[test]
 fn a_system_with_64_entry_queues_in_page_sized_regions_echoes() {
-    if !can_make_namespaces() {
-        testkit::skip(
-            "host_e2e 64-entry queues",
-            "cannot create network namespaces (needs root)",
-        );
+    let Some(_one) = exclusive("host_e2e 64-entry queues") else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    };
     let bins = system_bins();
     let dir = common::temp_dir("e2e-64");
     let xml = system_with_64_entry_queues(&dir);
@@ -457,13 +427,9 @@ fn a_system_with_64_entry_queues_in_page_sized_regions_echoes() {
             "--sections".as_ref(),
             dir.join("sections").as_os_str(),
             "--echo-ips".as_ref(),
-            "client0=10.0.0.10/24,client1=10.0.0.11/24".as_ref(),
+            BOTH_CLIENTS.as_ref(),
         ],
-        &[
-            "uio-driver: ready",
-            "client0: echo server up",
-            "client1: echo server up",
-        ],
+        &ALL_UP,
     );
     // The driver uses the configured 64, not what a 4 KiB map could hold.
     sys.wait_for("rx_capacity=64 tx_capacity=64", Duration::from_secs(1));
@@ -489,13 +455,9 @@ fn a_system_with_64_entry_queues_in_page_sized_regions_echoes() {
 /// speaks offsets.)
 #[test]
 fn a_driver_vm_system_from_sdfgens_own_blobs_echoes_on_every_client() {
-    if !can_make_namespaces() {
-        testkit::skip(
-            "host_e2e sdfgen blobs",
-            "cannot create network namespaces (needs root)",
-        );
+    let Some(_one) = exclusive("host_e2e sdfgen blobs") else {
         return;
-    }
+    };
     let root = common::workspace();
     let python = root.join(".venv/bin/python");
     if !python.exists() {
@@ -508,7 +470,6 @@ fn a_driver_vm_system_from_sdfgens_own_blobs_echoes_on_every_client() {
         );
         return;
     }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let bins = system_bins();
     let dir = common::temp_dir("e2e-sdfgen");
     let (xml, macs, blobs) = (

@@ -95,10 +95,10 @@ fn hello_pds_runs_with_microkit_semantics() {
     let _ = fs::remove_dir_all(&sections);
 }
 
-/// The crasher as a top-level PD: its fault goes to the monitor, which the runner plays.
-#[test]
-fn top_level_fault_is_reported_like_the_monitor() {
-    let dir = common::temp_dir("hello-toplevel");
+/// A fresh directory for test `tag` and in it a system of the crasher as a top-level PD,
+/// its run count in a region.
+fn crasher_system(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = common::temp_dir(tag);
     let path = dir.join("system.xml");
     fs::write(
         &path,
@@ -112,6 +112,13 @@ fn top_level_fault_is_reported_like_the_monitor() {
 "#,
     )
     .expect("write");
+    (dir, path)
+}
+
+/// The crasher as a top-level PD: its fault goes to the monitor, which the runner plays.
+#[test]
+fn top_level_fault_is_reported_like_the_monitor() {
+    let (dir, path) = crasher_system("hello-toplevel");
 
     let system = System::start(options(path)).expect("start");
     let outcome = system.wait(Some(WAIT)).expect("the fault ends the run");
@@ -141,20 +148,7 @@ fn top_level_fault_is_reported_like_the_monitor() {
 /// The crasher as a top-level PD under `OnFault::Restart`: it faults on run 1 and panics on
 /// runs 2 and 3 (its run count survives in a region, as a restarted PD finds its regions).
 fn top_level_crasher_restarted(max_restarts: u32) -> (System, std::path::PathBuf) {
-    let dir = common::temp_dir("hello-restart");
-    let path = dir.join("system.xml");
-    fs::write(
-        &path,
-        r#"<system>
-    <memory_region name="crash_count" size="0x1000" />
-    <protection_domain name="crasher" priority="90">
-        <program_image path="crasher.elf" />
-        <map mr="crash_count" vaddr="0x6000000" perms="rw" setvar_vaddr="crash_count_vaddr" />
-    </protection_domain>
-</system>
-"#,
-    )
-    .expect("write");
+    let (dir, path) = crasher_system("hello-restart");
     let mut opts = options(path);
     opts.on_fault = netvm::run::OnFault::Restart { max_restarts };
     (System::start(opts).expect("start"), dir)

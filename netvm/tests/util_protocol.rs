@@ -145,20 +145,12 @@ fn malformed_greeting_and_handshake_are_rejected() {
     );
     assert!(e.to_string().contains("100 IPBENCH V2.0\\n"), "{e}");
 
-    let (addr, _server) = scripted(vec![
-        Step {
-            expect: b"",
-            reply: b"100 IPBENCH V1.0\n",
-        },
-        Step {
-            expect: b"HELLO\n",
-            reply: b"200 OK (Ready to go)\n",
-        },
-        Step {
-            expect: b"LOAD cpu_target_lukem\n",
-            reply: b"400 ERROR\n",
-        },
-    ]);
+    // The good greeting and HELLO, then an error for LOAD.
+    let mut script = good_script(b"");
+    script.truncate(3);
+    assert_eq!(script[2].expect, b"LOAD cpu_target_lukem\n");
+    script[2].reply = b"400 ERROR\n";
+    let (addr, _server) = scripted(script);
     let e = UtilClient::connect(addr, TIMEOUT)
         .err()
         .expect("bad LOAD reply accepted");

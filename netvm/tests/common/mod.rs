@@ -2,6 +2,7 @@
 //! shell scripts, and checks that a run left no process and no shared-memory file behind.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod frames;
 pub mod system;
 
 use std::fs;

@@ -5,12 +5,58 @@ use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use netvm::demo::Lan;
 use netvm::observe::{render_pools, render_stats, RunView};
 use sddf::stats::Snapshot;
+
+/// The static addresses of both clients of system.xml on the test LAN (`--echo-ips`).
+pub const BOTH_CLIENTS: &str = "client0=10.0.0.10/24,client1=10.0.0.11/24";
+/// The console lines of system.xml once the driver and both echo clients are up.
+pub const ALL_UP: [&str; 3] = [
+    "uio-driver: ready",
+    "client0: echo server up",
+    "client1: echo server up",
+];
+
+/// The `netvm run` options of a system whose PDs are restarted when they fault, three times
+/// at most (besides `--echo-ips` [`BOTH_CLIENTS`]).
+pub const RESTART_3: [&str; 6] = [
+    "--echo-ips",
+    BOTH_CLIENTS,
+    "--on-fault",
+    "restart",
+    "--max-restarts",
+    "3",
+];
+
+/// virt_tx's counters of what it refused from a client (`client<i>.<name>`).
+pub const VIRT_TX_REFUSALS: [&str; 5] = [
+    "bad_length",
+    "bad_oid",
+    "bad_offset",
+    "duplicates",
+    "peer_misbehaviour",
+];
+
+/// For a test that runs a system on a virtual LAN: `None` when network namespaces cannot be
+/// made here (the test is reported skipped as `test` and returns), else the guard that runs
+/// the systems of this test binary one at a time (they share the CPU and /dev/shm).
+pub fn exclusive(test: &str) -> Option<MutexGuard<'static, ()>> {
+    if !can_make_namespaces() {
+        testkit::skip(test, "cannot create network namespaces (needs root)");
+        return None;
+    }
+    Some(one_at_a_time())
+}
+
+/// The guard that runs the systems of this test binary one at a time.
+pub fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Whether network namespaces can be made here (root).
 pub fn can_make_namespaces() -> bool {
@@ -195,6 +241,39 @@ impl Running {
             running.wait_for(line, Duration::from_secs(30));
         }
         running
+    }
+
+    /// Starts the workspace's system.xml (its PDs built by [`system_bins`]) like [`start`].
+    ///
+    /// [`start`]: Running::start
+    pub fn echo_system(tag: &str, args: &[&OsStr], ready: &[&str]) -> Running {
+        let system = super::workspace().join("system.xml");
+        Running::start(tag, &system, &system_bins(), args, ready)
+    }
+
+    /// Starts the workspace's system.xml with [`RESTART_3`] and waits for [`ALL_UP`].
+    pub fn restarting(tag: &str) -> Running {
+        let args: Vec<&OsStr> = RESTART_3.iter().map(OsStr::new).collect();
+        Running::echo_system(tag, &args, &ALL_UP)
+    }
+
+    /// Asserts that no console line so far contains any of `signs` (say "panicked").
+    pub fn assert_console_free_of(&self, signs: &[&str]) {
+        assert!(
+            !self
+                .seen
+                .iter()
+                .any(|l| signs.iter().any(|s| l.contains(s))),
+            "a PD failed ({signs:?}):\n{}",
+            self.seen.join("\n")
+        );
+    }
+
+    /// Asserts that each PD of `pds` still has its process.
+    pub fn assert_alive(&self, pds: &[&str]) {
+        for pd in pds {
+            assert!(self.pd_pid(pd).is_some(), "{pd} is gone");
+        }
     }
 
     /// Waits up to `limit` for a console line for which `pred` holds.
