@@ -1,15 +1,10 @@
 //! The driver core against scripted virtualiser sides over shared memory (OwnedRegions) and a
 //! scripted NIC.
-use std::collections::VecDeque;
-use std::io;
-use std::time::Duration;
-
 use sddf::queue::{queue_bytes, Capacity, DrainSide, FillSide, Queue};
 use sddf::shm::OwnedRegion;
 use sddf::{BuffDesc, QueueError, NET_BUFFER_SIZE};
-use uio_driver::driver::{
-    Driver, DriverQueues, Events, Nic, NicPoll, Platform, RxFrame, RxVerdict, TxReport,
-};
+use testkit::nic::{Bells, ScriptedNic};
+use uio_driver::driver::{Driver, DriverQueues, Events};
 
 const CAP: u32 = 16;
 const BUFS: usize = 16;
@@ -63,93 +58,6 @@ impl Memory {
     }
 }
 
-#[derive(Default)]
-struct ScriptedNic {
-    incoming: VecDeque<Vec<u8>>,
-    sent: Vec<Vec<u8>>,
-    slot: Vec<u8>,
-    pending: Vec<Vec<u8>>,
-    /// Frames the NIC holds before it reports itself full.
-    room: usize,
-}
-
-impl ScriptedNic {
-    fn new() -> Self {
-        ScriptedNic {
-            slot: vec![0; NET_BUFFER_SIZE],
-            room: usize::MAX,
-            ..Default::default()
-        }
-    }
-}
-
-impl Nic for ScriptedNic {
-    fn poll_set(&self, _: bool, _: bool) -> Vec<NicPoll> {
-        Vec::new()
-    }
-    fn receive(
-        &mut self,
-        budget: usize,
-        deliver: &mut dyn FnMut(RxFrame<'_>) -> RxVerdict,
-    ) -> io::Result<bool> {
-        for _ in 0..budget {
-            let Some(f) = self.incoming.front() else {
-                return Ok(false);
-            };
-            let v = deliver(RxFrame {
-                data: f,
-                wire_len: f.len(),
-            });
-            if v == RxVerdict::Keep {
-                return Ok(true);
-            }
-            self.incoming.pop_front();
-        }
-        Ok(!self.incoming.is_empty())
-    }
-    fn tx_buffer(&mut self) -> Option<&mut [u8]> {
-        (self.pending.len() < self.room).then_some(&mut self.slot[..])
-    }
-    fn tx_commit(&mut self, len: usize) {
-        self.pending.push(self.slot[..len].to_vec());
-    }
-    fn tx_flush(&mut self) -> io::Result<TxReport> {
-        let mut r = TxReport::default();
-        for f in self.pending.drain(..) {
-            r.sent += 1;
-            r.sent_bytes += f.len() as u64;
-            self.sent.push(f);
-        }
-        Ok(r)
-    }
-    fn tx_pending(&self) -> bool {
-        !self.pending.is_empty()
-    }
-    fn take_dropped(&mut self) -> io::Result<u64> {
-        Ok(0)
-    }
-}
-
-#[derive(Default)]
-struct Bells {
-    rx: u32,
-    tx: u32,
-}
-
-impl Platform for Bells {
-    fn doorbell_rx(&mut self) -> io::Result<()> {
-        self.rx += 1;
-        Ok(())
-    }
-    fn doorbell_tx(&mut self) -> io::Result<()> {
-        self.tx += 1;
-        Ok(())
-    }
-    fn wait(&mut self, _: &[NicPoll], _: Option<Duration>) -> io::Result<Events> {
-        Ok(Events::default())
-    }
-}
-
 fn frame(i: usize, len: usize) -> Vec<u8> {
     (0..len).map(|k| (k * 7 + i * 13) as u8).collect()
 }
@@ -167,7 +75,7 @@ fn rx_frames_land_byte_identical_with_one_doorbell_per_batch() {
         .enumerate()
         .map(|(i, &l)| frame(i, l))
         .collect();
-    nic.incoming.extend(frames.iter().cloned());
+    nic.offer_all(frames.iter().cloned());
     d.rx_process(&mut nic, &mut bells).unwrap();
     assert_eq!(
         bells.rx, 1,
@@ -185,13 +93,13 @@ fn rx_frames_land_byte_identical_with_one_doorbell_per_batch() {
         assert_eq!(&got, f);
     }
     // virt_rx did not re-arm: more frames, no more doorbells.
-    nic.incoming.push_back(frame(9, 100));
+    nic.offer(frame(9, 100));
     d.rx_process(&mut nic, &mut bells).unwrap();
     assert_eq!(bells.rx, 1);
     // It re-arms: the next batch rings again.
     while virt.active.dequeue().is_ok() {}
     assert_eq!(virt.active.rearm(), Ok(false));
-    nic.incoming.push_back(frame(10, 100));
+    nic.offer(frame(10, 100));
     d.rx_process(&mut nic, &mut bells).unwrap();
     assert_eq!(bells.rx, 2);
     assert_eq!(d.counters().rx_frames, 8);
@@ -204,8 +112,7 @@ fn rx_oversize_frames_are_dropped_and_counted() {
     virt.provide_all_buffers(0, 4).unwrap();
     let mut d = mem.driver();
     let mut nic = ScriptedNic::new();
-    nic.incoming
-        .extend([frame(0, 2049), frame(1, 9000), frame(2, 100)]);
+    nic.offer_all([frame(0, 2049), frame(1, 9000), frame(2, 100)]);
     d.rx_process(&mut nic, &mut Bells::default()).unwrap();
     assert_eq!(d.counters().rx_drop_oversize, 2);
     assert_eq!(virt.active.dequeue().unwrap().len, 100);
@@ -219,7 +126,7 @@ fn rx_waits_for_buffers_and_asks_virt_rx_for_a_signal() {
     virt.provide_all_buffers(0, 2).unwrap();
     let mut d = mem.driver();
     let mut nic = ScriptedNic::new();
-    nic.incoming.extend((0..5).map(|i| frame(i, 64)));
+    nic.offer_all((0..5).map(|i| frame(i, 64)));
     let mut bells = Bells::default();
     d.rx_process(&mut nic, &mut bells).unwrap();
     assert_eq!(
@@ -247,7 +154,7 @@ fn rx_bad_free_descriptors_are_counted_and_skipped() {
     }
     let mut d = mem.driver();
     let mut nic = ScriptedNic::new();
-    nic.incoming.push_back(frame(0, 64));
+    nic.offer(frame(0, 64));
     d.rx_process(&mut nic, &mut Bells::default()).unwrap();
     assert_eq!(d.counters().rx_bad_free_desc, 3);
     assert_eq!(virt.active.dequeue().unwrap().io_or_offset, 2048);
@@ -384,7 +291,7 @@ fn impossible_queue_indices_are_counted_not_followed() {
     assert!(d.counters().tx_queue_misbehaviour >= 1);
     // virt_rx claims 17 free buffers in a queue of 16.
     mem.rx_free.region().write(0, &17u16.to_le_bytes()).unwrap();
-    nic.incoming.push_back(frame(0, 64));
+    nic.offer(frame(0, 64));
     d.rx_process(&mut nic, &mut bells).unwrap();
     assert!(d.counters().rx_queue_misbehaviour >= 1);
     assert_eq!(nic.incoming.len(), 1, "no frame was written anywhere");
@@ -400,7 +307,7 @@ fn impossible_queue_indices_are_counted_not_followed() {
         .region()
         .write(2, &9u16.to_le_bytes())
         .unwrap();
-    nic.incoming.push_back(frame(1, 64));
+    nic.offer(frame(1, 64));
     d.rx_process(&mut nic, &mut bells).unwrap();
     assert!(d.counters().rx_queue_misbehaviour >= 1);
     assert_eq!(d.counters().rx_frames, 0);

@@ -194,21 +194,26 @@ fn doorbells_store_one_word_and_irqs_are_drained_then_rearmed() {
     assert_eq!(t.irq("rx_irq").read_rearm(1000), Some(1));
 }
 
+/// The uio-driver binary on `lo` with `config`, its UIO devices those of `t`.
+fn run_binary(t: &UioTree, config: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_uio-driver"))
+        .args(["--iface", "lo", "--config"])
+        .arg(config)
+        .arg("--sysfs-root")
+        .arg(&t.sysfs)
+        .arg("--dev-root")
+        .arg(&t.dev)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn the_binary_reports_a_missing_device_and_exits_nonzero() {
     let (t, _) = UioTree::standard(256, 512, 1, 512);
     std::fs::remove_dir_all(t.sysfs.join("class/uio/uio2")).unwrap(); // rx_data
     let config = t.dir.0.join("net_driver_config");
     std::fs::write(&config, common::driver_config(256, 256)).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_uio-driver"))
-        .args(["--iface", "lo", "--config"])
-        .arg(&config)
-        .arg("--sysfs-root")
-        .arg(&t.sysfs)
-        .arg("--dev-root")
-        .arg(&t.dev)
-        .output()
-        .unwrap();
+    let out = run_binary(&t, &config);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -225,15 +230,7 @@ fn the_binary_reports_a_missing_device_and_exits_nonzero() {
 fn the_binary_without_a_config_names_where_it_looked() {
     let (t, _) = UioTree::standard(256, 512, 1, 512);
     let missing = t.dir.0.join("no-such-config");
-    let out = Command::new(env!("CARGO_BIN_EXE_uio-driver"))
-        .args(["--iface", "lo", "--config"])
-        .arg(&missing)
-        .arg("--sysfs-root")
-        .arg(&t.sysfs)
-        .arg("--dev-root")
-        .arg(&t.dev)
-        .output()
-        .unwrap();
+    let out = run_binary(&t, &missing);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -141,6 +141,29 @@ fn sizes() -> impl Iterator<Item = (u32, usize)> {
     (0..40u32).map(|i| (i, [60usize, 61, 64, 127, 128, 1000, 1514][i as usize % 7]))
 }
 
+/// virt_rx's part: takes frames from rx_active (their data in `data`), each in a whole buffer,
+/// and gives every buffer back, until `want` test frames arrived or 10 s passed; returns the
+/// test frames in order.
+fn receive_test_frames(virt_rx: &mut DrainSide<'_>, data: &FileMap, want: usize) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < want && Instant::now() < deadline {
+        match virt_rx.active.dequeue() {
+            Ok(d) => {
+                assert_eq!(d.io_or_offset % NET_BUFFER_SIZE as u64, 0);
+                let mut f = vec![0; usize::from(d.len)];
+                data.region().read(d.io_or_offset as usize, &mut f).unwrap();
+                if is_test_frame(&f) {
+                    got.push(f);
+                }
+                virt_rx.free.enqueue(d.with_len(0)).unwrap();
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    got
+}
+
 #[test]
 fn frames_from_the_peer_arrive_in_rx_active_byte_identical() {
     let Some(r) = start("rx") else { return };
@@ -160,25 +183,7 @@ fn frames_from_the_peer_arrive_in_rx_active_byte_identical() {
     for f in &sent {
         peer.send(f);
     }
-    let mut got = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while got.len() < sent.len() && Instant::now() < deadline {
-        match virt_rx.active.dequeue() {
-            Ok(d) => {
-                assert_eq!(d.io_or_offset % NET_BUFFER_SIZE as u64, 0);
-                let mut f = vec![0; usize::from(d.len)];
-                data_m
-                    .region()
-                    .read(d.io_or_offset as usize, &mut f)
-                    .unwrap();
-                if is_test_frame(&f) {
-                    got.push(f);
-                }
-                virt_rx.free.enqueue(d.with_len(0)).unwrap();
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(1)),
-        }
-    }
+    let got = receive_test_frames(&mut virt_rx, &data_m, sent.len());
     assert_eq!(got, sent, "frames differ or are missing");
     let mut bell = [0u8; 4];
     fault_m.region().read(0, &mut bell).unwrap();
@@ -380,23 +385,7 @@ fn oversize_frames_are_dropped_and_counted_and_sigusr1_prints_counters() {
     peer.send(&test_frame(1, 3000));
     peer.send(&test_frame(2, 2049));
     peer.send(&test_frame(3, 100));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut got = Vec::new();
-    while got.is_empty() && Instant::now() < deadline {
-        match virt_rx.active.dequeue() {
-            Ok(d) => {
-                let mut f = vec![0; usize::from(d.len)];
-                data_m
-                    .region()
-                    .read(d.io_or_offset as usize, &mut f)
-                    .unwrap();
-                if is_test_frame(&f) {
-                    got.push(f);
-                }
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(1)),
-        }
-    }
+    let got = receive_test_frames(&mut virt_rx, &data_m, 1);
     assert_eq!(
         got,
         vec![test_frame(3, 100)],

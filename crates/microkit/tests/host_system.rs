@@ -17,20 +17,14 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use microkit::host::control::ControlRegion;
-use microkit::host::manifest::{
-    ChannelEnd, ChildPd, Manifest, ParentLink, Perms, Region, SectionData, SetVarValue,
-    MANIFEST_ENV,
-};
+use microkit::host::manifest::{ChannelEnd, Manifest, Perms, Region, SetVarValue, MANIFEST_ENV};
 use microkit::{debug_println, Channel, ChannelSet, Child, Handler, MessageInfo};
+use testkit::hello::{map_page, COUNT_VADDR, PAGE, SHARED_CLIENT_VADDR};
 
 microkit::setvar!(shared_vaddr);
 microkit::setvar!(crash_count_vaddr);
 microkit::config_section!(".hello_config", HELLO_CONFIG: [u8; 16]);
 
-const SHARED_CLIENT_VADDR: u64 = 0x400_0000;
-const SHARED_SERVER_VADDR: u64 = 0x500_0000;
-const COUNT_VADDR: u64 = 0x600_0000;
-const PAGE: u64 = 0x1000;
 const FAULT_ADDR: u64 = 0xdead000;
 
 /// Word `index` of the region whose address the setvar holds.
@@ -434,97 +428,19 @@ impl Drop for System {
     }
 }
 
-fn rw() -> Perms {
-    Perms {
-        read: true,
-        write: true,
-        execute: false,
-    }
-}
-
-/// client (0) <-> server (1, passive) on client ch 0 / server ch 3; crasher (2) is child 1 of
-/// the client, notifying it on crasher ch 0 / client ch 2.
+/// The hello system (`testkit::hello`): client (0) <-> server (1, passive) on client ch 0 /
+/// server ch 3; crasher (2) is child 1 of the client, notifying it on crasher ch 0 / client ch 2.
 fn hello_system() -> Result<(), String> {
     let mut sys = System::new("hello", 3);
     let shared = sys.region_file("shared", PAGE);
     let count = sys.region_file("crash_count", PAGE);
 
-    let mut client = sys.manifest("client", 0);
-    client.regions.push(Region {
-        name: "shared".into(),
-        vaddr: SHARED_CLIENT_VADDR,
-        size: PAGE,
-        perms: rw(),
-        path: shared.clone(),
-    });
-    client.setvars.push(SetVarValue {
-        symbol: "shared_vaddr".into(),
-        value: SHARED_CLIENT_VADDR,
-    });
-    client.channels.push(ChannelEnd {
-        id: 0,
-        peer: 1,
-        peer_id: 3,
-        notify: true,
-        pp: true,
-    });
-    client.channels.push(ChannelEnd {
-        id: 2,
-        peer: 2,
-        peer_id: 0,
-        notify: false,
-        pp: false,
-    });
-    client.children.push(ChildPd { id: 1, index: 2 });
-
-    let mut server = sys.manifest("server", 1);
-    server.passive = true;
-    server.regions.push(Region {
-        name: "shared".into(),
-        vaddr: SHARED_SERVER_VADDR,
-        size: PAGE,
-        perms: rw(),
-        path: shared,
-    });
-    server.setvars.push(SetVarValue {
-        symbol: "shared_vaddr".into(),
-        value: SHARED_SERVER_VADDR,
-    });
-    server.channels.push(ChannelEnd {
-        id: 3,
-        peer: 0,
-        peer_id: 0,
-        notify: true,
-        pp: false,
-    });
-    server.sections.push(SectionData {
-        name: ".hello_config".into(),
-        bytes: vec![0xc0, 0xff, 0xee, 1],
-    });
-
-    let mut crasher = sys.manifest("crasher", 2);
-    crasher.regions.push(Region {
-        name: "crash_count".into(),
-        vaddr: COUNT_VADDR,
-        size: PAGE,
-        perms: rw(),
-        path: count,
-    });
-    crasher.setvars.push(SetVarValue {
-        symbol: "crash_count_vaddr".into(),
-        value: COUNT_VADDR,
-    });
-    crasher.channels.push(ChannelEnd {
-        id: 0,
-        peer: 0,
-        peer_id: 2,
-        notify: true,
-        pp: false,
-    });
-    crasher.parent = Some(ParentLink {
-        index: 0,
-        child_id: 1,
-    });
+    let [client, server, crasher] = testkit::hello::manifests(
+        &sys.dir.join("control"),
+        &shared,
+        &count,
+        vec![0xc0, 0xff, 0xee, 1],
+    );
 
     // Server first: the client notifies it during init; a notification posted before the server
     // runs simply waits in its word, as on seL4.
@@ -566,17 +482,13 @@ fn top_level_fault() -> Result<(), String> {
     let mut sys = System::new("toplevel", 1);
     let count = sys.region_file("crash_count", PAGE);
     let mut lonely = sys.manifest("lonely", 0);
-    lonely.regions.push(Region {
-        name: "crash_count".into(),
-        vaddr: COUNT_VADDR,
-        size: PAGE,
-        perms: rw(),
-        path: count,
-    });
-    lonely.setvars.push(SetVarValue {
-        symbol: "crash_count_vaddr".into(),
-        value: COUNT_VADDR,
-    });
+    map_page(
+        &mut lonely,
+        "crash_count",
+        COUNT_VADDR,
+        &count,
+        "crash_count_vaddr",
+    );
     sys.spawn("lonely", &lonely);
     let status = sys.wait_exit("lonely")?;
     if status.code() != Some(128 + 11) {

@@ -1,5 +1,8 @@
-//! How a netvm test says it cannot run here; and [`console`], the console of a child process
-//! (QEMU) that the seL4 tests wait on and type into.
+//! How a netvm test says it cannot run here; [`console`], the console of a child process
+//! (QEMU) that the seL4 tests wait on and type into; and, with feature `net`, the data-path
+//! rigs (`rig`: virt_rx and virt_tx alone; `pipeline`: the whole pipeline), with feature `uio`
+//! the uio-driver core's scripted NIC (`nic`), with feature `microkit` the hello system's
+//! host manifests (`hello`): what tests and fuzz targets share.
 //!
 //! A test that lacks something it needs (root, the Microkit SDK, a tool) calls [`skip`] and
 //! returns. That prints a `SKIPPED <test>: <why>` line, appends the same line to the file named
@@ -19,9 +22,37 @@
 
 #[cfg(unix)]
 pub mod console;
+#[cfg(all(feature = "microkit", target_os = "linux"))]
+pub mod hello;
+#[cfg(feature = "uio")]
+pub mod nic;
+#[cfg(feature = "net")]
+pub mod pipeline;
+#[cfg(feature = "net")]
+pub mod rig;
 
 use std::fmt::Display;
 use std::io::Write;
+
+/// xorshift64*: reproducible pseudo-random test data (and a hostile client's garbage) without
+/// a dependency.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 pseudo-random bits.
+    #[allow(clippy::should_implement_trait)] // not an iterator: it never ends
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// `n` pseudo-random bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
 
 /// Names the file skipped tests are appended to, one `<test>: <why>` line each.
 pub const SKIP_LOG_VAR: &str = "NETVM_SKIP_LOG";

@@ -1,5 +1,6 @@
 //! Runs the three PD executables as host processes with manifests that mirror `system.xml`
-//! (written by hand here; the netvm runner derives them from the SDF) and checks the console.
+//! (written by hand in `testkit::hello`; the netvm runner derives them from the SDF) and checks
+//! the console.
 #![cfg(target_os = "linux")]
 
 use std::io::{BufRead, BufReader};
@@ -8,12 +9,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use microkit::host::control::ControlRegion;
-use microkit::host::manifest::{
-    ChannelEnd, ChildPd, Manifest, ParentLink, Perms, Region, SectionData, SetVarValue,
-    MANIFEST_ENV,
-};
-
-const PAGE: u64 = 0x1000;
+use microkit::host::manifest::MANIFEST_ENV;
+use testkit::hello::PAGE;
 
 struct Processes(Vec<Child>);
 
@@ -23,27 +20,6 @@ impl Drop for Processes {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-}
-
-fn region(name: &str, vaddr: u64, path: &std::path::Path) -> Region {
-    Region {
-        name: name.into(),
-        vaddr,
-        size: PAGE,
-        perms: Perms {
-            read: true,
-            write: true,
-            execute: false,
-        },
-        path: path.into(),
-    }
-}
-
-fn setvar(symbol: &str, value: u64) -> SetVarValue {
-    SetVarValue {
-        symbol: symbol.into(),
-        value,
     }
 }
 
@@ -61,60 +37,8 @@ fn hello_system_runs_on_the_host() {
             .unwrap();
     }
 
-    // PD indices: client 0, server 1, crasher 2.
-    let mut client = Manifest::new("client", 0, &control_path);
-    client.regions.push(region("shared", 0x400_0000, &shared));
-    client.setvars.push(setvar("shared_vaddr", 0x400_0000));
-    client.channels.push(ChannelEnd {
-        id: 0,
-        peer: 1,
-        peer_id: 3,
-        notify: true,
-        pp: true,
-    });
-    client.channels.push(ChannelEnd {
-        id: 2,
-        peer: 2,
-        peer_id: 0,
-        notify: false,
-        pp: false,
-    });
-    client.children.push(ChildPd { id: 1, index: 2 });
-
-    let mut server = Manifest::new("server", 1, &control_path);
-    server.passive = true;
-    server.regions.push(region("shared", 0x500_0000, &shared));
-    server.setvars.push(setvar("shared_vaddr", 0x500_0000));
-    server.channels.push(ChannelEnd {
-        id: 3,
-        peer: 0,
-        peer_id: 0,
-        notify: true,
-        pp: false,
-    });
-    server.sections.push(SectionData {
-        name: ".hello_config".into(),
-        bytes: vec![1, 2, 3, 4],
-    });
-
-    let mut crasher = Manifest::new("crasher", 2, &control_path);
-    crasher
-        .regions
-        .push(region("crash_count", 0x600_0000, &count));
-    crasher
-        .setvars
-        .push(setvar("crash_count_vaddr", 0x600_0000));
-    crasher.channels.push(ChannelEnd {
-        id: 0,
-        peer: 0,
-        peer_id: 2,
-        notify: true,
-        pp: false,
-    });
-    crasher.parent = Some(ParentLink {
-        index: 0,
-        child_id: 1,
-    });
+    let [client, server, crasher] =
+        testkit::hello::manifests(&control_path, &shared, &count, vec![1, 2, 3, 4]);
 
     let (tx, rx) = mpsc::channel();
     let mut processes = Processes(Vec::new());

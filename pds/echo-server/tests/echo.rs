@@ -22,6 +22,7 @@ use smoltcp::wire::{
     HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, IpProtocol, Ipv4Packet,
     TcpPacket, TcpSeqNumber, UdpPacket,
 };
+use testkit::Rng;
 
 const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
@@ -176,21 +177,6 @@ fn udp_payload(frame: &[u8]) -> Vec<u8> {
     let udp = UdpPacket::new_checked(ip.payload()).unwrap();
     assert_eq!((udp.src_port(), udp.dst_port()), (UDP_ECHO_PORT, 5000));
     udp.payload().to_vec()
-}
-
-/// xorshift64*: reproducible test data without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
 }
 
 #[test]

@@ -4,14 +4,13 @@
 //! counted, and a driver scribbling its reconnect words cannot lose or duplicate a buffer.
 use proptest::prelude::*;
 use sddf::config::QueueKind::{Active, Free};
-use sddf::config::{ConnectionResource, DeviceRegionResource, NetVirtRxConfig, NET_MAGIC};
 use sddf::options::NetOptions;
-use sddf::queue::{Capacity, DrainSide, FillSide};
-use sddf::reconnect::{words_offset, ControlWords};
-use sddf::testing::{Layout, RecordingNotifier};
+use sddf::queue::{DrainSide, FillSide};
+use sddf::reconnect::words_offset;
+use sddf::testing::RecordingNotifier;
 use sddf::BuffDesc;
+use testkit::rig::RxRig as Rig;
 use virt_rx::{Holder, VirtRx};
-use zerocopy::FromZeros;
 
 const MACS: [[u8; 6]; 2] = [[0x52, 0x54, 1, 0, 0, 0x10], [0x52, 0x54, 1, 0, 0, 0x11]];
 const DESTS: [[u8; 6]; 4] = [MACS[0], MACS[1], [0xff; 6], [2, 0, 0, 0, 0, 9]];
@@ -19,39 +18,8 @@ const IO: u64 = 0x5fef_0000;
 const CAP: u16 = 16;
 const DRIVER_CH: u8 = 0;
 
-struct Rig {
-    layout: Layout,
-    cfg: Box<NetVirtRxConfig>,
-    driver: ConnectionResource,
-    clients: Vec<ConnectionResource>,
-}
-
 fn rig() -> Rig {
-    let mut layout = Layout::new();
-    let mut cfg = NetVirtRxConfig::new_box_zeroed().unwrap();
-    cfg.magic = NET_MAGIC;
-    let driver = layout.connection(CAP, DRIVER_CH);
-    cfg.driver = driver;
-    cfg.data = DeviceRegionResource {
-        region: layout.region(u64::from(CAP) * 2048),
-        io_addr: IO,
-    };
-    cfg.buffer_metadata = layout.region(0x1000);
-    let mut clients = vec![];
-    for (i, mac) in MACS.iter().enumerate() {
-        let conn = layout.connection(CAP, 1 + i as u8);
-        cfg.clients[i].conn = conn;
-        cfg.clients[i].mac_addrs[0] = *mac;
-        cfg.clients[i].num_macs = 1;
-        clients.push(conn);
-    }
-    cfg.num_clients = 2;
-    Rig {
-        layout,
-        cfg,
-        driver,
-        clients,
-    }
+    Rig::new(&MACS, CAP, IO)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -85,14 +53,6 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn driver_words(r: &Rig) -> ControlWords<'_> {
-    ControlWords::new(
-        r.layout.view(&r.driver.free_queue),
-        Capacity::new(CAP.into()).unwrap(),
-    )
-    .unwrap()
-}
-
 struct World<'l> {
     driver: FillSide<'l>,
     /// IO addresses the driver holds outside its queues.
@@ -105,7 +65,7 @@ struct World<'l> {
 
 impl<'l> World<'l> {
     fn new(r: &'l Rig) -> Self {
-        assert_eq!(driver_words(r).client_announce(), None, "first driver");
+        assert_eq!(r.driver_words().client_announce(), None, "first driver");
         let (f, a) = r.layout.queues(&r.driver);
         let clients = r
             .clients
@@ -180,10 +140,10 @@ impl<'l> World<'l> {
             Op::Notify => v.notified(n),
             Op::RestartDriver => {
                 self.driver_held.clear();
-                let epoch = driver_words(r).client_announce().expect("a restart");
+                let epoch = r.driver_words().client_announce().expect("a restart");
                 n.take();
                 v.notified(n);
-                assert!(driver_words(r).reset_done(epoch), "reset served");
+                assert!(r.driver_words().reset_done(epoch), "reset served");
                 assert!(n.take().contains(&(DRIVER_CH, true)), "the driver is told");
                 self.restarts += 1;
                 let (f, a) = r.layout.queues(&r.driver);

@@ -1,11 +1,10 @@
 //! virt_rx against a scripted driver and scripted clients over real shared memory.
-use sddf::config::{ConnectionResource, DeviceRegionResource, NetVirtRxConfig, NET_MAGIC};
 use sddf::options::{NetOptions, DRIVER_OFFSETS, MULTICAST_TO_ALL};
 use sddf::queue::{DrainSide, FillSide, QueueError};
-use sddf::testing::{Layout, RecordingNotifier};
+use sddf::testing::RecordingNotifier;
 use sddf::BuffDesc;
+use testkit::rig::RxRig as Rig;
 use virt_rx::{Holder, VirtRx};
-use zerocopy::FromZeros;
 
 const MAC0: [u8; 6] = [0x52, 0x54, 1, 0, 0, 0x10];
 const MAC1: [u8; 6] = [0x52, 0x54, 1, 0, 0, 0x11];
@@ -13,39 +12,8 @@ const IO: u64 = 0x5fef_0000;
 const CAP: u16 = 8;
 const DRIVER_CH: u8 = 0;
 
-struct Rig {
-    layout: Layout,
-    cfg: Box<NetVirtRxConfig>,
-    driver: ConnectionResource,
-    clients: Vec<ConnectionResource>,
-}
-
 fn rig(num_clients: usize) -> Rig {
-    let mut layout = Layout::new();
-    let mut cfg = NetVirtRxConfig::new_box_zeroed().unwrap();
-    cfg.magic = NET_MAGIC;
-    let driver = layout.connection(CAP, DRIVER_CH);
-    cfg.driver = driver;
-    cfg.data = DeviceRegionResource {
-        region: layout.region(CAP as u64 * 2048),
-        io_addr: IO,
-    };
-    cfg.buffer_metadata = layout.region(0x1000);
-    let mut clients = vec![];
-    for (i, mac) in [MAC0, MAC1].iter().take(num_clients).enumerate() {
-        let conn = layout.connection(CAP, 1 + i as u8);
-        cfg.clients[i].conn = conn;
-        cfg.clients[i].mac_addrs[0] = *mac;
-        cfg.clients[i].num_macs = 1;
-        clients.push(conn);
-    }
-    cfg.num_clients = num_clients as u8;
-    Rig {
-        layout,
-        cfg,
-        driver,
-        clients,
-    }
+    Rig::new(&[MAC0, MAC1][..num_clients], CAP, IO)
 }
 
 fn frame(dest: [u8; 6], tag: u8, len: usize) -> Vec<u8> {
@@ -88,8 +56,7 @@ fn init_gives_every_buffer_to_the_driver_as_io_addresses_and_notifies_deferred()
     let mut n = RecordingNotifier::default();
     let _v = VirtRx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n).unwrap();
     assert_eq!(n.take(), vec![(DRIVER_CH, true)]);
-    let (free, active) = r.layout.queues(&r.driver);
-    let mut drv = FillSide::new(free, active);
+    let mut drv = r.driver_side();
     let got: Vec<u64> = std::iter::from_fn(|| drv.free.dequeue().ok())
         .map(|d| d.io_or_offset)
         .collect();
@@ -105,8 +72,7 @@ fn offset_mode_gives_the_driver_offsets_only() {
     let mut n = RecordingNotifier::default();
     let opts = NetOptions::new(DRIVER_OFFSETS, 0);
     let mut v = VirtRx::new(&r.cfg, &opts, &&r.layout.space, &mut n).unwrap();
-    let (free, active) = r.layout.queues(&r.driver);
-    let mut drv = FillSide::new(free, active);
+    let mut drv = r.driver_side();
     let first = drv.free.dequeue().unwrap();
     assert_eq!(first.io_or_offset, 0);
     rig_frame_roundtrip(&r, &mut v, &mut drv, 0);
@@ -130,16 +96,8 @@ fn unicast_reaches_only_its_client_and_broadcast_reaches_both() {
     let mut n = RecordingNotifier::default();
     let mut v = VirtRx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n).unwrap();
     n.take();
-    let (free, active) = r.layout.queues(&r.driver);
-    let mut drv = FillSide::new(free, active);
-    let mut c: Vec<DrainSide<'_>> = r
-        .clients
-        .iter()
-        .map(|conn| {
-            let (f, a) = r.layout.queues(conn);
-            DrainSide::new(f, a)
-        })
-        .collect();
+    let mut drv = r.driver_side();
+    let mut c = r.client_sides();
 
     let uni = frame(MAC1, 1, 60);
     let bcast = frame([0xff; 6], 2, 60);
@@ -221,16 +179,8 @@ fn hostile_client_returns_are_counted_and_harm_no_one() {
     let r = rig(2);
     let mut n = RecordingNotifier::default();
     let mut v = VirtRx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n).unwrap();
-    let (free, active) = r.layout.queues(&r.driver);
-    let mut drv = FillSide::new(free, active);
-    let mut c: Vec<DrainSide<'_>> = r
-        .clients
-        .iter()
-        .map(|conn| {
-            let (f, a) = r.layout.queues(conn);
-            DrainSide::new(f, a)
-        })
-        .collect();
+    let mut drv = r.driver_side();
+    let mut c = r.client_sides();
     let off1 = driver_rx(&r, &mut drv, IO, &frame(MAC1, 1, 60));
     v.notified(&mut n);
     let good = drain(&mut c[1]);
@@ -266,8 +216,7 @@ fn hostile_driver_descriptors_are_counted_never_read() {
     let r = rig(1);
     let mut n = RecordingNotifier::default();
     let mut v = VirtRx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n).unwrap();
-    let (free, active) = r.layout.queues(&r.driver);
-    let mut drv = FillSide::new(free, active);
+    let mut drv = r.driver_side();
     let mut c0 = {
         let (f, a) = r.layout.queues(&r.clients[0]);
         DrainSide::new(f, a)
@@ -359,8 +308,7 @@ fn counters_are_published_and_taps_see_what_each_client_gets() {
     v.attach_stats(StatsWriter::new(stats_mem.region(), "net_virt_rx").unwrap())
         .unwrap();
     v.attach_tap(&mut tap);
-    let (free, active) = r.layout.queues(&r.driver);
-    let mut drv = FillSide::new(free, active);
+    let mut drv = r.driver_side();
     let (uni, bcast) = (frame(MAC0, 1, 60), frame([0xff; 6], 2, 61));
     driver_rx(&r, &mut drv, IO, &uni);
     driver_rx(&r, &mut drv, IO, &bcast);

@@ -6,51 +6,20 @@
 //! once, counted as a dropped frame, and a scribbled epoch from the driver changes nothing.
 use proptest::prelude::*;
 use sddf::config::QueueKind::{Active, Free};
-use sddf::config::{ConnectionResource, DeviceRegionResource, NetVirtTxConfig, NET_MAGIC};
 use sddf::options::NetOptions;
-use sddf::queue::{Capacity, DrainSide, FillSide};
-use sddf::reconnect::{words_offset, ControlWords};
-use sddf::testing::{Layout, RecordingNotifier};
+use sddf::queue::{DrainSide, FillSide};
+use sddf::reconnect::words_offset;
+use sddf::testing::RecordingNotifier;
 use sddf::BuffDesc;
+use testkit::rig::TxRig as Rig;
 use virt_tx::VirtTx;
-use zerocopy::FromZeros;
 
 const CAP: u16 = 8;
 const DRIVER_CAP: u16 = 16;
 const IO: [u64; 2] = [0x5fe0_0000, 0x5fd0_0000];
 
-struct Rig {
-    layout: Layout,
-    cfg: Box<NetVirtTxConfig>,
-    driver: ConnectionResource,
-    clients: Vec<ConnectionResource>,
-}
-
 fn rig() -> Rig {
-    let mut layout = Layout::new();
-    let mut cfg = NetVirtTxConfig::new_box_zeroed().unwrap();
-    cfg.magic = NET_MAGIC;
-    let driver = layout.connection(DRIVER_CAP, 0);
-    cfg.driver = driver;
-    let mut clients = vec![];
-    for (i, io) in IO.iter().enumerate() {
-        let conn = layout.connection(CAP, 1 + i as u8);
-        cfg.clients[i].conn = conn;
-        cfg.clients[i].regions[0].data = DeviceRegionResource {
-            region: layout.region(u64::from(CAP) * 2048),
-            io_addr: *io,
-        };
-        cfg.clients[i].regions[0].num_buffers = CAP.into();
-        cfg.clients[i].num_regions = 1;
-        clients.push(conn);
-    }
-    cfg.num_clients = 2;
-    Rig {
-        layout,
-        cfg,
-        driver,
-        clients,
-    }
+    Rig::new(DRIVER_CAP, CAP, &IO)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -158,16 +127,15 @@ impl World<'_> {
     }
 }
 
-fn words<'l>(r: &'l Rig, c: usize) -> ControlWords<'l> {
-    let cap = Capacity::new(CAP.into()).unwrap();
-    ControlWords::new(r.layout.view(&r.clients[c].free_queue), cap).unwrap()
-}
-
 fn start<'l>(r: &'l Rig, n: &mut RecordingNotifier) -> (VirtTx<'l>, World<'l>) {
     let v = VirtTx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, n).unwrap();
     let clients = (0..2)
         .map(|c| {
-            assert_eq!(words(r, c).client_announce(), None, "first start is fresh");
+            assert_eq!(
+                r.client_words(c).client_announce(),
+                None,
+                "first start is fresh"
+            );
             let (f, a) = r.layout.queues(&r.clients[c]);
             FillSide::new_self_provided(f, a, CAP).unwrap()
         })
@@ -200,10 +168,10 @@ proptest! {
 
         // Client 1 dies with what it held; its next instance asks for a reset.
         w.held[1].clear();
-        let epoch = words(&r, 1).client_announce().expect("a restart");
+        let epoch = r.client_words(1).client_announce().expect("a restart");
         n.take();
         v.notified(&mut n);
-        prop_assert!(words(&r, 1).reset_done(epoch));
+        prop_assert!(r.client_words(1).reset_done(epoch));
         prop_assert!(n.take().contains(&(2, false)), "client 1 notified");
         let c1 = *v.client_counters(1).unwrap();
         prop_assert_eq!(c1.resets, 1);
@@ -246,7 +214,7 @@ proptest! {
         let mut n = RecordingNotifier::default();
         let (mut v, mut w) = start(&r, &mut n);
         // One honest restart of client 1 with nothing in flight, so that epoch 2 is served.
-        words(&r, 1).client_announce();
+        r.client_words(1).client_announce();
         v.notified(&mut n);
         for &o in &ops {
             w.run(&mut v, o, &mut n);
@@ -285,7 +253,7 @@ fn a_restart_while_frames_are_in_flight_waits_for_their_completions() {
     w.run(&mut v, Op::Take, &mut n);
     w.run(&mut v, Op::Send(1, 2), &mut n);
     assert_eq!(v.in_flight(), 3);
-    words(&r, 1).client_announce().unwrap();
+    r.client_words(1).client_announce().unwrap();
     v.notified(&mut n);
     assert_eq!(v.client_counters(1).unwrap().reset_dropped, 2);
     assert_eq!(
@@ -298,11 +266,6 @@ fn a_restart_while_frames_are_in_flight_waits_for_their_completions() {
     let (f, a) = r.layout.queues(&r.clients[1]);
     w.clients[1] = FillSide::new(f, a);
     w.assert_conserved(&r);
-}
-
-fn driver_words(r: &Rig) -> ControlWords<'_> {
-    let cap = Capacity::new(DRIVER_CAP.into()).unwrap();
-    ControlWords::new(r.layout.view(&r.driver.free_queue), cap).unwrap()
 }
 
 fn dropped_by_driver_resets(v: &VirtTx<'_>) -> u64 {
@@ -319,10 +282,10 @@ fn restart_driver<'l>(
     n: &mut RecordingNotifier,
 ) {
     w.driver_held.clear();
-    let epoch = driver_words(r).client_announce().expect("a restart");
+    let epoch = r.driver_words().client_announce().expect("a restart");
     n.take();
     v.notified(n);
-    assert!(driver_words(r).reset_done(epoch), "reset served");
+    assert!(r.driver_words().reset_done(epoch), "reset served");
     assert!(n.take().contains(&(0, true)), "the driver is told");
     let (f, a) = r.layout.queues(&r.driver);
     w.driver = DrainSide::new(f, a);
@@ -336,7 +299,7 @@ proptest! {
         let r = rig();
         let mut n = RecordingNotifier::default();
         let (mut v, mut w) = start(&r, &mut n);
-        prop_assert_eq!(driver_words(&r).client_announce(), None, "first driver is fresh");
+        prop_assert_eq!(r.driver_words().client_announce(), None, "first driver is fresh");
         for (k, ops) in segments.iter().enumerate() {
             for &o in ops {
                 w.run(&mut v, o, &mut n);
@@ -376,7 +339,7 @@ proptest! {
         let r = rig();
         let mut n = RecordingNotifier::default();
         let (mut v, mut w) = start(&r, &mut n);
-        driver_words(&r).client_announce();
+        r.driver_words().client_announce();
         // One honest restart, so that epoch 2 is served.
         restart_driver(&r, &mut v, &mut w, &mut n);
         for &o in &ops {
@@ -403,7 +366,7 @@ fn frames_at_a_dead_driver_are_returned_unsent_and_new_ones_flow_after_the_reset
     let r = rig();
     let mut n = RecordingNotifier::default();
     let (mut v, mut w) = start(&r, &mut n);
-    driver_words(&r).client_announce();
+    r.driver_words().client_announce();
     w.run(&mut v, Op::Send(0, 3), &mut n);
     w.run(&mut v, Op::Send(1, 2), &mut n);
     w.run(&mut v, Op::Notify, &mut n);

@@ -1,71 +1,15 @@
 //! virt_tx against a scripted driver and scripted clients over real shared memory.
-use sddf::config::{ConnectionResource, DeviceRegionResource, NetVirtTxConfig, NET_MAGIC};
 use sddf::options::{NetOptions, DRIVER_OFFSETS, FAIR_TX, LAZY_COMPLETIONS};
-use sddf::queue::{DrainSide, FillSide};
-use sddf::testing::{Layout, RecordingNotifier};
+use sddf::testing::RecordingNotifier;
 use sddf::BuffDesc;
+use testkit::rig::TxRig as Rig;
 use virt_tx::VirtTx;
-use zerocopy::FromZeros;
 
 const CAP: u16 = 8;
 const IO: [u64; 2] = [0x5fe0_0000, 0x5fd0_0000];
 
-struct Rig {
-    layout: Layout,
-    cfg: Box<NetVirtTxConfig>,
-    driver: ConnectionResource,
-    clients: Vec<ConnectionResource>,
-}
-
 fn rig(driver_cap: u16) -> Rig {
-    let mut layout = Layout::new();
-    let mut cfg = NetVirtTxConfig::new_box_zeroed().unwrap();
-    cfg.magic = NET_MAGIC;
-    let driver = layout.connection(driver_cap, 0);
-    cfg.driver = driver;
-    let mut clients = vec![];
-    for (i, io) in IO.iter().enumerate() {
-        let conn = layout.connection(CAP, 1 + i as u8);
-        cfg.clients[i].conn = conn;
-        cfg.clients[i].regions[0].data = DeviceRegionResource {
-            region: layout.region(CAP as u64 * 2048),
-            io_addr: *io,
-        };
-        cfg.clients[i].regions[0].num_buffers = CAP as u32;
-        cfg.clients[i].num_regions = 1;
-        clients.push(conn);
-    }
-    cfg.num_clients = 2;
-    Rig {
-        layout,
-        cfg,
-        driver,
-        clients,
-    }
-}
-
-impl Rig {
-    fn client(&self, i: usize) -> FillSide<'_> {
-        let (f, a) = self.layout.queues(&self.clients[i]);
-        FillSide::new_self_provided(f, a, CAP).unwrap()
-    }
-    fn driver(&self) -> DrainSide<'_> {
-        let (f, a) = self.layout.queues(&self.driver);
-        DrainSide::new(f, a)
-    }
-    /// A client sends `len` bytes of `tag` from its next free buffer.
-    fn send(&self, c: &mut FillSide<'_>, i: usize, tag: u8, len: u16) -> BuffDesc {
-        let d = c.free.dequeue().unwrap();
-        let region = self
-            .layout
-            .view(&self.cfg.clients[i].regions[0].data.region);
-        region
-            .write(d.io_or_offset as usize, &vec![tag; len as usize])
-            .unwrap();
-        let out = BuffDesc::new(d.io_or_offset, len, 0);
-        c.active.enqueue(out).unwrap();
-        out
-    }
+    Rig::new(driver_cap, CAP, &IO)
 }
 
 #[test]

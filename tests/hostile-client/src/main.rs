@@ -1,4 +1,4 @@
-//! A hostile net client, for host-mode fault injection (`netvm/tests/fault_injection.rs`).
+//! A hostile net client, for host-mode fault injection (`netvm/tests/fault_clients.rs`).
 //!
 //! It takes a client's place in a system (the same `.net_client_config` and `.netvm_stats`
 //! sections as an echo server) and, from `init` on, never stops misbehaving: every round it
@@ -20,6 +20,7 @@ use net_client::Regions;
 use sddf::config::NetClientConfig;
 use sddf::shm::Region;
 use sddf::stats::{Counters as _, StatsWriter};
+use testkit::Rng;
 
 sddf::counters! {
     /// What the hostile client did (its stats region, `hostile.*`).
@@ -47,18 +48,6 @@ const PER_ROUND: usize = 16;
 const FORBIDDEN: u64 = 0x3000_0000;
 
 static TOUCH_FORBIDDEN: AtomicBool = AtomicBool::new(false);
-
-/// xorshift64*: deterministic garbage, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
 
 /// One descriptor's 16 bytes: random, or a plausible offset with a plausible length.
 fn garbage_desc(rng: &mut Rng, buffers: u64) -> [u8; 16] {

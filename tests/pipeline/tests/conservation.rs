@@ -21,75 +21,9 @@ use sddf::config::*;
 use sddf::options::{NetOptions, DRIVER_OFFSETS};
 use sddf::queue::{Capacity, DrainSide, FillSide};
 use sddf::reconnect::{words_offset, ControlWords};
-use sddf::testing::{Layout, RecordingNotifier};
+use sddf::testing::RecordingNotifier;
 use sddf::BuffDesc;
-use zerocopy::FromZeros;
-
-const CAP: u16 = 8;
-const MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 0, 0x10], [2, 0, 0, 0, 0, 0x11]];
-
-struct System {
-    layout: Layout,
-    rx: Box<NetVirtRxConfig>,
-    tx: Box<NetVirtTxConfig>,
-    copy: Vec<NetCopyConfig>,
-    client: Vec<NetClientConfig>,
-}
-
-fn build() -> System {
-    let mut l = Layout::new();
-    let mut rx = NetVirtRxConfig::new_box_zeroed().unwrap();
-    let mut tx = NetVirtTxConfig::new_box_zeroed().unwrap();
-    rx.magic = NET_MAGIC;
-    tx.magic = NET_MAGIC;
-    rx.driver = l.connection(CAP, 0);
-    rx.data = DeviceRegionResource {
-        region: l.region(CAP as u64 * 2048),
-        io_addr: 0x5fef_0000,
-    };
-    tx.driver = l.connection(2 * CAP, 0);
-    let (mut copy, mut client) = (vec![], vec![]);
-    for (i, mac) in MACS.iter().enumerate() {
-        let virt_copier = l.connection(CAP, 1 + i as u8);
-        let copier_client = l.connection(CAP, 1);
-        let client_tx = l.connection(CAP, 1 + i as u8);
-        rx.clients[i].conn = virt_copier;
-        rx.clients[i].mac_addrs[0] = *mac;
-        rx.clients[i].num_macs = 1;
-        let mut c = NetCopyConfig::new_box_zeroed().unwrap();
-        c.magic = NET_MAGIC;
-        c.rx = virt_copier;
-        c.rx_data[0] = rx.data.region;
-        c.client = copier_client;
-        c.client_data = l.region(CAP as u64 * 2048);
-        let mut cl = NetClientConfig::new_box_zeroed().unwrap();
-        cl.magic = NET_MAGIC;
-        cl.rx = copier_client;
-        cl.rx_data = c.client_data;
-        cl.tx = client_tx;
-        cl.tx_data = l.region(CAP as u64 * 2048);
-        cl.mac_addr = *mac;
-        tx.clients[i].conn = client_tx;
-        tx.clients[i].regions[0] = VirtTxDataRegion::new_zeroed();
-        tx.clients[i].regions[0].data = DeviceRegionResource {
-            region: cl.tx_data,
-            io_addr: 0,
-        };
-        tx.clients[i].regions[0].num_buffers = CAP as u32;
-        tx.clients[i].num_regions = 1;
-        copy.push(*c);
-        client.push(*cl);
-    }
-    rx.num_clients = 2;
-    tx.num_clients = 2;
-    System {
-        layout: l,
-        rx,
-        tx,
-        copy,
-        client,
-    }
-}
+use testkit::pipeline::{frame, System, CAP, MACS};
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -162,15 +96,6 @@ fn hostile_desc() -> impl Strategy<Value = (u64, u16, u8)> {
     ]
 }
 
-fn frame(dest: [u8; 6], seq: u32, len: u16) -> Vec<u8> {
-    let mut f: Vec<u8> = (0..len)
-        .map(|i| (i as u32).wrapping_mul(31).wrapping_add(seq) as u8)
-        .collect();
-    f[..6].copy_from_slice(&dest);
-    f[6..10].copy_from_slice(&seq.to_le_bytes());
-    f
-}
-
 /// The scripted driver: RX fill side and TX drain side, what it holds outside its queues, and
 /// (after a restart) its new instance's wait for virt_rx and virt_tx.
 struct Driver<'a> {
@@ -227,7 +152,7 @@ fn good_live<'a>(
 /// Runs the steps, checks conservation, and returns the hostile client's counted misbehaviour
 /// as (at its copier, at virt_tx).
 fn run(steps: Vec<Step>) -> Result<(u64, u64), TestCaseError> {
-    let sys = build();
+    let sys = testkit::pipeline::build(0x5fef_0000, [0, 0]);
     let l = &sys.layout;
     let space = &l.space;
     let opts = NetOptions::new(DRIVER_OFFSETS, 2);
@@ -240,11 +165,10 @@ fn run(steps: Vec<Step>) -> Result<(u64, u64), TestCaseError> {
         .map(|c| copier::Copier::new(c, &space).unwrap())
         .collect();
     // Scripted driver: RX fill side, TX drain side.
-    let (f, a) = l.queues(&sys.rx.driver);
-    let (tf, ta) = l.queues(&sys.tx.driver);
+    let (rx, tx) = sys.driver_sides();
     let mut drv = Driver {
-        rx: FillSide::new(f, a),
-        tx: DrainSide::new(tf, ta),
+        rx,
+        tx,
         rx_held: vec![],
         tx_held: vec![],
         waiting: None,
@@ -261,14 +185,7 @@ fn run(steps: Vec<Step>) -> Result<(u64, u64), TestCaseError> {
     assert_eq!(drv_txw.client_announce(), None);
     let dma = l.view(&sys.rx.data.region);
     // Clients: RX drain side, TX fill side (self-provided, as a client's init does).
-    let mut cli_rx = vec![];
-    let mut cli_tx = vec![];
-    for c in &sys.client {
-        let (f, a) = l.queues(&c.rx);
-        cli_rx.push(DrainSide::new(f, a));
-        let (f, a) = l.queues(&c.tx);
-        cli_tx.push(FillSide::new_self_provided(f, a, CAP).unwrap());
-    }
+    let (mut cli_rx, mut cli_tx) = sys.client_sides();
     let mut seq = 0u32;
     let mut expected: Vec<Vec<u8>> = vec![];
     let mut received: Vec<Vec<u8>> = vec![];
