@@ -1,8 +1,8 @@
 //! virt_rx, virt_tx and the two copiers stepped in any order by the fuzzer, between a scripted
 //! driver, a well-behaved client 0 and a hostile client 1 that writes garbage descriptors and
-//! raw indices into every queue it shares. The system is built as in
-//! `tests/pipeline/tests/conservation.rs`; the fuzzer also picks the options (offset or IO-address
-//! mode, multicast, strict TX order, budget) and, in IO mode, the IO addresses of the regions.
+//! raw indices into every queue it shares. The system is the rig the conservation test uses
+//! (`testkit::pipeline::build`); the fuzzer also picks the options (offset or IO-address mode,
+//! multicast, strict TX order, budget) and, in IO mode, the IO addresses of the regions.
 //!
 //! In "chaos" inputs (first byte odd) any party may scribble on any queue, including the
 //! driver's and the copiers'; then only the absence of panics and virt_rx's owner masks are
@@ -23,86 +23,11 @@ use netvm_fuzz::{pending, Input};
 use sddf::config::*;
 use sddf::options::{NetOptions, DRIVER_OFFSETS, FAIR_TX, LAZY_COMPLETIONS, MULTICAST_TO_ALL};
 use sddf::queue::{Capacity, DrainSide, FillSide};
-use sddf::testing::{Layout, RecordingNotifier};
+use sddf::testing::RecordingNotifier;
 use sddf::BuffDesc;
-use zerocopy::FromZeros;
+use testkit::pipeline::{build, frame, System, CAP, MACS, REGION};
 
-const CAP: u16 = 8;
-const MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 0, 0x10], [2, 0, 0, 0, 0, 0x11]];
 const MULTICAST: [u8; 6] = [0x01, 0, 0x5e, 0, 0, 1];
-const REGION: u64 = CAP as u64 * 2048;
-
-struct System {
-    layout: Layout,
-    rx: Box<NetVirtRxConfig>,
-    tx: Box<NetVirtTxConfig>,
-    copy: Vec<NetCopyConfig>,
-    client: Vec<NetClientConfig>,
-}
-
-fn build(rx_io: u64, tx_io: [u64; 2]) -> System {
-    let mut l = Layout::new();
-    let mut rx = NetVirtRxConfig::new_box_zeroed().unwrap();
-    let mut tx = NetVirtTxConfig::new_box_zeroed().unwrap();
-    rx.magic = NET_MAGIC;
-    tx.magic = NET_MAGIC;
-    rx.driver = l.connection(CAP, 0);
-    rx.data = DeviceRegionResource {
-        region: l.region(REGION),
-        io_addr: rx_io,
-    };
-    tx.driver = l.connection(2 * CAP, 0);
-    let (mut copy, mut client) = (vec![], vec![]);
-    for (i, mac) in MACS.iter().enumerate() {
-        let virt_copier = l.connection(CAP, 1 + i as u8);
-        let copier_client = l.connection(CAP, 1);
-        let client_tx = l.connection(CAP, 1 + i as u8);
-        rx.clients[i].conn = virt_copier;
-        rx.clients[i].mac_addrs[0] = *mac;
-        rx.clients[i].num_macs = 1;
-        let mut c = NetCopyConfig::new_box_zeroed().unwrap();
-        c.magic = NET_MAGIC;
-        c.rx = virt_copier;
-        c.rx_data[0] = rx.data.region;
-        c.client = copier_client;
-        c.client_data = l.region(REGION);
-        let mut cl = NetClientConfig::new_box_zeroed().unwrap();
-        cl.magic = NET_MAGIC;
-        cl.rx = copier_client;
-        cl.rx_data = c.client_data;
-        cl.tx = client_tx;
-        cl.tx_data = l.region(REGION);
-        cl.mac_addr = *mac;
-        tx.clients[i].conn = client_tx;
-        tx.clients[i].regions[0] = VirtTxDataRegion::new_zeroed();
-        tx.clients[i].regions[0].data = DeviceRegionResource {
-            region: cl.tx_data,
-            io_addr: tx_io[i],
-        };
-        tx.clients[i].regions[0].num_buffers = CAP as u32;
-        tx.clients[i].num_regions = 1;
-        copy.push(*c);
-        client.push(*cl);
-    }
-    rx.num_clients = 2;
-    tx.num_clients = 2;
-    System {
-        layout: l,
-        rx,
-        tx,
-        copy,
-        client,
-    }
-}
-
-fn frame(dest: [u8; 6], seq: u32, len: u16) -> Vec<u8> {
-    let mut f: Vec<u8> = (0..len)
-        .map(|i| (i as u32).wrapping_mul(31).wrapping_add(seq) as u8)
-        .collect();
-    f[..6].copy_from_slice(&dest);
-    f[6..10].copy_from_slice(&seq.to_le_bytes());
-    f
-}
 
 fn cap(n: u16) -> Capacity {
     Capacity::new(n.into()).unwrap()
@@ -168,19 +93,9 @@ fuzz_target!(|data: &[u8]| {
         .iter()
         .map(|c| copier::Copier::new(c, &space).unwrap())
         .collect();
-    let (f, a) = l.queues(&sys.rx.driver);
-    let mut drv_rx = FillSide::new(f, a);
-    let (f, a) = l.queues(&sys.tx.driver);
-    let mut drv_tx = DrainSide::new(f, a);
+    let (mut drv_rx, mut drv_tx) = sys.driver_sides();
     let dma = l.view(&sys.rx.data.region);
-    let mut cli_rx = vec![];
-    let mut cli_tx = vec![];
-    for c in &sys.client {
-        let (f, a) = l.queues(&c.rx);
-        cli_rx.push(DrainSide::new(f, a));
-        let (f, a) = l.queues(&c.tx);
-        cli_tx.push(FillSide::new_self_provided(f, a, CAP).unwrap());
-    }
+    let (mut cli_rx, mut cli_tx) = sys.client_sides();
     let mut seq = 0u32;
     let mut expected: Vec<Vec<u8>> = vec![];
     let mut received: Vec<Vec<u8>> = vec![];

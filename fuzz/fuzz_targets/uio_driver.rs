@@ -1,5 +1,6 @@
 //! The uio-driver core (`uio_driver::driver::Driver`) between a scripted NIC and fuzzer-driven
-//! virt_rx and virt_tx sides over shared memory, as in `uio-driver/tests/core.rs`.
+//! virt_rx and virt_tx sides over shared memory, as in `uio-driver/tests/core.rs` (the NIC and
+//! doorbells are `testkit::nic`'s).
 //!
 //! virt_tx submits arbitrary descriptors (garbage lengths, oids and offsets among them) but never
 //! more than it has buffers; virt_rx provides its buffers and, sometimes, garbage offsets; the
@@ -13,94 +14,17 @@
 //! counted; no buffer is lost.
 #![no_main]
 use std::collections::VecDeque;
-use std::io;
-use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use netvm_fuzz::Input;
 use sddf::queue::{queue_bytes, Capacity, DrainSide, FillSide, Queue};
 use sddf::shm::OwnedRegion;
 use sddf::{BuffDesc, NET_BUFFER_SIZE};
-use uio_driver::driver::{
-    Driver, DriverQueues, Events, Nic, NicPoll, Platform, RxFrame, RxVerdict, TxReport,
-};
+use testkit::nic::{Bells, ScriptedNic};
+use uio_driver::driver::{Driver, DriverQueues, Events};
 
 const CAP: u32 = 16;
 const BUFS: usize = 16;
-
-struct ScriptedNic {
-    /// (captured bytes, length on the wire).
-    incoming: VecDeque<(Vec<u8>, usize)>,
-    sent: Vec<Vec<u8>>,
-    slot: Vec<u8>,
-    pending: Vec<Vec<u8>>,
-    room: usize,
-    fail_next_flush: bool,
-}
-
-impl Nic for ScriptedNic {
-    fn poll_set(&self, _: bool, _: bool) -> Vec<NicPoll> {
-        Vec::new()
-    }
-    fn receive(
-        &mut self,
-        budget: usize,
-        deliver: &mut dyn FnMut(RxFrame<'_>) -> RxVerdict,
-    ) -> io::Result<bool> {
-        for _ in 0..budget {
-            let Some((f, wire_len)) = self.incoming.front() else {
-                return Ok(false);
-            };
-            if deliver(RxFrame {
-                data: f,
-                wire_len: *wire_len,
-            }) == RxVerdict::Keep
-            {
-                return Ok(true);
-            }
-            self.incoming.pop_front();
-        }
-        Ok(!self.incoming.is_empty())
-    }
-    fn tx_buffer(&mut self) -> Option<&mut [u8]> {
-        (self.pending.len() < self.room).then_some(&mut self.slot[..])
-    }
-    fn tx_commit(&mut self, len: usize) {
-        self.pending.push(self.slot[..len].to_vec());
-    }
-    fn tx_flush(&mut self) -> io::Result<TxReport> {
-        if std::mem::take(&mut self.fail_next_flush) {
-            return Err(io::Error::other("scripted send failure"));
-        }
-        let mut r = TxReport::default();
-        for f in self.pending.drain(..) {
-            r.sent += 1;
-            r.sent_bytes += f.len() as u64;
-            self.sent.push(f);
-        }
-        Ok(r)
-    }
-    fn tx_pending(&self) -> bool {
-        !self.pending.is_empty()
-    }
-    fn take_dropped(&mut self) -> io::Result<u64> {
-        Ok(0)
-    }
-}
-
-struct Bells;
-
-impl Platform for Bells {
-    fn doorbell_rx(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-    fn doorbell_tx(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-    fn wait(&mut self, _: &[NicPoll], _: Option<Duration>) -> io::Result<Events> {
-        Ok(Events::default())
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
     let mut input = Input::new(data);
@@ -125,15 +49,8 @@ fuzz_target!(|data: &[u8]| {
     });
     let mut virt_rx = DrainSide::new(queue(&rx_free), queue(&rx_active));
     let mut virt_tx = FillSide::new(queue(&tx_free), queue(&tx_active));
-    let mut nic = ScriptedNic {
-        incoming: VecDeque::new(),
-        sent: Vec::new(),
-        slot: vec![0; NET_BUFFER_SIZE],
-        pending: Vec::new(),
-        room: usize::MAX,
-        fail_next_flush: false,
-    };
-    let mut bells = Bells;
+    let mut nic = ScriptedNic::new();
+    let mut bells = Bells::default();
 
     // virt_rx's view: buffers it holds (not with the driver); frames expected, in order.
     let mut rx_held: Vec<bool> = vec![true; BUFS];
