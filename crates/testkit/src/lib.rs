@@ -19,6 +19,7 @@
 
 #[cfg(unix)]
 pub mod console;
+pub mod system;
 
 use std::fmt::Display;
 use std::io::Write;
