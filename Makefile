@@ -27,6 +27,12 @@ ifeq ($(origin MICROKIT_SDK),undefined)
 endif
 
 MICROKIT_BOARD ?= qemu_virt_aarch64
+# The system to build, and its clients' MACs.
+SYSTEM ?= system.xml
+MACS ?= system.macs
+# Buffer counts other than sdfgen's defaults (sdf::net::BufferCounts, e.g.
+# rx=64,client_rx=64,client_tx=32), for the PDs' configs and the guest's device tree alike.
+BUFFERS ?=
 MICROKIT_CONFIG ?= debug
 NETNS ?= netvm-sel4
 TAP ?= tap0
@@ -61,11 +67,11 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 SEL4_TARGET_DIR := $(TARGET_DIR)/sel4-$(MICROKIT_CONFIG)
 ELF_DIR := $(SEL4_TARGET_DIR)/aarch64-unknown-none/release
 BUILD := $(CURDIR)/build
-OUT := $(BUILD)/sel4/$(MICROKIT_CONFIG)
+OUT ?= $(BUILD)/sel4/$(MICROKIT_CONFIG)
 GUEST_DIR := $(BUILD)/guest
 GUEST_TOOL := $(TARGET_DIR)/release/guest
 NETVM := $(TARGET_DIR)/release/netvm
-IMAGE := $(BUILD)/loader.img
+IMAGE ?= $(BUILD)/loader.img
 # What `make qemu` boots: the image built here, or any other Microkit image of this board.
 BOOT_IMAGE ?= $(IMAGE)
 PD_PACKAGES := -p timer -p idle -p virt-rx -p virt-tx -p copier -p echo-server
@@ -112,15 +118,15 @@ pds: check-sdk
 
 image: check-sdk guest pds
 	mkdir -p $(OUT)
-	$(GUEST_TOOL) sel4-dtb --system system.xml --macs @system.macs --initrd $(GUEST_DIR)/initrd.cpio.gz \
+	$(GUEST_TOOL) sel4-dtb --system $(SYSTEM) --macs @$(MACS) $(if $(BUFFERS),--buffers $(BUFFERS)) --initrd $(GUEST_DIR)/initrd.cpio.gz \
 		$(if $(filter debug,$(MICROKIT_CONFIG)),--debug) --out $(OUT)/guest.dtb
 	$(SEL4_ENV) VMM_GUEST_KERNEL=$(GUEST_DIR)/Image VMM_GUEST_INITRD=$(GUEST_DIR)/initrd.cpio.gz \
 		VMM_GUEST_DTB=$(OUT)/guest.dtb \
 		$(CARGO) build --release --target aarch64-unknown-none -p vmm --bin vmm --target-dir $(SEL4_TARGET_DIR)
 	rm -rf $(OUT)/pds
-	$(GUEST_TOOL) sel4-pds --system system.xml --macs @system.macs --echo-ips $(ECHO_IPS) \
+	$(GUEST_TOOL) sel4-pds --system $(SYSTEM) --macs @$(MACS) $(if $(BUFFERS),--buffers $(BUFFERS)) --echo-ips $(ECHO_IPS) \
 		--elf-dir $(ELF_DIR) --out $(OUT)/pds
-	$(MICROKIT_SDK)/bin/microkit system.xml --search-path $(OUT)/pds --board $(MICROKIT_BOARD) \
+	$(MICROKIT_SDK)/bin/microkit $(SYSTEM) --search-path $(OUT)/pds --board $(MICROKIT_BOARD) \
 		--config $(MICROKIT_CONFIG) -o $(IMAGE) -r $(OUT)/report.txt
 	@echo "built $(IMAGE) ($(MICROKIT_CONFIG)); boot it with: make qemu"
 

@@ -30,6 +30,7 @@ pub mod nic;
 pub mod pipeline;
 #[cfg(feature = "net")]
 pub mod rig;
+pub mod system;
 
 use std::fmt::Display;
 use std::io::Write;

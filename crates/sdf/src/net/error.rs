@@ -181,6 +181,14 @@ pub enum NetError {
         /// The text given.
         text: String,
     },
+    /// bad buffer counts '{text}': {reason}
+    #[error("bad buffer counts '{text}': {reason} (want e.g. rx=64,client_rx=64,client_tx=32)")]
+    BadBufferCounts {
+        /// The text given.
+        text: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// '{text}' is not a client=MAC entry (want client0=52:54:01:00:00:10)
     #[error("'{text}' is not a client=MAC entry (want client0=52:54:01:00:00:10)")]
     BadMacEntry {

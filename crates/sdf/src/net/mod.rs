@@ -50,6 +50,7 @@
 //! The vswitch, RX-only or TX-only clients, and clients with more than one MAC address or TX
 //! region: sdfgen's Python binding cannot make the last two, and netvm's system uses none.
 
+mod buffers;
 mod error;
 mod infer;
 mod observe;
@@ -68,6 +69,7 @@ use zerocopy::{FromZeros, IntoBytes};
 
 use crate::model::{Map, MemoryRegion, ProtectionDomain, SystemDescription};
 
+pub use buffers::BufferCounts;
 pub use error::NetError;
 pub use infer::{driver_vm_regions, format_mac, parse_mac, parse_mac_list};
 pub use observe::{

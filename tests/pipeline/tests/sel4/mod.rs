@@ -45,17 +45,26 @@ pub use testkit::run_ok as run;
 /// Builds the image of `config` with the Makefile (`NETVM_GUEST_FLAGS` goes to the guest
 /// build, e.g. `--offline`) and `netvm`; returns the `netvm` binary.
 pub fn build(sdk: &Path, config: &str) -> PathBuf {
+    build_with(sdk, config, &[])
+}
+
+/// [`build`] with more Makefile variables (`SYSTEM=…`, `IMAGE=…`, ...).
+pub fn build_with(sdk: &Path, config: &str, make_vars: &[String]) -> PathBuf {
     let root = workspace();
     let t0 = Instant::now();
     run(
-        Command::new("make").arg("-C").arg(&root).args([
-            format!("MICROKIT_SDK={}", sdk.display()),
-            format!("MICROKIT_CONFIG={config}"),
-            format!(
-                "GUEST_FLAGS={}",
-                std::env::var("NETVM_GUEST_FLAGS").unwrap_or_default()
-            ),
-        ]),
+        Command::new("make")
+            .arg("-C")
+            .arg(&root)
+            .args([
+                format!("MICROKIT_SDK={}", sdk.display()),
+                format!("MICROKIT_CONFIG={config}"),
+                format!(
+                    "GUEST_FLAGS={}",
+                    std::env::var("NETVM_GUEST_FLAGS").unwrap_or_default()
+                ),
+            ])
+            .args(make_vars),
         "make (the seL4 image)",
     );
     println!(
@@ -131,6 +140,11 @@ impl Qemu {
     /// Boots the image the Makefile built last (`build/loader.img`) in `ns`, with the QMP
     /// socket in the temporary directory.
     pub fn boot(ns: &Netns) -> Qemu {
+        Qemu::boot_with(ns, &[])
+    }
+
+    /// [`Qemu::boot`] with more Makefile variables (`BOOT_IMAGE=…`).
+    pub fn boot_with(ns: &Netns, make_vars: &[String]) -> Qemu {
         let qmp = std::env::temp_dir().join(format!("netvm-qmp-{}.sock", std::process::id()));
         let mut cmd = Command::new("make");
         cmd.arg("-s")
@@ -138,7 +152,8 @@ impl Qemu {
             .arg(workspace())
             .arg("qemu")
             .args(ns.make_args())
-            .arg(format!("QMP={}", qmp.display()));
+            .arg(format!("QMP={}", qmp.display()))
+            .args(make_vars);
         let console = Console::spawn(cmd, "make qemu", true);
         Qemu { console, qmp }
     }
