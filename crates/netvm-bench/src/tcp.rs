@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
 use super::{payload, BenchError, Phase, RecvState, Shared, Transmit, CONNECT_TIMEOUT, RECV_POLL};
-use crate::sys::monotonic_ns;
+use crate::clock::monotonic_ns;
 
 /// Largest chunk written or read per call.
 const CHUNK: usize = 64 << 10;

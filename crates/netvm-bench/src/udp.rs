@@ -9,8 +9,8 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::socket::{setsockopt, sockopt};
 
 use super::{payload, BenchError, Phase, RecvState, Shared, Transmit, RECV_POLL, SEND_BATCH};
-use crate::bench::track::{BadKind, Matcher, Verdict};
-use crate::sys::monotonic_ns;
+use crate::clock::monotonic_ns;
+use crate::track::{BadKind, Matcher, Verdict};
 use kernel_echo::batch::Batch;
 
 /// Socket buffer size requested per flow, so bursts at high rates are not dropped locally.

@@ -10,7 +10,7 @@ use super::{
     drain_quiet, procutil, BadCounts, BenchConfig, Phase, SampleStop, DRAIN_LIMIT, SEND_BATCH,
     SEND_MAX_SLEEP_NS,
 };
-use crate::sys::{monotonic_ns, sleep_until_ns};
+use crate::clock::{monotonic_ns, sleep_until_ns};
 
 /// State shared by a point's sender, receiver and coordinator.
 pub(super) struct Shared {

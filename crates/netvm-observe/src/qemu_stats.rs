@@ -24,7 +24,7 @@ use std::time::Duration;
 use sddf::shm::OwnedRegion;
 use sddf::stats::{Snapshot, MAGIC};
 
-use crate::observe::ComponentStats;
+use crate::host::ComponentStats;
 
 /// Where RAM starts on QEMU's `virt` machine.
 pub const VIRT_RAM_BASE: u64 = 0x4000_0000;
@@ -597,7 +597,7 @@ mod tests {
         let s = stats[0].snapshot.as_ref().unwrap();
         assert_eq!(s.get("driver.frames"), Some(10));
         assert_eq!(stats[1].pd, "vmm");
-        let text = crate::observe::render_stats(&stats);
+        let text = crate::host::render_stats(&stats);
         assert!(text.contains("vmm:\n  driver.frames"), "{text}");
     }
 
