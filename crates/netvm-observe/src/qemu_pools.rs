@@ -286,6 +286,7 @@ mod tests {
             if self.broken == Some(addr) {
                 return Err(QmpError::Command {
                     command: "pmemsave",
+                    class: "GenericError".into(),
                     desc: "Invalid addr".into(),
                 });
             }
@@ -571,7 +572,10 @@ mod tests {
         let third = &layout.pools[1].queues[0].region;
         vm.broken = Some(layout.report.pages(third).unwrap()[1].addr);
         let err = layout.read(&mut vm, &EXACT).unwrap_err();
-        assert_eq!(err.to_string(), "QMP command pmemsave failed: Invalid addr");
+        assert_eq!(
+            err.to_string(),
+            "QMP command pmemsave failed: Invalid addr (GenericError)"
+        );
         assert!(!vm.paused, "resumed after the failure");
         assert_eq!(vm.log.last().map(String::as_str), Some("cont"));
         // Nothing is read after the failure.
