@@ -174,7 +174,14 @@ pub(crate) fn run_bench(a: BenchArgs) -> ExitCode {
             "{proto_name} echo, {} B payload, {} flows, target {}",
             cfg.size, cfg.flows, cfg.target
         );
-        if let Err(e) = std::fs::write(path, svg::render_with_p99(&rows, &p99s, &title)) {
+        let chart = match svg::render_with_p99(&rows, &p99s, &title) {
+            Ok(chart) => chart,
+            Err(e) => {
+                eprintln!("netvm bench: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(e) = std::fs::write(path, chart) {
             eprintln!("netvm bench: cannot write {}: {e}", path.display());
             return ExitCode::FAILURE;
         }

@@ -144,7 +144,10 @@ fn merge_files(out_dir: &Path, m: &Machine, proto: &str, rates: &[u64]) -> Resul
     for (suffix, text) in [
         (".csv", csv_text),
         ("-counts.csv", counts_text),
-        (".svg", svg::render(&rows, &title)),
+        (
+            ".svg",
+            svg::render(&rows, &title).map_err(|e| err(e.to_string()))?,
+        ),
     ] {
         let path = format!("{}{suffix}", stem.display());
         std::fs::write(&path, text).map_err(|e| err(format!("{path}: {e}")))?;
