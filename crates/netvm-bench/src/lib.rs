@@ -459,6 +459,15 @@ pub fn run_point(
     let addr = cfg.echo_addr();
     let pps_per_flow = rate as f64 / (8.0 * cfg.size as f64) / f64::from(cfg.flows);
     let window = track::window_for(pps_per_flow);
+    tracing::debug!(
+        rate,
+        proto = ?cfg.proto,
+        flows = cfg.flows,
+        size = cfg.size,
+        window,
+        target = %addr,
+        "bench point: starting"
+    );
     let util_pids = watched_pids(cfg)?;
 
     let mut util = match cfg.util_port {

@@ -305,12 +305,14 @@ impl Qmp {
             Some(arguments) => json!({ "execute": command, "arguments": arguments }),
             None => json!({ "execute": command }),
         };
+        tracing::debug!(%request, "QMP request");
         writeln!(self.writer, "{request}").map_err(|source| QmpError::Io {
             path: self.path.clone(),
             source,
         })?;
         loop {
             let line = self.line()?;
+            tracing::trace!(reply = cut(&line), "QMP reply");
             match reply_kind(&line) {
                 Reply::Return => return Ok(()),
                 Reply::Error { class, desc } => {

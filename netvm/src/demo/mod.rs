@@ -79,7 +79,7 @@ fn sweep(
     rates: &[u64],
     label: &str,
 ) -> Result<Vec<Point>> {
-    eprintln!(
+    tracing::info!(
         "netvm demo: {label} {proto}: {} points against {target}",
         rates.len()
     );
@@ -185,7 +185,7 @@ fn wait_ready(lines: &mpsc::Receiver<String>, wanted: &[&str], limit: Duration) 
         }
         match lines.recv_timeout(left.min(Duration::from_millis(200))) {
             Ok(line) => {
-                eprintln!("  {line}");
+                tracing::info!("  {line}");
                 missing.retain(|w| !line.contains(w));
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}

@@ -134,7 +134,7 @@ pub fn run_in_user_namespace() -> Option<std::process::ExitStatus> {
         return None;
     }
     let exe = std::env::current_exe().ok()?;
-    eprintln!("netvm: not root: running in an unprivileged user namespace");
+    tracing::info!("netvm: not root: running in an unprivileged user namespace");
     Command::new("unshare")
         .args([
             "--user",
