@@ -1,9 +1,10 @@
 //! netvm command-line library: the host-mode runner (`run`) and the demos that orchestrate a
-//! system and measure it (`demo`, `sel4_demo`). The benchmark is its own crate (`netvm-bench`,
-//! re-exported as [`bench`]), and so is the observability of a running system (`netvm-observe`:
-//! [`observe`] for host mode, [`qemu_stats`], [`qemu_pools`] and [`microkit_report`] for seL4 in
-//! QEMU); the re-exports keep one `netvm::` path for the CLI, the tests and the demos.
-//! `main.rs` is a thin CLI over these, and other code (tests, demos) can call them in-process.
+//! system and measure it (`demo`, `sel4_demo`). The benchmark is its own crate
+//! (`netvm-bench`, re-exported as [`bench`](mod@bench)), and so is the observability of a
+//! running system (`netvm-observe`: [`observe`] for host mode, [`qemu_stats`], [`qemu_pools`]
+//! and [`microkit_report`] for seL4 in QEMU); the re-exports keep one `netvm::` path for the
+//! CLI, the tests and the demos. `main.rs` is a thin CLI over these, and other code (tests,
+//! demos) can call them in-process.
 #![deny(unsafe_code)]
 
 pub mod demo;
