@@ -1,19 +1,22 @@
-//! netvm command-line library: the host-mode runner (`run`), the ipbench-compatible benchmark
-//! (`bench`), the Linux kernel-socket reference echo server (`kernel_echo`), the ipbench
-//! utilisation protocol (`util_proto`) and the counters and buffer pools of a seL4 system in
-//! QEMU (`qemu_stats`, `qemu_pools`, `microkit_report`). `main.rs` is a thin CLI over these, and other code
-//! (tests, demos) can call them in-process.
+//! netvm command-line library: the host-mode runner (`run`) and the demos that orchestrate a
+//! system and measure it (`demo`, `sel4_demo`). The benchmark is its own crate
+//! (`netvm-bench`, re-exported as [`bench`](mod@bench)), and so is the observability of a
+//! running system (`netvm-observe`: [`observe`] for host mode, [`qemu_stats`], [`qemu_pools`]
+//! and [`microkit_report`] for seL4 in QEMU); the re-exports keep one `netvm::` path for the
+//! CLI, the tests and the demos. `main.rs` is a thin CLI over these, and other code (tests,
+//! demos) can call them in-process.
 #![deny(unsafe_code)]
 
-pub mod bench;
 pub mod demo;
-pub mod microkit_report;
-pub mod observe;
-pub mod qemu_pools;
-pub mod qemu_stats;
 pub mod run;
 pub mod sel4_demo;
 mod sys;
+
+/// The ipbench-compatible benchmark (the `netvm-bench` crate).
+pub use netvm_bench as bench;
+/// A running host-mode system seen from outside (`netvm_observe::host`).
+pub use netvm_observe::host as observe;
+pub use netvm_observe::{microkit_report, qemu_pools, qemu_stats};
 
 /// The reference echo server (its own crate: it also runs inside the guest).
 pub use kernel_echo;

@@ -21,6 +21,10 @@ use cli::stats::{show_stats, StatsArgs};
     about = "netvm: host-mode runner, benchmark, stats"
 )]
 struct Cli {
+    /// More detail on stderr: -v debug, -vv trace (NETVM_LOG, an env-filter directive list
+    /// such as `debug` or `netvm_observe=trace`, overrides it). Results stay on stdout.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,7 +59,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    cli::log::init(cli.verbose);
+    match cli.command {
         Command::Sel4Demo(a) => run_sel4_demo(a),
         Command::Bench(a) => run_bench(a),
         Command::KernelEcho(a) => run_echo(a),

@@ -3,15 +3,28 @@
 //! Everything else in the crate goes through the safe wrappers here. The wrappers take and
 //! return plain Rust values; raw pointers never leave this module except inside
 //! [`sddf::shm::Region`], whose own contract (bounds-checked volatile access) applies.
+//!
+//! Calls go through `nix` where it covers them (mmap, munmap, recv, eventfd, if_nametoindex,
+//! sysconf, sigaction). `libc` remains, audited here, where nix 0.29 does not: an `AF_PACKET`
+//! socket for an arbitrary EtherType (`SockProtocol` has no such value), untyped socket
+//! options (the `PACKET_*` ring options, classic BPF), `sockaddr_ll` (no safe constructor of
+//! nix's `LinkAddr`), the ethtool ioctl, `poll` over the callers' `pollfd` arrays, and
+//! `sendmmsg` in the transmit hot path (nix's takes its headers in a `MultiHeaders` built per
+//! batch and returns a collected `Vec` of results, an allocation per call).
 #![allow(unsafe_code)]
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::num::NonZeroUsize;
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::errno::Errno;
+use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::socket::{recv, MsgFlags};
 
 use sddf::shm::Region;
 
@@ -29,32 +42,31 @@ impl Mapping {
     /// Maps `len` bytes of `fd` from `file_offset`, shared; read-write, or read-only when not
     /// `writable` (the caller then only reads the region: a store would fault).
     pub fn map(fd: RawFd, len: usize, file_offset: u64, writable: bool) -> io::Result<Mapping> {
-        if len == 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"));
-        }
+        let size = NonZeroUsize::new(len)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"))?;
         let off = libc::off_t::try_from(file_offset)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
-        // SAFETY: a fresh mapping at an address the kernel picks cannot alias any Rust object;
-        // the result is checked before use.
+        if fd < 0 {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        let prot = if writable {
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE
+        } else {
+            ProtFlags::PROT_READ
+        };
+        // SAFETY: `fd` is not -1 and the caller keeps it open for the duration of the call; a
+        // fresh mapping at an address the kernel picks cannot alias any Rust object.
         let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                if writable {
-                    libc::PROT_READ | libc::PROT_WRITE
-                } else {
-                    libc::PROT_READ
-                },
-                libc::MAP_SHARED,
-                fd,
+            mmap(
+                None,
+                size,
+                prot,
+                MapFlags::MAP_SHARED,
+                BorrowedFd::borrow_raw(fd),
                 off,
             )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
-        Ok(Mapping { ptr, len })
+        }?;
+        Ok(Mapping { ptr: p.cast(), len })
     }
 
     /// The whole mapping as shared memory.
@@ -133,7 +145,7 @@ impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: `ptr`/`len` are exactly what mmap returned, and every Region or slice made from
         // this mapping borrows `self`, so none outlives it.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        let _ = unsafe { munmap(self.ptr.cast(), self.len) };
     }
 }
 
@@ -209,12 +221,7 @@ pub fn bind(fd: RawFd, addr: &libc::sockaddr_ll) -> io::Result<()> {
 
 /// The index of network interface `name`.
 pub fn if_index(name: &str) -> io::Result<u32> {
-    let c = CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
-    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
-        0 => Err(io::Error::last_os_error()),
-        i => Ok(i),
-    }
+    Ok(nix::net::if_::if_nametoindex(name)?)
 }
 
 /// `struct ethtool_value` (linux/ethtool.h).
@@ -263,23 +270,11 @@ pub fn attach_truncating_filter(fd: RawFd, bytes: u32) -> io::Result<()> {
 /// Receives and discards one datagram; `Ok(false)` when none is waiting.
 pub fn recv_discard(fd: RawFd) -> io::Result<bool> {
     let mut b = [0u8; 1];
-    // SAFETY: `b` is one writable byte; MSG_TRUNC makes the kernel drop the rest.
-    let n = unsafe {
-        libc::recv(
-            fd,
-            b.as_mut_ptr().cast(),
-            1,
-            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
-        )
-    };
-    if n >= 0 {
-        return Ok(true);
-    }
-    let e = io::Error::last_os_error();
-    if e.kind() == io::ErrorKind::WouldBlock {
-        Ok(false)
-    } else {
-        Err(e)
+    // MSG_TRUNC makes the kernel drop the rest of the datagram.
+    match recv(fd, &mut b, MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_TRUNC) {
+        Ok(_) => Ok(true),
+        Err(Errno::EAGAIN) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -342,17 +337,18 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<Option<usiz
 
 /// A nonblocking eventfd, as a `File` (8-byte reads and writes).
 pub fn eventfd() -> io::Result<File> {
-    // SAFETY: plain system call; the descriptor is checked and then owned.
-    let fd = check(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
-    // SAFETY: `fd` is a fresh descriptor nothing else owns.
-    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+    use nix::sys::eventfd::{EfdFlags, EventFd};
+    let fd = EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
+    Ok(File::from(OwnedFd::from(fd)))
 }
 
 /// The system page size.
 pub fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(n).unwrap_or(4096)
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(4096)
 }
 
 /// Set by SIGUSR1 (print counters).
@@ -372,15 +368,14 @@ extern "C" fn on_signal(sig: libc::c_int) {
 /// Routes SIGUSR1, SIGTERM and SIGINT to [`SIGUSR1_SEEN`] / [`STOP_SEEN`], without
 /// `SA_RESTART`, so a blocking `poll` returns and the loop sees the flag at once.
 pub fn install_signal_flags() -> io::Result<()> {
-    for sig in [libc::SIGUSR1, libc::SIGTERM, libc::SIGINT] {
-        // SAFETY: sigaction is plain data for which all-zero bytes are valid (empty mask, no
-        // flags); the handler only stores to atomics, which is async-signal-safe.
-        unsafe {
-            let mut sa: libc::sigaction = zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            check(libc::sigaction(sig, &sa, std::ptr::null_mut()))?;
-        }
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGUSR1, Signal::SIGTERM, Signal::SIGINT] {
+        // SAFETY: the handler only stores to atomics, which is async-signal-safe.
+        unsafe { sigaction(sig, &action) }?;
     }
     Ok(())
 }

@@ -229,6 +229,21 @@ fn epoll_timeout() -> EpollTimeout {
     EpollTimeout::try_from(STOP_POLL).unwrap_or(EpollTimeout::ZERO)
 }
 
+/// A new epoll instance watching `fd` for input, reported as `token`; `fail` names the step
+/// that failed.
+fn epoll_watching(
+    fd: impl AsFd,
+    token: u64,
+    fail: impl Fn(&'static str, io::Error) -> EchoError,
+) -> Result<Epoll, EchoError> {
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+        .map_err(|e| fail("creating epoll for", e.into()))?;
+    epoll
+        .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token))
+        .map_err(|e| fail("registering with epoll", e.into()))?;
+    Ok(epoll)
+}
+
 fn serve_udp(
     sock: UdpSocket,
     addr: SocketAddr,
@@ -236,11 +251,7 @@ fn serve_udp(
     stats: &EchoStats,
 ) -> Result<(), EchoError> {
     let fail = |what, source| EchoError::Socket { what, addr, source };
-    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
-        .map_err(|e| fail("creating epoll for", e.into()))?;
-    epoll
-        .add(&sock, EpollEvent::new(EpollFlags::EPOLLIN, 0))
-        .map_err(|e| fail("registering with epoll", e.into()))?;
+    let epoll = epoll_watching(&sock, 0, fail)?;
     let mut batch = Batch::new(UDP_BATCH, UDP_MAX);
     let mut events = [EpollEvent::empty()];
     while !stop.load(Ordering::Acquire) {
@@ -302,11 +313,7 @@ fn serve_tcp(
     stats: &EchoStats,
 ) -> Result<(), EchoError> {
     let fail = |what, source| EchoError::Socket { what, addr, source };
-    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
-        .map_err(|e| fail("creating epoll for", e.into()))?;
-    epoll
-        .add(&listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))
-        .map_err(|e| fail("registering with epoll", e.into()))?;
+    let epoll = epoll_watching(&listener, LISTENER, fail)?;
     let mut conns: HashMap<u64, Conn> = HashMap::new();
     let mut next_token = 0u64;
     let mut buf = vec![0u8; TCP_CHUNK];

@@ -141,7 +141,7 @@ pub(crate) fn run_bench(a: BenchArgs) -> ExitCode {
             Ok(r) => {
                 bar.suspend(|| {
                     println!("{}", r.row.to_line());
-                    eprintln!("netvm bench: {}", r.summary());
+                    tracing::info!("netvm bench: {}", r.summary());
                 });
                 counts.push_str(&r.counts_line());
                 counts.push('\n');
@@ -150,7 +150,7 @@ pub(crate) fn run_bench(a: BenchArgs) -> ExitCode {
             }
             Err(e) => {
                 bar.finish_and_clear();
-                eprintln!("netvm bench: {e}");
+                tracing::error!("netvm bench: {e}");
                 return ExitCode::FAILURE;
             }
         }
@@ -158,13 +158,13 @@ pub(crate) fn run_bench(a: BenchArgs) -> ExitCode {
     bar.finish_and_clear();
     if let Some(path) = &a.csv {
         if let Err(e) = std::fs::write(path, csv::render(&rows)) {
-            eprintln!("netvm bench: cannot write {}: {e}", path.display());
+            tracing::error!("netvm bench: cannot write {}: {e}", path.display());
             return ExitCode::FAILURE;
         }
     }
     if let Some(path) = &a.counts {
         if let Err(e) = std::fs::write(path, &counts) {
-            eprintln!("netvm bench: cannot write {}: {e}", path.display());
+            tracing::error!("netvm bench: cannot write {}: {e}", path.display());
             return ExitCode::FAILURE;
         }
     }
@@ -174,8 +174,15 @@ pub(crate) fn run_bench(a: BenchArgs) -> ExitCode {
             "{proto_name} echo, {} B payload, {} flows, target {}",
             cfg.size, cfg.flows, cfg.target
         );
-        if let Err(e) = std::fs::write(path, svg::render_with_p99(&rows, &p99s, &title)) {
-            eprintln!("netvm bench: cannot write {}: {e}", path.display());
+        let chart = match svg::render_with_p99(&rows, &p99s, &title) {
+            Ok(chart) => chart,
+            Err(e) => {
+                tracing::error!("netvm bench: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(e) = std::fs::write(path, chart) {
+            tracing::error!("netvm bench: cannot write {}: {e}", path.display());
             return ExitCode::FAILURE;
         }
     }
@@ -203,19 +210,23 @@ fn progress_bar(quiet: bool) -> ProgressBar {
 }
 
 /// Measures the generator's ceiling for `cfg` (see `bench::calibrate`) into `cfg.ceiling_bps`,
-/// saying so on stderr; on failure leaves it unset.
+/// saying so (info; a warning if it cannot); on failure leaves it unset.
 fn set_ceiling(cfg: &mut BenchConfig) {
     match bench::calibrate(cfg, Duration::from_secs(1)) {
         Ok(c) => {
-            eprintln!(
+            tracing::info!(
                 "netvm bench: generator ceiling: sends {} b/s ({} b/s echoed, median RTT {} us) \
                  against an in-process kernel echo on 127.0.0.1 at {} B, {} flows; \
                  higher requested rates are marked GENERATOR-LIMITED",
-                c.send_bps, c.receive_bps, c.median_rtt_us, cfg.size, cfg.flows
+                c.send_bps,
+                c.receive_bps,
+                c.median_rtt_us,
+                cfg.size,
+                cfg.flows
             );
             cfg.ceiling_bps = Some(c.send_bps);
         }
-        Err(e) => eprintln!(
+        Err(e) => tracing::warn!(
             "netvm bench: generator ceiling not measured ({e}); points are marked \
              GENERATOR-LIMITED only by their achieved send rate"
         ),

@@ -58,12 +58,12 @@ pub(crate) fn run_demo(a: DemoArgs) -> ExitCode {
             if summary.buffers_accounted {
                 ExitCode::SUCCESS
             } else {
-                eprintln!("netvm demo: sDDF buffers missing from every queue after the run (see the pools above)");
+                tracing::error!("netvm demo: sDDF buffers missing from every queue after the run (see the pools above)");
                 ExitCode::FAILURE
             }
         }
         Err(e) => {
-            eprintln!("netvm demo: {e}");
+            tracing::error!("netvm demo: {e}");
             ExitCode::FAILURE
         }
     }

@@ -32,7 +32,7 @@ pub(crate) fn run_echo(a: EchoArgs) -> ExitCode {
     match netvm::kernel_echo::serve_until_signalled(cfg, "netvm kernel-echo") {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{e}");
+            tracing::error!("{e}");
             ExitCode::FAILURE
         }
     }

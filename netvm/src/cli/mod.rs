@@ -3,6 +3,7 @@
 pub(crate) mod bench;
 pub(crate) mod demo;
 pub(crate) mod echo;
+pub(crate) mod log;
 pub(crate) mod run;
 pub(crate) mod sel4_demo;
 pub(crate) mod stats;
@@ -46,7 +47,7 @@ pub(crate) fn demo_prologue(
     tcp: &str,
 ) -> Result<(Vec<u64>, Vec<u64>), ExitCode> {
     if let Err(e) = netvm::demo::check_writable(out) {
-        eprintln!("netvm {what}: {e}");
+        tracing::error!("netvm {what}: {e}");
         return Err(ExitCode::from(2));
     }
     if !netvm::demo::is_root() {
@@ -59,7 +60,7 @@ pub(crate) fn demo_prologue(
     match (parse_rate_list(udp), parse_rate_list(tcp)) {
         (Ok(u), Ok(t)) => Ok((u, t)),
         (Err(e), _) | (_, Err(e)) => {
-            eprintln!("netvm {what}: {e}");
+            tracing::error!("netvm {what}: {e}");
             Err(ExitCode::from(2))
         }
     }

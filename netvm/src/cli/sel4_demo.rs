@@ -39,7 +39,7 @@ pub(crate) fn run_sel4_demo(a: Sel4DemoArgs) -> ExitCode {
     if !netvm::demo::is_root() {
         use nix::unistd::{access, AccessFlags};
         if let Err(e) = access("/dev/net/tun", AccessFlags::R_OK | AccessFlags::W_OK) {
-            eprintln!(
+            tracing::error!(
                 "netvm sel4-demo: QEMU's tap needs /dev/net/tun, which this user cannot open \
                  ({e}); run it as root (or make /dev/net/tun mode 0666, as Debian does by default)"
             );
@@ -71,7 +71,7 @@ pub(crate) fn run_sel4_demo(a: Sel4DemoArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("netvm sel4-demo: {e}");
+            tracing::error!("netvm sel4-demo: {e}");
             ExitCode::FAILURE
         }
     }

@@ -66,7 +66,7 @@ pub(crate) fn show_stats(a: StatsArgs) -> ExitCode {
     let view = match open() {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("netvm stats: {e}");
+            tracing::error!("netvm stats: {e}");
             return ExitCode::from(2);
         }
     };
@@ -97,7 +97,7 @@ fn show_qemu_stats(a: &StatsArgs, socket: &std::path::Path) -> ExitCode {
         (Some(report), Some(system)) => match PoolLayout::load(report, system) {
             Ok(l) => Some(l),
             Err(e) => {
-                eprintln!("netvm stats: {e}");
+                tracing::error!("netvm stats: {e}");
                 return ExitCode::from(2);
             }
         },
@@ -106,7 +106,7 @@ fn show_qemu_stats(a: &StatsArgs, socket: &std::path::Path) -> ExitCode {
     let mut mem = match QmpMem::connect(socket) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("netvm stats: {e}");
+            tracing::error!("netvm stats: {e}");
             return ExitCode::from(2);
         }
     };
@@ -123,7 +123,7 @@ fn show_qemu_stats(a: &StatsArgs, socket: &std::path::Path) -> ExitCode {
             pages = match read {
                 Ok(p) => p,
                 Err(e) => {
-                    eprintln!("netvm stats: {e}");
+                    tracing::error!("netvm stats: {e}");
                     return ExitCode::from(2);
                 }
             };
@@ -147,7 +147,7 @@ fn show_qemu_stats(a: &StatsArgs, socket: &std::path::Path) -> ExitCode {
             let pools = match layout.read(&mut mem, &shift) {
                 Ok(p) => p,
                 Err(e) => {
-                    eprintln!("netvm stats: {e}");
+                    tracing::error!("netvm stats: {e}");
                     return ExitCode::from(2);
                 }
             };

@@ -79,7 +79,7 @@ fn sweep(
     rates: &[u64],
     label: &str,
 ) -> Result<Vec<Point>> {
-    eprintln!(
+    tracing::info!(
         "netvm demo: {label} {proto}: {} points against {target}",
         rates.len()
     );
@@ -99,25 +99,29 @@ pub struct Summary {
     pub buffers_accounted: bool,
 }
 
+/// The summary table's value columns, in order (between `proto` and `bad`).
+const VALUE_COLUMNS: [&str; 10] = [
+    "requested",
+    "system rx",
+    "kernel rx",
+    "ratio",
+    "sys loss%",
+    "ker loss%",
+    "sys RTT50",
+    "sys RTT99",
+    "ker RTT50",
+    "ker RTT99",
+];
+
 impl Summary {
     /// The summary table.
     pub fn table(&self) -> String {
         let mut out = String::new();
         // The header is formatted with the widths of the rows, so the two line up.
+        let [req, sys_rx, ker_rx, ratio, sys_loss, ker_loss, s50, s99, k50, k99] = VALUE_COLUMNS;
         out.push_str(&format!(
-            "{:5} {:>13}  {:>13} {:>13} {:>5}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {}\n",
-            "proto",
-            "requested",
-            "system rx",
-            "kernel rx",
-            "ratio",
-            "sys loss%",
-            "ker loss%",
-            "sys RTT50",
-            "sys RTT99",
-            "ker RTT50",
-            "ker RTT99",
-            "bad"
+            "{:5} {req:>13}  {sys_rx:>13} {ker_rx:>13} {ratio:>5}  {sys_loss:>9}  {ker_loss:>9}  {s50:>9}  {s99:>9}  {k50:>9}  {k99:>9}  {}\n",
+            "proto", "bad"
         ));
         let mut limited = false;
         for (proto, sys, ker) in &self.sweeps {
@@ -185,7 +189,7 @@ fn wait_ready(lines: &mpsc::Receiver<String>, wanted: &[&str], limit: Duration) 
         }
         match lines.recv_timeout(left.min(Duration::from_millis(200))) {
             Ok(line) => {
-                eprintln!("  {line}");
+                tracing::info!("  {line}");
                 missing.retain(|w| !line.contains(w));
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -370,18 +374,7 @@ mod tests {
         };
         let (h, r) = (ends(header), ends(row));
         // Values with units end at the unit ("Mb/s", "us"), as do their labels.
-        for label in [
-            "requested",
-            "system rx",
-            "kernel rx",
-            "ratio",
-            "sys loss%",
-            "ker loss%",
-            "sys RTT50",
-            "sys RTT99",
-            "ker RTT50",
-            "ker RTT99",
-        ] {
+        for label in VALUE_COLUMNS {
             let end = header.find(label).unwrap() + label.len() - 1;
             assert!(h.contains(&end));
             assert!(

@@ -33,7 +33,7 @@ pub(crate) fn check_interrupt() -> Result<()> {
     }
 }
 
-extern "C" fn on_signal(_: libc::c_int) {
+extern "C" fn on_signal(_: nix::libc::c_int) {
     INTERRUPTED.store(true, Ordering::Relaxed);
 }
 
@@ -111,10 +111,7 @@ pub fn check_writable(dir: &Path) -> std::result::Result<(), String> {
 
 /// Whether this process is root (in its user namespace).
 pub fn is_root() -> bool {
-    #[allow(unsafe_code)]
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    euid == 0
+    nix::unistd::geteuid().is_root()
 }
 
 /// Set in the re-executed demo inside its user namespace (so it never re-executes twice).
@@ -137,7 +134,7 @@ pub fn run_in_user_namespace() -> Option<std::process::ExitStatus> {
         return None;
     }
     let exe = std::env::current_exe().ok()?;
-    eprintln!("netvm: not root: running in an unprivileged user namespace");
+    tracing::info!("netvm: not root: running in an unprivileged user namespace");
     Command::new("unshare")
         .args([
             "--user",

@@ -289,7 +289,7 @@ pub(super) fn boot(
         }
     }
     m.util = udp_echoes(netvm, &m.ns, &m.targets[0], true)?;
-    eprintln!(
+    tracing::info!(
         "boot {}: up in {:.1} s, {} answer ping and UDP echo{}",
         m.label,
         t0.elapsed().as_secs_f64(),

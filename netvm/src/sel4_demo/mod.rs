@@ -144,7 +144,10 @@ fn merge_files(out_dir: &Path, m: &Machine, proto: &str, rates: &[u64]) -> Resul
     for (suffix, text) in [
         (".csv", csv_text),
         ("-counts.csv", counts_text),
-        (".svg", svg::render(&rows, &title)),
+        (
+            ".svg",
+            svg::render(&rows, &title).map_err(|e| err(e.to_string()))?,
+        ),
     ] {
         let path = format!("{}{suffix}", stem.display());
         std::fs::write(&path, text).map_err(|e| err(format!("{path}: {e}")))?;
@@ -161,13 +164,13 @@ fn build(opts: &Sel4DemoOptions, out_dir: &Path) -> Result<()> {
         ));
     }
     let log = out_dir.join("build.log");
-    eprintln!(
+    tracing::info!(
         "build: make MICROKIT_CONFIG=release (log: {})",
         log.display()
     );
     let t0 = Instant::now();
     make(&opts.workspace, &["MICROKIT_CONFIG=release"], &log)?;
-    eprintln!("build: done in {:.0} s", t0.elapsed().as_secs_f64());
+    tracing::info!("build: done in {:.0} s", t0.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -185,7 +188,7 @@ fn boot_all(opts: &Sel4DemoOptions, out_dir: &Path, netvm: &Path) -> Result<Vec<
     let mut machines = Vec::new();
     let mut peers = 0;
     for (i, kind) in kinds.into_iter().enumerate() {
-        eprintln!(
+        tracing::info!(
             "boot {}",
             match &kind {
                 Kind::Sel4 => "seL4 netvm: make qemu (build/loader.img)".to_string(),
@@ -271,7 +274,7 @@ pub fn run(opts: &Sel4DemoOptions) -> Result<Sel4Summary> {
                     Err(e) => Err(e.0),
                 };
                 match &point {
-                    Ok(p) => eprintln!(
+                    Ok(p) => tracing::info!(
                         "{proto} {:.0} Mb/s {}: echoed {:.1} Mb/s, loss {:.3}%, median RTT {}",
                         mbps(rate),
                         m.label,
@@ -279,7 +282,7 @@ pub fn run(opts: &Sel4DemoOptions) -> Result<Sel4Summary> {
                         p.loss_percent(),
                         ms(p.median_rtt)
                     ),
-                    Err(e) => eprintln!("{proto} {:.0} Mb/s {}: {e}", mbps(rate), m.label),
+                    Err(e) => tracing::warn!("{proto} {:.0} Mb/s {}: {e}", mbps(rate), m.label),
                 }
                 summary.rows.push(TableRow {
                     system: m.label.clone(),

@@ -1,17 +1,26 @@
 //! Linux system interface of the host backend: shared mappings, futexes, signals, re-exec and
 //! writes into the PD's own image. The host backend's only `unsafe` lives here.
+//!
+//! Calls go through `nix` where it has them (mmap, munmap, kill, sched_yield, write,
+//! sigprocmask, sigaction). `libc` remains, audited here, for what nix 0.29 lacks or cannot do
+//! in a signal handler: futex, sigaltstack, `_exit`, and `execve` from a handler (nix's
+//! `execve` builds its pointer arrays on the heap at each call).
 #![allow(unsafe_code)]
 
 use std::ffi::{CString, OsString};
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::num::NonZeroUsize;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
 use std::sync::OnceLock;
 use std::vec::Vec;
+
+use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 
 use super::control::{Header, PdRecord, RECORD_SIZE};
 use super::manifest::Perms;
@@ -61,26 +70,23 @@ impl SharedMap {
     }
 
     fn map(file: &File, len: usize) -> io::Result<Self> {
-        if len == 0 {
-            return Err(io::Error::from(io::ErrorKind::InvalidData));
-        }
+        let size = NonZeroUsize::new(len).ok_or(io::Error::from(io::ErrorKind::InvalidData))?;
         // SAFETY: a fresh shared mapping of an open file at a kernel-chosen address; it aliases
         // no Rust object. The fd may be closed afterwards; the mapping stays valid.
         let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
+            mmap(
+                None,
+                size,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                file,
                 0,
             )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(ptr.cast()).ok_or_else(|| io::Error::from(io::ErrorKind::Other))?;
-        Ok(Self { ptr, len })
+        }?;
+        Ok(Self {
+            ptr: ptr.cast(),
+            len,
+        })
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -103,7 +109,7 @@ impl SharedMap {
 impl Drop for SharedMap {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the mapping created in `map`; no references outlive `self`.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        let _ = unsafe { munmap(self.ptr.cast(), self.len) };
     }
 }
 
@@ -120,12 +126,19 @@ pub(crate) fn map_fixed(path: &Path, vaddr: u64, size: u64, perms: Perms) -> io:
             "backing file is smaller than the region",
         ));
     }
-    let len = usize::try_from(size).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let mut prot = 0;
+    let len = usize::try_from(size)
+        .ok()
+        .and_then(NonZeroUsize::new)
+        .ok_or(io::Error::from(io::ErrorKind::InvalidInput))?;
+    let addr = usize::try_from(vaddr)
+        .ok()
+        .and_then(NonZeroUsize::new)
+        .ok_or(io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut prot = ProtFlags::empty();
     for (on, bit) in [
-        (perms.read, libc::PROT_READ),
-        (perms.write, libc::PROT_WRITE),
-        (perms.execute, libc::PROT_EXEC),
+        (perms.read, ProtFlags::PROT_READ),
+        (perms.write, ProtFlags::PROT_WRITE),
+        (perms.execute, ProtFlags::PROT_EXEC),
     ] {
         if on {
             prot |= bit;
@@ -134,22 +147,19 @@ pub(crate) fn map_fixed(path: &Path, vaddr: u64, size: u64, perms: Perms) -> io:
     // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping, so no Rust object can be
     // aliased or unmapped; the kernel fails with EEXIST instead.
     let got = unsafe {
-        libc::mmap(
-            vaddr as *mut libc::c_void,
+        mmap(
+            Some(addr),
             len,
             prot,
-            libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE,
-            file.as_raw_fd(),
+            MapFlags::MAP_SHARED | MapFlags::MAP_FIXED_NOREPLACE,
+            &file,
             0,
         )
-    };
-    if got == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    if got as u64 != vaddr {
+    }?;
+    if got.as_ptr() as u64 != vaddr {
         // Kernels before 4.17 treat the flag as a hint; undo and fail rather than map elsewhere.
         // SAFETY: unmaps the mapping just created, which nothing references.
-        unsafe { libc::munmap(got, len) };
+        let _ = unsafe { munmap(got, len.get()) };
         return Err(io::Error::new(
             io::ErrorKind::AddrInUse,
             "kernel ignored MAP_FIXED_NOREPLACE",
@@ -157,6 +167,8 @@ pub(crate) fn map_fixed(path: &Path, vaddr: u64, size: u64, perms: Perms) -> io:
     }
     Ok(())
 }
+
+// futex(2) has no wrapper in nix 0.29 (nor in std): raw syscalls.
 
 /// `FUTEX_WAIT` (shared, not private: the words live in a file shared between processes) while
 /// `word == expected`. Returns on wake-up, value mismatch or signal; callers re-check.
@@ -182,8 +194,8 @@ pub(crate) fn futex_wake(word: &AtomicU32, count: i32) {
 /// `sched_yield(2)`: lets another runnable task on this CPU run first, if there is one;
 /// returns at once otherwise.
 pub(crate) fn yield_now() {
-    // SAFETY: no arguments, no memory.
-    unsafe { libc::sched_yield() };
+    // It cannot fail on Linux.
+    let _ = nix::sched::sched_yield();
 }
 
 pub(crate) fn getpid() -> u32 {
@@ -192,22 +204,21 @@ pub(crate) fn getpid() -> u32 {
 
 /// Sends `signal` to process `pid`.
 pub(crate) fn kill(pid: u32, signal: i32) -> io::Result<()> {
-    let pid =
-        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let invalid = || io::Error::from(io::ErrorKind::InvalidInput);
+    let pid = libc::pid_t::try_from(pid).map_err(|_| invalid())?;
+    // A positive pid only: never a process group, never every process.
     if pid <= 0 {
-        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        return Err(invalid());
     }
-    // SAFETY: plain syscall on a positive pid (never a process group).
-    if unsafe { libc::kill(pid, signal) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let signal = Signal::try_from(signal).map_err(|_| invalid())?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)?;
     Ok(())
 }
 
 /// Writes to stderr without allocating or locking (usable in a signal handler).
 pub(crate) fn write_stderr(bytes: &[u8]) {
-    // SAFETY: write(2) from a valid buffer; short writes are acceptable for diagnostics.
-    unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
+    // `Stderr::as_fd` takes no lock; short writes are acceptable for diagnostics.
+    let _ = nix::unistd::write(io::stderr().as_fd(), bytes);
 }
 
 /// `_exit(2)`: ends the process at once (async-signal-safe).
@@ -275,37 +286,36 @@ extern "C" fn restart_trampoline(_signo: i32) {
 pub(crate) fn install_signal_handlers() -> io::Result<()> {
     const ALT_STACK: usize = 64 * 1024;
     let stack: &'static mut [u8] = Vec::leak(std::vec![0u8; ALT_STACK]);
-    // SAFETY: standard signal set-up with valid, initialised structures; the alternate stack is
-    // leaked so it lives as long as the process.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let ss = libc::stack_t {
-            ss_sp: stack.as_mut_ptr().cast(),
-            ss_flags: 0,
-            ss_size: ALT_STACK,
-        };
-        if libc::sigaltstack(&ss, std::ptr::null_mut()) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let fault = fault_trampoline as *const () as usize;
-        let restart = restart_trampoline as *const () as usize;
-        let handlers = FAULT_SIGNALS
-            .map(|signo| (signo, fault, libc::SA_SIGINFO | libc::SA_ONSTACK))
-            .into_iter()
-            .chain([(RESTART_SIGNAL, restart, libc::SA_ONSTACK)]);
-        for (signo, handler, flags) in handlers {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = handler;
-            action.sa_flags = flags;
-            libc::sigemptyset(&mut action.sa_mask);
-            if libc::sigaction(signo, &action, std::ptr::null_mut()) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+    let ss = libc::stack_t {
+        ss_sp: stack.as_mut_ptr().cast(),
+        ss_flags: 0,
+        ss_size: ALT_STACK,
+    };
+    // SAFETY: `ss` describes a valid stack that is leaked, so it lives as long as the process.
+    // (nix 0.29 has no sigaltstack.)
+    if unsafe { libc::sigaltstack(&ss, std::ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fault = SigAction::new(
+        SigHandler::SigAction(fault_trampoline),
+        SaFlags::SA_SIGINFO | SaFlags::SA_ONSTACK,
+        SigSet::empty(),
+    );
+    let restart = SigAction::new(
+        SigHandler::Handler(restart_trampoline),
+        SaFlags::SA_ONSTACK,
+        SigSet::empty(),
+    );
+    let handlers = FAULT_SIGNALS
+        .map(|signo| (signo, &fault))
+        .into_iter()
+        .chain([(RESTART_SIGNAL, &restart)]);
+    for (signo, action) in handlers {
+        let signal = Signal::try_from(signo)?;
+        // SAFETY: the handlers only do async-signal-safe work (record the fault in shared
+        // atomics, write(2), execve(2), _exit(2)) on the alternate stack installed above.
+        unsafe { sigaction(signal, action) }?;
     }
     Ok(())
 }
@@ -356,7 +366,8 @@ pub(crate) fn prepare_exec() {
 }
 
 /// Re-executes this PD's image with its original arguments and environment (the host form of a
-/// restart). Async-signal-safe. Exits with status 2 if the exec fails.
+/// restart). Async-signal-safe (hence raw execve: nix's allocates). Exits with status 2 if the
+/// exec fails.
 pub(crate) fn exec_self() -> ! {
     if let Some(args) = EXEC_ARGS.get() {
         // SAFETY: NUL-terminated arrays of pointers to live C strings, prepared in `prepare_exec`.

@@ -2,15 +2,17 @@
 //! counters, and the paced sender loop.
 
 use std::io;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
 use super::track::{SendLog, Verdict};
 use super::{
-    drain_quiet, procutil, BadCounts, BenchConfig, Phase, SampleStop, DRAIN_LIMIT, SEND_BATCH,
-    SEND_MAX_SLEEP_NS,
+    drain_quiet, procutil, BadCounts, BenchConfig, BenchError, Phase, SampleStop, DRAIN_LIMIT,
+    RECV_POLL, SEND_BATCH, SEND_MAX_SLEEP_NS,
 };
-use crate::sys::{monotonic_ns, sleep_until_ns};
+use crate::clock::{monotonic_ns, sleep_until_ns};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
 /// State shared by a point's sender, receiver and coordinator.
 pub(super) struct Shared {
@@ -242,4 +244,38 @@ pub(super) fn pace<T: Transmit>(
             sleep_until_ns(next_due.min(now + SEND_MAX_SLEEP_NS));
         }
     }
+}
+
+/// The receivers' event loop, for any transport: registers every flow's socket with one epoll
+/// instance, then until the phase clock in `st` reaches `Done`, calls `on_ready(flow, st)` for
+/// each flow with data. `register` names what is registered, for the error; `fail` builds the
+/// transport's socket error.
+pub(super) fn poll_flows<'a, S: AsFd>(
+    sockets: &[S],
+    register: &'static str,
+    fail: &dyn Fn(&'static str, io::Error) -> BenchError,
+    st: &mut RecvState<'a>,
+    mut on_ready: impl FnMut(usize, &mut RecvState<'a>) -> Result<(), BenchError>,
+) -> Result<(), BenchError> {
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+        .map_err(|e| fail("creating an epoll instance", e.into()))?;
+    for (i, s) in sockets.iter().enumerate() {
+        epoll
+            .add(s, EpollEvent::new(EpollFlags::EPOLLIN, i as u64))
+            .map_err(|e| fail(register, e.into()))?;
+    }
+    let mut events = vec![EpollEvent::empty(); sockets.len()];
+    let timeout = EpollTimeout::try_from(RECV_POLL)
+        .map_err(|e| fail("epoll timeout", io::Error::other(e)))?;
+    while st.tick(monotonic_ns()) != Phase::Done {
+        let ready = match epoll.wait(&mut events, timeout) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(fail("waiting in epoll", e.into())),
+        };
+        for ev in &events[..ready] {
+            on_ready(ev.data() as usize, st)?;
+        }
+    }
+    Ok(())
 }

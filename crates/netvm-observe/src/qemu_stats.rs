@@ -15,7 +15,6 @@
 //! the same machine as QEMU. A stats region is assumed to be one page (what `system.xml` gives
 //! every `netvm/stats/<pd>`): entries beyond it would read as a bad header.
 
-use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write as _};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -23,8 +22,9 @@ use std::time::Duration;
 
 use sddf::shm::OwnedRegion;
 use sddf::stats::{Snapshot, MAGIC};
+use serde_json::{json, Value};
 
-use crate::observe::ComponentStats;
+use crate::host::ComponentStats;
 
 /// Where RAM starts on QEMU's `virt` machine.
 pub const VIRT_RAM_BASE: u64 = 0x4000_0000;
@@ -67,10 +67,12 @@ pub enum QmpError {
         reason: String,
     },
     /// QEMU refused a command.
-    #[error("QMP command {command} failed: {desc}")]
+    #[error("QMP command {command} failed: {desc} ({class})")]
     Command {
         /// The command.
         command: &'static str,
+        /// QEMU's error class (e.g. `GenericError`, `DeviceNotFound`).
+        class: String,
         /// QEMU's description of the error.
         desc: String,
     },
@@ -260,13 +262,17 @@ impl Qmp {
             writer,
         };
         let greeting = qmp.line()?;
-        if !top_level_keys(&greeting).iter().any(|k| k == "QMP") {
+        let is_greeting = matches!(
+            serde_json::from_str::<Value>(&greeting),
+            Ok(Value::Object(obj)) if obj.contains_key("QMP")
+        );
+        if !is_greeting {
             return Err(qmp.protocol(format!(
                 "expected QEMU's QMP greeting, got {:?}",
                 cut(&greeting)
             )));
         }
-        qmp.execute("qmp_capabilities", "{\"execute\":\"qmp_capabilities\"}")?;
+        qmp.execute("qmp_capabilities", None)?;
         Ok(qmp)
     }
 
@@ -292,17 +298,30 @@ impl Qmp {
         Ok(line)
     }
 
-    /// Sends `json` and waits for its reply, skipping asynchronous events.
-    fn execute(&mut self, command: &'static str, json: &str) -> Result<(), QmpError> {
-        writeln!(self.writer, "{json}").map_err(|source| QmpError::Io {
+    /// Sends `command` (with its `arguments`, if any) and waits for its reply, skipping
+    /// asynchronous events.
+    fn execute(&mut self, command: &'static str, arguments: Option<Value>) -> Result<(), QmpError> {
+        let request = match arguments {
+            Some(arguments) => json!({ "execute": command, "arguments": arguments }),
+            None => json!({ "execute": command }),
+        };
+        tracing::debug!(%request, "QMP request");
+        writeln!(self.writer, "{request}").map_err(|source| QmpError::Io {
             path: self.path.clone(),
             source,
         })?;
         loop {
             let line = self.line()?;
+            tracing::trace!(reply = cut(&line), "QMP reply");
             match reply_kind(&line) {
                 Reply::Return => return Ok(()),
-                Reply::Error(desc) => return Err(QmpError::Command { command, desc }),
+                Reply::Error { class, desc } => {
+                    return Err(QmpError::Command {
+                        command,
+                        class,
+                        desc,
+                    })
+                }
                 Reply::Event => continue,
                 Reply::Other => {
                     return Err(
@@ -316,21 +335,18 @@ impl Qmp {
     /// `stop`: pauses the virtual machine (its vCPUs and virtual clock); it costs no host CPU
     /// until [`Qmp::resume`].
     pub fn pause(&mut self) -> Result<(), QmpError> {
-        self.execute("stop", "{\"execute\":\"stop\"}")
+        self.execute("stop", None)
     }
 
     /// `cont`: resumes a paused virtual machine.
     pub fn resume(&mut self) -> Result<(), QmpError> {
-        self.execute("cont", "{\"execute\":\"cont\"}")
+        self.execute("cont", None)
     }
 
     /// `pmemsave`: QEMU writes guest-physical `addr..addr+size` to `file`.
     pub fn pmemsave(&mut self, addr: u64, size: u64, file: &Path) -> Result<(), QmpError> {
-        let json = format!(
-            "{{\"execute\":\"pmemsave\",\"arguments\":{{\"val\":{addr},\"size\":{size},\"filename\":{}}}}}",
-            json_string(&file.to_string_lossy())
-        );
-        self.execute("pmemsave", &json)
+        let arguments = json!({ "val": addr, "size": size, "filename": file.to_string_lossy() });
+        self.execute("pmemsave", Some(arguments))
     }
 }
 
@@ -394,112 +410,38 @@ impl PhysMem for QmpMem {
 enum Reply {
     /// `{"return": …}`.
     Return,
-    /// `{"error": {"desc": …}}`.
-    Error(String),
+    /// `{"error": {"class": …, "desc": …}}`.
+    Error {
+        /// QEMU's error class.
+        class: String,
+        /// QEMU's description.
+        desc: String,
+    },
     /// `{"event": …, "timestamp": …}`.
     Event,
-    /// Anything else.
+    /// Anything else (including a line that is not a JSON object).
     Other,
 }
 
+/// Classifies one line from QEMU by the keys of its top-level object, whatever their order
+/// (QEMU does not promise one).
 fn reply_kind(line: &str) -> Reply {
-    let keys = top_level_keys(line);
-    if keys.iter().any(|k| k == "return") {
+    let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(line) else {
+        return Reply::Other;
+    };
+    if obj.contains_key("return") {
         Reply::Return
-    } else if keys.iter().any(|k| k == "error") {
-        let desc = string_after(line, "\"desc\"").unwrap_or_else(|| cut(line).to_owned());
-        Reply::Error(desc)
-    } else if keys.iter().any(|k| k == "event") {
+    } else if let Some(error) = obj.get("error") {
+        let field = |key: &str| error.get(key).and_then(Value::as_str).map(str::to_owned);
+        Reply::Error {
+            class: field("class").unwrap_or_else(|| "no error class".to_owned()),
+            desc: field("desc").unwrap_or_else(|| cut(line).to_owned()),
+        }
+    } else if obj.contains_key("event") {
         Reply::Event
     } else {
         Reply::Other
     }
-}
-
-/// The keys of a one-line JSON object's top level (whatever their order: QEMU does not promise
-/// one). Malformed input gives what could be read.
-fn top_level_keys(line: &str) -> Vec<String> {
-    let mut keys = Vec::new();
-    let mut depth = 0usize;
-    let text = line.trim();
-    let mut chars = text.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '{' | '[' => depth += 1,
-            '}' | ']' => depth = depth.saturating_sub(1),
-            '"' => {
-                let Some(end) = string_end(text, i) else {
-                    break;
-                };
-                // Skip the string's characters.
-                while chars.peek().is_some_and(|&(j, _)| j <= end) {
-                    chars.next();
-                }
-                let is_key = text[end + 1..].trim_start().starts_with(':');
-                if depth == 1 && is_key {
-                    keys.push(text[i + 1..end].to_owned());
-                }
-            }
-            _ => {}
-        }
-    }
-    keys
-}
-
-/// Index of the quote closing the string that opens at `start`.
-fn string_end(text: &str, start: usize) -> Option<usize> {
-    let mut escaped = false;
-    for (j, c) in text[start + 1..].char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' => escaped = true,
-            '"' => return Some(start + 1 + j),
-            _ => {}
-        }
-    }
-    None
-}
-
-/// The string value following `key` (e.g. `"desc"`), unescaped for the common escapes.
-fn string_after(line: &str, key: &str) -> Option<String> {
-    let at = line.find(key)? + key.len();
-    let rest = line[at..].trim_start().strip_prefix(':')?.trim_start();
-    if !rest.starts_with('"') {
-        return None;
-    }
-    let end = string_end(rest, 0)?;
-    let mut out = String::new();
-    let mut chars = rest[1..end].chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            match chars.next() {
-                Some('n') => out.push('\n'),
-                Some('t') => out.push('\t'),
-                Some(other) => out.push(other),
-                None => {}
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    Some(out)
-}
-
-/// `s` as a JSON string literal.
-fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// At most 200 bytes of a QMP line, trailing whitespace dropped, for error messages.
@@ -597,7 +539,7 @@ mod tests {
         let s = stats[0].snapshot.as_ref().unwrap();
         assert_eq!(s.get("driver.frames"), Some(10));
         assert_eq!(stats[1].pd, "vmm");
-        let text = crate::observe::render_stats(&stats);
+        let text = crate::host::render_stats(&stats);
         assert!(text.contains("vmm:\n  driver.frames"), "{text}");
     }
 
@@ -696,7 +638,18 @@ mod tests {
             reply_kind(
                 "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Could not open '/x': \\\"no\\\"\"}}"
             ),
-            Reply::Error("Could not open '/x': \"no\"".into())
+            Reply::Error {
+                class: "GenericError".into(),
+                desc: "Could not open '/x': \"no\"".into()
+            }
+        );
+        // An error without its fields still says what QEMU sent.
+        assert_eq!(
+            reply_kind("{\"error\": 7}"),
+            Reply::Error {
+                class: "no error class".into(),
+                desc: "{\"error\": 7}".into()
+            }
         );
         assert_eq!(
             reply_kind("{\"timestamp\": {\"seconds\": 1}, \"event\": \"STOP\"}"),
@@ -707,11 +660,7 @@ mod tests {
         assert_eq!(reply_kind("{\"x\": \"return\"}"), Reply::Other);
         assert_eq!(reply_kind("garbage \"unterminated"), Reply::Other);
         assert_eq!(reply_kind(""), Reply::Other);
-        assert_eq!(
-            top_level_keys("{\"QMP\": {\"version\": {}, \"capabilities\": []}}"),
-            ["QMP"]
-        );
-        assert_eq!(json_string("/tmp/a\"b\\c\n"), "\"/tmp/a\\\"b\\\\c\\u000a\"");
+        assert_eq!(reply_kind("[\"return\"]"), Reply::Other);
     }
 
     #[test]
@@ -733,9 +682,10 @@ mod tests {
             .unwrap();
             let mut commands = Vec::new();
             while let Some(Ok(line)) = lines.next() {
-                if line.contains("pmemsave") {
+                let request: Value = serde_json::from_str(&line).unwrap();
+                if request["execute"] == "pmemsave" {
                     // Write a page with a stats region where the client asked.
-                    let file = string_after(&line, "\"filename\"").unwrap();
+                    let file = request["arguments"]["filename"].as_str().unwrap();
                     let region = OwnedRegion::new(PAGE);
                     let mut w = StatsWriter::new(region.region(), "vmm").unwrap();
                     w.group::<Frames>(format_args!("vmm")).unwrap();
@@ -746,7 +696,7 @@ mod tests {
                     std::fs::write(file, page).unwrap();
                     writeln!(out, "{{\"timestamp\": {{}}, \"event\": \"RTC_CHANGE\"}}").unwrap();
                 }
-                if line.contains("\"val\":4096") {
+                if request["arguments"]["val"] == 4096 {
                     writeln!(
                         out,
                         "{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"Invalid addr\"}}}}"
@@ -755,7 +705,7 @@ mod tests {
                 } else {
                     writeln!(out, "{{\"return\": {{}}}}").unwrap();
                 }
-                commands.push(line);
+                commands.push(request);
             }
             commands
         });
@@ -763,15 +713,20 @@ mod tests {
         let page = read_page(&mut mem, BASE).unwrap();
         assert_eq!(page.snapshot.unwrap().get("vmm.frames"), Some(42));
         let err = mem.read(4096, &mut [0; 8]).unwrap_err();
-        assert_eq!(err.to_string(), "QMP command pmemsave failed: Invalid addr");
+        assert_eq!(
+            err.to_string(),
+            "QMP command pmemsave failed: Invalid addr (GenericError)"
+        );
         let dump_dir = mem.dir.clone();
         drop(mem);
         assert!(!dump_dir.exists(), "the dump directory is removed");
         let commands = server.join().unwrap();
-        assert_eq!(commands[0], "{\"execute\":\"qmp_capabilities\"}");
-        assert!(commands[1].starts_with(&format!(
-            "{{\"execute\":\"pmemsave\",\"arguments\":{{\"val\":{BASE},\"size\":4096,"
-        )));
+        assert_eq!(commands[0], json!({ "execute": "qmp_capabilities" }));
+        assert_eq!(commands[1]["execute"], "pmemsave");
+        assert_eq!(commands[1]["arguments"]["val"], BASE);
+        assert_eq!(commands[1]["arguments"]["size"], 4096);
+        let file = commands[1]["arguments"]["filename"].as_str().unwrap();
+        assert!(file.starts_with(&std::env::temp_dir().to_string_lossy().into_owned()));
         std::fs::remove_dir_all(&dir).ok();
     }
 

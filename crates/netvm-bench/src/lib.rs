@@ -15,7 +15,10 @@
 //! calling thread, which speaks the utilisation protocol and reports progress. The receiver
 //! owns the phase clock because it is the one that knows when enough samples have arrived.
 
+#![forbid(unsafe_code)]
+
 mod calibrate;
+pub mod clock;
 pub mod csv;
 mod engine;
 pub mod payload;
@@ -32,8 +35,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
-use crate::sys::monotonic_ns;
-use crate::util_proto::{UtilClient, UtilError, Utilisation};
+use crate::clock::monotonic_ns;
+use kernel_echo::util_proto::{UtilClient, UtilError, Utilisation};
 use stats::RttStats;
 use track::{BadKind, SendLog};
 
@@ -456,6 +459,15 @@ pub fn run_point(
     let addr = cfg.echo_addr();
     let pps_per_flow = rate as f64 / (8.0 * cfg.size as f64) / f64::from(cfg.flows);
     let window = track::window_for(pps_per_flow);
+    tracing::debug!(
+        rate,
+        proto = ?cfg.proto,
+        flows = cfg.flows,
+        size = cfg.size,
+        window,
+        target = %addr,
+        "bench point: starting"
+    );
     let util_pids = watched_pids(cfg)?;
 
     let mut util = match cfg.util_port {

@@ -6,10 +6,9 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-
-use super::{payload, BenchError, Phase, RecvState, Shared, Transmit, CONNECT_TIMEOUT, RECV_POLL};
-use crate::sys::monotonic_ns;
+use super::engine::poll_flows;
+use super::{payload, BenchError, RecvState, Shared, Transmit, CONNECT_TIMEOUT};
+use crate::clock::monotonic_ns;
 
 /// Largest chunk written or read per call.
 const CHUNK: usize = 64 << 10;
@@ -126,13 +125,6 @@ pub(super) fn receive(
     let shared = st.shared;
     let size = shared.size;
     let fail = |what, source| BenchError::Socket { what, addr, source };
-    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
-        .map_err(|e| fail("creating an epoll instance", e.into()))?;
-    for (i, s) in streams.iter().enumerate() {
-        epoll
-            .add(s, EpollEvent::new(EpollFlags::EPOLLIN, i as u64))
-            .map_err(|e| fail("registering a TCP flow with epoll", e.into()))?;
-    }
     let mut matchers: Vec<_> = shared
         .logs
         .iter()
@@ -140,17 +132,12 @@ pub(super) fn receive(
         .collect();
     let mut bufs: Vec<Vec<u8>> = vec![vec![0u8; CHUNK + size]; streams.len()];
     let mut fill = vec![0usize; streams.len()];
-    let mut events = vec![EpollEvent::empty(); streams.len()];
-    let timeout = EpollTimeout::try_from(RECV_POLL)
-        .map_err(|e| fail("epoll timeout", io::Error::other(e)))?;
-    while st.tick(monotonic_ns()) != Phase::Done {
-        let ready = match epoll.wait(&mut events, timeout) {
-            Ok(n) => n,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(fail("waiting in epoll", e.into())),
-        };
-        for ev in &events[..ready] {
-            let flow = ev.data() as usize;
+    poll_flows(
+        streams,
+        "registering a TCP flow with epoll",
+        &fail,
+        st,
+        |flow, st| {
             let buf = &mut bufs[flow];
             for _ in 0..RECV_ROUNDS {
                 let n = match (&streams[flow]).read(&mut buf[fill[flow]..]) {
@@ -175,7 +162,7 @@ pub(super) fn receive(
                 buf.copy_within(whole..fill[flow], 0);
                 fill[flow] -= whole;
             }
-        }
-    }
-    Ok(())
+            Ok(())
+        },
+    )
 }

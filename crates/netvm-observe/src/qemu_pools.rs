@@ -5,7 +5,7 @@
 //! as in host mode. The queue regions have no fixed physical address there: the Microkit tool
 //! places them, and its report ([`crate::microkit_report`]) says where each of their pages is.
 //! Each queue region is read page by page into a private copy, then accounted for by the same
-//! code as host mode ([`crate::observe::read_pools`]).
+//! code as host mode ([`crate::host::read_pools`]).
 //!
 //! The report's addresses of the regions the tool places are not where the running system has
 //! them: on QEMU `virt` they come out shifted, all by the same amount (seen: 0x1e9d000 lower),
@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use sddf::shm::{OwnedRegion, Region};
 use sdf::net::BufferPool;
 
+use crate::host::{read_pools, PoolReport, RegionReader};
 use crate::microkit_report::{Report, ReportError};
-use crate::observe::{read_pools, PoolReport, RegionReader};
 use crate::qemu_stats::{FoundPage, PhysMem, QmpError, QmpMem};
 
 /// How far the running system's placed regions are from the report's addresses: add this
@@ -263,7 +263,7 @@ fn signed(delta: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::render_pools;
+    use crate::host::render_pools;
     use sdf::net::{NetClientSpec, NetSystemSpec};
     use std::fmt::Write as _;
 
@@ -286,6 +286,7 @@ mod tests {
             if self.broken == Some(addr) {
                 return Err(QmpError::Command {
                     command: "pmemsave",
+                    class: "GenericError".into(),
                     desc: "Invalid addr".into(),
                 });
             }
@@ -571,7 +572,10 @@ mod tests {
         let third = &layout.pools[1].queues[0].region;
         vm.broken = Some(layout.report.pages(third).unwrap()[1].addr);
         let err = layout.read(&mut vm, &EXACT).unwrap_err();
-        assert_eq!(err.to_string(), "QMP command pmemsave failed: Invalid addr");
+        assert_eq!(
+            err.to_string(),
+            "QMP command pmemsave failed: Invalid addr (GenericError)"
+        );
         assert!(!vm.paused, "resumed after the failure");
         assert_eq!(vm.log.last().map(String::as_str), Some("cont"));
         // Nothing is read after the failure.

@@ -86,10 +86,12 @@ impl Snapshot {
 
 /// `(idle, total)` in clock ticks between two snapshots of the same processes.
 pub fn between(start: &Snapshot, end: &Snapshot) -> (u64, u64) {
-    #[allow(unsafe_code)]
-    // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100);
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|h| u64::try_from(h).ok())
+        .filter(|&h| h > 0)
+        .unwrap_or(100);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
     let wall_ns = end.at_ns.saturating_sub(start.at_ns);
     let total = (u128::from(wall_ns) * u128::from(hz) * u128::from(cpus) / 1_000_000_000) as u64;
@@ -124,9 +126,9 @@ mod tests {
             .expect("spawn sh");
         let pids = with_descendants(&[me]);
         assert!(pids.contains(&child.id()), "{pids:?}");
-        let start = snapshot(&pids, crate::sys::monotonic_ns());
+        let start = snapshot(&pids, crate::clock::monotonic_ns());
         std::thread::sleep(std::time::Duration::from_millis(500));
-        let end = snapshot(&pids, crate::sys::monotonic_ns());
+        let end = snapshot(&pids, crate::clock::monotonic_ns());
         let _ = child.kill();
         let _ = child.wait();
         let (idle, total) = between(&start, &end);

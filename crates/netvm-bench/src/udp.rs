@@ -5,12 +5,12 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::socket::{setsockopt, sockopt};
 
-use super::{payload, BenchError, Phase, RecvState, Shared, Transmit, RECV_POLL, SEND_BATCH};
-use crate::bench::track::{BadKind, Matcher, Verdict};
-use crate::sys::monotonic_ns;
+use super::engine::poll_flows;
+use super::{payload, BenchError, RecvState, Shared, Transmit, SEND_BATCH};
+use crate::clock::monotonic_ns;
+use crate::track::{BadKind, Matcher, Verdict};
 use kernel_echo::batch::Batch;
 
 /// Socket buffer size requested per flow, so bursts at high rates are not dropped locally.
@@ -101,13 +101,6 @@ pub(super) fn receive(sockets: &[UdpSocket], st: &mut RecvState<'_>) -> Result<(
         .and_then(|s| s.peer_addr().ok())
         .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
     let fail = |what, source| BenchError::Socket { what, addr, source };
-    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
-        .map_err(|e| fail("creating an epoll instance", e.into()))?;
-    for (i, s) in sockets.iter().enumerate() {
-        epoll
-            .add(s, EpollEvent::new(EpollFlags::EPOLLIN, i as u64))
-            .map_err(|e| fail("registering a socket with epoll", e.into()))?;
-    }
     let mut matchers: Vec<Matcher> = shared
         .logs
         .iter()
@@ -115,17 +108,12 @@ pub(super) fn receive(sockets: &[UdpSocket], st: &mut RecvState<'_>) -> Result<(
         .collect();
     // One spare byte per buffer so an over-long echo shows up as a length error.
     let mut batch = Batch::new(RECV_BATCH, shared.size + 1);
-    let mut events = vec![EpollEvent::empty(); sockets.len()];
-    let timeout = EpollTimeout::try_from(RECV_POLL)
-        .map_err(|e| fail("epoll timeout", io::Error::other(e)))?;
-    while st.tick(monotonic_ns()) != Phase::Done {
-        let ready = match epoll.wait(&mut events, timeout) {
-            Ok(n) => n,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(fail("waiting in epoll", e.into())),
-        };
-        for ev in &events[..ready] {
-            let flow = ev.data() as usize;
+    poll_flows(
+        sockets,
+        "registering a socket with epoll",
+        &fail,
+        st,
+        |flow, st| {
             for _ in 0..RECV_ROUNDS {
                 let got = batch
                     .recv(sockets[flow].as_fd())
@@ -143,7 +131,7 @@ pub(super) fn receive(sockets: &[UdpSocket], st: &mut RecvState<'_>) -> Result<(
                     break;
                 }
             }
-        }
-    }
-    Ok(())
+            Ok(())
+        },
+    )
 }

@@ -16,7 +16,7 @@ use sddf::shm::Region;
 use sddf::stats::Snapshot;
 use sdf::net::{BufferPool, QueueRef};
 
-use crate::sys::MappedFile;
+use crate::mapped::MappedFile;
 
 /// Name of the region index in a run directory.
 pub const INDEX: &str = "regions";
