@@ -90,6 +90,7 @@ pub fn system_bins() -> PathBuf {
         "idle",
         "uio-driver",
         "hostile-client",
+        "vmm",
     ] {
         cmd.args(["-p", p]);
     }
