@@ -67,8 +67,7 @@ impl ConnectionResource {
         }
     }
 
-    /// Finds both queues in `mem`, each `num_buffers` entries, and the reconnect words after
-    /// the free queue's array if its region has room for them.
+    /// Finds both queues in `mem`, each `num_buffers` entries.
     ///
     /// This is the one place a component turns a connection into queues, so every component
     /// reports a bad connection the same way; it adds only which connection it was (driver,
@@ -102,7 +101,8 @@ impl ConnectionResource {
         Ok(QueuePair {
             free,
             active,
-            reconnect_words: crate::reconnect::ControlWords::new(free_region, capacity),
+            free_region,
+            capacity,
         })
     }
 }
@@ -115,9 +115,11 @@ pub struct QueuePair<'a> {
     pub free: crate::queue::Queue<'a>,
     /// The active queue.
     pub active: crate::queue::Queue<'a>,
-    /// The reconnect words ([`crate::reconnect`]) in the free queue region's spare bytes, or
-    /// `None` when the region has no room for them (the connection cannot be rebuilt).
-    pub reconnect_words: Option<crate::reconnect::ControlWords<'a>>,
+    /// The whole free queue region, spare bytes after the descriptor array included (where
+    /// netvm keeps its reconnect words, `netvm_api::reconnect`).
+    pub free_region: crate::shm::Region<'a>,
+    /// The capacity of both queues.
+    pub capacity: crate::queue::Capacity,
 }
 
 /// One queue of a connection.

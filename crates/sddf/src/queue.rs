@@ -33,7 +33,7 @@
 //! start-up (a client its TX buffers, a copier its client's RX buffers), possibly after the
 //! producer attached, so `tail` has two writers at init; a consumer that scribbles on `tail` later
 //! can only garble entries meant for itself. The one other time a side writes its peer's index
-//! is a reconnect ([`crate::reconnect`]): the surviving side of a restarted client's queue pair
+//! is a reconnect (netvm's `netvm_api::reconnect`): the surviving side of a restarted client's queue pair
 //! empties both queues while the client waits.
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 
@@ -194,7 +194,7 @@ impl<'a> Queue<'a> {
     /// Empties the queue as fresh memory is: both indices 0, signal flag "signal wanted".
     ///
     /// The one place where a side writes its peer's index, so only for
-    /// [`crate::reconnect`]: the caller must know that nothing else uses the queue meanwhile
+    /// netvm's `netvm_api::reconnect`: the caller must know that nothing else uses the queue meanwhile
     /// (the peer's old instance is dead and its new one waits for the reset to be announced).
     /// Publishing the reset is the caller's job (a Release store the peer Acquire-loads).
     fn reset(&self) {
@@ -430,7 +430,7 @@ impl<'a> FillSide<'a> {
         Ok(FillSide::new(free, active))
     }
 
-    /// Reconnect ([`crate::reconnect`]) of a pair whose buffers this side owns: empties both
+    /// Reconnect (netvm's `netvm_api::reconnect`) of a pair whose buffers this side owns: empties both
     /// queues, then hands itself every buffer again as [`FillSide::new_self_provided`] does.
     /// Returns how many descriptors `active` held (frames the peer's dead instance never took;
     /// `Err` when its indices were impossible); the reset happens either way. Only while the
@@ -482,7 +482,7 @@ impl<'a> DrainSide<'a> {
         }
     }
 
-    /// Reconnect ([`crate::reconnect`]) of a pair whose filling peer restarted: empties both
+    /// Reconnect (netvm's `netvm_api::reconnect`) of a pair whose filling peer restarted: empties both
     /// queues. Returns how many descriptors `active` held (frames the peer's dead instance
     /// queued and this side never took; `Err` when its indices were impossible); the reset
     /// happens either way. The caller then hands the peer the buffers it should have through

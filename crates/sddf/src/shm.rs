@@ -250,24 +250,25 @@ impl<'a> Region<'a> {
 
 #[cfg(not(loom))]
 impl<'a> Region<'a> {
-    /// The reconnect words ([`crate::reconnect`]) at `offset`, which must be 8-aligned in memory.
-    pub(crate) fn reconnect_words(
+    /// The 32-bit word at `offset` as an atomic, for control words a protocol keeps in a region
+    /// beside sDDF's structures (netvm's reconnect words). `offset` must be 4-aligned in memory.
+    pub fn atomic_u32(
         &self,
         offset: usize,
-    ) -> Result<&'a crate::reconnect::Words, OutOfBounds> {
-        let len = core::mem::size_of::<crate::reconnect::Words>();
+    ) -> Result<&'a core::sync::atomic::AtomicU32, OutOfBounds> {
+        let len = core::mem::size_of::<u32>();
         let p = self.check(offset, len)?;
-        if !(p as usize).is_multiple_of(8) {
+        if !(p as usize).is_multiple_of(len) {
             return Err(OutOfBounds {
                 offset,
                 len,
                 region_len: self.len,
             });
         }
-        // SAFETY: the range is in bounds and 8-aligned; `Words` is repr(C) atomics only, so a
-        // shared reference to it permits the concurrent writes a peer makes; the memory lives
-        // for 'a by `new`'s contract.
-        Ok(unsafe { &*p.cast::<crate::reconnect::Words>() })
+        // SAFETY: the range is in bounds and 4-aligned; an AtomicU32 accepts every bit pattern
+        // and a shared reference to it permits the concurrent writes a peer makes; the memory
+        // lives for 'a by `new`'s contract.
+        Ok(unsafe { &*p.cast::<core::sync::atomic::AtomicU32>() })
     }
 }
 

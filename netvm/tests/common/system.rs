@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use netvm::demo::Lan;
 use netvm::observe::{render_pools, render_stats, RunView};
-use sddf::stats::Snapshot;
+use netvm_api::stats::Snapshot;
 
 /// Whether network namespaces can be made here (root).
 pub fn can_make_namespaces() -> bool {

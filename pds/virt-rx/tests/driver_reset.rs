@@ -2,12 +2,12 @@
 //! queues so that every RX buffer is in exactly one place again (with the driver once, or with
 //! the clients its owner record names), frames the dead driver completed are delivered or
 //! counted, and a driver scribbling its reconnect words cannot lose or duplicate a buffer.
+use netvm_api::options::NetOptions;
+use netvm_api::reconnect::{words_offset, ControlWords};
 use proptest::prelude::*;
 use sddf::config::QueueKind::{Active, Free};
 use sddf::config::{ConnectionResource, DeviceRegionResource, NetVirtRxConfig, NET_MAGIC};
-use sddf::options::NetOptions;
 use sddf::queue::{Capacity, DrainSide, FillSide};
-use sddf::reconnect::{words_offset, ControlWords};
 use sddf::testing::{Layout, RecordingNotifier};
 use sddf::BuffDesc;
 use virt_rx::{Holder, VirtRx};

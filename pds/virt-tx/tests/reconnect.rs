@@ -4,12 +4,12 @@
 //!
 //! The driver restarting the same way: every buffer the dead driver held goes back to its client
 //! once, counted as a dropped frame, and a scribbled epoch from the driver changes nothing.
+use netvm_api::options::NetOptions;
+use netvm_api::reconnect::{words_offset, ControlWords};
 use proptest::prelude::*;
 use sddf::config::QueueKind::{Active, Free};
 use sddf::config::{ConnectionResource, DeviceRegionResource, NetVirtTxConfig, NET_MAGIC};
-use sddf::options::NetOptions;
 use sddf::queue::{Capacity, DrainSide, FillSide};
-use sddf::reconnect::{words_offset, ControlWords};
 use sddf::testing::{Layout, RecordingNotifier};
 use sddf::BuffDesc;
 use virt_tx::VirtTx;

@@ -12,8 +12,8 @@
 use core::fmt;
 
 use microkit::{Channel, ChannelSet, Child, MessageInfo, Vcpu};
+use netvm_api::stats::StatsWriter;
 use sddf::shm::IdentityMapped;
-use sddf::stats::StatsWriter;
 use vmm::config::{VmmConfig, SIZE as CONFIG_SIZE};
 use vmm::fault::Fault;
 use vmm::linux::{BootPlan, GuestRam};

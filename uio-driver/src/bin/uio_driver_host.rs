@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use microkit::host::manifest::Manifest;
 use microkit::{Channel, ChannelSet, Handler};
+use netvm_api::reconnect::ControlWords;
+use netvm_api::stats::Counters as _;
 use sddf::config::NetDriverConfig;
 use sddf::queue::{Capacity, DrainSide, FillSide, Queue};
-use sddf::reconnect::ControlWords;
 use sddf::shm::{AddressSpace, IdentityMapped, Region};
-use sddf::stats::Counters as _;
 use uio_driver::config::DriverConfig;
 use uio_driver::driver::{connect, Driver, DriverQueues, DriverWords};
 use uio_driver::host::{callback_platform, Doorbell, NotifyHandle};
@@ -39,7 +39,7 @@ static STOP: AtomicBool = AtomicBool::new(false);
 /// How often the packet socket's drop count is read (published with the driver's counters).
 const RING_POLL: Duration = Duration::from_millis(20);
 
-sddf::counters! {
+netvm_api::counters! {
     /// What the host interface itself counts.
     struct NicCounters {
         /// Frames the kernel dropped because the packet ring was full (the driver fell behind).
@@ -92,9 +92,10 @@ fn words(
 
 /// The driver's counters go to the VMM PD's stats region when the system gives it one (host
 /// mode only: in a driver VM they stay in the guest).
-fn stats_writer(mem: &IdentityMapped) -> Option<sddf::stats::StatsWriter<'static>> {
-    let mut w = sddf::stats::StatsWriter::from_section(STATS.as_bytes(), mem, microkit::pd_name())
-        .unwrap_or_else(|e| fail(e))?;
+fn stats_writer(mem: &IdentityMapped) -> Option<netvm_api::stats::StatsWriter<'static>> {
+    let mut w =
+        netvm_api::stats::StatsWriter::from_section(STATS.as_bytes(), mem, microkit::pd_name())
+            .unwrap_or_else(|e| fail(e))?;
     w.group::<uio_driver::counters::Counters>(format_args!("driver"))
         .unwrap_or_else(|e| fail(e));
     w.group::<NicCounters>(format_args!("nic"))
