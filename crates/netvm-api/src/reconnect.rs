@@ -79,6 +79,7 @@ use core::sync::atomic::AtomicU32;
 use sddf::config::QueuePair;
 use sddf::queue::{queue_bytes, Capacity};
 use sddf::shm::Region;
+use sddf::Notifier;
 
 /// `epoch` before any client instance connected (fresh memory).
 pub const NOT_CONNECTED: u32 = 0;
@@ -236,6 +237,44 @@ impl<'a> PeerEnd<'a> {
             words.words.done.store(epoch, Release);
         }
     }
+
+    /// The end of every reset a peer serves, after it rebuilt the queues for `epoch`: publishes
+    /// `done` ([`PeerEnd::served`]), counts the reset in `resets`, and notifies the client on
+    /// `channel` (counted in `notifications`), always: the new instance waits for `done`, not
+    /// for a signal request. `when` is how the peer notifies that client otherwise.
+    pub fn finish_reset(
+        &mut self,
+        epoch: u32,
+        counts: ResetCounts<'_>,
+        notifier: &mut impl Notifier,
+        channel: u8,
+        when: Notify,
+    ) {
+        *counts.resets += 1;
+        self.served(epoch);
+        *counts.notifications += 1;
+        match when {
+            Notify::Now => notifier.notify(channel),
+            Notify::Deferred => notifier.deferred_notify(channel),
+        }
+    }
+}
+
+/// The counters [`PeerEnd::finish_reset`] adds to.
+pub struct ResetCounts<'c> {
+    /// Resets served.
+    pub resets: &'c mut u64,
+    /// Notifications sent to the client.
+    pub notifications: &'c mut u64,
+}
+
+/// When [`PeerEnd::finish_reset`] notifies the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notify {
+    /// At once.
+    Now,
+    /// When the current handler returns.
+    Deferred,
 }
 
 #[cfg(test)]

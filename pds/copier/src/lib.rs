@@ -27,7 +27,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
-use netvm_api::reconnect::{ControlWords, PeerEnd};
+use netvm_api::reconnect::{ControlWords, Notify, PeerEnd, ResetCounts};
 use netvm_api::stats::{StatsError, StatsSlot, StatsWriter};
 use sddf::config::{NetCopyConfig, QueuePairError};
 use sddf::queue::{DrainSide, FillSide, QueueError, ResetError};
@@ -213,10 +213,12 @@ impl<'a> Copier<'a> {
                 self.counters.client_misbehaviour += 1
             }
         }
-        self.counters.resets += 1;
-        self.reconnect.served(epoch);
-        self.counters.client_notifications += 1;
-        notifier.notify(self.client_channel);
+        let counts = ResetCounts {
+            resets: &mut self.counters.resets,
+            notifications: &mut self.counters.client_notifications,
+        };
+        self.reconnect
+            .finish_reset(epoch, counts, notifier, self.client_channel, Notify::Now);
     }
 
     /// Handles a notification from anyone: serves a restarted client's reset, then moves frames

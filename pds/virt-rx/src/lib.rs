@@ -34,7 +34,7 @@
 #![deny(missing_docs)]
 
 use netvm_api::options::NetOptions;
-use netvm_api::reconnect::{ControlWords, PeerEnd};
+use netvm_api::reconnect::{ControlWords, Notify, PeerEnd, ResetCounts};
 use netvm_api::stats::{StatsError, StatsSlot, StatsWriter};
 use netvm_api::tap::{Tap, TapPoint};
 use sddf::config::{NetVirtRxConfig, QueuePairError};
@@ -411,11 +411,13 @@ impl<'a> VirtRx<'a> {
                 self.driver_counters.peer_misbehaviour += 1;
             }
         }
-        self.driver_counters.resets += 1;
-        self.driver_reconnect.served(epoch);
-        // The new driver waits for `done`, not for a signal request: always tell it.
-        self.driver_counters.notifications += 1;
-        notifier.deferred_notify(self.driver_channel);
+        let counts = ResetCounts {
+            resets: &mut self.driver_counters.resets,
+            notifications: &mut self.driver_counters.notifications,
+        };
+        let channel = self.driver_channel;
+        self.driver_reconnect
+            .finish_reset(epoch, counts, notifier, channel, Notify::Deferred);
     }
 
     fn rx_return(&mut self, notifier: &mut impl Notifier) {

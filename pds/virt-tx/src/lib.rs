@@ -45,7 +45,7 @@
 #![deny(missing_docs)]
 
 use netvm_api::options::NetOptions;
-use netvm_api::reconnect::{ControlWords, PeerEnd};
+use netvm_api::reconnect::{ControlWords, Notify, PeerEnd, ResetCounts};
 use netvm_api::stats::{StatsError, StatsSlot, StatsWriter};
 use netvm_api::tap::{Tap, TapPoint};
 use sddf::config::{NetVirtTxConfig, QueuePairError};
@@ -441,10 +441,13 @@ impl<'a> VirtTx<'a> {
             }
         }
         let client = self.clients[c].as_mut().expect("checked above");
-        client.counters.resets += 1;
-        client.reconnect.served(epoch);
-        client.counters.notifications += 1;
-        notifier.notify(client.channel);
+        let counts = ResetCounts {
+            resets: &mut client.counters.resets,
+            notifications: &mut client.counters.notifications,
+        };
+        client
+            .reconnect
+            .finish_reset(epoch, counts, notifier, client.channel, Notify::Now);
     }
 
     /// Serves a reset a restarted driver asks for (module docs): both driver queues emptied,
@@ -492,11 +495,13 @@ impl<'a> VirtTx<'a> {
                 notifier.notify(client.channel);
             }
         }
-        self.driver_counters.resets += 1;
-        self.driver_reconnect.served(epoch);
-        // The new driver waits for `done`, not for a signal request: always tell it.
-        self.driver_counters.notifications += 1;
-        notifier.deferred_notify(self.driver_channel);
+        let counts = ResetCounts {
+            resets: &mut self.driver_counters.resets,
+            notifications: &mut self.driver_counters.notifications,
+        };
+        let channel = self.driver_channel;
+        self.driver_reconnect
+            .finish_reset(epoch, counts, notifier, channel, Notify::Deferred);
     }
 
     /// Moves up to `budget` descriptors from client `c` to the driver; returns how many it took
