@@ -11,6 +11,7 @@
 //! * [`tap`]: the frame-tap hook and the pcap file names host mode writes (`netvm run --pcap`).
 //! * [`uio`]: the UIO device names the guest driver looks up (and the image builder gives).
 //! * [`idle`]: the idle PD's counters region, read by the echo servers.
+//! * [`driver_host`]: host mode's `.netvm_driver_host`, the interface of the driver stand-in.
 //!
 //! Like `sddf`, this crate has no runtime: no dependency on `microkit`, so tools, tests and the
 //! guest use it as they use `sddf`. PD glue (notifiers, start-up failures, the pcap writer) is in
@@ -22,6 +23,7 @@
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+pub mod driver_host;
 pub mod idle;
 pub mod options;
 #[cfg(not(loom))]

@@ -31,7 +31,7 @@ use uio_driver::names;
 use uio_driver::packet::{PacketConfig, PacketNic};
 
 microkit::config_section!(".net_driver_config", CONFIG: [u8; core::mem::size_of::<NetDriverConfig>()]);
-microkit::config_section!(".netvm_driver_host", HOST: [u8; 16]);
+microkit::config_section!(".netvm_driver_host", HOST: [u8; netvm_api::driver_host::BYTES]);
 microkit::config_section!(".netvm_stats", STATS: [u8; 16]);
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -110,10 +110,7 @@ impl Handler for Pd {
         let config = DriverConfig::parse(CONFIG.as_bytes(), "section .net_driver_config")
             .unwrap_or_else(|e| fail(e));
         let conns = config.blob();
-        let host = HOST.as_bytes();
-        let iface = std::str::from_utf8(&host[..host.iter().position(|b| *b == 0).unwrap_or(16)])
-            .ok()
-            .filter(|s| !s.is_empty())
+        let iface = netvm_api::driver_host::interface(HOST.as_bytes())
             .unwrap_or_else(|| fail(".netvm_driver_host names no interface"))
             .to_owned();
         let manifest = Manifest::from_env().unwrap_or_else(|e| fail(e));
