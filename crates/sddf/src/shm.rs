@@ -4,6 +4,10 @@
 //! read and write at any time. Every access through it is bounds-checked and volatile, and the
 //! memory is never turned into ordinary Rust references to plain data: peers may race with us, so
 //! the only references made are to atomics and `UnsafeCell`s (see `Region::queue_parts`).
+//!
+//! sDDF's C components use plain pointers; this module is the Rust side's generic access to the
+//! same memory (no layout of its own). [`Region::atomic_u32`] serves protocols that keep words
+//! beside sDDF's structures (netvm's reconnect words, defined in `netvm_api::reconnect`).
 #![allow(unsafe_code)]
 
 use core::cell::UnsafeCell;
