@@ -12,7 +12,7 @@
 //! | [`RX_DATA`] | data region | the RX buffers (`offset` = byte offset in it) |
 //! | [`TX_FREE`] | sDDF queue | sent buffers, driver -> virt_tx |
 //! | [`TX_ACTIVE`] | sDDF queue | frames to send, virt_tx -> driver |
-//! | `tx_data0` .. `tx_data<N-1>` ([`tx_data`]) | data region | client TX regions, `oid` = index |
+//! | `tx_data0` .. `tx_data<N-1>` (`tx_data`, feature `std`) | data region | client TX regions, `oid` = index |
 //! | [`RX_FAULT`], [`TX_FAULT`] | doorbell page | unmapped in the VM: a 32-bit store there faults into the VMM, which notifies virt_rx / virt_tx |
 //! | [`RX_IRQ`], [`TX_IRQ`] | none | readable when virt_rx / virt_tx notified the driver |
 

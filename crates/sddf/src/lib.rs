@@ -52,7 +52,9 @@ pub const NET_BUFFER_SIZE: usize = 2048;
 pub use desc::BuffDesc;
 
 /// How a component signals its peers: Microkit notifications, immediate or deferred to the end
-/// of the current handler (one pending slot, as libmicrokit).
+/// of the current handler (one pending slot, as libmicrokit). sDDF's `sddf_notify` and
+/// `sddf_deferred_notify` (include/microkit/os/sddf.h); the Microkit implementation is
+/// `pd_support::MicrokitNotifier`, so this crate needs no runtime.
 pub trait Notifier {
     /// Signals channel `ch` now.
     fn notify(&mut self, ch: u8);

@@ -373,7 +373,7 @@ impl OwnedRegion {
 ///
 /// On seL4 and in host mode every region is mapped at the vaddr the system description gives, so
 /// the lookup is the identity ([`IdentityMapped`]); tests map vaddrs to heap memory
-/// ([`OwnedSpace`]).
+/// (`OwnedSpace`, feature `std`).
 pub trait AddressSpace<'a> {
     /// The region `vaddr..vaddr+size`, or `None` when it is not mapped here.
     fn region(&self, vaddr: u64, size: u64) -> Option<Region<'a>>;
