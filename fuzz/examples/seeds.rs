@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use net_client::mock::frames;
-use sddf::options::{NetOptions, DRIVER_OFFSETS};
+use netvm_api::options::{NetOptions, DRIVER_OFFSETS};
 use sdf::net::{derive, parse_mac_list, NetSystemSpec};
 use sdf::{parse_str, Arch};
 use zerocopy::IntoBytes;

@@ -13,7 +13,7 @@
 use libfuzzer_sys::fuzz_target;
 use netvm_fuzz::Input;
 use sddf::config::*;
-use sddf::options::NetOptions;
+use netvm_api::options::NetOptions;
 use sddf::queue::Capacity;
 use zerocopy::IntoBytes;
 
@@ -120,7 +120,7 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(o) = NetOptions::parse(&blob) {
                 assert_eq!(blob.len(), 32);
                 assert!(o.tx_budget() > 0);
-                assert_eq!(o.flags & !sddf::options::KNOWN_FLAGS, 0);
+                assert_eq!(o.flags & !netvm_api::options::KNOWN_FLAGS, 0);
                 assert_eq!(NetOptions::parse(o.as_bytes()), Ok(o));
             }
         }

@@ -21,7 +21,7 @@
 use libfuzzer_sys::fuzz_target;
 use netvm_fuzz::{pending, Input};
 use sddf::config::*;
-use sddf::options::{NetOptions, DRIVER_OFFSETS, FAIR_TX, LAZY_COMPLETIONS, MULTICAST_TO_ALL};
+use netvm_api::options::{NetOptions, DRIVER_OFFSETS, FAIR_TX, LAZY_COMPLETIONS, MULTICAST_TO_ALL};
 use sddf::queue::{Capacity, DrainSide, FillSide};
 use sddf::testing::RecordingNotifier;
 use sddf::BuffDesc;

@@ -7,9 +7,9 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use sddf::shm::OwnedRegion;
-use sddf::stats::{Snapshot, StatsWriter, COMPONENT_BYTES, ENTRY_BYTES, HEADER_BYTES, NAME_BYTES};
+use netvm_api::stats::{Snapshot, StatsWriter, COMPONENT_BYTES, ENTRY_BYTES, HEADER_BYTES, NAME_BYTES};
 
-sddf::counters! {
+netvm_api::counters! {
     /// Three counters.
     struct Three {
         /// a

@@ -31,7 +31,7 @@ fn every_pd_with_a_stats_region_gets_its_section_the_vmm_too() {
     let derived = sections(&sys, &xml, &vm, &macs, &echo).unwrap();
     let stats: Vec<&str> = derived
         .iter()
-        .filter(|s| s.name == sddf::stats::SECTION)
+        .filter(|s| s.name == netvm_api::stats::SECTION)
         .map(|s| s.pd.as_str())
         .collect();
     for pd in ["vmm", "net_virt_rx", "net_virt_tx", "client0", "client1"] {
@@ -39,7 +39,7 @@ fn every_pd_with_a_stats_region_gets_its_section_the_vmm_too() {
     }
     let vmm = derived
         .iter()
-        .find(|s| s.pd == "vmm" && s.name == sddf::stats::SECTION)
+        .find(|s| s.pd == "vmm" && s.name == netvm_api::stats::SECTION)
         .unwrap();
     let mut expected = 0x7000_0000u64.to_le_bytes().to_vec();
     expected.extend(0x1000u64.to_le_bytes());
@@ -47,5 +47,5 @@ fn every_pd_with_a_stats_region_gets_its_section_the_vmm_too() {
     // The VMM gets no virtualiser options: it is no sDDF driver.
     assert!(!derived
         .iter()
-        .any(|s| s.pd == "vmm" && s.name == sddf::options::SECTION));
+        .any(|s| s.pd == "vmm" && s.name == netvm_api::options::SECTION));
 }

@@ -69,7 +69,7 @@ pub struct Counters {
     pub tx_batch: BatchStats,
 }
 
-impl sddf::stats::Counters for Counters {
+impl netvm_api::stats::Counters for Counters {
     const NAMES: &'static [&'static str] = &[
         "rx_frames",
         "rx_bytes",
@@ -125,7 +125,7 @@ impl sddf::stats::Counters for Counters {
 
 impl fmt::Display for Counters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use sddf::stats::Counters as _;
+        use netvm_api::stats::Counters as _;
         for (i, (name, value)) in Self::NAMES.iter().zip(self.values()).enumerate() {
             let sep = if i == 0 { "" } else { " " };
             write!(f, "{sep}{name}={value}")?;

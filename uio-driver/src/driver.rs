@@ -26,15 +26,15 @@
 //!   frames waiting, so that virt_rx does not interrupt the guest needlessly.
 //! * Order after a wake-up is TX first, then RX, as sDDF drivers do (sddf-net.md §2.5).
 //! * A restarted driver ([`connect`], before any queue handle exists) asks virt_rx and virt_tx
-//!   to rebuild its two queue pairs, as a restarted client asks its peers ([`sddf::reconnect`]):
+//!   to rebuild its two queue pairs, as a restarted client asks its peers ([`netvm_api::reconnect`]):
 //!   it touches no queue until both answered, so the buffers the dead instance held are neither
 //!   lost nor handed out twice.
 use std::io;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
+use netvm_api::reconnect::ControlWords;
 use sddf::queue::{Capacity, DrainSide, FillSide, QueueError};
-use sddf::reconnect::ControlWords;
 use sddf::shm::Region;
 use sddf::{BuffDesc, NET_BUFFER_SIZE};
 
@@ -149,7 +149,7 @@ pub struct DriverQueues<'a> {
     pub tx_data: Vec<Region<'a>>,
 }
 
-/// The driver's reconnect words ([`sddf::reconnect`]), in the spare bytes after the descriptor
+/// The driver's reconnect words ([`netvm_api::reconnect`]), in the spare bytes after the descriptor
 /// arrays of rx_free (answered by virt_rx) and tx_free (answered by virt_tx). `None`: that queue
 /// region has no room for them, and the pair is always taken as fresh.
 #[derive(Clone, Copy)]

@@ -1,10 +1,10 @@
 //! A restarted driver asks virt_rx and virt_tx for a reset before it builds any queue handle
-//! (`driver::connect`), against scripted virtualisers that answer through `sddf::reconnect`.
+//! (`driver::connect`), against scripted virtualisers that answer through `netvm_api::reconnect`.
 use std::io;
 use std::time::Duration;
 
+use netvm_api::reconnect::{PeerEnd, Poll};
 use sddf::queue::{Capacity, DrainSide, FillSide, Queue};
-use sddf::reconnect::{PeerEnd, Poll};
 use sddf::shm::OwnedRegion;
 use uio_driver::driver::{connect, DriverWords, Events, NicPoll, Platform};
 

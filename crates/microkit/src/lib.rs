@@ -45,6 +45,8 @@ mod message;
 mod sel4;
 #[cfg(target_os = "none")]
 use sel4 as backend;
+#[cfg(target_os = "none")]
+pub use sel4::call_cap;
 
 #[cfg(target_os = "linux")]
 pub mod host;

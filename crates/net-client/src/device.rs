@@ -1,11 +1,11 @@
 //! [`NetDevice`]: the RX and TX queue pairs of one client, with descriptor validation, batching
 //! and the sDDF notification rule.
 
+use netvm_api::reconnect::ControlWords;
+use netvm_api::stats::{StatsError, StatsSlot, StatsWriter};
 use sddf::config::NetClientConfig;
 use sddf::queue::{Capacity, DrainSide, FillSide, Queue, QueueError};
-use sddf::reconnect::ControlWords;
 use sddf::shm::Region;
-use sddf::stats::{StatsError, StatsSlot, StatsWriter};
 use sddf::{BuffDesc, NET_BUFFER_SIZE};
 
 use crate::filter::Malformed;
@@ -14,7 +14,7 @@ use crate::{Error, NetInfo, RegionName, Regions, Signal, MTU};
 /// Bytes per buffer, as `u64` for descriptor arithmetic.
 const BUF: u64 = NET_BUFFER_SIZE as u64;
 
-sddf::counters! {
+netvm_api::counters! {
 /// Per-device counters (Firecracker-style metrics): every drop has a reason.
 pub struct Counters {
     /// Frames received and handed on.
@@ -55,7 +55,7 @@ pub struct Counters {
 }
 
 /// A queue pair of a restarted instance, waiting for its peer to rebuild it
-/// ([`sddf::reconnect`]): nothing of it may be touched until the peer has announced the reset.
+/// ([`netvm_api::reconnect`]): nothing of it may be touched until the peer has announced the reset.
 #[derive(Clone, Copy)]
 struct Waiting<'a> {
     free: Queue<'a>,
@@ -355,7 +355,7 @@ fn data_fits(region: Region<'_>, name: RegionName, cap: Capacity) -> Result<(), 
 
 impl<'a> NetDevice<'a> {
     /// Connects to the queues described by `cfg` in `regions`: checks every region against the
-    /// capacities, announces this instance in the [`sddf::reconnect`] words, and
+    /// capacities, announces this instance in the [`netvm_api::reconnect`] words, and
     ///
     /// * as the first instance, hands all `cfg.tx.num_buffers` TX buffers to ourselves through
     ///   `tx_free` (so the TX queues must be fresh, as at PD start);
@@ -371,7 +371,7 @@ impl<'a> NetDevice<'a> {
         let tx_active = queue(regions.tx_active, RegionName::TxActive, tx_cap)?;
         data_fits(regions.rx_data, RegionName::RxData, rx_cap)?;
         data_fits(regions.tx_data, RegionName::TxData, tx_cap)?;
-        // Announce this instance before touching any queue (sddf::reconnect): a first instance
+        // Announce this instance before touching any queue (netvm_api::reconnect): a first instance
         // initialises as sDDF does, a later one waits for each peer to rebuild its pair.
         let waiting = |free, active, region, cap| {
             let words = ControlWords::new(region, cap)?;

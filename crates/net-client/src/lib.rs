@@ -14,7 +14,7 @@
 //!   ([`Regions`], built by [`Regions::from_config`] from a mapper, or from the configured vaddrs
 //!   with [`Regions::at_config_vaddrs`]). It hands every TX buffer to itself through `tx_free`
 //!   (sDDF's `net_buffers_init(tx, 0)`); the copier does the same for RX.
-//! * **Restart.** `connect` first announces the instance in the [`sddf::reconnect`] words of
+//! * **Restart.** `connect` first announces the instance in the [`netvm_api::reconnect`] words of
 //!   `rx_free` and `tx_free`. The first instance of a client initialises as above (what a C sDDF
 //!   peer expects); a later one (the PD was restarted and its regions kept their contents)
 //!   hands itself nothing, asks the copier and virt_tx for a reset in its first

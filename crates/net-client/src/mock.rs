@@ -14,9 +14,9 @@ use std::format;
 use std::string::String;
 use std::vec::Vec;
 
+use netvm_api::reconnect::{ControlWords, PeerEnd, Poll};
 use sddf::config::{ConnectionResource, MacAddr, NetClientConfig, RegionResource, NET_MAGIC};
 use sddf::queue::{queue_bytes, Capacity, DrainSide, FillSide, Queue, QueueError};
-use sddf::reconnect::{ControlWords, PeerEnd, Poll};
 use sddf::shm::{OwnedRegion, Region};
 use sddf::{BuffDesc, NET_BUFFER_SIZE};
 use zerocopy::FromZeros;
@@ -53,7 +53,7 @@ pub struct MockMemory {
 impl MockMemory {
     /// Regions for `rx_buffers` RX and `tx_buffers` TX buffers (powers of two) and a config whose
     /// MAC is `mac`. Queue regions are page-rounded as Microkit makes them, so they hold the
-    /// [`sddf::reconnect`] words.
+    /// [`netvm_api::reconnect`] words.
     pub fn new(rx_buffers: u16, tx_buffers: u16, mac: MacAddr) -> Self {
         let page = |n: usize| n.next_multiple_of(4096);
         let size = |i: usize| -> usize {

@@ -87,7 +87,7 @@ fn queue_bytes_of(mem: &MockMemory) -> Vec<Vec<u8>> {
     ]
     .iter()
     .map(|(r, n)| {
-        let mut b = vec![0; sddf::reconnect::words_offset(usize::from(*n)) + 8];
+        let mut b = vec![0; netvm_api::reconnect::words_offset(usize::from(*n)) + 8];
         assert!(b.len() > queue_bytes(usize::from(*n)));
         r.read(0, &mut b).unwrap();
         b

@@ -1,6 +1,6 @@
 //! A running host-mode system seen from outside (`netvm stats`, the demo's final report, the
 //! end-to-end tests): the counters each component publishes in its stats region
-//! (`sddf::stats`), the occupancy of every sDDF queue, and the accounting of every buffer pool.
+//! (`netvm_api::stats`), the occupancy of every sDDF queue, and the accounting of every buffer pool.
 //!
 //! The runner leaves a copy of the system description ([`SYSTEM_COPY`]) and an index of region
 //! files ([`INDEX`]) in its run directory; everything else is read from the regions themselves,
@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use netvm_api::stats::Snapshot;
 use sddf::queue::{Capacity, Queue};
 use sddf::shm::Region;
-use sddf::stats::Snapshot;
 use sdf::net::{BufferPool, QueueRef};
 
 use crate::mapped::MappedFile;

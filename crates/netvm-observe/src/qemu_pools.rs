@@ -429,7 +429,7 @@ mod tests {
             .enumerate()
             .map(|(i, pd)| FoundPage {
                 addr: (0x7100_0000 + i as u64 * PAGE).wrapping_add(delta),
-                snapshot: Ok(sddf::stats::Snapshot {
+                snapshot: Ok(netvm_api::stats::Snapshot {
                     component: (*pd).to_owned(),
                     entries: Vec::new(),
                 }),

@@ -3,7 +3,7 @@
 //!
 //! The Microkit tool's report gives each memory region's physical address, but the frames the
 //! running system uses are not reliably those, so the stats regions are found by content: every
-//! 4 KiB page of RAM that starts with the `netvmst1` magic (`sddf::stats`) is a candidate. Once
+//! 4 KiB page of RAM that starts with the `netvmst1` magic (`netvm_api::stats`) is a candidate. Once
 //! found, a page is read alone, twice, and its first copy accepted only if the writer's sequence
 //! number was even and the same in both copies — the stats region's sequence lock, applied across
 //! two reads (the vCPUs keep running while QEMU copies memory). A page is never trusted: one that
@@ -20,8 +20,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use netvm_api::stats::{Snapshot, MAGIC};
 use sddf::shm::OwnedRegion;
-use sddf::stats::{Snapshot, MAGIC};
 use serde_json::{json, Value};
 
 use crate::host::ComponentStats;
@@ -36,7 +36,7 @@ pub const PAGE: usize = 4096;
 pub const SCAN_CHUNK: u64 = 32 << 20;
 /// How often a page is re-read while its writer keeps it busy.
 const CONSISTENT_TRIES: usize = 20;
-/// Byte offset of the sequence word in a stats region (`sddf::stats` layout).
+/// Byte offset of the sequence word in a stats region (`netvm_api::stats` layout).
 const SEQ_OFFSET: usize = 8;
 
 /// Why QEMU's memory cannot be read.
@@ -462,9 +462,9 @@ pub(crate) fn prefix(text: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sddf::stats::StatsWriter;
+    use netvm_api::stats::StatsWriter;
 
-    sddf::counters! {
+    netvm_api::counters! {
         /// Test counters.
         pub struct Frames {
             /// Frames.

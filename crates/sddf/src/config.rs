@@ -67,8 +67,7 @@ impl ConnectionResource {
         }
     }
 
-    /// Finds both queues in `mem`, each `num_buffers` entries, and the reconnect words after
-    /// the free queue's array if its region has room for them.
+    /// Finds both queues in `mem`, each `num_buffers` entries.
     ///
     /// This is the one place a component turns a connection into queues, so every component
     /// reports a bad connection the same way; it adds only which connection it was (driver,
@@ -102,7 +101,8 @@ impl ConnectionResource {
         Ok(QueuePair {
             free,
             active,
-            reconnect_words: crate::reconnect::ControlWords::new(free_region, capacity),
+            free_region,
+            capacity,
         })
     }
 }
@@ -115,9 +115,11 @@ pub struct QueuePair<'a> {
     pub free: crate::queue::Queue<'a>,
     /// The active queue.
     pub active: crate::queue::Queue<'a>,
-    /// The reconnect words ([`crate::reconnect`]) in the free queue region's spare bytes, or
-    /// `None` when the region has no room for them (the connection cannot be rebuilt).
-    pub reconnect_words: Option<crate::reconnect::ControlWords<'a>>,
+    /// The whole free queue region, spare bytes after the descriptor array included (where
+    /// netvm keeps its reconnect words, `netvm_api::reconnect`).
+    pub free_region: crate::shm::Region<'a>,
+    /// The capacity of both queues.
+    pub capacity: crate::queue::Capacity,
 }
 
 /// One queue of a connection.
@@ -481,114 +483,128 @@ fn capacity(
         })
 }
 
-impl Config for NetDriverConfig {
-    const NAME: &'static str = "net_driver_config";
-    const MAGIC: [u8; 5] = NET_MAGIC;
-    fn magic(&self) -> [u8; 5] {
-        self.magic
-    }
-    fn validate(&self) -> Result<(), ConfigError> {
-        capacity(Self::NAME, "virt_rx", None, &self.virt_rx)?;
-        capacity(Self::NAME, "virt_tx", None, &self.virt_tx)
-    }
+/// `impl Config` for a config struct with a `magic` field: its name, its magic, and the body of
+/// `validate` with `$c` bound to `self`.
+macro_rules! config {
+    ($ty:ty, $name:literal, $magic:expr, |$c:ident| $validate:expr) => {
+        impl Config for $ty {
+            const NAME: &'static str = $name;
+            const MAGIC: [u8; 5] = $magic;
+            fn magic(&self) -> [u8; 5] {
+                self.magic
+            }
+            fn validate(&self) -> Result<(), ConfigError> {
+                let $c = self;
+                $validate
+            }
+        }
+    };
 }
 
-impl Config for NetVirtRxConfig {
-    const NAME: &'static str = "net_virt_rx_config";
-    const MAGIC: [u8; 5] = NET_MAGIC;
-    fn magic(&self) -> [u8; 5] {
-        self.magic
+/// Checks the capacity of each `(name, connection)` of a config.
+fn connections(
+    config: &'static str,
+    conns: [(&'static str, &ConnectionResource); 2],
+) -> Result<(), ConfigError> {
+    conns
+        .iter()
+        .try_for_each(|(name, conn)| capacity(config, name, None, conn))
+}
+
+/// Checks a virtualiser config: the driver connection, the client count, and each client's
+/// connection and its one count (`field`, as `each` gives it).
+fn virt_clients<C>(
+    config: &'static str,
+    driver: &ConnectionResource,
+    num_clients: u8,
+    clients: &[C],
+    field: &'static str,
+    each: impl Fn(&C) -> (&ConnectionResource, u8),
+) -> Result<(), ConfigError> {
+    capacity(config, "driver", None, driver)?;
+    let n = count(config, "num_clients", num_clients)?;
+    for (i, c) in clients[..n].iter().enumerate() {
+        let (conn, value) = each(c);
+        capacity(config, "conn", Some(i as u8), conn)?;
+        count(config, field, value)?;
     }
-    fn validate(&self) -> Result<(), ConfigError> {
-        capacity(Self::NAME, "driver", None, &self.driver)?;
-        let n = count(Self::NAME, "num_clients", self.num_clients)?;
-        for (i, c) in self.clients[..n].iter().enumerate() {
-            capacity(Self::NAME, "conn", Some(i as u8), &c.conn)?;
-            count(Self::NAME, "num_macs", c.num_macs)?;
-        }
-        Ok(())
-    }
+    Ok(())
+}
+
+config!(NetDriverConfig, "net_driver_config", NET_MAGIC, |c| {
+    connections(
+        Self::NAME,
+        [("virt_rx", &c.virt_rx), ("virt_tx", &c.virt_tx)],
+    )
+});
+
+config!(NetVirtRxConfig, "net_virt_rx_config", NET_MAGIC, |c| {
+    virt_clients(
+        Self::NAME,
+        &c.driver,
+        c.num_clients,
+        &c.clients,
+        "num_macs",
+        |c| (&c.conn, c.num_macs),
+    )
+});
+
+config!(NetVirtTxConfig, "net_virt_tx_config", NET_MAGIC, |c| {
+    virt_clients(
+        Self::NAME,
+        &c.driver,
+        c.num_clients,
+        &c.clients,
+        "num_regions",
+        |c| (&c.conn, c.num_regions),
+    )
+});
+
+config!(NetCopyConfig, "net_copy_config", NET_MAGIC, |c| {
+    connections(Self::NAME, [("rx", &c.rx), ("client", &c.client)])
+});
+
+config!(NetClientConfig, "net_client_config", NET_MAGIC, |c| {
+    connections(Self::NAME, [("rx", &c.rx), ("tx", &c.tx)])
+});
+
+config!(DeviceResources, "device_resources", DEVICE_MAGIC, |c| {
+    count(Self::NAME, "num_regions", c.num_regions)?;
+    count(Self::NAME, "num_irqs", c.num_irqs)?;
+    Ok(())
+});
+
+/// The first `n` entries of `array`, at most [`MAX_CLIENTS`] (an untrusted count never indexes
+/// past the array).
+fn in_use<T>(array: &[T], n: u8) -> &[T] {
+    &array[..usize::from(n).min(MAX_CLIENTS).min(array.len())]
 }
 
 impl NetVirtRxConfig {
     /// The clients in use.
     pub fn clients(&self) -> &[VirtRxClientConfig] {
-        &self.clients[..usize::from(self.num_clients).min(MAX_CLIENTS)]
+        in_use(&self.clients, self.num_clients)
     }
 }
 
 impl VirtRxClientConfig {
     /// The MAC addresses in use.
     pub fn macs(&self) -> &[MacAddr] {
-        &self.mac_addrs[..usize::from(self.num_macs).min(MAX_CLIENTS)]
-    }
-}
-
-impl Config for NetVirtTxConfig {
-    const NAME: &'static str = "net_virt_tx_config";
-    const MAGIC: [u8; 5] = NET_MAGIC;
-    fn magic(&self) -> [u8; 5] {
-        self.magic
-    }
-    fn validate(&self) -> Result<(), ConfigError> {
-        capacity(Self::NAME, "driver", None, &self.driver)?;
-        let n = count(Self::NAME, "num_clients", self.num_clients)?;
-        for (i, c) in self.clients[..n].iter().enumerate() {
-            capacity(Self::NAME, "conn", Some(i as u8), &c.conn)?;
-            count(Self::NAME, "num_regions", c.num_regions)?;
-        }
-        Ok(())
+        in_use(&self.mac_addrs, self.num_macs)
     }
 }
 
 impl NetVirtTxConfig {
     /// The clients in use.
     pub fn clients(&self) -> &[VirtTxClientConfig] {
-        &self.clients[..usize::from(self.num_clients).min(MAX_CLIENTS)]
+        in_use(&self.clients, self.num_clients)
     }
 }
 
 impl VirtTxClientConfig {
     /// The data regions in use.
     pub fn regions(&self) -> &[VirtTxDataRegion] {
-        &self.regions[..usize::from(self.num_regions).min(MAX_CLIENTS)]
-    }
-}
-
-impl Config for NetCopyConfig {
-    const NAME: &'static str = "net_copy_config";
-    const MAGIC: [u8; 5] = NET_MAGIC;
-    fn magic(&self) -> [u8; 5] {
-        self.magic
-    }
-    fn validate(&self) -> Result<(), ConfigError> {
-        capacity(Self::NAME, "rx", None, &self.rx)?;
-        capacity(Self::NAME, "client", None, &self.client)
-    }
-}
-
-impl Config for NetClientConfig {
-    const NAME: &'static str = "net_client_config";
-    const MAGIC: [u8; 5] = NET_MAGIC;
-    fn magic(&self) -> [u8; 5] {
-        self.magic
-    }
-    fn validate(&self) -> Result<(), ConfigError> {
-        capacity(Self::NAME, "rx", None, &self.rx)?;
-        capacity(Self::NAME, "tx", None, &self.tx)
-    }
-}
-
-impl Config for DeviceResources {
-    const NAME: &'static str = "device_resources";
-    const MAGIC: [u8; 5] = DEVICE_MAGIC;
-    fn magic(&self) -> [u8; 5] {
-        self.magic
-    }
-    fn validate(&self) -> Result<(), ConfigError> {
-        count(Self::NAME, "num_regions", self.num_regions)?;
-        count(Self::NAME, "num_irqs", self.num_irqs)?;
-        Ok(())
+        in_use(&self.regions, self.num_regions)
     }
 }
 

@@ -7,15 +7,17 @@
 //!   u32 `consumer_signalled`, descriptors from byte 8) with free-running u16 indices, the
 //!   request-signal / double-check / require-signal protocol, and role-typed handles so that the code
 //!   owning one side of a queue pair cannot act as the other side.
-//! * [`options`]: netvm's own options for the virtualisers (driver-VM offset mode, multicast,
-//!   TX fairness), in a separate section.
 //! * [`shm`]: bounds-checked volatile access to shared memory; [`cache`]: DMA cache maintenance.
-//! * [`reconnect`]: netvm's restart protocol for a client PD (control words in the spare bytes
-//!   after a free queue's descriptor array), by which the surviving peers rebuild the queues of a
-//!   restarted client.
-//! * [`stats`]: counters published into a shared region for `netvm stats` and other readers.
 //! * [`config`]: the config blobs sdfgen (>= 0.31, sDDF 0.7) writes into the `.net_*_config` and
 //!   `.device_resources` ELF sections, with checked parsing.
+//! * [`timer`]: the timer subsystem's protocol labels and `.timer_client_config`.
+//!
+//! Nothing else: netvm's extensions (its options section, stats regions, restart words, frame
+//! taps, UIO names) are the `netvm-api` crate, and the glue to the Microkit runtime is
+//! `pd-support`. This crate has no runtime dependency, so tools and tests use it as PDs do.
+//! Beyond the C headers it keeps only what a Rust user of the ABI needs to use it safely: the
+//! bounds-checked memory access ([`shm`]), queue handles with roles, a queue reset (for a peer
+//! that rebuilds a queue pair) and test support (feature `std`).
 //!
 //! # Contract
 //!
@@ -31,22 +33,15 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
-#[cfg(any(test, feature = "std", feature = "pcap", loom))]
+#[cfg(any(test, feature = "std", loom))]
 extern crate std;
 
 pub mod cache;
 pub mod config;
 pub mod desc;
-pub mod options;
-#[cfg(feature = "microkit")]
-pub mod pd;
 pub mod queue;
-#[cfg(not(loom))]
-pub mod reconnect;
 pub mod shm;
-pub mod stats;
 mod sync;
-pub mod tap;
 #[cfg(all(feature = "std", not(loom)))]
 pub mod testing;
 pub mod timer;
@@ -57,7 +52,9 @@ pub const NET_BUFFER_SIZE: usize = 2048;
 pub use desc::BuffDesc;
 
 /// How a component signals its peers: Microkit notifications, immediate or deferred to the end
-/// of the current handler (one pending slot, as libmicrokit).
+/// of the current handler (one pending slot, as libmicrokit). sDDF's `sddf_notify` and
+/// `sddf_deferred_notify` (include/microkit/os/sddf.h); the Microkit implementation is
+/// `pd_support::MicrokitNotifier`, so this crate needs no runtime.
 pub trait Notifier {
     /// Signals channel `ch` now.
     fn notify(&mut self, ch: u8);

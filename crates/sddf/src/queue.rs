@@ -33,8 +33,15 @@
 //! start-up (a client its TX buffers, a copier its client's RX buffers), possibly after the
 //! producer attached, so `tail` has two writers at init; a consumer that scribbles on `tail` later
 //! can only garble entries meant for itself. The one other time a side writes its peer's index
-//! is a reconnect ([`crate::reconnect`]): the surviving side of a restarted client's queue pair
-//! empties both queues while the client waits.
+//! is a reconnect (netvm's `netvm_api::reconnect`): the surviving side of a restarted client's
+//! queue pair empties both queues while the client waits.
+//!
+//! # sDDF and this crate
+//!
+//! The layout and the signalling protocol are sDDF's (include/sddf/network/queue.h). What this
+//! module adds is Rust API over the same bytes, no new ABI: role-typed handles, the index checks
+//! above, [`Producer::take_signal_request`] (sDDF's `require_signal` plus `cancel_signal`), and
+//! the queue resets a peer needs to rebuild a pair (used by netvm's restart protocol).
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 
 use crate::desc::BuffDesc;
@@ -193,8 +200,8 @@ impl<'a> Queue<'a> {
 
     /// Empties the queue as fresh memory is: both indices 0, signal flag "signal wanted".
     ///
-    /// The one place where a side writes its peer's index, so only for
-    /// [`crate::reconnect`]: the caller must know that nothing else uses the queue meanwhile
+    /// The one place where a side writes its peer's index, so only for a reconnect (netvm's
+    /// `netvm_api::reconnect`): the caller must know that nothing else uses the queue meanwhile
     /// (the peer's old instance is dead and its new one waits for the reset to be announced).
     /// Publishing the reset is the caller's job (a Release store the peer Acquire-loads).
     fn reset(&self) {
@@ -430,11 +437,11 @@ impl<'a> FillSide<'a> {
         Ok(FillSide::new(free, active))
     }
 
-    /// Reconnect ([`crate::reconnect`]) of a pair whose buffers this side owns: empties both
-    /// queues, then hands itself every buffer again as [`FillSide::new_self_provided`] does.
+    /// Reconnect (netvm's `netvm_api::reconnect`) of a pair whose buffers this side owns: empties
+    /// both queues, then hands itself every buffer again as [`FillSide::new_self_provided`] does.
     /// Returns how many descriptors `active` held (frames the peer's dead instance never took;
-    /// `Err` when its indices were impossible); the reset happens either way. Only while the
-    /// peer is known not to touch the queues.
+    /// `Err` when its indices were impossible); the reset happens either way. Only while the peer
+    /// is known not to touch the queues.
     pub fn reset_self_provided(&mut self, count: u16) -> Result<u16, ResetError> {
         let discarded = self.active.q.observed_len();
         self.free.q.reset();
@@ -482,11 +489,11 @@ impl<'a> DrainSide<'a> {
         }
     }
 
-    /// Reconnect ([`crate::reconnect`]) of a pair whose filling peer restarted: empties both
-    /// queues. Returns how many descriptors `active` held (frames the peer's dead instance
-    /// queued and this side never took; `Err` when its indices were impossible); the reset
-    /// happens either way. The caller then hands the peer the buffers it should have through
-    /// `free`. Only while the peer is known not to touch the queues.
+    /// Reconnect (netvm's `netvm_api::reconnect`) of a pair whose filling peer restarted: empties
+    /// both queues. Returns how many descriptors `active` held (frames the peer's dead instance
+    /// queued and this side never took; `Err` when its indices were impossible); the reset happens
+    /// either way. The caller then hands the peer the buffers it should have through `free`. Only
+    /// while the peer is known not to touch the queues.
     pub fn reset(&mut self) -> Result<u16, QueueError> {
         let discarded = self.active.q.observed_len();
         self.free.q.reset();

@@ -4,6 +4,10 @@
 //! read and write at any time. Every access through it is bounds-checked and volatile, and the
 //! memory is never turned into ordinary Rust references to plain data: peers may race with us, so
 //! the only references made are to atomics and `UnsafeCell`s (see `Region::queue_parts`).
+//!
+//! sDDF's C components use plain pointers; this module is the Rust side's generic access to the
+//! same memory (no layout of its own). [`Region::atomic_u32`] serves protocols that keep words
+//! beside sDDF's structures (netvm's reconnect words, defined in `netvm_api::reconnect`).
 #![allow(unsafe_code)]
 
 use core::cell::UnsafeCell;
@@ -250,24 +254,25 @@ impl<'a> Region<'a> {
 
 #[cfg(not(loom))]
 impl<'a> Region<'a> {
-    /// The reconnect words ([`crate::reconnect`]) at `offset`, which must be 8-aligned in memory.
-    pub(crate) fn reconnect_words(
+    /// The 32-bit word at `offset` as an atomic, for control words a protocol keeps in a region
+    /// beside sDDF's structures (netvm's reconnect words). `offset` must be 4-aligned in memory.
+    pub fn atomic_u32(
         &self,
         offset: usize,
-    ) -> Result<&'a crate::reconnect::Words, OutOfBounds> {
-        let len = core::mem::size_of::<crate::reconnect::Words>();
+    ) -> Result<&'a core::sync::atomic::AtomicU32, OutOfBounds> {
+        let len = core::mem::size_of::<u32>();
         let p = self.check(offset, len)?;
-        if !(p as usize).is_multiple_of(8) {
+        if !(p as usize).is_multiple_of(len) {
             return Err(OutOfBounds {
                 offset,
                 len,
                 region_len: self.len,
             });
         }
-        // SAFETY: the range is in bounds and 8-aligned; `Words` is repr(C) atomics only, so a
-        // shared reference to it permits the concurrent writes a peer makes; the memory lives
-        // for 'a by `new`'s contract.
-        Ok(unsafe { &*p.cast::<crate::reconnect::Words>() })
+        // SAFETY: the range is in bounds and 4-aligned; an AtomicU32 accepts every bit pattern
+        // and a shared reference to it permits the concurrent writes a peer makes; the memory
+        // lives for 'a by `new`'s contract.
+        Ok(unsafe { &*p.cast::<core::sync::atomic::AtomicU32>() })
     }
 }
 
@@ -368,7 +373,7 @@ impl OwnedRegion {
 ///
 /// On seL4 and in host mode every region is mapped at the vaddr the system description gives, so
 /// the lookup is the identity ([`IdentityMapped`]); tests map vaddrs to heap memory
-/// ([`OwnedSpace`]).
+/// (`OwnedSpace`, feature `std`).
 pub trait AddressSpace<'a> {
     /// The region `vaddr..vaddr+size`, or `None` when it is not mapped here.
     fn region(&self, vaddr: u64, size: u64) -> Option<Region<'a>>;

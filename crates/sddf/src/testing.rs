@@ -1,6 +1,5 @@
 //! Test support for components built on this crate (feature `std`): heap-backed address spaces
 //! laid out like a PD's, config building blocks, and a notifier that records what it was asked.
-use std::vec;
 use std::vec::Vec;
 
 use crate::config::{ConnectionResource, QueueKind, RegionResource};
@@ -62,8 +61,8 @@ impl Layout {
     }
 
     /// A queue pair of `capacity` entries towards channel `id`, in page-rounded regions as
-    /// Microkit makes them (so the spare bytes after the array hold the
-    /// [`crate::reconnect`] words).
+    /// Microkit makes them (so the spare bytes after the array hold netvm's reconnect
+    /// words).
     pub fn connection(&mut self, capacity: u16, id: u8) -> ConnectionResource {
         let bytes = queue_bytes(capacity.into()).next_multiple_of(0x1000) as u64;
         let free = self.region(bytes);
@@ -110,33 +109,5 @@ impl Layout {
     /// A view of a region.
     pub fn view(&self, r: &RegionResource) -> crate::shm::Region<'_> {
         (&self.space).region(r.vaddr, r.size).expect("mapped")
-    }
-}
-
-/// A [`crate::tap::Tap`] that records every frame it is shown, and counts flushes.
-#[derive(Debug, Default)]
-pub struct RecordingTap {
-    /// `(point, frame bytes)` in the order shown.
-    pub frames: Vec<(crate::tap::TapPoint, Vec<u8>)>,
-    /// Calls of `flush`.
-    pub flushes: usize,
-}
-
-impl crate::tap::Tap for RecordingTap {
-    fn frame(
-        &mut self,
-        point: crate::tap::TapPoint,
-        data: &crate::shm::Region<'_>,
-        offset: usize,
-        len: usize,
-    ) {
-        let mut buf = vec![0; len];
-        if data.read(offset, &mut buf).is_ok() {
-            self.frames.push((point, buf));
-        }
-    }
-
-    fn flush(&mut self) {
-        self.flushes += 1;
     }
 }

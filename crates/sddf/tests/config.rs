@@ -158,8 +158,9 @@ fn connection_queues_are_found_or_the_queue_at_fault_is_named() {
         128,
     );
     let pair = ok.queues(&&space).unwrap();
-    // 8 + 16 * 128 bytes of queue leave room for the reconnect words in a 4 KiB page.
-    assert!(pair.reconnect_words.is_some());
+    // The whole region comes back, spare bytes after the array included.
+    assert_eq!(pair.free_region.len(), 0x1000);
+    assert_eq!(pair.capacity.get(), 128);
     let err = |c: ConnectionResource| c.queues(&&space).err().unwrap();
     let e = err(conn(
         region(0x1000_0000, 0x1000),

@@ -157,7 +157,7 @@ fn each_virtualiser_copier_and_client_has_a_stats_region_of_its_own() {
         ]
     );
     for (pd, name, bytes) in &sections {
-        assert_eq!(*name, sddf::stats::SECTION);
+        assert_eq!(*name, netvm_api::stats::SECTION);
         let r = sddf::config::RegionResource::read_from_bytes(bytes).unwrap();
         let map = sys
             .pd(pd)
@@ -211,7 +211,7 @@ fn every_buffer_pool_names_queues_that_exist_and_fit() {
 /// netvm's behaviours on explicitly (and offset mode, since the driver runs a VM).
 #[test]
 fn the_derived_options_switch_netvms_behaviours_on() {
-    use sddf::options::{NetOptions, DRIVER_OFFSETS, NETVM_BEHAVIOURS};
+    use netvm_api::options::{NetOptions, DRIVER_OFFSETS, NETVM_BEHAVIOURS};
     let sys =
         sdf::parse(root().join("system.xml"), Arch::Aarch64).unwrap_or_else(|e| panic!("{e}"));
     let macs =
@@ -220,7 +220,7 @@ fn the_derived_options_switch_netvms_behaviours_on() {
     let sections = sdf::net::options_sections(&sys, &spec);
     assert_eq!(sections.len(), 2, "virt_rx and virt_tx");
     for (pd, section, bytes) in sections {
-        assert_eq!(section, sddf::options::SECTION);
+        assert_eq!(section, netvm_api::options::SECTION);
         let o = NetOptions::parse(&bytes).unwrap_or_else(|e| panic!("{pd}: {e}"));
         assert_eq!(o.flags, DRIVER_OFFSETS | NETVM_BEHAVIOURS, "{pd}");
     }

@@ -1,9 +1,9 @@
 //! virt_rx and virt_tx each between a scripted driver and scripted clients, over test memory:
 //! the configurations and the queue handles their tests (and the fuzz targets) drive.
+use netvm_api::reconnect::ControlWords;
 use sddf::config::NET_MAGIC;
 use sddf::config::{ConnectionResource, DeviceRegionResource, NetVirtRxConfig, NetVirtTxConfig};
 use sddf::queue::{Capacity, DrainSide, FillSide};
-use sddf::reconnect::ControlWords;
 use sddf::testing::Layout;
 use sddf::BuffDesc;
 use zerocopy::FromZeros;

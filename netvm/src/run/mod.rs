@@ -67,7 +67,7 @@ pub enum OnFault {
     Continue,
     /// Report it and start the PD again: its image re-executes from the start with the same
     /// manifest, finding its memory regions as they were (so a client of the net system
-    /// reconnects through `sddf::reconnect`), its channels and its control record, pending
+    /// reconnects through `netvm_api::reconnect`), its channels and its control record, pending
     /// notifications included, as a restarted seL4 thread finds its notification object. A PD
     /// that fails again after `max_restarts` restarts tears the system down as with
     /// [`OnFault::Stop`]. Restarted failures are reported on the console but do not make the
@@ -96,7 +96,7 @@ pub struct RunOptions {
     pub timeout: Option<Duration>,
     /// Stand in for a driver VM with a host process on a network interface.
     pub driver_vm: Option<DriverVmHost>,
-    /// Directory for the virtualisers' pcap files (`sddf::tap::PCAP_ENV` in every PD's
+    /// Directory for the virtualisers' pcap files (`netvm_api::tap::PCAP_ENV` in every PD's
     /// environment): `driver-rx`/`-tx` and `client<i>-rx`/`-tx`.
     pub pcap: Option<PathBuf>,
 }

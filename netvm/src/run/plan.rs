@@ -337,7 +337,7 @@ impl Plan {
         pd.manifest.setvars.clear();
         pd.manifest
             .sections
-            .retain(|s| s.name == ".net_driver_config" || s.name == sddf::stats::SECTION);
+            .retain(|s| s.name == ".net_driver_config" || s.name == netvm_api::stats::SECTION);
         let mut iface = [0u8; IFNAMSIZ];
         iface[..host.iface.len()].copy_from_slice(host.iface.as_bytes());
         pd.manifest.sections.push(SectionData {

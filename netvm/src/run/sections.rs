@@ -318,7 +318,7 @@ mod tests {
         // netvm's own options go to both virtualisers (this driver runs no VM: defaults).
         let (options, derived): (Vec<Section>, Vec<Section>) = derived
             .into_iter()
-            .partition(|s| s.name == sddf::options::SECTION);
+            .partition(|s| s.name == netvm_api::options::SECTION);
         let pds: Vec<&str> = options.iter().map(|s| s.pd.as_str()).collect();
         assert_eq!(pds, ["net_virt_rx", "net_virt_tx"]);
         assert!(

@@ -340,7 +340,7 @@ fn spawn_pd(inner: &Inner, index: usize) -> Result<Proc, RunError> {
     let pd = &inner.plan.pds[index];
     let mut cmd = Command::new(&pd.executable);
     if let Some(dir) = &inner.pcap {
-        cmd.env(sddf::tap::PCAP_ENV, dir);
+        cmd.env(netvm_api::tap::PCAP_ENV, dir);
     }
     cmd.env(MANIFEST_ENV, &pd.manifest_path)
         .stdin(Stdio::null())

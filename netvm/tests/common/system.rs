@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use netvm::demo::Lan;
 use netvm::observe::{render_pools, render_stats, RunView};
-use sddf::stats::Snapshot;
+use netvm_api::stats::Snapshot;
 
 /// The static addresses of both clients of system.xml on the test LAN (`--echo-ips`).
 pub const BOTH_CLIENTS: &str = "client0=10.0.0.10/24,client1=10.0.0.11/24";

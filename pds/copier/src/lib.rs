@@ -15,7 +15,7 @@
 //!
 //! # Restarted client
 //!
-//! A client that restarts asks for a reset through the [`sddf::reconnect`] words of its RX free
+//! A client that restarts asks for a reset through the [`netvm_api::reconnect`] words of its RX free
 //! queue. The copier holds a client buffer only within one [`Copier::notified`] call, so between
 //! calls every client RX buffer is in the client's two queues or was held by the dead instance:
 //! at the start of the next call the copier empties both queues (the frames waiting in the
@@ -27,11 +27,11 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+use netvm_api::reconnect::{ControlWords, Notify, PeerEnd, ResetCounts};
+use netvm_api::stats::{StatsError, StatsSlot, StatsWriter};
 use sddf::config::{NetCopyConfig, QueuePairError};
 use sddf::queue::{DrainSide, FillSide, QueueError, ResetError};
-use sddf::reconnect::PeerEnd;
 use sddf::shm::{AddressSpace, Region};
-use sddf::stats::{StatsError, StatsSlot, StatsWriter};
 use sddf::{BuffDesc, Notifier, NET_BUFFER_SIZE};
 
 /// Most source regions (`rx_data[]` entries).
@@ -82,7 +82,7 @@ impl core::fmt::Display for Error {
     }
 }
 
-sddf::counters! {
+netvm_api::counters! {
 /// Copier counters.
 pub struct Counters {
     /// Frames copied to the client.
@@ -103,7 +103,7 @@ pub struct Counters {
     pub client_notifications: u64,
     /// Notifications sent to virt_rx.
     pub virt_notifications: u64,
-    /// Resets for a restarted client ([`sddf::reconnect`]).
+    /// Resets for a restarted client ([`netvm_api::reconnect`]).
     pub resets: u64,
     /// Frames waiting for the client when it restarted (discarded by a reset).
     pub reset_dropped: u64,
@@ -158,7 +158,7 @@ impl<'a> Copier<'a> {
                 buffers: client_buffers,
             });
         }
-        let words = client.reconnect_words;
+        let words = ControlWords::of(&client);
         let client =
             FillSide::new_self_provided(client.free, client.active, config.client.num_buffers)
                 .map_err(Error::ProvideBuffers)?;
@@ -213,10 +213,12 @@ impl<'a> Copier<'a> {
                 self.counters.client_misbehaviour += 1
             }
         }
-        self.counters.resets += 1;
-        self.reconnect.served(epoch);
-        self.counters.client_notifications += 1;
-        notifier.notify(self.client_channel);
+        let counts = ResetCounts {
+            resets: &mut self.counters.resets,
+            notifications: &mut self.counters.client_notifications,
+        };
+        self.reconnect
+            .finish_reset(epoch, counts, notifier, self.client_channel, Notify::Now);
     }
 
     /// Handles a notification from anyone: serves a restarted client's reset, then moves frames

@@ -115,7 +115,7 @@ fn bad_descriptors_are_refused_on_both_sides() {
 
 #[test]
 fn counters_are_published_after_each_batch() {
-    use sddf::stats::{Counters as _, Snapshot, StatsWriter};
+    use netvm_api::stats::{Counters as _, Snapshot, StatsWriter};
     let (l, cfg, _) = rig();
     let mut cp = Copier::new(&cfg, &&l.space).unwrap();
     let stats_mem = sddf::shm::OwnedRegion::new(4096);

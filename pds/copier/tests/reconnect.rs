@@ -2,10 +2,10 @@
 //! that every client buffer is in exactly one place, and a client scribbling the reconnect
 //! words is counted and disturbs nothing.
 use copier::Copier;
+use netvm_api::reconnect::{words_offset, ControlWords};
 use proptest::prelude::*;
 use sddf::config::{NetCopyConfig, NET_MAGIC};
 use sddf::queue::{Capacity, DrainSide, FillSide, QueueError};
-use sddf::reconnect::{words_offset, ControlWords};
 use sddf::testing::{Layout, RecordingNotifier};
 use sddf::BuffDesc;
 use zerocopy::FromZeros;

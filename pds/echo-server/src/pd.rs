@@ -130,7 +130,7 @@ fn clock_and_cycles() -> (PdClock, PdCycles) {
 /// The seL4 sides of the clock and the cycle source.
 #[cfg(not(target_os = "linux"))]
 mod sel4 {
-    use idle::IdleCounters;
+    use netvm_api::idle::IdleCounters;
 
     use super::PpcTimer;
     use crate::timer_clock::TimerClock;
@@ -151,7 +151,7 @@ mod sel4 {
         pub fn new(timer: PpcTimer) -> Self {
             CounterTimer {
                 timer,
-                freq: idle::counter::frequency(),
+                freq: pd_support::counter::frequency(),
             }
         }
     }
@@ -159,7 +159,10 @@ mod sel4 {
     impl crate::timer_clock::TimerCall for CounterTimer {
         fn call(&mut self, label: u64, mr0: u64) -> Option<u64> {
             if label == sddf::timer::GET_TIME && self.freq != 0 {
-                return Some(sddf::timer::ticks_to_ns(idle::counter::now(), self.freq));
+                return Some(sddf::timer::ticks_to_ns(
+                    pd_support::counter::now(),
+                    self.freq,
+                ));
             }
             self.timer.call(label, mr0)
         }
@@ -172,7 +175,7 @@ mod sel4 {
     impl CycleSource for IdleCycles {
         fn sample(&mut self) -> (u64, u64) {
             match self.0 {
-                Some(c) => (c.idle_ticks(), idle::counter::now()),
+                Some(c) => (c.idle_ticks(), pd_support::counter::now()),
                 None => (0, 0),
             }
         }
@@ -189,7 +192,7 @@ mod sel4 {
             return IdleCycles(None);
         }
         // SAFETY: the system maps the idle PD's counters region (at least 24 bytes, see
-        // `idle::REGION_SIZE`) at this 8-byte aligned address for the PD's whole life; it holds
+        // `netvm_api::idle::REGION_SIZE`) at this 8-byte aligned address for the PD's whole life; it holds
         // only atomics, for which any bit pattern is valid, and this PD only loads them.
         IdleCycles(Some(unsafe { &*(vaddr as *const IdleCounters) }))
     }
@@ -314,8 +317,9 @@ fn attach_stats(dev: &mut NetDevice<'static>) {
     // vaddr, with that size, for the PD's whole life (`sdf::net::stats_sections` derives the
     // section from that very map), and this PD touches it only through `Region`s.
     let mem = unsafe { sddf::shm::IdentityMapped::new() };
-    let writer = sddf::stats::StatsWriter::from_section(&STATS.bytes(), &mem, microkit::pd_name())
-        .unwrap_or_else(|e| panic!("{}: {e}", microkit::pd_name()));
+    let writer =
+        netvm_api::stats::StatsWriter::from_section(&STATS.bytes(), &mem, microkit::pd_name())
+            .unwrap_or_else(|e| panic!("{}: {e}", microkit::pd_name()));
     if let Some(writer) = writer {
         dev.attach_stats(writer)
             .unwrap_or_else(|e| panic!("{}: {e}", microkit::pd_name()));

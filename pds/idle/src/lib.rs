@@ -2,16 +2,16 @@
 //! ARM generic timer's count instead of the PMU cycle counter (which the kernels do not export
 //! to user level outside the benchmark config).
 //!
-//! The `idle` PD runs at the lowest priority and does nothing but read the counter (module `counter`,
-//! `CNTPCT_EL0`) in a loop
-//! ([`IdleAccount::step`]): when two consecutive reads are less than [`IdleAccount::threshold`]
+//! The `idle` PD runs at the lowest priority and does nothing but read the counter
+//! (`pd_support::counter`, `CNTPCT_EL0`) in a loop ([`IdleAccount::step`]): when two consecutive reads are less than [`IdleAccount::threshold`]
 //! apart, nothing ran in between, so the gap was idle time and is added to
 //! [`IdleCounters::idle`]; a larger gap means the loop was preempted (kernel or another PD ran),
 //! and it is not counted. The echo server's utilisation daemon reads the idle count at START and
 //! STOP, and the counter itself for the total: utilisation = 1 − Δidle / Δtotal, both in counter
 //! ticks (`CNTFRQ_EL0` per second; 62.5 MHz on QEMU `virt`).
 //!
-//! The counters live in a small shared region ([`IdleCounters`], sDDF's `struct bench` layout:
+//! The counters live in a small shared region ([`IdleCounters`], sDDF's `struct bench` layout,
+//! defined in `netvm_api::idle` because the echo server reads it too:
 //! `core_ccount` at 0, `prev_ccount` at 8, `idle_ccount` at 16) that the idle PD maps read-write
 //! and each echo client read-only; both learn its address from the setvar [`SETVAR`] on their
 //! map of it. Single writer (the idle PD), and every field is a naturally aligned 64-bit word
@@ -23,16 +23,9 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 
-#[cfg(all(target_os = "none", target_arch = "aarch64"))]
-pub mod counter;
-
-/// The setvar (on the `<map>` of the counters region) that gives a PD the region's address.
-pub const SETVAR: &str = "idle_counters";
-
-/// Bytes of the counters region (one page; [`IdleCounters`] uses the first 24).
-pub const REGION_SIZE: u64 = 0x1000;
+pub use netvm_api::idle::{IdleCounters, REGION_SIZE, SETVAR};
 
 /// Longest gap between two reads of the counter, in nanoseconds, that still counts as idle.
 ///
@@ -43,37 +36,6 @@ pub const REGION_SIZE: u64 = 0x1000;
 /// time, converted to ticks with the counter's frequency. Counted gaps are a lower bound of idle
 /// time: a host that deschedules QEMU mid-pass shows up as busy time.
 pub const MAX_IDLE_STEP_NS: u64 = 1_000;
-
-/// The shared counters (sDDF `struct bench`).
-#[repr(C)]
-#[derive(Debug, Default)]
-pub struct IdleCounters {
-    /// The counter at the idle loop's latest pass (sDDF `core_ccount`).
-    pub core: AtomicU64,
-    /// The counter at the pass before (sDDF `prev_ccount`).
-    pub prev: AtomicU64,
-    /// Ticks counted as idle since the idle PD started (sDDF `idle_ccount`).
-    pub idle: AtomicU64,
-}
-
-const _: () = assert!(core::mem::size_of::<IdleCounters>() == 24);
-const _: () = assert!(core::mem::size_of::<IdleCounters>() as u64 <= REGION_SIZE);
-
-impl IdleCounters {
-    /// All zero.
-    pub const fn new() -> Self {
-        IdleCounters {
-            core: AtomicU64::new(0),
-            prev: AtomicU64::new(0),
-            idle: AtomicU64::new(0),
-        }
-    }
-
-    /// Idle ticks so far (what a utilisation daemon samples).
-    pub fn idle_ticks(&self) -> u64 {
-        self.idle.load(Ordering::Relaxed)
-    }
-}
 
 /// The idle loop's state: the previous read and the threshold.
 #[derive(Debug, Clone, Copy)]
@@ -184,14 +146,5 @@ mod tests {
         let total = now - start.1;
         let utilisation = 1.0 - idle as f64 / total as f64;
         assert!((0.44..0.46).contains(&utilisation), "{utilisation}");
-    }
-
-    #[test]
-    fn layout_is_sddf_struct_bench() {
-        let c = IdleCounters::new();
-        let base = &c as *const IdleCounters as usize;
-        assert_eq!(&c.core as *const AtomicU64 as usize - base, 0);
-        assert_eq!(&c.prev as *const AtomicU64 as usize - base, 8);
-        assert_eq!(&c.idle as *const AtomicU64 as usize - base, 16);
     }
 }

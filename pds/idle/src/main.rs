@@ -23,15 +23,16 @@ impl Handler for IdlePd {
     #[cfg(target_os = "none")]
     fn init() -> Self {
         let counters = counters_region(counters_vaddr());
-        let mut account = idle::IdleAccount::new(idle::counter::now(), idle::counter::frequency());
+        let mut account =
+            idle::IdleAccount::new(pd_support::counter::now(), pd_support::counter::frequency());
         microkit::debug_println!(
             "{}: counting idle time ({} Hz counter, gaps under {} ticks)",
             microkit::pd_name(),
-            idle::counter::frequency(),
+            pd_support::counter::frequency(),
             account.threshold()
         );
         loop {
-            account.step(counters, idle::counter::now());
+            account.step(counters, pd_support::counter::now());
         }
     }
 

@@ -15,7 +15,7 @@
 //! driver or a client that is misaligned, out of range, or names a buffer its sender does not hold
 //! (a duplicate) is dropped and counted, never dereferenced, and cannot disturb any other client.
 //!
-//! **Restarted driver** ([`sddf::reconnect`], with the driver in the client's role): a driver
+//! **Restarted driver** ([`netvm_api::reconnect`], with the driver in the client's role): a driver
 //! that restarts announces a new epoch in the reconnect words of `rx_free` and waits. At its next
 //! notification virt_rx first takes what the dead driver completed into `rx_active` as usual
 //! (frames are delivered), then empties both driver queues (anything left is counted in
@@ -25,7 +25,7 @@
 //! is counted in `bad_reset_requests`), so a hostile driver cannot make virt_rx lose or duplicate
 //! a buffer through the words; resetting at will only costs it its own frames.
 //!
-//! Options (`.netvm_net_options`, see [`sddf::options`]; all off in an all-zero section, which
+//! Options (`.netvm_net_options`, see [`netvm_api::options`]; all off in an all-zero section, which
 //! then behaves as sDDF 0.7): driver-VM offset mode (the driver gets offsets, not IO addresses),
 //! and multicast delivered to every client (sDDF drops it, which breaks IPv6 neighbour
 //! discovery).
@@ -33,13 +33,13 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+use netvm_api::options::NetOptions;
+use netvm_api::reconnect::{ControlWords, Notify, PeerEnd, ResetCounts};
+use netvm_api::stats::{StatsError, StatsSlot, StatsWriter};
+use netvm_api::tap::{Tap, TapPoint};
 use sddf::config::{NetVirtRxConfig, QueuePairError};
-use sddf::options::NetOptions;
 use sddf::queue::{DrainSide, FillSide, QueueError};
-use sddf::reconnect::PeerEnd;
 use sddf::shm::{AddressSpace, Region};
-use sddf::stats::{StatsError, StatsSlot, StatsWriter};
-use sddf::tap::{Tap, TapPoint};
 use sddf::{BuffDesc, Notifier, NET_BUFFER_SIZE};
 
 /// Most RX DMA buffers this virtualiser tracks (the owner table is fixed-size: no heap in PDs).
@@ -53,7 +53,7 @@ pub enum Error {
     /// The config section is invalid.
     Config(sddf::config::ConfigError),
     /// The options section is invalid.
-    Options(sddf::options::OptionsError),
+    Options(netvm_api::options::OptionsError),
     /// The RX DMA region named in the config is not mapped.
     Unmapped {
         /// Its vaddr.
@@ -105,7 +105,7 @@ impl core::fmt::Display for Error {
     }
 }
 
-sddf::counters! {
+netvm_api::counters! {
 /// Counters for the driver side.
 pub struct DriverCounters {
     /// Frames received from the driver.
@@ -130,7 +130,7 @@ pub struct DriverCounters {
     pub max_batch: u64,
     /// Buffers held by at least one client right now (a gauge: 0 when the system is idle).
     pub buffers_at_clients: u64,
-    /// Resets for a restarted driver ([`sddf::reconnect`]).
+    /// Resets for a restarted driver ([`netvm_api::reconnect`]).
     pub resets: u64,
     /// Descriptors left in `rx_active` by a dead driver, dropped by a reset.
     pub reset_dropped: u64,
@@ -139,7 +139,7 @@ pub struct DriverCounters {
 }
 }
 
-sddf::counters! {
+netvm_api::counters! {
 /// Counters for one client.
 pub struct ClientCounters {
     /// Frames given to the client.
@@ -261,7 +261,7 @@ impl<'a> VirtRx<'a> {
         let mut v = VirtRx {
             driver: DrainSide::new(driver.free, driver.active),
             driver_channel: config.driver.id,
-            driver_reconnect: PeerEnd::new(driver.reconnect_words),
+            driver_reconnect: PeerEnd::new(ControlWords::of(&driver)),
             data,
             driver_base,
             capacity,
@@ -411,11 +411,13 @@ impl<'a> VirtRx<'a> {
                 self.driver_counters.peer_misbehaviour += 1;
             }
         }
-        self.driver_counters.resets += 1;
-        self.driver_reconnect.served(epoch);
-        // The new driver waits for `done`, not for a signal request: always tell it.
-        self.driver_counters.notifications += 1;
-        notifier.deferred_notify(self.driver_channel);
+        let counts = ResetCounts {
+            resets: &mut self.driver_counters.resets,
+            notifications: &mut self.driver_counters.notifications,
+        };
+        let channel = self.driver_channel;
+        self.driver_reconnect
+            .finish_reset(epoch, counts, notifier, channel, Notify::Deferred);
     }
 
     fn rx_return(&mut self, notifier: &mut impl Notifier) {

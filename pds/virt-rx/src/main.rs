@@ -1,48 +1,34 @@
 //! The `virt_rx` protection domain: sDDF's `.net_virt_rx_config` plus netvm's options in, the
-//! [`virt_rx::VirtRx`] logic behind Microkit's event loop.
+//! [`virt_rx::VirtRx`] logic behind Microkit's event loop ([`pd_support::net_pd!`]).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
+use netvm_api::options::NetOptions;
+#[cfg(target_os = "linux")]
+use netvm_api::tap::TapPoint;
+use pd_support::{fail, MicrokitNotifier};
 use sddf::config::NetVirtRxConfig;
-use sddf::options::NetOptions;
-use sddf::pd::{fail, MicrokitNotifier};
-use sddf::shm::IdentityMapped;
 
 microkit::config_section!(".net_virt_rx_config", CONFIG: [u8; core::mem::size_of::<NetVirtRxConfig>()]);
 microkit::config_section!(".netvm_net_options", OPTIONS: [u8; core::mem::size_of::<NetOptions>()]);
 microkit::config_section!(".netvm_stats", STATS: [u8; 16]);
 
-struct Pd(virt_rx::VirtRx<'static>);
-
-impl microkit::Handler for Pd {
-    fn init() -> Self {
-        let config =
-            sddf::config::parse::<NetVirtRxConfig>(CONFIG.as_bytes()).unwrap_or_else(|e| fail(&e));
+pd_support::net_pd! {
+    component: virt_rx::VirtRx<'static>,
+    stats: STATS.as_bytes(),
+    init: |mem| {
+        let config = sddf::config::parse::<NetVirtRxConfig>(CONFIG.as_bytes()).unwrap_or_else(|e| fail(&e));
         let options = NetOptions::parse(OPTIONS.as_bytes()).unwrap_or_else(|e| fail(&e));
-        #[allow(unsafe_code)]
-        // SAFETY: Microkit (and the host runner) map every region the config section names at
-        // the vaddr it gives, for the PD's whole life, and this PD touches them only through
-        // sddf::shm::Region.
-        let mem = unsafe { IdentityMapped::new() };
-        let mut virt = virt_rx::VirtRx::new(config, &options, &mem, &mut MicrokitNotifier)
+        #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
+        let mut virt = virt_rx::VirtRx::new(config, &options, mem, &mut MicrokitNotifier)
             .unwrap_or_else(|e| fail(&e));
-        if let Some(stats) = sddf::pd::stats_writer(STATS.as_bytes(), &mem) {
-            virt.attach_stats(stats).unwrap_or_else(|e| fail(&e));
-        }
         #[cfg(target_os = "linux")]
-        {
-            use sddf::tap::TapPoint;
-            let clients = (0..config.clients().len()).map(|i| TapPoint::ClientRx(i as u8));
-            let points: Vec<TapPoint> = [TapPoint::DriverRx].into_iter().chain(clients).collect();
-            if let Some(tap) = sddf::pd::pcap_tap(&points) {
-                virt.attach_tap(tap);
-            }
+        if let Some(tap) = pd_support::component_tap(
+            TapPoint::DriverRx,
+            TapPoint::ClientRx,
+            config.clients().len(),
+        ) {
+            virt.attach_tap(tap);
         }
-        Pd(virt)
-    }
-
-    fn notified(&mut self, _channels: microkit::ChannelSet) {
-        self.0.notified(&mut MicrokitNotifier);
-    }
+        virt
+    },
 }
-
-microkit::protection_domain!(Pd);

@@ -2,11 +2,11 @@
 //! queues so that every RX buffer is in exactly one place again (with the driver once, or with
 //! the clients its owner record names), frames the dead driver completed are delivered or
 //! counted, and a driver scribbling its reconnect words cannot lose or duplicate a buffer.
+use netvm_api::options::NetOptions;
+use netvm_api::reconnect::words_offset;
 use proptest::prelude::*;
 use sddf::config::QueueKind::{Active, Free};
-use sddf::options::NetOptions;
 use sddf::queue::{DrainSide, FillSide};
-use sddf::reconnect::words_offset;
 use sddf::testing::RecordingNotifier;
 use sddf::BuffDesc;
 use testkit::rig::RxRig as Rig;

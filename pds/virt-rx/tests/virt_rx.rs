@@ -1,5 +1,5 @@
 //! virt_rx against a scripted driver and scripted clients over real shared memory.
-use sddf::options::{NetOptions, DRIVER_OFFSETS, MULTICAST_TO_ALL};
+use netvm_api::options::{NetOptions, DRIVER_OFFSETS, MULTICAST_TO_ALL};
 use sddf::queue::{DrainSide, FillSide, QueueError};
 use sddf::testing::RecordingNotifier;
 use sddf::BuffDesc;
@@ -298,12 +298,12 @@ fn dma_region_whose_io_addresses_wrap_is_refused_not_a_panic() {
 
 #[test]
 fn counters_are_published_and_taps_see_what_each_client_gets() {
-    use sddf::stats::{Snapshot, StatsWriter};
-    use sddf::tap::TapPoint;
+    use netvm_api::stats::{Snapshot, StatsWriter};
+    use netvm_api::tap::TapPoint;
     let r = rig(2);
     let mut n = RecordingNotifier::default();
     let stats_mem = sddf::shm::OwnedRegion::new(4096);
-    let mut tap = sddf::testing::RecordingTap::default();
+    let mut tap = netvm_api::testing::RecordingTap::default();
     let mut v = VirtRx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n).unwrap();
     v.attach_stats(StatsWriter::new(stats_mem.region(), "net_virt_rx").unwrap())
         .unwrap();

@@ -22,7 +22,7 @@
 //! * **Driver-VM offset mode**: the driver sees `offset` within a region plus a driver-side `oid`
 //!   naming the region (client-major order of the config), never an IO address.
 //! * **Restarted clients**: a client that restarts asks for a reset through the
-//!   [`sddf::reconnect`] words of its TX free queue. At the start of the next notification
+//!   [`netvm_api::reconnect`] words of its TX free queue. At the start of the next notification
 //!   virt_tx empties that client's two TX queues and puts into its free queue every buffer of
 //!   the client whose in-flight bit is clear; the in-flight ones come back through completions
 //!   as usual. Frames the dead instance left in the active queue are **dropped** (counted in
@@ -44,13 +44,13 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+use netvm_api::options::NetOptions;
+use netvm_api::reconnect::{ControlWords, Notify, PeerEnd, ResetCounts};
+use netvm_api::stats::{StatsError, StatsSlot, StatsWriter};
+use netvm_api::tap::{Tap, TapPoint};
 use sddf::config::{NetVirtTxConfig, QueuePairError};
-use sddf::options::NetOptions;
 use sddf::queue::{DrainSide, FillSide, QueueError};
-use sddf::reconnect::PeerEnd;
 use sddf::shm::{AddressSpace, Region};
-use sddf::stats::{StatsError, StatsSlot, StatsWriter};
-use sddf::tap::{Tap, TapPoint};
 use sddf::{BuffDesc, Notifier, NET_BUFFER_SIZE};
 
 /// Most clients.
@@ -126,7 +126,7 @@ pub enum Refusal {
     Duplicate,
 }
 
-sddf::counters! {
+netvm_api::counters! {
 /// Counters for one client.
 pub struct ClientCounters {
     /// Frames passed to the driver.
@@ -149,7 +149,7 @@ pub struct ClientCounters {
     pub notifications: u64,
     /// Largest number of descriptors taken from the client in one round.
     pub max_batch: u64,
-    /// Resets for a restarted client ([`sddf::reconnect`]).
+    /// Resets for a restarted client ([`netvm_api::reconnect`]).
     pub resets: u64,
     /// Frames the client's dead instance had queued, dropped by a reset.
     pub reset_dropped: u64,
@@ -160,7 +160,7 @@ pub struct ClientCounters {
 }
 }
 
-sddf::counters! {
+netvm_api::counters! {
 /// Counters for the driver side.
 pub struct DriverCounters {
     /// Frames handed to the driver.
@@ -178,7 +178,7 @@ pub struct DriverCounters {
     /// Client buffers with the driver when the counters were last published (a gauge: 0 when
     /// the system is idle).
     pub in_flight: u64,
-    /// Resets for a restarted driver ([`sddf::reconnect`]).
+    /// Resets for a restarted driver ([`netvm_api::reconnect`]).
     pub resets: u64,
     /// Reconnect epochs from the driver that moved backwards (ignored).
     pub bad_reset_requests: u64,
@@ -247,7 +247,7 @@ impl<'a> VirtTx<'a> {
         let mut v = VirtTx {
             driver: FillSide::new(driver.free, driver.active),
             driver_channel: config.driver.id,
-            driver_reconnect: PeerEnd::new(driver.reconnect_words),
+            driver_reconnect: PeerEnd::new(ControlWords::of(&driver)),
             clients: [const { None }; MAX_CLIENTS],
             num_clients: config.clients().len(),
             regions: [const { None }; MAX_REGIONS],
@@ -306,7 +306,7 @@ impl<'a> VirtTx<'a> {
                 channel: cc.conn.id,
                 first_region,
                 num_regions: cc.regions().len(),
-                reconnect: PeerEnd::new(queues.reconnect_words),
+                reconnect: PeerEnd::new(ControlWords::of(&queues)),
                 counters: ClientCounters::default(),
                 in_flight: 0,
             });
@@ -441,10 +441,13 @@ impl<'a> VirtTx<'a> {
             }
         }
         let client = self.clients[c].as_mut().expect("checked above");
-        client.counters.resets += 1;
-        client.reconnect.served(epoch);
-        client.counters.notifications += 1;
-        notifier.notify(client.channel);
+        let counts = ResetCounts {
+            resets: &mut client.counters.resets,
+            notifications: &mut client.counters.notifications,
+        };
+        client
+            .reconnect
+            .finish_reset(epoch, counts, notifier, client.channel, Notify::Now);
     }
 
     /// Serves a reset a restarted driver asks for (module docs): both driver queues emptied,
@@ -492,11 +495,13 @@ impl<'a> VirtTx<'a> {
                 notifier.notify(client.channel);
             }
         }
-        self.driver_counters.resets += 1;
-        self.driver_reconnect.served(epoch);
-        // The new driver waits for `done`, not for a signal request: always tell it.
-        self.driver_counters.notifications += 1;
-        notifier.deferred_notify(self.driver_channel);
+        let counts = ResetCounts {
+            resets: &mut self.driver_counters.resets,
+            notifications: &mut self.driver_counters.notifications,
+        };
+        let channel = self.driver_channel;
+        self.driver_reconnect
+            .finish_reset(epoch, counts, notifier, channel, Notify::Deferred);
     }
 
     /// Moves up to `budget` descriptors from client `c` to the driver; returns how many it took

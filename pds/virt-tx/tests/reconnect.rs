@@ -4,11 +4,11 @@
 //!
 //! The driver restarting the same way: every buffer the dead driver held goes back to its client
 //! once, counted as a dropped frame, and a scribbled epoch from the driver changes nothing.
+use netvm_api::options::NetOptions;
+use netvm_api::reconnect::words_offset;
 use proptest::prelude::*;
 use sddf::config::QueueKind::{Active, Free};
-use sddf::options::NetOptions;
 use sddf::queue::{DrainSide, FillSide};
-use sddf::reconnect::words_offset;
 use sddf::testing::RecordingNotifier;
 use sddf::BuffDesc;
 use testkit::rig::TxRig as Rig;

@@ -1,5 +1,5 @@
 //! virt_tx against a scripted driver and scripted clients over real shared memory.
-use sddf::options::{NetOptions, DRIVER_OFFSETS, FAIR_TX, LAZY_COMPLETIONS};
+use netvm_api::options::{NetOptions, DRIVER_OFFSETS, FAIR_TX, LAZY_COMPLETIONS};
 use sddf::testing::RecordingNotifier;
 use sddf::BuffDesc;
 use testkit::rig::TxRig as Rig;
@@ -161,12 +161,12 @@ fn region_whose_io_addresses_wrap_is_refused_not_a_panic() {
 
 #[test]
 fn counters_are_published_and_taps_see_each_frame_sent() {
-    use sddf::stats::{Snapshot, StatsWriter};
-    use sddf::tap::TapPoint;
+    use netvm_api::stats::{Snapshot, StatsWriter};
+    use netvm_api::tap::TapPoint;
     let r = rig(16);
     let mut n = RecordingNotifier::default();
     let stats_mem = sddf::shm::OwnedRegion::new(4096);
-    let mut tap = sddf::testing::RecordingTap::default();
+    let mut tap = netvm_api::testing::RecordingTap::default();
     let mut v = VirtTx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n).unwrap();
     v.attach_stats(StatsWriter::new(stats_mem.region(), "net_virt_tx").unwrap())
         .unwrap();

@@ -10,25 +10,8 @@
 
 use core::fmt;
 
-/// seL4 fault labels (`seL4_FaultType`, MCS numbering).
-pub mod label {
-    /// `seL4_Fault_CapFault`.
-    pub const CAP_FAULT: u64 = 1;
-    /// `seL4_Fault_UnknownSyscall`.
-    pub const UNKNOWN_SYSCALL: u64 = 2;
-    /// `seL4_Fault_UserException`.
-    pub const USER_EXCEPTION: u64 = 3;
-    /// `seL4_Fault_Timeout`.
-    pub const TIMEOUT: u64 = 5;
-    /// `seL4_Fault_VMFault`.
-    pub const VM_FAULT: u64 = 6;
-    /// `seL4_Fault_VGICMaintenance`.
-    pub const VGIC_MAINTENANCE: u64 = 7;
-    /// `seL4_Fault_VCPUFault`.
-    pub const VCPU_FAULT: u64 = 8;
-    /// `seL4_Fault_VPPIEvent`.
-    pub const VPPI_EVENT: u64 = 9;
-}
+/// seL4 fault labels (`seL4_FaultType`, MCS numbering), as the runtime defines them.
+pub use microkit::fault_label as label;
 
 /// Number of message registers of an aarch64 `UnknownSyscall` fault: x0–x7, FaultIP, SP, LR,
 /// SPSR, Syscall.

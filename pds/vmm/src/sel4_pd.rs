@@ -12,8 +12,8 @@
 use core::fmt;
 
 use microkit::{Channel, ChannelSet, Child, MessageInfo, Vcpu};
+use netvm_api::stats::StatsWriter;
 use sddf::shm::IdentityMapped;
-use sddf::stats::StatsWriter;
 use vmm::config::{VmmConfig, SIZE as CONFIG_SIZE};
 use vmm::fault::Fault;
 use vmm::linux::{BootPlan, GuestRam};
@@ -555,13 +555,11 @@ impl microkit::Handler for VmmPd {
     }
 }
 
-/// The raw pieces: TCB register transfer (not in the `microkit` crate), the EL0 physical
-/// counter (the kernel exports it: `EXPORT_PCNT_USER`), copying into guest RAM, and a cell
+/// The raw pieces: TCB register transfer (over `microkit::call_cap`: the runtime has no wrapper
+/// for it), the EL0 physical counter (`pd_support::counter`), copying into guest RAM, and a cell
 /// written once in `init`.
 mod sys {
     #![allow(unsafe_code)]
-
-    use core::arch::asm;
 
     use vmm::linux::GuestRam;
     use vmm::regs::{UserContext, USER_CONTEXT_WORDS};
@@ -572,28 +570,11 @@ mod sys {
     /// (they precede the labels `HardwareDebugAPI` shifts; `invocations_all.json`).
     const TCB_READ_REGISTERS: u64 = 2;
     const TCB_WRITE_REGISTERS: u64 = 3;
-    /// MCS `seL4_Call`.
-    const SYS_CALL: i64 = -1;
 
-    /// `seL4_Call(cap, msginfo(label, len))` with MR0..3 in x2..x5 and the rest in the IPC
-    /// buffer; returns the reply label (the seL4 error).
+    /// `seL4_Call(cap, msginfo(label, len))` with the message in the IPC buffer and MR0..3;
+    /// returns the reply label (the seL4 error).
     fn call(cap: u64, label: u64, len: usize) -> u64 {
-        let [mut m0, mut m1, mut m2, mut m3] = [0, 1, 2, 3].map(microkit::mr_get);
-        let info = microkit::MessageInfo::new(label, len).to_word();
-        let out: u64;
-        // SAFETY: seL4 syscall ABI (microkit-abi.md §4.6): Call reads x0 (cap), x1 (msginfo),
-        // x2..x5 (MR0..3) and x7, returns x0 (badge), x1 (msginfo), x2..x5 and preserves all
-        // other registers. It may write the IPC buffer, hence no `nomem`.
-        unsafe {
-            asm!("svc #0",
-                inout("x0") cap => _, inout("x1") info => out,
-                inout("x2") m0, inout("x3") m1, inout("x4") m2, inout("x5") m3,
-                in("x6") 0u64, in("x7") SYS_CALL, options(nostack));
-        }
-        for (i, v) in [m0, m1, m2, m3].into_iter().enumerate() {
-            microkit::mr_set(i, v);
-        }
-        microkit::MessageInfo::from_word(out).label()
+        microkit::call_cap(cap, microkit::MessageInfo::new(label, len)).label()
     }
 
     /// `seL4_TCB_ReadRegisters(vm_tcb, suspend = false, arch_flags = 0, count)`.
@@ -649,22 +630,7 @@ mod sys {
         }
     }
 
-    /// CNTPCT_EL0.
-    pub fn physical_count() -> u64 {
-        let v: u64;
-        // SAFETY: reads a system register; EL0 access is enabled by the kernel config
-        // (EXPORT_PCNT_USER). No memory or stack effects.
-        unsafe { asm!("isb", "mrs {}, cntpct_el0", out(reg) v, options(nomem, nostack)) };
-        v
-    }
-
-    /// CNTFRQ_EL0.
-    pub fn counter_frequency() -> u64 {
-        let v: u64;
-        // SAFETY: CNTFRQ_EL0 is readable at EL0 whenever a counter is; no side effects.
-        unsafe { asm!("mrs {}, cntfrq_el0", out(reg) v, options(nomem, nostack)) };
-        v
-    }
+    pub use pd_support::counter::{frequency as counter_frequency, now as physical_count};
 
     /// Copies `bytes` to guest-physical `gpa` through this PD's 1:1 mapping of guest RAM.
     ///

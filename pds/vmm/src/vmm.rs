@@ -51,7 +51,7 @@ use crate::fault::{ec, Esr, Fault, UnknownSyscall, VmFault, FAULT_IP_MR};
 use crate::psci;
 use crate::regs::{UserContext, USER_CONTEXT_WORDS};
 use crate::vgic::{self, Ack, Injection, ListRegisters, LoadError, Vgic};
-use sddf::stats::{StatsError, StatsSlot, StatsWriter};
+use netvm_api::stats::{StatsError, StatsSlot, StatsWriter};
 
 /// CNTV_CTL_EL0.ENABLE.
 const CNTV_ENABLE: u64 = 1;

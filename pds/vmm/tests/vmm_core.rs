@@ -161,8 +161,8 @@ fn a_deferred_passthrough_ack_is_flushed_by_any_activation() {
 
 #[test]
 fn counters_are_published_in_the_stats_region() {
+    use netvm_api::stats::{Counters as _, Snapshot, StatsWriter};
     use sddf::shm::OwnedRegion;
-    use sddf::stats::{Counters as _, Snapshot, StatsWriter};
 
     let mem = OwnedRegion::new(4096);
     let (mut vmm, mut p) = started(true);

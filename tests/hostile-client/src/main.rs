@@ -17,12 +17,12 @@ use std::time::Duration;
 
 use microkit::{Channel, ChannelSet, Handler};
 use net_client::Regions;
+use netvm_api::stats::{Counters as _, StatsWriter};
 use sddf::config::NetClientConfig;
 use sddf::shm::Region;
-use sddf::stats::{Counters as _, StatsWriter};
 use testkit::Rng;
 
-sddf::counters! {
+netvm_api::counters! {
     /// What the hostile client did (its stats region, `hostile.*`).
     struct HostileCounters {
         /// Rounds of attack.

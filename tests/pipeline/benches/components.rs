@@ -6,11 +6,11 @@
 //! `cargo bench -p pipeline-tests --bench components [-- ROUNDS]`
 use std::time::{Duration, Instant};
 
+use netvm_api::options::{NetOptions, DRIVER_OFFSETS};
+use netvm_api::stats::StatsWriter;
 use sddf::config::*;
-use sddf::options::{NetOptions, DRIVER_OFFSETS};
 use sddf::queue::{DrainSide, FillSide};
 use sddf::shm::OwnedRegion;
-use sddf::stats::StatsWriter;
 use sddf::testing::{Layout, RecordingNotifier};
 use sddf::BuffDesc;
 use zerocopy::FromZeros;

@@ -9,18 +9,18 @@
 //! byte-identical.
 //!
 //! The good client may also restart at any point (its queues rebuilt by its copier and virt_tx
-//! through `sddf::reconnect`; frames waiting for the dead instance are lost, counted), and the
+//! through `netvm_api::reconnect`; frames waiting for the dead instance are lost, counted), and the
 //! hostile one scribbles its reconnect words too, which must not cost the good client anything.
 //!
 //! The driver may restart at any point too, holding RX buffers it took for the hardware and TX
 //! frames it took and not yet completed: virt_rx and virt_tx rebuild its queues through the same
 //! words, every buffer comes back once, what the dead driver completed is delivered, and the
 //! good client's TX frames it held are counted as dropped (never lost buffers).
+use netvm_api::options::{NetOptions, DRIVER_OFFSETS};
+use netvm_api::reconnect::{words_offset, ControlWords};
 use proptest::prelude::*;
 use sddf::config::*;
-use sddf::options::{NetOptions, DRIVER_OFFSETS};
 use sddf::queue::{Capacity, DrainSide, FillSide};
-use sddf::reconnect::{words_offset, ControlWords};
 use sddf::testing::RecordingNotifier;
 use sddf::BuffDesc;
 use testkit::pipeline::{frame, System, CAP, MACS};

@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use microkit::host::manifest::Manifest;
 use microkit::{Channel, ChannelSet, Handler};
+use netvm_api::reconnect::ControlWords;
+use netvm_api::stats::Counters as _;
 use sddf::config::NetDriverConfig;
 use sddf::queue::{Capacity, DrainSide, FillSide, Queue};
-use sddf::reconnect::ControlWords;
 use sddf::shm::{AddressSpace, IdentityMapped, Region};
-use sddf::stats::Counters as _;
 use uio_driver::config::DriverConfig;
 use uio_driver::driver::{connect, Driver, DriverQueues, DriverWords};
 use uio_driver::host::{callback_platform, Doorbell, NotifyHandle};
@@ -31,7 +31,7 @@ use uio_driver::names;
 use uio_driver::packet::{PacketConfig, PacketNic};
 
 microkit::config_section!(".net_driver_config", CONFIG: [u8; core::mem::size_of::<NetDriverConfig>()]);
-microkit::config_section!(".netvm_driver_host", HOST: [u8; 16]);
+microkit::config_section!(".netvm_driver_host", HOST: [u8; netvm_api::driver_host::BYTES]);
 microkit::config_section!(".netvm_stats", STATS: [u8; 16]);
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -39,7 +39,7 @@ static STOP: AtomicBool = AtomicBool::new(false);
 /// How often the packet socket's drop count is read (published with the driver's counters).
 const RING_POLL: Duration = Duration::from_millis(20);
 
-sddf::counters! {
+netvm_api::counters! {
     /// What the host interface itself counts.
     struct NicCounters {
         /// Frames the kernel dropped because the packet ring was full (the driver fell behind).
@@ -92,9 +92,10 @@ fn words(
 
 /// The driver's counters go to the VMM PD's stats region when the system gives it one (host
 /// mode only: in a driver VM they stay in the guest).
-fn stats_writer(mem: &IdentityMapped) -> Option<sddf::stats::StatsWriter<'static>> {
-    let mut w = sddf::stats::StatsWriter::from_section(STATS.as_bytes(), mem, microkit::pd_name())
-        .unwrap_or_else(|e| fail(e))?;
+fn stats_writer(mem: &IdentityMapped) -> Option<netvm_api::stats::StatsWriter<'static>> {
+    let mut w =
+        netvm_api::stats::StatsWriter::from_section(STATS.as_bytes(), mem, microkit::pd_name())
+            .unwrap_or_else(|e| fail(e))?;
     w.group::<uio_driver::counters::Counters>(format_args!("driver"))
         .unwrap_or_else(|e| fail(e));
     w.group::<NicCounters>(format_args!("nic"))
@@ -109,10 +110,7 @@ impl Handler for Pd {
         let config = DriverConfig::parse(CONFIG.as_bytes(), "section .net_driver_config")
             .unwrap_or_else(|e| fail(e));
         let conns = config.blob();
-        let host = HOST.as_bytes();
-        let iface = std::str::from_utf8(&host[..host.iter().position(|b| *b == 0).unwrap_or(16)])
-            .ok()
-            .filter(|s| !s.is_empty())
+        let iface = netvm_api::driver_host::interface(HOST.as_bytes())
             .unwrap_or_else(|| fail(".netvm_driver_host names no interface"))
             .to_owned();
         let manifest = Manifest::from_env().unwrap_or_else(|e| fail(e));

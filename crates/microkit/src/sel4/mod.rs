@@ -270,6 +270,13 @@ pub(crate) fn pp_call(ch: u8, msg: MessageInfo) -> MessageInfo {
     MessageInfo::from_word(sys_call(BASE_ENDPOINT_CAP + u64::from(ch), msg.to_word()))
 }
 
+/// `seL4_Call` on slot `cap` of this PD's CSpace with `msg`; MR0..3 go from and back to the IPC
+/// buffer, as in every call here. For invocations the runtime has no wrapper for (the vmm's
+/// reads and writes of its VM's TCB registers).
+pub fn call_cap(cap: u64, msg: MessageInfo) -> MessageInfo {
+    MessageInfo::from_word(sys_call(cap, msg.to_word()))
+}
+
 /// An invocation with `args` in MR0.., returning the error label of the reply.
 fn invoke(cap: u64, label: u64, args: &[u64]) -> Result<(), InvocationError> {
     for (i, &arg) in args.iter().enumerate() {

@@ -1,5 +1,5 @@
 //! What an observer of a running network system needs from its description: where each
-//! component publishes its counters (`.netvm_stats`, see `sddf::stats`) and which queues each
+//! component publishes its counters (`.netvm_stats`, see `netvm_api::stats`) and which queues each
 //! pool of sDDF buffers circulates through (to account for every buffer).
 
 use sddf::config::RegionResource;
@@ -27,14 +27,14 @@ pub fn stats_sections(sys: &SystemDescription) -> Vec<PdSection> {
             };
             Some((
                 pd.name.clone(),
-                sddf::stats::SECTION,
+                netvm_api::stats::SECTION,
                 resource.as_bytes().to_vec(),
             ))
         })
         .collect()
 }
 
-/// netvm's `.netvm_net_options` (`sddf::options`) for virt_rx and virt_tx: netvm's behaviours
+/// netvm's `.netvm_net_options` (`netvm_api::options`) for virt_rx and virt_tx: netvm's behaviours
 /// beyond sDDF (multicast to every client, fair TX, lazy completions) switched on explicitly,
 /// since an all-zero section means sDDF 0.7's semantics; driver-VM offset mode exactly when the
 /// driver PD runs a virtual machine (its guest must never need physical addresses).
@@ -42,19 +42,19 @@ pub fn options_sections(sys: &SystemDescription, spec: &NetSystemSpec) -> Vec<Pd
     let driver_vm = sys
         .pd(&spec.driver)
         .is_some_and(|pd| pd.virtual_machine.is_some());
-    let flags = sddf::options::NETVM_BEHAVIOURS
+    let flags = netvm_api::options::NETVM_BEHAVIOURS
         | if driver_vm {
-            sddf::options::DRIVER_OFFSETS
+            netvm_api::options::DRIVER_OFFSETS
         } else {
             0
         };
-    let options = sddf::options::NetOptions::new(flags, 0);
+    let options = netvm_api::options::NetOptions::new(flags, 0);
     [&spec.virt_rx, &spec.virt_tx]
         .into_iter()
         .map(|pd| {
             (
                 pd.clone(),
-                sddf::options::SECTION,
+                netvm_api::options::SECTION,
                 options.as_bytes().to_vec(),
             )
         })
@@ -75,10 +75,10 @@ pub fn sdfgen_options_sections(sys: &SystemDescription) -> Result<Vec<PdSection>
     if !driver_vm {
         return Ok(Vec::new());
     }
-    let options = sddf::options::NetOptions::new(sddf::options::DRIVER_OFFSETS, 0);
+    let options = netvm_api::options::NetOptions::new(netvm_api::options::DRIVER_OFFSETS, 0);
     Ok([roles.virt_rx, roles.virt_tx]
         .into_iter()
-        .map(|pd| (pd, sddf::options::SECTION, options.as_bytes().to_vec()))
+        .map(|pd| (pd, netvm_api::options::SECTION, options.as_bytes().to_vec()))
         .collect())
 }
 

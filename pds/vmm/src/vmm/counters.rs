@@ -1,6 +1,6 @@
 //! The VMM's event counters.
 
-sddf::counters! {
+netvm_api::counters! {
 /// Event counts, published in the VMM PD's stats region (`netvm stats`) and printed when the
 /// guest stops. Doorbells and vIRQ routes are split by their names (the device-tree node names
 /// `rx_fault`, `tx_fault`, `rx_irq`, `tx_irq`, `virtio-net`, `uart`); anything else lands in

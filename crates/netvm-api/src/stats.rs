@@ -1,5 +1,5 @@
-//! Counters in shared memory: each component publishes its counters into a small region of its
-//! own (the `.netvm_stats` section names it), where a reader — `netvm stats` in host mode, a
+//! Counters in shared memory (netvm's; sDDF has none): each component publishes its counters
+//! into a small region of its own (the `.netvm_stats` section names it), where a reader — `netvm stats` in host mode, a
 //! debugger, a monitoring PD — finds them by name without knowing the component.
 //!
 //! # Layout (all little-endian, in 64-bit words)
@@ -21,8 +21,8 @@
 use core::fmt::Write as _;
 use core::sync::atomic::{fence, Ordering};
 
-use crate::config::RegionResource;
-use crate::shm::{AddressSpace, Region};
+use sddf::config::RegionResource;
+use sddf::shm::{AddressSpace, Region};
 
 /// ELF section naming a component's stats region: a [`RegionResource`] (16 bytes); size 0 or an
 /// all-zero section means "no stats".
@@ -52,7 +52,7 @@ pub trait Counters {
 /// the entry names in a stats region).
 ///
 /// ```
-/// sddf::counters! {
+/// netvm_api::counters! {
 ///     /// Example counters.
 ///     pub struct Example {
 ///         /// Frames seen.
@@ -61,7 +61,7 @@ pub trait Counters {
 ///         pub drops: u64,
 ///     }
 /// }
-/// use sddf::stats::Counters;
+/// use netvm_api::stats::Counters;
 /// assert_eq!(Example::NAMES, ["frames", "drops"]);
 /// ```
 #[macro_export]
@@ -446,7 +446,7 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shm::OwnedRegion;
+    use sddf::shm::OwnedRegion;
 
     crate::counters! {
         /// Test counters.
@@ -545,7 +545,7 @@ mod tests {
     #[test]
     fn sections_name_a_region_or_none_and_bad_ones_are_errors() {
         use zerocopy::IntoBytes;
-        let mut space = crate::shm::OwnedSpace::new();
+        let mut space = sddf::shm::OwnedSpace::new();
         space.add(0x7000_0000, 4096);
         let section = |vaddr: u64, size: u64| RegionResource { vaddr, size }.as_bytes().to_vec();
         let from =

@@ -1,5 +1,6 @@
-//! netvm's extension to the sDDF net configs: options for the virtualisers, in their own small
-//! ELF section `.netvm_net_options` (32 bytes), so that sDDF's config structs stay untouched.
+//! netvm's extension to the sDDF net configs (not in sDDF 0.7): options for the virtualisers,
+//! in their own small ELF section `.netvm_net_options` (32 bytes), so that sDDF's config structs
+//! stay untouched.
 //!
 //! | bytes | field | meaning |
 //! |---|---|---|

@@ -1,48 +1,11 @@
-//! Frame taps: a component shows each frame it passes on to a [`Tap`] (host mode writes them to
-//! pcap files, `netvm run --pcap DIR`). Taps only read the frame; they never change what the
-//! component does.
-use crate::shm::Region;
-
-/// The environment variable naming the pcap directory of host-mode PDs.
-pub const PCAP_ENV: &str = "NETVM_PCAP_DIR";
-
-/// Where a frame was seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum TapPoint {
-    /// Received from the driver (virt_rx).
-    DriverRx,
-    /// Handed to the driver for transmission (virt_tx).
-    DriverTx,
-    /// Delivered towards client `i` (virt_rx; `i` is the client's index in its config).
-    ClientRx(u8),
-    /// Taken from client `i` for transmission (virt_tx).
-    ClientTx(u8),
-}
-
-impl TapPoint {
-    /// The file stem host mode uses: `driver-rx`, `driver-tx`, `client<i>-rx`, `client<i>-tx`.
-    pub fn write_stem(&self, out: &mut impl core::fmt::Write) -> core::fmt::Result {
-        match self {
-            TapPoint::DriverRx => out.write_str("driver-rx"),
-            TapPoint::DriverTx => out.write_str("driver-tx"),
-            TapPoint::ClientRx(i) => write!(out, "client{i}-rx"),
-            TapPoint::ClientTx(i) => write!(out, "client{i}-tx"),
-        }
-    }
-}
-
-/// Receives the frames a component passes on.
-pub trait Tap {
-    /// `len` bytes at `offset` of `data` passed `point`.
-    fn frame(&mut self, point: TapPoint, data: &Region<'_>, offset: usize, len: usize);
-    /// The component finished a batch (a good moment to write buffered frames out).
-    fn flush(&mut self);
-}
+//! [`PcapTap`]: host mode's frame capture (`netvm run --pcap DIR`), one pcap file per
+//! [`TapPoint`] in the directory the runner names in [`netvm_api::tap::PCAP_ENV`].
+use netvm_api::tap::{Tap, TapPoint};
+use sddf::shm::Region;
 
 /// A [`Tap`] writing one pcap file per tap point into a directory (Ethernet link type, microsecond
 /// timestamps; read by tcpdump, tshark and Wireshark). Every file is flushed after each batch, so
 /// a component killed outright leaves complete records behind.
-#[cfg(feature = "pcap")]
 pub struct PcapTap {
     files: std::vec::Vec<(
         TapPoint,
@@ -53,11 +16,9 @@ pub struct PcapTap {
 }
 
 /// A buffered file that the pcap writer and the tap (to flush it) both hold.
-#[cfg(feature = "pcap")]
 #[derive(Clone)]
 struct SharedFile(std::rc::Rc<core::cell::RefCell<std::io::BufWriter<std::fs::File>>>);
 
-#[cfg(feature = "pcap")]
 impl std::io::Write for SharedFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.borrow_mut().write(buf)
@@ -67,7 +28,6 @@ impl std::io::Write for SharedFile {
     }
 }
 
-#[cfg(feature = "pcap")]
 impl PcapTap {
     /// Creates (truncates) `<dir>/<stem>.pcap` for each point (see [`TapPoint::write_stem`]).
     pub fn create(dir: &std::path::Path, points: &[TapPoint]) -> std::io::Result<PcapTap> {
@@ -82,7 +42,7 @@ impl PcapTap {
             })?;
             let header = pcap_file::pcap::PcapHeader {
                 datalink: pcap_file::DataLink::ETHERNET,
-                snaplen: crate::NET_BUFFER_SIZE as u32,
+                snaplen: sddf::NET_BUFFER_SIZE as u32,
                 ..Default::default()
             };
             let shared = SharedFile(std::rc::Rc::new(core::cell::RefCell::new(
@@ -96,12 +56,11 @@ impl PcapTap {
         }
         Ok(PcapTap {
             files,
-            buf: std::vec![0; crate::NET_BUFFER_SIZE],
+            buf: std::vec![0; sddf::NET_BUFFER_SIZE],
         })
     }
 }
 
-#[cfg(feature = "pcap")]
 impl Tap for PcapTap {
     fn frame(&mut self, point: TapPoint, data: &Region<'_>, offset: usize, len: usize) {
         let len = len.min(self.buf.len());

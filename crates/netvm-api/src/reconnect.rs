@@ -1,4 +1,5 @@
-//! Restarting a client PD: its surviving peers rebuild its queues (netvm's extension of sDDF).
+//! Restarting a client PD: its surviving peers rebuild its queues (netvm's extension of sDDF;
+//! sDDF 0.7 has no restart protocol).
 //!
 //! # The problem
 //!
@@ -73,28 +74,21 @@
 //! client's buffers, the same order of work as a full queue of descriptors.
 use core::sync::atomic::Ordering::{Acquire, Release};
 
-use crate::queue::{queue_bytes, Capacity};
-use crate::shm::Region;
-use crate::sync::AtomicU32;
+use core::sync::atomic::AtomicU32;
+
+use sddf::config::QueuePair;
+use sddf::queue::{queue_bytes, Capacity};
+use sddf::shm::Region;
+use sddf::Notifier;
 
 /// `epoch` before any client instance connected (fresh memory).
 pub const NOT_CONNECTED: u32 = 0;
 /// `epoch` of the first instance, which needs no reset.
 pub const FIRST_EPOCH: u32 = 1;
 
-/// The two words, exactly as in shared memory.
-#[repr(C)]
-pub struct Words {
-    /// Written by the client only.
-    epoch: AtomicU32,
-    /// Written by the peer only.
-    done: AtomicU32,
-}
-
-/// Bytes the words take.
-pub const WORDS_BYTES: usize = core::mem::size_of::<Words>();
-
-const _: () = assert!(WORDS_BYTES == 8);
+/// Bytes the words take: `epoch` (written by the client only) at [`words_offset`], then `done`
+/// (written by the peer only).
+pub const WORDS_BYTES: usize = 8;
 
 /// Where the words are in a free queue region of `capacity` entries.
 pub const fn words_offset(capacity: usize) -> usize {
@@ -112,17 +106,35 @@ pub const fn next_epoch(epoch: u32) -> u32 {
 /// The reconnect words of one connection.
 #[derive(Clone, Copy)]
 pub struct ControlWords<'a> {
-    words: &'a Words,
+    words: Words<'a>,
+}
+
+/// The two words in shared memory.
+#[derive(Clone, Copy)]
+struct Words<'a> {
+    /// Written by the client only.
+    epoch: &'a AtomicU32,
+    /// Written by the peer only.
+    done: &'a AtomicU32,
 }
 
 impl<'a> ControlWords<'a> {
     /// The words in `free_queue` (the connection's free queue region, `capacity` entries), or
     /// `None` when the region has no room for them after its array.
     pub fn new(free_queue: Region<'a>, capacity: Capacity) -> Option<Self> {
-        let words = free_queue
-            .reconnect_words(words_offset(capacity.entries()))
-            .ok()?;
-        Some(ControlWords { words })
+        let offset = words_offset(capacity.entries());
+        let epoch = free_queue.atomic_u32(offset).ok()?;
+        let done = free_queue.atomic_u32(offset + 4).ok()?;
+        Some(ControlWords {
+            words: Words { epoch, done },
+        })
+    }
+
+    /// The words of a connection as [`sddf::config::ConnectionResource::queues`] found it (in
+    /// its free queue region), or `None` when that region has no room for them (the connection
+    /// cannot be rebuilt).
+    pub fn of(pair: &QueuePair<'a>) -> Option<Self> {
+        Self::new(pair.free_region, pair.capacity)
     }
 
     /// Client, once per instance, before touching the queues: announces the instance. `None`
@@ -225,14 +237,52 @@ impl<'a> PeerEnd<'a> {
             words.words.done.store(epoch, Release);
         }
     }
+
+    /// The end of every reset a peer serves, after it rebuilt the queues for `epoch`: publishes
+    /// `done` ([`PeerEnd::served`]), counts the reset in `resets`, and notifies the client on
+    /// `channel` (counted in `notifications`), always: the new instance waits for `done`, not
+    /// for a signal request. `when` is how the peer notifies that client otherwise.
+    pub fn finish_reset(
+        &mut self,
+        epoch: u32,
+        counts: ResetCounts<'_>,
+        notifier: &mut impl Notifier,
+        channel: u8,
+        when: Notify,
+    ) {
+        *counts.resets += 1;
+        self.served(epoch);
+        *counts.notifications += 1;
+        match when {
+            Notify::Now => notifier.notify(channel),
+            Notify::Deferred => notifier.deferred_notify(channel),
+        }
+    }
+}
+
+/// The counters [`PeerEnd::finish_reset`] adds to.
+pub struct ResetCounts<'c> {
+    /// Resets served.
+    pub resets: &'c mut u64,
+    /// Notifications sent to the client.
+    pub notifications: &'c mut u64,
+}
+
+/// When [`PeerEnd::finish_reset`] notifies the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notify {
+    /// At once.
+    Now,
+    /// When the current handler returns.
+    Deferred,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::{DrainSide, FillSide, Queue, QueueError};
-    use crate::shm::OwnedRegion;
-    use crate::BuffDesc;
+    use sddf::queue::{DrainSide, FillSide, Queue, QueueError};
+    use sddf::shm::OwnedRegion;
+    use sddf::BuffDesc;
 
     fn cap(n: u32) -> Capacity {
         Capacity::new(n).unwrap()
@@ -407,13 +457,13 @@ mod tests {
         am.region().write(0, &9u16.to_le_bytes()).unwrap();
         assert!(matches!(
             copier.reset_self_provided(4),
-            Err(crate::queue::ResetError::Indices(_))
+            Err(sddf::queue::ResetError::Indices(_))
         ));
         assert_eq!(copier.free.len(), Ok(4), "refilled all the same");
         // More buffers than the queue holds: refused, not wrapped.
         assert!(matches!(
             copier.reset_self_provided(5),
-            Err(crate::queue::ResetError::Refill(QueueError::Full))
+            Err(sddf::queue::ResetError::Refill(QueueError::Full))
         ));
     }
 }
