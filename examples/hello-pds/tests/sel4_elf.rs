@@ -1,5 +1,5 @@
 //! Builds the PDs for `aarch64-unknown-none` and checks each ELF against what the Microkit 2.3.0
-//! tool needs (`microkit::host::elf_check`).
+//! tool needs (`pd_elf::check_pd_image`).
 #![cfg(target_os = "linux")]
 
 use std::path::{Path, PathBuf};
@@ -49,7 +49,7 @@ fn build_sel4_pds() -> Option<PathBuf> {
 
 fn check_pd(path: &Path, setvars: &[&str], section: Option<(&str, u64)>) {
     let sections: Vec<(&str, u64)> = section.into_iter().collect();
-    if let Err(e) = microkit::host::elf_check::check_pd_image(path, setvars, &sections) {
+    if let Err(e) = pd_elf::check_pd_image(path, setvars, &sections) {
         panic!("{e}");
     }
 }

@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use object::{Object, ObjectSection};
 use testkit::console::Console;
 
 const BOARD: &str = "qemu_virt_aarch64";
@@ -32,8 +31,9 @@ const RAM_BASE: u64 = 0x6000_0000;
 const DUMP_SIZE: u64 = 64 << 20;
 const PAGE: usize = 0x1000;
 /// What the test writes into the server's `.hello_config` section, as a build tool such as
-/// sdfgen + objcopy would (the host run gets the same bytes from its manifest).
-const CONFIG_BYTES: [u8; 4] = [1, 2, 3, 4];
+/// sdfgen + objcopy would (the host run gets the same bytes from its manifest): the whole
+/// 16-byte section, as the image tool's patcher (`pd_elf::patch_section`) writes it.
+const CONFIG_BYTES: [u8; 16] = [1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
 /// The console lines of a debug boot, in the order they must appear (substrings).
 const EXPECTED_DEBUG: &[&str] = &[
@@ -117,17 +117,12 @@ fn build_pds(sdk: &Path, config: &str) -> PathBuf {
     target_dir.join("aarch64-unknown-none/release")
 }
 
-/// Writes `bytes` at the start of ELF section `section` of the file at `path`.
+/// Writes `bytes` over ELF section `section` of the file at `path`, with the image tool's
+/// patcher.
 fn patch_section(path: &Path, section: &str, bytes: &[u8]) {
     let mut data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let elf = object::File::parse(&*data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let (offset, size) = elf
-        .section_by_name(section)
-        .and_then(|s| s.file_range())
-        .unwrap_or_else(|| panic!("{}: no section {section} with file data", path.display()));
-    assert!(bytes.len() as u64 <= size, "{section} is too small");
-    let start = usize::try_from(offset).unwrap();
-    data[start..start + bytes.len()].copy_from_slice(bytes);
+    pd_elf::patch_section(&mut data, section, bytes)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     std::fs::write(path, data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
 

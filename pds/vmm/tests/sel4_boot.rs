@@ -12,7 +12,7 @@
 //!
 //! Needs `MICROKIT_SDK` (Microkit 2.3.0), `qemu-system-aarch64`, and the guest outputs
 //! (`Image`, `initrd.cpio.gz`) in `$NETVM_GUEST_DIR` or `<workspace>/build/guest`
-//! (`cargo run -p guest --release -- build --out build/guest`); otherwise it says what is
+//! (`cargo run -p guest-image --release -- build --out build/guest`); otherwise it says what is
 //! missing and passes. `VMM_BOOT_CONSOLE=<file>` saves the whole console.
 #![cfg(target_os = "linux")]
 
@@ -96,11 +96,18 @@ fn build_image(sdk: &Path, guest: &Path, dir: &Path) -> PathBuf {
     testkit::run_ok(
         &mut cargo(
             &target_dir,
-            &["build", "--release", "-p", "guest", "--bin", "guest"],
+            &[
+                "build",
+                "--release",
+                "-p",
+                "guest-image",
+                "--bin",
+                "guest-image",
+            ],
         ),
-        "cargo build -p guest",
+        "cargo build -p guest-image",
     );
-    let tool = target_dir.join("release/guest");
+    let tool = target_dir.join("release/guest-image");
     let dtb = dir.join("guest.dtb");
     testkit::run_ok(
         Command::new(&tool)

@@ -1,10 +1,10 @@
 //! Builds every PD of system.xml for `aarch64-unknown-none` and checks each ELF against what the
-//! Microkit 2.3.0 tool needs (`microkit::host::elf_check`), including each config section the
+//! Microkit 2.3.0 tool needs (`pd_elf::check_pd_image`), including each config section the
 //! build fills, at its exact size.
 use std::path::Path;
 use std::process::Command;
 
-use microkit::host::elf_check::check_pd_image;
+use pd_elf::check_pd_image;
 
 /// (binary, sections it must carry with their sizes)
 const PDS: &[(&str, &[(&str, u64)])] = &[

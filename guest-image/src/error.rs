@@ -123,3 +123,20 @@ impl GuestError {
         move |source| GuestError::Io { path, source }
     }
 }
+
+impl From<system_plan::PlanError> for GuestError {
+    /// The plan's layout errors keep their kinds (a build with a bad layout names the region);
+    /// the others name the system description they came from.
+    fn from(e: system_plan::PlanError) -> GuestError {
+        use system_plan::PlanError;
+        match e {
+            PlanError::MissingRegion { name } => GuestError::MissingRegion { name },
+            PlanError::Layout { reason } => GuestError::Layout { reason },
+            PlanError::System { path, reason } => GuestError::BadInput { path, reason },
+            PlanError::Net { path, source } => GuestError::BadInput {
+                path,
+                reason: source.to_string(),
+            },
+        }
+    }
+}

@@ -26,18 +26,16 @@
 //! the initrd goes. Both the device tree and `.vmm_config` are written from these, so they agree
 //! by construction, and the VMM checks them against each other before it boots the guest.
 
-use echo_api::IpConfig;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use sdf::{Map, SystemDescription};
+use sdf::{Map, ProtectionDomain, SystemDescription, VirtualMachine};
 use vmm_api::{DeviceIrq, VmmConfig};
-use zerocopy::IntoBytes;
 
-use crate::error::GuestError;
 use crate::layout::{
     names, qemu_virt, standalone_driver_config, GicV2, GuestLayout, Pl011, PsciMethod, Range,
     UioRegion, VirtioMmio, PAGE_SIZE,
 };
+use crate::PlanError;
 
 /// Guest-physical page of the `rx_fault` doorbell.
 pub const RX_FAULT_GPA: u64 = 0x3f00_0000;
@@ -53,17 +51,6 @@ const VIRTIO_MMIO_FIRST_INTID: u64 = 48;
 /// QEMU `virt`'s GIC virtual CPU interface (mapped at the guest's GICC).
 const GICV: u64 = 0x0804_0000;
 
-/// One config section of one PD.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PdSection {
-    /// The PD.
-    pub pd: String,
-    /// The ELF section, with its leading dot.
-    pub name: String,
-    /// Its contents (exactly the section's size).
-    pub bytes: Vec<u8>,
-}
-
 /// What the driver VM looks like, read off the system description.
 #[derive(Debug, Clone)]
 pub struct DriverVm {
@@ -77,8 +64,8 @@ pub struct DriverVm {
     pub standalone: bool,
 }
 
-fn bad(system: &Path, reason: String) -> GuestError {
-    GuestError::BadInput {
+fn bad(system: &Path, reason: String) -> PlanError {
+    PlanError::System {
         path: system.to_path_buf(),
         reason,
     }
@@ -92,7 +79,7 @@ pub fn driver_vm(
     path: &Path,
     bootargs: &str,
     macs: &[(String, [u8; 6])],
-) -> Result<DriverVm, GuestError> {
+) -> Result<DriverVm, PlanError> {
     let (driver, regions, standalone) = match sdf::net::driver_vm_regions(sys) {
         Ok((driver, regions)) => (driver, regions, false),
         Err(e) => {
@@ -110,212 +97,11 @@ pub fn driver_vm(
             format!("the net driver PD '{driver}' runs no virtual_machine"),
         )
     })?;
-    let size_of = |map: &Map| sys.memory_region(&map.mr).map_or(0, |mr| mr.size);
-
-    // Guest RAM: the one executable map, 1:1, also mapped by the VMM at the same address.
-    let mut exec = vm.maps.iter().filter(|m| m.perms.execute);
-    let (Some(ram_map), None) = (exec.next(), exec.next()) else {
-        return Err(bad(
-            path,
-            format!(
-                "virtual_machine '{}' needs exactly one executable map (guest RAM)",
-                vm.name
-            ),
-        ));
-    };
-    let ram = Range {
-        base: ram_map.vaddr,
-        size: size_of(ram_map),
-    };
-    let ram_mr = sys.memory_region(&ram_map.mr).expect("validated SDF");
-    if ram_mr.phys_addr != Some(ram.base) {
-        return Err(bad(
-            path,
-            format!(
-                "guest RAM '{}' is mapped at {:#x} but its phys_addr is {:?}: it must be 1:1 so that the passed-through NIC's DMA reaches it",
-                ram_mr.name, ram.base, ram_mr.phys_addr
-            ),
-        ));
-    }
-    if !pd
-        .maps
-        .iter()
-        .any(|m| m.mr == ram_mr.name && m.vaddr == ram.base && m.setvar_vaddr.is_some())
-    {
-        return Err(bad(
-            path,
-            format!(
-                "PD '{driver}' must map guest RAM '{}' at {:#x} with setvar_vaddr (it loads the guest there)",
-                ram_mr.name, ram.base
-            ),
-        ));
-    }
-
-    // UIO regions at the VM's maps, then the doorbells, which no map may cover.
-    let mut uio_regions = Vec::new();
-    for (name, mr) in &regions {
-        let map = vm.maps.iter().find(|m| &m.mr == mr).ok_or_else(|| {
-            bad(
-                path,
-                format!("the UIO region '{name}' (memory region '{mr}') is not mapped into virtual_machine '{}'", vm.name),
-            )
-        })?;
-        uio_regions.push(UioRegion {
-            name: name.clone(),
-            reg: Range {
-                base: map.vaddr,
-                size: size_of(map),
-            },
-        });
-    }
-    for (name, gpa) in [
-        (names::RX_FAULT, RX_FAULT_GPA),
-        (names::TX_FAULT, TX_FAULT_GPA),
-    ] {
-        if let Some(m) = vm
-            .maps
-            .iter()
-            .find(|m| m.vaddr < gpa + PAGE_SIZE && gpa < m.vaddr + size_of(m))
-        {
-            return Err(bad(
-                path,
-                format!("map of '{}' at {:#x} covers the {name} doorbell page {gpa:#x}, which must stay unmapped so that a store traps", m.mr, m.vaddr),
-            ));
-        }
-        uio_regions.push(UioRegion {
-            name: name.to_string(),
-            reg: Range {
-                base: gpa,
-                size: PAGE_SIZE,
-            },
-        });
-    }
-
-    // Passed-through devices, by physical page.
-    let irq_of = |intid: u64| pd.irqs.iter().find(|i| i.irq == intid);
-    let device_maps: Vec<(&Map, u64)> = vm
-        .maps
-        .iter()
-        .filter_map(|m| Some((m, sys.memory_region(&m.mr)?.phys_addr?)))
-        .collect();
-    if !device_maps
-        .iter()
-        .any(|(m, pa)| *pa == GICV && m.vaddr == qemu_virt::GICC.base)
-    {
-        return Err(bad(
-            path,
-            format!(
-                "virtual_machine '{}' must map the GIC virtual CPU interface (physical {GICV:#x}) at the guest's GICC {:#x}",
-                vm.name,
-                qemu_virt::GICC.base
-            ),
-        ));
-    }
-    let mut uart = None;
-    let mut nic = None;
-    for (map, pa) in &device_maps {
-        if *pa == qemu_virt::UART.base {
-            let intid = 32 + u64::from(qemu_virt::UART_SPI);
-            let irq = irq_of(intid).ok_or_else(|| {
-                bad(
-                    path,
-                    format!(
-                        "PD '{driver}' passes the PL011 through but has no <irq irq=\"{intid}\">"
-                    ),
-                )
-            })?;
-            uart = Some((
-                Pl011 {
-                    reg: Range {
-                        base: map.vaddr,
-                        size: PAGE_SIZE,
-                    },
-                    spi: qemu_virt::UART_SPI,
-                },
-                DeviceIrq {
-                    channel: irq.id,
-                    intid: intid as u16,
-                },
-            ));
-        }
-        let page_end = pa + size_of(map);
-        let transports = (0..VIRTIO_MMIO_COUNT)
-            .map(|i| {
-                (
-                    VIRTIO_MMIO_BASE + i * VIRTIO_MMIO_STRIDE,
-                    VIRTIO_MMIO_FIRST_INTID + i,
-                )
-            })
-            .filter(|(t, _)| (*pa..page_end).contains(t))
-            .collect::<Vec<_>>();
-        if transports.is_empty() {
-            continue;
-        }
-        let mut with_irq = transports
-            .iter()
-            .filter_map(|(t, intid)| Some((*t, irq_of(*intid)?)));
-        let (Some((transport, irq)), None) = (with_irq.next(), with_irq.next()) else {
-            return Err(bad(
-                path,
-                format!(
-                    "map of '{}' passes virtio-mmio transports {:#x}..{page_end:#x} through: PD '{driver}' needs the <irq> of exactly one of them (INTID 48 + transport index) to say which is the NIC",
-                    map.mr, pa
-                ),
-            ));
-        };
-        nic = Some((
-            VirtioMmio {
-                reg: Range {
-                    base: map.vaddr + (transport - pa),
-                    size: VIRTIO_MMIO_STRIDE,
-                },
-                spi: (irq.irq - 32) as u32,
-                edge: true,
-            },
-            DeviceIrq {
-                channel: irq.id,
-                intid: irq.irq as u16,
-            },
-        ));
-    }
-    let (nic, nic_irq) = nic.ok_or_else(|| {
-        bad(
-            path,
-            format!(
-                "virtual_machine '{}' has no virtio-mmio NIC passed through",
-                vm.name
-            ),
-        )
-    })?;
-
-    // Channels of the driver PD.
-    let channels = sys.channels_of(&driver);
-    let to = |peer: &str| {
-        channels
-            .iter()
-            .find(|c| c.peer_pd == peer)
-            .map(|c| c.local_id)
-            .ok_or_else(|| bad(path, format!("no channel between '{driver}' and '{peer}'")))
-    };
-    let (virt_rx, virt_tx) = if standalone {
-        (None, None)
-    } else {
-        let roles = net_roles(sys, path)?;
-        (Some(to(&roles.0)?), Some(to(&roles.1)?))
-    };
-    let mut pps = channels.iter().filter(|c| c.pp);
-    let timer = match (pps.next(), pps.next()) {
-        (None, _) => None,
-        (Some(c), None) if c.peer_notify => Some(c.local_id),
-        _ => {
-            return Err(bad(
-                path,
-                format!(
-                    "PD '{driver}' may have one pp channel, to the timer PD that also notifies it"
-                ),
-            ))
-        }
-    };
+    let ram = guest_ram(sys, path, pd, vm)?;
+    let uio_regions = uio_regions(sys, path, vm, &regions)?;
+    let uart = uart(sys, path, pd, vm)?;
+    let (nic, nic_irq) = nic(sys, path, pd, vm)?;
+    let (virt_rx, virt_tx, timer) = driver_channels(sys, path, &driver, standalone)?;
 
     // The driver's queue capacities, as data: the very `.net_driver_config` sdf::net derives for
     // the driver PD (which virt_rx and virt_tx agree with), or a standalone one.
@@ -364,6 +150,279 @@ pub fn driver_vm(
     })
 }
 
+/// The size of the memory region `map` maps (0 if there is none: the SDF was validated).
+fn size_of(sys: &SystemDescription, map: &Map) -> u64 {
+    sys.memory_region(&map.mr).map_or(0, |mr| mr.size)
+}
+
+/// Guest RAM: the VM's one executable map, 1:1, also mapped by the driver PD at the same
+/// address (with a setvar: it loads the guest there).
+fn guest_ram(
+    sys: &SystemDescription,
+    path: &Path,
+    pd: &ProtectionDomain,
+    vm: &VirtualMachine,
+) -> Result<Range, PlanError> {
+    let mut exec = vm.maps.iter().filter(|m| m.perms.execute);
+    let (Some(ram_map), None) = (exec.next(), exec.next()) else {
+        return Err(bad(
+            path,
+            format!(
+                "virtual_machine '{}' needs exactly one executable map (guest RAM)",
+                vm.name
+            ),
+        ));
+    };
+    let ram = Range {
+        base: ram_map.vaddr,
+        size: size_of(sys, ram_map),
+    };
+    let ram_mr = sys
+        .memory_region(&ram_map.mr)
+        .ok_or_else(|| bad(path, format!("no memory region '{}'", ram_map.mr)))?;
+    if ram_mr.phys_addr != Some(ram.base) {
+        return Err(bad(
+            path,
+            format!(
+                "guest RAM '{}' is mapped at {:#x} but its phys_addr is {:?}: it must be 1:1 so that the passed-through NIC's DMA reaches it",
+                ram_mr.name, ram.base, ram_mr.phys_addr
+            ),
+        ));
+    }
+    if !pd
+        .maps
+        .iter()
+        .any(|m| m.mr == ram_mr.name && m.vaddr == ram.base && m.setvar_vaddr.is_some())
+    {
+        return Err(bad(
+            path,
+            format!(
+                "PD '{}' must map guest RAM '{}' at {:#x} with setvar_vaddr (it loads the guest there)",
+                pd.name, ram_mr.name, ram.base
+            ),
+        ));
+    }
+    Ok(ram)
+}
+
+/// The UIO regions (`(UIO name, memory region)`) at the VM's maps of them, then the doorbells,
+/// which no map may cover.
+fn uio_regions(
+    sys: &SystemDescription,
+    path: &Path,
+    vm: &VirtualMachine,
+    regions: &[(String, String)],
+) -> Result<Vec<UioRegion>, PlanError> {
+    let mut uio_regions = Vec::new();
+    for (name, mr) in regions {
+        let map = vm.maps.iter().find(|m| &m.mr == mr).ok_or_else(|| {
+            bad(
+                path,
+                format!("the UIO region '{name}' (memory region '{mr}') is not mapped into virtual_machine '{}'", vm.name),
+            )
+        })?;
+        uio_regions.push(UioRegion {
+            name: name.clone(),
+            reg: Range {
+                base: map.vaddr,
+                size: size_of(sys, map),
+            },
+        });
+    }
+    for (name, gpa) in [
+        (names::RX_FAULT, RX_FAULT_GPA),
+        (names::TX_FAULT, TX_FAULT_GPA),
+    ] {
+        if let Some(m) = vm
+            .maps
+            .iter()
+            .find(|m| m.vaddr < gpa + PAGE_SIZE && gpa < m.vaddr + size_of(sys, m))
+        {
+            return Err(bad(
+                path,
+                format!("map of '{}' at {:#x} covers the {name} doorbell page {gpa:#x}, which must stay unmapped so that a store traps", m.mr, m.vaddr),
+            ));
+        }
+        uio_regions.push(UioRegion {
+            name: name.to_string(),
+            reg: Range {
+                base: gpa,
+                size: PAGE_SIZE,
+            },
+        });
+    }
+    Ok(uio_regions)
+}
+
+/// The VM's maps of devices, with their physical addresses; checks the GIC virtual CPU
+/// interface sits at the guest's GICC.
+fn device_maps<'a>(
+    sys: &SystemDescription,
+    path: &Path,
+    vm: &'a VirtualMachine,
+) -> Result<Vec<(&'a Map, u64)>, PlanError> {
+    let device_maps: Vec<(&Map, u64)> = vm
+        .maps
+        .iter()
+        .filter_map(|m| Some((m, sys.memory_region(&m.mr)?.phys_addr?)))
+        .collect();
+    if !device_maps
+        .iter()
+        .any(|(m, pa)| *pa == GICV && m.vaddr == qemu_virt::GICC.base)
+    {
+        return Err(bad(
+            path,
+            format!(
+                "virtual_machine '{}' must map the GIC virtual CPU interface (physical {GICV:#x}) at the guest's GICC {:#x}",
+                vm.name,
+                qemu_virt::GICC.base
+            ),
+        ));
+    }
+    Ok(device_maps)
+}
+
+/// The passed-through PL011, if the VM maps it, with the driver PD's `<irq>` of it.
+fn uart(
+    sys: &SystemDescription,
+    path: &Path,
+    pd: &ProtectionDomain,
+    vm: &VirtualMachine,
+) -> Result<Option<(Pl011, DeviceIrq)>, PlanError> {
+    let mut uart = None;
+    for (map, pa) in device_maps(sys, path, vm)? {
+        if pa != qemu_virt::UART.base {
+            continue;
+        }
+        let intid = 32 + u64::from(qemu_virt::UART_SPI);
+        let irq = pd.irqs.iter().find(|i| i.irq == intid).ok_or_else(|| {
+            bad(
+                path,
+                format!(
+                    "PD '{}' passes the PL011 through but has no <irq irq=\"{intid}\">",
+                    pd.name
+                ),
+            )
+        })?;
+        uart = Some((
+            Pl011 {
+                reg: Range {
+                    base: map.vaddr,
+                    size: PAGE_SIZE,
+                },
+                spi: qemu_virt::UART_SPI,
+            },
+            DeviceIrq {
+                channel: irq.id,
+                intid: intid as u16,
+            },
+        ));
+    }
+    Ok(uart)
+}
+
+/// The passed-through virtio-mmio NIC: of the transports a device map covers, the one whose
+/// `<irq>` the driver PD has (transport `i` at `0x0a000000 + i * 0x200` has INTID `48 + i`).
+fn nic(
+    sys: &SystemDescription,
+    path: &Path,
+    pd: &ProtectionDomain,
+    vm: &VirtualMachine,
+) -> Result<(VirtioMmio, DeviceIrq), PlanError> {
+    let mut nic = None;
+    for (map, pa) in device_maps(sys, path, vm)? {
+        let page_end = pa + size_of(sys, map);
+        let transports = (0..VIRTIO_MMIO_COUNT)
+            .map(|i| {
+                (
+                    VIRTIO_MMIO_BASE + i * VIRTIO_MMIO_STRIDE,
+                    VIRTIO_MMIO_FIRST_INTID + i,
+                )
+            })
+            .filter(|(t, _)| (pa..page_end).contains(t))
+            .collect::<Vec<_>>();
+        if transports.is_empty() {
+            continue;
+        }
+        let mut with_irq = transports
+            .iter()
+            .filter_map(|(t, intid)| Some((*t, pd.irqs.iter().find(|i| i.irq == *intid)?)));
+        let (Some((transport, irq)), None) = (with_irq.next(), with_irq.next()) else {
+            return Err(bad(
+                path,
+                format!(
+                    "map of '{}' passes virtio-mmio transports {:#x}..{page_end:#x} through: PD '{}' needs the <irq> of exactly one of them (INTID 48 + transport index) to say which is the NIC",
+                    map.mr, pa, pd.name
+                ),
+            ));
+        };
+        nic = Some((
+            VirtioMmio {
+                reg: Range {
+                    base: map.vaddr + (transport - pa),
+                    size: VIRTIO_MMIO_STRIDE,
+                },
+                spi: (irq.irq - 32) as u32,
+                edge: true,
+            },
+            DeviceIrq {
+                channel: irq.id,
+                intid: irq.irq as u16,
+            },
+        ));
+    }
+    nic.ok_or_else(|| {
+        bad(
+            path,
+            format!(
+                "virtual_machine '{}' has no virtio-mmio NIC passed through",
+                vm.name
+            ),
+        )
+    })
+}
+
+/// The driver PD's channel ids: `(virt_rx, virt_tx, timer)`.
+type DriverChannels = (Option<u8>, Option<u8>, Option<u8>);
+
+/// The driver PD's channel ids: to virt_rx and virt_tx (none for a standalone VM), and its one
+/// `pp` channel, to the timer.
+fn driver_channels(
+    sys: &SystemDescription,
+    path: &Path,
+    driver: &str,
+    standalone: bool,
+) -> Result<DriverChannels, PlanError> {
+    let channels = sys.channels_of(driver);
+    let to = |peer: &str| {
+        channels
+            .iter()
+            .find(|c| c.peer_pd == peer)
+            .map(|c| c.local_id)
+            .ok_or_else(|| bad(path, format!("no channel between '{driver}' and '{peer}'")))
+    };
+    let (virt_rx, virt_tx) = if standalone {
+        (None, None)
+    } else {
+        let roles = net_roles(sys, path)?;
+        (Some(to(&roles.0)?), Some(to(&roles.1)?))
+    };
+    let mut pps = channels.iter().filter(|c| c.pp);
+    let timer = match (pps.next(), pps.next()) {
+        (None, _) => None,
+        (Some(c), None) if c.peer_notify => Some(c.local_id),
+        _ => {
+            return Err(bad(
+                path,
+                format!(
+                    "PD '{driver}' may have one pp channel, to the timer PD that also notifies it"
+                ),
+            ))
+        }
+    };
+    Ok((virt_rx, virt_tx, timer))
+}
+
 /// The `.net_driver_config` that `sdf::net::derive` gives the driver PD of `sys`, with the
 /// spec [`sdf::net::NetSystemSpec::infer`] reads off it (as [`sections`] derives every other
 /// PD's config).
@@ -371,7 +430,7 @@ pub fn derived_driver_config(
     sys: &SystemDescription,
     path: &Path,
     macs: &[(String, [u8; 6])],
-) -> Result<Vec<u8>, GuestError> {
+) -> Result<Vec<u8>, PlanError> {
     let spec = sdf::net::NetSystemSpec::infer(sys, macs).map_err(|e| {
         bad(
             path,
@@ -420,166 +479,15 @@ fn standalone_vm_regions(sys: &SystemDescription) -> Option<(String, Vec<(String
 }
 
 /// (virt_rx, virt_tx) PD names, as sdf::net reads them off the region names.
-fn net_roles(sys: &SystemDescription, path: &Path) -> Result<(String, String), GuestError> {
+fn net_roles(sys: &SystemDescription, path: &Path) -> Result<(String, String), PlanError> {
     let (_, regions) = sdf::net::driver_vm_regions(sys).map_err(|e| bad(path, e.to_string()))?;
-    let q = |uio: &str| {
+    // `{dev}/net/queue/{driver}/{virt}/free`: the fourth component is the virtualiser.
+    let peer = |uio: &str| {
         regions
             .iter()
             .find(|(n, _)| n == uio)
-            .map(|(_, mr)| mr.clone())
-            .expect("driver_vm_regions names every queue")
+            .map(|(_, mr)| mr.split('/').nth(4).unwrap_or_default().to_string())
+            .ok_or_else(|| bad(path, format!("the driver VM has no UIO region '{uio}'")))
     };
-    // `{dev}/net/queue/{driver}/{virt}/free`: the fourth component is the virtualiser.
-    let peer = |mr: String| mr.split('/').nth(4).unwrap_or_default().to_string();
-    Ok((peer(q(names::RX_FREE)), peer(q(names::TX_FREE))))
-}
-
-/// Every config section of the system: the sDDF net configs derived from the SDF (`macs`: the
-/// clients' MAC addresses), netvm's virtualiser options (driver-VM offset mode), the
-/// components' `.netvm_stats` (`sdf::net::stats_sections`), the echo
-/// clients' addresses and timer channels ([`timer_client_sections`]), and the VMM's
-/// `.vmm_config` (its `.netvm_stats` is among the stats sections). The driver's own sDDF
-/// configs and options are left out:
-/// the VMM is no sDDF driver, its guest finds everything through UIO.
-pub fn sections(
-    sys: &SystemDescription,
-    path: &Path,
-    vm: &DriverVm,
-    macs: &[(String, [u8; 6])],
-    echo: &[(String, IpConfig)],
-) -> Result<Vec<PdSection>, GuestError> {
-    let vmm_config = PdSection {
-        pd: vm.driver.clone(),
-        name: vmm_api::SECTION.into(),
-        bytes: vm.vmm_config.to_bytes().to_vec(),
-    };
-    if vm.standalone {
-        if let Some(pd) = macs
-            .iter()
-            .map(|m| &m.0)
-            .chain(echo.iter().map(|e| &e.0))
-            .next()
-        {
-            return Err(bad(
-                path,
-                format!("'{pd}' is given a MAC or an address, but the system has no net clients"),
-            ));
-        }
-        return Ok(vec![vmm_config]);
-    }
-    let spec = sdf::net::NetSystemSpec::infer(sys, macs).map_err(|e| bad(path, e.to_string()))?;
-    let mut out: Vec<PdSection> = sdf::net::derive(sys, &spec)
-        .map_err(|e| bad(path, e.to_string()))?
-        .into_iter()
-        // The driver PD is the VMM: of its sections it reads only `.net_driver_config` (its
-        // watchdog watches the driver's TX queue).
-        .filter(|(pd, name, _)| *pd != spec.driver || *name == ".net_driver_config")
-        .map(|(pd, name, bytes)| PdSection {
-            pd,
-            name: name.to_string(),
-            bytes,
-        })
-        .collect();
-    // Every PD that maps its stats region gets it, the VMM included: on seL4 the VMM PD
-    // publishes its own counters there (in host mode the driver stand-in does).
-    let ours = sdf::net::options_sections(sys, &spec)
-        .into_iter()
-        .filter(|(pd, _, _)| *pd != spec.driver)
-        .chain(sdf::net::stats_sections(sys));
-    out.extend(ours.map(|(pd, name, bytes)| PdSection {
-        pd,
-        name: name.to_string(),
-        bytes,
-    }));
-    for client in &spec.clients {
-        let Some((_, ip)) = echo.iter().find(|(pd, _)| *pd == client.name) else {
-            return Err(bad(
-                path,
-                format!(
-                    "no address for echo client '{}' (give --echo-ips {}=<addr>/<prefix> or {}=dhcp,...)",
-                    client.name, client.name, client.name
-                ),
-            ));
-        };
-        let cfg = echo_api::EchoConfig::new(*ip);
-        out.push(PdSection {
-            pd: client.name.clone(),
-            name: echo_api::SECTION.into(),
-            bytes: cfg.as_bytes().to_vec(),
-        });
-    }
-    let clients: Vec<&str> = spec.clients.iter().map(|c| c.name.as_str()).collect();
-    out.extend(timer_client_sections(sys, path, &clients)?);
-    if let Some((pd, _)) = echo
-        .iter()
-        .find(|(pd, _)| !spec.clients.iter().any(|c| c.name == *pd))
-    {
-        return Err(bad(
-            path,
-            format!("--echo-ips names '{pd}', which is no net client"),
-        ));
-    }
-    out.push(vmm_config);
-    Ok(out)
-}
-
-/// The sDDF `.timer_client_config` of each of `clients` (sdfgen's `timer_client_<pd>.data`):
-/// the client's id of its one `pp` channel, which must lead to a PD that notifies back on it
-/// (what sdfgen's `Sddf.Timer.add_client` makes: client end `pp="true" notify="false"`).
-pub fn timer_client_sections(
-    sys: &SystemDescription,
-    path: &Path,
-    clients: &[&str],
-) -> Result<Vec<PdSection>, GuestError> {
-    clients
-        .iter()
-        .map(|&client| match sys.timer_channel_of(client) {
-            Some(id) => Ok(PdSection {
-                pd: client.to_string(),
-                name: sddf::timer::SECTION.into(),
-                bytes: sddf::timer::TimerClientConfig::new(id)
-                    .as_bytes()
-                    .to_vec(),
-            }),
-            None => Err(bad(
-                path,
-                format!(
-                    "timer client '{client}' needs exactly one pp channel, to the timer PD, which notifies it on that channel"
-                ),
-            )),
-        })
-        .collect()
-}
-
-/// Copies each PD's ELF from `elf_dir` (cargo's name: the program image's file name without
-/// `.elf`) to `out/<program image path>` and patches its sections there. Returns the files
-/// written. A section the ELF lacks, or of another size, is an error naming PD and section.
-pub fn patch_pds(
-    sys: &SystemDescription,
-    sections: &[PdSection],
-    elf_dir: &Path,
-    out: &Path,
-) -> Result<Vec<PathBuf>, GuestError> {
-    let mut written = Vec::new();
-    for (pd, _) in sys.pds() {
-        let image = &pd.program_image;
-        let file = image.path.file_name().map(Path::new).unwrap_or(&image.path);
-        let src = elf_dir.join(file.with_extension(""));
-        let dst = out.join(&image.path);
-        let mut elf = std::fs::read(&src).map_err(GuestError::io(&src))?;
-        for s in sections.iter().filter(|s| s.pd == pd.name) {
-            crate::elf::patch_section(&mut elf, &s.name, &s.bytes).map_err(|reason| {
-                GuestError::BadInput {
-                    path: src.clone(),
-                    reason: format!("PD '{}': {reason}", pd.name),
-                }
-            })?;
-        }
-        if let Some(dir) = dst.parent() {
-            std::fs::create_dir_all(dir).map_err(GuestError::io(dir))?;
-        }
-        std::fs::write(&dst, &elf).map_err(GuestError::io(&dst))?;
-        written.push(dst);
-    }
-    Ok(written)
+    Ok((peer(names::RX_FREE)?, peer(names::TX_FREE)?))
 }

@@ -4,8 +4,8 @@
 //! hand-written example DTS, which the derivation made obsolete.)
 use std::path::Path;
 
-use guest::fdt::build_dtb;
-use guest::system::{driver_vm, RX_FAULT_GPA, TX_FAULT_GPA};
+use guest_image::fdt::build_dtb;
+use system_plan::{driver_vm, RX_FAULT_GPA, TX_FAULT_GPA};
 use vmm::linux::{dtb_initrd, dtb_node};
 
 fn macs() -> Vec<(String, [u8; 6])> {

@@ -13,7 +13,7 @@ use sddf::config::RegionResource;
 use sddf::queue::{queue_bytes, Capacity};
 use uio_driver::config::DriverConfig;
 
-use crate::error::GuestError;
+use crate::PlanError;
 
 pub use uio_driver::names;
 
@@ -272,18 +272,18 @@ impl GuestLayout {
     /// Checks that every region the uio-driver needs is there exactly once, page aligned, in
     /// guest-physical space not used by anything else, and that UIO regions inside RAM sit on
     /// a reserved carve-out.
-    pub fn validate(&self) -> Result<(), GuestError> {
-        let bad = |reason: String| Err(GuestError::Layout { reason });
+    pub fn validate(&self) -> Result<(), PlanError> {
+        let bad = |reason: String| Err(PlanError::Layout { reason });
         for name in FIXED_REGIONS {
             if self.region(name).is_none() {
-                return Err(GuestError::MissingRegion {
+                return Err(PlanError::MissingRegion {
                     name: name.to_string(),
                 });
             }
         }
         let clients = self.tx_clients();
         if clients == 0 {
-            return Err(GuestError::MissingRegion {
+            return Err(PlanError::MissingRegion {
                 name: names::tx_data(0),
             });
         }
@@ -369,7 +369,7 @@ impl GuestLayout {
         }
         // What the uio-driver will check in the guest, checked here first.
         let config = DriverConfig::parse(&self.net_driver_config, "the net driver config")
-            .map_err(|e| GuestError::Layout {
+            .map_err(|e| PlanError::Layout {
                 reason: e.to_string(),
             })?;
         for (queues, capacity) in [
@@ -451,7 +451,7 @@ mod tests {
             l.uio_regions.retain(|r| r.name != name);
             let err = l.validate().unwrap_err();
             assert!(
-                matches!(&err, GuestError::MissingRegion { name: n } if *n == name),
+                matches!(&err, PlanError::MissingRegion { name: n } if *n == name),
                 "{err}"
             );
             assert!(err.to_string().contains(&name), "{err}");
@@ -463,10 +463,7 @@ mod tests {
         let mut l = smoke();
         l.uio_regions.retain(|r| r.name != "tx_data0");
         // tx_data1 without tx_data0: reported as the missing first one.
-        assert!(matches!(
-            l.validate(),
-            Err(GuestError::MissingRegion { .. })
-        ));
+        assert!(matches!(l.validate(), Err(PlanError::MissingRegion { .. })));
 
         let mut l = smoke();
         let dup = l.uio_regions[0].clone();

@@ -1,8 +1,8 @@
 //! Build errors that can be provoked cheaply say what is wrong and what to do.
 
-use guest::debian::Apt;
-use guest::layout::names;
-use guest::{build, default_cache_dir, BuildOptions, GuestError, GuestLayout};
+use guest_image::debian::Apt;
+use guest_image::layout::names;
+use guest_image::{build, default_cache_dir, BuildOptions, GuestError, GuestLayout};
 
 fn layout() -> GuestLayout {
     GuestLayout::qemu_virt(512 << 20, 1, 0x4000, 0x10_0000)

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use echo_api::IpConfig;
 use std::path::Path;
 
-use guest::system::{driver_vm, sections};
+use system_plan::{driver_vm, sections};
 
 fn ip(addr: Ipv4Addr) -> IpConfig {
     IpConfig::Static {

@@ -18,9 +18,9 @@ use crate::debian::{Apt, KernelSet};
 use crate::error::GuestError;
 use crate::initramfs::{self, Entry};
 use crate::kmod::{self, Module};
-use crate::layout::GuestLayout;
 use crate::stamp::{self, InputHash};
 use crate::{fdt, process};
+use system_plan::GuestLayout;
 
 /// The Rust target of everything that runs in the guest.
 pub const GUEST_TARGET: &str = "aarch64-unknown-linux-musl";
@@ -305,7 +305,7 @@ pub fn build(opts: &BuildOptions) -> Result<GuestImage, GuestError> {
     log.log(format!(
         "cargo build --target {GUEST_TARGET} (init, uio-driver, kernel-echo)"
     ));
-    let init = cross_build(opts, "guest", "init", &["--no-default-features"])?;
+    let init = cross_build(opts, "guest-init", "init", &[])?;
     let driver = match &opts.uio_driver {
         Some(bin) => bin.clone(),
         None => cross_build(opts, "uio-driver", "uio-driver", &[])?,

@@ -10,7 +10,7 @@
 use vm_fdt::FdtWriter;
 
 use crate::error::GuestError;
-use crate::layout::{names, GuestLayout, PsciMethod, Range};
+use system_plan::layout::{names, GuestLayout, PsciMethod, Range};
 
 const PHANDLE_GIC: u32 = 1;
 const PHANDLE_APB_PCLK: u32 = 2;
