@@ -33,10 +33,11 @@ fn the_guest_gets_the_drivers_derived_config_byte_for_byte() {
     // Derived here independently: what sdf::net gives the driver PD (the vmm).
     let spec = sdf::net::NetSystemSpec::infer(&sys, &macs()).unwrap();
     let derived = sdf::net::derive(&sys, &spec).unwrap();
-    let (_, _, blob) = derived
+    let blob = &derived
         .iter()
-        .find(|(pd, name, _)| pd == "vmm" && *name == sdf::net::DRIVER_SECTION)
-        .unwrap();
+        .find(|s| s.pd == "vmm" && s.name == sdf::net::DRIVER_SECTION)
+        .unwrap()
+        .bytes;
     assert_eq!(blob.len(), 88);
     let vm = driver_vm(&sys, &path, "console=ttyAMA0", &macs()).unwrap();
     assert_eq!(&vm.layout.net_driver_config, blob);

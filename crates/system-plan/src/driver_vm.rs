@@ -442,8 +442,8 @@ pub fn derived_driver_config(
     sdf::net::derive(sys, &spec)
         .map_err(|e| bad(path, e.to_string()))?
         .into_iter()
-        .find(|(pd, name, _)| *pd == spec.driver && *name == sdf::net::DRIVER_SECTION)
-        .map(|(_, _, bytes)| bytes)
+        .find(|s| s.pd == spec.driver && s.name == sdf::net::DRIVER_SECTION)
+        .map(|s| s.bytes)
         .ok_or_else(|| bad(path, "sdf::net derived no .net_driver_config".to_owned()))
 }
 

@@ -288,59 +288,7 @@ impl GuestLayout {
             });
         }
         for r in &self.uio_regions {
-            let known = FIXED_REGIONS.contains(&r.name.as_str())
-                || r.name
-                    .strip_prefix(names::TX_DATA_PREFIX)
-                    .and_then(|i| i.parse::<usize>().ok())
-                    .is_some_and(|i| i < clients && names::tx_data(i) == r.name);
-            if !known {
-                return bad(format!(
-                    "UIO region '{}' is not one the uio-driver knows (expected {} and tx_data0..tx_data{}; \
-                     TX data regions must be numbered from 0 without gaps)",
-                    r.name,
-                    FIXED_REGIONS.join(", "),
-                    clients - 1
-                ));
-            }
-            if self.uio_regions.iter().filter(|o| o.name == r.name).count() > 1 {
-                return bad(format!("UIO region '{}' appears more than once", r.name));
-            }
-            if r.reg.size == 0 || r.reg.base % PAGE_SIZE != 0 || r.reg.size % PAGE_SIZE != 0 {
-                return bad(format!(
-                    "UIO region '{}' ({:#x}+{:#x}) must be non-empty and 4 KiB aligned in base and size: \
-                     UIO maps whole pages",
-                    r.name, r.reg.base, r.reg.size
-                ));
-            }
-            if r.reg.end().is_none() {
-                return bad(format!(
-                    "UIO region '{}' wraps around the address space",
-                    r.name
-                ));
-            }
-            if r.reg.overlaps(&self.memory) && !self.reserved.iter().any(|c| c.contains(&r.reg)) {
-                return bad(format!(
-                    "UIO region '{}' ({:#x}+{:#x}) lies in guest RAM but on no reserved carve-out: \
-                     Linux would hand that memory out; add a reserved range covering it",
-                    r.name, r.reg.base, r.reg.size
-                ));
-            }
-            for dev in [self.gic.distributor, self.gic.cpu_interface, self.nic.reg]
-                .iter()
-                .chain(self.uart.as_ref().map(|u| &u.reg))
-            {
-                if r.reg.overlaps(dev) {
-                    return bad(format!(
-                        "UIO region '{}' ({:#x}+{:#x}) overlaps a device at {:#x}",
-                        r.name, r.reg.base, r.reg.size, dev.base
-                    ));
-                }
-            }
-            for o in &self.uio_regions {
-                if o.name != r.name && r.reg.overlaps(&o.reg) {
-                    return bad(format!("UIO regions '{}' and '{}' overlap", r.name, o.name));
-                }
-            }
+            self.validate_region(r, clients)?;
         }
         for c in &self.reserved {
             if !self.memory.contains(c) {
@@ -386,6 +334,68 @@ impl GuestLayout {
                         capacity.get()
                     ));
                 }
+            }
+        }
+        Ok(())
+    }
+    /// One UIO region: known to the uio-driver, once, whole pages, off RAM Linux uses and off
+    /// every device and other region.
+    fn validate_region(&self, r: &UioRegion, clients: usize) -> Result<(), PlanError> {
+        let bad = |reason: String| Err(PlanError::Layout { reason });
+        let known = FIXED_REGIONS.contains(&r.name.as_str())
+            || r.name
+                .strip_prefix(names::TX_DATA_PREFIX)
+                .and_then(|i| i.parse::<usize>().ok())
+                .is_some_and(|i| i < clients && names::tx_data(i) == r.name);
+        if !known {
+            return bad(format!(
+                "UIO region '{}' is not one the uio-driver knows (expected {} and tx_data0..tx_data{}; \
+                 TX data regions must be numbered from 0 without gaps)",
+                r.name,
+                FIXED_REGIONS.join(", "),
+                clients - 1
+            ));
+        }
+        if self.uio_regions.iter().filter(|o| o.name == r.name).count() > 1 {
+            return bad(format!("UIO region '{}' appears more than once", r.name));
+        }
+        if r.reg.size == 0
+            || !r.reg.base.is_multiple_of(PAGE_SIZE)
+            || !r.reg.size.is_multiple_of(PAGE_SIZE)
+        {
+            return bad(format!(
+                "UIO region '{}' ({:#x}+{:#x}) must be non-empty and 4 KiB aligned in base and size: \
+                 UIO maps whole pages",
+                r.name, r.reg.base, r.reg.size
+            ));
+        }
+        if r.reg.end().is_none() {
+            return bad(format!(
+                "UIO region '{}' wraps around the address space",
+                r.name
+            ));
+        }
+        if r.reg.overlaps(&self.memory) && !self.reserved.iter().any(|c| c.contains(&r.reg)) {
+            return bad(format!(
+                "UIO region '{}' ({:#x}+{:#x}) lies in guest RAM but on no reserved carve-out: \
+                 Linux would hand that memory out; add a reserved range covering it",
+                r.name, r.reg.base, r.reg.size
+            ));
+        }
+        for dev in [self.gic.distributor, self.gic.cpu_interface, self.nic.reg]
+            .iter()
+            .chain(self.uart.as_ref().map(|u| &u.reg))
+        {
+            if r.reg.overlaps(dev) {
+                return bad(format!(
+                    "UIO region '{}' ({:#x}+{:#x}) overlaps a device at {:#x}",
+                    r.name, r.reg.base, r.reg.size, dev.base
+                ));
+            }
+        }
+        for o in &self.uio_regions {
+            if o.name != r.name && r.reg.overlaps(&o.reg) {
+                return bad(format!("UIO regions '{}' and '{}' overlap", r.name, o.name));
             }
         }
         Ok(())

@@ -27,17 +27,9 @@ pub use driver_vm::{
 pub use layout::GuestLayout;
 pub use sections::{echo_sections, net_sections, sections, timer_client_sections};
 
-/// Bytes for one ELF section of one PD: what the seL4 image tool patches into the PD's ELF and
-/// host mode writes into the PD's manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Section {
-    /// The PD's SDF name.
-    pub pd: String,
-    /// The ELF section's name, with its leading dot (e.g. `.net_client_config`).
-    pub name: String,
-    /// The bytes copied to the start of the section.
-    pub bytes: Vec<u8>,
-}
+/// Bytes for one ELF section of one PD: the one section type of the tree (defined by `sdf`,
+/// whose `sdf::net` makes most of them).
+pub use sdf::Section;
 
 /// Why no plan can be made.
 #[derive(Debug, thiserror::Error)]

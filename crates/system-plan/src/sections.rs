@@ -20,14 +20,6 @@ fn net_error(path: &Path, source: sdf::net::NetError) -> PlanError {
     }
 }
 
-fn sections_of(derived: Vec<sdf::net::PdSection>) -> impl Iterator<Item = Section> {
-    derived.into_iter().map(|(pd, name, bytes)| Section {
-        pd,
-        name: name.to_string(),
-        bytes,
-    })
-}
-
 /// The sDDF net configs `sdf::net::derive` makes (byte-identical to sdfgen's), netvm's
 /// virtualiser options and every `.netvm_stats`, for the net system whose roles are read off
 /// the region names and whose clients have the MACs `macs`. For [`Writer::Sel4Image`] the
@@ -43,12 +35,13 @@ pub fn net_sections(
     let derived = sdf::net::derive(sys, &spec).map_err(|e| net_error(path, e))?;
     let options = sdf::net::options_sections(sys, &spec);
     let vmm = writer == Writer::Sel4Image;
-    let derived = sections_of(derived)
+    let derived = derived
+        .into_iter()
         .filter(|s| !vmm || s.pd != spec.driver || s.name == sdf::net::DRIVER_SECTION);
-    let options = sections_of(options).filter(|s| !vmm || s.pd != spec.driver);
+    let options = options.into_iter().filter(|s| !vmm || s.pd != spec.driver);
     // Every PD that maps its stats region gets it: on seL4 the VMM PD publishes its own
     // counters there, in host mode the driver stand-in does.
-    let stats = sections_of(sdf::net::stats_sections(sys));
+    let stats = sdf::net::stats_sections(sys);
     Ok(derived.chain(options).chain(stats).collect())
 }
 

@@ -138,10 +138,10 @@ impl SectionProvider for SdfgenDir {
     }
 
     fn sections(&self, system: &SystemDescription) -> Result<Vec<Section>, SectionError> {
-        let mut sections = from_pd_sections(sdf::net::sdfgen_blob_sections(&self.0, system)?);
+        let mut sections = sdf::net::sdfgen_blob_sections(&self.0, system)?;
         // Without it a driver VM's uio-driver (offsets) and sDDF-default virtualisers (IO
         // addresses) never agreed: every frame was refused and nothing answered, silently.
-        sections.extend(from_pd_sections(sdf::net::sdfgen_options_sections(system)?));
+        sections.extend(sdf::net::sdfgen_options_sections(system)?);
         Ok(sections)
     }
 }
@@ -186,17 +186,6 @@ pub fn parse_echo_ips(text: &str) -> Result<Vec<(String, echo_api::IpConfig)>, S
             entry
                 .map(|(pd, ip)| (pd.to_owned(), ip))
                 .map_err(|e| e.to_string())
-        })
-        .collect()
-}
-
-fn from_pd_sections(sections: Vec<sdf::net::PdSection>) -> Vec<Section> {
-    sections
-        .into_iter()
-        .map(|(pd, name, bytes)| Section {
-            pd,
-            name: name.to_string(),
-            bytes,
         })
         .collect()
 }
