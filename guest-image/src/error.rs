@@ -88,18 +88,9 @@ pub enum GuestError {
         /// What is wrong with it.
         reason: String,
     },
-    /// the guest device tree has no UIO region '{name}', which the uio-driver needs: add it to the layout (or to the virtual_machine's maps in system.xml)
-    #[error("the guest device tree has no UIO region '{name}', which the uio-driver needs: add it to the layout (or to the virtual_machine's maps in system.xml)")]
-    MissingRegion {
-        /// The region's name.
-        name: String,
-    },
-    /// invalid guest layout: {reason}
-    #[error("invalid guest layout: {reason}")]
-    Layout {
-        /// What is wrong.
-        reason: String,
-    },
+    /// The guest's layout (the plan's part of it) is incomplete or inconsistent.
+    #[error(transparent)]
+    Plan(#[from] system_plan::PlanError),
     /// writing the device tree failed: {reason}
     #[error("writing the device tree failed: {reason}")]
     Fdt {
@@ -121,22 +112,5 @@ impl GuestError {
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> GuestError {
         let path = path.into();
         move |source| GuestError::Io { path, source }
-    }
-}
-
-impl From<system_plan::PlanError> for GuestError {
-    /// The plan's layout errors keep their kinds (a build with a bad layout names the region);
-    /// the others name the system description they came from.
-    fn from(e: system_plan::PlanError) -> GuestError {
-        use system_plan::PlanError;
-        match e {
-            PlanError::MissingRegion { name } => GuestError::MissingRegion { name },
-            PlanError::Layout { reason } => GuestError::Layout { reason },
-            PlanError::System { path, reason } => GuestError::BadInput { path, reason },
-            PlanError::Net { path, source } => GuestError::BadInput {
-                path,
-                reason: source.to_string(),
-            },
-        }
     }
 }

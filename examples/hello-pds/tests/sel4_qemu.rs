@@ -92,29 +92,14 @@ fn build_pds(sdk: &Path, config: &str) -> PathBuf {
     // at the same time.
     let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sel4-qemu-{config}"));
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-    let out = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--bins",
-            "--target",
-            "aarch64-unknown-none",
-        ])
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .env("MICROKIT_SDK", sdk)
-        .env("MICROKIT_BOARD", BOARD)
-        .env("MICROKIT_CONFIG", config)
-        .output()
-        .expect("run cargo");
-    assert!(
-        out.status.success(),
-        "cargo build --target aarch64-unknown-none ({config}) failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    target_dir.join("aarch64-unknown-none/release")
+    let sdk = sdk.to_str().expect("the SDK path is UTF-8");
+    let env = [
+        ("MICROKIT_SDK", sdk),
+        ("MICROKIT_BOARD", BOARD),
+        ("MICROKIT_CONFIG", config),
+    ];
+    pd_elf::cargo_build_sel4(env!("CARGO"), &manifest, &["--bins"], &target_dir, &env)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Writes `bytes` over ELF section `section` of the file at `path`, with the image tool's
