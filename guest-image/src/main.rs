@@ -148,15 +148,6 @@ fn parse_system(path: &Path) -> Result<sdf::SystemDescription, String> {
     sdf::parse(path, sdf::Arch::Aarch64).map_err(|e| e.to_string())
 }
 
-/// `client0=…,…` or `@FILE`, parsed.
-fn parse_macs(macs: &str) -> Result<Vec<(String, [u8; 6])>, String> {
-    let macs = match macs.strip_prefix('@') {
-        Some(file) => std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?,
-        None => macs.to_string(),
-    };
-    sdf::net::parse_mac_list(&macs).map_err(|e| e.to_string())
-}
-
 /// The seL4 image's plan of `system` (parsed from it).
 fn sel4_plan(
     system: &Path,
@@ -165,7 +156,7 @@ fn sel4_plan(
     macs: &str,
     echo: &[(String, echo_api::IpConfig)],
 ) -> Result<ImagePlan, String> {
-    let macs = parse_macs(macs)?;
+    let macs = system_plan::parse_macs(macs)?;
     let inputs = Inputs {
         macs: Some(&macs),
         echo,
@@ -183,7 +174,7 @@ fn sel4_dtb(
     out: &Path,
 ) -> Result<(), String> {
     let sys = parse_system(system)?;
-    let vm = system_plan::driver_vm(&sys, system, bootargs, &parse_macs(macs)?)
+    let vm = system_plan::driver_vm(&sys, system, bootargs, &system_plan::parse_macs(macs)?)
         .map_err(|e| e.to_string())?;
     let len = std::fs::metadata(initrd)
         .map_err(|e| format!("{}: {e}", initrd.display()))?
@@ -215,13 +206,7 @@ fn sel4_pds(
 
 /// The `--echo-ips` list, read by the parser `netvm run --echo-ips` uses too.
 fn parse_echo_ips(text: &str) -> Result<Vec<(String, echo_api::IpConfig)>, String> {
-    echo_api::parse_address_list(text)
-        .map(|entry| {
-            entry
-                .map(|(pd, ip)| (pd.to_owned(), ip))
-                .map_err(|e| format!("--echo-ips {e}"))
-        })
-        .collect()
+    system_plan::parse_echo_ips(text).map_err(|e| format!("--echo-ips {e}"))
 }
 
 fn guest_build(cmd: Cmd) -> ExitCode {

@@ -27,12 +27,13 @@ mod sys;
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use cmdline::{Mode, Options};
+use nix::sys::signal::Signal;
 
 /// What a console line must say to power the guest off.
 const POWEROFF_COMMAND: &str = "netvm.poweroff";
@@ -299,13 +300,13 @@ impl Service {
     }
 
     /// A child exited: if it was this service, log and schedule its restart.
-    fn reaped(&mut self, pid: i32, status: i32) {
+    fn reaped(&mut self, pid: i32, status: nix::sys::wait::WaitStatus) {
         let path = self.path;
         if self.pid() == Some(pid) {
             self.child = None;
             log(format!(
                 "{path} exited ({}) after {:.1} s",
-                sys::describe_status(status),
+                sys::describe_status(&status),
                 self.started.elapsed().as_secs_f64()
             ));
             self.schedule_restart();
@@ -316,12 +317,15 @@ impl Service {
     fn stop(&mut self) {
         let path = self.path;
         let Some(pid) = self.pid() else { return };
-        let _ = sys::kill(pid, libc::SIGTERM);
+        let _ = sys::kill(pid, Signal::SIGTERM);
         let deadline = Instant::now() + STOP_GRACE;
         while Instant::now() < deadline {
             if let Some((p, status)) = sys::reap() {
                 if p == pid {
-                    log(format!("{path} stopped ({})", sys::describe_status(status)));
+                    log(format!(
+                        "{path} stopped ({})",
+                        sys::describe_status(&status)
+                    ));
                     self.child = None;
                     return;
                 }
@@ -329,7 +333,7 @@ impl Service {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        let _ = sys::kill(pid, libc::SIGKILL);
+        let _ = sys::kill(pid, Signal::SIGKILL);
         log(format!("{path} killed after {STOP_GRACE:?}"));
         self.child = None;
     }
@@ -379,7 +383,7 @@ fn setup_and_supervise() -> io::Result<()> {
     driver.start();
 
     let console = io::stdin();
-    let mut console_ok = sys::set_nonblocking(console.as_raw_fd()).is_ok();
+    let mut console_ok = sys::set_nonblocking(console.as_fd()).is_ok();
     let mut line = Vec::new();
     loop {
         let timeout = driver
@@ -390,19 +394,19 @@ fn setup_and_supervise() -> io::Result<()> {
                     .min(i32::MAX as u128) as i32
             })
             .unwrap_or(-1);
-        let mut fds = vec![signals.as_raw_fd()];
+        let mut fds = vec![signals.as_fd()];
         if console_ok {
-            fds.push(console.as_raw_fd());
+            fds.push(console.as_fd());
         }
         let ready = sys::poll_readable(&fds, timeout)?;
         if ready[0] {
             while let Some(sig) = sys::read_signal(&signals)? {
-                if sig == libc::SIGCHLD as u32 {
+                if sig == Signal::SIGCHLD {
                     while let Some((pid, status)) = sys::reap() {
                         driver.reaped(pid, status);
                     }
                 } else {
-                    log(format!("signal {sig}: powering off"));
+                    log(format!("signal {}: powering off", sig as i32));
                     driver.stop();
                     return Ok(());
                 }

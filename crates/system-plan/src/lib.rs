@@ -18,12 +18,14 @@ use echo_api::IpConfig;
 use sdf::SystemDescription;
 
 mod driver_vm;
+mod inputs;
 pub mod layout;
 mod sections;
 
 pub use driver_vm::{
     derived_driver_config, driver_vm, DriverVm, INITRD_OFFSET, RX_FAULT_GPA, TX_FAULT_GPA,
 };
+pub use inputs::{parse_echo_ips, parse_macs};
 pub use layout::GuestLayout;
 pub use sections::{echo_sections, net_sections, sections, timer_client_sections};
 

@@ -90,13 +90,7 @@ pub(crate) struct RunArgs {
 pub(crate) struct MacList(Vec<(String, [u8; 6])>);
 
 fn parse_macs(text: &str) -> Result<MacList, String> {
-    let text = match text.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?,
-        None => text.to_owned(),
-    };
-    sdf::net::parse_mac_list(&text)
-        .map(MacList)
-        .map_err(|e| e.to_string())
+    system_plan::parse_macs(text).map(MacList)
 }
 
 /// `--echo-ips`: echo-server PD and address pairs.
@@ -104,7 +98,7 @@ fn parse_macs(text: &str) -> Result<MacList, String> {
 struct EchoList(Vec<(String, echo_api::IpConfig)>);
 
 fn parse_echo_ips(text: &str) -> Result<EchoList, String> {
-    netvm::run::parse_echo_ips(text).map(EchoList)
+    system_plan::parse_echo_ips(text).map(EchoList)
 }
 
 pub(crate) fn run_system(mut a: RunArgs) -> ExitCode {

@@ -158,7 +158,7 @@ pub struct PlannedSections {
     /// `(client PD, MAC)` for every client, e.g. from `sdf::net::parse_mac_list`; `None`: the
     /// net configs come from elsewhere (`--sections-dir`, `--sdfgen-dir`).
     pub macs: Option<Vec<(String, [u8; 6])>>,
-    /// `(echo-server PD, address)`, e.g. from [`parse_echo_ips`].
+    /// `(echo-server PD, address)`, e.g. from `system_plan::parse_echo_ips`.
     pub echo: Vec<(String, echo_api::IpConfig)>,
 }
 
@@ -176,18 +176,6 @@ impl SectionProvider for PlannedSections {
         };
         Ok(system_plan::plan(system, &self.system_path, &inputs)?.sections)
     }
-}
-
-/// Parses `client0=10.0.0.10/24,client1=dhcp` with [`echo_api::parse_address_list`] (as
-/// `guest-image sel4-pds --echo-ips` does).
-pub fn parse_echo_ips(text: &str) -> Result<Vec<(String, echo_api::IpConfig)>, String> {
-    echo_api::parse_address_list(text)
-        .map(|entry| {
-            entry
-                .map(|(pd, ip)| (pd.to_owned(), ip))
-                .map_err(|e| e.to_string())
-        })
-        .collect()
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, SectionError> {
