@@ -20,7 +20,7 @@ Each PD whose binary serves several PDs (copier, echo_server) gets its own image
 `<pd>/<binary>.elf`: the image build patches per-PD config sections into a copy there, while
 `netvm run` takes only the file name (`echo_server`) from the host build.
 
-Memory map of the driver VM (guest-physical; see also guest/src/system.rs and pds/vmm/):
+Memory map of the driver VM (guest-physical; see also crates/system-plan/src/driver_vm.rs and pds/vmm/):
   0x0800_0000  GICD (emulated by the VMM, unmapped)    0x0801_0000  GICC <- GICV 0x0804_0000
   0x0900_0000  PL011 (passed through, INTID 33)
   0x0a00_3000  page of QEMU's last virtio-mmio transport 0x0a00_3e00 (INTID 79, edge): the NIC

@@ -1,4 +1,4 @@
-//! The device tree `guest` derives for the driver VM of the real system.xml, read back by the VMM
+//! The device tree `guest-image` writes for the driver VM of the real system.xml, read back by the VMM
 //! core's own DT reader (`vmm::linux`): the initrd range, the doorbell pages, the UIO IRQs, the
 //! NIC's IRQ and guest RAM are where the VMM's `.vmm_config` says. (This replaces a check of a
 //! hand-written example DTS, which the derivation made obsolete.)

@@ -339,18 +339,13 @@ impl Service {
     }
 }
 
-fn setup_and_supervise() -> io::Result<()> {
-    let signals = sys::signalfd()?;
-    mount_all()?;
-    log("started");
-    if let Err(e) = sys::ctrl_alt_del_signals_init() {
-        log(format!("cannot route Ctrl-Alt-Del to init: {e}"));
-    }
-    let opts = Options::parse(&fs::read_to_string("/proc/cmdline")?);
+/// Starts the service the command line's mode asks for: the uio-driver on the NIC, or (the
+/// reference) the kernel echo on an addressed NIC.
+fn start_service(opts: &Options) -> io::Result<Service> {
     let mode = opts
         .mode()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    load_modules(&opts)?;
+    load_modules(opts)?;
     let (path, args) = match mode {
         Mode::Driver => {
             log_uio_devices();
@@ -372,7 +367,7 @@ fn setup_and_supervise() -> io::Result<()> {
             (KERNEL_ECHO, args.map(String::from).to_vec())
         }
     };
-    let mut driver = Service {
+    let mut service = Service {
         path,
         args,
         child: None,
@@ -380,7 +375,51 @@ fn setup_and_supervise() -> io::Result<()> {
         backoff: BACKOFF_FIRST,
         restart_at: None,
     };
-    driver.start();
+    service.start();
+    Ok(service)
+}
+
+/// Acts on one console line; true when it asks for power-off.
+fn on_console_line(line: &[u8], debug: bool) -> bool {
+    match console_command(line, debug) {
+        Some(ConsoleCommand::PowerOff) => {
+            log(format!(
+                "{POWEROFF_COMMAND} requested on the console: powering off"
+            ));
+            return true;
+        }
+        Some(ConsoleCommand::Crash) => {
+            log(format!(
+                "{CRASH_COMMAND} requested on the console: panicking the kernel"
+            ));
+            crash_kernel();
+        }
+        Some(ConsoleCommand::Hang) => {
+            log(format!(
+                "{HANG_COMMAND} requested on the console: panicking the kernel with no reboot"
+            ));
+            match fs::write("/proc/sys/kernel/panic", b"0") {
+                Ok(()) => crash_kernel(),
+                Err(e) => log(format!("{HANG_COMMAND}: /proc/sys/kernel/panic: {e}")),
+            }
+        }
+        Some(ConsoleCommand::Refused) => log(
+            "netvm.crash / netvm.hang ignored: not a debug image (no netvm.debug on the kernel command line)",
+        ),
+        None => {}
+    }
+    false
+}
+
+fn setup_and_supervise() -> io::Result<()> {
+    let signals = sys::signalfd()?;
+    mount_all()?;
+    log("started");
+    if let Err(e) = sys::ctrl_alt_del_signals_init() {
+        log(format!("cannot route Ctrl-Alt-Del to init: {e}"));
+    }
+    let opts = Options::parse(&fs::read_to_string("/proc/cmdline")?);
+    let mut driver = start_service(&opts)?;
 
     let console = io::stdin();
     let mut console_ok = sys::set_nonblocking(console.as_fd()).is_ok();
@@ -422,35 +461,9 @@ fn setup_and_supervise() -> io::Result<()> {
                 Ok(n) => {
                     for &b in &buf[..n] {
                         if b == b'\n' || b == b'\r' {
-                            match console_command(&line, opts.debug) {
-                                Some(ConsoleCommand::PowerOff) => {
-                                    log(format!(
-                                        "{POWEROFF_COMMAND} requested on the console: powering off"
-                                    ));
-                                    driver.stop();
-                                    return Ok(());
-                                }
-                                Some(ConsoleCommand::Crash) => {
-                                    log(format!(
-                                        "{CRASH_COMMAND} requested on the console: panicking the kernel"
-                                    ));
-                                    crash_kernel();
-                                }
-                                Some(ConsoleCommand::Hang) => {
-                                    log(format!(
-                                        "{HANG_COMMAND} requested on the console: panicking the kernel with no reboot"
-                                    ));
-                                    match fs::write("/proc/sys/kernel/panic", b"0") {
-                                        Ok(()) => crash_kernel(),
-                                        Err(e) => log(format!(
-                                            "{HANG_COMMAND}: /proc/sys/kernel/panic: {e}"
-                                        )),
-                                    }
-                                }
-                                Some(ConsoleCommand::Refused) => log(
-                                    "netvm.crash / netvm.hang ignored: not a debug image (no netvm.debug on the kernel command line)",
-                                ),
-                                None => {}
+                            if on_console_line(&line, opts.debug) {
+                                driver.stop();
+                                return Ok(());
                             }
                             line.clear();
                         } else if line.len() < 256 {

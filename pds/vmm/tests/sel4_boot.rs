@@ -86,7 +86,7 @@ fn cargo(target_dir: &Path, args: &[&str]) -> Command {
     cmd
 }
 
-/// Builds the `guest` tool, the guest DTB, the timer and vmm ELFs (the vmm with the images
+/// Builds the `guest-image` tool, the guest DTB, the timer and vmm ELFs (the vmm with the images
 /// embedded), patches the PD images' config sections and builds the Microkit image; returns
 /// loader.img.
 fn build_image(sdk: &Path, guest: &Path, dir: &Path) -> PathBuf {
