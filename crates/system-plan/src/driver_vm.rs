@@ -424,7 +424,7 @@ fn driver_channels(
 }
 
 /// The `.net_driver_config` that `sdf::net::derive` gives the driver PD of `sys`, with the
-/// spec [`sdf::net::NetSystemSpec::infer`] reads off it (as [`sections`] derives every other
+/// spec [`sdf::net::NetSystemSpec::infer`] reads off it (as [`crate::sections`] derives every other
 /// PD's config).
 pub fn derived_driver_config(
     sys: &SystemDescription,
