@@ -164,7 +164,7 @@ pub struct PlannedSections {
 
 impl SectionProvider for PlannedSections {
     fn origin(&self) -> String {
-        "the sections derived from the system description (MACs, echo addresses)".into()
+        "the plan derived from the system description (--net-macs, --echo-ips)".into()
     }
 
     fn sections(&self, system: &SystemDescription) -> Result<Vec<Section>, SectionError> {
