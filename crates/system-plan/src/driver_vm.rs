@@ -35,7 +35,7 @@ use crate::layout::{
     names, qemu_virt, standalone_driver_config, GicV2, GuestLayout, Pl011, PsciMethod, Range,
     UioRegion, VirtioMmio, PAGE_SIZE,
 };
-use crate::PlanError;
+use crate::{PlanError, Subject};
 
 /// Guest-physical page of the `rx_fault` doorbell.
 pub const RX_FAULT_GPA: u64 = 0x3f00_0000;
@@ -64,9 +64,10 @@ pub struct DriverVm {
     pub standalone: bool,
 }
 
-fn bad(system: &Path, reason: String) -> PlanError {
+fn bad(system: &Path, subject: Subject, reason: String) -> PlanError {
     PlanError::System {
         path: system.to_path_buf(),
+        subject,
         reason,
     }
 }
@@ -83,17 +84,22 @@ pub fn driver_vm(
     let (driver, regions, standalone) = match sdf::net::driver_vm_regions(sys) {
         Ok((driver, regions)) => (driver, regions, false),
         Err(e) => {
-            let (driver, regions) =
-                standalone_vm_regions(sys).ok_or_else(|| bad(path, e.to_string()))?;
+            let (driver, regions) = standalone_vm_regions(sys)
+                .ok_or_else(|| bad(path, Subject::System, e.to_string()))?;
             (driver, regions, true)
         }
     };
-    let pd = sys
-        .pd(&driver)
-        .ok_or_else(|| bad(path, format!("no PD '{driver}'")))?;
+    let pd = sys.pd(&driver).ok_or_else(|| {
+        bad(
+            path,
+            Subject::Pd(driver.clone()),
+            format!("no PD '{driver}'"),
+        )
+    })?;
     let vm = pd.virtual_machine.as_ref().ok_or_else(|| {
         bad(
             path,
+            Subject::Pd(driver.clone()),
             format!("the net driver PD '{driver}' runs no virtual_machine"),
         )
     })?;
@@ -141,7 +147,8 @@ pub fn driver_vm(
         tx_fault: TX_FAULT_GPA,
     };
     // The VMM refuses what it cannot use; refuse it here first, at build time.
-    VmmConfig::parse(&vmm_config.to_bytes()).map_err(|e| bad(path, format!("derived {e}")))?;
+    VmmConfig::parse(&vmm_config.to_bytes())
+        .map_err(|e| bad(path, Subject::Pd(driver.clone()), format!("derived {e}")))?;
     Ok(DriverVm {
         driver,
         layout,
@@ -167,6 +174,7 @@ fn guest_ram(
     let (Some(ram_map), None) = (exec.next(), exec.next()) else {
         return Err(bad(
             path,
+            Subject::Vm(vm.name.clone()),
             format!(
                 "virtual_machine '{}' needs exactly one executable map (guest RAM)",
                 vm.name
@@ -177,12 +185,17 @@ fn guest_ram(
         base: ram_map.vaddr,
         size: size_of(sys, ram_map),
     };
-    let ram_mr = sys
-        .memory_region(&ram_map.mr)
-        .ok_or_else(|| bad(path, format!("no memory region '{}'", ram_map.mr)))?;
+    let ram_mr = sys.memory_region(&ram_map.mr).ok_or_else(|| {
+        bad(
+            path,
+            Subject::Region(ram_map.mr.clone()),
+            format!("no memory region '{}'", ram_map.mr),
+        )
+    })?;
     if ram_mr.phys_addr != Some(ram.base) {
         return Err(bad(
             path,
+            Subject::Region(ram_mr.name.clone()),
             format!(
                 "guest RAM '{}' is mapped at {:#x} but its phys_addr is {:?}: it must be 1:1 so that the passed-through NIC's DMA reaches it",
                 ram_mr.name, ram.base, ram_mr.phys_addr
@@ -196,6 +209,7 @@ fn guest_ram(
     {
         return Err(bad(
             path,
+            Subject::Pd(pd.name.clone()),
             format!(
                 "PD '{}' must map guest RAM '{}' at {:#x} with setvar_vaddr (it loads the guest there)",
                 pd.name, ram_mr.name, ram.base
@@ -218,6 +232,7 @@ fn uio_regions(
         let map = vm.maps.iter().find(|m| &m.mr == mr).ok_or_else(|| {
             bad(
                 path,
+                Subject::Region(mr.clone()),
                 format!("the UIO region '{name}' (memory region '{mr}') is not mapped into virtual_machine '{}'", vm.name),
             )
         })?;
@@ -240,6 +255,7 @@ fn uio_regions(
         {
             return Err(bad(
                 path,
+                Subject::Region(m.mr.clone()),
                 format!("map of '{}' at {:#x} covers the {name} doorbell page {gpa:#x}, which must stay unmapped so that a store traps", m.mr, m.vaddr),
             ));
         }
@@ -272,6 +288,7 @@ fn device_maps<'a>(
     {
         return Err(bad(
             path,
+            Subject::Vm(vm.name.clone()),
             format!(
                 "virtual_machine '{}' must map the GIC virtual CPU interface (physical {GICV:#x}) at the guest's GICC {:#x}",
                 vm.name,
@@ -298,6 +315,7 @@ fn uart(
         let irq = pd.irqs.iter().find(|i| i.irq == intid).ok_or_else(|| {
             bad(
                 path,
+                Subject::Pd(pd.name.clone()),
                 format!(
                     "PD '{}' passes the PL011 through but has no <irq irq=\"{intid}\">",
                     pd.name
@@ -350,6 +368,7 @@ fn nic(
         let (Some((transport, irq)), None) = (with_irq.next(), with_irq.next()) else {
             return Err(bad(
                 path,
+                Subject::Region(map.mr.clone()),
                 format!(
                     "map of '{}' passes virtio-mmio transports {:#x}..{page_end:#x} through: PD '{}' needs the <irq> of exactly one of them (INTID 48 + transport index) to say which is the NIC",
                     map.mr, pa, pd.name
@@ -374,6 +393,7 @@ fn nic(
     nic.ok_or_else(|| {
         bad(
             path,
+            Subject::Vm(vm.name.clone()),
             format!(
                 "virtual_machine '{}' has no virtio-mmio NIC passed through",
                 vm.name
@@ -399,7 +419,16 @@ fn driver_channels(
             .iter()
             .find(|c| c.peer_pd == peer)
             .map(|c| c.local_id)
-            .ok_or_else(|| bad(path, format!("no channel between '{driver}' and '{peer}'")))
+            .ok_or_else(|| {
+                bad(
+                    path,
+                    Subject::Channel {
+                        pd: driver.to_owned(),
+                        peer: peer.to_owned(),
+                    },
+                    format!("no channel between '{driver}' and '{peer}'"),
+                )
+            })
     };
     let (virt_rx, virt_tx) = if standalone {
         (None, None)
@@ -414,6 +443,7 @@ fn driver_channels(
         _ => {
             return Err(bad(
                 path,
+                Subject::Pd(driver.to_owned()),
                 format!(
                     "PD '{driver}' may have one pp channel, to the timer PD that also notifies it"
                 ),
@@ -434,17 +464,24 @@ pub fn derived_driver_config(
     let spec = sdf::net::NetSystemSpec::infer(sys, macs).map_err(|e| {
         bad(
             path,
+            Subject::System,
             format!(
                 "the driver's net config (for the guest device tree) needs the clients' MACs: {e}"
             ),
         )
     })?;
     sdf::net::derive(sys, &spec)
-        .map_err(|e| bad(path, e.to_string()))?
+        .map_err(|e| bad(path, Subject::System, e.to_string()))?
         .into_iter()
         .find(|s| s.pd == spec.driver && s.name == sdf::net::DRIVER_SECTION)
         .map(|s| s.bytes)
-        .ok_or_else(|| bad(path, "sdf::net derived no .net_driver_config".to_owned()))
+        .ok_or_else(|| {
+            bad(
+                path,
+                Subject::Pd(spec.driver.clone()),
+                "sdf::net derived no .net_driver_config".to_owned(),
+            )
+        })
 }
 
 /// A standalone driver VM (see the module documentation): the one PD with a
@@ -480,14 +517,21 @@ fn standalone_vm_regions(sys: &SystemDescription) -> Option<(String, Vec<(String
 
 /// (virt_rx, virt_tx) PD names, as sdf::net reads them off the region names.
 fn net_roles(sys: &SystemDescription, path: &Path) -> Result<(String, String), PlanError> {
-    let (_, regions) = sdf::net::driver_vm_regions(sys).map_err(|e| bad(path, e.to_string()))?;
+    let (_, regions) =
+        sdf::net::driver_vm_regions(sys).map_err(|e| bad(path, Subject::System, e.to_string()))?;
     // `{dev}/net/queue/{driver}/{virt}/free`: the fourth component is the virtualiser.
     let peer = |uio: &str| {
         regions
             .iter()
             .find(|(n, _)| n == uio)
             .map(|(_, mr)| mr.split('/').nth(4).unwrap_or_default().to_string())
-            .ok_or_else(|| bad(path, format!("the driver VM has no UIO region '{uio}'")))
+            .ok_or_else(|| {
+                bad(
+                    path,
+                    Subject::Region(uio.to_owned()),
+                    format!("the driver VM has no UIO region '{uio}'"),
+                )
+            })
     };
     Ok((peer(names::RX_FREE)?, peer(names::TX_FREE)?))
 }

@@ -42,6 +42,8 @@ pub enum PlanError {
     System {
         /// The system description.
         path: PathBuf,
+        /// What in it the error is about.
+        subject: Subject,
         /// What is wrong, naming the PD, region or channel.
         reason: String,
     },
@@ -64,6 +66,26 @@ pub enum PlanError {
     Layout {
         /// What is wrong.
         reason: String,
+    },
+}
+
+/// What in the system description a [`PlanError::System`] is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// The system as a whole (e.g. it has no driver VM, or its net part cannot be inferred).
+    System,
+    /// A protection domain.
+    Pd(String),
+    /// A memory region, or a map of it.
+    Region(String),
+    /// A virtual machine.
+    Vm(String),
+    /// The channel between `pd` and `peer` (absent or not as the plan needs it).
+    Channel {
+        /// The PD whose end is missing.
+        pd: String,
+        /// The PD at the other end.
+        peer: String,
     },
 }
 

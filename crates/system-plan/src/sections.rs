@@ -11,7 +11,7 @@ use echo_api::IpConfig;
 use sdf::SystemDescription;
 use zerocopy::IntoBytes;
 
-use crate::{DriverVm, PlanError, Section, Writer};
+use crate::{DriverVm, PlanError, Section, Subject, Writer};
 
 fn net_error(path: &Path, source: sdf::net::NetError) -> PlanError {
     PlanError::Net {
@@ -78,6 +78,7 @@ pub fn echo_sections(
         let Some((_, ip)) = echo.iter().find(|(pd, _)| *pd == client.name) else {
             return Err(PlanError::System {
                 path: path.to_path_buf(),
+                subject: Subject::Pd(client.name.clone()),
                 reason: format!(
                     "no address for echo client '{}' (give --echo-ips {}=<addr>/<prefix> or {}=dhcp,...)",
                     client.name, client.name, client.name
@@ -94,6 +95,7 @@ pub fn echo_sections(
     {
         return Err(PlanError::System {
             path: path.to_path_buf(),
+            subject: Subject::Pd(pd.clone()),
             reason: format!("--echo-ips names '{pd}', which is no net client"),
         });
     }
@@ -124,6 +126,7 @@ pub fn timer_client_sections(
             Some(id) => Ok(timer_client_section(client, id)),
             None => Err(PlanError::System {
                 path: path.to_path_buf(),
+                subject: Subject::Pd(client.to_string()),
                 reason: format!(
                     "timer client '{client}' needs exactly one pp channel, to the timer PD, which notifies it on that channel"
                 ),
@@ -156,6 +159,7 @@ pub fn sections(
         {
             return Err(PlanError::System {
                 path: path.to_path_buf(),
+                subject: Subject::Pd(pd.clone()),
                 reason: format!(
                     "'{pd}' is given a MAC or an address, but the system has no net clients"
                 ),
