@@ -4,7 +4,7 @@
 #       (without MICROKIT_SDK: the SDK scripts/sdk.sh unpacked, named in .cache/sdk.env)
 #       builds every PD for aarch64-unknown-none, the guest (Debian kernel, our initramfs with
 #       /init and the aarch64 uio-driver), the guest's device tree and every PD's config
-#       sections from system.xml (`guest sel4-dtb`, `guest sel4-pds`), and build/loader.img.
+#       sections from system.xml (`guest-image sel4-dtb`, `guest-image sel4-pds`), and build/loader.img.
 #   make qemu    boots build/loader.img (BOOT_IMAGE=... boots another Microkit image); the NIC's
 #                backend is a tap in the private network namespace $(NETNS) (host side
 #                $(HOST_IP)), never slirp. Needs root. QEMU's monitor (QMP) listens on $(QMP)
@@ -19,7 +19,7 @@
 #   make clean   removes build/sel4 and build/loader.img (not the guest's Debian cache).
 #
 # Echo clients get ECHO_IPS; the MACs come from system.macs. Everything derived from
-# system.xml is derived by the `guest` tool (guest/src/system.rs), not written here.
+# system.xml is derived by crates/system-plan and written by the `guest-image` tool, not written here.
 
 # The SDK that scripts/sdk.sh found (scripts/setup.sh runs it), unless MICROKIT_SDK is given.
 ifeq ($(origin MICROKIT_SDK),undefined)
@@ -69,7 +69,7 @@ ELF_DIR := $(SEL4_TARGET_DIR)/aarch64-unknown-none/release
 BUILD := $(CURDIR)/build
 OUT ?= $(BUILD)/sel4/$(MICROKIT_CONFIG)
 GUEST_DIR := $(BUILD)/guest
-GUEST_TOOL := $(TARGET_DIR)/release/guest
+GUEST_TOOL := $(TARGET_DIR)/release/guest-image
 NETVM := $(TARGET_DIR)/release/netvm
 IMAGE ?= $(BUILD)/loader.img
 # What `make qemu` boots: the image built here, or any other Microkit image of this board.
@@ -105,7 +105,7 @@ endif
 
 # The host tool that builds the guest and derives the seL4 pieces from system.xml.
 tools:
-	$(CARGO) build --release -p guest --bin guest
+	$(CARGO) build --release -p guest-image --bin guest-image
 
 # Kernel, initramfs (with the workspace's aarch64 uio-driver, cross-built by the tool).
 guest: tools

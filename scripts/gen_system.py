@@ -13,21 +13,21 @@ PD, whose Linux guest runs the uio-driver. The timer part is sdfgen's `Sddf.Time
 generic driver (our Rust `timer` PD, the ARM generic timer) serving the VMM (WFI wake-ups) and
 both echo clients. The idle PD (pds/idle) counts idle time into a page the echo clients read.
 netvm derives every config blob from the resulting file itself (`sdf::net`,
-`guest system`), so this script only writes the XML. The committed system.xml is this script's
+`guest-image`, from crates/system-plan), so this script only writes the XML. The committed system.xml is this script's
 output; a test regenerates it and compares.
 
 Each PD whose binary serves several PDs (copier, echo_server) gets its own image path
 `<pd>/<binary>.elf`: the image build patches per-PD config sections into a copy there, while
 `netvm run` takes only the file name (`echo_server`) from the host build.
 
-Memory map of the driver VM (guest-physical; see also guest/src/system.rs and pds/vmm/):
+Memory map of the driver VM (guest-physical; see also crates/system-plan/src/driver_vm.rs and pds/vmm/):
   0x0800_0000  GICD (emulated by the VMM, unmapped)    0x0801_0000  GICC <- GICV 0x0804_0000
   0x0900_0000  PL011 (passed through, INTID 33)
   0x0a00_3000  page of QEMU's last virtio-mmio transport 0x0a00_3e00 (INTID 79, edge): the NIC
                the *first* `-device virtio-net-device` gets, passed through
   0x3000_0000  UIO window: the driver-side sDDF queues and data regions, one UIO region each
   0x3f00_0000  rx_fault, 0x3f00_1000 tx_fault: doorbell pages, deliberately unmapped (chosen by
-               `guest system`, which writes them into the guest DT and the VMM's .vmm_config)
+               `guest-image`, from crates/system-plan, which writes them into the guest DT and the VMM's .vmm_config)
   0x9000_0000  guest RAM, 256 MiB in 2 MiB pages, 1:1 with physical so the passed-through NIC
                can DMA into it; the VMM maps it at the same address to load the guest
 """
@@ -134,7 +134,7 @@ def main(out: str, macs_out: str = "") -> None:
         client.add_map(Map(idle_counters, IDLE_COUNTERS_VADDR, "r", setvar_vaddr="idle_counters"))
 
     # The UIO window: every driver-side net region sdfgen made, mapped into the guest. The guest
-    # finds them by name (`guest system` names them as sdf::net::driver_vm_regions says); the
+    # finds them by name (`guest-image`, from crates/system-plan names them as sdf::net::driver_vm_regions says); the
     # order here fixes their addresses. Sizes as sdfgen makes them: 512-entry queues, a
     # 1024-entry driver TX queue (the sum of the clients' 512 TX buffers), 512 x 2 KiB data
     # regions; the render checks they agree.

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Installs what `guest build` and the guest smoke test need on a fresh Debian bookworm (amd64) machine:
+# Installs what `guest-image build` and the guest smoke test need on a fresh Debian bookworm (amd64) machine:
 #   qemu-system-aarch64  from bookworm-backports: the machine image's qemu-utils comes from backports and
 #                        Breaks bookworm's own qemu-system-common 7.2 (reference/guest-linux.md §5.1)
 #   aarch64-linux-gnu-gcc-12 (gcc-aarch64-linux-gnu) and make: cross-build uio_pdrv_genirq.ko against
 #                        Debian's arm64 headers
 #   xz-utils             tar -J, to take one file out of linux-source-<ver>.tar.xz
-# Debian's arm64 kernel and header packages are not installed: `guest build` downloads them into a
+# Debian's arm64 kernel and header packages are not installed: `guest-image build` downloads them into a
 # private apt state (the host's dpkg architectures are left alone).
 # Idempotent: nothing is installed or written when everything is present. Run as root or with sudo.
 set -euo pipefail

@@ -39,8 +39,13 @@ fuzz_target!(|data: &[u8]| {
     let Ok(sections) = derive(&sys, &spec) else {
         return;
     };
-    for (pd, section, blob) in sections {
-        let ok = match section {
+    for sdf::Section {
+        pd,
+        name: section,
+        bytes: blob,
+    } in sections
+    {
+        let ok = match section.as_str() {
             ".net_driver_config" => parse_owned::<NetDriverConfig>(&blob).map(drop),
             ".device_resources" => parse_owned::<DeviceResources>(&blob).map(drop),
             ".net_virt_rx_config" => parse_owned::<NetVirtRxConfig>(&blob).map(drop),

@@ -404,7 +404,7 @@ fn system_with_64_entry_queues(dir: &Path) -> std::path::PathBuf {
         .chain(sdf::net::options_sections(&sys, &spec))
         .chain(sdf::net::stats_sections(&sys));
     let configs = dir.join("sections");
-    for (pd, name, bytes) in sections {
+    for sdf::Section { pd, name, bytes } in sections {
         std::fs::create_dir_all(configs.join(&pd)).unwrap();
         std::fs::write(configs.join(&pd).join(format!("{name}.bin")), bytes).unwrap();
     }

@@ -13,8 +13,8 @@ use sddf::config::{ConfigError, ConnectionResource, NetDriverConfig, RegionResou
 use sddf::queue::Capacity;
 use zerocopy::{FromZeros, IntoBytes};
 
-/// The `/chosen` property holding the blob in a driver VM's device tree.
-pub const DT_PROPERTY: &str = "netvm,net-driver-config";
+/// The `/chosen` property holding the blob in a driver VM's device tree (netvm's ABI).
+pub use netvm_api::uio::DT_PROPERTY;
 
 /// Where Linux shows [`DT_PROPERTY`], in the order they are tried.
 pub const DT_PATHS: [&str; 2] = [

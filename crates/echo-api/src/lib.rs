@@ -1,4 +1,4 @@
-//! The echo-server PD's ABI, for the PD and for the tools that configure it (`guest sel4-pds`,
+//! The echo-server PD's ABI, for the PD and for the tools that configure it (`guest-image sel4-pds`,
 //! `netvm run`), so that those need not compile the PD: its `.echo_config` section, the
 //! `client=addr/prefix,...` list that writes it, and sDDF's echo ports.
 //!
@@ -203,7 +203,7 @@ impl core::fmt::Display for AddressError<'_> {
 
 /// Parses the echo clients' address list, `client0=10.0.0.10/24,client1=dhcp` (entries separated
 /// by commas or white space): each entry is a PD name and either a static address with its
-/// prefix length (no gateway) or `dhcp`. The one parser behind `guest sel4-pds --echo-ips` and
+/// prefix length (no gateway) or `dhcp`. The one parser behind `guest-image sel4-pds --echo-ips` and
 /// `netvm run --echo-ips`; it yields `(pd, address)` in the order given and allocates nothing.
 pub fn parse_address_list(
     text: &str,

@@ -77,3 +77,7 @@ mod tests {
         assert_eq!(sorted.len(), all.len());
     }
 }
+
+/// The `/chosen` property of a driver VM's device tree that holds the driver's
+/// `.net_driver_config` blob (written by the image tool, read by the guest's driver).
+pub const DT_PROPERTY: &str = "netvm,net-driver-config";

@@ -73,6 +73,7 @@ mod model;
 pub mod net;
 mod parse;
 mod query;
+mod section;
 mod validate;
 
 use std::path::Path;
@@ -86,6 +87,7 @@ pub use model::{
 };
 pub use parse::parse_number;
 pub use query::{EntryMasks, PdChannel, Pds};
+pub use section::Section;
 
 /// Reads and validates the SDF at `path` for the default target of `arch`
 /// ([`Config::for_arch`]). Errors name `path` as given.

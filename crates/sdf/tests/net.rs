@@ -16,9 +16,9 @@ use std::process::Command;
 use sddf::config::{parse_owned, NetClientConfig, NetDriverConfig, NetVirtTxConfig};
 use sdf::net::{
     derive, format_mac, parse_mac, parse_mac_list, sdfgen_blob_sections, NetClientSpec, NetError,
-    NetSystemSpec, PdSection, CLIENT_SECTION, DRIVER_SECTION,
+    NetSystemSpec, CLIENT_SECTION, DRIVER_SECTION,
 };
-use sdf::{parse_str, Arch, SystemDescription};
+use sdf::{parse_str, Arch, Section, SystemDescription};
 
 const FIXTURE: &str = "tests/net/two_clients.system";
 /// The MACs `scripts/sdfgen_net_system.py` gives its clients (its `CLIENT_MACS`).
@@ -134,13 +134,17 @@ fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
         .or((a.len() != b.len()).then_some(a.len().min(b.len())))
 }
 
-fn assert_same_blobs(derived: &[PdSection], reference: &[PdSection]) {
-    let keys = |blobs: &[PdSection]| -> Vec<(String, &str)> {
-        blobs.iter().map(|(pd, s, _)| (pd.clone(), *s)).collect()
+fn assert_same_blobs(derived: &[Section], reference: &[Section]) {
+    let keys = |blobs: &[Section]| -> Vec<(String, String)> {
+        blobs
+            .iter()
+            .map(|s| (s.pd.clone(), s.name.clone()))
+            .collect()
     };
     assert_eq!(keys(derived), keys(reference));
-    for ((pd, section, ours), (_, _, theirs)) in derived.iter().zip(reference) {
-        if let Some(at) = first_difference(ours, theirs) {
+    for (ours, theirs) in derived.iter().zip(reference) {
+        if let Some(at) = first_difference(&ours.bytes, &theirs.bytes) {
+            let (pd, section) = (&ours.pd, &ours.name);
             panic!("{pd} {section}: derived blob differs from sdfgen's at byte {at}");
         }
     }
@@ -207,7 +211,10 @@ fn derived_blobs_are_byte_identical_to_sdfgen() {
 fn fixture_blobs_hold_the_system_values() {
     let sys = parse(&fixture_text());
     let blobs = derive(&sys, &fixture_spec()).unwrap();
-    let order: Vec<(&str, &str)> = blobs.iter().map(|(p, s, _)| (p.as_str(), *s)).collect();
+    let order: Vec<(&str, &str)> = blobs
+        .iter()
+        .map(|s| (s.pd.as_str(), s.name.as_str()))
+        .collect();
     assert_eq!(
         order,
         [
@@ -222,15 +229,15 @@ fn fixture_blobs_hold_the_system_values() {
         ]
     );
     // Spot checks against values read off the fixture by eye; the sdfgen test checks every byte.
-    let driver = parse_owned::<NetDriverConfig>(&blobs[0].2).unwrap();
+    let driver = parse_owned::<NetDriverConfig>(&blobs[0].bytes).unwrap();
     assert_eq!(driver.virt_tx.free_queue.vaddr, 0x2000_6000);
     assert_eq!(driver.virt_tx.free_queue.size, 0x5000);
     assert_eq!((driver.virt_tx.num_buffers, driver.virt_tx.id), (1024, 1));
-    let tx = parse_owned::<NetVirtTxConfig>(&blobs[3].2).unwrap();
+    let tx = parse_owned::<NetVirtTxConfig>(&blobs[3].bytes).unwrap();
     let region = tx.clients()[1].regions()[0];
     assert_eq!(region.data.region.vaddr, 0x2011_6000);
     assert_eq!(region.data.io_addr, 0x5fd0_0000);
-    let client1 = parse_owned::<NetClientConfig>(&blobs[7].2).unwrap();
+    let client1 = parse_owned::<NetClientConfig>(&blobs[7].bytes).unwrap();
     assert_eq!(client1.mac_addr, mac("52:54:01:00:00:11"));
     assert_eq!((client1.tx.id, client1.tx_data.vaddr), (1, 0x2010_c000));
 }
@@ -250,14 +257,14 @@ fn sdfgen_file_names_map_to_pds_and_sections() {
         "net_client_client0.data",
         "net_client_client1.data",
     ];
-    for ((_, _, bytes), file) in blobs.iter().zip(files) {
-        std::fs::write(dir.join(file), bytes).unwrap();
+    for (blob, file) in blobs.iter().zip(files) {
+        std::fs::write(dir.join(file), &blob.bytes).unwrap();
     }
     // sdfgen writes the system next to its blobs; files that are not .data are not blobs.
     std::fs::write(dir.join("net.system"), fixture_text()).unwrap();
     assert_eq!(sdfgen_blob_sections(&dir, &sys).unwrap(), blobs);
 
-    std::fs::write(dir.join("net_client_client0.data"), &blobs[6].2[..100]).unwrap();
+    std::fs::write(dir.join("net_client_client0.data"), &blobs[6].bytes[..100]).unwrap();
     let err = sdfgen_blob_sections(&dir, &sys).unwrap_err().to_string();
     assert!(
         err.contains("net_client_client0.data") && err.contains("100 bytes"),
@@ -271,7 +278,7 @@ fn sdfgen_file_names_map_to_pds_and_sections() {
         "{err}"
     );
 
-    std::fs::write(dir.join("net_client_client0.data"), &blobs[6].2).unwrap();
+    std::fs::write(dir.join("net_client_client0.data"), &blobs[6].bytes).unwrap();
     std::fs::write(dir.join("net_vswitch.data"), [0u8; 8]).unwrap();
     let err = sdfgen_blob_sections(&dir, &sys).unwrap_err();
     assert!(

@@ -143,7 +143,7 @@ fn each_virtualiser_copier_and_client_has_a_stats_region_of_its_own() {
     use zerocopy::FromBytes;
     let sys = sdf::parse(root().join("system.xml"), Arch::Aarch64).unwrap();
     let sections = sdf::net::stats_sections(&sys);
-    let pds: Vec<&str> = sections.iter().map(|(pd, _, _)| pd.as_str()).collect();
+    let pds: Vec<&str> = sections.iter().map(|s| s.pd.as_str()).collect();
     assert_eq!(
         pds,
         [
@@ -156,8 +156,8 @@ fn each_virtualiser_copier_and_client_has_a_stats_region_of_its_own() {
             "client1"
         ]
     );
-    for (pd, name, bytes) in &sections {
-        assert_eq!(*name, netvm_api::stats::SECTION);
+    for sdf::Section { pd, name, bytes } in &sections {
+        assert_eq!(name, netvm_api::stats::SECTION);
         let r = sddf::config::RegionResource::read_from_bytes(bytes).unwrap();
         let map = sys
             .pd(pd)
@@ -219,7 +219,12 @@ fn the_derived_options_switch_netvms_behaviours_on() {
     let spec = NetSystemSpec::infer(&sys, &macs).unwrap_or_else(|e| panic!("{e}"));
     let sections = sdf::net::options_sections(&sys, &spec);
     assert_eq!(sections.len(), 2, "virt_rx and virt_tx");
-    for (pd, section, bytes) in sections {
+    for sdf::Section {
+        pd,
+        name: section,
+        bytes,
+    } in sections
+    {
         assert_eq!(section, netvm_api::options::SECTION);
         let o = NetOptions::parse(&bytes).unwrap_or_else(|e| panic!("{pd}: {e}"));
         assert_eq!(o.flags, DRIVER_OFFSETS | NETVM_BEHAVIOURS, "{pd}");

@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use object::{Object, ObjectSection};
 use testkit::console::Console;
 
 const BOARD: &str = "qemu_virt_aarch64";
@@ -32,8 +31,9 @@ const RAM_BASE: u64 = 0x6000_0000;
 const DUMP_SIZE: u64 = 64 << 20;
 const PAGE: usize = 0x1000;
 /// What the test writes into the server's `.hello_config` section, as a build tool such as
-/// sdfgen + objcopy would (the host run gets the same bytes from its manifest).
-const CONFIG_BYTES: [u8; 4] = [1, 2, 3, 4];
+/// sdfgen + objcopy would (the host run gets the same bytes from its manifest): the whole
+/// 16-byte section, as the image tool's patcher (`pd_elf::patch_section`) writes it.
+const CONFIG_BYTES: [u8; 16] = [1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
 /// The console lines of a debug boot, in the order they must appear (substrings).
 const EXPECTED_DEBUG: &[&str] = &[
@@ -92,42 +92,22 @@ fn build_pds(sdk: &Path, config: &str) -> PathBuf {
     // at the same time.
     let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sel4-qemu-{config}"));
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-    let out = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--bins",
-            "--target",
-            "aarch64-unknown-none",
-        ])
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .env("MICROKIT_SDK", sdk)
-        .env("MICROKIT_BOARD", BOARD)
-        .env("MICROKIT_CONFIG", config)
-        .output()
-        .expect("run cargo");
-    assert!(
-        out.status.success(),
-        "cargo build --target aarch64-unknown-none ({config}) failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    target_dir.join("aarch64-unknown-none/release")
+    let sdk = sdk.to_str().expect("the SDK path is UTF-8");
+    let env = [
+        ("MICROKIT_SDK", sdk),
+        ("MICROKIT_BOARD", BOARD),
+        ("MICROKIT_CONFIG", config),
+    ];
+    pd_elf::cargo_build_sel4(env!("CARGO"), &manifest, &["--bins"], &target_dir, &env)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Writes `bytes` at the start of ELF section `section` of the file at `path`.
+/// Writes `bytes` over ELF section `section` of the file at `path`, with the image tool's
+/// patcher.
 fn patch_section(path: &Path, section: &str, bytes: &[u8]) {
     let mut data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let elf = object::File::parse(&*data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let (offset, size) = elf
-        .section_by_name(section)
-        .and_then(|s| s.file_range())
-        .unwrap_or_else(|| panic!("{}: no section {section} with file data", path.display()));
-    assert!(bytes.len() as u64 <= size, "{section} is too small");
-    let start = usize::try_from(offset).unwrap();
-    data[start..start + bytes.len()].copy_from_slice(bytes);
+    pd_elf::patch_section(&mut data, section, bytes)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     std::fs::write(path, data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
 

@@ -9,8 +9,8 @@ use nix::sys::signal::{SigSet, Signal};
 
 use netvm::bench;
 use netvm::run::{
-    DerivedNetConfigs, DriverVmHost, EchoAddresses, OnFault, Outcome, OutputMode, RunError,
-    RunOptions, SdfgenDir, SectionDir, StopReason, System,
+    DriverVmHost, OnFault, Outcome, OutputMode, PlannedSections, RunError, RunOptions, SdfgenDir,
+    SectionDir, StopReason, System,
 };
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -56,7 +56,7 @@ pub(crate) struct RunArgs {
     /// Addresses of echo-server PDs (`.echo_config`), static or from DHCP, e.g.
     /// client0=10.0.0.10/24,client1=dhcp.
     #[arg(long, value_name = "LIST", value_parser = parse_echo_ips)]
-    echo_ips: Option<EchoAddresses>,
+    echo_ips: Option<EchoList>,
     /// Stand in for the driver VM with the host driver process on this network interface
     /// (the PD running the virtual machine becomes `uio_driver_host`).
     #[arg(long, value_name = "IFACE")]
@@ -90,17 +90,15 @@ pub(crate) struct RunArgs {
 pub(crate) struct MacList(Vec<(String, [u8; 6])>);
 
 fn parse_macs(text: &str) -> Result<MacList, String> {
-    let text = match text.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?,
-        None => text.to_owned(),
-    };
-    sdf::net::parse_mac_list(&text)
-        .map(MacList)
-        .map_err(|e| e.to_string())
+    system_plan::parse_macs(text).map(MacList)
 }
 
-fn parse_echo_ips(text: &str) -> Result<EchoAddresses, String> {
-    EchoAddresses::parse(text)
+/// `--echo-ips`: echo-server PD and address pairs.
+#[derive(Clone, Debug)]
+struct EchoList(Vec<(String, echo_api::IpConfig)>);
+
+fn parse_echo_ips(text: &str) -> Result<EchoList, String> {
+    system_plan::parse_echo_ips(text).map(EchoList)
 }
 
 pub(crate) fn run_system(mut a: RunArgs) -> ExitCode {
@@ -140,11 +138,12 @@ pub(crate) fn run_system(mut a: RunArgs) -> ExitCode {
     if let Some(dir) = a.sdfgen_dir {
         opts.sections.push(Box::new(SdfgenDir(dir)));
     }
-    if let Some(MacList(macs)) = a.net_macs {
-        opts.sections.push(Box::new(DerivedNetConfigs { macs }));
-    }
-    if let Some(ips) = a.echo_ips {
-        opts.sections.push(Box::new(ips));
+    if a.net_macs.is_some() || a.echo_ips.is_some() {
+        opts.sections.push(Box::new(PlannedSections {
+            system_path: a.system.clone(),
+            macs: a.net_macs.map(|MacList(macs)| macs),
+            echo: a.echo_ips.map(|EchoList(echo)| echo).unwrap_or_default(),
+        }));
     }
     opts.driver_vm = a.driver_vm_iface.map(|iface| DriverVmHost {
         executable: "uio_driver_host".into(),

@@ -52,8 +52,7 @@ use nix::sys::signal::Signal;
 pub use console::{ConsoleLine, OutputMode, Stream, WaitError};
 pub use plan::{DriverVmHost, PdPlan, Plan, RegionPlan, DRIVER_HOST_SECTION};
 pub use sections::{
-    DerivedNetConfigs, EchoAddresses, SdfgenDir, Section, SectionDir, SectionError,
-    SectionProvider, StaticSections,
+    PlannedSections, SdfgenDir, Section, SectionDir, SectionError, SectionProvider, StaticSections,
 };
 pub use supervisor::{FailureKind, Outcome, PdFailure, StopReason};
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use microkit::host::manifest::{
     ChannelEnd, ChildPd, Manifest, ParentLink, Perms, Region, SectionData, SetVarValue,
 };
-use sdf::{SetVarKind, SystemDescription};
+use sdf::{ProtectionDomain, SetVarKind, SystemDescription};
 
 use super::sections::SectionProvider;
 use super::RunError;
@@ -123,59 +123,7 @@ impl Plan {
                 (Some(_), Some(host)) => bin_dir.join(&host.executable),
                 _ => find_executable(bin_dir, &pd.name, &pd.program_image)?,
             };
-            let mut m = Manifest::new(pd.name.clone(), index, &control);
-            m.passive = pd.passive;
-            for map in &pd.maps {
-                let region = by_name[map.mr.as_str()];
-                m.regions.push(Region {
-                    name: map.mr.clone(),
-                    vaddr: map.vaddr,
-                    size: region.size,
-                    perms: Perms {
-                        read: map.perms.read,
-                        write: map.perms.write,
-                        execute: map.perms.execute,
-                    },
-                    path: region.file.clone(),
-                });
-            }
-            for ch in system.channels_of(&pd.name) {
-                m.channels.push(ChannelEnd {
-                    id: ch.local_id,
-                    peer: index_of[ch.peer_pd],
-                    peer_id: ch.peer_id,
-                    notify: ch.notify,
-                    pp: ch.pp,
-                });
-            }
-            m.irqs = pd.irqs.iter().map(|irq| irq.id).collect();
-            for child in &pd.children {
-                if let Some(id) = child.id {
-                    m.children.push(ChildPd {
-                        id,
-                        index: index_of[child.name.as_str()],
-                    });
-                }
-            }
-            if let (Some(parent), Some(child_id)) = (parent, pd.id) {
-                m.parent = Some(ParentLink {
-                    index: index_of[parent.name.as_str()],
-                    child_id,
-                });
-            }
-            for sv in &pd.setvars {
-                let value = match &sv.kind {
-                    SetVarKind::Vaddr(vaddr) => *vaddr,
-                    SetVarKind::Size { mr } => by_name[mr.as_str()].size,
-                    SetVarKind::PrefillSize { mr } => prefill_len(by_name[mr.as_str()])?,
-                    SetVarKind::RegionPaddr { mr } => by_name[mr.as_str()].phys_addr,
-                    SetVarKind::Id(id) => u64::from(*id),
-                };
-                m.setvars.push(SetVarValue {
-                    symbol: sv.symbol.clone(),
-                    value,
-                });
-            }
+            let manifest = pd_manifest(system, pd, parent, index, &control, &by_name, &index_of)?;
             if let Some(vm) = &pd.virtual_machine {
                 warnings.push(format!(
                     "PD '{}' manages virtual machine '{}': host mode does not run VMs \
@@ -190,33 +138,10 @@ impl Plan {
                 priority: pd.priority,
                 irqs: pd.irqs.iter().map(|irq| (irq.id, irq.irq)).collect(),
                 manifest_path: run_dir.join(format!("{index}.manifest")),
-                manifest: m,
+                manifest,
             });
         }
-
-        for provider in providers {
-            let origin = provider.origin();
-            for section in provider.sections(system)? {
-                let Some(pd) = pds.iter_mut().find(|p| p.manifest.name == section.pd) else {
-                    return Err(RunError::SectionUnknownPd {
-                        pd: section.pd,
-                        section: section.name,
-                        origin,
-                    });
-                };
-                if pd.manifest.sections.iter().any(|s| s.name == section.name) {
-                    return Err(RunError::DuplicateSection {
-                        pd: section.pd,
-                        section: section.name,
-                        origin,
-                    });
-                }
-                pd.manifest.sections.push(SectionData {
-                    name: section.name,
-                    bytes: section.bytes,
-                });
-            }
-        }
+        add_sections(system, &mut pds, providers)?;
         // A manifest the PD would reject is a configuration error, found before anything runs.
         for pd in &pds {
             Manifest::parse(
@@ -378,6 +303,107 @@ impl Plan {
         }
         out
     }
+}
+
+/// The manifest of `pd` (child of `parent`), at `index` in the control region: its maps,
+/// channels, IRQs, children, parent and setvars (config sections come later, from the
+/// providers).
+fn pd_manifest(
+    system: &SystemDescription,
+    pd: &ProtectionDomain,
+    parent: Option<&ProtectionDomain>,
+    index: usize,
+    control: &Path,
+    by_name: &BTreeMap<&str, &RegionPlan>,
+    index_of: &BTreeMap<&str, usize>,
+) -> Result<Manifest, RunError> {
+    let mut m = Manifest::new(pd.name.clone(), index, control);
+    m.passive = pd.passive;
+    for map in &pd.maps {
+        let region = by_name[map.mr.as_str()];
+        m.regions.push(Region {
+            name: map.mr.clone(),
+            vaddr: map.vaddr,
+            size: region.size,
+            perms: Perms {
+                read: map.perms.read,
+                write: map.perms.write,
+                execute: map.perms.execute,
+            },
+            path: region.file.clone(),
+        });
+    }
+    for ch in system.channels_of(&pd.name) {
+        m.channels.push(ChannelEnd {
+            id: ch.local_id,
+            peer: index_of[ch.peer_pd],
+            peer_id: ch.peer_id,
+            notify: ch.notify,
+            pp: ch.pp,
+        });
+    }
+    m.irqs = pd.irqs.iter().map(|irq| irq.id).collect();
+    for child in &pd.children {
+        if let Some(id) = child.id {
+            m.children.push(ChildPd {
+                id,
+                index: index_of[child.name.as_str()],
+            });
+        }
+    }
+    if let (Some(parent), Some(child_id)) = (parent, pd.id) {
+        m.parent = Some(ParentLink {
+            index: index_of[parent.name.as_str()],
+            child_id,
+        });
+    }
+    for sv in &pd.setvars {
+        let value = match &sv.kind {
+            SetVarKind::Vaddr(vaddr) => *vaddr,
+            SetVarKind::Size { mr } => by_name[mr.as_str()].size,
+            SetVarKind::PrefillSize { mr } => prefill_len(by_name[mr.as_str()])?,
+            SetVarKind::RegionPaddr { mr } => by_name[mr.as_str()].phys_addr,
+            SetVarKind::Id(id) => u64::from(*id),
+        };
+        m.setvars.push(SetVarValue {
+            symbol: sv.symbol.clone(),
+            value,
+        });
+    }
+    Ok(m)
+}
+
+/// Every provider's sections, into the manifests of their PDs; a PD that does not exist or a
+/// section given twice is an error naming the provider.
+fn add_sections(
+    system: &SystemDescription,
+    pds: &mut [PdPlan],
+    providers: &[Box<dyn SectionProvider>],
+) -> Result<(), RunError> {
+    for provider in providers {
+        let origin = provider.origin();
+        for section in provider.sections(system)? {
+            let Some(pd) = pds.iter_mut().find(|p| p.manifest.name == section.pd) else {
+                return Err(RunError::SectionUnknownPd {
+                    pd: section.pd,
+                    section: section.name,
+                    origin,
+                });
+            };
+            if pd.manifest.sections.iter().any(|s| s.name == section.name) {
+                return Err(RunError::DuplicateSection {
+                    pd: section.pd,
+                    section: section.name,
+                    origin,
+                });
+            }
+            pd.manifest.sections.push(SectionData {
+                name: section.name,
+                bytes: section.bytes,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `program_image path="foo.elf"` runs `<bin-dir>/foo`: the host build of the same PD crate

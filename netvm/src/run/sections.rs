@@ -2,8 +2,8 @@
 //! seL4 build does with `objcopy --update-section` (sDDF configs, device resources...).
 //!
 //! Where the bytes come from is pluggable ([`SectionProvider`]): files in a directory
-//! ([`SectionDir`]), sdfgen's output directory ([`SdfgenDir`]), the sDDF net configs derived
-//! from the system description ([`DerivedNetConfigs`]), or a caller's own code
+//! ([`SectionDir`]), sdfgen's output directory ([`SdfgenDir`]), the plan `system_plan` derives
+//! from the system description ([`PlannedSections`]), or a caller's own code
 //! ([`StaticSections`], or any type implementing the trait).
 
 use std::fs;
@@ -12,16 +12,9 @@ use std::path::{Path, PathBuf};
 
 use sdf::SystemDescription;
 
-/// Bytes for one ELF section of one PD.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Section {
-    /// The PD's SDF name.
-    pub pd: String,
-    /// The ELF section's name, with its leading dot (e.g. `.net_client_config`).
-    pub name: String,
-    /// The bytes copied to the start of the section.
-    pub bytes: Vec<u8>,
-}
+/// Bytes for one ELF section of one PD: the one section type of the tree, which the seL4
+/// image tool patches into ELFs and host mode writes into manifests.
+pub use system_plan::Section;
 
 /// Errors of a section provider.
 #[derive(Debug, thiserror::Error)]
@@ -42,9 +35,12 @@ pub enum SectionError {
         /// Why it cannot be used.
         reason: String,
     },
-    /// The sDDF net configs cannot be derived or read (the message names the PD, region or file).
+    /// The sDDF net configs cannot be read (the message names the PD, region or file).
     #[error("sDDF net configs: {0}")]
     Net(#[from] sdf::net::NetError),
+    /// The plan cannot be made (the message names the file and the PD, region or channel).
+    #[error("{0}")]
+    Plan(#[from] system_plan::PlanError),
     /// A provider written by a caller failed.
     #[error("config sections from {origin}: {message}")]
     Provider {
@@ -142,97 +138,44 @@ impl SectionProvider for SdfgenDir {
     }
 
     fn sections(&self, system: &SystemDescription) -> Result<Vec<Section>, SectionError> {
-        let mut sections = from_pd_sections(sdf::net::sdfgen_blob_sections(&self.0, system)?);
+        let mut sections = sdf::net::sdfgen_blob_sections(&self.0, system)?;
         // Without it a driver VM's uio-driver (offsets) and sDDF-default virtualisers (IO
         // addresses) never agreed: every frame was refused and nothing answered, silently.
-        sections.extend(from_pd_sections(sdf::net::sdfgen_options_sections(system)?));
+        sections.extend(sdf::net::sdfgen_options_sections(system)?);
         Ok(sections)
     }
 }
 
-/// The sDDF net config blobs derived from the system description itself (`sdf::net::derive`,
-/// byte-identical to sdfgen's), with the roles read off the region names and the clients' MAC
-/// addresses given here (they live nowhere in a system description).
+/// The sections `system_plan::plan` derives for host mode ([`system_plan::Writer::Host`]): the
+/// sDDF net configs (`sdf::net::derive`, byte-identical to sdfgen's) with netvm's options and
+/// stats sections, if the clients' MAC addresses are given (they live nowhere in a system
+/// description), and each echo-server PD's address (static or DHCP) with its timer channel. The
+/// seL4 image tool writes the same plan into ELFs.
 #[derive(Clone, Debug)]
-pub struct DerivedNetConfigs {
-    /// `(client PD, MAC)` for every client, e.g. from `sdf::net::parse_mac_list`.
-    pub macs: Vec<(String, [u8; 6])>,
+pub struct PlannedSections {
+    /// The system description's file (errors name it).
+    pub system_path: PathBuf,
+    /// `(client PD, MAC)` for every client, e.g. from `sdf::net::parse_mac_list`; `None`: the
+    /// net configs come from elsewhere (`--sections-dir`, `--sdfgen-dir`).
+    pub macs: Option<Vec<(String, [u8; 6])>>,
+    /// `(echo-server PD, address)`, e.g. from `system_plan::parse_echo_ips`.
+    pub echo: Vec<(String, echo_api::IpConfig)>,
 }
 
-impl SectionProvider for DerivedNetConfigs {
+impl SectionProvider for PlannedSections {
     fn origin(&self) -> String {
-        "the sDDF net configs derived from the system description".into()
+        "the plan derived from the system description (--net-macs, --echo-ips)".into()
     }
 
     fn sections(&self, system: &SystemDescription) -> Result<Vec<Section>, SectionError> {
-        let spec = sdf::net::NetSystemSpec::infer(system, &self.macs)?;
-        let mut sections = from_pd_sections(sdf::net::derive(system, &spec)?);
-        sections.extend(from_pd_sections(sdf::net::options_sections(system, &spec)));
-        sections.extend(from_pd_sections(sdf::net::stats_sections(system)));
-        Ok(sections)
+        let inputs = system_plan::Inputs {
+            macs: self.macs.as_deref(),
+            echo: &self.echo,
+            bootargs: "",
+            writer: system_plan::Writer::Host,
+        };
+        Ok(system_plan::plan(system, &self.system_path, &inputs)?.sections)
     }
-}
-
-/// IPv4 addresses (static or DHCP) for echo-server PDs (their `.echo_config` section), and their
-/// `.timer_client_config` where the system gives them a timer.
-#[derive(Clone, Debug)]
-pub struct EchoAddresses {
-    /// `(PD, static address or DHCP)`.
-    pub clients: Vec<(String, echo_api::IpConfig)>,
-}
-
-impl EchoAddresses {
-    /// Parses `client0=10.0.0.10/24,client1=dhcp` with
-    /// [`echo_api::parse_address_list`] (as `guest sel4-pds --echo-ips` does).
-    pub fn parse(text: &str) -> Result<EchoAddresses, String> {
-        let clients = echo_api::parse_address_list(text)
-            .map(|entry| {
-                entry
-                    .map(|(pd, ip)| (pd.to_owned(), ip))
-                    .map_err(|e| e.to_string())
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(EchoAddresses { clients })
-    }
-}
-
-impl SectionProvider for EchoAddresses {
-    fn origin(&self) -> String {
-        "the echo client addresses".into()
-    }
-
-    fn sections(&self, system: &SystemDescription) -> Result<Vec<Section>, SectionError> {
-        use zerocopy::IntoBytes;
-        let mut out = Vec::new();
-        for (pd, ip) in &self.clients {
-            out.push(Section {
-                pd: pd.clone(),
-                name: echo_api::SECTION.into(),
-                bytes: echo_api::EchoConfig::new(*ip).as_bytes().to_vec(),
-            });
-            // Its timer, if the system gives it one: retransmissions and DHCP retries then
-            // happen without traffic to wake the client.
-            if let Some(id) = system.timer_channel_of(pd) {
-                out.push(Section {
-                    pd: pd.clone(),
-                    name: sddf::timer::SECTION.into(),
-                    bytes: sddf::timer::TimerClientConfig::new(id).as_bytes().to_vec(),
-                });
-            }
-        }
-        Ok(out)
-    }
-}
-
-fn from_pd_sections(sections: Vec<sdf::net::PdSection>) -> Vec<Section> {
-    sections
-        .into_iter()
-        .map(|(pd, name, bytes)| Section {
-            pd,
-            name: name.to_string(),
-            bytes,
-        })
-        .collect()
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, SectionError> {
@@ -299,9 +242,12 @@ mod tests {
         let system = net_fixture();
         let macs = sdf::net::parse_mac_list("client0=52:54:01:00:00:10,client1=52:54:01:00:00:11")
             .expect("macs");
-        let derived = DerivedNetConfigs { macs }
-            .sections(&system)
-            .expect("derive");
+        let planned = |macs| PlannedSections {
+            system_path: "two_clients.system".into(),
+            macs: Some(macs),
+            echo: Vec::new(),
+        };
+        let derived = planned(macs).sections(&system).expect("derive");
         let names: Vec<(&str, &str)> = derived
             .iter()
             .map(|s| (s.pd.as_str(), s.name.as_str()))
@@ -346,11 +292,9 @@ mod tests {
         assert_eq!(read, derived);
 
         // A MAC for a PD that is no client is the caller's mistake, named.
-        let err = DerivedNetConfigs {
-            macs: vec![("nobody".into(), [2, 0, 0, 0, 0, 1])],
-        }
-        .sections(&system)
-        .unwrap_err();
+        let err = planned(vec![("nobody".into(), [2, 0, 0, 0, 0, 1])])
+            .sections(&system)
+            .unwrap_err();
         assert!(err.to_string().contains("nobody"), "{err}");
         let _ = fs::remove_dir_all(&dir);
     }

@@ -181,7 +181,7 @@ impl Sel4 {
         };
         #[allow(unsafe_code)]
         // SAFETY: Microkit maps the regions `.net_driver_config` names (derived from the SDF by
-        // `guest sel4-pds` for this PD) at those vaddrs for the PD's whole life; this PD only
+        // `guest-image sel4-pds` for this PD) at those vaddrs for the PD's whole life; this PD only
         // reads the queue indices through `sddf::queue::Queue`, atomically.
         let mem = unsafe { IdentityMapped::new() };
         match config.virt_tx.queues(&mem) {
@@ -304,7 +304,7 @@ impl VmmPd {
     fn attach_stats(&mut self) {
         #[allow(unsafe_code)]
         // SAFETY: Microkit maps the region the `.netvm_stats` section names (derived from the
-        // SDF by `guest sel4-pds`) at that vaddr for the PD's whole life, and this PD touches
+        // SDF by `guest-image sel4-pds`) at that vaddr for the PD's whole life, and this PD touches
         // it only through `sddf::shm::Region`.
         let mem = unsafe { IdentityMapped::new() };
         let attached = StatsWriter::from_section(STATS.as_bytes(), &mem, microkit::pd_name())

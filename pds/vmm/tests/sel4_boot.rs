@@ -7,12 +7,12 @@
 //! fault. Prints the time from QEMU's start to each line.
 //!
 //! The image is built the way the top-level Makefile builds system.xml's: the guest's device
-//! tree by `guest sel4-dtb`, the vmm with it embedded, and the PD images with their config
-//! sections (the vmm's `.vmm_config`) by `guest sel4-pds`, all from the system description.
+//! tree by `guest-image sel4-dtb`, the vmm with it embedded, and the PD images with their config
+//! sections (the vmm's `.vmm_config`) by `guest-image sel4-pds`, all from the system description.
 //!
 //! Needs `MICROKIT_SDK` (Microkit 2.3.0), `qemu-system-aarch64`, and the guest outputs
 //! (`Image`, `initrd.cpio.gz`) in `$NETVM_GUEST_DIR` or `<workspace>/build/guest`
-//! (`cargo run -p guest --release -- build --out build/guest`); otherwise it says what is
+//! (`cargo run -p guest-image --release -- build --out build/guest`); otherwise it says what is
 //! missing and passes. `VMM_BOOT_CONSOLE=<file>` saves the whole console.
 #![cfg(target_os = "linux")]
 
@@ -86,7 +86,7 @@ fn cargo(target_dir: &Path, args: &[&str]) -> Command {
     cmd
 }
 
-/// Builds the `guest` tool, the guest DTB, the timer and vmm ELFs (the vmm with the images
+/// Builds the `guest-image` tool, the guest DTB, the timer and vmm ELFs (the vmm with the images
 /// embedded), patches the PD images' config sections and builds the Microkit image; returns
 /// loader.img.
 fn build_image(sdk: &Path, guest: &Path, dir: &Path) -> PathBuf {
@@ -96,11 +96,18 @@ fn build_image(sdk: &Path, guest: &Path, dir: &Path) -> PathBuf {
     testkit::run_ok(
         &mut cargo(
             &target_dir,
-            &["build", "--release", "-p", "guest", "--bin", "guest"],
+            &[
+                "build",
+                "--release",
+                "-p",
+                "guest-image",
+                "--bin",
+                "guest-image",
+            ],
         ),
-        "cargo build -p guest",
+        "cargo build -p guest-image",
     );
-    let tool = target_dir.join("release/guest");
+    let tool = target_dir.join("release/guest-image");
     let dtb = dir.join("guest.dtb");
     testkit::run_ok(
         Command::new(&tool)
@@ -111,7 +118,7 @@ fn build_image(sdk: &Path, guest: &Path, dir: &Path) -> PathBuf {
             .arg(&initrd)
             .arg("--out")
             .arg(&dtb),
-        "guest sel4-dtb",
+        "guest-image sel4-dtb",
     );
     testkit::run_ok(
         cargo(
@@ -147,7 +154,7 @@ fn build_image(sdk: &Path, guest: &Path, dir: &Path) -> PathBuf {
             .arg(target_dir.join("aarch64-unknown-none/release"))
             .arg("--out")
             .arg(&pds),
-        "guest sel4-pds",
+        "guest-image sel4-pds",
     );
     let image = dir.join("loader.img");
     testkit::run_ok(

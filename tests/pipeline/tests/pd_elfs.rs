@@ -1,10 +1,9 @@
 //! Builds every PD of system.xml for `aarch64-unknown-none` and checks each ELF against what the
-//! Microkit 2.3.0 tool needs (`microkit::host::elf_check`), including each config section the
+//! Microkit 2.3.0 tool needs (`pd_elf::check_pd_image`), including each config section the
 //! build fills, at its exact size.
 use std::path::Path;
-use std::process::Command;
 
-use microkit::host::elf_check::check_pd_image;
+use pd_elf::check_pd_image;
 
 /// (binary, sections it must carry with their sizes)
 const PDS: &[(&str, &[(&str, u64)])] = &[
@@ -45,33 +44,22 @@ const PDS: &[(&str, &[(&str, u64)])] = &[
 fn every_system_pd_links_as_the_microkit_tool_requires() {
     let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sel4-pds");
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--target", "aarch64-unknown-none"])
-        .args([
-            "-p",
-            "virt-rx",
-            "-p",
-            "virt-tx",
-            "-p",
-            "copier",
-            "-p",
-            "echo-server",
-            "-p",
-            "timer",
-            "-p",
-            "idle",
-        ])
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .status()
-        .expect("run cargo");
-    assert!(
-        status.success(),
-        "cargo build --target aarch64-unknown-none failed"
-    );
-    let dir = target_dir.join("aarch64-unknown-none/release");
+    let packages = [
+        "-p",
+        "virt-rx",
+        "-p",
+        "virt-tx",
+        "-p",
+        "copier",
+        "-p",
+        "echo-server",
+        "-p",
+        "timer",
+        "-p",
+        "idle",
+    ];
+    let dir = pd_elf::cargo_build_sel4(env!("CARGO"), &manifest, &packages, &target_dir, &[])
+        .unwrap_or_else(|e| panic!("{e}"));
     for (bin, sections) in PDS {
         check_pd_image(&dir.join(bin), &[], sections).unwrap_or_else(|e| panic!("{e}"));
     }

@@ -25,7 +25,7 @@
 //!
 //! Needs `MICROKIT_SDK` (Microkit 2.3.0), root (network namespaces, tap), `qemu-system-aarch64`,
 //! `ip`, `ping`, `tcpdump`, `python3` (the raw-socket peer), `make` and what `make` needs (the guest's
-//! Debian packages: see guest/); otherwise it says what is missing (`testkit::skip`: a failure
+//! Debian packages: see guest-image/); otherwise it says what is missing (`testkit::skip`: a failure
 //! where skipping is forbidden, as in CI). `#[ignore]`d: `scripts/test.sh`'s seL4 stage runs it.
 //! `NETVM_GUEST_FLAGS` is handed to the guest build (e.g. `--offline`).
 //! `SEL4_SYSTEM_CONSOLE=<file>` saves the console.

@@ -15,7 +15,6 @@
 //! panic is reported as a UserException fault with number 6 (`SIGABRT`).
 
 pub mod control;
-pub mod elf_check;
 mod image;
 pub mod manifest;
 mod sys;

@@ -68,6 +68,7 @@ use sddf::NET_BUFFER_SIZE;
 use zerocopy::{FromZeros, IntoBytes};
 
 use crate::model::{Map, MemoryRegion, ProtectionDomain, SystemDescription};
+use crate::Section;
 
 pub use buffers::BufferCounts;
 pub use error::NetError;
@@ -93,9 +94,6 @@ pub const VIRT_TX_SECTION: &str = ".net_virt_tx_config";
 pub const COPY_SECTION: &str = ".net_copy_config";
 /// ELF section of a client's config.
 pub const CLIENT_SECTION: &str = ".net_client_config";
-
-/// One config blob: (PD name, ELF section name, section contents).
-pub type PdSection = (String, &'static str, Vec<u8>);
 
 /// Which PDs form a network system, and the capacities of its queues.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -453,22 +451,16 @@ impl<'a> Lookup<'a> {
 /// Every sDDF net config blob of the system `spec` describes: `.net_driver_config` and
 /// `.device_resources` of the driver, `.net_virt_rx_config`, `.net_virt_tx_config`, then
 /// `.net_copy_config` of each copier and `.net_client_config` of each client, in client order.
-pub fn derive(sys: &SystemDescription, spec: &NetSystemSpec) -> Result<Vec<PdSection>, NetError> {
+pub fn derive(sys: &SystemDescription, spec: &NetSystemSpec) -> Result<Vec<Section>, NetError> {
     let caps = spec.check()?;
     let at = Lookup {
         sys,
         names: Names { dev: &spec.device },
     };
-    let names = &at.names;
-    let (rx_cap, tx_cap) = (caps.rx, caps.driver_tx);
-    let (drv, vrx, vtx) = (&spec.driver, &spec.virt_rx, &spec.virt_tx);
-    let rx_dma_what = format!("{} RX DMA buffers", rx_cap.get());
-    let mut out: Vec<PdSection> = Vec::new();
-
     // Every PD first, so that a misspelt name is reported as such rather than as a missing region.
-    let driver = at.pd(drv, "driver")?;
-    let virt_rx = at.pd(vrx, "virt_rx")?;
-    let virt_tx = at.pd(vtx, "virt_tx")?;
+    let driver = at.pd(&spec.driver, "driver")?;
+    let virt_rx = at.pd(&spec.virt_rx, "virt_rx")?;
+    let virt_tx = at.pd(&spec.virt_tx, "virt_tx")?;
     let mut client_pds = Vec::with_capacity(spec.clients.len());
     for client in &spec.clients {
         let name = &client.name;
@@ -481,12 +473,33 @@ pub fn derive(sys: &SystemDescription, spec: &NetSystemSpec) -> Result<Vec<PdSec
         };
         client_pds.push((at.pd(name, &format!("client '{name}'"))?, copier));
     }
+    let mut out = driver_sections(&at, spec, &caps, driver)?;
+    out.push(virt_rx_section(&at, spec, &caps, virt_rx)?);
+    out.push(virt_tx_section(&at, spec, &caps, virt_tx)?);
+    let mut client_blobs = Vec::new();
+    for ((client, caps_of), (pd, copier)) in spec.clients.iter().zip(&caps.clients).zip(client_pds)
+    {
+        let (copy, cfg) = client_sections(&at, spec, &caps, client, caps_of, pd, copier)?;
+        out.extend(copy);
+        client_blobs.push(cfg);
+    }
+    out.extend(client_blobs);
+    Ok(out)
+}
 
+/// The driver's `.net_driver_config` and `.device_resources`.
+fn driver_sections(
+    at: &Lookup<'_>,
+    spec: &NetSystemSpec,
+    caps: &Capacities,
+    driver: &ProtectionDomain,
+) -> Result<Vec<Section>, NetError> {
+    let (drv, vrx, vtx) = (&spec.driver, &spec.virt_rx, &spec.virt_tx);
     let mut cfg = zeroed::<NetDriverConfig>();
     cfg.magic = NET_MAGIC;
-    cfg.virt_rx = at.conn(driver, drv, vrx, rx_cap)?;
-    cfg.virt_tx = at.conn(driver, drv, vtx, tx_cap)?;
-    out.push((drv.clone(), DRIVER_SECTION, cfg.as_bytes().to_vec()));
+    cfg.virt_rx = at.conn(driver, drv, vrx, caps.rx)?;
+    cfg.virt_tx = at.conn(driver, drv, vtx, caps.driver_tx)?;
+    let config = Section::new(drv.clone(), DRIVER_SECTION, cfg.as_bytes().to_vec());
 
     let mut res = zeroed::<DeviceResources>();
     res.magic = DEVICE_MAGIC;
@@ -506,24 +519,34 @@ pub fn derive(sys: &SystemDescription, spec: &NetSystemSpec) -> Result<Vec<PdSec
     // Both counts are at most MAX_CLIENTS (64), checked by `spec.check`.
     res.num_regions = spec.device_regions.len() as u8;
     res.num_irqs = spec.device_irqs.len() as u8;
-    out.push((
+    let resources = Section::new(
         drv.clone(),
         DEVICE_RESOURCES_SECTION,
         res.as_bytes().to_vec(),
-    ));
+    );
+    Ok(vec![config, resources])
+}
 
+/// virt_rx's `.net_virt_rx_config`.
+fn virt_rx_section(
+    at: &Lookup<'_>,
+    spec: &NetSystemSpec,
+    caps: &Capacities,
+    virt_rx: &ProtectionDomain,
+) -> Result<Section, NetError> {
+    let (drv, vrx, rx_cap) = (&spec.driver, &spec.virt_rx, caps.rx);
     let mut cfg = zeroed::<NetVirtRxConfig>();
     cfg.magic = NET_MAGIC;
     cfg.driver = at.conn(virt_rx, drv, vrx, rx_cap)?;
     cfg.data = at.device_region(
         virt_rx,
-        &names.rx_dma(),
+        &at.names.rx_dma(),
         buffers_bytes(rx_cap),
-        &rx_dma_what,
+        &format!("{} RX DMA buffers", rx_cap.get()),
     )?;
     cfg.buffer_metadata = at.region(
         virt_rx,
-        &names.rx_metadata(),
+        &at.names.rx_metadata(),
         rx_cap.entries() as u64,
         &format!("{} RX buffer reference counts", rx_cap.get()),
     )?;
@@ -534,18 +557,31 @@ pub fn derive(sys: &SystemDescription, spec: &NetSystemSpec) -> Result<Vec<PdSec
         slot.num_macs = 1;
     }
     cfg.num_clients = spec.clients.len() as u8;
-    out.push((vrx.clone(), VIRT_RX_SECTION, cfg.as_bytes().to_vec()));
+    Ok(Section::new(
+        vrx.clone(),
+        VIRT_RX_SECTION,
+        cfg.as_bytes().to_vec(),
+    ))
+}
 
+/// virt_tx's `.net_virt_tx_config`.
+fn virt_tx_section(
+    at: &Lookup<'_>,
+    spec: &NetSystemSpec,
+    caps: &Capacities,
+    virt_tx: &ProtectionDomain,
+) -> Result<Section, NetError> {
+    let (drv, vtx) = (&spec.driver, &spec.virt_tx);
     let mut cfg = zeroed::<NetVirtTxConfig>();
     cfg.magic = NET_MAGIC;
-    cfg.driver = at.conn(virt_tx, drv, vtx, tx_cap)?;
+    cfg.driver = at.conn(virt_tx, drv, vtx, caps.driver_tx)?;
     for ((slot, client), caps) in cfg.clients.iter_mut().zip(&spec.clients).zip(&caps.clients) {
         let n = caps.tx;
         slot.conn = at.conn(virt_tx, vtx, &client.name, n)?;
         let mut region = VirtTxDataRegion::default();
         region.data = at.device_region(
             virt_tx,
-            &names.client_tx_data(&client.name),
+            &at.names.client_tx_data(&client.name),
             buffers_bytes(n),
             &format!("{} TX buffers of client '{}'", n.get(), client.name),
         )?;
@@ -554,43 +590,64 @@ pub fn derive(sys: &SystemDescription, spec: &NetSystemSpec) -> Result<Vec<PdSec
         slot.num_regions = 1;
     }
     cfg.num_clients = spec.clients.len() as u8;
-    out.push((vtx.clone(), VIRT_TX_SECTION, cfg.as_bytes().to_vec()));
+    Ok(Section::new(
+        vtx.clone(),
+        VIRT_TX_SECTION,
+        cfg.as_bytes().to_vec(),
+    ))
+}
 
-    let mut client_blobs = Vec::new();
-    for ((client, caps), (pd, copier)) in spec.clients.iter().zip(&caps.clients).zip(client_pds) {
-        let name = &client.name;
-        let (rx_n, tx_n) = (caps.rx, caps.tx);
-        let rx_data_what = format!("{} RX buffers of client '{name}'", rx_n.get());
-        let mut cfg = zeroed::<NetClientConfig>();
-        cfg.magic = NET_MAGIC;
-        if let Some((copier, copier_name)) = copier {
-            let mut copy = zeroed::<NetCopyConfig>();
-            copy.magic = NET_MAGIC;
-            copy.rx = at.conn(copier, vrx, copier_name, rx_cap)?;
-            // Without a vswitch there is one source region, oid 0: the RX DMA region.
-            copy.rx_data[0] =
-                at.region(copier, &names.rx_dma(), buffers_bytes(rx_cap), &rx_dma_what)?;
-            copy.client = at.conn(copier, copier_name, name, rx_n)?;
-            let private = names.client_rx_data(name);
-            copy.client_data = at.region(copier, &private, buffers_bytes(rx_n), &rx_data_what)?;
-            out.push((copier_name.clone(), COPY_SECTION, copy.as_bytes().to_vec()));
+/// A client's copier's `.net_copy_config` (if it has a copier) and its `.net_client_config`.
+fn client_sections(
+    at: &Lookup<'_>,
+    spec: &NetSystemSpec,
+    caps: &Capacities,
+    client: &NetClientSpec,
+    client_caps: &ClientCapacities,
+    pd: &ProtectionDomain,
+    copier: Option<(&ProtectionDomain, &String)>,
+) -> Result<(Option<Section>, Section), NetError> {
+    let (vrx, vtx, rx_cap) = (&spec.virt_rx, &spec.virt_tx, caps.rx);
+    let names = &at.names;
+    let rx_dma_what = format!("{} RX DMA buffers", rx_cap.get());
+    let name = &client.name;
+    let (rx_n, tx_n) = (client_caps.rx, client_caps.tx);
+    let rx_data_what = format!("{} RX buffers of client '{name}'", rx_n.get());
+    let mut cfg = zeroed::<NetClientConfig>();
+    cfg.magic = NET_MAGIC;
+    let mut copy_section = None;
+    if let Some((copier, copier_name)) = copier {
+        let mut copy = zeroed::<NetCopyConfig>();
+        copy.magic = NET_MAGIC;
+        copy.rx = at.conn(copier, vrx, copier_name, rx_cap)?;
+        // Without a vswitch there is one source region, oid 0: the RX DMA region.
+        copy.rx_data[0] =
+            at.region(copier, &names.rx_dma(), buffers_bytes(rx_cap), &rx_dma_what)?;
+        copy.client = at.conn(copier, copier_name, name, rx_n)?;
+        let private = names.client_rx_data(name);
+        copy.client_data = at.region(copier, &private, buffers_bytes(rx_n), &rx_data_what)?;
+        copy_section = Some(Section::new(
+            copier_name.clone(),
+            COPY_SECTION,
+            copy.as_bytes().to_vec(),
+        ));
 
-            cfg.rx = at.conn(pd, copier_name, name, rx_n)?;
-            cfg.rx_data = at.region(pd, &private, buffers_bytes(rx_n), &rx_data_what)?;
-        } else {
-            cfg.rx = at.conn(pd, vrx, name, rx_cap)?;
-            cfg.rx_data = at.region(pd, &names.rx_dma(), buffers_bytes(rx_cap), &rx_dma_what)?;
-        }
-        cfg.tx = at.conn(pd, vtx, name, tx_n)?;
-        cfg.tx_data = at.region(
-            pd,
-            &names.client_tx_data(name),
-            buffers_bytes(tx_n),
-            &format!("{} TX buffers of client '{name}'", tx_n.get()),
-        )?;
-        cfg.mac_addr = client.mac;
-        client_blobs.push((name.clone(), CLIENT_SECTION, cfg.as_bytes().to_vec()));
+        cfg.rx = at.conn(pd, copier_name, name, rx_n)?;
+        cfg.rx_data = at.region(pd, &private, buffers_bytes(rx_n), &rx_data_what)?;
+    } else {
+        cfg.rx = at.conn(pd, vrx, name, rx_cap)?;
+        cfg.rx_data = at.region(pd, &names.rx_dma(), buffers_bytes(rx_cap), &rx_dma_what)?;
     }
-    out.extend(client_blobs);
-    Ok(out)
+    cfg.tx = at.conn(pd, vtx, name, tx_n)?;
+    cfg.tx_data = at.region(
+        pd,
+        &names.client_tx_data(name),
+        buffers_bytes(tx_n),
+        &format!("{} TX buffers of client '{name}'", tx_n.get()),
+    )?;
+    cfg.mac_addr = client.mac;
+    Ok((
+        copy_section,
+        Section::new(name.clone(), CLIENT_SECTION, cfg.as_bytes().to_vec()),
+    ))
 }

@@ -5,8 +5,9 @@
 use sddf::config::RegionResource;
 use zerocopy::IntoBytes;
 
-use super::{Names, NetError, NetSystemSpec, PdSection};
+use super::{Names, NetError, NetSystemSpec};
 use crate::model::SystemDescription;
+use crate::Section;
 
 /// Prefix of a stats region's name: `netvm/stats/<pd>` holds the counters of PD `<pd>`.
 pub const STATS_PREFIX: &str = "netvm/stats/";
@@ -14,7 +15,7 @@ pub const STATS_PREFIX: &str = "netvm/stats/";
 /// The `.netvm_stats` section of every PD that maps its own stats region (`netvm/stats/<pd>`,
 /// read-write): the region's vaddr in that PD and its size. PDs without one get no section and
 /// publish nothing.
-pub fn stats_sections(sys: &SystemDescription) -> Vec<PdSection> {
+pub fn stats_sections(sys: &SystemDescription) -> Vec<Section> {
     sys.pds()
         .map(|(pd, _)| pd)
         .filter_map(|pd| {
@@ -25,7 +26,7 @@ pub fn stats_sections(sys: &SystemDescription) -> Vec<PdSection> {
                 vaddr: map.vaddr,
                 size: mr.size,
             };
-            Some((
+            Some(Section::new(
                 pd.name.clone(),
                 netvm_api::stats::SECTION,
                 resource.as_bytes().to_vec(),
@@ -38,7 +39,7 @@ pub fn stats_sections(sys: &SystemDescription) -> Vec<PdSection> {
 /// beyond sDDF (multicast to every client, fair TX, lazy completions) switched on explicitly,
 /// since an all-zero section means sDDF 0.7's semantics; driver-VM offset mode exactly when the
 /// driver PD runs a virtual machine (its guest must never need physical addresses).
-pub fn options_sections(sys: &SystemDescription, spec: &NetSystemSpec) -> Vec<PdSection> {
+pub fn options_sections(sys: &SystemDescription, spec: &NetSystemSpec) -> Vec<Section> {
     let driver_vm = sys
         .pd(&spec.driver)
         .is_some_and(|pd| pd.virtual_machine.is_some());
@@ -52,7 +53,7 @@ pub fn options_sections(sys: &SystemDescription, spec: &NetSystemSpec) -> Vec<Pd
     [&spec.virt_rx, &spec.virt_tx]
         .into_iter()
         .map(|pd| {
-            (
+            Section::new(
                 pd.clone(),
                 netvm_api::options::SECTION,
                 options.as_bytes().to_vec(),
@@ -67,7 +68,7 @@ pub fn options_sections(sys: &SystemDescription, spec: &NetSystemSpec) -> Vec<Pd
 /// sees a physical address), so when the driver PD runs a virtual machine, virt_rx and virt_tx get
 /// driver-VM offset mode and none of netvm's other behaviours (such a system asked for sDDF's).
 /// No sections when the driver is a native PD.
-pub fn sdfgen_options_sections(sys: &SystemDescription) -> Result<Vec<PdSection>, NetError> {
+pub fn sdfgen_options_sections(sys: &SystemDescription) -> Result<Vec<Section>, NetError> {
     let roles = super::infer::roles(sys)?;
     let driver_vm = sys
         .pd(&roles.driver)
@@ -78,7 +79,7 @@ pub fn sdfgen_options_sections(sys: &SystemDescription) -> Result<Vec<PdSection>
     let options = netvm_api::options::NetOptions::new(netvm_api::options::DRIVER_OFFSETS, 0);
     Ok([roles.virt_rx, roles.virt_tx]
         .into_iter()
-        .map(|pd| (pd, netvm_api::options::SECTION, options.as_bytes().to_vec()))
+        .map(|pd| Section::new(pd, netvm_api::options::SECTION, options.as_bytes().to_vec()))
         .collect())
 }
 

@@ -25,10 +25,11 @@ use sddf::config::{
 };
 
 use super::{
-    infer, NetError, PdSection, CLIENT_SECTION, COPY_SECTION, DEVICE_RESOURCES_SECTION,
-    DRIVER_SECTION, VIRT_RX_SECTION, VIRT_TX_SECTION,
+    infer, NetError, CLIENT_SECTION, COPY_SECTION, DEVICE_RESOURCES_SECTION, DRIVER_SECTION,
+    VIRT_RX_SECTION, VIRT_TX_SECTION,
 };
 use crate::model::SystemDescription;
+use crate::Section;
 
 /// Checks a blob's size, magic and counts as config `C`.
 type Check = fn(&[u8]) -> Result<(), ConfigError>;
@@ -39,10 +40,7 @@ fn check<C: Config>(bytes: &[u8]) -> Result<(), ConfigError> {
 
 /// The net config blobs sdfgen wrote into `dir` for the network system `sys` (the `.system` file
 /// sdfgen wrote with them), as (PD, section, bytes) in [`derive`](super::derive)'s order.
-pub fn sdfgen_blob_sections(
-    dir: &Path,
-    sys: &SystemDescription,
-) -> Result<Vec<PdSection>, NetError> {
+pub fn sdfgen_blob_sections(dir: &Path, sys: &SystemDescription) -> Result<Vec<Section>, NetError> {
     let roles = infer::roles(sys)?;
     let mut expected: Vec<(String, &String, &'static str, Check)> = vec![
         (
@@ -120,7 +118,7 @@ pub fn sdfgen_blob_sections(
                 }
             })?;
             check(&bytes).map_err(|error| NetError::BadBlob { path, error })?;
-            Ok((pd.clone(), section, bytes))
+            Ok(Section::new(pd.clone(), section, bytes))
         })
         .collect()
 }

@@ -1,11 +1,11 @@
-//! The device tree `guest` derives for the driver VM of the real system.xml, read back by the VMM
+//! The device tree `guest-image` writes for the driver VM of the real system.xml, read back by the VMM
 //! core's own DT reader (`vmm::linux`): the initrd range, the doorbell pages, the UIO IRQs, the
 //! NIC's IRQ and guest RAM are where the VMM's `.vmm_config` says. (This replaces a check of a
 //! hand-written example DTS, which the derivation made obsolete.)
 use std::path::Path;
 
-use guest::fdt::build_dtb;
-use guest::system::{driver_vm, RX_FAULT_GPA, TX_FAULT_GPA};
+use guest_image::fdt::build_dtb;
+use system_plan::{driver_vm, RX_FAULT_GPA, TX_FAULT_GPA};
 use vmm::linux::{dtb_initrd, dtb_node};
 
 fn macs() -> Vec<(String, [u8; 6])> {
@@ -33,10 +33,11 @@ fn the_guest_gets_the_drivers_derived_config_byte_for_byte() {
     // Derived here independently: what sdf::net gives the driver PD (the vmm).
     let spec = sdf::net::NetSystemSpec::infer(&sys, &macs()).unwrap();
     let derived = sdf::net::derive(&sys, &spec).unwrap();
-    let (_, _, blob) = derived
+    let blob = &derived
         .iter()
-        .find(|(pd, name, _)| pd == "vmm" && *name == sdf::net::DRIVER_SECTION)
-        .unwrap();
+        .find(|s| s.pd == "vmm" && s.name == sdf::net::DRIVER_SECTION)
+        .unwrap()
+        .bytes;
     assert_eq!(blob.len(), 88);
     let vm = driver_vm(&sys, &path, "console=ttyAMA0", &macs()).unwrap();
     assert_eq!(&vm.layout.net_driver_config, blob);

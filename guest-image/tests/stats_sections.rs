@@ -1,4 +1,4 @@
-//! `guest sel4-pds` gives every PD of system.xml that maps its `netvm/stats/<pd>` region a
+//! `guest-image sel4-pds` gives every PD of system.xml that maps its `netvm/stats/<pd>` region a
 //! `.netvm_stats` section naming it, the VMM included (on seL4 it publishes its own counters;
 //! the driver's sDDF configs and options stay left out).
 use std::net::Ipv4Addr;
@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use echo_api::IpConfig;
 use std::path::Path;
 
-use guest::system::{driver_vm, sections};
+use system_plan::{driver_vm, sections};
 
 fn ip(addr: Ipv4Addr) -> IpConfig {
     IpConfig::Static {

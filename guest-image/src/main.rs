@@ -1,13 +1,15 @@
-//! `guest build --out DIR`: builds the driver VM's kernel, initramfs and device tree.
-//! `guest sel4-dtb` / `guest sel4-pds`: the seL4 image's pieces derived from `system.xml` (the
-//! guest device tree of that system; every PD's ELF with its config sections patched in).
+//! `guest-image build --out DIR`: builds the driver VM's kernel, initramfs and device tree.
+//! `guest-image sel4-dtb` / `guest-image sel4-pds`: the two seL4 writers of the plan
+//! `system_plan::plan` makes from `system.xml` (the guest device tree of that system; every
+//! PD's ELF with its config sections patched in).
 #![deny(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use guest::{build, BuildOptions, GuestLayout, Refresh};
+use guest_image::{build, BuildOptions, GuestLayout, Refresh};
+use system_plan::{ImagePlan, Inputs, Writer};
 
 /// Builds the netvm driver VM's guest from Debian packages and this workspace's Rust code.
 #[derive(Parser)]
@@ -27,7 +29,7 @@ enum Cmd {
         #[arg(long)]
         cache: Option<PathBuf>,
         /// Debian kernel flavour.
-        #[arg(long, default_value = guest::DEFAULT_FLAVOUR)]
+        #[arg(long, default_value = guest_image::DEFAULT_FLAVOUR)]
         flavour: String,
         /// Never refresh the private apt lists (use what the cache holds).
         #[arg(long, conflicts_with = "refresh")]
@@ -136,7 +138,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("guest: {e}");
+            eprintln!("guest-image: {e}");
             ExitCode::FAILURE
         }
     }
@@ -146,13 +148,22 @@ fn parse_system(path: &Path) -> Result<sdf::SystemDescription, String> {
     sdf::parse(path, sdf::Arch::Aarch64).map_err(|e| e.to_string())
 }
 
-/// `client0=…,…` or `@FILE`, parsed.
-fn parse_macs(macs: &str) -> Result<Vec<(String, [u8; 6])>, String> {
-    let macs = match macs.strip_prefix('@') {
-        Some(file) => std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?,
-        None => macs.to_string(),
+/// The seL4 image's plan of `system` (parsed from it).
+fn sel4_plan(
+    system: &Path,
+    sys: &sdf::SystemDescription,
+    bootargs: &str,
+    macs: &str,
+    echo: &[(String, echo_api::IpConfig)],
+) -> Result<ImagePlan, String> {
+    let macs = system_plan::parse_macs(macs)?;
+    let inputs = Inputs {
+        macs: Some(&macs),
+        echo,
+        bootargs,
+        writer: Writer::Sel4Image,
     };
-    sdf::net::parse_mac_list(&macs).map_err(|e| e.to_string())
+    system_plan::plan(sys, system, &inputs).map_err(|e| e.to_string())
 }
 
 fn sel4_dtb(
@@ -163,12 +174,12 @@ fn sel4_dtb(
     out: &Path,
 ) -> Result<(), String> {
     let sys = parse_system(system)?;
-    let macs = parse_macs(macs)?;
-    let vm = guest::system::driver_vm(&sys, system, bootargs, &macs).map_err(|e| e.to_string())?;
+    let vm = system_plan::driver_vm(&sys, system, bootargs, &system_plan::parse_macs(macs)?)
+        .map_err(|e| e.to_string())?;
     let len = std::fs::metadata(initrd)
         .map_err(|e| format!("{}: {e}", initrd.display()))?
         .len();
-    let dtb = guest::fdt::build_dtb(&vm.layout, len).map_err(|e| e.to_string())?;
+    let dtb = guest_image::fdt::build_dtb(&vm.layout, len).map_err(|e| e.to_string())?;
     std::fs::write(out, &dtb).map_err(|e| format!("{}: {e}", out.display()))?;
     println!("{} ({} bytes)", out.display(), dtb.len());
     Ok(())
@@ -182,15 +193,11 @@ fn sel4_pds(
     out: &Path,
 ) -> Result<(), String> {
     let sys = parse_system(system)?;
-    let macs = parse_macs(macs)?;
     let echo = parse_echo_ips(echo_ips)?;
-    let vm = guest::system::driver_vm(&sys, system, DEFAULT_SEL4_BOOTARGS, &macs)
+    let plan = sel4_plan(system, &sys, DEFAULT_SEL4_BOOTARGS, macs, &echo)?;
+    let written = guest_image::sel4::patch_pds(&sys, &plan.sections, elf_dir, out)
         .map_err(|e| e.to_string())?;
-    let sections =
-        guest::system::sections(&sys, system, &vm, &macs, &echo).map_err(|e| e.to_string())?;
-    let written =
-        guest::system::patch_pds(&sys, &sections, elf_dir, out).map_err(|e| e.to_string())?;
-    for s in &sections {
+    for s in &plan.sections {
         println!("{}: {} ({} bytes)", s.pd, s.name, s.bytes.len());
     }
     println!("{} PD images in {}", written.len(), out.display());
@@ -199,13 +206,7 @@ fn sel4_pds(
 
 /// The `--echo-ips` list, read by the parser `netvm run --echo-ips` uses too.
 fn parse_echo_ips(text: &str) -> Result<Vec<(String, echo_api::IpConfig)>, String> {
-    echo_api::parse_address_list(text)
-        .map(|entry| {
-            entry
-                .map(|(pd, ip)| (pd.to_owned(), ip))
-                .map_err(|e| format!("--echo-ips {e}"))
-        })
-        .collect()
+    system_plan::parse_echo_ips(text).map_err(|e| format!("--echo-ips {e}"))
 }
 
 fn guest_build(cmd: Cmd) -> ExitCode {
@@ -255,7 +256,7 @@ fn guest_build(cmd: Cmd) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("guest: {e}");
+            eprintln!("guest-image: {e}");
             ExitCode::FAILURE
         }
     }

@@ -27,12 +27,13 @@ mod sys;
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use cmdline::{Mode, Options};
+use nix::sys::signal::Signal;
 
 /// What a console line must say to power the guest off.
 const POWEROFF_COMMAND: &str = "netvm.poweroff";
@@ -299,13 +300,13 @@ impl Service {
     }
 
     /// A child exited: if it was this service, log and schedule its restart.
-    fn reaped(&mut self, pid: i32, status: i32) {
+    fn reaped(&mut self, pid: i32, status: nix::sys::wait::WaitStatus) {
         let path = self.path;
         if self.pid() == Some(pid) {
             self.child = None;
             log(format!(
                 "{path} exited ({}) after {:.1} s",
-                sys::describe_status(status),
+                sys::describe_status(&status),
                 self.started.elapsed().as_secs_f64()
             ));
             self.schedule_restart();
@@ -316,12 +317,15 @@ impl Service {
     fn stop(&mut self) {
         let path = self.path;
         let Some(pid) = self.pid() else { return };
-        let _ = sys::kill(pid, libc::SIGTERM);
+        let _ = sys::kill(pid, Signal::SIGTERM);
         let deadline = Instant::now() + STOP_GRACE;
         while Instant::now() < deadline {
             if let Some((p, status)) = sys::reap() {
                 if p == pid {
-                    log(format!("{path} stopped ({})", sys::describe_status(status)));
+                    log(format!(
+                        "{path} stopped ({})",
+                        sys::describe_status(&status)
+                    ));
                     self.child = None;
                     return;
                 }
@@ -329,24 +333,19 @@ impl Service {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        let _ = sys::kill(pid, libc::SIGKILL);
+        let _ = sys::kill(pid, Signal::SIGKILL);
         log(format!("{path} killed after {STOP_GRACE:?}"));
         self.child = None;
     }
 }
 
-fn setup_and_supervise() -> io::Result<()> {
-    let signals = sys::signalfd()?;
-    mount_all()?;
-    log("started");
-    if let Err(e) = sys::ctrl_alt_del_signals_init() {
-        log(format!("cannot route Ctrl-Alt-Del to init: {e}"));
-    }
-    let opts = Options::parse(&fs::read_to_string("/proc/cmdline")?);
+/// Starts the service the command line's mode asks for: the uio-driver on the NIC, or (the
+/// reference) the kernel echo on an addressed NIC.
+fn start_service(opts: &Options) -> io::Result<Service> {
     let mode = opts
         .mode()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    load_modules(&opts)?;
+    load_modules(opts)?;
     let (path, args) = match mode {
         Mode::Driver => {
             log_uio_devices();
@@ -368,7 +367,7 @@ fn setup_and_supervise() -> io::Result<()> {
             (KERNEL_ECHO, args.map(String::from).to_vec())
         }
     };
-    let mut driver = Service {
+    let mut service = Service {
         path,
         args,
         child: None,
@@ -376,10 +375,54 @@ fn setup_and_supervise() -> io::Result<()> {
         backoff: BACKOFF_FIRST,
         restart_at: None,
     };
-    driver.start();
+    service.start();
+    Ok(service)
+}
+
+/// Acts on one console line; true when it asks for power-off.
+fn on_console_line(line: &[u8], debug: bool) -> bool {
+    match console_command(line, debug) {
+        Some(ConsoleCommand::PowerOff) => {
+            log(format!(
+                "{POWEROFF_COMMAND} requested on the console: powering off"
+            ));
+            return true;
+        }
+        Some(ConsoleCommand::Crash) => {
+            log(format!(
+                "{CRASH_COMMAND} requested on the console: panicking the kernel"
+            ));
+            crash_kernel();
+        }
+        Some(ConsoleCommand::Hang) => {
+            log(format!(
+                "{HANG_COMMAND} requested on the console: panicking the kernel with no reboot"
+            ));
+            match fs::write("/proc/sys/kernel/panic", b"0") {
+                Ok(()) => crash_kernel(),
+                Err(e) => log(format!("{HANG_COMMAND}: /proc/sys/kernel/panic: {e}")),
+            }
+        }
+        Some(ConsoleCommand::Refused) => log(
+            "netvm.crash / netvm.hang ignored: not a debug image (no netvm.debug on the kernel command line)",
+        ),
+        None => {}
+    }
+    false
+}
+
+fn setup_and_supervise() -> io::Result<()> {
+    let signals = sys::signalfd()?;
+    mount_all()?;
+    log("started");
+    if let Err(e) = sys::ctrl_alt_del_signals_init() {
+        log(format!("cannot route Ctrl-Alt-Del to init: {e}"));
+    }
+    let opts = Options::parse(&fs::read_to_string("/proc/cmdline")?);
+    let mut driver = start_service(&opts)?;
 
     let console = io::stdin();
-    let mut console_ok = sys::set_nonblocking(console.as_raw_fd()).is_ok();
+    let mut console_ok = sys::set_nonblocking(console.as_fd()).is_ok();
     let mut line = Vec::new();
     loop {
         let timeout = driver
@@ -390,19 +433,19 @@ fn setup_and_supervise() -> io::Result<()> {
                     .min(i32::MAX as u128) as i32
             })
             .unwrap_or(-1);
-        let mut fds = vec![signals.as_raw_fd()];
+        let mut fds = vec![signals.as_fd()];
         if console_ok {
-            fds.push(console.as_raw_fd());
+            fds.push(console.as_fd());
         }
         let ready = sys::poll_readable(&fds, timeout)?;
         if ready[0] {
             while let Some(sig) = sys::read_signal(&signals)? {
-                if sig == libc::SIGCHLD as u32 {
+                if sig == Signal::SIGCHLD {
                     while let Some((pid, status)) = sys::reap() {
                         driver.reaped(pid, status);
                     }
                 } else {
-                    log(format!("signal {sig}: powering off"));
+                    log(format!("signal {}: powering off", sig as i32));
                     driver.stop();
                     return Ok(());
                 }
@@ -418,35 +461,9 @@ fn setup_and_supervise() -> io::Result<()> {
                 Ok(n) => {
                     for &b in &buf[..n] {
                         if b == b'\n' || b == b'\r' {
-                            match console_command(&line, opts.debug) {
-                                Some(ConsoleCommand::PowerOff) => {
-                                    log(format!(
-                                        "{POWEROFF_COMMAND} requested on the console: powering off"
-                                    ));
-                                    driver.stop();
-                                    return Ok(());
-                                }
-                                Some(ConsoleCommand::Crash) => {
-                                    log(format!(
-                                        "{CRASH_COMMAND} requested on the console: panicking the kernel"
-                                    ));
-                                    crash_kernel();
-                                }
-                                Some(ConsoleCommand::Hang) => {
-                                    log(format!(
-                                        "{HANG_COMMAND} requested on the console: panicking the kernel with no reboot"
-                                    ));
-                                    match fs::write("/proc/sys/kernel/panic", b"0") {
-                                        Ok(()) => crash_kernel(),
-                                        Err(e) => log(format!(
-                                            "{HANG_COMMAND}: /proc/sys/kernel/panic: {e}"
-                                        )),
-                                    }
-                                }
-                                Some(ConsoleCommand::Refused) => log(
-                                    "netvm.crash / netvm.hang ignored: not a debug image (no netvm.debug on the kernel command line)",
-                                ),
-                                None => {}
+                            if on_console_line(&line, opts.debug) {
+                                driver.stop();
+                                return Ok(());
                             }
                             line.clear();
                         } else if line.len() < 256 {

@@ -3,94 +3,86 @@
 //! section exists, has file contents, and the new bytes are exactly its size (so no segment,
 //! symbol or offset moves), or that size less the padding to 8 bytes that a Rust PD's 8-byte
 //! aligned config section has after a C struct of another size (sDDF's 6-byte
-//! `timer_client_config_t`); the padding is zeroed.
+//! `timer_client_config_t`); the padding is zeroed. The section headers are read with `object`;
+//! the write is the one slice copy below.
 
-/// ELF64 header fields (offsets).
-const E_SHOFF: usize = 0x28;
-const E_SHENTSIZE: usize = 0x3a;
-const E_SHNUM: usize = 0x3c;
-const E_SHSTRNDX: usize = 0x3e;
-/// Section header fields.
-const SH_NAME: usize = 0x00;
-const SH_TYPE: usize = 0x04;
-const SH_OFFSET: usize = 0x18;
-const SH_SIZE: usize = 0x20;
-const SHDR_SIZE: usize = 0x40;
-/// `SHT_NOBITS`: no file contents.
-const SHT_NOBITS: u32 = 8;
+use object::elf::SHT_NOBITS;
+use object::read::elf::{ElfFile64, SectionHeader};
+use object::{Endianness, Object, ObjectSection};
 
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
-/// One section header: name offset, type, file offset, size.
-fn section(elf: &[u8], index: usize) -> Option<(u32, u32, usize, usize)> {
-    let shoff = usize::try_from(u64_at(elf, E_SHOFF)?).ok()?;
-    if usize::from(u16_at(elf, E_SHENTSIZE)?) != SHDR_SIZE {
-        return None;
-    }
-    let at = shoff.checked_add(index.checked_mul(SHDR_SIZE)?)?;
-    Some((
-        u32_at(elf, at + SH_NAME)?,
-        u32_at(elf, at + SH_TYPE)?,
-        usize::try_from(u64_at(elf, at + SH_OFFSET)?).ok()?,
-        usize::try_from(u64_at(elf, at + SH_SIZE)?).ok()?,
-    ))
+/// Why a section cannot be patched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatchError {
+    /// The file is no ELF64 file `object` can read.
+    #[error("not a readable ELF64 file: {0}")]
+    Malformed(String),
+    /// No section of that name.
+    #[error("no section {0} (does this PD read that config?)")]
+    NoSection(String),
+    /// The section occupies no bytes of the file.
+    #[error("section {0} has no file contents (NOBITS)")]
+    NoBits(String),
+    /// The config is not the section's size (nor that size less its padding to 8 bytes).
+    #[error("section {name} is {size} bytes, the config is {len} bytes")]
+    Size {
+        /// The section.
+        name: String,
+        /// Its size.
+        size: u64,
+        /// The config's size.
+        len: usize,
+    },
 }
 
-/// Writes `bytes` over section `name`; the message says what is wrong otherwise.
-pub fn patch_section(elf: &mut [u8], name: &str, bytes: &[u8]) -> Result<(), String> {
-    if elf.get(..6) != Some(&[0x7f, b'E', b'L', b'F', 2, 1][..]) {
-        return Err("not a little-endian ELF64 file".into());
-    }
-    let malformed = || "malformed section headers".to_string();
-    let count = usize::from(u16_at(elf, E_SHNUM).ok_or_else(malformed)?);
-    let strndx = usize::from(u16_at(elf, E_SHSTRNDX).ok_or_else(malformed)?);
-    let (_, _, str_off, str_size) = section(elf, strndx).ok_or_else(malformed)?;
-    let strtab = elf
-        .get(str_off..str_off.saturating_add(str_size))
-        .ok_or_else(malformed)?
-        .to_vec();
-    for i in 0..count {
-        let (name_off, kind, off, size) = section(elf, i).ok_or_else(malformed)?;
-        let this = strtab
-            .get(name_off as usize..)
-            .and_then(|s| s.split(|b| *b == 0).next())
-            .ok_or_else(malformed)?;
-        if this != name.as_bytes() {
-            continue;
+/// Writes `bytes` over section `name` of the ELF file `elf`.
+pub fn patch_section(elf: &mut [u8], name: &str, bytes: &[u8]) -> Result<(), PatchError> {
+    let malformed = |e: object::Error| PatchError::Malformed(e.to_string());
+    let (offset, size) = {
+        let file = ElfFile64::<Endianness>::parse(&*elf).map_err(malformed)?;
+        let section = file
+            .section_by_name(name)
+            .ok_or_else(|| PatchError::NoSection(name.to_owned()))?;
+        if section.elf_section_header().sh_type(file.endian()) == SHT_NOBITS {
+            return Err(PatchError::NoBits(name.to_owned()));
         }
-        if kind == SHT_NOBITS {
-            return Err(format!("section {name} has no file contents (NOBITS)"));
-        }
-        if size != bytes.len() && size != bytes.len().next_multiple_of(8) {
-            return Err(format!(
-                "section {name} is {size} bytes, the config is {} bytes",
-                bytes.len()
-            ));
-        }
-        let dst = elf
-            .get_mut(off..off.saturating_add(size))
-            .ok_or_else(malformed)?;
-        let (config, padding) = dst.split_at_mut(bytes.len());
-        config.copy_from_slice(bytes);
-        padding.fill(0);
-        return Ok(());
+        let size = section.size();
+        let (offset, _) = section
+            .file_range()
+            .ok_or_else(|| PatchError::NoBits(name.to_owned()))?;
+        (offset, size)
+    };
+    let len = bytes.len() as u64;
+    if size != len && size != len.next_multiple_of(8) {
+        return Err(PatchError::Size {
+            name: name.to_owned(),
+            size,
+            len: bytes.len(),
+        });
     }
-    Err(format!(
-        "no section {name} (does this PD read that config?)"
-    ))
+    let dst = usize::try_from(offset)
+        .ok()
+        .zip(usize::try_from(size).ok())
+        .and_then(|(start, size)| elf.get_mut(start..start.checked_add(size)?))
+        .ok_or_else(|| PatchError::Malformed(format!("section {name} lies beyond the file")))?;
+    let (config, padding) = dst.split_at_mut(bytes.len());
+    config.copy_from_slice(bytes);
+    padding.fill(0);
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// ELF64 header and section header fields (offsets), to write a minimal file.
+    const E_SHOFF: usize = 0x28;
+    const E_EHSIZE: usize = 0x34;
+    const E_SHENTSIZE: usize = 0x3a;
+    const E_SHNUM: usize = 0x3c;
+    const E_SHSTRNDX: usize = 0x3e;
+    const SH_OFFSET: usize = 0x18;
+    const SH_SIZE: usize = 0x20;
+    const SHDR_SIZE: usize = 0x40;
 
     /// A minimal ELF64: header, one data section `.cfg` (4 bytes), `.bss` (NOBITS), shstrtab.
     fn elf() -> Vec<u8> {
@@ -104,7 +96,8 @@ mod tests {
         let str_off = data_off + cfg_size;
         let shoff = (str_off + strtab.len()).next_multiple_of(8);
         let mut e = vec![0u8; shoff + 4 * SHDR_SIZE];
-        e[..6].copy_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1]);
+        e[..7].copy_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1]);
+        e[E_EHSIZE..E_EHSIZE + 2].copy_from_slice(&0x40u16.to_le_bytes());
         e[E_SHOFF..E_SHOFF + 8].copy_from_slice(&(shoff as u64).to_le_bytes());
         e[E_SHENTSIZE..E_SHENTSIZE + 2].copy_from_slice(&(SHDR_SIZE as u16).to_le_bytes());
         e[E_SHNUM..E_SHNUM + 2].copy_from_slice(&4u16.to_le_bytes());
@@ -150,15 +143,19 @@ mod tests {
         let mut e = elf();
         assert!(patch_section(&mut e, ".cfg", &[1, 2])
             .unwrap_err()
+            .to_string()
             .contains("4 bytes"));
         assert!(patch_section(&mut e, ".cfg", &[0; 5])
             .unwrap_err()
+            .to_string()
             .contains("4 bytes"));
         assert!(patch_section(&mut e, ".bss", &[0; 16])
             .unwrap_err()
+            .to_string()
             .contains("NOBITS"));
         assert!(patch_section(&mut e, ".nope", &[])
             .unwrap_err()
+            .to_string()
             .contains("no section .nope"));
         assert!(patch_section(&mut [0u8; 10], ".cfg", &[]).is_err());
         let mut truncated = elf();

@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use guest::layout::names;
-use guest::{build, BuildOptions, GuestLayout};
+use guest_image::layout::names;
+use guest_image::{build, BuildOptions, GuestLayout};
 
 const RAM_MIB: u64 = 512;
 /// From QEMU start to the ready line; a boot takes about 3–5 s under TCG on a 2-core host.
@@ -144,7 +144,7 @@ fn guest_boots_and_uio_driver_finds_every_region() {
     let ready_line = console.iter().find(|l| l.contains(READY_LINE)).unwrap();
     assert!(ready_line.contains("iface=eth0"), "{ready_line}");
     // The capacities come from the device tree's driver config, not the 16 KiB queue maps.
-    let cap = guest::layout::STANDALONE_QUEUE_CAPACITY;
+    let cap = guest_image::layout::STANDALONE_QUEUE_CAPACITY;
     assert!(
         ready_line.contains(&format!("rx_capacity={cap} tx_capacity={cap}")),
         "{ready_line}"

@@ -5,12 +5,12 @@
 //! its 24 MHz `apb-pclk`; the virtio-mmio NIC; one `generic-uio` node per UIO region (node name
 //! = region name, so `uio_pdrv_genirq` names the UIO device after it); the IRQ-only `rx_irq` and
 //! `tx_irq` nodes (no `reg`); `chosen` with the boot arguments and the uio-driver's
-//! `.net_driver_config` blob (`netvm,net-driver-config`, [`uio_driver::config::DT_PROPERTY`]).
+//! `.net_driver_config` blob (`netvm,net-driver-config`, [`netvm_api::uio::DT_PROPERTY`]).
 
 use vm_fdt::FdtWriter;
 
 use crate::error::GuestError;
-use crate::layout::{names, GuestLayout, PsciMethod, Range};
+use system_plan::layout::{names, GuestLayout, PsciMethod, Range};
 
 const PHANDLE_GIC: u32 = 1;
 const PHANDLE_APB_PCLK: u32 = 2;
@@ -55,7 +55,7 @@ fn write(l: &GuestLayout, initrd_size: u64) -> Result<Vec<u8>, vm_fdt::Error> {
         f.property_u64("linux,initrd-start", start)?;
         f.property_u64("linux,initrd-end", start + initrd_size)?;
     }
-    f.property(uio_driver::config::DT_PROPERTY, &l.net_driver_config)?;
+    f.property(netvm_api::uio::DT_PROPERTY, &l.net_driver_config)?;
     f.end_node(chosen)?;
 
     let cpus = f.begin_node("cpus")?;

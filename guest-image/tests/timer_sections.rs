@@ -1,4 +1,4 @@
-//! `.timer_client_config` as `guest sel4-pds` derives it, against sdfgen 0.35's own
+//! `.timer_client_config` as `guest-image sel4-pds` derives it, against sdfgen 0.35's own
 //! `timer_client_<pd>.data` for the same system, and for the workspace's system.xml.
 //!
 //! The sdfgen comparison needs the workspace's Python venv with sdfgen (`.venv`, made by
@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use guest::system::timer_client_sections;
+use system_plan::timer_client_sections;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

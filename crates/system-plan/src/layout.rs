@@ -13,9 +13,9 @@ use sddf::config::RegionResource;
 use sddf::queue::{queue_bytes, Capacity};
 use uio_driver::config::DriverConfig;
 
-use crate::error::GuestError;
+use crate::PlanError;
 
-pub use uio_driver::names;
+pub use netvm_api::uio as names;
 
 /// Queue capacity of a guest without virtualisers (a standalone driver VM, or the guest
 /// `guest build` makes for plain QEMU): sdfgen's default, as for a derived system.
@@ -144,7 +144,7 @@ pub struct GuestLayout {
     /// Kernel command line; [`UIO_OF_ID_ARG`] is appended if absent.
     pub bootargs: String,
     /// The driver's `.net_driver_config` blob (its queue capacities), passed to the guest as
-    /// the `/chosen` property [`uio_driver::config::DT_PROPERTY`].
+    /// the `/chosen` property [`netvm_api::uio::DT_PROPERTY`].
     pub net_driver_config: Vec<u8>,
 }
 
@@ -272,75 +272,23 @@ impl GuestLayout {
     /// Checks that every region the uio-driver needs is there exactly once, page aligned, in
     /// guest-physical space not used by anything else, and that UIO regions inside RAM sit on
     /// a reserved carve-out.
-    pub fn validate(&self) -> Result<(), GuestError> {
-        let bad = |reason: String| Err(GuestError::Layout { reason });
+    pub fn validate(&self) -> Result<(), PlanError> {
+        let bad = |reason: String| Err(PlanError::Layout { reason });
         for name in FIXED_REGIONS {
             if self.region(name).is_none() {
-                return Err(GuestError::MissingRegion {
+                return Err(PlanError::MissingRegion {
                     name: name.to_string(),
                 });
             }
         }
         let clients = self.tx_clients();
         if clients == 0 {
-            return Err(GuestError::MissingRegion {
+            return Err(PlanError::MissingRegion {
                 name: names::tx_data(0),
             });
         }
         for r in &self.uio_regions {
-            let known = FIXED_REGIONS.contains(&r.name.as_str())
-                || r.name
-                    .strip_prefix(names::TX_DATA_PREFIX)
-                    .and_then(|i| i.parse::<usize>().ok())
-                    .is_some_and(|i| i < clients && names::tx_data(i) == r.name);
-            if !known {
-                return bad(format!(
-                    "UIO region '{}' is not one the uio-driver knows (expected {} and tx_data0..tx_data{}; \
-                     TX data regions must be numbered from 0 without gaps)",
-                    r.name,
-                    FIXED_REGIONS.join(", "),
-                    clients - 1
-                ));
-            }
-            if self.uio_regions.iter().filter(|o| o.name == r.name).count() > 1 {
-                return bad(format!("UIO region '{}' appears more than once", r.name));
-            }
-            if r.reg.size == 0 || r.reg.base % PAGE_SIZE != 0 || r.reg.size % PAGE_SIZE != 0 {
-                return bad(format!(
-                    "UIO region '{}' ({:#x}+{:#x}) must be non-empty and 4 KiB aligned in base and size: \
-                     UIO maps whole pages",
-                    r.name, r.reg.base, r.reg.size
-                ));
-            }
-            if r.reg.end().is_none() {
-                return bad(format!(
-                    "UIO region '{}' wraps around the address space",
-                    r.name
-                ));
-            }
-            if r.reg.overlaps(&self.memory) && !self.reserved.iter().any(|c| c.contains(&r.reg)) {
-                return bad(format!(
-                    "UIO region '{}' ({:#x}+{:#x}) lies in guest RAM but on no reserved carve-out: \
-                     Linux would hand that memory out; add a reserved range covering it",
-                    r.name, r.reg.base, r.reg.size
-                ));
-            }
-            for dev in [self.gic.distributor, self.gic.cpu_interface, self.nic.reg]
-                .iter()
-                .chain(self.uart.as_ref().map(|u| &u.reg))
-            {
-                if r.reg.overlaps(dev) {
-                    return bad(format!(
-                        "UIO region '{}' ({:#x}+{:#x}) overlaps a device at {:#x}",
-                        r.name, r.reg.base, r.reg.size, dev.base
-                    ));
-                }
-            }
-            for o in &self.uio_regions {
-                if o.name != r.name && r.reg.overlaps(&o.reg) {
-                    return bad(format!("UIO regions '{}' and '{}' overlap", r.name, o.name));
-                }
-            }
+            self.validate_region(r, clients)?;
         }
         for c in &self.reserved {
             if !self.memory.contains(c) {
@@ -369,7 +317,7 @@ impl GuestLayout {
         }
         // What the uio-driver will check in the guest, checked here first.
         let config = DriverConfig::parse(&self.net_driver_config, "the net driver config")
-            .map_err(|e| GuestError::Layout {
+            .map_err(|e| PlanError::Layout {
                 reason: e.to_string(),
             })?;
         for (queues, capacity) in [
@@ -386,6 +334,68 @@ impl GuestLayout {
                         capacity.get()
                     ));
                 }
+            }
+        }
+        Ok(())
+    }
+    /// One UIO region: known to the uio-driver, once, whole pages, off RAM Linux uses and off
+    /// every device and other region.
+    fn validate_region(&self, r: &UioRegion, clients: usize) -> Result<(), PlanError> {
+        let bad = |reason: String| Err(PlanError::Layout { reason });
+        let known = FIXED_REGIONS.contains(&r.name.as_str())
+            || r.name
+                .strip_prefix(names::TX_DATA_PREFIX)
+                .and_then(|i| i.parse::<usize>().ok())
+                .is_some_and(|i| i < clients && names::tx_data(i) == r.name);
+        if !known {
+            return bad(format!(
+                "UIO region '{}' is not one the uio-driver knows (expected {} and tx_data0..tx_data{}; \
+                 TX data regions must be numbered from 0 without gaps)",
+                r.name,
+                FIXED_REGIONS.join(", "),
+                clients - 1
+            ));
+        }
+        if self.uio_regions.iter().filter(|o| o.name == r.name).count() > 1 {
+            return bad(format!("UIO region '{}' appears more than once", r.name));
+        }
+        if r.reg.size == 0
+            || !r.reg.base.is_multiple_of(PAGE_SIZE)
+            || !r.reg.size.is_multiple_of(PAGE_SIZE)
+        {
+            return bad(format!(
+                "UIO region '{}' ({:#x}+{:#x}) must be non-empty and 4 KiB aligned in base and size: \
+                 UIO maps whole pages",
+                r.name, r.reg.base, r.reg.size
+            ));
+        }
+        if r.reg.end().is_none() {
+            return bad(format!(
+                "UIO region '{}' wraps around the address space",
+                r.name
+            ));
+        }
+        if r.reg.overlaps(&self.memory) && !self.reserved.iter().any(|c| c.contains(&r.reg)) {
+            return bad(format!(
+                "UIO region '{}' ({:#x}+{:#x}) lies in guest RAM but on no reserved carve-out: \
+                 Linux would hand that memory out; add a reserved range covering it",
+                r.name, r.reg.base, r.reg.size
+            ));
+        }
+        for dev in [self.gic.distributor, self.gic.cpu_interface, self.nic.reg]
+            .iter()
+            .chain(self.uart.as_ref().map(|u| &u.reg))
+        {
+            if r.reg.overlaps(dev) {
+                return bad(format!(
+                    "UIO region '{}' ({:#x}+{:#x}) overlaps a device at {:#x}",
+                    r.name, r.reg.base, r.reg.size, dev.base
+                ));
+            }
+        }
+        for o in &self.uio_regions {
+            if o.name != r.name && r.reg.overlaps(&o.reg) {
+                return bad(format!("UIO regions '{}' and '{}' overlap", r.name, o.name));
             }
         }
         Ok(())
@@ -451,7 +461,7 @@ mod tests {
             l.uio_regions.retain(|r| r.name != name);
             let err = l.validate().unwrap_err();
             assert!(
-                matches!(&err, GuestError::MissingRegion { name: n } if *n == name),
+                matches!(&err, PlanError::MissingRegion { name: n } if *n == name),
                 "{err}"
             );
             assert!(err.to_string().contains(&name), "{err}");
@@ -463,10 +473,7 @@ mod tests {
         let mut l = smoke();
         l.uio_regions.retain(|r| r.name != "tx_data0");
         // tx_data1 without tx_data0: reported as the missing first one.
-        assert!(matches!(
-            l.validate(),
-            Err(GuestError::MissingRegion { .. })
-        ));
+        assert!(matches!(l.validate(), Err(PlanError::MissingRegion { .. })));
 
         let mut l = smoke();
         let dup = l.uio_regions[0].clone();

@@ -1,8 +1,9 @@
 //! Build errors that can be provoked cheaply say what is wrong and what to do.
 
-use guest::debian::Apt;
-use guest::layout::names;
-use guest::{build, default_cache_dir, BuildOptions, GuestError, GuestLayout};
+use guest_image::debian::Apt;
+use guest_image::layout::names;
+use guest_image::{build, default_cache_dir, BuildOptions, GuestError, GuestLayout};
+use system_plan::PlanError;
 
 fn layout() -> GuestLayout {
     GuestLayout::qemu_virt(512 << 20, 1, 0x4000, 0x10_0000)
@@ -18,7 +19,7 @@ fn a_region_missing_from_the_layout_fails_before_any_download() {
     let err = build(&opts).unwrap_err();
     let msg = err.to_string();
     assert!(
-        matches!(err, GuestError::MissingRegion { ref name } if name == names::TX_FAULT),
+        matches!(err, GuestError::Plan(PlanError::MissingRegion { ref name }) if name == names::TX_FAULT),
         "{msg}"
     );
     assert!(msg.contains("tx_fault") && msg.contains("add it"), "{msg}");

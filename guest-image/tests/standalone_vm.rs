@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use echo_api::IpConfig;
-use guest::system::{driver_vm, sections, RX_FAULT_GPA, TX_FAULT_GPA};
+use system_plan::{driver_vm, sections, RX_FAULT_GPA, TX_FAULT_GPA};
 
 fn example() -> (sdf::SystemDescription, PathBuf) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/vmm-boot/system.xml");

@@ -88,18 +88,9 @@ pub enum GuestError {
         /// What is wrong with it.
         reason: String,
     },
-    /// the guest device tree has no UIO region '{name}', which the uio-driver needs: add it to the layout (or to the virtual_machine's maps in system.xml)
-    #[error("the guest device tree has no UIO region '{name}', which the uio-driver needs: add it to the layout (or to the virtual_machine's maps in system.xml)")]
-    MissingRegion {
-        /// The region's name.
-        name: String,
-    },
-    /// invalid guest layout: {reason}
-    #[error("invalid guest layout: {reason}")]
-    Layout {
-        /// What is wrong.
-        reason: String,
-    },
+    /// The guest's layout (the plan's part of it) is incomplete or inconsistent.
+    #[error(transparent)]
+    Plan(#[from] system_plan::PlanError),
     /// writing the device tree failed: {reason}
     #[error("writing the device tree failed: {reason}")]
     Fdt {

@@ -14,13 +14,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::debian::{Apt, KernelSet};
+use crate::debian::{Apt, KernelDebs, KernelSet};
 use crate::error::GuestError;
 use crate::initramfs::{self, Entry};
 use crate::kmod::{self, Module};
-use crate::layout::GuestLayout;
 use crate::stamp::{self, InputHash};
 use crate::{fdt, process};
+use system_plan::GuestLayout;
 
 /// The Rust target of everything that runs in the guest.
 pub const GUEST_TARGET: &str = "aarch64-unknown-linux-musl";
@@ -56,7 +56,7 @@ pub struct BuildOptions {
     pub refresh: Refresh,
     /// The guest's device tree contents.
     pub layout: GuestLayout,
-    /// The workspace whose `guest` (for `/init`) and `uio-driver` packages are cross-built.
+    /// The workspace whose `guest-init` (for `/init`) and `uio-driver` packages are cross-built.
     pub workspace: PathBuf,
     /// Cargo's target directory for those builds.
     pub target_dir: PathBuf,
@@ -239,97 +239,12 @@ pub fn build(opts: &BuildOptions) -> Result<GuestImage, GuestError> {
         })?;
 
     // 3. uio_pdrv_genirq.ko against the matching headers.
-    let hdir = opts.cache.join("headers").join(&tag);
-    if extract_once(
-        &[
-            &debs.headers.path,
-            &debs.headers_common.path,
-            &debs.kbuild.path,
-        ],
-        &hdir,
-        &log,
-    )? {
-        kmod::relocate_headers(&hdir, &set.abi)?;
-    }
-    let kbuild_tree = hdir.join(format!("usr/src/linux-headers-{}", set.abi));
-    let series = set.source.trim_start_matches("linux-source-").to_string();
-    let src = opts
-        .cache
-        .join("source")
-        .join(&set.version)
-        .join("uio_pdrv_genirq.c");
-    let src_hash = InputHash::default()
-        .add("deb", file_name(&debs.source.path).as_bytes())
-        .hex();
-    if !stamp::fresh(&src, &src_hash) {
-        log.log(format!(
-            "extracting {} from {}",
-            src.display(),
-            file_name(&debs.source.path)
-        ));
-        mkdir(src.parent().unwrap_or(Path::new(".")))?;
-        kmod::extract_driver_source(&debs.source.path, &series, &src)?;
-        stamp::record(&src, &src_hash)?;
-    }
-    let ko = opts
-        .cache
-        .join("module")
-        .join(&tag)
-        .join(format!("{}.ko", kmod::UIO_PDRV_GENIRQ));
-    let gcc = process::run(
-        Command::new(format!("{}gcc-12", kmod::CROSS_COMPILE)).arg("--version"),
-        kmod::CROSS_PACKAGE,
-    )?;
-    let ko_hash = InputHash::default()
-        .add("source", &read(&src)?)
-        .add("headers", tag.as_bytes())
-        .add("gcc", gcc.as_bytes())
-        .hex();
-    if !stamp::fresh(&ko, &ko_hash) {
-        log.log(format!("building {}", ko.display()));
-        mkdir(ko.parent().unwrap_or(Path::new(".")))?;
-        kmod::build_uio_pdrv_genirq(
-            &src,
-            &kbuild_tree,
-            &work.join("module"),
-            &ko,
-            &vermagic,
-            &set.abi,
-        )?;
-        stamp::record(&ko, &ko_hash)?;
-    }
+    let ko = build_uio_module(opts, &set, &debs, &tag, &vermagic, &work, &log)?;
     available.insert(kmod::UIO_PDRV_GENIRQ.into(), ko);
     let modules = kmod::load_order(&kmod::WANTED, &available, &modules_dir, &vermagic, &set.abi)?;
 
-    // 4. The Rust parts, cross-built.
-    log.log(format!(
-        "cargo build --target {GUEST_TARGET} (init, uio-driver, kernel-echo)"
-    ));
-    let init = cross_build(opts, "guest", "init", &["--no-default-features"])?;
-    let driver = match &opts.uio_driver {
-        Some(bin) => bin.clone(),
-        None => cross_build(opts, "uio-driver", "uio-driver", &[])?,
-    };
-    // The reference mode's echo server (`netvm.mode=echo`, see the init's cmdline module).
-    let echo = cross_build(opts, "kernel-echo", "kernel-echo", &[])?;
-    let init = strip(&init, &work.join("init"))?;
-    let driver = strip(&driver, &work.join("uio-driver"))?;
-    let echo = strip(&echo, &work.join("kernel-echo"))?;
-
-    // 5. initramfs.
-    let initrd = opts.out.join("initrd.cpio.gz");
-    let entries = initramfs_entries(&init, &driver, &echo, &modules)?;
-    let mut h = InputHash::default();
-    for e in &entries {
-        h.add("entry", format!("{e:?}").as_bytes());
-    }
-    let initrd_hash = h.hex();
-    if !stamp::fresh(&initrd, &initrd_hash) {
-        log.log(format!("writing {}", initrd.display()));
-        let bytes = initramfs::write(&entries).map_err(GuestError::io(&initrd))?;
-        stamp::write_if_changed(&initrd, &bytes)?;
-        stamp::record(&initrd, &initrd_hash)?;
-    }
+    // 4. and 5. The Rust parts, cross-built, in the initramfs.
+    let initrd = write_initramfs(opts, &work, &modules, &log)?;
 
     // 6. Device tree.
     let initrd_size = fs::metadata(&initrd)
@@ -356,6 +271,119 @@ pub fn build(opts: &BuildOptions) -> Result<GuestImage, GuestError> {
         kernel_set: set,
         modules: names,
     })
+}
+
+/// Step 3 of [`build`]: `uio_pdrv_genirq.ko` built from Debian's source against the kernel's
+/// own headers (both extracted once into the cache), unless the cached module is fresh.
+fn build_uio_module(
+    opts: &BuildOptions,
+    set: &KernelSet,
+    debs: &KernelDebs,
+    tag: &str,
+    vermagic: &str,
+    work: &Path,
+    log: &Step<'_>,
+) -> Result<PathBuf, GuestError> {
+    let hdir = opts.cache.join("headers").join(tag);
+    if extract_once(
+        &[
+            &debs.headers.path,
+            &debs.headers_common.path,
+            &debs.kbuild.path,
+        ],
+        &hdir,
+        log,
+    )? {
+        kmod::relocate_headers(&hdir, &set.abi)?;
+    }
+    let kbuild_tree = hdir.join(format!("usr/src/linux-headers-{}", set.abi));
+    let series = set.source.trim_start_matches("linux-source-").to_string();
+    let src = opts
+        .cache
+        .join("source")
+        .join(&set.version)
+        .join("uio_pdrv_genirq.c");
+    let src_hash = InputHash::default()
+        .add("deb", file_name(&debs.source.path).as_bytes())
+        .hex();
+    if !stamp::fresh(&src, &src_hash) {
+        log.log(format!(
+            "extracting {} from {}",
+            src.display(),
+            file_name(&debs.source.path)
+        ));
+        mkdir(src.parent().unwrap_or(Path::new(".")))?;
+        kmod::extract_driver_source(&debs.source.path, &series, &src)?;
+        stamp::record(&src, &src_hash)?;
+    }
+    let ko = opts
+        .cache
+        .join("module")
+        .join(tag)
+        .join(format!("{}.ko", kmod::UIO_PDRV_GENIRQ));
+    let gcc = process::run(
+        Command::new(format!("{}gcc-12", kmod::CROSS_COMPILE)).arg("--version"),
+        kmod::CROSS_PACKAGE,
+    )?;
+    let ko_hash = InputHash::default()
+        .add("source", &read(&src)?)
+        .add("headers", tag.as_bytes())
+        .add("gcc", gcc.as_bytes())
+        .hex();
+    if !stamp::fresh(&ko, &ko_hash) {
+        log.log(format!("building {}", ko.display()));
+        mkdir(ko.parent().unwrap_or(Path::new(".")))?;
+        kmod::build_uio_pdrv_genirq(
+            &src,
+            &kbuild_tree,
+            &work.join("module"),
+            &ko,
+            vermagic,
+            &set.abi,
+        )?;
+        stamp::record(&ko, &ko_hash)?;
+    }
+    Ok(ko)
+}
+
+/// Steps 4 and 5 of [`build`]: `/init` (guest-init), the uio-driver and the kernel echo
+/// cross-built and stripped, written with `modules` into `initrd.cpio.gz` (when its inputs
+/// changed).
+fn write_initramfs(
+    opts: &BuildOptions,
+    work: &Path,
+    modules: &[Module],
+    log: &Step<'_>,
+) -> Result<PathBuf, GuestError> {
+    log.log(format!(
+        "cargo build --target {GUEST_TARGET} (init, uio-driver, kernel-echo)"
+    ));
+    let init = cross_build(opts, "guest-init", "init", &[])?;
+    let driver = match &opts.uio_driver {
+        Some(bin) => bin.clone(),
+        None => cross_build(opts, "uio-driver", "uio-driver", &[])?,
+    };
+    // The reference mode's echo server (`netvm.mode=echo`, see the init's cmdline module).
+    let echo = cross_build(opts, "kernel-echo", "kernel-echo", &[])?;
+    let init = strip(&init, &work.join("init"))?;
+    let driver = strip(&driver, &work.join("uio-driver"))?;
+    let echo = strip(&echo, &work.join("kernel-echo"))?;
+
+    // The initramfs.
+    let initrd = opts.out.join("initrd.cpio.gz");
+    let entries = initramfs_entries(&init, &driver, &echo, modules)?;
+    let mut h = InputHash::default();
+    for e in &entries {
+        h.add("entry", format!("{e:?}").as_bytes());
+    }
+    let initrd_hash = h.hex();
+    if !stamp::fresh(&initrd, &initrd_hash) {
+        log.log(format!("writing {}", initrd.display()));
+        let bytes = initramfs::write(&entries).map_err(GuestError::io(&initrd))?;
+        stamp::write_if_changed(&initrd, &bytes)?;
+        stamp::record(&initrd, &initrd_hash)?;
+    }
+    Ok(initrd)
 }
 
 /// [`Apt::resolve_kernel`], remembered per flavour until the lists change (each apt-cache call

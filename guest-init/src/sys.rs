@@ -1,10 +1,18 @@
-//! The system calls `/init` needs that std does not offer: mount, finit_module, interface
-//! ioctls, signalfd, poll, waitpid, kill, reboot. The only module of the crate with `unsafe`.
+//! The system calls `/init` needs that std does not offer. Through `nix` where it has them:
+//! mount, finit_module, the control socket, signalfd, poll, waitpid, kill, reboot, fcntl. What
+//! `nix` lacks is written here: the interface ioctls (`struct ifreq` flags, IPv4 address,
+//! ethtool). The only module of the crate with `unsafe`, and only in those ioctls.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 
 fn cstr(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in string"))
@@ -20,22 +28,20 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
 
 /// `mount(source, target, fstype, 0, NULL)`.
 pub fn mount(source: &str, target: &str, fstype: &str) -> io::Result<()> {
-    let (s, t, f) = (cstr(source)?, cstr(target)?, cstr(fstype)?);
-    // SAFETY: three valid NUL-terminated strings that outlive the call; flags 0 and a null data
-    // pointer are valid arguments.
-    check(unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, std::ptr::null()) })?;
+    nix::mount::mount(
+        Some(source),
+        target,
+        Some(fstype),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )?;
     Ok(())
 }
 
 /// `finit_module(fd, params, 0)`: loads the module file open at `file`.
 pub fn finit_module(file: &std::fs::File, params: &str) -> io::Result<()> {
-    let p = cstr(params)?;
-    // SAFETY: SYS_finit_module takes an open fd, a NUL-terminated parameter string (valid for
-    // the call) and flags; the kernel copies the string and reads the file through the fd.
-    let ret = unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), p.as_ptr(), 0) };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let params = cstr(params)?;
+    nix::kmod::finit_module(file, &params, nix::kmod::ModuleInitFlags::empty())?;
     Ok(())
 }
 
@@ -88,11 +94,13 @@ fn ifname(name: &str) -> io::Result<[u8; libc::IFNAMSIZ]> {
 
 /// A datagram socket to issue interface ioctls on.
 pub fn control_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2) call; the returned fd is checked and owned below.
-    let fd =
-        check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
-    // SAFETY: `fd` is a freshly opened descriptor nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    Ok(socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?)
 }
 
 /// Sets `IFF_UP` on `iface`.
@@ -165,124 +173,99 @@ pub fn ethtool_set(sock: &OwnedFd, iface: &str, cmd: u32, data: u32) -> io::Resu
 
 /// Signals `/init` handles through a signalfd (blocked for normal delivery). Children spawned
 /// with `std::process::Command` start with an empty signal mask, so they are unaffected.
-pub const HANDLED: [libc::c_int; 4] = [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGPWR];
+pub const HANDLED: [Signal; 4] = [
+    Signal::SIGCHLD,
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGPWR,
+];
 
 /// Blocks [`HANDLED`] and returns a non-blocking signalfd for them.
-pub fn signalfd() -> io::Result<OwnedFd> {
-    // SAFETY: sigset_t is plain data; sigemptyset initialises it before any other use.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid sigset_t owned by this frame; the signal numbers are valid.
-    unsafe {
-        libc::sigemptyset(&mut set);
-        for s in HANDLED {
-            libc::sigaddset(&mut set, s);
-        }
+pub fn signalfd() -> io::Result<SignalFd> {
+    let mut set = SigSet::empty();
+    for s in HANDLED {
+        set.add(s);
     }
-    // SAFETY: `set` is initialised; a null old-set pointer is allowed.
-    check(unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) })?;
-    // SAFETY: -1 asks for a new fd; `set` is initialised; the result is checked and owned.
-    let fd = check(unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) })?;
-    // SAFETY: `fd` is a freshly opened descriptor nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+    Ok(SignalFd::with_flags(
+        &set,
+        SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+    )?)
 }
 
-/// Reads one pending signal number from a signalfd, `None` when none is pending.
-pub fn read_signal(fd: &OwnedFd) -> io::Result<Option<u32>> {
-    // SAFETY: signalfd_siginfo is plain data; all-zero is a valid value.
-    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-    let size = std::mem::size_of::<libc::signalfd_siginfo>();
-    // SAFETY: `info` is writable for `size` bytes and outlives the call.
-    let n = unsafe {
-        libc::read(
-            fd.as_raw_fd(),
-            (&mut info as *mut libc::signalfd_siginfo).cast(),
-            size,
-        )
-    };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::WouldBlock {
-            Ok(None)
-        } else {
-            Err(e)
-        };
+/// Reads one pending signal from a signalfd, `None` when none is pending.
+pub fn read_signal(fd: &SignalFd) -> io::Result<Option<Signal>> {
+    match fd.read_signal()? {
+        // A number the kernel would not send: treated as a request to stop (as any other
+        // handled signal but SIGCHLD is).
+        Some(info) => Ok(Some(
+            Signal::try_from(info.ssi_signo as i32).unwrap_or(Signal::SIGTERM),
+        )),
+        None => Ok(None),
     }
-    Ok((n as usize == size).then_some(info.ssi_signo))
 }
 
 /// Polls `fds` for input for at most `timeout_ms` (-1: forever); returns which are readable.
-pub fn poll_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<Vec<bool>> {
-    let mut p: Vec<libc::pollfd> = fds
+pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<Vec<bool>> {
+    let mut p: Vec<PollFd<'_>> = fds
         .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
+        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
         .collect();
-    // SAFETY: `p` is a valid array of `p.len()` pollfds that outlives the call.
-    let n = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::Interrupted {
-            Ok(vec![false; fds.len()])
-        } else {
-            Err(e)
-        };
+    let timeout = PollTimeout::try_from(timeout_ms).unwrap_or(PollTimeout::NONE);
+    match nix::poll::poll(&mut p, timeout) {
+        Ok(_) => {}
+        Err(nix::errno::Errno::EINTR) => return Ok(vec![false; fds.len()]),
+        Err(e) => return Err(e.into()),
     }
+    let ready = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR;
     Ok(p.iter()
-        .map(|x| x.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0)
+        .map(|x| x.revents().is_some_and(|r| r.intersects(ready)))
         .collect())
 }
 
-/// Reaps one exited child without blocking: `(pid, raw wait status)`.
-pub fn reap() -> Option<(i32, i32)> {
-    let mut status = 0;
-    // SAFETY: `status` is a valid out-pointer; WNOHANG never blocks.
-    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-    (pid > 0).then_some((pid, status))
+/// Reaps one exited child without blocking: its pid and how it ended.
+pub fn reap() -> Option<(i32, WaitStatus)> {
+    match nix::sys::wait::waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+        Ok(status) => status.pid().map(|pid| (pid.as_raw(), status)),
+        Err(_) => None,
+    }
 }
 
-/// Describes a raw wait status.
-pub fn describe_status(status: i32) -> String {
-    if libc::WIFEXITED(status) {
-        format!("exit code {}", libc::WEXITSTATUS(status))
-    } else if libc::WIFSIGNALED(status) {
-        format!("signal {}", libc::WTERMSIG(status))
-    } else {
-        format!("status {status:#x}")
+/// Describes how a child ended.
+pub fn describe_status(status: &WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("exit code {code}"),
+        WaitStatus::Signaled(_, sig, _) => format!("signal {}", *sig as i32),
+        other => format!("status {other:?}"),
     }
 }
 
 /// `kill(pid, sig)`.
-pub fn kill(pid: i32, sig: libc::c_int) -> io::Result<()> {
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    check(unsafe { libc::kill(pid, sig) })?;
+pub fn kill(pid: i32, sig: Signal) -> io::Result<()> {
+    nix::sys::signal::kill(Pid::from_raw(pid), sig)?;
     Ok(())
 }
 
 /// Flushes file systems and powers the machine off (PSCI SYSTEM_OFF on arm64).
 pub fn power_off() -> io::Error {
-    // SAFETY: sync(2) and reboot(2) have no memory-safety preconditions.
-    unsafe {
-        libc::sync();
-        libc::reboot(libc::RB_POWER_OFF);
+    nix::unistd::sync();
+    match nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF) {
+        Err(e) => e.into(),
+        Ok(never) => match never {},
     }
-    io::Error::last_os_error()
 }
 
 /// Makes Ctrl-Alt-Del send SIGINT to init instead of rebooting at once.
 pub fn ctrl_alt_del_signals_init() -> io::Result<()> {
-    // SAFETY: reboot(2) with RB_DISABLE_CAD only changes a kernel flag.
-    check(unsafe { libc::reboot(libc::RB_DISABLE_CAD) })?;
+    nix::sys::reboot::set_cad_enabled(false)?;
     Ok(())
 }
 
 /// Sets `O_NONBLOCK` on `fd`.
-pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl(2) on an fd number: at worst EBADF, which is reported.
-    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
-    // SAFETY: as above.
-    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+pub fn set_nonblocking(fd: impl AsFd) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let fd = fd.as_fd().as_raw_fd();
+    let flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
     Ok(())
 }

@@ -1,0 +1,107 @@
+//! The one derivation on the repository's system.xml: what the two writers get, and typed errors.
+
+use std::path::{Path, PathBuf};
+
+use system_plan::{parse_echo_ips, parse_macs, plan, Inputs, PlanError, Subject, Writer};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn system() -> (sdf::SystemDescription, PathBuf) {
+    let path = root().join("system.xml");
+    let sys = sdf::parse(&path, sdf::Arch::Aarch64).unwrap_or_else(|e| panic!("{e}"));
+    (sys, path)
+}
+
+fn macs() -> Vec<(String, [u8; 6])> {
+    parse_macs(&format!("@{}", root().join("system.macs").display())).unwrap()
+}
+
+#[test]
+fn both_writers_get_the_same_sections_but_for_the_driver_pd() {
+    let (sys, path) = system();
+    let (macs, echo) = (
+        macs(),
+        parse_echo_ips("client0=10.0.0.10/24,client1=dhcp").unwrap(),
+    );
+    let inputs = |writer| Inputs {
+        macs: Some(&macs),
+        echo: &echo,
+        bootargs: "console=ttyAMA0",
+        writer,
+    };
+    let sel4 = plan(&sys, &path, &inputs(Writer::Sel4Image)).unwrap();
+    let host = plan(&sys, &path, &inputs(Writer::Host)).unwrap();
+    let vm = sel4
+        .driver_vm
+        .as_ref()
+        .expect("system.xml runs a driver VM");
+    assert!(host.driver_vm.is_none(), "host mode stands the driver in");
+    for s in &sel4.sections {
+        if s.name == vmm_api::SECTION {
+            assert_eq!(s.pd, vm.driver);
+            assert_eq!(s.bytes, vm.vmm_config.to_bytes().to_vec());
+        } else {
+            assert!(
+                host.sections.contains(s),
+                "host mode lacks {} {}",
+                s.pd,
+                s.name
+            );
+        }
+    }
+    for s in host.sections.iter().filter(|s| !sel4.sections.contains(s)) {
+        assert_eq!(s.pd, vm.driver, "{} {} only in host mode", s.pd, s.name);
+    }
+    // At most one of each section per PD, for either writer.
+    for sections in [&sel4.sections, &host.sections] {
+        for (i, s) in sections.iter().enumerate() {
+            assert!(!sections[..i]
+                .iter()
+                .any(|o| o.pd == s.pd && o.name == s.name));
+        }
+    }
+}
+
+#[test]
+fn errors_say_which_pd_or_channel_they_are_about() {
+    let (sys, path) = system();
+    let macs = macs();
+    let echo = parse_echo_ips("client0=10.0.0.10/24").unwrap();
+    let inputs = Inputs {
+        macs: Some(&macs),
+        echo: &echo,
+        bootargs: "",
+        writer: Writer::Sel4Image,
+    };
+    let err = plan(&sys, &path, &inputs).unwrap_err();
+    assert!(
+        matches!(&err, PlanError::System { subject: Subject::Pd(pd), .. } if pd == "client1"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().starts_with(&path.display().to_string()),
+        "{err}"
+    );
+
+    // The vmm's channel to net_virt_tx removed: the channel is named.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let end = "<end pd=\"vmm\" id=\"1\" />";
+    let at = text.find(end).expect("system.xml has the vmm's channel 1");
+    let open = text[..at].rfind("<channel>").unwrap();
+    let close = at + text[at..].find("</channel>").unwrap() + "</channel>".len();
+    let cut = format!("{}{}", &text[..open], &text[close..]);
+    let sys = sdf::parse_str(&cut, "cut.xml", sdf::Arch::Aarch64).unwrap_or_else(|e| panic!("{e}"));
+    let echo = parse_echo_ips("client0=10.0.0.10/24,client1=dhcp").unwrap();
+    let inputs = Inputs {
+        echo: &echo,
+        ..inputs
+    };
+    let err = plan(&sys, Path::new("cut.xml"), &inputs).unwrap_err();
+    assert!(
+        matches!(&err, PlanError::System { subject: Subject::Channel { pd, peer }, .. }
+            if pd == "vmm" && peer == "net_virt_tx"),
+        "{err:?}"
+    );
+}
