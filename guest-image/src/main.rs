@@ -71,6 +71,10 @@ enum Cmd {
         /// the net spec whose driver config goes into /chosen. Not needed for a standalone VM.
         #[arg(long, default_value = "")]
         macs: String,
+        /// Buffer counts other than sdfgen's, `rx=64,client_rx=64,client_tx=32`
+        /// (`sdf::net::BufferCounts`): give the same to `sel4-pds`.
+        #[arg(long, default_value = "")]
+        buffers: String,
         /// Output file.
         #[arg(long)]
         out: PathBuf,
@@ -85,6 +89,10 @@ enum Cmd {
         /// Client MACs, `client0=52:54:01:00:00:10,...`, or `@FILE` (e.g. `@system.macs`).
         #[arg(long, default_value = "@system.macs")]
         macs: String,
+        /// Buffer counts other than sdfgen's, `rx=64,client_rx=64,client_tx=32`
+        /// (`sdf::net::BufferCounts`): give the same to `sel4-dtb`.
+        #[arg(long, default_value = "")]
+        buffers: String,
         /// Echo clients' addresses, `client0=10.0.0.10/24,client1=dhcp,...`
         /// (`echo_api::parse_address_list`).
         #[arg(long)]
@@ -117,6 +125,7 @@ fn main() -> ExitCode {
             bootargs,
             debug,
             macs,
+            buffers,
             out,
         } => {
             let bootargs = if debug {
@@ -124,15 +133,16 @@ fn main() -> ExitCode {
             } else {
                 bootargs
             };
-            sel4_dtb(&system, &initrd, &bootargs, &macs, &out)
+            sel4_dtb(&system, &initrd, &bootargs, (&macs, &buffers), &out)
         }
         Cmd::Sel4Pds {
             system,
             macs,
+            buffers,
             echo_ips,
             elf_dir,
             out,
-        } => sel4_pds(&system, &macs, &echo_ips, &elf_dir, &out),
+        } => sel4_pds(&system, (&macs, &buffers), &echo_ips, &elf_dir, &out),
         build @ Cmd::Build { .. } => return guest_build(build),
     };
     match result {
@@ -153,12 +163,13 @@ fn sel4_plan(
     system: &Path,
     sys: &sdf::SystemDescription,
     bootargs: &str,
-    macs: &str,
+    (macs, buffers): (&str, &str),
     echo: &[(String, echo_api::IpConfig)],
 ) -> Result<ImagePlan, String> {
     let macs = system_plan::parse_macs(macs)?;
     let inputs = Inputs {
         macs: Some(&macs),
+        buffers: sdf::net::BufferCounts::parse(buffers).map_err(|e| e.to_string())?,
         echo,
         bootargs,
         writer: Writer::Sel4Image,
@@ -170,12 +181,15 @@ fn sel4_dtb(
     system: &Path,
     initrd: &Path,
     bootargs: &str,
-    macs: &str,
+    (macs, buffers): (&str, &str),
     out: &Path,
 ) -> Result<(), String> {
     let sys = parse_system(system)?;
-    let vm = system_plan::driver_vm(&sys, system, bootargs, &system_plan::parse_macs(macs)?)
-        .map_err(|e| e.to_string())?;
+    let clients = system_plan::Clients {
+        macs: &system_plan::parse_macs(macs)?,
+        buffers: sdf::net::BufferCounts::parse(buffers).map_err(|e| e.to_string())?,
+    };
+    let vm = system_plan::driver_vm(&sys, system, bootargs, &clients).map_err(|e| e.to_string())?;
     let len = std::fs::metadata(initrd)
         .map_err(|e| format!("{}: {e}", initrd.display()))?
         .len();
@@ -187,14 +201,14 @@ fn sel4_dtb(
 
 fn sel4_pds(
     system: &Path,
-    macs: &str,
+    net: (&str, &str),
     echo_ips: &str,
     elf_dir: &Path,
     out: &Path,
 ) -> Result<(), String> {
     let sys = parse_system(system)?;
     let echo = parse_echo_ips(echo_ips)?;
-    let plan = sel4_plan(system, &sys, DEFAULT_SEL4_BOOTARGS, macs, &echo)?;
+    let plan = sel4_plan(system, &sys, DEFAULT_SEL4_BOOTARGS, net, &echo)?;
     let written = guest_image::sel4::patch_pds(&sys, &plan.sections, elf_dir, out)
         .map_err(|e| e.to_string())?;
     for s in &plan.sections {

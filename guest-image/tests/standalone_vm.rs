@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use echo_api::IpConfig;
-use system_plan::{driver_vm, sections, RX_FAULT_GPA, TX_FAULT_GPA};
+use system_plan::{driver_vm, sections, Clients, RX_FAULT_GPA, TX_FAULT_GPA};
 
 fn example() -> (sdf::SystemDescription, PathBuf) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/vmm-boot/system.xml");
@@ -14,7 +14,7 @@ fn example() -> (sdf::SystemDescription, PathBuf) {
 #[test]
 fn the_vmm_boot_example_is_derived_like_the_full_system() {
     let (sys, path) = example();
-    let vm = driver_vm(&sys, &path, "console=ttyAMA0", &[]).unwrap();
+    let vm = driver_vm(&sys, &path, "console=ttyAMA0", &Clients::default()).unwrap();
     assert!(vm.standalone);
     // No virtualisers to agree with: sdfgen's default capacity, still given as data.
     let config =
@@ -41,7 +41,7 @@ fn the_vmm_boot_example_is_derived_like_the_full_system() {
     assert_eq!(region("tx_data1"), Some((0x3030_0000, 0x10_0000)));
     assert_eq!(region("tx_data2"), None);
 
-    let derived = sections(&sys, &path, &vm, &[], &[]).unwrap();
+    let derived = sections(&sys, &path, &vm, &Clients::default(), &[]).unwrap();
     assert_eq!(derived.len(), 1);
     assert_eq!(
         (derived[0].pd.as_str(), derived[0].name.as_str()),
@@ -51,7 +51,7 @@ fn the_vmm_boot_example_is_derived_like_the_full_system() {
 
     // An address for an echo client the system does not have is refused, named.
     let echo = [("client0".to_string(), IpConfig::Dhcp)];
-    let err = sections(&sys, &path, &vm, &[], &echo).unwrap_err();
+    let err = sections(&sys, &path, &vm, &Clients::default(), &echo).unwrap_err();
     assert!(err.to_string().contains("'client0'"), "{err}");
 }
 
@@ -63,6 +63,8 @@ fn a_vm_without_the_uio_regions_is_still_refused() {
     assert!(text.contains(map));
     let sys = sdf::parse_str(&text.replace(map, ""), "vmm-boot.xml", sdf::Arch::Aarch64).unwrap();
     // Neither an sDDF net system nor a standalone VM: the net part's error is what is reported.
-    let err = driver_vm(&sys, &path, "", &[]).unwrap_err().to_string();
+    let err = driver_vm(&sys, &path, "", &Clients::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("system.xml"), "{err}");
 }

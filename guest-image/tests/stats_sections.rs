@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use echo_api::IpConfig;
 use std::path::Path;
 
-use system_plan::{driver_vm, sections};
+use system_plan::{driver_vm, sections, Clients};
 
 fn ip(addr: Ipv4Addr) -> IpConfig {
     IpConfig::Static {
@@ -27,8 +27,27 @@ fn every_pd_with_a_stats_region_gets_its_section_the_vmm_too() {
         ("client0".to_string(), ip(Ipv4Addr::new(10, 0, 0, 10))),
         ("client1".to_string(), ip(Ipv4Addr::new(10, 0, 0, 11))),
     ];
-    let vm = driver_vm(&sys, &xml, "console=ttyAMA0", &macs).unwrap();
-    let derived = sections(&sys, &xml, &vm, &macs, &echo).unwrap();
+    let vm = driver_vm(
+        &sys,
+        &xml,
+        "console=ttyAMA0",
+        &Clients {
+            macs: &macs,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let derived = sections(
+        &sys,
+        &xml,
+        &vm,
+        &Clients {
+            macs: &macs,
+            ..Default::default()
+        },
+        &echo,
+    )
+    .unwrap();
     let stats: Vec<&str> = derived
         .iter()
         .filter(|s| s.name == netvm_api::stats::SECTION)

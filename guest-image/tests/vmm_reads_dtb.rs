@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use guest_image::fdt::build_dtb;
-use system_plan::{driver_vm, RX_FAULT_GPA, TX_FAULT_GPA};
+use system_plan::{driver_vm, Clients, RX_FAULT_GPA, TX_FAULT_GPA};
 use vmm::linux::{dtb_initrd, dtb_node};
 
 fn macs() -> Vec<(String, [u8; 6])> {
@@ -39,7 +39,16 @@ fn the_guest_gets_the_drivers_derived_config_byte_for_byte() {
         .unwrap()
         .bytes;
     assert_eq!(blob.len(), 88);
-    let vm = driver_vm(&sys, &path, "console=ttyAMA0", &macs()).unwrap();
+    let vm = driver_vm(
+        &sys,
+        &path,
+        "console=ttyAMA0",
+        &Clients {
+            macs: &macs(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(&vm.layout.net_driver_config, blob);
     let dtb = build_dtb(&vm.layout, 0x1000).unwrap();
     assert!(
@@ -60,7 +69,16 @@ fn the_guest_gets_the_drivers_derived_config_byte_for_byte() {
 fn the_derived_device_tree_says_what_the_vmm_expects() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../system.xml");
     let sys = sdf::parse(&path, sdf::Arch::Aarch64).unwrap();
-    let vm = driver_vm(&sys, &path, "console=ttyAMA0", &macs()).unwrap();
+    let vm = driver_vm(
+        &sys,
+        &path,
+        "console=ttyAMA0",
+        &Clients {
+            macs: &macs(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let initrd_size = 0x9_e816;
     let dtb = build_dtb(&vm.layout, initrd_size).unwrap();
 
@@ -94,7 +112,9 @@ fn the_derived_device_tree_says_what_the_vmm_expects() {
 fn without_the_macs_the_driver_config_cannot_be_derived_and_says_so() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../system.xml");
     let sys = sdf::parse(&path, sdf::Arch::Aarch64).unwrap();
-    let err = driver_vm(&sys, &path, "", &[]).unwrap_err().to_string();
+    let err = driver_vm(&sys, &path, "", &Clients::default())
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("needs the clients' MACs") && err.contains("client0"),
         "{err}"

@@ -365,49 +365,12 @@ fn the_main_job_runs_unprivileged_in_a_user_namespace() {
     std::fs::remove_dir_all(&out).ok();
 }
 
-/// The real system.xml with every queue region shrunk to one page and the capacities of a
-/// 64-buffer spec (clients: 64 RX, 32 TX, so the driver's TX queue is 64), its sDDF configs
-/// written as `DIR/<pd>/<section>.bin`. Returns the system's path.
+/// The real system.xml with every queue region shrunk to one page
+/// (`testkit::system::with_64_entry_queue_regions`), written into `dir`. Returns its path.
 fn system_with_64_entry_queues(dir: &Path) -> std::path::PathBuf {
-    let root = common::workspace();
-    let text = std::fs::read_to_string(root.join("system.xml")).unwrap();
-    let mut shrunk = 0;
-    let lines: Vec<String> = text
-        .lines()
-        .map(|l| {
-            if l.contains("<memory_region") && l.contains("/net/queue/") {
-                let (head, tail) = l.split_once(" size=\"").unwrap();
-                let (_, rest) = tail.split_once('"').unwrap();
-                shrunk += 1;
-                format!("{head} size=\"0x1000\"{rest}")
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect();
-    assert!(shrunk >= 8, "only {shrunk} queue regions in system.xml");
+    let text = std::fs::read_to_string(common::workspace().join("system.xml")).unwrap();
     let xml = dir.join("system64.xml");
-    std::fs::write(&xml, lines.join("\n")).unwrap();
-    let sys = sdf::parse(&xml, sdf::Arch::Aarch64).unwrap();
-    let macs = std::fs::read_to_string(root.join("system.macs")).unwrap();
-    let macs = sdf::net::parse_mac_list(&macs).unwrap();
-    let mut spec = sdf::net::NetSystemSpec::infer(&sys, &macs).unwrap();
-    spec.rx_buffers = 64;
-    for client in &mut spec.clients {
-        client.rx_buffers = 64;
-        client.tx_buffers = 32;
-    }
-    assert_eq!(spec.driver_tx_buffers().unwrap().get(), 64);
-    let sections = sdf::net::derive(&sys, &spec)
-        .unwrap()
-        .into_iter()
-        .chain(sdf::net::options_sections(&sys, &spec))
-        .chain(sdf::net::stats_sections(&sys));
-    let configs = dir.join("sections");
-    for sdf::Section { pd, name, bytes } in sections {
-        std::fs::create_dir_all(configs.join(&pd)).unwrap();
-        std::fs::write(configs.join(&pd).join(format!("{name}.bin")), bytes).unwrap();
-    }
+    std::fs::write(&xml, testkit::system::with_64_entry_queue_regions(&text)).unwrap();
     xml
 }
 
@@ -424,8 +387,9 @@ fn a_system_with_64_entry_queues_in_page_sized_regions_echoes() {
         &xml,
         &bins,
         &[
-            "--sections".as_ref(),
-            dir.join("sections").as_os_str(),
+            // 64 RX buffers, 64 RX and 32 TX per client: the driver's TX queue is 64 too.
+            "--buffers".as_ref(),
+            testkit::system::QUEUES_64_BUFFERS.as_ref(),
             "--echo-ips".as_ref(),
             BOTH_CLIENTS.as_ref(),
         ],

@@ -35,7 +35,7 @@ use crate::layout::{
     names, qemu_virt, standalone_driver_config, GicV2, GuestLayout, Pl011, PsciMethod, Range,
     UioRegion, VirtioMmio, PAGE_SIZE,
 };
-use crate::{PlanError, Subject};
+use crate::{Clients, PlanError, Subject};
 
 /// Guest-physical page of the `rx_fault` doorbell.
 pub const RX_FAULT_GPA: u64 = 0x3f00_0000;
@@ -73,13 +73,13 @@ fn bad(system: &Path, subject: Subject, reason: String) -> PlanError {
 }
 
 /// Reads the driver VM off `sys` (parsed from `path`); `bootargs` is the kernel command line,
-/// `macs` the clients' MAC addresses (for the net spec whose `.net_driver_config` the guest
+/// `clients` the clients' MAC addresses and buffer counts (for the net spec whose `.net_driver_config` the guest
 /// gets; a standalone VM needs none).
 pub fn driver_vm(
     sys: &SystemDescription,
     path: &Path,
     bootargs: &str,
-    macs: &[(String, [u8; 6])],
+    clients: &Clients<'_>,
 ) -> Result<DriverVm, PlanError> {
     let (driver, regions, standalone) = match sdf::net::driver_vm_regions(sys) {
         Ok((driver, regions)) => (driver, regions, false),
@@ -114,7 +114,7 @@ pub fn driver_vm(
     let net_driver_config = if standalone {
         standalone_driver_config(&uio_regions)
     } else {
-        derived_driver_config(sys, path, macs)?
+        derived_driver_config(sys, path, clients)?
     };
     let [rx_spi, tx_spi] = qemu_virt::FREE_SPIS;
     let layout = GuestLayout {
@@ -459,9 +459,9 @@ fn driver_channels(
 pub fn derived_driver_config(
     sys: &SystemDescription,
     path: &Path,
-    macs: &[(String, [u8; 6])],
+    clients: &Clients<'_>,
 ) -> Result<Vec<u8>, PlanError> {
-    let spec = sdf::net::NetSystemSpec::infer(sys, macs).map_err(|e| {
+    let spec = clients.spec(sys).map_err(|e| {
         bad(
             path,
             Subject::System,

@@ -15,6 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use echo_api::IpConfig;
+use sdf::net::{BufferCounts, NetError, NetSystemSpec};
 use sdf::SystemDescription;
 
 mod driver_vm;
@@ -102,12 +103,36 @@ pub enum Writer {
     Host,
 }
 
+/// The net clients as the user gives them: their MACs (which live nowhere in a system
+/// description) and buffer counts other than sdfgen's defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Clients<'a> {
+    /// `(client PD, MAC)` of every net client.
+    pub macs: &'a [(String, [u8; 6])],
+    /// Buffer counts to apply to the spec read off the system.
+    pub buffers: BufferCounts,
+}
+
+impl Clients<'_> {
+    /// The net spec of `sys`: roles from its region names ([`NetSystemSpec::infer`]), these
+    /// MACs, these buffer counts.
+    pub fn spec(&self, sys: &SystemDescription) -> Result<NetSystemSpec, NetError> {
+        let mut spec = NetSystemSpec::infer(sys, self.macs)?;
+        self.buffers.apply(&mut spec);
+        Ok(spec)
+    }
+}
+
 /// What the plan is made from, besides the system description.
 #[derive(Debug, Clone, Copy)]
 pub struct Inputs<'a> {
     /// `(client PD, MAC)` of every net client (they live nowhere in a system description).
     /// `None`: derive no net configs (host mode given them as files instead).
     pub macs: Option<&'a [(String, [u8; 6])]>,
+    /// Buffer counts other than sdfgen's defaults (`sdf::net::BufferCounts`, e.g. from
+    /// `--buffers rx=64,client_rx=64,client_tx=32`), for every PD's config and the guest's
+    /// device tree alike.
+    pub buffers: BufferCounts,
     /// `(echo-server PD, static address or DHCP)`, e.g. from `echo_api::parse_address_list`.
     pub echo: &'a [(String, IpConfig)],
     /// The guest kernel's command line (seL4 image only).
@@ -135,9 +160,12 @@ pub fn plan(
     let no_macs: &[(String, [u8; 6])] = &[];
     match inputs.writer {
         Writer::Sel4Image => {
-            let macs = inputs.macs.unwrap_or(no_macs);
-            let vm = driver_vm(sys, path, inputs.bootargs, macs)?;
-            let sections = sections(sys, path, &vm, macs, inputs.echo)?;
+            let clients = Clients {
+                macs: inputs.macs.unwrap_or(no_macs),
+                buffers: inputs.buffers,
+            };
+            let vm = driver_vm(sys, path, inputs.bootargs, &clients)?;
+            let sections = sections(sys, path, &vm, &clients, inputs.echo)?;
             Ok(ImagePlan {
                 sections,
                 driver_vm: Some(vm),
@@ -145,13 +173,21 @@ pub fn plan(
         }
         Writer::Host => {
             let mut sections = match inputs.macs {
-                Some(macs) => net_sections(sys, path, macs, Writer::Host)?,
+                Some(macs) => net_sections(
+                    sys,
+                    path,
+                    &Clients {
+                        macs,
+                        buffers: inputs.buffers,
+                    },
+                    Writer::Host,
+                )?,
                 None => Vec::new(),
             };
             sections.extend(echo_sections(
                 sys,
                 path,
-                no_macs,
+                &Clients::default(),
                 inputs.echo,
                 Writer::Host,
             )?);

@@ -11,7 +11,7 @@ use echo_api::IpConfig;
 use sdf::SystemDescription;
 use zerocopy::IntoBytes;
 
-use crate::{DriverVm, PlanError, Section, Subject, Writer};
+use crate::{Clients, DriverVm, PlanError, Section, Subject, Writer};
 
 fn net_error(path: &Path, source: sdf::net::NetError) -> PlanError {
     PlanError::Net {
@@ -22,16 +22,16 @@ fn net_error(path: &Path, source: sdf::net::NetError) -> PlanError {
 
 /// The sDDF net configs `sdf::net::derive` makes (byte-identical to sdfgen's), netvm's
 /// virtualiser options and every `.netvm_stats`, for the net system whose roles are read off
-/// the region names and whose clients have the MACs `macs`. For [`Writer::Sel4Image`] the
+/// the region names and whose clients have the MACs and buffer counts of `clients`. For [`Writer::Sel4Image`] the
 /// driver PD (the VMM) gets only the two it reads: `.net_driver_config` (its watchdog watches
 /// the driver's TX queue) and its `.netvm_stats`; its guest finds the rest through UIO.
 pub fn net_sections(
     sys: &SystemDescription,
     path: &Path,
-    macs: &[(String, [u8; 6])],
+    clients: &Clients<'_>,
     writer: Writer,
 ) -> Result<Vec<Section>, PlanError> {
-    let spec = sdf::net::NetSystemSpec::infer(sys, macs).map_err(|e| net_error(path, e))?;
+    let spec = clients.spec(sys).map_err(|e| net_error(path, e))?;
     let derived = sdf::net::derive(sys, &spec).map_err(|e| net_error(path, e))?;
     let options = sdf::net::options_sections(sys, &spec);
     let vmm = writer == Writer::Sel4Image;
@@ -47,11 +47,11 @@ pub fn net_sections(
 
 /// Each echo client's `.echo_config` (its address, static or DHCP) and, where the system gives
 /// it a timer, its `.timer_client_config`. For [`Writer::Sel4Image`] every client of the net
-/// system `macs` describes must have an address and a timer, and nothing else may be given one.
+/// system `clients` describes must have an address and a timer, and nothing else may be given one.
 pub fn echo_sections(
     sys: &SystemDescription,
     path: &Path,
-    macs: &[(String, [u8; 6])],
+    clients: &Clients<'_>,
     echo: &[(String, IpConfig)],
     writer: Writer,
 ) -> Result<Vec<Section>, PlanError> {
@@ -72,7 +72,7 @@ pub fn echo_sections(
         }
         return Ok(out);
     }
-    let spec = sdf::net::NetSystemSpec::infer(sys, macs).map_err(|e| net_error(path, e))?;
+    let spec = clients.spec(sys).map_err(|e| net_error(path, e))?;
     let mut out = Vec::new();
     for client in &spec.clients {
         let Some((_, ip)) = echo.iter().find(|(pd, _)| *pd == client.name) else {
@@ -142,7 +142,7 @@ pub fn sections(
     sys: &SystemDescription,
     path: &Path,
     vm: &DriverVm,
-    macs: &[(String, [u8; 6])],
+    clients: &Clients<'_>,
     echo: &[(String, IpConfig)],
 ) -> Result<Vec<Section>, PlanError> {
     let vmm_config = Section {
@@ -151,7 +151,8 @@ pub fn sections(
         bytes: vm.vmm_config.to_bytes().to_vec(),
     };
     if vm.standalone {
-        if let Some(pd) = macs
+        if let Some(pd) = clients
+            .macs
             .iter()
             .map(|m| &m.0)
             .chain(echo.iter().map(|e| &e.0))
@@ -167,8 +168,8 @@ pub fn sections(
         }
         return Ok(vec![vmm_config]);
     }
-    let mut out = net_sections(sys, path, macs, Writer::Sel4Image)?;
-    out.extend(echo_sections(sys, path, macs, echo, Writer::Sel4Image)?);
+    let mut out = net_sections(sys, path, clients, Writer::Sel4Image)?;
+    out.extend(echo_sections(sys, path, clients, echo, Writer::Sel4Image)?);
     out.push(vmm_config);
     Ok(out)
 }

@@ -26,6 +26,7 @@ fn both_writers_get_the_same_sections_but_for_the_driver_pd() {
         parse_echo_ips("client0=10.0.0.10/24,client1=dhcp").unwrap(),
     );
     let inputs = |writer| Inputs {
+        buffers: Default::default(),
         macs: Some(&macs),
         echo: &echo,
         bootargs: "console=ttyAMA0",
@@ -70,6 +71,7 @@ fn errors_say_which_pd_or_channel_they_are_about() {
     let macs = macs();
     let echo = parse_echo_ips("client0=10.0.0.10/24").unwrap();
     let inputs = Inputs {
+        buffers: Default::default(),
         macs: Some(&macs),
         echo: &echo,
         bootargs: "",
@@ -104,4 +106,59 @@ fn errors_say_which_pd_or_channel_they_are_about() {
             if pd == "vmm" && peer == "net_virt_tx"),
         "{err:?}"
     );
+}
+
+/// The 64-entry-queue system (every queue region one page): without buffer counts the default
+/// 512-entry queues do not fit and the error names a region; with `rx=64,client_rx=64,
+/// client_tx=32` both writers' configs and the guest's device tree say 64, the same numbers
+/// the guest's driver and the host stand-in read.
+#[test]
+fn buffer_counts_reach_every_config_and_the_guest() {
+    let dir = std::env::temp_dir().join(format!("system-plan-q64-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("system64.xml");
+    let text = std::fs::read_to_string(root().join("system.xml")).unwrap();
+    std::fs::write(&path, testkit::system::with_64_entry_queue_regions(&text)).unwrap();
+    let sys = sdf::parse(&path, sdf::Arch::Aarch64).unwrap_or_else(|e| panic!("{e}"));
+    let (macs, echo) = (
+        macs(),
+        parse_echo_ips("client0=10.0.0.10/24,client1=10.0.0.11/24").unwrap(),
+    );
+    let inputs = |writer, buffers| Inputs {
+        buffers,
+        macs: Some(&macs),
+        echo: &echo,
+        bootargs: "console=ttyAMA0",
+        writer,
+    };
+    let err = plan(&sys, &path, &inputs(Writer::Host, Default::default()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("too small") && err.contains("/net/queue/"),
+        "{err}"
+    );
+
+    let buffers = sdf::net::BufferCounts::parse(testkit::system::QUEUES_64_BUFFERS).unwrap();
+    for writer in [Writer::Host, Writer::Sel4Image] {
+        let p = plan(&sys, &path, &inputs(writer, buffers)).unwrap_or_else(|e| panic!("{e}"));
+        let driver = p
+            .sections
+            .iter()
+            .find(|s| s.name == sdf::net::DRIVER_SECTION)
+            .expect("the driver's config");
+        let config = uio_driver::config::DriverConfig::parse(&driver.bytes, "plan").unwrap();
+        assert_eq!(
+            (config.rx_capacity.get(), config.tx_capacity.get()),
+            (64, 64),
+            "{writer:?}"
+        );
+        if let Some(vm) = &p.driver_vm {
+            assert_eq!(
+                vm.layout.net_driver_config, driver.bytes,
+                "the guest's copy"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

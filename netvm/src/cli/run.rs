@@ -53,6 +53,10 @@ pub(crate) struct RunArgs {
     /// A file is read with `@FILE` (e.g. `@system.macs`).
     #[arg(long, value_name = "LIST", value_parser = parse_macs)]
     net_macs: Option<MacList>,
+    /// With derived net configs: buffer counts other than sdfgen's
+    /// (e.g. rx=64,client_rx=64,client_tx=32; the same as the seL4 image's `BUFFERS`).
+    #[arg(long, value_name = "LIST", value_parser = parse_buffers)]
+    buffers: Option<BufferArg>,
     /// Addresses of echo-server PDs (`.echo_config`), static or from DHCP, e.g.
     /// client0=10.0.0.10/24,client1=dhcp.
     #[arg(long, value_name = "LIST", value_parser = parse_echo_ips)]
@@ -91,6 +95,16 @@ pub(crate) struct MacList(Vec<(String, [u8; 6])>);
 
 fn parse_macs(text: &str) -> Result<MacList, String> {
     system_plan::parse_macs(text).map(MacList)
+}
+
+/// `--buffers`: buffer counts.
+#[derive(Clone, Debug)]
+struct BufferArg(sdf::net::BufferCounts);
+
+fn parse_buffers(text: &str) -> Result<BufferArg, String> {
+    sdf::net::BufferCounts::parse(text)
+        .map(BufferArg)
+        .map_err(|e| e.to_string())
 }
 
 /// `--echo-ips`: echo-server PD and address pairs.
@@ -142,6 +156,7 @@ pub(crate) fn run_system(mut a: RunArgs) -> ExitCode {
         opts.sections.push(Box::new(PlannedSections {
             system_path: a.system.clone(),
             macs: a.net_macs.map(|MacList(macs)| macs),
+            buffers: a.buffers.map(|BufferArg(b)| b).unwrap_or_default(),
             echo: a.echo_ips.map(|EchoList(echo)| echo).unwrap_or_default(),
         }));
     }

@@ -158,6 +158,8 @@ pub struct PlannedSections {
     /// `(client PD, MAC)` for every client, e.g. from `sdf::net::parse_mac_list`; `None`: the
     /// net configs come from elsewhere (`--sections-dir`, `--sdfgen-dir`).
     pub macs: Option<Vec<(String, [u8; 6])>>,
+    /// Buffer counts other than sdfgen's (`--buffers`).
+    pub buffers: sdf::net::BufferCounts,
     /// `(echo-server PD, address)`, e.g. from `system_plan::parse_echo_ips`.
     pub echo: Vec<(String, echo_api::IpConfig)>,
 }
@@ -170,6 +172,7 @@ impl SectionProvider for PlannedSections {
     fn sections(&self, system: &SystemDescription) -> Result<Vec<Section>, SectionError> {
         let inputs = system_plan::Inputs {
             macs: self.macs.as_deref(),
+            buffers: self.buffers,
             echo: &self.echo,
             bootargs: "",
             writer: system_plan::Writer::Host,
@@ -243,6 +246,7 @@ mod tests {
         let macs = sdf::net::parse_mac_list("client0=52:54:01:00:00:10,client1=52:54:01:00:00:11")
             .expect("macs");
         let planned = |macs| PlannedSections {
+            buffers: Default::default(),
             system_path: "two_clients.system".into(),
             macs: Some(macs),
             echo: Vec::new(),
