@@ -51,6 +51,10 @@ pub const FIXED: [&str; 9] = [
     RX_FREE, RX_ACTIVE, RX_DATA, TX_FREE, TX_ACTIVE, RX_FAULT, TX_FAULT, RX_IRQ, TX_IRQ,
 ];
 
+/// The `/chosen` property of a driver VM's device tree that holds the driver's
+/// `.net_driver_config` blob (written by the image tool, read by the guest's driver).
+pub const DT_PROPERTY: &str = "netvm,net-driver-config";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,7 +81,3 @@ mod tests {
         assert_eq!(sorted.len(), all.len());
     }
 }
-
-/// The `/chosen` property of a driver VM's device tree that holds the driver's
-/// `.net_driver_config` blob (written by the image tool, read by the guest's driver).
-pub const DT_PROPERTY: &str = "netvm,net-driver-config";
