@@ -31,20 +31,15 @@ pub(crate) struct DemoArgs {
 
 /// `netvm demo`: runs the demo and prints its counters and table.
 pub(crate) fn run_demo(a: DemoArgs) -> ExitCode {
-    let (udp_rates, tcp_rates) = match demo_prologue("demo", &a.out, &a.udp_rates, &a.tcp_rates) {
-        Ok(rates) => rates,
+    let sweep = match demo_prologue("demo", &a.out, (&a.udp_rates, &a.tcp_rates), &a.points) {
+        Ok(sweep) => sweep,
         Err(code) => return code,
     };
     let opts = netvm::demo::DemoOptions {
         system: a.system,
         macs: a.macs,
         out_dir: a.out,
-        udp_rates,
-        tcp_rates,
-        warmup: a.points.warmup,
-        duration: a.points.duration,
-        cooldown: a.points.cooldown,
-        flows: a.points.flows,
+        sweep,
         pcap: a.pcap,
     };
     match netvm::demo::run(&opts) {

@@ -39,13 +39,14 @@ fn parse_rate_list(s: &str) -> Result<Vec<u64>, String> {
 
 /// The start both demos share: the output folder checked before anything runs (a folder left
 /// by an earlier root run is not writable by a normal user), a re-run in an unprivileged user
-/// namespace when not root (`Err` carries the exit status of that run), and the rate lists.
+/// namespace when not root (`Err` carries the exit status of that run), and the sweep: the rate
+/// lists with `points`.
 pub(crate) fn demo_prologue(
     what: &str,
     out: &std::path::Path,
-    udp: &str,
-    tcp: &str,
-) -> Result<(Vec<u64>, Vec<u64>), ExitCode> {
+    (udp, tcp): (&str, &str),
+    points: &PointArgs,
+) -> Result<netvm::demo::Sweep, ExitCode> {
     if let Err(e) = netvm::demo::check_writable(out) {
         tracing::error!("netvm {what}: {e}");
         return Err(ExitCode::from(2));
@@ -58,7 +59,14 @@ pub(crate) fn demo_prologue(
         }
     }
     match (parse_rate_list(udp), parse_rate_list(tcp)) {
-        (Ok(u), Ok(t)) => Ok((u, t)),
+        (Ok(udp_rates), Ok(tcp_rates)) => Ok(netvm::demo::Sweep {
+            udp_rates,
+            tcp_rates,
+            warmup: points.warmup,
+            duration: points.duration,
+            cooldown: points.cooldown,
+            flows: points.flows,
+        }),
         (Err(e), _) | (_, Err(e)) => {
             tracing::error!("netvm {what}: {e}");
             Err(ExitCode::from(2))

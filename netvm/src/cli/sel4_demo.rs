@@ -46,20 +46,14 @@ pub(crate) fn run_sel4_demo(a: Sel4DemoArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let (udp_rates, tcp_rates) =
-        match demo_prologue("sel4-demo", &a.out, &a.udp_rates, &a.tcp_rates) {
-            Ok(rates) => rates,
-            Err(code) => return code,
-        };
+    let sweep = match demo_prologue("sel4-demo", &a.out, (&a.udp_rates, &a.tcp_rates), &a.points) {
+        Ok(sweep) => sweep,
+        Err(code) => return code,
+    };
     let opts = netvm::sel4_demo::Sel4DemoOptions {
         workspace: std::path::absolute(&a.workspace).unwrap_or(a.workspace),
         out_dir: a.out,
-        udp_rates,
-        tcp_rates,
-        warmup: a.points.warmup,
-        duration: a.points.duration,
-        cooldown: a.points.cooldown,
-        flows: a.points.flows,
+        sweep,
         build: !a.no_build,
         reference: !a.no_reference,
         peer_images: a.peer_image,

@@ -25,8 +25,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub use netns::Lan;
-pub use points::Point;
 pub(crate) use points::{bench_points, payload_size, BenchSettings};
+pub use points::{Point, Sweep};
 pub(crate) use process::{catch_signals, check_interrupt, err, run_cmd, wait_child, Result};
 pub use process::{check_writable, is_root, run_in_user_namespace, DemoError, USERNS_ENV};
 
@@ -53,18 +53,8 @@ pub struct DemoOptions {
     pub macs: PathBuf,
     /// Where CSV and SVG files go.
     pub out_dir: PathBuf,
-    /// UDP rates (bit/s).
-    pub udp_rates: Vec<u64>,
-    /// TCP rates (bit/s).
-    pub tcp_rates: Vec<u64>,
-    /// Warm-up per point.
-    pub warmup: Duration,
-    /// Sampling per point.
-    pub duration: Duration,
-    /// Cool-down per point.
-    pub cooldown: Duration,
-    /// Parallel flows.
-    pub flows: u32,
+    /// The rates and how each point is measured.
+    pub sweep: Sweep,
     /// Where the virtualisers write their pcap files (`netvm run --pcap`), if anywhere.
     pub pcap: Option<PathBuf>,
 }
@@ -300,22 +290,13 @@ pub fn run(opts: &DemoOptions) -> Result<Summary> {
     std::thread::sleep(Duration::from_millis(300));
 
     let mut summary = Summary::default();
-    for (proto, rates) in [("udp", &opts.udp_rates), ("tcp", &opts.tcp_rates)] {
+    for (proto, rates) in opts.sweep.protocols() {
         if rates.is_empty() {
             continue;
         }
         // The system's utilisation is its own processes' CPU time (the bench shares the cores);
         // the kernel echo's comes from its ipbench daemon (/proc/stat, the whole machine).
-        let settings = |util_pid| BenchSettings {
-            out_dir: &opts.out_dir,
-            warmup: opts.warmup,
-            duration: opts.duration,
-            cooldown: opts.cooldown,
-            flows: opts.flows,
-            util: true,
-            util_pid,
-            calibrate: true,
-        };
+        let settings = |util_pid| opts.sweep.settings(&opts.out_dir, true, util_pid, true);
         let sys_settings = settings(Some(runner_pid));
         let sys = sweep(
             &lan,

@@ -88,6 +88,50 @@ pub(crate) fn parse_csv(text: &str) -> Vec<Point> {
         })
         .collect()
 }
+/// What a demo measures and how each point is measured (`netvm demo` and `netvm sel4-demo`
+/// alike).
+#[derive(Debug, Clone)]
+pub struct Sweep {
+    /// UDP rates (bit/s).
+    pub udp_rates: Vec<u64>,
+    /// TCP rates (bit/s).
+    pub tcp_rates: Vec<u64>,
+    /// Warm-up per point.
+    pub warmup: Duration,
+    /// Sampling per point.
+    pub duration: Duration,
+    /// Cool-down per point.
+    pub cooldown: Duration,
+    /// Parallel flows.
+    pub flows: u32,
+}
+
+impl Sweep {
+    /// `(protocol, rates)` for UDP then TCP.
+    pub(crate) fn protocols(&self) -> [(&'static str, &[u64]); 2] {
+        [("udp", &self.udp_rates), ("tcp", &self.tcp_rates)]
+    }
+
+    /// The bench settings of every point, writing into `out_dir`.
+    pub(crate) fn settings<'a>(
+        &self,
+        out_dir: &'a Path,
+        util: bool,
+        util_pid: Option<u32>,
+        calibrate: bool,
+    ) -> BenchSettings<'a> {
+        BenchSettings {
+            out_dir,
+            warmup: self.warmup,
+            duration: self.duration,
+            cooldown: self.cooldown,
+            flows: self.flows,
+            util,
+            util_pid,
+            calibrate,
+        }
+    }
+}
 
 /// How each `netvm bench` point runs, and where its files go.
 pub(crate) struct BenchSettings<'a> {

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use crate::bench::{csv, svg};
 use crate::demo::{
-    bench_points, check_interrupt, err, payload_size, run_cmd, wait_child, BenchSettings, Result,
+    bench_points, check_interrupt, err, payload_size, run_cmd, wait_child, Result, Sweep,
 };
 use machines::{boot, Kind, Machine, REFERENCE_IP};
 use report::{mbps, ms};
@@ -41,18 +41,8 @@ pub struct Sel4DemoOptions {
     pub workspace: PathBuf,
     /// Where CSV, SVG, console and summary files go.
     pub out_dir: PathBuf,
-    /// UDP rates (bit/s).
-    pub udp_rates: Vec<u64>,
-    /// TCP rates (bit/s).
-    pub tcp_rates: Vec<u64>,
-    /// Warm-up per point.
-    pub warmup: Duration,
-    /// Sampling per point.
-    pub duration: Duration,
-    /// Cool-down per point.
-    pub cooldown: Duration,
-    /// Parallel flows.
-    pub flows: u32,
+    /// The rates and how each point is measured.
+    pub sweep: Sweep,
     /// Build the image first (`make MICROKIT_CONFIG=release`).
     pub build: bool,
     /// Measure the reference (the guest kernel alone) too.
@@ -232,23 +222,14 @@ pub fn run(opts: &Sel4DemoOptions) -> Result<Sel4Summary> {
     }
     let mut machines = boot_all(opts, &out_dir, &netvm)?;
 
-    let settings = |util: bool| BenchSettings {
-        out_dir: &points_dir,
-        warmup: opts.warmup,
-        duration: opts.duration,
-        cooldown: opts.cooldown,
-        flows: opts.flows,
-        util,
-        util_pid: None,
-        // Under TCG the machines echo at most ~100 Mb/s, far below the generator's ceiling
-        // (Gb/s); calibrating floods the loopback for ~1.5 s per point while a guest runs.
-        calibrate: false,
-    };
+    // Not calibrated: under TCG the machines echo at most ~100 Mb/s, far below the generator's
+    // ceiling (Gb/s); calibrating floods the loopback for ~1.5 s per point while a guest runs.
+    let settings = |util: bool| opts.sweep.settings(&points_dir, util, None, false);
     let mut summary = Sel4Summary {
         reference: opts.reference.then(|| "Linux alone".to_string()),
         ..Sel4Summary::default()
     };
-    for (proto, rates) in [("udp", &opts.udp_rates), ("tcp", &opts.tcp_rates)] {
+    for (proto, rates) in opts.sweep.protocols() {
         for &rate in rates.iter() {
             for m in machines.iter_mut() {
                 check_interrupt()?;
@@ -294,7 +275,7 @@ pub fn run(opts: &Sel4DemoOptions) -> Result<Sel4Summary> {
         }
     }
     for m in &machines {
-        for (proto, rates) in [("udp", &opts.udp_rates), ("tcp", &opts.tcp_rates)] {
+        for (proto, rates) in opts.sweep.protocols() {
             if !rates.is_empty() {
                 merge_files(&out_dir, m, proto, rates)?;
             }
