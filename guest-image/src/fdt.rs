@@ -37,6 +37,7 @@ fn reg(r: &Range) -> [u64; 2] {
     [r.base, r.size]
 }
 
+/// The device tree, node by node in the order Linux's `virt` machine has them.
 fn write(l: &GuestLayout, initrd_size: u64) -> Result<Vec<u8>, vm_fdt::Error> {
     let mut f = FdtWriter::new()?;
     let root = f.begin_node("")?;
@@ -58,6 +59,15 @@ fn write(l: &GuestLayout, initrd_size: u64) -> Result<Vec<u8>, vm_fdt::Error> {
     f.property(netvm_api::uio::DT_PROPERTY, &l.net_driver_config)?;
     f.end_node(chosen)?;
 
+    write_cpus_and_memory(&mut f, l)?;
+    write_interrupts(&mut f, l)?;
+    write_devices(&mut f, l)?;
+    f.end_node(root)?;
+    f.finish()
+}
+
+/// `/cpus` (one cortex-a53), `/memory`, and the UIO regions' carve-outs.
+fn write_cpus_and_memory(f: &mut FdtWriter, l: &GuestLayout) -> Result<(), vm_fdt::Error> {
     let cpus = f.begin_node("cpus")?;
     f.property_u32("#address-cells", 1)?;
     f.property_u32("#size-cells", 0)?;
@@ -86,7 +96,11 @@ fn write(l: &GuestLayout, initrd_size: u64) -> Result<Vec<u8>, vm_fdt::Error> {
         }
         f.end_node(rm)?;
     }
+    Ok(())
+}
 
+/// PSCI, the GICv2 and the architected timer.
+fn write_interrupts(f: &mut FdtWriter, l: &GuestLayout) -> Result<(), vm_fdt::Error> {
     let psci = f.begin_node("psci")?;
     f.property_string_list("compatible", vec!["arm,psci-0.2".into(), "arm,psci".into()])?;
     f.property_string(
@@ -124,7 +138,11 @@ fn write(l: &GuestLayout, initrd_size: u64) -> Result<Vec<u8>, vm_fdt::Error> {
     f.property_array_u32("interrupts", &cells)?;
     f.property_null("always-on")?;
     f.end_node(timer)?;
+    Ok(())
+}
 
+/// The passed-through PL011 (with its clock) and NIC, and the UIO devices.
+fn write_devices(f: &mut FdtWriter, l: &GuestLayout) -> Result<(), vm_fdt::Error> {
     if let Some(uart) = &l.uart {
         let clk = f.begin_node("apb-pclk")?;
         f.property_string("compatible", "fixed-clock")?;
@@ -170,9 +188,7 @@ fn write(l: &GuestLayout, initrd_size: u64) -> Result<Vec<u8>, vm_fdt::Error> {
         f.property_array_u32("interrupts", &[GIC_SPI, spi, IRQ_LEVEL_HIGH])?;
         f.end_node(n)?;
     }
-
-    f.end_node(root)?;
-    f.finish()
+    Ok(())
 }
 
 #[cfg(test)]

@@ -203,6 +203,30 @@ fn setup<T>(iface: &str, what: &'static str, r: io::Result<T>) -> Result<T, Pack
     })
 }
 
+/// The per-frame notifier: a second packet socket on `addr` that keeps one byte of each frame
+/// and a one-byte receive buffer, so that `poll` wakes on every frame (module docs).
+fn open_notifier(iface: &str, addr: &libc::sockaddr_ll) -> Result<OwnedFd, PacketError> {
+    let n = setup(iface, "notifier socket", sys::packet_socket(0))?;
+    let fd = n.as_raw_fd();
+    setup(
+        iface,
+        "notifier filter",
+        sys::attach_truncating_filter(fd, 1),
+    )?;
+    setup(
+        iface,
+        "notifier receive buffer",
+        sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &1i32),
+    )?;
+    setup(
+        iface,
+        "notifier: ignore outgoing",
+        sys::setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &1i32),
+    )?;
+    setup(iface, "binding the notifier", sys::bind(fd, addr))?;
+    Ok(n)
+}
+
 impl PacketNic {
     /// Opens `iface`: switches its offloads off (warnings, not errors, if that fails), sets it
     /// promiscuous, and maps the receive ring.
@@ -226,27 +250,7 @@ impl PacketNic {
         // ring has the frame before the notifier wakes anyone.
         let notifier = match cfg.wakeup {
             RxWakeup::BlockRetire => None,
-            RxWakeup::PerFrame => {
-                let n = setup(iface, "notifier socket", sys::packet_socket(0))?;
-                let fd = n.as_raw_fd();
-                setup(
-                    iface,
-                    "notifier filter",
-                    sys::attach_truncating_filter(fd, 1),
-                )?;
-                setup(
-                    iface,
-                    "notifier receive buffer",
-                    sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &1i32),
-                )?;
-                setup(
-                    iface,
-                    "notifier: ignore outgoing",
-                    sys::setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &1i32),
-                )?;
-                setup(iface, "binding the notifier", sys::bind(fd, &addr))?;
-                Some(n)
-            }
+            RxWakeup::PerFrame => Some(open_notifier(iface, &addr)?),
         };
 
         let sock = setup(iface, "packet socket", sys::packet_socket(0))?;

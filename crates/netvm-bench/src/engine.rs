@@ -25,6 +25,19 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// A point's shared state at `start` (ns): warming up, one send log of `window` entries per
+    /// flow, nothing sent.
+    pub(super) fn new(flows: u32, size: usize, window: u64, start: u64) -> Shared {
+        Shared {
+            phase: AtomicU8::new(Phase::Warmup as u8),
+            logs: (0..flows).map(|f| SendLog::new(f, window, start)).collect(),
+            size,
+            sent: AtomicU64::new(0),
+            sent_sampling: AtomicU64::new(0),
+            samples: AtomicU64::new(0),
+        }
+    }
+
     pub(super) fn phase(&self) -> Phase {
         Phase::from_u8(self.phase.load(Ordering::Acquire))
     }

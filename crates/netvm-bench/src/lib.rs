@@ -32,13 +32,13 @@ mod units;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::clock::monotonic_ns;
 use kernel_echo::util_proto::{UtilClient, UtilError, Utilisation};
 use stats::RttStats;
-use track::{BadKind, SendLog};
+use track::BadKind;
 
 pub use calibrate::{calibrate, Ceiling};
 use engine::{pace, RecvOutcome, RecvState, Shared, Transmit};
@@ -486,16 +486,7 @@ pub fn run_point(
     }
 
     let start = monotonic_ns();
-    let shared = Shared {
-        phase: AtomicU8::new(Phase::Warmup as u8),
-        logs: (0..cfg.flows)
-            .map(|f| SendLog::new(f, window, start))
-            .collect(),
-        size: cfg.size,
-        sent: AtomicU64::new(0),
-        sent_sampling: AtomicU64::new(0),
-        samples: AtomicU64::new(0),
-    };
+    let shared = Shared::new(cfg.flows, cfg.size, window, start);
     let sampling_bound = match cfg.stop {
         SampleStop::Duration(d) => d,
         SampleStop::Samples(_) => cfg.sample_timeout,
