@@ -1,6 +1,6 @@
-//! netvm command-line library: the host-mode runner (`run`) and the demos that orchestrate a
-//! system and measure it (`demo`, `sel4_demo`). The benchmark is its own crate
-//! (`netvm-bench`, re-exported as [`bench`](mod@bench)), and so is the observability of a
+//! netvm command-line library: the demos that orchestrate a system and measure it (`demo`,
+//! `sel4_demo`). The host-mode runner is its own crate (`netvm-run`, re-exported as
+//! [`run`](mod@run)), the benchmark too (`netvm-bench`, re-exported as [`bench`](mod@bench)), and so is the observability of a
 //! running system (`netvm-observe`: [`observe`] for host mode, [`qemu_stats`], [`qemu_pools`]
 //! and [`microkit_report`] for seL4 in QEMU); the re-exports keep one `netvm::` path for the
 //! CLI, the tests and the demos. `main.rs` is a thin CLI over these, and other code (tests,
@@ -8,9 +8,10 @@
 #![deny(unsafe_code)]
 
 pub mod demo;
-pub mod run;
 pub mod sel4_demo;
-mod sys;
+
+/// The host-mode runner (the `netvm-run` crate).
+pub use netvm_run as run;
 
 /// The ipbench-compatible benchmark (the `netvm-bench` crate).
 pub use netvm_bench as bench;

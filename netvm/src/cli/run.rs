@@ -127,7 +127,7 @@ pub(crate) fn run_system(mut a: RunArgs) -> ExitCode {
         if beside.is_file() {
             match parse_macs(&format!("@{}", beside.display())) {
                 Ok(macs) => {
-                    eprintln!(
+                    tracing::info!(
                         "netvm run: sDDF net configs derived with the client MACs of {} \
                          (--net-macs)",
                         beside.display()
@@ -135,7 +135,7 @@ pub(crate) fn run_system(mut a: RunArgs) -> ExitCode {
                     a.net_macs = Some(macs);
                 }
                 Err(e) => {
-                    eprintln!("netvm run: {e}");
+                    tracing::error!("netvm run: {e}");
                     return ExitCode::from(2);
                 }
             }
@@ -179,7 +179,7 @@ pub(crate) fn run_system(mut a: RunArgs) -> ExitCode {
     opts.timeout = a.timeout;
     if let Some(dir) = a.pcap {
         if let Err(e) = std::fs::create_dir_all(&dir) {
-            eprintln!("netvm run: --pcap {}: {e}", dir.display());
+            tracing::error!("netvm run: --pcap {}: {e}", dir.display());
             return ExitCode::from(2);
         }
         opts.pcap = Some(std::path::absolute(&dir).unwrap_or(dir));
@@ -202,8 +202,8 @@ pub(crate) fn run_system(mut a: RunArgs) -> ExitCode {
 fn report(e: RunError) -> ExitCode {
     match &e {
         // file:line:col first, as compilers print it, so editors can jump there.
-        RunError::Sdf(_) | RunError::MissingExecutable { .. } => eprintln!("{e}"),
-        _ => eprintln!("netvm run: {e}"),
+        RunError::Sdf(_) | RunError::MissingExecutable { .. } => tracing::error!("{e}"),
+        _ => tracing::error!("netvm run: {e}"),
     }
     ExitCode::from(e.exit_code())
 }
@@ -217,7 +217,7 @@ fn start_and_wait(opts: RunOptions) -> ExitCode {
     signals.add(Signal::SIGINT);
     signals.add(Signal::SIGTERM);
     if let Err(e) = signals.thread_block() {
-        eprintln!("netvm run: cannot block SIGINT/SIGTERM: {e}");
+        tracing::error!("netvm run: cannot block SIGINT/SIGTERM: {e}");
         return ExitCode::from(2);
     }
     let system = match System::start(opts) {
@@ -227,17 +227,17 @@ fn start_and_wait(opts: RunOptions) -> ExitCode {
     let stopper = system.clone();
     std::thread::spawn(move || {
         if let Ok(sig) = signals.wait() {
-            eprintln!("netvm run: {}, stopping", sig.as_str());
+            tracing::info!("netvm run: {}, stopping", sig.as_str());
             stopper.stop();
         }
     });
     let outcome = system.wait(None).unwrap_or_else(|| system.stop());
     match &outcome {
-        Outcome::Stopped(StopReason::Timeout) => eprintln!("netvm run: timeout, stopped"),
-        Outcome::Stopped(StopReason::Requested) => eprintln!("netvm run: stopped"),
+        Outcome::Stopped(StopReason::Timeout) => tracing::info!("netvm run: timeout, stopped"),
+        Outcome::Stopped(StopReason::Requested) => tracing::info!("netvm run: stopped"),
         Outcome::Failed(failures) => {
             let names: Vec<&str> = failures.iter().map(|f| f.pd.as_str()).collect();
-            eprintln!("netvm run: stopped after PD failure: {}", names.join(", "));
+            tracing::error!("netvm run: stopped after PD failure: {}", names.join(", "));
         }
     }
     ExitCode::from(outcome.exit_code())

@@ -1,4 +1,5 @@
-//! `netvm run`: a Microkit system in host mode, every PD a Linux process.
+//! The host-mode runner behind `netvm run`: a Microkit system in host mode, every PD a Linux
+//! process.
 //!
 //! # What the runner does (ARCHITECTURE.md §5; the PD side is `microkit::host`)
 //!
@@ -35,11 +36,14 @@
 //! addresses (regions without `phys_addr` get bookkeeping addresses from 0x4000_0000 upward,
 //! which `<setvar region_paddr>` sees); virtual machines are not run.
 
+#![deny(unsafe_code)]
+
 pub mod console;
 mod plan;
 mod rundir;
 pub mod sections;
 mod supervisor;
+mod sys;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -557,7 +557,7 @@ fn prefill_len(region: &RegionPlan) -> Result<u64, RunError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::sections::{Section, StaticSections};
+    use crate::sections::{Section, StaticSections};
 
     /// A bin dir with an executable file per name.
     fn bin_dir(tag: &str, names: &[&str]) -> PathBuf {

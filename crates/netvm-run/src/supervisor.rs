@@ -169,17 +169,17 @@ fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Leaves what an observer (`netvm stats`) needs in the run directory: a copy of the system
-/// description and [`crate::observe::INDEX`], one line per region: file name, size, region name.
+/// description and [`netvm_observe::host::INDEX`], one line per region: file name, size, region name.
 fn write_index(plan: &Plan, sdf: &std::path::Path) -> Result<(), RunError> {
     let create = |path: std::path::PathBuf, source| RunError::Create { path, source };
-    let copy = plan.run_dir.join(crate::observe::SYSTEM_COPY);
+    let copy = plan.run_dir.join(netvm_observe::host::SYSTEM_COPY);
     std::fs::copy(sdf, &copy).map_err(|e| create(copy.clone(), e))?;
     let mut index = String::new();
     for r in &plan.regions {
         let file = r.file.file_name().unwrap_or_default().to_string_lossy();
         index.push_str(&format!("{file}\t{:#x}\t{}\n", r.size, r.name));
     }
-    let path = plan.run_dir.join(crate::observe::INDEX);
+    let path = plan.run_dir.join(netvm_observe::host::INDEX);
     std::fs::write(&path, index).map_err(|e| create(path.clone(), e))
 }
 
