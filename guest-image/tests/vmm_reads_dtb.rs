@@ -26,6 +26,15 @@ fn has_property_value(dtb: &[u8], blob: &[u8]) -> bool {
     })
 }
 
+/// The driver VM of `sys` (parsed from `path`) with system.macs' MACs and the default buffers.
+fn system_vm(sys: &sdf::SystemDescription, path: &Path) -> system_plan::DriverVm {
+    let clients = Clients {
+        macs: &macs(),
+        ..Default::default()
+    };
+    driver_vm(sys, path, "console=ttyAMA0", &clients).unwrap()
+}
+
 #[test]
 fn the_guest_gets_the_drivers_derived_config_byte_for_byte() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../system.xml");
@@ -39,16 +48,7 @@ fn the_guest_gets_the_drivers_derived_config_byte_for_byte() {
         .unwrap()
         .bytes;
     assert_eq!(blob.len(), 88);
-    let vm = driver_vm(
-        &sys,
-        &path,
-        "console=ttyAMA0",
-        &Clients {
-            macs: &macs(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let vm = system_vm(&sys, &path);
     assert_eq!(&vm.layout.net_driver_config, blob);
     let dtb = build_dtb(&vm.layout, 0x1000).unwrap();
     assert!(
@@ -69,16 +69,7 @@ fn the_guest_gets_the_drivers_derived_config_byte_for_byte() {
 fn the_derived_device_tree_says_what_the_vmm_expects() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../system.xml");
     let sys = sdf::parse(&path, sdf::Arch::Aarch64).unwrap();
-    let vm = driver_vm(
-        &sys,
-        &path,
-        "console=ttyAMA0",
-        &Clients {
-            macs: &macs(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let vm = system_vm(&sys, &path);
     let initrd_size = 0x9_e816;
     let dtb = build_dtb(&vm.layout, initrd_size).unwrap();
 

@@ -235,8 +235,8 @@ mod tests {
 
     /// sdf's net fixture: the output of scripts/sdfgen_net_system.py (two clients).
     fn net_fixture() -> SystemDescription {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../sdf/tests/net/two_clients.system");
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdf/tests/net/two_clients.system");
         sdf::parse(&path, sdf::Arch::Aarch64).expect("fixture parses")
     }
 
