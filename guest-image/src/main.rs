@@ -158,18 +158,28 @@ fn parse_system(path: &Path) -> Result<sdf::SystemDescription, String> {
     sdf::parse(path, sdf::Arch::Aarch64).map_err(|e| e.to_string())
 }
 
+/// `(client PD, MAC)` pairs.
+type Macs = Vec<(String, [u8; 6])>;
+
+/// `--macs` and `--buffers`, as both seL4 commands take them.
+fn parse_net((macs, buffers): (&str, &str)) -> Result<(Macs, sdf::net::BufferCounts), String> {
+    let macs = system_plan::parse_macs(macs)?;
+    let buffers = sdf::net::BufferCounts::parse(buffers).map_err(|e| e.to_string())?;
+    Ok((macs, buffers))
+}
+
 /// The seL4 image's plan of `system` (parsed from it).
 fn sel4_plan(
     system: &Path,
     sys: &sdf::SystemDescription,
     bootargs: &str,
-    (macs, buffers): (&str, &str),
+    net: (&str, &str),
     echo: &[(String, echo_api::IpConfig)],
 ) -> Result<ImagePlan, String> {
-    let macs = system_plan::parse_macs(macs)?;
+    let (macs, buffers) = parse_net(net)?;
     let inputs = Inputs {
         macs: Some(&macs),
-        buffers: sdf::net::BufferCounts::parse(buffers).map_err(|e| e.to_string())?,
+        buffers,
         echo,
         bootargs,
         writer: Writer::Sel4Image,
@@ -181,13 +191,14 @@ fn sel4_dtb(
     system: &Path,
     initrd: &Path,
     bootargs: &str,
-    (macs, buffers): (&str, &str),
+    net: (&str, &str),
     out: &Path,
 ) -> Result<(), String> {
     let sys = parse_system(system)?;
+    let (macs, buffers) = parse_net(net)?;
     let clients = system_plan::Clients {
-        macs: &system_plan::parse_macs(macs)?,
-        buffers: sdf::net::BufferCounts::parse(buffers).map_err(|e| e.to_string())?,
+        macs: &macs,
+        buffers,
     };
     let vm = system_plan::driver_vm(&sys, system, bootargs, &clients).map_err(|e| e.to_string())?;
     let len = std::fs::metadata(initrd)
