@@ -11,9 +11,9 @@
 //! and every queue capacity a power of two in 1..=32768; error messages name the config.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use netvm_api::options::NetOptions;
 use netvm_fuzz::Input;
 use sddf::config::*;
-use netvm_api::options::NetOptions;
 use sddf::queue::Capacity;
 use zerocopy::IntoBytes;
 

@@ -19,9 +19,9 @@
 //! all of client 0's buffers are back in its free queues.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use netvm_api::options::{NetOptions, DRIVER_OFFSETS, FAIR_TX, LAZY_COMPLETIONS, MULTICAST_TO_ALL};
 use netvm_fuzz::{pending, Input};
 use sddf::config::*;
-use netvm_api::options::{NetOptions, DRIVER_OFFSETS, FAIR_TX, LAZY_COMPLETIONS, MULTICAST_TO_ALL};
 use sddf::queue::{Capacity, DrainSide, FillSide};
 use sddf::testing::RecordingNotifier;
 use sddf::BuffDesc;

@@ -6,8 +6,10 @@
 //! untouched writer's region it returns exactly what was published.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use netvm_api::stats::{
+    Snapshot, StatsWriter, COMPONENT_BYTES, ENTRY_BYTES, HEADER_BYTES, NAME_BYTES,
+};
 use sddf::shm::OwnedRegion;
-use netvm_api::stats::{Snapshot, StatsWriter, COMPONENT_BYTES, ENTRY_BYTES, HEADER_BYTES, NAME_BYTES};
 
 netvm_api::counters! {
     /// Three counters.
