@@ -12,6 +12,7 @@
 //! * [`uio`]: the UIO device names the guest driver looks up (and the image builder gives).
 //! * [`idle`]: the idle PD's counters region, read by the echo servers.
 //! * [`driver_host`]: host mode's `.netvm_driver_host`, the interface of the driver stand-in.
+//! * [`lan`]: node ids and the MACs and addresses that follow from them (`netvm lan`).
 //!
 //! Like `sddf`, this crate has no runtime: no dependency on `microkit`, so tools, tests and the
 //! guest use it as they use `sddf`. PD glue (notifiers, start-up failures, the pcap writer) is in
@@ -25,6 +26,7 @@ extern crate std;
 
 pub mod driver_host;
 pub mod idle;
+pub mod lan;
 pub mod options;
 #[cfg(not(loom))]
 pub mod reconnect;
