@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use echo_api::peers::PeerPlan;
 use guest_image::{build, BuildOptions, GuestLayout, Refresh};
 use system_plan::{ImagePlan, Inputs, Writer};
 
@@ -187,7 +186,7 @@ fn sel4_plan(
     sys: &sdf::SystemDescription,
     bootargs: &str,
     net: (&str, &str),
-    (echo, echo_peers): (&[(String, echo_api::IpConfig)], &[(String, PeerPlan)]),
+    (echo, echo_peers): system_plan::EchoInputs<'_>,
 ) -> Result<ImagePlan, String> {
     let (macs, buffers) = parse_net(net)?;
     let inputs = Inputs {

@@ -124,6 +124,10 @@ impl Clients<'_> {
     }
 }
 
+/// The echo servers' inputs: `(PD, address)` ([`Inputs::echo`]) and `(PD, peers)`
+/// ([`Inputs::echo_peers`]).
+pub type EchoInputs<'a> = (&'a [(String, IpConfig)], &'a [(String, PeerPlan)]);
+
 /// What the plan is made from, besides the system description.
 #[derive(Debug, Clone, Copy)]
 pub struct Inputs<'a> {

@@ -12,7 +12,7 @@ use echo_api::IpConfig;
 use sdf::SystemDescription;
 use zerocopy::IntoBytes;
 
-use crate::{Clients, DriverVm, PlanError, Section, Subject, Writer};
+use crate::{Clients, DriverVm, EchoInputs, PlanError, Section, Subject, Writer};
 
 fn net_error(path: &Path, source: sdf::net::NetError) -> PlanError {
     PlanError::Net {
@@ -54,7 +54,7 @@ pub fn echo_sections(
     sys: &SystemDescription,
     path: &Path,
     clients: &Clients<'_>,
-    (echo, peers): (&[(String, IpConfig)], &[(String, PeerPlan)]),
+    (echo, peers): EchoInputs<'_>,
     writer: Writer,
 ) -> Result<Vec<Section>, PlanError> {
     let mut out = address_sections(sys, path, clients, echo, writer)?;
@@ -192,7 +192,7 @@ pub fn sections(
     path: &Path,
     vm: &DriverVm,
     clients: &Clients<'_>,
-    echo: (&[(String, IpConfig)], &[(String, PeerPlan)]),
+    echo: EchoInputs<'_>,
 ) -> Result<Vec<Section>, PlanError> {
     let vmm_config = Section {
         pd: vm.driver.clone(),
