@@ -8,7 +8,7 @@
 //!   (little-endian) followed by a pattern keyed by all three and the peer's address, so an
 //!   echo with any byte changed is *bad*, one whose sequence number was already echoed this
 //!   round is a *duplicate*, one from an earlier round is *late*; requests without an echo by the
-//!   end of the round are *lost*. RTT = arrival − `sent_us` of good echoes (the pattern covers
+//!   end of the round, good or bad, are *lost*. RTT = arrival − `sent_us` of good echoes (the pattern covers
 //!   the send time, so it cannot be forged by the peer without being counted bad).
 //! * **TCP**: one connection per peer to port 1236 in the peer's slot of the round (the round is
 //!   divided evenly among the peers, so one dead peer cannot starve the others), carrying
@@ -42,7 +42,7 @@ netvm_api::counters! {
         pub udp_dup: u64,
         /// UDP echoes that came after their round ended.
         pub udp_late: u64,
-        /// UDP requests without an echo by the end of their round.
+        /// UDP requests without an echo (good or bad) by the end of their round.
         pub udp_lost: u64,
         /// Least RTT of a good UDP echo, microseconds (0: none yet).
         pub rtt_us_min: u64,
@@ -58,6 +58,9 @@ netvm_api::counters! {
         pub tcp_failed: u64,
         /// Echo throughput of the latest complete TCP stream, kbit/s.
         pub throughput_kbps: u64,
+        /// Rounds skipped because the peer's address did not resolve and another unresolved
+        /// peer had the turn to ask for its own (see `origin_io`).
+        pub unresolved: u64,
     }
 }
 
@@ -117,6 +120,8 @@ pub enum Stream {
     Done,
     /// Not echoed in full within its slot.
     Failed,
+    /// Not tried: the round was skipped ([`Origin::skip`]).
+    Skipped,
 }
 
 const SEEN_WORDS: usize = MAX_UDP_PER_ROUND as usize / 64;
@@ -134,6 +139,8 @@ struct Peer {
     at_start: PeerCounters,
     round_rtt: Rtt,
     stream: Stream,
+    /// This round is skipped ([`Origin::skip`]).
+    skipped: bool,
 }
 
 /// One peer's numbers for one round, printed as a console line.
@@ -151,11 +158,20 @@ pub struct RoundLine {
     pub tcp_ok: Option<bool>,
     /// The stream's throughput (kbit/s), if it completed.
     pub throughput_kbps: u64,
+    /// The round was skipped: the peer's address does not resolve.
+    pub skipped: bool,
 }
 
 impl fmt::Display for RoundLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = &self.delta;
+        if self.skipped {
+            return write!(
+                f,
+                "peer {} round {}: skipped, its address does not resolve (no ARP reply yet)",
+                self.addr, self.round
+            );
+        }
         let (min, avg, max) = self.rtt.min_avg_max();
         write!(
             f,

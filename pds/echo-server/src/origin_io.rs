@@ -2,12 +2,21 @@
 //! UDP socket per peer (so that requests to a peer whose address never resolves, which smoltcp
 //! keeps at the head of the socket's queue, hold up only that peer) and one TCP connection used
 //! by each peer in turn; and its counters in the PD's stats page.
+//!
+//! Peers whose address does not resolve take turns to ask for it. smoltcp sends at most one ARP
+//! request a second for the whole interface, to whichever socket asks first once that second is
+//! over, and its sockets ask in a fixed order: with two such peers the first would take every
+//! turn and the second never get its ARP request out, even after its host came up. So a peer
+//! whose requests were still queued a round later counts as unresolved; one unresolved peer at a
+//! time (the *prober*, for at least [`PROBE_HOLD_US`]) may keep sending, the others skip their
+//! rounds (counted `unresolved`, neither lost nor failed).
 use core::net::Ipv4Addr;
 
 use echo_api::peers::{PeerPlan, MAX_PEERS};
 use net_client::Counters;
 use netvm_api::stats::{Counters as _, StatsError, StatsWriter, ENTRY_BYTES, HEADER_BYTES};
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
+use smoltcp::socket::Socket;
 use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::IpAddress;
 
@@ -20,6 +29,10 @@ pub const ORIGIN_UDP_PORT: u16 = 40_000;
 /// Local TCP ports cycle through `ORIGIN_TCP_PORT..ORIGIN_TCP_PORT + 8192`, a new one per
 /// stream, so a peer still holding the last connection's TIME-WAIT does not refuse the next.
 pub const ORIGIN_TCP_PORT: u16 = 41_000;
+
+/// How long an unresolved peer keeps the turn to ask for its address: over two of smoltcp's
+/// one-second ARP silences, so that it gets at least one request out after the last prober's.
+pub const PROBE_HOLD_US: u64 = 2_500_000;
 
 /// The socket buffers the role may use, lent by [`crate::EchoServer::new`] until
 /// [`crate::EchoServer::originate`] takes them.
@@ -73,6 +86,12 @@ pub(crate) struct OriginIo<'a> {
     active: Option<usize>,
     stats: Option<(StatsWriter<'a>, usize)>,
     log: RoundLog,
+    /// Peers whose requests were still queued at the end of a round they took part in.
+    unresolved: [bool; MAX_PEERS],
+    /// Peers that took part in (were not skipped from) the current round.
+    tried: [bool; MAX_PEERS],
+    /// The unresolved peer that may ask for its address, and since when.
+    prober: Option<(usize, u64)>,
 }
 
 /// Entries of the stats page: the device's `net.` group, `origin.`, then `peer<i>.` groups for
@@ -113,7 +132,10 @@ impl<'a> OriginIo<'a> {
             }
         }
         let mut tcp = parts.tcp;
+        // As the echo sockets (`server::echo_socket`): the stream is sent as fast as the window
+        // allows and its echo acknowledged at once, without a delayed-ACK timer.
         tcp.set_nagle_enabled(false);
+        tcp.set_ack_delay(None);
         OriginIo {
             origin: Origin::new(plan),
             udp,
@@ -121,6 +143,9 @@ impl<'a> OriginIo<'a> {
             active: None,
             stats,
             log,
+            unresolved: [false; MAX_PEERS],
+            tried: [true; MAX_PEERS],
+            prober: None,
         }
     }
 
@@ -134,7 +159,7 @@ impl<'a> OriginIo<'a> {
         let log = self.log;
         let mut moved = false;
         if self.origin.tick(now_us, &mut |line| log(line)) {
-            self.new_round(sockets);
+            self.new_round(now_us, sockets);
             moved = true;
         }
         for i in 0..self.origin.peer_count() {
@@ -148,17 +173,40 @@ impl<'a> OriginIo<'a> {
         self.origin.next_wake_us(now_us)
     }
 
-    /// A new round: the last round's connection is over, and requests a peer never took (its
-    /// address did not resolve) are dropped rather than sent a round late.
-    fn new_round(&mut self, sockets: &mut SocketSet<'a>) {
+    /// A new round: the last round's connection is over; peers whose requests are still
+    /// queued are unresolved, and their requests dropped rather than sent a round late, but
+    /// for the prober's; the turn to probe passes on; unresolved peers without it skip the round.
+    fn new_round(&mut self, now_us: u64, sockets: &mut SocketSet<'a>) {
         if self.active.take().is_some() {
             sockets.get_mut::<tcp::Socket>(self.tcp).abort();
         }
-        for (i, h) in self.udp[..self.origin.peer_count()].iter().enumerate() {
-            let s = sockets.get_mut::<udp::Socket>(*h);
-            if s.send_queue() > 0 {
+        let count = self.origin.peer_count();
+        for i in 0..count {
+            let stuck = sockets.get_mut::<udp::Socket>(self.udp[i]).send_queue() > 0;
+            if self.tried[i] {
+                self.unresolved[i] = stuck;
+            }
+        }
+        let holds = |&(p, since): &(usize, u64)| {
+            self.unresolved[p] && now_us.saturating_sub(since) < PROBE_HOLD_US
+        };
+        if !self.prober.as_ref().is_some_and(holds) {
+            let after = self.prober.map_or(0, |(p, _)| p + 1);
+            self.prober = (0..count)
+                .map(|k| (after + k) % count)
+                .find(|&p| self.unresolved[p])
+                .map(|p| (p, now_us));
+        }
+        for i in 0..count {
+            let prober = self.prober.is_some_and(|(p, _)| p == i);
+            let s = sockets.get_mut::<udp::Socket>(self.udp[i]);
+            if s.send_queue() > 0 && !prober {
                 s.close();
                 let _ = s.bind(ORIGIN_UDP_PORT + i as u16);
+            }
+            self.tried[i] = !self.unresolved[i] || prober;
+            if !self.tried[i] {
+                self.origin.skip(i);
             }
         }
     }
@@ -192,17 +240,17 @@ impl<'a> OriginIo<'a> {
         iface: &mut Interface,
         sockets: &mut SocketSet<'a>,
     ) -> bool {
-        let s = sockets.get_mut::<tcp::Socket>(self.tcp);
         let want = self.origin.tcp_slot(now_us);
         if self.active != want {
             if let Some(done) = self.active.take() {
                 self.origin.stream_failed(done);
-                s.abort();
+                sockets.get_mut::<tcp::Socket>(self.tcp).abort();
             }
             if let Some(k) = want.filter(|k| self.origin.stream(*k) == Stream::Waiting) {
-                self.start_stream(k, now_us, iface, s);
+                self.start_stream(k, now_us, iface, sockets);
             }
         }
+        let s = sockets.get_mut::<tcp::Socket>(self.tcp);
         let Some(k) = self.active else {
             return false;
         };
@@ -239,9 +287,26 @@ impl<'a> OriginIo<'a> {
         moved
     }
 
-    fn start_stream(&mut self, k: usize, now_us: u64, iface: &mut Interface, s: &mut tcp::Socket) {
+    /// Connects peer `k`'s stream on a fresh copy of the socket: smoltcp keeps, per socket
+    /// slot, the address whose ARP reply it last waited for, and would hold a new connection
+    /// back for up to a second while the last peer's address is unresolved.
+    fn start_stream(
+        &mut self,
+        k: usize,
+        now_us: u64,
+        iface: &mut Interface,
+        sockets: &mut SocketSet<'a>,
+    ) {
         let Some(peer) = self.origin.peers().nth(k) else {
             return;
+        };
+        let mut s = match sockets.remove(self.tcp) {
+            Socket::Tcp(s) => s,
+            // Never: the handle is this TCP socket's. Put it back unchanged.
+            other => {
+                self.tcp = sockets.add(other);
+                return;
+            }
         };
         s.abort();
         let turn = self.origin.round() as usize * MAX_PEERS + k;
@@ -249,7 +314,9 @@ impl<'a> OriginIo<'a> {
         self.active = Some(k);
         self.origin.stream_start(k, now_us);
         let remote = (IpAddress::Ipv4(peer), TCP_ECHO_PORT);
-        if s.connect(iface.context(), remote, local).is_err() {
+        let connected = s.connect(iface.context(), remote, local);
+        self.tcp = sockets.add(s);
+        if connected.is_err() {
             // No source address yet (DHCP): the slot fails.
             self.origin.stream_failed(k);
         }

@@ -23,6 +23,7 @@ impl Peer {
             at_start: total,
             round_rtt: Rtt::default(),
             stream: Stream::Waiting,
+            skipped: false,
         }
     }
 
@@ -43,6 +44,7 @@ fn minus(a: &PeerCounters, b: &PeerCounters) -> PeerCounters {
         tcp_bytes_echoed: a.tcp_bytes_echoed - b.tcp_bytes_echoed,
         tcp_bad: a.tcp_bad - b.tcp_bad,
         tcp_failed: a.tcp_failed - b.tcp_failed,
+        unresolved: a.unresolved - b.unresolved,
         ..PeerCounters::default()
     }
 }
@@ -99,15 +101,32 @@ impl Origin {
             p.at_start = p.total;
             p.round_rtt = Rtt::default();
             p.stream = Stream::Waiting;
+            p.skipped = false;
         }
         true
+    }
+
+    /// Skips peer `i` this round (before anything was sent to it): no requests, no stream, and
+    /// the round counted `unresolved` instead of lost or failed.
+    pub fn skip(&mut self, i: usize) {
+        if let Some(p) = self.peers[..self.count].get_mut(i) {
+            if !p.skipped && p.sent == 0 && p.stream == Stream::Waiting {
+                p.skipped = true;
+                p.stream = Stream::Skipped;
+                p.total.unresolved += 1;
+            }
+        }
     }
 
     fn finish_round(&mut self, report: &mut impl FnMut(&RoundLine)) {
         let tcp = self.load.tcp_bytes > 0;
         for p in &mut self.peers[..self.count] {
-            p.total.udp_lost += u64::from(p.sent - p.seen_count());
-            if tcp && !matches!(p.stream, Stream::Done | Stream::Failed) {
+            // Bad echoes cannot be trusted to say which request they answer, but each is an
+            // answer: lost are the requests neither a good nor a bad echo came back for.
+            let bad = p.total.udp_bad - p.at_start.udp_bad;
+            let answered = u64::from(p.seen_count()) + bad;
+            p.total.udp_lost += u64::from(p.sent).saturating_sub(answered);
+            if tcp && !matches!(p.stream, Stream::Done | Stream::Failed | Stream::Skipped) {
                 p.stream = Stream::Failed;
                 p.total.tcp_failed += 1;
             }
@@ -119,6 +138,7 @@ impl Origin {
                 rtt: p.round_rtt,
                 tcp_ok: tcp.then_some(done),
                 throughput_kbps: if done { p.total.throughput_kbps } else { 0 },
+                skipped: p.skipped,
             });
         }
     }
@@ -130,7 +150,10 @@ impl Origin {
     /// Whether peer `i` has a UDP request due at `now_us`.
     pub fn udp_due(&self, i: usize, now_us: u64) -> bool {
         self.peers[..self.count].get(i).is_some_and(|p| {
-            self.round != 0 && p.sent < self.load.udp_count && self.udp_due_us(p.sent) <= now_us
+            self.round != 0
+                && !p.skipped
+                && p.sent < self.load.udp_count
+                && self.udp_due_us(p.sent) <= now_us
         })
     }
 
@@ -287,7 +310,7 @@ impl Origin {
         let end = self.round_start_us + self.period_us();
         let mut at = end;
         for p in &self.peers[..self.count] {
-            if p.sent < self.load.udp_count {
+            if !p.skipped && p.sent < self.load.udp_count {
                 at = at.min(self.udp_due_us(p.sent));
             }
         }

@@ -99,6 +99,29 @@ fn any_changed_byte_makes_an_echo_bad() {
 }
 
 #[test]
+fn bad_echoes_are_answers_not_losses_and_skipped_rounds_are_neither() {
+    let mut o = Origin::new(&plan("c=node1+node2/udp=3x32@1000/tcp=100"));
+    let mut lines = Vec::new();
+    tick(&mut o, 0, &mut lines);
+    o.skip(1);
+    let sent = send_due(&mut o, 10_000);
+    assert_eq!(sent.len(), 3, "nothing for the skipped peer");
+    let mut bad = sent[0].1.clone();
+    bad[20] ^= 4;
+    o.udp_echo(0, true, 10_100, &bad);
+    tick(&mut o, 1_000_000, &mut lines);
+    let (p0, p1) = (&lines[0], &lines[1]);
+    assert_eq!((p0.delta.udp_bad, p0.delta.udp_lost), (1, 2));
+    assert!(p1.skipped && p1.delta.unresolved == 1 && p1.delta.tcp_failed == 0);
+    assert!(std::format!("{p1}").contains("skipped, its address does not resolve"));
+    assert_eq!(
+        o.next_wake_us(1_000_000),
+        0,
+        "round 2's first requests are due"
+    );
+}
+
+#[test]
 fn streams_run_in_their_slot_and_are_checked_byte_for_byte() {
     let mut o = Origin::new(&plan("c=node1+node2/udp=0x64@1/tcp=3000/period=1000"));
     let mut lines = Vec::new();
