@@ -92,6 +92,8 @@ pub(crate) struct OriginIo<'a> {
     tried: [bool; MAX_PEERS],
     /// The unresolved peer that may ask for its address, and since when.
     prober: Option<(usize, u64)>,
+    /// Peers with a request due that their full socket could not take.
+    blocked: [bool; MAX_PEERS],
 }
 
 /// Entries of the stats page: the device's `net.` group, `origin.`, then `peer<i>.` groups for
@@ -146,6 +148,7 @@ impl<'a> OriginIo<'a> {
             unresolved: [false; MAX_PEERS],
             tried: [true; MAX_PEERS],
             prober: None,
+            blocked: [false; MAX_PEERS],
         }
     }
 
@@ -170,7 +173,7 @@ impl<'a> OriginIo<'a> {
 
     /// Microseconds until the role has something due.
     pub(crate) fn next_wake_us(&self, now_us: u64) -> u64 {
-        self.origin.next_wake_us(now_us)
+        self.origin.next_wake_us(now_us, &self.blocked)
     }
 
     /// A new round: the last round's connection is over; peers whose requests are still
@@ -224,9 +227,13 @@ impl<'a> OriginIo<'a> {
             moved = true;
         }
         let size = usize::from(self.origin.load().udp_size);
+        self.blocked[i] = false;
         while self.origin.udp_due(i, now_us) {
             let Ok(buf) = s.send(size, (IpAddress::Ipv4(peer), UDP_ECHO_PORT)) else {
-                break; // full: egress makes room, or the peer does not resolve
+                // Full: egress makes room (and runs the server again), or the peer does not
+                // resolve (smoltcp's own retry time wakes the PD).
+                self.blocked[i] = true;
+                break;
             };
             self.origin.udp_fill(i, now_us, buf);
             moved = true;

@@ -301,16 +301,18 @@ impl Origin {
         true
     }
 
-    /// Microseconds from `now_us` until something is due: the next UDP request, the next TCP
+    /// Microseconds from `now_us` until something is due: the next UDP request (of the peers
+    /// not `blocked`: their socket is full, and what empties it wakes the PD), the next TCP
     /// slot, the end of the round.
-    pub fn next_wake_us(&self, now_us: u64) -> u64 {
+    pub fn next_wake_us(&self, now_us: u64, blocked: &[bool]) -> u64 {
         if self.round == 0 {
             return 0;
         }
         let end = self.round_start_us + self.period_us();
         let mut at = end;
-        for p in &self.peers[..self.count] {
-            if !p.skipped && p.sent < self.load.udp_count {
+        for (i, p) in self.peers[..self.count].iter().enumerate() {
+            let blocked = blocked.get(i).copied().unwrap_or(false);
+            if !blocked && !p.skipped && p.sent < self.load.udp_count {
                 at = at.min(self.udp_due_us(p.sent));
             }
         }

@@ -37,7 +37,7 @@ fn requests_are_paced_and_good_echoes_give_rtt() {
     let first = send_due(&mut o, 1_000);
     assert_eq!(first.iter().map(|r| r.0).collect::<Vec<_>>(), [0, 1]);
     assert_eq!(first[0].1.len(), 64);
-    assert_eq!(o.next_wake_us(1_000), 1_000);
+    assert_eq!(o.next_wake_us(1_000, &[]), 1_000);
     assert!(send_due(&mut o, 1_500).is_empty());
     for (i, data) in &first {
         assert_eq!(o.udp_echo(*i, true, 1_250, data), Verdict::Echoed(250));
@@ -48,7 +48,7 @@ fn requests_are_paced_and_good_echoes_give_rtt() {
     let rest = send_due(&mut o, 10_000);
     assert_eq!(rest.len(), 6, "the other three requests of each peer");
     assert_eq!(
-        o.next_wake_us(10_000),
+        o.next_wake_us(10_000, &[]),
         91_000,
         "only the round's end is due"
     );
@@ -115,7 +115,7 @@ fn bad_echoes_are_answers_not_losses_and_skipped_rounds_are_neither() {
     assert!(p1.skipped && p1.delta.unresolved == 1 && p1.delta.tcp_failed == 0);
     assert!(std::format!("{p1}").contains("skipped, its address does not resolve"));
     assert_eq!(
-        o.next_wake_us(1_000_000),
+        o.next_wake_us(1_000_000, &[]),
         0,
         "round 2's first requests are due"
     );
@@ -149,7 +149,7 @@ fn streams_run_in_their_slot_and_are_checked_byte_for_byte() {
     assert_eq!(c.throughput_kbps, 3000 * 8 * 1000 / 3000);
     // Peer 1's slot: connected, never answered.
     o.stream_start(1, 500_000);
-    assert_eq!(o.next_wake_us(600_000), 400_000);
+    assert_eq!(o.next_wake_us(600_000, &[]), 400_000);
     tick(&mut o, 1_000_000, &mut lines);
     assert_eq!(lines[0].tcp_ok, Some(true));
     assert_eq!(lines[1].tcp_ok, Some(false));
