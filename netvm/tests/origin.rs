@@ -166,6 +166,10 @@ fn an_originating_client_measures_good_absent_and_corrupting_peers() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "netvm stats: {text}");
+    assert!(
+        text.contains(&format!("({GOOD})")),
+        "the peer's address shown: {text}"
+    );
     for name in [
         "peer0.udp_echoed",
         "peer1.udp_lost",

@@ -161,3 +161,9 @@ fn streams_run_in_their_slot_and_are_checked_byte_for_byte() {
     tick(&mut o, 2_000_000, &mut lines);
     assert_eq!(o.peer_counters(0).tcp_failed, 1);
 }
+
+#[test]
+fn the_address_entry_has_the_name_readers_show_as_an_address() {
+    use netvm_api::stats::Counters as _;
+    assert_eq!(PeerCounters::NAMES[0], netvm_api::stats::ADDR_FIELD);
+}
