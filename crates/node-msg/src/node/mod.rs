@@ -402,6 +402,12 @@ impl Node {
         self.tx.iter_mut().find_map(TxSlot::take_outcome)
     }
 
+    /// Messages sent and not yet acknowledged or given up.
+    pub fn in_flight(&self) -> usize {
+        let busy = |s: &&TxSlot| matches!(s.state, TxState::Resolving | TxState::Sending);
+        self.tx.iter().filter(busy).count()
+    }
+
     /// Whether `send` would find a free TX slot.
     pub fn can_send(&self) -> bool {
         self.tx.iter().any(|s| s.state == TxState::Free)
