@@ -66,7 +66,9 @@ pub const TX_SLOTS: usize = 4;
 /// Incoming messages a node holds at once (being reassembled, or complete and not yet received).
 pub const RX_SLOTS: usize = 4;
 
-/// Timing of a node, in milliseconds of the caller's clock.
+/// Timing of a node, in milliseconds of the caller's clock. `rto_ms * max_tries` must outlast
+/// address resolution: smoltcp holds a datagram for a host it has no ARP entry for and asks
+/// again only once a second, so the default gives a message 1.6 s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
     /// Time to wait for an answer (ack, join, lookup) before sending again.
@@ -80,8 +82,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            rto_ms: 100,
-            max_tries: 5,
+            rto_ms: 200,
+            max_tries: 8,
             reassembly_ms: 2000,
         }
     }

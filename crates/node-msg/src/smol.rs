@@ -20,7 +20,7 @@ use smoltcp::time::Instant;
 use smoltcp::wire::{IpAddress, IpEndpoint};
 
 use crate::wire::MAX_DATAGRAM;
-use crate::Node;
+use crate::{Master, Node};
 
 /// Milliseconds since smoltcp's epoch: the node's clock.
 fn millis(now: Instant) -> u64 {
@@ -48,6 +48,30 @@ pub fn poll(node: &mut Node, socket: &mut udp::Socket<'_>, now: Instant) -> usiz
         };
         let endpoint = IpEndpoint::new(IpAddress::Ipv4(*to.ip()), to.port());
         // A full payload buffer drops this datagram: the node's retransmission covers it.
+        if socket.send_slice(&buf[..n], endpoint).is_ok() {
+            sent += 1;
+        }
+    }
+    sent
+}
+
+/// [`poll`] for a master on a PD (or any smoltcp stack): answers every request waiting in
+/// `socket`. Returns how many answers were queued.
+pub fn poll_master(master: &mut Master, socket: &mut udp::Socket<'_>) -> usize {
+    while let Ok((bytes, meta)) = socket.recv() {
+        // Irrefutable unless another crate turns on smoltcp's IPv6 (features unify).
+        #[allow(irrefutable_let_patterns)]
+        if let IpAddress::Ipv4(ip) = meta.endpoint.addr {
+            master.handle_datagram(SocketAddrV4::new(ip, meta.endpoint.port), bytes);
+        }
+    }
+    let mut sent = 0;
+    let mut buf = [0u8; MAX_DATAGRAM];
+    while socket.can_send() {
+        let Some((to, n)) = master.poll_transmit(&mut buf) else {
+            break;
+        };
+        let endpoint = IpEndpoint::new(IpAddress::Ipv4(*to.ip()), to.port());
         if socket.send_slice(&buf[..n], endpoint).is_ok() {
             sent += 1;
         }
