@@ -187,7 +187,7 @@ impl UdpNode {
 
     /// Non-blocking receive.
     pub fn try_recv(&mut self) -> Option<(u8, Vec<u8>)> {
-        let mut buf = vec_of(MAX_MESSAGE);
+        let mut buf = std::vec![0; MAX_MESSAGE];
         match self.node.try_recv(&mut buf) {
             Ok((src, len)) => {
                 buf.truncate(len);
@@ -234,12 +234,6 @@ impl UdpNode {
         }
         Ok(())
     }
-}
-
-fn vec_of(n: usize) -> Vec<u8> {
-    let mut v = Vec::new();
-    v.resize(n, 0);
-    v
 }
 
 /// A [`Master`] on a UDP socket.

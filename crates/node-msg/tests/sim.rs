@@ -54,12 +54,7 @@ fn a_repeated_join_from_the_same_address_gets_the_same_id() {
     let mut lan = Lan::new(2, 4, Config::default());
     // The node restarts (a new incarnation) at the same address.
     let mac = netvm_api::lan::client_mac(2, 0).unwrap();
-    lan.nodes[1] = Box::new(node_msg::Node::new(
-        common::MASTER_ADDR,
-        mac,
-        999,
-        Config::default(),
-    ));
+    *lan.nodes[1] = node_msg::Node::new(common::MASTER_ADDR, mac, 999, Config::default());
     assert!(lan.run_until(1000, |l| l.nodes[1].id().is_some()));
     assert_eq!(lan.nodes[1].id(), Some(2));
     assert_eq!(lan.master.counters().rejoins, 1);
