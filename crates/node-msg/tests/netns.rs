@@ -3,10 +3,7 @@
 //! unique and follow the addresses, and a message to a node that left is reported lost.
 #![cfg(target_os = "linux")]
 
-use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
@@ -14,89 +11,9 @@ use std::time::Duration;
 use netvm_api::lan::{client_ip, client_mac, HOST_IP};
 use node_msg::udp::{Error, UdpMaster, UdpNode};
 use node_msg::{Config, LossReason, PORT};
+use testkit::bridge::BridgeLan;
 
 const NODES: u8 = 3;
-
-/// The namespaces; dropping it deletes them (and with them every veth and the bridge).
-struct Rig {
-    prefix: String,
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-impl Rig {
-    fn ns(&self, name: &str) -> String {
-        format!("{}-{name}", self.prefix)
-    }
-
-    /// Master namespace `m` with bridge `br0` (10.0.255.1/16); node `n` in namespace `n<n>`
-    /// with `eth0` = 10.0.n.10/16, its veth peer on the bridge.
-    fn create() -> Result<Rig, String> {
-        let rig = Rig {
-            prefix: format!("msg{}", std::process::id()),
-        };
-        let m = rig.ns("m");
-        ip(&["netns", "add", &m])?;
-        ip(&["-n", &m, "link", "set", "lo", "up"])?;
-        ip(&["-n", &m, "link", "add", "br0", "type", "bridge"])?;
-        ip(&[
-            "-n",
-            &m,
-            "addr",
-            "add",
-            &format!("{HOST_IP}/16"),
-            "dev",
-            "br0",
-        ])?;
-        ip(&["-n", &m, "link", "set", "br0", "up"])?;
-        for n in 1..=NODES {
-            let ns = rig.ns(&format!("n{n}"));
-            let port = format!("p{n}");
-            ip(&["netns", "add", &ns])?;
-            ip(&[
-                "-n", &m, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
-                &ns,
-            ])?;
-            ip(&["-n", &m, "link", "set", &port, "master", "br0", "up"])?;
-            let addr = format!("{}/16", client_ip(n, 0).unwrap());
-            ip(&["-n", &ns, "addr", "add", &addr, "dev", "eth0"])?;
-            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
-            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-        }
-        Ok(rig)
-    }
-
-    /// Moves the calling thread into namespace `name` (setns is per thread).
-    fn enter(&self, name: &str) {
-        let f = File::open(format!("/run/netns/{}", self.ns(name))).expect("open netns");
-        // SAFETY: setns on a valid namespace fd we own; it changes only this thread's network
-        // namespace and touches no memory.
-        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns {name}: {}", std::io::Error::last_os_error());
-    }
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        for n in ["m", "n1", "n2", "n3"] {
-            let _ = ip(&["netns", "del", &self.ns(n)]);
-        }
-    }
-}
 
 fn message(src: u8, dest: u8) -> Vec<u8> {
     let len = 3000 * usize::from(src) + 17 * usize::from(dest);
@@ -106,8 +23,8 @@ fn message(src: u8, dest: u8) -> Vec<u8> {
 }
 
 /// Node `n`: join, send to every other node, receive from every other node, then the leave test.
-fn node(rig: &Rig, n: u8, barrier: &Barrier) -> Result<u8, String> {
-    rig.enter(&format!("n{n}"));
+fn node(rig: &BridgeLan, n: u8, barrier: &Barrier) -> Result<u8, String> {
+    BridgeLan::enter(&rig.node(n))?;
     let sock = UdpSocket::bind(SocketAddrV4::new(client_ip(n, 0).unwrap(), PORT))
         .map_err(|e| e.to_string())?;
     let master = SocketAddrV4::new(HOST_IP, PORT);
@@ -149,7 +66,7 @@ fn node(rig: &Rig, n: u8, barrier: &Barrier) -> Result<u8, String> {
 
 #[test]
 fn three_nodes_in_namespaces_exchange_messages_by_id() {
-    let rig = match Rig::create() {
+    let rig = match BridgeLan::create("msg", &[1, 2, 3]) {
         Ok(rig) => Arc::new(rig),
         Err(e) => {
             testkit::skip(
@@ -163,7 +80,7 @@ fn three_nodes_in_namespaces_exchange_messages_by_id() {
     let master = {
         let (rig, stop) = (rig.clone(), stop.clone());
         thread::spawn(move || {
-            rig.enter("m");
+            BridgeLan::enter(&rig.host()).unwrap();
             let sock = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT)).unwrap();
             let mut m = UdpMaster::new(sock, 254);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
