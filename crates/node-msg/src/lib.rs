@@ -9,8 +9,8 @@
 //! when to call again. Nothing is allocated: a node holds [`TX_SLOTS`] outgoing and [`RX_SLOTS`]
 //! incoming messages of up to [`MAX_MESSAGE`] bytes each in fixed buffers (about 130 KiB in all;
 //! a PD keeps its `Node` in a static, a host tool in a `Box`). Adapters drive it over
-//! `std::net::UdpSocket` (feature `std`, [`udp`]) and over a smoltcp UDP socket (feature
-//! `smoltcp`, [`smol`]).
+//! `std::net::UdpSocket` (feature `std`, module `udp`) and over a smoltcp UDP socket (feature
+//! `smoltcp`, module `smol`).
 //!
 //! # Contract
 //!
