@@ -12,6 +12,45 @@
 //! `std::net::UdpSocket` (feature `std`, module `udp`) and over a smoltcp UDP socket (feature
 //! `smoltcp`, module `smol`).
 //!
+//! ```
+//! use core::net::{Ipv4Addr, SocketAddrV4};
+//! use node_msg::{Config, Event, Master, Node, PORT};
+//!
+//! let at = |n: u8| SocketAddrV4::new(Ipv4Addr::new(10, 0, n, 10), PORT);
+//! let master_at = SocketAddrV4::new(Ipv4Addr::new(10, 0, 255, 1), PORT);
+//! let mut master = Box::new(Master::new(254));
+//! let mut nodes = [1u8, 2].map(|n| Box::new(Node::new(master_at, [0; 6], n.into(), Config::default())));
+//! nodes[0].send(0, 2, b"too early").unwrap_err(); // no id yet
+//! // The caller's I/O loop: here every datagram simply arrives.
+//! let mut buf = [0u8; 1472];
+//! let mut run = |nodes: &mut [Box<Node>; 2], now: u64| {
+//!     for _ in 0..4 {
+//!         for i in 0..2 {
+//!             while let Some((to, n)) = nodes[i].poll_transmit(now, &mut buf) {
+//!                 let dgram = buf[..n].to_vec();
+//!                 if to == master_at {
+//!                     master.handle_datagram(at(i as u8 + 1), &dgram);
+//!                 } else {
+//!                     nodes[usize::from(to.ip().octets()[2]) - 1].handle_datagram(now, at(i as u8 + 1), &dgram);
+//!                 }
+//!             }
+//!         }
+//!         while let Some((to, n)) = master.poll_transmit(&mut buf) {
+//!             let dgram = buf[..n].to_vec();
+//!             nodes[usize::from(to.ip().octets()[2]) - 1].handle_datagram(now, master_at, &dgram);
+//!         }
+//!     }
+//! };
+//! run(&mut nodes, 0);
+//! assert_eq!((nodes[0].id(), nodes[1].id()), (Some(1), Some(2))); // ids follow addresses
+//! let sent = nodes[0].send(1, 2, b"hello").unwrap();
+//! run(&mut nodes, 1);
+//! let mut msg = [0u8; 64];
+//! assert_eq!(nodes[1].try_recv(&mut msg), Ok((1, 5)));
+//! assert_eq!(&msg[..5], b"hello");
+//! assert_eq!(nodes[0].poll_event(), Some(Event::Delivered(sent)));
+//! ```
+//!
 //! # Contract
 //!
 //! * **Ids.** Node ids are `0..=254` ([`netvm_api::lan::MAX_NODE`]); [`MASTER`] (255) names the

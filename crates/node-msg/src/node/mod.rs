@@ -6,7 +6,7 @@ mod tx;
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::wire::{Header, Kind, Malformed, Refusal, MAX_DATAGRAM};
+use crate::wire::{Header, Kind, Refusal, MAX_DATAGRAM};
 use crate::{Config, MASTER, MAX_MESSAGE, RX_SLOTS, TX_SLOTS};
 use rx::{RxSlot, Window};
 use tx::{TxSlot, TxState};
@@ -245,8 +245,7 @@ impl Node {
     pub fn handle_datagram(&mut self, now: u64, from: SocketAddrV4, bytes: &[u8]) {
         let (h, payload) = match Header::parse(bytes) {
             Ok(p) => p,
-            Err(Malformed::Size | Malformed::Magic | Malformed::Kind)
-            | Err(Malformed::Checksum | Malformed::Field) => {
+            Err(_) => {
                 self.c.rx_malformed += 1;
                 return;
             }
@@ -364,7 +363,7 @@ impl Node {
             return None;
         }
         req.tries += 1;
-        req.due = now + self.cfg.rto_ms;
+        req.due = now.saturating_add(self.cfg.rto_ms);
         let n = match (req.kind, self.state) {
             (Kind::Leave, State::Leaving(id)) => {
                 Header::control(Kind::Leave, id, MASTER, req.nonce).emit(&[], buf)?

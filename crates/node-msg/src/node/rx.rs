@@ -203,7 +203,7 @@ impl Node {
         s.state = RxState::Partial;
         (s.src, s.session, s.seq) = (h.src, h.session, h.seq);
         (s.total, s.count, s.got) = (h.total, h.count, 0);
-        s.deadline = now + self.cfg.reassembly_ms;
+        s.deadline = now.saturating_add(self.cfg.reassembly_ms);
         Some(i)
     }
 }

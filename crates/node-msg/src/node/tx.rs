@@ -147,7 +147,7 @@ impl TxSlot {
         match self.state {
             TxState::Resolving if self.due <= now && self.tries < cfg.max_tries => {
                 self.tries += 1;
-                self.due = now + cfg.rto_ms;
+                self.due = now.saturating_add(cfg.rto_ms);
                 let h = Header::control(Kind::Lookup, me, MASTER, self.seq);
                 Some((None, h.emit(&[self.dest], buf)?))
             }
@@ -175,7 +175,7 @@ impl TxSlot {
                 self.next_frag += 1;
                 if self.next_frag == self.count() {
                     self.tries += 1;
-                    self.due = now + cfg.rto_ms;
+                    self.due = now.saturating_add(cfg.rto_ms);
                 }
                 c.tx_fragments += 1;
                 Some((Some(to), n))
