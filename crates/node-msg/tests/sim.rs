@@ -235,3 +235,29 @@ fn a_receiver_that_does_not_receive_pushes_back_and_the_sender_hears_of_it() {
     assert!(lan.nodes[1].counters().rx_no_slot > 0);
     assert_eq!(lan.drain(1).len(), node_msg::RX_SLOTS);
 }
+
+#[test]
+fn a_silent_master_is_reported() {
+    // Every request to the master is lost.
+    let mut lan = Lan::with_addrs(vec![host(1)], 13, Config::default(), 254);
+    lan.drop_if = Some(|d| d[3] == 1);
+    *lan.nodes[0] = node_msg::Node::new(common::MASTER_ADDR, [0; 6], 5, Config::default());
+    assert!(lan.run_until(10_000, |l| l.nodes[0].state() == State::MasterSilent));
+    assert_eq!(lan.nodes[0].poll_timeout(), None, "nothing left to do");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Any mix of loss, duplication and reordering: every message gets an outcome, a delivered
+    /// one arrived exactly once and intact, nothing arrives twice.
+    #[test]
+    fn any_lossy_link_loses_nothing_silently(
+        drop_pct in 0u64..40,
+        dup_pct in 0u64..40,
+        reorder in proptest::bool::ANY,
+        seed in 1u64..u64::MAX,
+    ) {
+        lossy(drop_pct, dup_pct, reorder, seed);
+    }
+}
