@@ -140,8 +140,10 @@ impl UdpNode {
                 }
                 Err(e) => return Err(e),
             }
-            self.sock.set_read_timeout(Some(Duration::from_millis(1)))?;
+            // The rest of what has arrived, without waiting again.
+            self.sock.set_nonblocking(true)?;
         }
+        self.sock.set_nonblocking(false)?;
         while let Some(e) = self.node.poll_event() {
             self.events.push_back(e);
         }

@@ -87,18 +87,7 @@ pub(crate) fn run_node(a: NodeArgs) -> ExitCode {
             capacity,
             timeout,
         } => master(listen, capacity, timeout),
-        NodeCommand::Send { join, to, message } => joined(&join).and_then(|mut n| {
-            n.send(to, message.as_bytes())
-                .map_err(|e| e.to_string())
-                .map(|()| {
-                    println!(
-                        "node {}: {} bytes to node {to} delivered",
-                        n.id().unwrap_or(0),
-                        message.len()
-                    );
-                    let _ = n.leave();
-                })
-        }),
+        NodeCommand::Send { join, to, message } => send(&join, to, &message),
         NodeCommand::Recv {
             join,
             count,
@@ -161,6 +150,14 @@ fn source_ip(j: &Join) -> std::net::Ipv4Addr {
         Ok(SocketAddr::V4(a)) => *a.ip(),
         _ => *j.bind.ip(),
     }
+}
+
+fn send(j: &Join, to: u8, message: &str) -> Result<(), String> {
+    let mut n = joined(j)?;
+    n.send(to, message.as_bytes()).map_err(|e| e.to_string())?;
+    let me = n.id().unwrap_or(0);
+    println!("node {me}: {} bytes to node {to} delivered", message.len());
+    n.leave().map_err(|e| e.to_string())
 }
 
 fn recv(j: &Join, count: usize, timeout: Duration) -> Result<(), String> {
