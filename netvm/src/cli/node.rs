@@ -71,9 +71,9 @@ enum NodeCommand {
         /// Node ids taking part (this node's included), comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
         peers: Vec<u8>,
-        /// Bytes per message (up to 16384).
-        #[arg(long, default_value_t = 4000)]
-        size: usize,
+        /// Bytes per message (1..=16384).
+        #[arg(long, default_value_t = 4000, value_parser = clap::value_parser!(u16).range(1..=node_msg::MAX_MESSAGE as i64))]
+        size: u16,
         /// How long to wait for the others' messages.
         #[arg(long, value_parser = netvm::bench::parse_duration, default_value = "30s")]
         timeout: Duration,
@@ -98,7 +98,7 @@ pub(crate) fn run_node(a: NodeArgs) -> ExitCode {
             peers,
             size,
             timeout,
-        } => exchange(&join, &peers, size, timeout),
+        } => exchange(&join, &peers, usize::from(size), timeout),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
