@@ -106,8 +106,9 @@ pub const TX_SLOTS: usize = 4;
 pub const RX_SLOTS: usize = 4;
 
 /// Timing of a node, in milliseconds of the caller's clock. `rto_ms * max_tries` must outlast
-/// address resolution: smoltcp holds a datagram for a host it has no ARP entry for and asks
-/// again only once a second, so the default gives a message 1.6 s.
+/// address resolution: smoltcp holds a datagram for a host it has no ARP entry for and sends at
+/// most one ARP request a second for all hosts together (so the first message to a new peer
+/// can wait a second behind the ARP request for the master); the default gives a message 1.6 s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
     /// Time to wait for an answer (ack, join, lookup) before sending again.
