@@ -38,7 +38,7 @@ pub(crate) type PeerTx = [u8; PEER_UDP_TX * PEER_DATAGRAM];
 /// Bytes per direction of the originating role's TCP connection.
 pub const ORIGIN_TCP_BUFFER: usize = 16 * 1024;
 
-/// The sockets and the UDP packet metadata (about 15 KiB; not all-zero, so a static of it is in
+/// The sockets and the UDP packet metadata (about 23 KiB; not all-zero, so a static of it is in
 /// `.data`).
 pub struct Sockets<'a> {
     pub(crate) sockets: [SocketStorage<'a>; SOCKETS],
@@ -107,7 +107,7 @@ impl Buffers {
 }
 
 /// A value in a static, lent out mutably once: how a PD gets its [`Sockets`] and [`Buffers`]
-/// without a heap and without a 900 KiB stack frame.
+/// without a heap and without a megabyte-sized stack frame.
 ///
 /// ```ignore
 /// static BUFFERS: TakeOnce<Buffers> = TakeOnce::new(Buffers::new());
