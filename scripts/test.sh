@@ -55,7 +55,7 @@ ignored() {
     cargo test --release -p "$package" --test "$target" -- --ignored --nocapture --test-threads=1 "$@"
 }
 
-stage fmt cargo fmt --all --check
+stage fmt bash -c 'cargo fmt --all --check && (cd fuzz && cargo fmt --check)'
 stage clippy cargo clippy --workspace --all-targets --release -- -D warnings
 # The seL4 side: every no_std crate and PD for aarch64-unknown-none.
 stage clippy-aarch64 cargo clippy --target aarch64-unknown-none --release \
