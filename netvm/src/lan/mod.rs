@@ -105,6 +105,12 @@ pub fn check_options(opts: &LanOptions) -> Result<()> {
             opts.nodes
         )));
     }
+    if !opts.sel4 && !opts.system.is_file() {
+        return Err(err(format!(
+            "{}: no such system description (--system)",
+            opts.system.display()
+        )));
+    }
     if opts.sel4 {
         let sdk = std::env::var_os("MICROKIT_SDK").filter(|s| !s.is_empty());
         let Some(sdk) = sdk else {

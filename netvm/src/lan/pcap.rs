@@ -49,22 +49,25 @@ impl FrameCounts {
     /// Counts the Ethernet frames of `frames` (shorter ones count only in `total`).
     pub fn of_frames<'a>(frames: impl IntoIterator<Item = &'a [u8]>) -> FrameCounts {
         let mut counts = FrameCounts::default();
-        for f in frames {
-            counts.total += 1;
-            if let (Ok(dst), Ok(src)) = (
-                <[u8; 6]>::try_from(f.get(0..6).unwrap_or_default()),
-                <[u8; 6]>::try_from(f.get(6..12).unwrap_or_default()),
-            ) {
-                *counts.pairs.entry((end_of(src), end_of(dst))).or_default() += 1;
-            }
-        }
+        frames.into_iter().for_each(|f| counts.add(f));
         counts
+    }
+
+    /// Counts one frame (captured, possibly truncated).
+    pub fn add(&mut self, frame: &[u8]) {
+        self.total += 1;
+        if let (Ok(dst), Ok(src)) = (
+            <[u8; 6]>::try_from(frame.get(0..6).unwrap_or_default()),
+            <[u8; 6]>::try_from(frame.get(6..12).unwrap_or_default()),
+        ) {
+            *self.pairs.entry((end_of(src), end_of(dst))).or_default() += 1;
+        }
     }
 
     /// Reads a pcap file (Ethernet link type) and counts its frames.
     pub fn read(path: &Path) -> Result<FrameCounts, String> {
         let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut reader = pcap_file::pcap::PcapReader::new(file)
+        let mut reader = pcap_file::pcap::PcapReader::new(std::io::BufReader::new(file))
             .map_err(|e| format!("{}: not a pcap file: {e}", path.display()))?;
         if reader.header().datalink != pcap_file::DataLink::ETHERNET {
             return Err(format!(
@@ -73,12 +76,14 @@ impl FrameCounts {
                 reader.header().datalink
             ));
         }
-        let mut frames = Vec::new();
-        while let Some(packet) = reader.next_packet() {
+        let mut counts = FrameCounts::default();
+        // Raw packets: pcap-file 2.0's checked ones refuse a frame longer than the snap length,
+        // which is every large frame of a capture that keeps only each frame's start.
+        while let Some(packet) = reader.next_raw_packet() {
             let packet = packet.map_err(|e| format!("{}: {e}", path.display()))?;
-            frames.push(packet.data.into_owned());
+            counts.add(&packet.data);
         }
-        Ok(FrameCounts::of_frames(frames.iter().map(Vec::as_slice)))
+        Ok(counts)
     }
 
     /// Frames that node `n` sent or that were sent to it.
