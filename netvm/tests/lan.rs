@@ -177,6 +177,118 @@ fn two_host_nodes_on_the_bridge_fallback() {
     lan_run("lan_bridge", 2, &["--switch", "bridge"]);
 }
 
+/// Every process whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(needle) {
+                found.push(cmdline);
+            }
+        }
+    }
+    found
+}
+
+fn shm_run_dirs() -> std::collections::BTreeSet<String> {
+    std::fs::read_dir("/dev/shm")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("netvm-run."))
+        .collect()
+}
+
+#[test]
+#[ignore = "lan stage: two host-mode systems on a VDE switch stopped by SIGTERM, ~15 s; scripts/test.sh runs it (--ignored)"]
+fn sigterm_tears_the_whole_lan_down() {
+    use std::io::BufRead;
+    let test = "lan_sigterm";
+    let Some(_one) = exclusive(test) else {
+        return;
+    };
+    let tools = [
+        ("tcpdump", "--version"),
+        ("ping", "-V"),
+        ("ethtool", "--version"),
+        ("vde_switch", "--version"),
+    ];
+    if !testkit::have_tools(test, &tools) {
+        return;
+    }
+    system_bins();
+    let out_dir = common::temp_dir(test);
+    let before = shm_run_dirs();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netvm"))
+        .current_dir(common::workspace())
+        .args([
+            "lan",
+            "--nodes",
+            "2",
+            "--duration",
+            "60s",
+            "--rate",
+            "5M",
+            "--out",
+        ])
+        .arg(&out_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("netvm lan");
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Kept reading to the end, so the run never writes into a closed pipe.
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = String::new();
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("node 1: up in") {
+            break;
+        }
+    }
+    assert!(
+        seen.contains("node 1: up in"),
+        "the LAN did not come up:\n{seen}"
+    );
+    // Both nodes are up and the first measurement (60 s) is running: stop it.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let during = processes_mentioning(&out_dir.display().to_string());
+    assert!(
+        during.len() >= 3,
+        "no switch, plugs or capture running: {during:?}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "a stopped run must not report success");
+    let left = processes_mentioning(&out_dir.display().to_string());
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    let namespaces = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let prefix = format!("nvl{pid}-");
+    assert!(
+        !String::from_utf8_lossy(&namespaces.stdout).contains(&prefix),
+        "namespaces left behind"
+    );
+    let new: Vec<String> = shm_run_dirs().difference(&before).cloned().collect();
+    assert!(new.is_empty(), "run directories left in /dev/shm: {new:?}");
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
 #[test]
 fn a_lan_of_no_nodes_or_of_too_many_is_refused() {
     for (nodes, says) in [("0", "at least one node"), ("300", "at most 255")] {
