@@ -191,13 +191,14 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
     found
 }
 
-fn shm_run_dirs() -> std::collections::BTreeSet<String> {
+/// The run directories in /dev/shm of runner `pid`.
+fn shm_run_dirs(pid: u32) -> Vec<String> {
     std::fs::read_dir("/dev/shm")
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("netvm-run."))
+        .filter(|n| n.starts_with(&format!("netvm-run.{pid}.")))
         .collect()
 }
 
@@ -220,7 +221,6 @@ fn sigterm_tears_the_whole_lan_down() {
     }
     system_bins();
     let out_dir = common::temp_dir(test);
-    let before = shm_run_dirs();
     let mut child = Command::new(env!("CARGO_BIN_EXE_netvm"))
         .current_dir(common::workspace())
         .args([
@@ -284,8 +284,27 @@ fn sigterm_tears_the_whole_lan_down() {
         !String::from_utf8_lossy(&namespaces.stdout).contains(&prefix),
         "namespaces left behind"
     );
-    let new: Vec<String> = shm_run_dirs().difference(&before).cloned().collect();
-    assert!(new.is_empty(), "run directories left in /dev/shm: {new:?}");
+    // The runners (`node <n>: netvm run (pid <pid>) ...`) left no run directory behind.
+    seen.extend(rx.try_iter().map(|l| l + "\n"));
+    let runners: Vec<u32> = seen
+        .lines()
+        .filter_map(|l| {
+            l.split("netvm run (pid ")
+                .nth(1)?
+                .split(')')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(runners.len(), 2, "runner pids not reported:\n{seen}");
+    for runner in runners {
+        let left = shm_run_dirs(runner);
+        assert!(
+            left.is_empty(),
+            "run directories left in /dev/shm: {left:?}\n{seen}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&out_dir);
 }
 

@@ -85,7 +85,16 @@ impl Drop for Node {
                 let _ = p.wait();
             } else {
                 // SIGTERM first: the runner then stops its PDs and removes its shm files.
-                terminate(&mut p, Duration::from_secs(5));
+                let t0 = std::time::Instant::now();
+                if terminate(&mut p, Duration::from_secs(5)) {
+                    tracing::debug!("node {}: stopped in {:?}", self.id, t0.elapsed());
+                } else {
+                    tracing::warn!(
+                        "node {}: its runner did not stop within 5 s of SIGTERM: killed (its \
+                         run directory in /dev/shm goes with the next netvm run)",
+                        self.id
+                    );
+                }
             }
         }
         if let (Some(file), Ok(c)) = (&self.console_file, self.console.lock()) {
@@ -165,6 +174,11 @@ pub(super) fn start_host(
             .map_err(|e| err(format!("node {id}: netvm run: {e}")))?,
     );
     node.runner_pid = Some(child.id());
+    tracing::info!(
+        "node {id}: netvm run (pid {}) in namespace {}",
+        child.id(),
+        node.ns
+    );
     let clients: Vec<String> = (0..CLIENTS).map(|c| format!("client{c}")).collect();
     let clients: Vec<&str> = clients.iter().map(String::as_str).collect();
     follow_runner(child, &clients).map_err(|e| err(format!("node {id}: {e}")))?;

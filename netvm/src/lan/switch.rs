@@ -237,23 +237,27 @@ impl Switch {
     /// Stops the capture (tcpdump writes out what it holds on SIGTERM).
     pub fn stop_capture(&mut self) {
         if let Some(mut c) = self.capture.take() {
-            terminate(&mut c, Duration::from_secs(5));
+            let _ = terminate(&mut c, Duration::from_secs(5));
         }
     }
 }
 
-/// SIGTERM, up to `grace` to exit, then SIGKILL; reaps the child.
-pub(super) fn terminate(child: &mut Child, grace: Duration) {
+/// SIGTERM, up to `grace` to exit, then SIGKILL; reaps the child. Returns whether it exited
+/// within `grace`.
+pub(super) fn terminate(child: &mut Child, grace: Duration) -> bool {
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     );
     let deadline = Instant::now() + grace;
-    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+    let mut exited = false;
+    while !exited && Instant::now() < deadline {
+        exited = child.try_wait().ok().flatten().is_some();
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = child.kill();
     let _ = child.wait();
+    exited
 }
 
 /// Polls `ready` every 50 ms until it is true; fails after `limit` naming `what`.
@@ -277,11 +281,11 @@ impl Drop for Switch {
     fn drop(&mut self) {
         self.stop_capture();
         for plug in self.plugs.iter_mut() {
-            terminate(plug, Duration::from_secs(2));
+            let _ = terminate(plug, Duration::from_secs(2));
         }
         if let Some((mut child, stdin)) = self.vde.take() {
             drop(stdin);
-            terminate(&mut child, Duration::from_secs(2));
+            let _ = terminate(&mut child, Duration::from_secs(2));
             let _ = std::fs::remove_dir_all(&self.sock);
         }
         for ns in self.namespaces.iter().rev() {
