@@ -195,9 +195,9 @@ fn wait_up(node: &mut Node, host_ns: &str, netvm: &Path, limit: Duration) -> Res
         }
     }
     tracing::info!(
-        "node {}: up in {:.1} s ({} answer ping and UDP echo from the host side)",
+        "node {}: up in {:.1} s from its start ({} answer ping and UDP echo from the host side)",
         node.id,
-        t0.elapsed().as_secs_f64(),
+        node.started.elapsed().as_secs_f64(),
         node.addresses()
             .iter()
             .map(ToString::to_string)

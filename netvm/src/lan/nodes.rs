@@ -32,6 +32,8 @@ pub(super) struct Node {
     pub runner_pid: Option<u32>,
     /// The running system: `netvm run`, or `make qemu` leading QEMU's process group.
     process: Option<Child>,
+    /// When its namespace was made (seL4: before QEMU started).
+    pub started: std::time::Instant,
     /// seL4: QEMU's console, written to `console_file` at the end.
     console: Arc<Mutex<Vec<u8>>>,
     console_file: Option<PathBuf>,
@@ -139,6 +141,7 @@ fn new_node(id: u8, ns: String) -> Result<Node> {
         ns,
         runner_pid: None,
         process: None,
+        started: std::time::Instant::now(),
         console: Arc::new(Mutex::new(Vec::new())),
         console_file: None,
     };
