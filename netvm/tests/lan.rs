@@ -343,3 +343,22 @@ fn sel4_without_the_sdk_is_refused() {
     assert_eq!(run.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("has no bin/microkit"), "{stderr}");
 }
+
+#[test]
+fn asking_for_vde_where_it_is_missing_is_refused() {
+    // A PATH without vde_switch (and without anything else: the refusal comes first).
+    let empty = common::temp_dir("lan-no-vde");
+    let run = Command::new(env!("CARGO_BIN_EXE_netvm"))
+        .current_dir(common::workspace())
+        .args(["lan", "--nodes", "1", "--switch", "vde"])
+        .env("PATH", &empty)
+        .output()
+        .expect("netvm lan");
+    let (_, stderr) = text(&run);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--switch vde: vde_switch / vde_plug2tap not found (Debian package vde2"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&empty);
+}

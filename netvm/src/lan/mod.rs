@@ -310,6 +310,7 @@ fn node_stats(nodes: &[Node]) -> (Vec<(u8, Vec<crate::observe::ComponentStats>)>
 /// Runs the whole LAN; see the module docs.
 pub fn run(opts: &LanOptions) -> Result<LanReport> {
     check_options(opts)?;
+    let kind = choose_switch(opts.switch)?;
     catch_signals()?;
     if !crate::demo::is_root() {
         return Err(err(
@@ -324,7 +325,6 @@ pub fn run(opts: &LanOptions) -> Result<LanReport> {
         .clone()
         .unwrap_or_else(|| out_dir.join("switch.pcap"));
     let netvm = std::env::current_exe().map_err(|e| err(format!("current_exe: {e}")))?;
-    let kind = choose_switch(opts.switch)?;
     tracing::info!("netvm lan: {} nodes on a {kind}", opts.nodes);
     let images = if opts.sel4 {
         let mut images = Vec::new();
