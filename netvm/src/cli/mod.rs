@@ -5,6 +5,7 @@ pub(crate) mod demo;
 pub(crate) mod echo;
 pub(crate) mod lan;
 pub(crate) mod log;
+pub(crate) mod node;
 pub(crate) mod run;
 pub(crate) mod sel4_demo;
 pub(crate) mod stats;
