@@ -1,8 +1,8 @@
 //! `netvm lan` end to end in host mode: N systems of the real system.xml, each `netvm run` in a
 //! namespace of its own, on a real VDE switch (and on the Linux bridge fallback). Checks that
 //! every node came up (ping and UDP echo from the host side), that the N×N table was printed
-//! with a measured host row and `-` (with the reason) where nothing was measured, and reads the
-//! switch's pcap back: frames to and from every node. Bad input is refused before anything
+//! with a measured host row and every node-to-node cell measured by the nodes' own originating
+//! clients (good echoes, none wrong, a round trip), and reads the switch's pcap back: frames to and from every node. Bad input is refused before anything
 //! starts.
 //!
 //! The LAN runs are ignored by default (about 30 s each; the `lan` stage of scripts/test.sh runs
@@ -58,6 +58,39 @@ fn pcap_macs(path: &Path) -> Vec<([u8; 6], [u8; 6])> {
         }
     }
     out
+}
+
+/// (good UDP echoes, bad UDP and TCP echoes, mean RTT in µs) of the pair line
+/// `node <from> -> node <to> (<ip>, from client1): <r> rounds, UDP <e> echoed <l> lost <b> bad
+/// ..., RTT min/avg/max <a>/<b>/<c> us; TCP <t> bytes echoed <tb> bad ...`.
+fn pair_counts(stdout: &str, from: u8, to: u8) -> (u64, u64, u64) {
+    let start = format!("node {from} -> node {to} (");
+    let line = stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(&start) && l.contains(" rounds, UDP "))
+        .unwrap_or_else(|| panic!("no line for node {from} -> node {to}:\n{stdout}"));
+    let number_before = |word: &str| -> u64 {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let i = words
+            .iter()
+            .position(|w| *w == word)
+            .unwrap_or_else(|| panic!("no '{word}' in {line}"));
+        words[i - 1].parse().unwrap_or_else(|_| panic!("{line}"))
+    };
+    let rtt = line
+        .split("RTT min/avg/max ")
+        .nth(1)
+        .and_then(|r| r.split('/').nth(1))
+        .and_then(|avg| avg.parse().ok())
+        .unwrap_or_else(|| panic!("no RTT in {line}"));
+    let tcp_bad = line
+        .split("bytes echoed ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|b| b.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no TCP counters in {line}"));
+    (number_before("echoed"), number_before("bad") + tcp_bad, rtt)
 }
 
 /// Runs `netvm lan --nodes <nodes>` with `extra` and checks everything a run must show.
@@ -124,12 +157,28 @@ fn lan_run(test: &str, nodes: u8, extra: &[&str]) {
         "host row: {host}"
     );
     assert!(!host.contains(" 0.0 Mb/s"), "a node echoed nothing: {host}");
-    for node in 0..nodes {
-        let row = lines[header + 2 + usize::from(node)];
-        assert!(row.starts_with(&format!("node {node}")), "{stdout}");
+    // Every node measured every other node itself: its client1 originated UDP and TCP echo
+    // requests to the other nodes' client0, every off-diagonal cell filled, and each pair's
+    // counters printed: good echoes, none wrong, a round trip.
+    for from in 0..nodes {
+        let row = lines[header + 2 + usize::from(from)];
+        assert!(row.starts_with(&format!("node {from}")), "{stdout}");
+        assert_eq!(
+            row.matches(" Mb/s").count(),
+            usize::from(nodes) - 1,
+            "node {from}'s row: {row}"
+        );
+        for to in (0..nodes).filter(|to| *to != from) {
+            let (echoed, bad, rtt) = pair_counts(&stdout, from, to);
+            assert!(
+                echoed > 0 && bad == 0 && rtt > 0,
+                "node {from} -> node {to}: {echoed} echoed, {bad} bad, RTT {rtt} us:\n{stdout}"
+            );
+        }
     }
+    assert!(!stdout.contains("NOT REACHED"), "{stdout}");
     assert!(
-        stdout.contains("not measured:"),
+        stdout.contains("node n -> node n: not a path on the LAN"),
         "no reason for the '-' cells:\n{stdout}"
     );
 

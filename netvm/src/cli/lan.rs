@@ -47,6 +47,19 @@ pub(crate) struct LanArgs {
     /// The seL4 images' MICROKIT_CONFIG.
     #[arg(long, default_value = "release")]
     microkit_config: String,
+    /// Node to node: UDP echo requests each originating client sends each peer per round,
+    /// <count>x<size>@<rate per second>.
+    #[arg(long, value_name = "COUNTxSIZE@RATE", default_value = "32x256@1000")]
+    peer_udp: String,
+    /// Node to node: bytes of one TCP echo stream to each peer per round (0: no TCP).
+    #[arg(long, value_name = "BYTES", default_value = "16384")]
+    peer_tcp: String,
+    /// Node to node: the round period, ms.
+    #[arg(long, value_name = "MS", default_value = "1000")]
+    peer_period: String,
+    /// Node to node: rounds counted once every node is up.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    peer_rounds: u32,
 }
 
 /// `netvm lan`: runs the LAN, prints the table and the capture's frame counts.
@@ -66,6 +79,13 @@ pub(crate) fn run_lan(a: LanArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let peer_load = match netvm::lan::parse_load(&a.peer_udp, &a.peer_tcp, &a.peer_period) {
+        Ok(load) => load,
+        Err(e) => {
+            tracing::error!("netvm lan: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let opts = LanOptions {
         nodes: a.nodes,
         sel4: a.sel4,
@@ -80,6 +100,9 @@ pub(crate) fn run_lan(a: LanArgs) -> ExitCode {
         system: a.system,
         workspace: std::path::absolute(&a.workspace).unwrap_or(a.workspace),
         microkit_config: a.microkit_config,
+        peer_load,
+        peer_rounds: a.peer_rounds,
+        in_system: false,
     };
     if let Err(e) = netvm::lan::check_options(&opts) {
         tracing::error!("netvm lan: {e}");
@@ -88,7 +111,14 @@ pub(crate) fn run_lan(a: LanArgs) -> ExitCode {
     match netvm::lan::run(&opts) {
         Ok(report) => {
             println!("{}", report.render());
-            ExitCode::SUCCESS
+            if report.unreached == 0 {
+                return ExitCode::SUCCESS;
+            }
+            tracing::error!(
+                "netvm lan: {} pairs of nodes did not reach each other (NOT REACHED above)",
+                report.unreached
+            );
+            ExitCode::FAILURE
         }
         Err(e) => {
             tracing::error!("netvm lan: {e}");

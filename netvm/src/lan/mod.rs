@@ -17,20 +17,29 @@
 //! A node is up when every echo client answers ping and UDP echo from the host side. The switch
 //! is a hub, so the host side's port sees every frame: its capture is the switch's pcap.
 //!
+//! The table's host row is `netvm bench` from the host side to each node. The node rows are
+//! measured by the nodes themselves: every node's client1 originates UDP and TCP echo traffic
+//! to client0 of every other node (`--echo-peers`, [`peers`]), and once every node is up its
+//! stats are read (host mode: the runner's run directory; seL4: QEMU's RAM over QMP), then
+//! again `peer_rounds` rounds later; the difference fills the cells ([`node_to_node`]). A
+//! pair that should have reached each other and did not is named, and the run fails.
+//!
 //! Everything (nodes, QEMU, plugs, switch, capture, namespaces) is torn down at the end, on
 //! error and on Ctrl-C / SIGTERM.
 
 mod matrix;
 mod nodes;
 mod pcap;
+mod peers;
 mod switch;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub use matrix::{node_to_node, Cell, Matrix};
+pub use matrix::{node_to_node, Cell, Matrix, NodeRows, NodeStats, Pair};
 pub use pcap::{End, FrameCounts};
+pub use peers::{parse_load, MEASURED_PEERS, PEERS_PER_PAGE};
 pub use switch::{vde_available, SwitchKind};
 
 use crate::demo::{bench_points, catch_signals, check_interrupt, err, Result, Sweep};
@@ -64,6 +73,13 @@ pub struct LanOptions {
     pub workspace: PathBuf,
     /// The seL4 images' `MICROKIT_CONFIG`.
     pub microkit_config: String,
+    /// What each node's originating clients offer each peer per round.
+    pub peer_load: echo_api::peers::Load,
+    /// Rounds of node-to-node traffic measured after every node is up.
+    pub peer_rounds: u32,
+    /// Client1 of every node also originates to client0 of its own node (the matrix's
+    /// diagonal: a client-to-client echo inside one system).
+    pub in_system: bool,
 }
 
 /// What a run found.
@@ -77,6 +93,8 @@ pub struct LanReport {
     pub frames: FrameCounts,
     /// Where the capture is.
     pub pcap: PathBuf,
+    /// Pairs of nodes that should have reached each other and did not (the run fails).
+    pub unreached: usize,
 }
 
 impl LanReport {
@@ -287,24 +305,47 @@ fn measure(
     Ok(row)
 }
 
-/// The nodes' own stats, for [`node_to_node`] (host mode: each runner's run directory).
-fn node_stats(nodes: &[Node]) -> (Vec<(u8, Vec<crate::observe::ComponentStats>)>, Vec<String>) {
+/// The nodes' own stats, for [`node_to_node`], and why a node's could not be read.
+fn node_stats(nodes: &mut [Node]) -> (Vec<NodeStats>, Vec<String>) {
     let mut stats = Vec::new();
     let mut why = Vec::new();
     for node in nodes {
-        match node.runner_pid {
-            Some(pid) => match crate::observe::RunView::of_runner(Path::new("/dev/shm"), pid) {
-                Ok(view) => stats.push((node.id, view.stats())),
-                Err(e) => why.push(format!("node {}: its stats: {e}", node.id)),
-            },
-            None => why.push(format!(
-                "node {} -> other nodes: not measured: a seL4 node's stats are read over QMP \
-                 (netvm stats --qmp), not yet by netvm lan",
+        match node.stats() {
+            Ok(s) => stats.push((node.id, s)),
+            Err(e) => why.push(format!(
+                "node {} -> other nodes: not measured: {e}",
                 node.id
             )),
         }
     }
     (stats, why)
+}
+
+/// Waits until `rounds` of node-to-node traffic have passed since `since` (and one more, so
+/// that the last counted round has ended).
+fn wait_rounds(opts: &LanOptions, since: Instant) -> Result<()> {
+    let period = Duration::from_millis(u64::from(opts.peer_load.period_ms));
+    let until = since + period * (opts.peer_rounds + 1);
+    while Instant::now() < until {
+        check_interrupt()?;
+        std::thread::sleep(Duration::from_millis(100).min(until - Instant::now()));
+    }
+    Ok(())
+}
+
+/// The node-to-node rows: each node's stats read once every node is up (`before`) and again
+/// `peer_rounds` rounds later, the difference in the table; every cell left `-` explained.
+fn node_rows(
+    opts: &LanOptions,
+    nodes: &mut [Node],
+    before: &[NodeStats],
+    since: Instant,
+) -> Result<NodeRows> {
+    wait_rounds(opts, since)?;
+    let (after, mut why) = node_stats(nodes);
+    let (cells, pairs, more) = node_to_node(nodes.len(), before, &after);
+    why.extend(more);
+    Ok((cells, pairs, why))
 }
 
 /// Runs the whole LAN; see the module docs.
@@ -341,14 +382,36 @@ pub fn run(opts: &LanOptions) -> Result<LanReport> {
     let mut switch = Switch::start(kind, &prefix, &out_dir)?;
     switch.start_capture(&pcap)?;
     let mut nodes = start_nodes(opts, &out_dir, &prefix, &mut switch, &images, &netvm)?;
-    let host = measure(opts, &out_dir, &switch.host_ns.clone(), &mut nodes, &netvm)?;
-    let (stats, mut why) = node_stats(&nodes);
-    let (mut node_cells, more) = node_to_node(nodes.len(), &stats);
-    why.extend(more);
-    for (n, row) in node_cells.iter_mut().enumerate() {
-        row[n] = None;
+    if opts.nodes > 1 + MEASURED_PEERS as u16 {
+        tracing::warn!(
+            "netvm lan: {} nodes: each node measures {MEASURED_PEERS} peers ({PEERS_PER_PAGE} per \
+             client's stats page, client1 and client0); the other pairs are not measured",
+            opts.nodes
+        );
     }
-    why.push("node n -> node n: not a path on the LAN".into());
+    let (before, _) = node_stats(&mut nodes);
+    let since = Instant::now();
+    let host = measure(opts, &out_dir, &switch.host_ns.clone(), &mut nodes, &netvm)?;
+    let (node_cells, pairs, why) = node_rows(opts, &mut nodes, &before, since)?;
+    let mut matrix = Matrix {
+        host,
+        nodes: node_cells,
+        pairs,
+        why,
+    };
+    let n = opts.nodes;
+    let unreached = matrix.explain(|from, to| {
+        if from == to {
+            opts.in_system
+        } else {
+            peers::planned(from, to, n)
+        }
+    });
+    if !opts.in_system {
+        matrix
+            .why
+            .push("node n -> node n: not a path on the LAN".into());
+    }
 
     // The nodes go quiet before the capture ends, so that it holds the whole run.
     drop(nodes);
@@ -357,12 +420,9 @@ pub fn run(opts: &LanOptions) -> Result<LanReport> {
     let frames = FrameCounts::read(&pcap).map_err(err)?;
     Ok(LanReport {
         switch: kind,
-        matrix: Matrix {
-            host,
-            nodes: node_cells,
-            why,
-        },
+        matrix,
         frames,
         pcap,
+        unreached,
     })
 }

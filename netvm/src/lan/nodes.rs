@@ -15,10 +15,15 @@ use netvm_api::lan::{client_ip, client_mac, PREFIX_LEN};
 use super::switch::{terminate, Switch, SwitchKind};
 use super::LanOptions;
 use crate::demo::{err, follow_runner, ip, Lan, Result};
+use crate::observe::ComponentStats;
+use crate::qemu_stats::{components, reread, scan, FoundPage, QmpError, QmpMem};
 use crate::sel4_demo::{copy_output, make};
 
 /// Echo clients per node (system.xml's `client0` and `client1`).
 pub const CLIENTS: u8 = 2;
+/// Guest-physical start and size of a seL4 node's RAM (QEMU virt, the Makefile's QEMU_RAM).
+const SEL4_RAM_BASE: u64 = 0x4000_0000;
+const SEL4_RAM_SIZE: u64 = 2 << 30;
 /// The interface a host-mode node's driver uses, in the node's namespace.
 const NODE_IF: &str = "lan0";
 
@@ -37,6 +42,9 @@ pub(super) struct Node {
     /// seL4: QEMU's console, written to `console_file` at the end.
     console: Arc<Mutex<Vec<u8>>>,
     console_file: Option<PathBuf>,
+    /// seL4: QEMU's QMP socket, and the stats pages found in its RAM.
+    qmp: Option<PathBuf>,
+    pages: Vec<FoundPage>,
 }
 
 impl Node {
@@ -54,6 +62,28 @@ impl Node {
             .unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Its components' stats, as `netvm stats` reads them: a host-mode node's from its
+    /// runner's run directory, a seL4 node's from QEMU's RAM over QMP (the pages found by the
+    /// first read are read again after).
+    pub fn stats(&mut self) -> Result<Vec<ComponentStats>> {
+        if let Some(pid) = self.runner_pid {
+            let view = crate::observe::RunView::of_runner(Path::new("/dev/shm"), pid)
+                .map_err(|e| err(format!("node {}: its stats: {e}", self.id)))?;
+            return Ok(view.stats());
+        }
+        let Some(socket) = &self.qmp else {
+            return Err(err(format!("node {}: no stats to read", self.id)));
+        };
+        let fail = |e: QmpError| err(format!("node {}: its stats over QMP: {e}", self.id));
+        let mut mem = QmpMem::connect(socket).map_err(fail)?;
+        let again = match reread(&mut mem, &self.pages).map_err(fail)? {
+            Some(pages) if !pages.is_empty() => pages,
+            _ => scan(&mut mem, SEL4_RAM_BASE, SEL4_RAM_SIZE).map_err(fail)?,
+        };
+        self.pages = again;
+        Ok(components(&self.pages))
     }
 
     /// Fails if the node's system has stopped.
@@ -144,6 +174,8 @@ fn new_node(id: u8, ns: String) -> Result<Node> {
         started: std::time::Instant::now(),
         console: Arc::new(Mutex::new(Vec::new())),
         console_file: None,
+        qmp: None,
+        pages: Vec::new(),
     };
     ip(&["-n", &node.ns, "link", "set", "lo", "up"])?;
     Ok(node)
@@ -169,6 +201,10 @@ pub(super) fn start_host(
         .arg(format!("--net-macs={}", macs_list(id, ",")?))
         .arg(format!("--echo-ips={}", ips_list(id)?))
         .args(["--driver-vm-iface", NODE_IF])
+        .args(
+            super::peers::peer_list(id, opts.nodes, &opts.peer_load, opts.in_system)
+                .map(|list| format!("--echo-peers={list}")),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -209,6 +245,11 @@ pub(super) fn build_sel4(opts: &LanOptions, out_dir: &Path, id: u8) -> Result<Pa
         format!("OUT={}", dir.join("sel4").display()),
         format!("IMAGE={}", image.display()),
     ];
+    let mut args = args.to_vec();
+    args.extend(
+        super::peers::peer_list(id, opts.nodes, &opts.peer_load, opts.in_system)
+            .map(|list| format!("ECHO_PEERS={list}")),
+    );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     tracing::info!("node {id}: make {}", args.join(" "));
     make(&opts.workspace, &args, &dir.join("build.log"))?;
@@ -226,7 +267,9 @@ pub(super) fn boot_sel4(
     image: &Path,
 ) -> Result<Node> {
     let dir = sel4_dir(out_dir, id);
+    let qmp = dir.join("qmp.sock");
     let mut node = new_node(id, format!("{prefix}-n{id}"))?;
+    node.qmp = Some(qmp.clone());
     let (netns, tap, netdev) = match switch.kind {
         SwitchKind::Vde => (
             node.ns.clone(),
@@ -254,7 +297,7 @@ pub(super) fn boot_sel4(
         format!("NETDEV={netdev}"),
         // Each NIC its own MAC on the one LAN (the guest's own frames, if any, stay apart).
         format!("NIC_MAC=52:54:00:12:35:{id:02x}"),
-        format!("QMP={}", dir.join("qmp.sock").display()),
+        format!("QMP={}", qmp.display()),
         format!("BOOT_IMAGE={}", image.display()),
     ];
     let mut cmd = Command::new("make");
