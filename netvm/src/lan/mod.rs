@@ -19,7 +19,7 @@
 //!
 //! The table's host row is `netvm bench` from the host side to each node. The node rows are
 //! measured by the nodes themselves: every node's client1 originates UDP and TCP echo traffic
-//! to client0 of every other node (`--echo-peers`, [`peers`]), and once every node is up its
+//! to client0 of every other node (`--echo-peers`; see [`MEASURED_PEERS`]), and once every node is up its
 //! stats are read (host mode: the runner's run directory; seL4: QEMU's RAM over QMP), then
 //! again `peer_rounds` rounds later; the difference fills the cells ([`node_to_node`]). A
 //! pair that should have reached each other and did not is named, and the run fails.
