@@ -57,6 +57,10 @@ pub(crate) struct LanArgs {
     /// Node to node: the round period, ms.
     #[arg(long, value_name = "MS", default_value = "1000")]
     peer_period: String,
+    /// Also client1 -> client0 of its own node in every node: a client-to-client echo inside
+    /// one system (local delivery, never on the LAN), the table's diagonal.
+    #[arg(long)]
+    in_system: bool,
     /// Node to node: rounds counted once every node is up.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     peer_rounds: u32,
@@ -102,7 +106,7 @@ pub(crate) fn run_lan(a: LanArgs) -> ExitCode {
         microkit_config: a.microkit_config,
         peer_load,
         peer_rounds: a.peer_rounds,
-        in_system: false,
+        in_system: a.in_system,
     };
     if let Err(e) = netvm::lan::check_options(&opts) {
         tracing::error!("netvm lan: {e}");

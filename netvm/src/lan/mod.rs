@@ -101,7 +101,7 @@ impl LanReport {
     /// Everything printed at the end of a run.
     pub fn render(&self) -> String {
         format!(
-            "switch: {}\n\nreachability (rows: from, columns: to; round trip and echoed throughput):\n{}\n\
+            "switch: {}\n\nreachability (rows: from, columns: to; round trip, echoed throughput, UDP loss):\n{}\n\
              switch capture {}: {}",
             self.switch,
             self.matrix.table(),
@@ -382,7 +382,7 @@ pub fn run(opts: &LanOptions) -> Result<LanReport> {
     let mut switch = Switch::start(kind, &prefix, &out_dir)?;
     switch.start_capture(&pcap)?;
     let mut nodes = start_nodes(opts, &out_dir, &prefix, &mut switch, &images, &netvm)?;
-    if opts.nodes > 1 + MEASURED_PEERS as u16 {
+    if usize::from(opts.nodes) > 1 + MEASURED_PEERS - usize::from(opts.in_system) {
         tracing::warn!(
             "netvm lan: {} nodes: each node measures {MEASURED_PEERS} peers ({PEERS_PER_PAGE} per \
              client's stats page, client1 and client0); the other pairs are not measured",
@@ -400,17 +400,12 @@ pub fn run(opts: &LanOptions) -> Result<LanReport> {
         why,
     };
     let n = opts.nodes;
-    let unreached = matrix.explain(|from, to| {
-        if from == to {
-            opts.in_system
-        } else {
-            peers::planned(from, to, n)
-        }
-    });
+    let unreached = matrix.explain(|from, to| peers::planned(from, to, n, opts.in_system));
     if !opts.in_system {
-        matrix
-            .why
-            .push("node n -> node n: not a path on the LAN".into());
+        matrix.why.push(
+            "node n -> node n: not a path on the LAN (--in-system measures it inside the node)"
+                .into(),
+        );
     }
 
     // The nodes go quiet before the capture ends, so that it holds the whole run.

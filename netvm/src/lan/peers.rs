@@ -31,24 +31,31 @@ pub fn parse_load(udp: &str, tcp: &str, period: &str) -> Result<Load> {
     }
 }
 
-/// The peers of node `id` in a LAN of `n` nodes, nearest ids after it first.
-fn peers_of(id: u8, n: u16) -> Vec<u8> {
+/// The peers of node `id` in a LAN of `n` nodes, nearest ids after it first (`in_system`: one
+/// slot fewer, its own client0 takes it).
+fn peers_of(id: u8, n: u16, in_system: bool) -> Vec<u8> {
     (1..n)
         .filter_map(|d| u8::try_from((u16::from(id) + d) % n).ok())
-        .take(MEASURED_PEERS)
+        .take(MEASURED_PEERS - usize::from(in_system))
         .collect()
 }
 
-/// Whether node `from` measures node `to` in a LAN of `n` nodes.
-pub fn planned(from: u8, to: u8, n: u16) -> bool {
-    peers_of(from, n).contains(&to)
+/// Whether node `from` measures node `to` in a LAN of `n` nodes (itself: with `in_system`).
+pub fn planned(from: u8, to: u8, n: u16, in_system: bool) -> bool {
+    if from == to {
+        return in_system;
+    }
+    peers_of(from, n, in_system).contains(&to)
 }
 
 /// Node `id`'s `--echo-peers` / `ECHO_PEERS=` list in a LAN of `n` nodes; `in_system` adds
 /// client0 of its own node to client1's peers (a client-to-client echo inside the system).
 /// `None` for a LAN of one node without `in_system`.
 pub fn peer_list(id: u8, n: u16, load: &Load, in_system: bool) -> Option<String> {
-    let mut peers: Vec<String> = peers_of(id, n).iter().map(|p| format!("node{p}")).collect();
+    let mut peers: Vec<String> = peers_of(id, n, in_system)
+        .iter()
+        .map(|p| format!("node{p}"))
+        .collect();
     if in_system {
         peers.insert(0, format!("node{id}.0"));
     }
@@ -90,9 +97,16 @@ mod tests {
         for entry in parse_peer_list(&seven) {
             assert_eq!(entry.unwrap().1.load, load);
         }
-        // Ten nodes: 8 peers each, the ninth not measured.
-        assert!(planned(0, 8, 10) && !planned(0, 9, 10) && planned(9, 0, 10));
-        assert!(!planned(2, 2, 3));
+        // Ten nodes: 8 peers each, the ninth not measured; 7 with the node's own client0.
+        assert!(planned(0, 8, 10, false) && !planned(0, 9, 10, false) && planned(9, 0, 10, false));
+        assert!(planned(0, 7, 10, true) && !planned(0, 8, 10, true) && planned(0, 0, 10, true));
+        assert!(!planned(2, 2, 3, false));
+        let ten = peer_list(0, 10, &load, true).unwrap();
+        assert!(
+            ten.starts_with("client1=node0.0+node1+node2+node3/")
+                && ten.contains(",client0=node4+node5+node6+node7/"),
+            "{ten}"
+        );
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! `netvm lan --nodes 2 --sel4`: two seL4 images (each built for its node id by `make` with
 //! its own MACs and addresses, each with its own driver VM) booted on QEMU with their NICs on
 //! one VDE switch. Checks that both nodes came up (every client answers ping and UDP echo from
-//! the host side), that the table has the host row measured for both, and reads the switch's
-//! pcap back with tcpdump: frames to and from every client of both nodes.
+//! the host side), that the table has the host row measured for both and both node-to-node
+//! cells measured by the nodes themselves (client1 of each originating UDP and TCP echo traffic
+//! to client0 of the other, its counters read over QMP: good echoes, none wrong, a round trip),
+//! and reads the switch's pcap back with tcpdump: frames to and from every client of both nodes.
 //!
 //! Needs what `sel4_system` needs (`MICROKIT_SDK`, root, QEMU, `make`) and vde2 and tcpdump;
 //! otherwise it says what is missing (`testkit::skip`). `#[ignore]`d: `scripts/test.sh`'s seL4
@@ -28,6 +30,39 @@ fn netvm() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
         .join("release/netvm")
+}
+
+/// (good UDP echoes, bad UDP and TCP echoes, mean RTT in µs) of `netvm lan`'s line for the
+/// pair `from -> to` (`node 0 -> node 1 (<ip>, from client1): <r> rounds, UDP <e> echoed <l>
+/// lost <b> bad ..., RTT min/avg/max <a>/<b>/<c> us; TCP <t> bytes echoed <tb> bad ...`).
+fn pair_counts(stdout: &str, from: u8, to: u8) -> (u64, u64, u64) {
+    let start = format!("node {from} -> node {to} (");
+    let line = stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(&start) && l.contains(" rounds, UDP "))
+        .unwrap_or_else(|| panic!("no line for node {from} -> node {to}:\n{stdout}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let before = |word: &str| -> u64 {
+        let i = words.iter().position(|w| *w == word).unwrap_or(0);
+        words
+            .get(i.wrapping_sub(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no '{word}' count in {line}"))
+    };
+    let rtt = line
+        .split("RTT min/avg/max ")
+        .nth(1)
+        .and_then(|r| r.split('/').nth(1))
+        .and_then(|avg| avg.parse().ok())
+        .unwrap_or_else(|| panic!("no RTT in {line}"));
+    let tcp_bad: u64 = line
+        .split("bytes echoed ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|b| b.parse().ok())
+        .unwrap_or_else(|| panic!("no TCP counters in {line}"));
+    (before("echoed"), before("bad") + tcp_bad, rtt)
 }
 
 #[test]
@@ -71,6 +106,21 @@ fn two_sel4_nodes_on_one_vde_switch() {
         .unwrap_or_else(|| panic!("no host row:\n{stdout}"));
     assert_eq!(host.matches(" Mb/s").count(), 2, "host row: {host}");
     assert!(!host.contains(" 0.0 Mb/s"), "a node echoed nothing: {host}");
+
+    // The node rows: node 0 -> node 1 and node 1 -> node 0, measured by the nodes.
+    for (from, to) in [(0u8, 1u8), (1, 0)] {
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("node {from} ")))
+            .unwrap_or_else(|| panic!("no row of node {from}:\n{stdout}"));
+        assert_eq!(row.matches(" Mb/s").count(), 1, "node {from}'s row: {row}");
+        let (echoed, bad, rtt) = pair_counts(&stdout, from, to);
+        assert!(
+            echoed > 0 && bad == 0 && rtt > 0,
+            "node {from} -> node {to}: {echoed} echoed, {bad} bad, RTT {rtt} us"
+        );
+    }
+    assert!(!stdout.contains("NOT REACHED"), "{stdout}");
 
     // The capture, read by tcpdump: frames to and from each client of both nodes.
     for node in 0..2u8 {
