@@ -33,6 +33,8 @@ pub(crate) struct Local<'a> {
     /// Per TX buffer slot: the clients whose copiers hold it.
     holders: [u64; MAX_BUFFERS],
     multicast: bool,
+    /// Ports given frames since the last [`VirtTx::notify_local`].
+    pending: u64,
 }
 
 impl Local<'_> {
@@ -42,6 +44,7 @@ impl Local<'_> {
             ports: [const { None }; MAX_CLIENTS],
             holders: [0; MAX_BUFFERS],
             multicast,
+            pending: 0,
         }
     }
 
@@ -146,6 +149,7 @@ impl<'a> VirtTx<'a> {
             match port.queues.active.enqueue(out) {
                 Ok(()) => {
                     self.local.holders[slot] |= 1 << b;
+                    self.local.pending |= 1 << b;
                     client.counters.local_delivered += 1;
                 }
                 // Full (the copier is not taking frames) or corrupt: this destination misses it.
@@ -157,9 +161,10 @@ impl<'a> VirtTx<'a> {
 
     /// Notifies each copier whose local active queue got frames and asked for a signal.
     pub(crate) fn notify_local(&mut self, notifier: &mut impl Notifier) {
+        let pending = core::mem::take(&mut self.local.pending);
         for (c, port) in self.local.ports.iter_mut().enumerate() {
             let Some(port) = port else { continue };
-            if port.queues.active.take_signal_request() {
+            if pending & (1 << c) != 0 && port.queues.active.take_signal_request() {
                 if let Some(client) = self.clients[c].as_mut() {
                     client.counters.local_notifications += 1;
                 }
