@@ -118,7 +118,7 @@ pub struct Counters {
     pub local_frames: u64,
     /// Bytes of those frames.
     pub local_bytes: u64,
-    /// Local frames dropped because the client had no free buffer.
+    /// Local frames dropped because the client had no free buffer (or corrupted its queues).
     pub local_dropped: u64,
     /// Local frame descriptors naming no mapped source region, or leaving it (returned uncopied).
     pub bad_local_frames: u64,

@@ -76,7 +76,10 @@ impl<'a> Copier<'a> {
                         self.counters.local_bytes += len as u64;
                         to_client = true;
                     }
-                    Some(Some(false)) => self.counters.client_misbehaviour += 1,
+                    Some(Some(false)) => {
+                        self.counters.client_misbehaviour += 1;
+                        self.counters.local_dropped += 1;
+                    }
                     Some(None) => self.counters.local_dropped += 1,
                     None => self.counters.bad_local_frames += 1,
                 }

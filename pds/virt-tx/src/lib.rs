@@ -448,11 +448,11 @@ impl<'a> VirtTx<'a> {
                     continue;
                 };
                 client.in_flight = client.in_flight.saturating_sub(1);
+                client.counters.driver_reset_dropped += 1;
                 if held {
                     // Its local destinations still read it: it comes back through them.
                     continue;
                 }
-                client.counters.driver_reset_dropped += 1;
                 match client.queues.free.enqueue(back) {
                     Ok(()) => notify |= 1 << region.client,
                     // Only when the client has more buffers than its queue holds.

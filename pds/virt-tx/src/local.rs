@@ -118,6 +118,11 @@ impl<'a> VirtTx<'a> {
         self.local.ports.iter().any(Option::is_some)
     }
 
+    /// Client buffers held by local destinations (copiers that have not returned them yet).
+    pub fn local_held(&self) -> usize {
+        self.local.held_count()
+    }
+
     /// Hands the checked frame `d` of client `c` (buffer `slot` of region `region_index`) to
     /// every local destination; returns whether the driver should get it too.
     pub(crate) fn deliver_local(
