@@ -93,7 +93,7 @@ pub struct ClientCounters {
     pub bad_offset: u64,
     /// Descriptors refused because the buffer was already in flight.
     pub duplicates: u64,
-    /// Completed buffers returned to the client.
+    /// Buffers returned to the client once the driver (and any local destination) finished.
     pub returned: u64,
     /// Times the client left impossible queue indices.
     pub peer_misbehaviour: u64,
@@ -113,12 +113,8 @@ pub struct ClientCounters {
     pub local_delivered: u64,
     /// Frames from this client a local destination's queue could not take.
     pub local_dropped: u64,
-    /// Buffers given back to this client after local delivery (and the driver) finished.
-    pub local_returned: u64,
     /// Bad descriptors or impossible queue indices from this client's copier's local queues.
     pub local_misbehaviour: u64,
-    /// Notifications sent to this client's copier for local frames.
-    pub local_notifications: u64,
 }
 }
 

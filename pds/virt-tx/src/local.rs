@@ -170,9 +170,6 @@ impl<'a> VirtTx<'a> {
         for (c, port) in self.local.ports.iter_mut().enumerate() {
             let Some(port) = port else { continue };
             if pending & (1 << c) != 0 && port.queues.active.take_signal_request() {
-                if let Some(client) = self.clients[c].as_mut() {
-                    client.counters.local_notifications += 1;
-                }
                 notifier.notify(port.channel);
             }
         }
@@ -261,7 +258,7 @@ impl<'a> VirtTx<'a> {
         let client = self.clients[region.client].as_mut()?;
         match client.queues.free.enqueue(back) {
             Ok(()) => {
-                client.counters.local_returned += 1;
+                client.counters.returned += 1;
                 Some(region.client)
             }
             Err(_) => {
