@@ -9,7 +9,9 @@
 //!
 //! Unlike sDDF, every descriptor is checked before use: a frame descriptor from virt_rx with an
 //! unknown `oid`, or an offset/length leaving its region, is returned uncopied and counted; a
-//! client buffer that is misaligned or out of range is discarded and counted, as in sDDF. A
+//! client buffer that is misaligned or out of range is discarded and counted, as in sDDF.
+//! With a `.netvm_vswitch` section ([`Copier::attach_local`]) it also copies the frames other
+//! clients of the system send its client, from their TX regions (the `local` module). A
 //! client that lists one of its buffers twice can only make two of its own frames share that
 //! buffer: the client region is private to the client and this copier, so no one else is harmed.
 //!

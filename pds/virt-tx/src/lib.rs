@@ -40,6 +40,10 @@
 //!   and only an epoch that moved forward counts (a backwards one is counted in the driver's
 //!   `bad_reset_requests`), so a hostile driver cannot make virt_tx lose or duplicate a buffer
 //!   through the words.
+//! * **Local delivery** (with a `.netvm_vswitch` section, [`VirtTx::attach_local`]): a frame to
+//!   another client's MAC goes to that client's copier instead of the driver, broadcast to both
+//!   (the `local` module); a buffer returns to its client only once the driver and every copier
+//!   holding it are done.
 #![no_std]
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
