@@ -34,6 +34,11 @@ pub enum Error {
         /// Ports in the section.
         ports: usize,
     },
+    /// A client with a local port has an index of [`crate::MAX_LOCAL_PORTS`] or more.
+    LocalPortLimit {
+        /// Client index.
+        client: usize,
+    },
     /// A client's local queues (to its copier) cannot be found.
     LocalQueues {
         /// Client index.
@@ -71,6 +76,11 @@ impl core::fmt::Display for Error {
                     "virt_tx: netvm_vswitch has {ports} ports, not one per client"
                 )
             }
+            Error::LocalPortLimit { client } => write!(
+                f,
+                "virt_tx: client {client} has a local port; at most {} clients may",
+                crate::MAX_LOCAL_PORTS
+            ),
             Error::LocalQueues { client, error } => {
                 write!(
                     f,

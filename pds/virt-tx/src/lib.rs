@@ -52,6 +52,7 @@ mod error;
 mod local;
 
 pub use error::Error;
+pub use local::MAX_LOCAL_PORTS;
 
 use netvm_api::options::NetOptions;
 use netvm_api::reconnect::{ControlWords, Notify, PeerEnd, ResetCounts};

@@ -18,7 +18,11 @@ use sddf::queue::{FillSide, QueueError};
 use sddf::shm::AddressSpace;
 use sddf::{BuffDesc, Notifier, NET_BUFFER_SIZE};
 
-use crate::{Error, VirtTx, MAX_BUFFERS, MAX_CLIENTS};
+use crate::{Error, VirtTx, MAX_BUFFERS};
+
+/// Most clients with a local port: the holder masks are 16 bits, so that the table stays small
+/// (16 KiB; virt_tx lives on its PD's stack until Microkit's event loop takes it).
+pub const MAX_LOCAL_PORTS: usize = 16;
 
 /// One client's local port: its copier's local queues.
 pub(crate) struct Port<'a> {
@@ -29,9 +33,9 @@ pub(crate) struct Port<'a> {
 
 /// The local-delivery state of virt_tx.
 pub(crate) struct Local<'a> {
-    ports: [Option<Port<'a>>; MAX_CLIENTS],
+    ports: [Option<Port<'a>>; MAX_LOCAL_PORTS],
     /// Per TX buffer slot: the clients whose copiers hold it.
-    holders: [u64; MAX_BUFFERS],
+    holders: [u16; MAX_BUFFERS],
     multicast: bool,
     /// Ports given frames since the last [`VirtTx::notify_local`].
     pending: u64,
@@ -41,7 +45,7 @@ impl Local<'_> {
     /// No ports: local delivery off.
     pub(crate) fn off(multicast: bool) -> Self {
         Local {
-            ports: [const { None }; MAX_CLIENTS],
+            ports: [const { None }; MAX_LOCAL_PORTS],
             holders: [0; MAX_BUFFERS],
             multicast,
             pending: 0,
@@ -65,10 +69,10 @@ impl Local<'_> {
 
     /// The clients other than `from` with a port that get a frame to `dst`, and whether the
     /// driver gets it too.
-    fn destinations(&self, from: usize, dst: &MacAddr) -> (u64, bool) {
+    fn destinations(&self, from: usize, dst: &MacAddr) -> (u16, bool) {
         let group = dst[0] & 1 != 0;
         let broadcast = *dst == [0xff; 6];
-        let mut mask = 0u64;
+        let mut mask = 0u16;
         for (c, port) in self.ports.iter().enumerate() {
             let Some(port) = port else { continue };
             if c == from {
@@ -99,6 +103,9 @@ impl<'a> VirtTx<'a> {
         for (c, port) in config.ports().iter().enumerate() {
             if port.enabled == 0 {
                 continue;
+            }
+            if c >= MAX_LOCAL_PORTS {
+                return Err(Error::LocalPortLimit { client: c });
             }
             let queues = port
                 .conn
@@ -140,7 +147,7 @@ impl<'a> VirtTx<'a> {
             return true;
         }
         let (mask, to_driver) = self.local.destinations(c, &dst);
-        for b in 0..self.num_clients {
+        for b in 0..self.num_clients.min(MAX_LOCAL_PORTS) {
             if mask & (1 << b) == 0 {
                 continue;
             }
@@ -179,7 +186,7 @@ impl<'a> VirtTx<'a> {
     /// client.
     pub(crate) fn local_return(&mut self, notifier: &mut impl Notifier) {
         let mut notify = 0u64;
-        for b in 0..self.num_clients {
+        for b in 0..self.num_clients.min(MAX_LOCAL_PORTS) {
             if !self.local.has_port(b) {
                 continue;
             }
@@ -189,7 +196,7 @@ impl<'a> VirtTx<'a> {
                         notify |= 1 << owner;
                     }
                 }
-                let bit = 1u64 << b;
+                let bit = 1u16 << b;
                 let holding = self.local.holders.iter().any(|h| h & bit != 0);
                 let Some(port) = self.local.ports[b].as_mut() else {
                     break;

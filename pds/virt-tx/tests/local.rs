@@ -274,3 +274,34 @@ fn resets_never_return_a_buffer_a_copier_still_reads() {
     );
     assert_eq!(v.in_flight(), 0);
 }
+
+#[test]
+fn ports_beyond_the_holder_masks_are_refused() {
+    let io: Vec<u64> = (0..17).map(|i| 0x4000_0000 + i * 0x10_0000).collect();
+    let mut r = Rig::new(64, 4, &io);
+    let ports: Vec<LocalPort> = (0..17)
+        .map(|i| {
+            LocalPort::new(
+                r.layout.connection(64, 20 + i as u8),
+                [2, 0, 0, 0, 0, i as u8],
+            )
+        })
+        .collect();
+    let mut n = RecordingNotifier::default();
+    let mut v = VirtTx::new(&r.cfg, &NetOptions::default(), &&r.layout.space, &mut n).unwrap();
+    let e = v.attach_local(&VirtTxLocalConfig::new(&ports), &&r.layout.space);
+    assert!(
+        matches!(e, Err(Error::LocalPortLimit { client: 16 })),
+        "{e:?}"
+    );
+    assert_eq!(virt_tx::MAX_LOCAL_PORTS, 16);
+}
+
+/// virt_tx is built on its PD's stack (256 KiB in system.xml) and moved a few times before
+/// Microkit's event loop owns it: at 93 KB (64-bit holder masks) the seL4 image's virt_tx
+/// overflowed its stack and the system never transmitted. Keep it well below.
+#[test]
+fn virt_tx_stays_small_enough_for_its_stack() {
+    let size = std::mem::size_of::<VirtTx<'static>>();
+    assert!(size <= 48 * 1024, "VirtTx is {size} bytes");
+}
