@@ -298,8 +298,8 @@ fn ports_beyond_the_holder_masks_are_refused() {
 }
 
 /// virt_tx is built on its PD's stack (256 KiB in system.xml) and moved a few times before
-/// Microkit's event loop owns it: at 93 KB (64-bit holder masks) the seL4 image's virt_tx
-/// overflowed its stack and the system never transmitted. Keep it well below.
+/// Microkit's event loop owns it: at 93 KB (64-bit holder masks) the seL4 image never answered
+/// a ping (most likely virt_tx overflowing its stack at init). Keep it well below.
 #[test]
 fn virt_tx_stays_small_enough_for_its_stack() {
     let size = std::mem::size_of::<VirtTx<'static>>();
