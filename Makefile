@@ -18,7 +18,9 @@
 #                in another terminal). BENCH_ARGS adds options (e.g. --rates 10M,50M).
 #   make clean   removes build/sel4 and build/loader.img (not the guest's Debian cache).
 #
-# Echo clients get ECHO_IPS; the MACs come from system.macs. Everything derived from
+# Echo clients get ECHO_IPS; those named in ECHO_PEERS also originate echo traffic to their peers
+# (e.g. ECHO_PEERS=client1=node1+10.0.2.10/udp=32x256@1000; see echo_api::peers). The MACs come
+# from system.macs. Everything derived from
 # system.xml is derived by crates/system-plan and written by the `guest-image` tool, not written here.
 
 # The SDK that scripts/sdk.sh found (scripts/setup.sh runs it), unless MICROKIT_SDK is given.
@@ -38,6 +40,7 @@ NETNS ?= netvm-sel4
 TAP ?= tap0
 HOST_IP ?= 10.0.0.1/24
 ECHO_IPS ?= client0=10.0.0.10/24,client1=10.0.0.11/24
+ECHO_PEERS ?=
 BENCH_TARGET ?= 10.0.0.10
 BENCH_ARGS ?=
 QEMU_RAM ?= 2G
@@ -125,7 +128,7 @@ image: check-sdk guest pds
 		$(CARGO) build --release --target aarch64-unknown-none -p vmm --bin vmm --target-dir $(SEL4_TARGET_DIR)
 	rm -rf $(OUT)/pds
 	$(GUEST_TOOL) sel4-pds --system $(SYSTEM) --macs @$(MACS) $(if $(BUFFERS),--buffers $(BUFFERS)) --echo-ips $(ECHO_IPS) \
-		--elf-dir $(ELF_DIR) --out $(OUT)/pds
+		$(if $(ECHO_PEERS),--echo-peers '$(ECHO_PEERS)') --elf-dir $(ELF_DIR) --out $(OUT)/pds
 	$(MICROKIT_SDK)/bin/microkit $(SYSTEM) --search-path $(OUT)/pds --board $(MICROKIT_BOARD) \
 		--config $(MICROKIT_CONFIG) -o $(IMAGE) -r $(OUT)/report.txt
 	@echo "built $(IMAGE) ($(MICROKIT_CONFIG)); boot it with: make qemu"

@@ -59,7 +59,7 @@ stage fmt cargo fmt --all --check
 stage clippy cargo clippy --workspace --all-targets --release -- -D warnings
 # The seL4 side: every no_std crate and PD for aarch64-unknown-none.
 stage clippy-aarch64 cargo clippy --target aarch64-unknown-none --release \
-    -p sddf -p netvm-api -p pd-support -p microkit -p net-client -p virt-rx -p virt-tx -p copier -p echo-server -p echo-api -p timer -p idle -p vmm -p vmm-api -- -D warnings
+    -p sddf -p netvm-api -p pd-support -p microkit -p net-client -p node-msg -p virt-rx -p virt-tx -p copier -p echo-server -p echo-api -p timer -p idle -p vmm -p vmm-api -- -D warnings
 # Issue #16's size rules: files <= 800 lines, non-test functions <= 100 lines.
 stage sizes bash scripts/check-size.sh
 stage doc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps

@@ -178,4 +178,36 @@ fn main() {
     }
     g.extend_from_slice(&[1, 0, 0, 2, 5, 0, 1, 0, 0, 2, 0, 0xfe, 0x0f, 2, 0]);
     write("vgic", "linux_boot", &g);
+
+    // node_msg: both nodes join (a step), A sends 5000 bytes to B and B 100 to A, time passes
+    // on a clean and then a lossy link (every third datagram dropped), A leaves.
+    let step = |ms: u16, lossy: u8| {
+        let mut v = vec![0, 0, 3];
+        v.extend_from_slice(&ms.to_le_bytes());
+        v.push(lossy);
+        v
+    };
+    let send = |node: u8, len: u16, dest: u8| {
+        let mut v = vec![0, 0, 2, node];
+        v.extend_from_slice(&len.to_le_bytes());
+        v.extend_from_slice(&[dest, 0x5a]);
+        v
+    };
+    let mut m = vec![1];
+    for part in [
+        step(10, 0),
+        step(10, 0),
+        send(0, 5000, 2),
+        send(1, 100, 1),
+        step(10, 0),
+        step(10, 0),
+        send(0, 16384, 2),
+        step(300, 3),
+        step(300, 3),
+        vec![0, 0, 4, 0],
+        step(300, 0),
+    ] {
+        m.extend_from_slice(&part);
+    }
+    write("node_msg", "exchange", &m);
 }

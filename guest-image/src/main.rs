@@ -97,6 +97,11 @@ enum Cmd {
         /// (`echo_api::parse_address_list`).
         #[arg(long)]
         echo_ips: String,
+        /// Echo clients that also originate echo traffic, and to whom:
+        /// `client1=node1+10.0.2.10/udp=32x256@1000/tcp=16384/period=1000,...`
+        /// (`echo_api::peers::parse_peer_list`); empty: none does.
+        #[arg(long, default_value = "")]
+        echo_peers: String,
         /// Where cargo put the aarch64-unknown-none PD binaries.
         #[arg(long)]
         elf_dir: PathBuf,
@@ -140,9 +145,16 @@ fn main() -> ExitCode {
             macs,
             buffers,
             echo_ips,
+            echo_peers,
             elf_dir,
             out,
-        } => sel4_pds(&system, (&macs, &buffers), &echo_ips, &elf_dir, &out),
+        } => sel4_pds(
+            &system,
+            (&macs, &buffers),
+            (&echo_ips, &echo_peers),
+            &elf_dir,
+            &out,
+        ),
         build @ Cmd::Build { .. } => return guest_build(build),
     };
     match result {
@@ -174,13 +186,14 @@ fn sel4_plan(
     sys: &sdf::SystemDescription,
     bootargs: &str,
     net: (&str, &str),
-    echo: &[(String, echo_api::IpConfig)],
+    (echo, echo_peers): system_plan::EchoInputs<'_>,
 ) -> Result<ImagePlan, String> {
     let (macs, buffers) = parse_net(net)?;
     let inputs = Inputs {
         macs: Some(&macs),
         buffers,
         echo,
+        echo_peers,
         bootargs,
         writer: Writer::Sel4Image,
     };
@@ -213,13 +226,15 @@ fn sel4_dtb(
 fn sel4_pds(
     system: &Path,
     net: (&str, &str),
-    echo_ips: &str,
+    (echo_ips, echo_peers): (&str, &str),
     elf_dir: &Path,
     out: &Path,
 ) -> Result<(), String> {
     let sys = parse_system(system)?;
     let echo = parse_echo_ips(echo_ips)?;
-    let plan = sel4_plan(system, &sys, DEFAULT_SEL4_BOOTARGS, net, &echo)?;
+    let peers =
+        system_plan::parse_echo_peers(echo_peers).map_err(|e| format!("--echo-peers {e}"))?;
+    let plan = sel4_plan(system, &sys, DEFAULT_SEL4_BOOTARGS, net, (&echo, &peers))?;
     let written = guest_image::sel4::patch_pds(&sys, &plan.sections, elf_dir, out)
         .map_err(|e| e.to_string())?;
     for s in &plan.sections {

@@ -41,7 +41,7 @@ fn the_vmm_boot_example_is_derived_like_the_full_system() {
     assert_eq!(region("tx_data1"), Some((0x3030_0000, 0x10_0000)));
     assert_eq!(region("tx_data2"), None);
 
-    let derived = sections(&sys, &path, &vm, &Clients::default(), &[]).unwrap();
+    let derived = sections(&sys, &path, &vm, &Clients::default(), (&[], &[])).unwrap();
     assert_eq!(derived.len(), 1);
     assert_eq!(
         (derived[0].pd.as_str(), derived[0].name.as_str()),
@@ -51,7 +51,7 @@ fn the_vmm_boot_example_is_derived_like_the_full_system() {
 
     // An address for an echo client the system does not have is refused, named.
     let echo = [("client0".to_string(), IpConfig::Dhcp)];
-    let err = sections(&sys, &path, &vm, &Clients::default(), &echo).unwrap_err();
+    let err = sections(&sys, &path, &vm, &Clients::default(), (&echo, &[])).unwrap_err();
     assert!(err.to_string().contains("'client0'"), "{err}");
 }
 

@@ -45,7 +45,7 @@ fn every_pd_with_a_stats_region_gets_its_section_the_vmm_too() {
             macs: &macs,
             ..Default::default()
         },
-        &echo,
+        (&echo, &[]),
     )
     .unwrap();
     let stats: Vec<&str> = derived

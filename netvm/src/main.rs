@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use cli::bench::{run_bench, BenchArgs};
 use cli::demo::{run_demo, DemoArgs};
 use cli::echo::{run_echo, EchoArgs};
+use cli::node::{run_node, NodeArgs};
 use cli::run::{run_system, RunArgs};
 use cli::sel4_demo::{run_sel4_demo, Sel4DemoArgs};
 use cli::stats::{show_stats, StatsArgs};
@@ -56,6 +57,9 @@ enum Command {
     /// against the same guest kernel booted alone (kernel echo) and any --peer-image, points
     /// interleaved; prints one table. Needs root (or an unprivileged user namespace).
     Sel4Demo(Sel4DemoArgs),
+    /// Node messaging by id (node-msg): `master` gives out ids; `send`, `recv` and `exchange`
+    /// join it and talk to other nodes by id. Exit status 1 when a message is lost or wrong.
+    Node(NodeArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,5 +72,6 @@ fn main() -> ExitCode {
         Command::Run(a) => run_system(a),
         Command::Demo(a) => run_demo(a),
         Command::Stats(a) => show_stats(a),
+        Command::Node(a) => run_node(a),
     }
 }

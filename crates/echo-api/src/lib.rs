@@ -16,8 +16,12 @@
 //!
 //! The system build (or the host runner) writes it like the sDDF config sections; an all-zero
 //! section (nothing written) is refused rather than guessed at.
+//!
+//! The originating role's `.echo_peers` section and its list syntax are in [`peers`].
 
 #![no_std]
+
+pub mod peers;
 
 /// UDP echo port (sDDF `UDP_ECHO_PORT`).
 pub const UDP_ECHO_PORT: u16 = 1235;

@@ -1,7 +1,8 @@
 //! The client side of an sDDF 0.7 network connection: what a client PD (an echo server, a web
 //! server, a benchmark) uses to send and receive Ethernet frames over the RX queues from its copier
 //! and the TX queues to virt_tx, shaped like Solo5's `Mkernel.Net`, plus a smoltcp
-//! [`phy::Device`](smoltcp::phy::Device) over it.
+//! [`phy::Device`](smoltcp::phy::Device) over it. [`solo5`] is the public API of a client PD in
+//! Solo5's shape (acquire by name, info, read, write, write-into), with the mapping table.
 //!
 //! ```text
 //! copier --rx_active--> [NetDevice] --rx_free--> copier      (rx_data: the copier's copies)
@@ -56,6 +57,7 @@ pub mod filter;
 pub mod mock;
 pub mod phy;
 mod regions;
+pub mod solo5;
 
 pub use device::{Counters, NetDevice, RxFrame, TxError};
 pub use phy::{DEFAULT_RX_BUDGET, ETHERNET_FRAME_MAX};

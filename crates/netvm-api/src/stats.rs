@@ -37,6 +37,9 @@ pub const NAME_BYTES: usize = 40;
 pub const ENTRY_BYTES: usize = NAME_BYTES + 8;
 /// Bytes of the component-name field.
 pub const COMPONENT_BYTES: usize = 32;
+/// The field name of an entry that holds an IPv4 address as a number (`peer0.addr` = 0x0a00010a
+/// for 10.0.1.10): readers may show it as an address.
+pub const ADDR_FIELD: &str = "addr";
 
 const SEQ_OFFSET: usize = 8;
 

@@ -298,7 +298,9 @@ fn queue_len(region: Region<'_>, capacity: u32) -> Result<u16, String> {
     q.observed_len().map_err(|e| format!("{e:?}"))
 }
 
-/// The counters as a table: one block per component, `name value` lines.
+/// The counters as a table: one block per component, `name value` lines; an entry named
+/// `<group>.addr` (`netvm_api::stats::ADDR_FIELD`, an IPv4 address as a number) also shows the
+/// address.
 pub fn render_stats(stats: &[ComponentStats]) -> String {
     let mut out = String::new();
     for c in stats {
@@ -306,7 +308,15 @@ pub fn render_stats(stats: &[ComponentStats]) -> String {
             Ok(s) => {
                 let _ = writeln!(out, "{}:", c.pd);
                 for (name, value) in &s.entries {
-                    let _ = writeln!(out, "  {name:<40} {value}");
+                    let _ = write!(out, "  {name:<40} {value}");
+                    let addr = name
+                        .rsplit_once('.')
+                        .filter(|(_, field)| *field == netvm_api::stats::ADDR_FIELD)
+                        .and_then(|_| u32::try_from(*value).ok());
+                    if let Some(addr) = addr {
+                        let _ = write!(out, " ({})", std::net::Ipv4Addr::from(addr));
+                    }
+                    let _ = writeln!(out);
                 }
             }
             Err(e) => {
@@ -345,4 +355,32 @@ pub fn render_pools(pools: &[PoolReport]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_entries_also_show_the_address() {
+        let stats = [ComponentStats {
+            pd: "client1".into(),
+            snapshot: Ok(Snapshot {
+                component: "client1".into(),
+                entries: vec![
+                    ("peer0.addr".into(), 0x0a00_010a),
+                    ("peer0.udp_sent".into(), 7),
+                ],
+            }),
+        }];
+        let text = render_stats(&stats);
+        assert!(
+            text.contains("peer0.addr") && text.contains(" 167772426 (10.0.1.10)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(" 7\n") && !text.contains("(0.0.0.7)"),
+            "{text}"
+        );
+    }
 }

@@ -162,11 +162,14 @@ pub struct PlannedSections {
     pub buffers: sdf::net::BufferCounts,
     /// `(echo-server PD, address)`, e.g. from `system_plan::parse_echo_ips`.
     pub echo: Vec<(String, echo_api::IpConfig)>,
+    /// `(echo-server PD, peers and load)` for the PDs that also originate echo traffic, e.g.
+    /// from `system_plan::parse_echo_peers`.
+    pub echo_peers: Vec<(String, echo_api::peers::PeerPlan)>,
 }
 
 impl SectionProvider for PlannedSections {
     fn origin(&self) -> String {
-        "the plan derived from the system description (--net-macs, --echo-ips)".into()
+        "the plan derived from the system description (--net-macs, --echo-ips, --echo-peers)".into()
     }
 
     fn sections(&self, system: &SystemDescription) -> Result<Vec<Section>, SectionError> {
@@ -174,6 +177,7 @@ impl SectionProvider for PlannedSections {
             macs: self.macs.as_deref(),
             buffers: self.buffers,
             echo: &self.echo,
+            echo_peers: &self.echo_peers,
             bootargs: "",
             writer: system_plan::Writer::Host,
         };
@@ -250,6 +254,7 @@ mod tests {
             system_path: "two_clients.system".into(),
             macs: Some(macs),
             echo: Vec::new(),
+            echo_peers: Vec::new(),
         };
         let derived = planned(macs).sections(&system).expect("derive");
         let names: Vec<(&str, &str)> = derived

@@ -1,6 +1,7 @@
 //! The per-client inputs as the command lines take them, read once for both writers
 //! (`guest-image sel4-pds --macs/--echo-ips`, `netvm run --net-macs/--echo-ips`).
 
+use echo_api::peers::PeerPlan;
 use echo_api::IpConfig;
 
 /// `client0=52:54:01:00:00:10,...`, or `@FILE` for a file holding such a list (e.g.
@@ -20,6 +21,18 @@ pub fn parse_echo_ips(text: &str) -> Result<Vec<(String, IpConfig)>, String> {
         .map(|entry| {
             entry
                 .map(|(pd, ip)| (pd.to_owned(), ip))
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// `client1=node1+10.0.2.10/udp=32x256@1000,...`: `(echo-server PD, peers and load)` pairs
+/// for the PDs that originate echo traffic (`echo_api::peers::parse_peer_list`).
+pub fn parse_echo_peers(text: &str) -> Result<Vec<(String, PeerPlan)>, String> {
+    echo_api::peers::parse_peer_list(text)
+        .map(|entry| {
+            entry
+                .map(|(pd, plan)| (pd.to_owned(), plan))
                 .map_err(|e| e.to_string())
         })
         .collect()
@@ -47,5 +60,15 @@ mod tests {
         assert_eq!(list[1], ("client1".into(), IpConfig::Dhcp));
         assert!(matches!(list[0].1, IpConfig::Static { prefix_len: 24, .. }));
         assert!(parse_echo_ips("client0=10.0.0.300/24").is_err());
+    }
+
+    #[test]
+    fn echo_peers_name_a_pd_and_its_peers() {
+        let list = parse_echo_peers("client1=node1+10.0.2.10/tcp=0").unwrap();
+        assert_eq!(list[0].0, "client1");
+        assert_eq!(list[0].1.peers().len(), 2);
+        assert_eq!(list[0].1.load.tcp_bytes, 0);
+        let e = parse_echo_peers("client1=node1+node999").unwrap_err();
+        assert!(e.contains("node999"), "{e}");
     }
 }

@@ -14,6 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
+use echo_api::peers::PeerPlan;
 use echo_api::IpConfig;
 use sdf::net::{BufferCounts, NetError, NetSystemSpec};
 use sdf::SystemDescription;
@@ -26,9 +27,9 @@ mod sections;
 pub use driver_vm::{
     derived_driver_config, driver_vm, DriverVm, INITRD_OFFSET, RX_FAULT_GPA, TX_FAULT_GPA,
 };
-pub use inputs::{parse_echo_ips, parse_macs};
+pub use inputs::{parse_echo_ips, parse_echo_peers, parse_macs};
 pub use layout::GuestLayout;
-pub use sections::{echo_sections, net_sections, sections, timer_client_sections};
+pub use sections::{echo_sections, net_sections, peer_sections, sections, timer_client_sections};
 
 /// Bytes for one ELF section of one PD: the one section type of the tree (defined by `sdf`,
 /// whose `sdf::net` makes most of them).
@@ -123,6 +124,10 @@ impl Clients<'_> {
     }
 }
 
+/// The echo servers' inputs: `(PD, address)` ([`Inputs::echo`]) and `(PD, peers)`
+/// ([`Inputs::echo_peers`]).
+pub type EchoInputs<'a> = (&'a [(String, IpConfig)], &'a [(String, PeerPlan)]);
+
 /// What the plan is made from, besides the system description.
 #[derive(Debug, Clone, Copy)]
 pub struct Inputs<'a> {
@@ -135,6 +140,10 @@ pub struct Inputs<'a> {
     pub buffers: BufferCounts,
     /// `(echo-server PD, static address or DHCP)`, e.g. from `echo_api::parse_address_list`.
     pub echo: &'a [(String, IpConfig)],
+    /// `(echo-server PD, its peers and load)` for the PDs that also originate echo traffic
+    /// (`.echo_peers`), e.g. from `echo_api::peers::parse_peer_list`; each needs an address in
+    /// [`Inputs::echo`]. Empty: no PD originates, every system is as before.
+    pub echo_peers: &'a [(String, PeerPlan)],
     /// The guest kernel's command line (seL4 image only).
     pub bootargs: &'a str,
     /// Which writer the plan is for.
@@ -165,7 +174,7 @@ pub fn plan(
                 buffers: inputs.buffers,
             };
             let vm = driver_vm(sys, path, inputs.bootargs, &clients)?;
-            let sections = sections(sys, path, &vm, &clients, inputs.echo)?;
+            let sections = sections(sys, path, &vm, &clients, (inputs.echo, inputs.echo_peers))?;
             Ok(ImagePlan {
                 sections,
                 driver_vm: Some(vm),
@@ -188,7 +197,7 @@ pub fn plan(
                 sys,
                 path,
                 &Clients::default(),
-                inputs.echo,
+                (inputs.echo, inputs.echo_peers),
                 Writer::Host,
             )?);
             Ok(ImagePlan {

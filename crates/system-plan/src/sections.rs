@@ -7,11 +7,12 @@
 
 use std::path::Path;
 
+use echo_api::peers::PeerPlan;
 use echo_api::IpConfig;
 use sdf::SystemDescription;
 use zerocopy::IntoBytes;
 
-use crate::{Clients, DriverVm, PlanError, Section, Subject, Writer};
+use crate::{Clients, DriverVm, EchoInputs, PlanError, Section, Subject, Writer};
 
 fn net_error(path: &Path, source: sdf::net::NetError) -> PlanError {
     PlanError::Net {
@@ -47,10 +48,58 @@ pub fn net_sections(
     Ok(derived.chain(options).chain(stats).chain(local).collect())
 }
 
-/// Each echo client's `.echo_config` (its address, static or DHCP) and, where the system gives
-/// it a timer, its `.timer_client_config`. For [`Writer::Sel4Image`] every client of the net
+/// Each echo client's `.echo_config` (its address, static or DHCP), where the system gives
+/// it a timer, its `.timer_client_config`, and for those that originate traffic their
+/// `.echo_peers` ([`peer_sections`]). For [`Writer::Sel4Image`] every client of the net
 /// system `clients` describes must have an address and a timer, and nothing else may be given one.
 pub fn echo_sections(
+    sys: &SystemDescription,
+    path: &Path,
+    clients: &Clients<'_>,
+    (echo, peers): EchoInputs<'_>,
+    writer: Writer,
+) -> Result<Vec<Section>, PlanError> {
+    let mut out = address_sections(sys, path, clients, echo, writer)?;
+    out.extend(peer_sections(path, echo, peers)?);
+    Ok(out)
+}
+
+/// The `.echo_peers` of each PD in `peers`: each must be an echo server given an address in
+/// `echo` (it originates from that address), and be named once. PDs not named get no section,
+/// which leaves the role off.
+pub fn peer_sections(
+    path: &Path,
+    echo: &[(String, IpConfig)],
+    peers: &[(String, PeerPlan)],
+) -> Result<Vec<Section>, PlanError> {
+    let fail = |pd: &str, reason: String| PlanError::System {
+        path: path.to_path_buf(),
+        subject: Subject::Pd(pd.to_owned()),
+        reason,
+    };
+    let mut out: Vec<Section> = Vec::new();
+    for (pd, plan) in peers {
+        if !echo.iter().any(|(e, _)| e == pd) {
+            return Err(fail(
+                pd,
+                format!("--echo-peers names '{pd}', which is given no address (--echo-ips)"),
+            ));
+        }
+        if out.iter().any(|s| s.pd == *pd) {
+            return Err(fail(pd, format!("--echo-peers names '{pd}' twice")));
+        }
+        out.push(Section {
+            pd: pd.clone(),
+            name: echo_api::peers::SECTION.into(),
+            bytes: echo_api::peers::EchoPeersSection::new(plan)
+                .as_bytes()
+                .to_vec(),
+        });
+    }
+    Ok(out)
+}
+
+fn address_sections(
     sys: &SystemDescription,
     path: &Path,
     clients: &Clients<'_>,
@@ -145,7 +194,7 @@ pub fn sections(
     path: &Path,
     vm: &DriverVm,
     clients: &Clients<'_>,
-    echo: &[(String, IpConfig)],
+    echo: EchoInputs<'_>,
 ) -> Result<Vec<Section>, PlanError> {
     let vmm_config = Section {
         pd: vm.driver.clone(),
@@ -157,7 +206,8 @@ pub fn sections(
             .macs
             .iter()
             .map(|m| &m.0)
-            .chain(echo.iter().map(|e| &e.0))
+            .chain(echo.0.iter().map(|e| &e.0))
+            .chain(echo.1.iter().map(|e| &e.0))
             .next()
         {
             return Err(PlanError::System {

@@ -29,6 +29,7 @@ fn both_writers_get_the_same_sections_but_for_the_driver_pd() {
         buffers: Default::default(),
         macs: Some(&macs),
         echo: &echo,
+        echo_peers: &[],
         bootargs: "console=ttyAMA0",
         writer,
     };
@@ -74,6 +75,7 @@ fn errors_say_which_pd_or_channel_they_are_about() {
         buffers: Default::default(),
         macs: Some(&macs),
         echo: &echo,
+        echo_peers: &[],
         bootargs: "",
         writer: Writer::Sel4Image,
     };
@@ -128,6 +130,7 @@ fn buffer_counts_reach_every_config_and_the_guest() {
         buffers,
         macs: Some(&macs),
         echo: &echo,
+        echo_peers: &[],
         bootargs: "console=ttyAMA0",
         writer,
     };
@@ -161,4 +164,47 @@ fn buffer_counts_reach_every_config_and_the_guest() {
         }
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `.echo_peers` goes to the PDs named, the same for both writers; the others get none (the
+/// role stays off), and a PD without an address cannot originate.
+#[test]
+fn echo_peers_reach_only_the_pds_named() {
+    let (sys, path) = system();
+    let macs = macs();
+    let echo = parse_echo_ips("client0=10.0.0.10/24,client1=10.0.0.11/24").unwrap();
+    let peers = system_plan::parse_echo_peers("client1=node1+10.0.2.10").unwrap();
+    let inputs = |writer, echo_peers| Inputs {
+        buffers: Default::default(),
+        macs: Some(&macs),
+        echo: &echo,
+        echo_peers,
+        bootargs: "",
+        writer,
+    };
+    for writer in [Writer::Sel4Image, Writer::Host] {
+        let sections = plan(&sys, &path, &inputs(writer, &peers)).unwrap().sections;
+        let named: Vec<&str> = sections
+            .iter()
+            .filter(|s| s.name == echo_api::peers::SECTION)
+            .map(|s| s.pd.as_str())
+            .collect();
+        assert_eq!(named, ["client1"]);
+        let bytes = &sections
+            .iter()
+            .find(|s| s.name == echo_api::peers::SECTION)
+            .unwrap()
+            .bytes;
+        let parsed = echo_api::peers::EchoPeersSection::parse(bytes).unwrap();
+        assert_eq!(parsed, Some(peers[0].1));
+        let none = plan(&sys, &path, &inputs(writer, &[])).unwrap().sections;
+        assert!(!none.iter().any(|s| s.name == echo_api::peers::SECTION));
+    }
+    let stray = system_plan::parse_echo_peers("client7=node1").unwrap();
+    let err = plan(&sys, &path, &inputs(Writer::Host, &stray)).unwrap_err();
+    assert!(
+        matches!(&err, PlanError::System { subject: Subject::Pd(pd), .. } if pd == "client7"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("--echo-ips"), "{err}");
 }

@@ -2,7 +2,8 @@
 //! (QEMU) that the seL4 tests wait on and type into; and, with feature `net`, the data-path
 //! rigs (`rig`: virt_rx and virt_tx alone; `pipeline`: the whole pipeline), with feature `uio`
 //! the uio-driver core's scripted NIC (`nic`), with feature `microkit` the hello system's
-//! host manifests (`hello`): what tests and fuzz targets share.
+//! host manifests (`hello`); on Linux, a LAN of network namespaces on a bridge (`bridge`): what
+//! tests and fuzz targets share.
 //!
 //! A test that lacks something it needs (root, the Microkit SDK, a tool) calls [`skip`] and
 //! returns. That prints a `SKIPPED <test>: <why>` line, appends the same line to the file named
@@ -20,6 +21,8 @@
 //! # fn have_root() -> bool { true }
 //! ```
 
+#[cfg(target_os = "linux")]
+pub mod bridge;
 #[cfg(unix)]
 pub mod console;
 #[cfg(all(feature = "microkit", target_os = "linux"))]

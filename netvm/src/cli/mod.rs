@@ -4,6 +4,7 @@ pub(crate) mod bench;
 pub(crate) mod demo;
 pub(crate) mod echo;
 pub(crate) mod log;
+pub(crate) mod node;
 pub(crate) mod run;
 pub(crate) mod sel4_demo;
 pub(crate) mod stats;

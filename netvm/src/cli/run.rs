@@ -61,6 +61,12 @@ pub(crate) struct RunArgs {
     /// client0=10.0.0.10/24,client1=dhcp.
     #[arg(long, value_name = "LIST", value_parser = parse_echo_ips)]
     echo_ips: Option<EchoList>,
+    /// Echo-server PDs that also originate echo traffic (`.echo_peers`), each to its peers:
+    /// client1=node1+10.0.2.10/udp=32x256@1000/tcp=16384/period=1000 (peers by address or LAN
+    /// node id, node<n>[.<client>]; options default to udp=32x256@1000/tcp=16384/period=1000).
+    /// Each PD needs an address from --echo-ips.
+    #[arg(long, value_name = "LIST", value_parser = parse_echo_peers, requires = "echo_ips")]
+    echo_peers: Option<PeerList>,
     /// Stand in for the driver VM with the host driver process on this network interface
     /// (the PD running the virtual machine becomes `uio_driver_host`).
     #[arg(long, value_name = "IFACE")]
@@ -115,6 +121,14 @@ fn parse_echo_ips(text: &str) -> Result<EchoList, String> {
     system_plan::parse_echo_ips(text).map(EchoList)
 }
 
+/// `--echo-peers`: originating echo-server PDs and their peers.
+#[derive(Clone, Debug)]
+struct PeerList(Vec<(String, echo_api::peers::PeerPlan)>);
+
+fn parse_echo_peers(text: &str) -> Result<PeerList, String> {
+    system_plan::parse_echo_peers(text).map(PeerList)
+}
+
 pub(crate) fn run_system(mut a: RunArgs) -> ExitCode {
     // With no config option at all, the MAC list beside the system description (as the
     // repository keeps system.macs beside system.xml) derives the net configs.
@@ -158,6 +172,7 @@ pub(crate) fn run_system(mut a: RunArgs) -> ExitCode {
             macs: a.net_macs.map(|MacList(macs)| macs),
             buffers: a.buffers.map(|BufferArg(b)| b).unwrap_or_default(),
             echo: a.echo_ips.map(|EchoList(echo)| echo).unwrap_or_default(),
+            echo_peers: a.echo_peers.map(|PeerList(p)| p).unwrap_or_default(),
         }));
     }
     opts.driver_vm = a.driver_vm_iface.map(|iface| DriverVmHost {

@@ -5,10 +5,14 @@
 //! * `.net_client_config` (128 bytes, sDDF `net_client_config_t`, written by sdfgen or the host
 //!   runner) with the six regions mapped rw at their vaddrs;
 //! * `.echo_config` (16 bytes, [`crate::config`]): static address or DHCP;
+//! * optionally `.echo_peers` (88 bytes, [`echo_api::peers`]): the peers this PD also sends
+//!   echo requests to ([`crate::origin`]); all zero (not written) leaves the role off. With it,
+//!   the stats page holds the role's counters after the device's, and each round prints a
+//!   line per peer;
 //! * channels `rx.id` (copier) and `tx.id` (virt_tx) from the client config;
 //! * a stack of at least 64 KiB (the smoltcp interface and the device's two 2 KiB frame buffers
-//!   live in the PD state); the socket buffers are statics (about 900 KiB of `.bss`, 15 KiB of
-//!   `.data`).
+//!   live in the PD state); the socket buffers are statics (the aarch64 ELF has about 1.7 MiB of
+//!   `.bss`, 300 KiB of it the originating role's, and 23 KiB of `.data`).
 //!
 //! On seL4 also:
 //! * `.timer_client_config` (6 bytes, sDDF `timer_client_config_t`,
@@ -27,6 +31,7 @@
 //! and utilisation comes from `/proc/stat`; the timer section is not used there.
 use microkit::{Channel, ChannelSet, Handler};
 use net_client::{NetDevice, Regions, Signal};
+use netvm_api::stats::StatsWriter;
 use sddf::config::NetClientConfig;
 
 use crate::config::EchoConfig;
@@ -34,6 +39,7 @@ use crate::{Buffers, EchoServer, Sockets, TakeOnce};
 
 microkit::config_section!(".net_client_config", NET_CLIENT_CONFIG: [u8; 128]);
 microkit::config_section!(".echo_config", ECHO_CONFIG: [u8; 16]);
+microkit::config_section!(".echo_peers", ECHO_PEERS: [u8; 88]);
 microkit::config_section!(".netvm_stats", STATS: [u8; 16]);
 microkit::config_section!(".timer_client_config", TIMER_CLIENT_CONFIG: [u8; 6]);
 microkit::setvar!(
@@ -250,13 +256,28 @@ impl Handler for EchoPd {
         let ip = EchoConfig::parse(&ECHO_CONFIG.bytes())
             .unwrap_or_else(|e| panic!("{}: {e}", microkit::pd_name()));
         let regions = regions(cfg).unwrap_or_else(|e| panic!("{}: {e}", microkit::pd_name()));
+        let peers = echo_api::peers::EchoPeersSection::parse(&ECHO_PEERS.bytes())
+            .unwrap_or_else(|e| panic!("{}: {e}", microkit::pd_name()));
         let (mut dev, _) = NetDevice::connect(cfg, regions)
             .unwrap_or_else(|e| panic!("{}: {e}", microkit::pd_name()));
-        attach_stats(&mut dev);
+        let stats = stats_writer();
         let sockets = SOCKETS.take().expect("init runs once");
         let buffers = BUFFERS.take().expect("init runs once");
         let (clock, cycles) = clock_and_cycles();
-        let server = EchoServer::new(dev, ip, sockets, buffers, cycles, clock);
+        let server = match peers {
+            None => {
+                if let Some((writer, _)) = stats {
+                    dev.attach_stats(writer)
+                        .unwrap_or_else(|e| panic!("{}: {e}", microkit::pd_name()));
+                }
+                EchoServer::new(dev, ip, sockets, buffers, cycles, clock)
+            }
+            Some(plan) => {
+                let mut server = EchoServer::new(dev, ip, sockets, buffers, cycles, clock);
+                server.originate(&plan, origin_stats(stats, &plan), log_round);
+                server
+            }
+        };
         let mut pd = EchoPd {
             server,
             rx: Channel::new(cfg.rx.id),
@@ -310,20 +331,51 @@ impl EchoPd {
     }
 }
 
-/// Publishes the device's counters into the region `.netvm_stats` names, if it names one.
-fn attach_stats(dev: &mut NetDevice<'static>) {
+/// The stats page `.netvm_stats` names, if it names one, and its size.
+fn stats_writer() -> Option<(StatsWriter<'static>, usize)> {
+    use zerocopy::FromBytes;
     #[allow(unsafe_code)]
     // SAFETY: the system description maps the stats region `.netvm_stats` names rw at that
     // vaddr, with that size, for the PD's whole life (`sdf::net::stats_sections` derives the
     // section from that very map), and this PD touches it only through `Region`s.
     let mem = unsafe { sddf::shm::IdentityMapped::new() };
-    let writer =
-        netvm_api::stats::StatsWriter::from_section(&STATS.bytes(), &mem, microkit::pd_name())
+    let section = STATS.bytes();
+    let writer = StatsWriter::from_section(&section, &mem, microkit::pd_name())
+        .unwrap_or_else(|e| panic!("{}: {e}", microkit::pd_name()))?;
+    // `from_section` read the same bytes as a RegionResource.
+    let len =
+        sddf::config::RegionResource::read_from_bytes(&section).map_or(0, |r| r.size as usize);
+    Some((writer, len))
+}
+
+/// The stats page laid out for the originating role (the device's counters, then the role's).
+fn origin_stats(
+    stats: Option<(StatsWriter<'static>, usize)>,
+    plan: &echo_api::peers::PeerPlan,
+) -> Option<(StatsWriter<'static>, usize)> {
+    let peers = plan.peers().len();
+    let load = plan.load;
+    let page = stats.map(|(mut writer, len)| {
+        let fit = crate::origin_io::lay_out_stats(&mut writer, len, peers)
             .unwrap_or_else(|e| panic!("{}: {e}", microkit::pd_name()));
-    if let Some(writer) = writer {
-        dev.attach_stats(writer)
-            .unwrap_or_else(|e| panic!("{}: {e}", microkit::pd_name()));
-    }
+        (writer, fit)
+    });
+    microkit::debug_println!(
+        "{}: originating to {peers} peers (udp {}x{} B at {}/s, tcp {} B, every {} ms); {} in the stats page",
+        microkit::pd_name(),
+        load.udp_count,
+        load.udp_size,
+        load.udp_rate,
+        load.tcp_bytes,
+        load.period_ms,
+        page.as_ref().map_or(0, |p| p.1)
+    );
+    page
+}
+
+/// A round's line on the console.
+fn log_round(line: &crate::origin::RoundLine) {
+    microkit::debug_println!("{}: {line}", microkit::pd_name());
 }
 
 #[allow(unsafe_code)]

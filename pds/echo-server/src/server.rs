@@ -7,6 +7,7 @@ use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
 
+use crate::origin_io::{OriginIo, Parts, RoundLog};
 use crate::storage::{Buffers, Sockets};
 use crate::utilisation::{Next, Session, GREETING};
 use crate::{
@@ -46,6 +47,10 @@ pub struct EchoServer<'a, C: CycleSource, K: Clock> {
     /// Where echoed bytes pass between a socket's receive and send buffers.
     scratch: [u8; 4096],
     stats: EchoStats,
+    /// The originating role's sockets until [`EchoServer::originate`] takes them.
+    origin_parts: Option<Parts<'a>>,
+    /// The originating role, if configured.
+    origin: Option<OriginIo<'a>>,
 }
 
 fn instant(us: u64) -> Instant {
@@ -87,6 +92,8 @@ impl<'a, C: CycleSource, K: Clock> EchoServer<'a, C, K> {
             sockets,
             udp_rx_meta,
             udp_tx_meta,
+            peer_rx_meta,
+            peer_tx_meta,
         } = sockets;
         let Buffers {
             udp_rx,
@@ -95,7 +102,16 @@ impl<'a, C: CycleSource, K: Clock> EchoServer<'a, C, K> {
             tcp_tx,
             util_rx,
             util_tx,
+            peer_rx,
+            peer_tx,
+            origin_tcp_rx,
+            origin_tcp_tx,
         } = buffers;
+        let origin_parts = Parts::new(
+            (peer_rx_meta, peer_tx_meta),
+            (peer_rx, peer_tx),
+            (origin_tcp_rx, origin_tcp_tx),
+        );
         let mut set = SocketSet::new(&mut sockets[..]);
 
         let mut udp_socket = udp::Socket::new(
@@ -153,7 +169,35 @@ impl<'a, C: CycleSource, K: Clock> EchoServer<'a, C, K> {
             clock,
             scratch: [0; 4096],
             stats: EchoStats::default(),
+            origin_parts: Some(origin_parts),
+            origin: None,
         }
+    }
+
+    /// Also originates echo traffic to `plan`'s peers (`crate::origin`), printing each round's
+    /// lines with `log` and publishing the device's and the role's counters into `stats` (laid
+    /// out by [`crate::origin_io::lay_out_stats`] for that many peers) instead of the device
+    /// alone. Once only; a later call changes nothing.
+    pub fn originate(
+        &mut self,
+        plan: &echo_api::peers::PeerPlan,
+        stats: Option<(netvm_api::stats::StatsWriter<'a>, usize)>,
+        log: RoundLog,
+    ) {
+        if let Some(parts) = self.origin_parts.take() {
+            self.origin = Some(OriginIo::new(plan, parts, &mut self.sockets, stats, log));
+        }
+    }
+
+    /// The originating role's peers and their counters so far (none if it is off).
+    pub fn origin_peers(
+        &self,
+    ) -> impl Iterator<Item = (Ipv4Addr, crate::origin::PeerCounters)> + '_ {
+        self.origin.iter().flat_map(|o| {
+            o.peers()
+                .enumerate()
+                .map(|(i, addr)| (addr, o.peer_counters(i)))
+        })
     }
 
     /// Handles whatever woke the PD (frames from the copier, TX buffers back from virt_tx, a
@@ -169,7 +213,7 @@ impl<'a, C: CycleSource, K: Clock> EchoServer<'a, C, K> {
             // socket, so repeat it while it sends; sending frees socket space that more echoing
             // can use. Each round consumes received data or TX buffers, so this ends.
             loop {
-                let moved = self.service();
+                let moved = self.service(now);
                 let mut sent = false;
                 while self
                     .iface
@@ -189,8 +233,20 @@ impl<'a, C: CycleSource, K: Clock> EchoServer<'a, C, K> {
             break now;
         };
         // Relative to the time the clock last read, which is `now`.
-        if let Some(delay) = self.iface.poll_delay(now, &self.sockets) {
-            self.clock.wake_in(delay.total_micros());
+        let smoltcp = self
+            .iface
+            .poll_delay(now, &self.sockets)
+            .map(|d| d.total_micros());
+        let origin = self.origin.as_mut().map(|o| {
+            o.publish(&self.dev.counters());
+            o.next_wake_us(now.total_micros() as u64)
+        });
+        let delay = match (smoltcp, origin) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(delay) = delay {
+            self.clock.wake_in(delay);
         }
     }
 
@@ -224,14 +280,23 @@ impl<'a, C: CycleSource, K: Clock> EchoServer<'a, C, K> {
     }
 
     /// Runs every socket's application side once; `true` if any data moved.
-    fn service(&mut self) -> bool {
+    fn service(&mut self, now: Instant) -> bool {
         if let Some(h) = self.dhcp {
             self.service_dhcp(h);
         }
         let udp = self.service_udp();
         let tcp = self.service_tcp();
         let util = self.service_util();
-        udp | tcp | util
+        let origin = match &mut self.origin {
+            // Only with an address to originate from (DHCP may not have given one yet).
+            Some(o) if self.iface.ipv4_addr().is_some() => o.service(
+                now.total_micros() as u64,
+                &mut self.iface,
+                &mut self.sockets,
+            ),
+            _ => false,
+        };
+        udp | tcp | util | origin
     }
 
     fn service_dhcp(&mut self, handle: SocketHandle) {

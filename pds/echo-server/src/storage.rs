@@ -10,10 +10,13 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use smoltcp::iface::SocketStorage;
 use smoltcp::socket::udp;
 
+use echo_api::peers::{MAX_PEERS, MAX_UDP_SIZE};
+
 use crate::TCP_ECHO_CONNS;
 
-/// Sockets: UDP echo, the TCP echo connections, the utilisation daemon, DHCP.
-pub(crate) const SOCKETS: usize = TCP_ECHO_CONNS + 3;
+/// Sockets: UDP echo, the TCP echo connections, the utilisation daemon, DHCP, and for the
+/// originating role (`crate::origin`) a UDP socket per peer and one TCP connection.
+pub(crate) const SOCKETS: usize = TCP_ECHO_CONNS + 3 + MAX_PEERS + 1;
 /// Bytes per direction per TCP echo connection.
 pub const TCP_BUFFER: usize = 64 * 1024;
 /// Datagrams per direction in the UDP echo socket.
@@ -22,13 +25,27 @@ pub const UDP_PACKETS: usize = 2 * net_client::DEFAULT_RX_BUDGET;
 pub const UDP_BUFFER: usize = UDP_PACKETS * 1536;
 /// Bytes per direction for the utilisation daemon.
 pub const UTIL_BUFFER: usize = 1024;
+/// Echoes waiting per originating peer's UDP socket: requests are paced, so a few RX batches'
+/// worth of one peer's echoes is plenty.
+pub const PEER_UDP_RX: usize = 8;
+/// Requests waiting to be sent per peer (a peer whose address does not resolve holds them).
+pub const PEER_UDP_TX: usize = 4;
+const PEER_DATAGRAM: usize = MAX_UDP_SIZE as usize;
+/// One peer's echo buffer.
+pub(crate) type PeerRx = [u8; PEER_UDP_RX * PEER_DATAGRAM];
+/// One peer's request buffer.
+pub(crate) type PeerTx = [u8; PEER_UDP_TX * PEER_DATAGRAM];
+/// Bytes per direction of the originating role's TCP connection.
+pub const ORIGIN_TCP_BUFFER: usize = 16 * 1024;
 
-/// The sockets and the UDP packet metadata (about 15 KiB; not all-zero, so a static of it is in
+/// The sockets and the UDP packet metadata (about 23 KiB; not all-zero, so a static of it is in
 /// `.data`).
 pub struct Sockets<'a> {
     pub(crate) sockets: [SocketStorage<'a>; SOCKETS],
     pub(crate) udp_rx_meta: [udp::PacketMetadata; UDP_PACKETS],
     pub(crate) udp_tx_meta: [udp::PacketMetadata; UDP_PACKETS],
+    pub(crate) peer_rx_meta: [[udp::PacketMetadata; PEER_UDP_RX]; MAX_PEERS],
+    pub(crate) peer_tx_meta: [[udp::PacketMetadata; PEER_UDP_TX]; MAX_PEERS],
 }
 
 impl Default for Sockets<'_> {
@@ -44,11 +61,14 @@ impl Sockets<'_> {
             sockets: [SocketStorage::EMPTY; SOCKETS],
             udp_rx_meta: [udp::PacketMetadata::EMPTY; UDP_PACKETS],
             udp_tx_meta: [udp::PacketMetadata::EMPTY; UDP_PACKETS],
+            peer_rx_meta: [[udp::PacketMetadata::EMPTY; PEER_UDP_RX]; MAX_PEERS],
+            peer_tx_meta: [[udp::PacketMetadata::EMPTY; PEER_UDP_TX]; MAX_PEERS],
         }
     }
 }
 
-/// The socket data buffers (about 900 KiB of zeros, so a static of it is in `.bss`).
+/// The socket data buffers (about 1.2 MiB of zeros, so a static of it is in `.bss`; the
+/// originating role's part, about 300 KiB, is used only when it is configured).
 pub struct Buffers {
     pub(crate) udp_rx: [u8; UDP_BUFFER],
     pub(crate) udp_tx: [u8; UDP_BUFFER],
@@ -56,6 +76,10 @@ pub struct Buffers {
     pub(crate) tcp_tx: [[u8; TCP_BUFFER]; TCP_ECHO_CONNS],
     pub(crate) util_rx: [u8; UTIL_BUFFER],
     pub(crate) util_tx: [u8; UTIL_BUFFER],
+    pub(crate) peer_rx: [PeerRx; MAX_PEERS],
+    pub(crate) peer_tx: [PeerTx; MAX_PEERS],
+    pub(crate) origin_tcp_rx: [u8; ORIGIN_TCP_BUFFER],
+    pub(crate) origin_tcp_tx: [u8; ORIGIN_TCP_BUFFER],
 }
 
 impl Default for Buffers {
@@ -74,12 +98,16 @@ impl Buffers {
             tcp_tx: [[0; TCP_BUFFER]; TCP_ECHO_CONNS],
             util_rx: [0; UTIL_BUFFER],
             util_tx: [0; UTIL_BUFFER],
+            peer_rx: [[0; PEER_UDP_RX * PEER_DATAGRAM]; MAX_PEERS],
+            peer_tx: [[0; PEER_UDP_TX * PEER_DATAGRAM]; MAX_PEERS],
+            origin_tcp_rx: [0; ORIGIN_TCP_BUFFER],
+            origin_tcp_tx: [0; ORIGIN_TCP_BUFFER],
         }
     }
 }
 
 /// A value in a static, lent out mutably once: how a PD gets its [`Sockets`] and [`Buffers`]
-/// without a heap and without a 900 KiB stack frame.
+/// without a heap and without a megabyte-sized stack frame.
 ///
 /// ```ignore
 /// static BUFFERS: TakeOnce<Buffers> = TakeOnce::new(Buffers::new());
