@@ -23,6 +23,7 @@ fn sections(text: &str, writer: Writer) -> Result<Vec<Section>, PlanError> {
         buffers: Default::default(),
         macs: Some(&macs),
         echo: &echo,
+        echo_peers: &[],
         bootargs: "",
         writer,
     };
