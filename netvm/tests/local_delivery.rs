@@ -1,12 +1,17 @@
 //! Host mode, the real system.xml: clients of one system reach each other inside it
-//! (`netvm_api::vswitch`). The kernel peer sends client 0 an ARP request and UDP echo requests
-//! that claim to come from client 1 (its address and MAC); client 0's ARP reply and echoes are
-//! then addressed to client 1, so virt_tx delivers them through client 1's copier, and client 1
-//! answers (port unreachable) the same way. Without local delivery they would all go out
-//! through the driver (the test fails then, on the capture as on the counters). A raw capture on the peer end of the driver's veth, running all the while,
-//! proves that none of those frames left through the driver, while frames client 0 sends to
-//! the peer do; virt_tx's and the copier's counters show the local path was taken. Needs root
-//! (network namespaces); otherwise it says it was skipped.
+//! (`netvm_api::vswitch`), and a raw capture on the peer end of the driver's veth, running all
+//! the while, proves none of their frames left through the driver.
+//!
+//! * The kernel peer sends client 0 an ARP request and UDP echo requests that claim to come from
+//!   client 1 (its address and MAC): client 0's ARP reply and echoes go to client 1's MAC, so
+//!   virt_tx delivers them through client 1's copier, and client 1 answers (port unreachable)
+//!   the same way; virt_tx's and the copier's counters show the local path, and frames client 0
+//!   sends the peer do show in the capture. Without local delivery the capture sees them all
+//!   (the test fails then, on the capture as on the counters).
+//! * client 1, originating (`--echo-peers`), echoes UDP and TCP with client 0 and checks every
+//!   echo itself.
+//!
+//! Needs root (network namespaces); otherwise it says it was skipped.
 mod common;
 
 use std::process::{Command, Stdio};
@@ -65,7 +70,7 @@ fn spoofed_arp(client0: [u8; 6], client1: [u8; 6]) -> Vec<u8> {
 }
 
 /// Counts what arrives at `iface` in namespace `ns` for `secs` seconds (frames the interface
-/// sends are left out): `total to_client1 ip_0_to_1 from_client0`.
+/// sends are left out): `total to_client0 to_client1 ip_between_clients from_client0`.
 const CAPTURE: &str = r#"
 import socket, sys, time
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
@@ -73,7 +78,7 @@ s.bind((sys.argv[1], 0))
 s.settimeout(0.1)
 c0, c1 = bytes.fromhex(sys.argv[3]), bytes.fromhex(sys.argv[4])
 ip0, ip1 = bytes([10, 0, 0, 10]), bytes([10, 0, 0, 11])
-total = to1 = ip01 = from0 = 0
+total = to0 = to1 = ip01 = from0 = 0
 print("capturing", flush=True)
 end = time.time() + float(sys.argv[2])
 while time.time() < end:
@@ -84,11 +89,83 @@ while time.time() < end:
     if addr[2] == socket.PACKET_OUTGOING:
         continue
     total += 1
+    to0 += f[0:6] == c0
     to1 += f[0:6] == c1
     from0 += f[6:12] == c0
-    ip01 += f[12:14] == b"\x08\x00" and f[26:30] == ip0 and f[30:34] == ip1
-print(total, to1, ip01, from0, flush=True)
+    ip01 += f[12:14] == b"\x08\x00" and sorted([f[26:30], f[30:34]]) == [ip0, ip1]
+print(total, to0, to1, ip01, from0, flush=True)
 "#;
+
+/// What [`CAPTURE`] counted.
+struct Seen {
+    to_client0: u64,
+    to_client1: u64,
+    ip_between_clients: u64,
+    from_client0: u64,
+}
+
+impl Seen {
+    fn assert_nothing_between_clients(&self) {
+        assert_eq!(
+            self.to_client0, 0,
+            "a frame to client0's MAC left the system"
+        );
+        assert_eq!(
+            self.to_client1, 0,
+            "a frame to client1's MAC left the system"
+        );
+        assert_eq!(
+            self.ip_between_clients, 0,
+            "a packet between client0 and client1 left the system"
+        );
+    }
+}
+
+/// [`CAPTURE`] running on the peer end of the driver's veth.
+struct Capture {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Capture {
+    /// Starts capturing for `secs` seconds and waits until it is.
+    fn start(peer: &str, macs: &[[u8; 6]], secs: u32) -> Capture {
+        let hex = |m: &[u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", peer, "python3", "-c", CAPTURE, "peer0"])
+            .arg(secs.to_string())
+            .args([hex(&macs[0]), hex(&macs[1])])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        assert_eq!(line.trim(), "capturing");
+        Capture { child, out }
+    }
+
+    /// Waits for the end of the capture and reads what it counted.
+    fn finish(mut self) -> Seen {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut self.out, &mut line).unwrap();
+        assert!(self.child.wait().unwrap().success(), "capture failed");
+        let n: Vec<u64> = line
+            .split_whitespace()
+            .map(|w| w.parse().unwrap())
+            .collect();
+        let [total, to_client0, to_client1, ip_between_clients, from_client0] = n[..] else {
+            panic!("capture printed {line:?}");
+        };
+        eprintln!("capture on peer0: {total} frames, {from_client0} from client0");
+        Seen {
+            to_client0,
+            to_client1,
+            ip_between_clients,
+            from_client0,
+        }
+    }
+}
 
 #[test]
 fn frames_between_clients_of_one_system_never_leave_through_the_driver() {
@@ -104,19 +181,7 @@ fn frames_between_clients_of_one_system_never_leave_through_the_driver() {
     let peer = sys.peer();
     let view = sys.view();
     let macs = client_macs();
-    let hex = |m: &[u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    let mut capture = Command::new("ip")
-        .args([
-            "netns", "exec", &peer, "python3", "-c", CAPTURE, "peer0", "4",
-        ])
-        .args([hex(&macs[0]), hex(&macs[1])])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut out = std::io::BufReader::new(capture.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-    assert_eq!(line.trim(), "capturing");
+    let capture = Capture::start(&peer, &macs, 4);
 
     let (tx0, cp1) = (
         counters(&view, "net_virt_tx"),
@@ -131,23 +196,12 @@ fn frames_between_clients_of_one_system_never_leave_through_the_driver() {
     // Frames from client 0 that do go to the peer: the capture sees the driver's output.
     assert!(ping(&peer, lan::CLIENTS[0]), "ping client0");
 
-    line.clear();
-    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-    assert!(capture.wait().unwrap().success(), "capture failed");
-    let n: Vec<u64> = line
-        .split_whitespace()
-        .map(|w| w.parse().unwrap())
-        .collect();
-    let [total, to_client1, ip_0_to_1, from_client0] = n[..] else {
-        panic!("capture printed {line:?}");
-    };
-    eprintln!("capture on peer0: {total} frames, {from_client0} from client0");
-    assert!(from_client0 > 0, "the capture sees what the driver sends");
-    assert_eq!(to_client1, 0, "a frame to client1's MAC left the system");
-    assert_eq!(
-        ip_0_to_1, 0,
-        "a packet from client0 to client1 left the system"
+    let seen = capture.finish();
+    assert!(
+        seen.from_client0 > 0,
+        "the capture sees what the driver sends"
     );
+    seen.assert_nothing_between_clients();
 
     let (tx1, cp2) = (
         counters(&view, "net_virt_tx"),
@@ -169,4 +223,45 @@ fn frames_between_clients_of_one_system_never_leave_through_the_driver() {
         "client1 answered locally"
     );
     assert_buffers_accounted(&view, "after local delivery", &[]);
+}
+
+/// The originating role (`--echo-peers`): client1 echoes UDP and TCP with client0 of the same
+/// system, verified by client1 itself, and none of it leaves through the driver.
+#[test]
+fn client1_echoes_with_client0_inside_the_system() {
+    let Some(_one) = exclusive("local_delivery") else {
+        return;
+    };
+    let peers = "client1=10.0.0.10/udp=20x200@200/tcp=20000/period=600";
+    let mut sys = Running::echo_system(
+        "nvk",
+        &[
+            "--echo-ips".as_ref(),
+            BOTH_CLIENTS.as_ref(),
+            "--echo-peers".as_ref(),
+            peers.as_ref(),
+        ],
+        &ALL_UP,
+    );
+    let peer = sys.peer();
+    let view = sys.view();
+    let capture = Capture::start(&peer, &client_macs(), 4);
+    let rounds = "client1: peer 10.0.0.10 round ";
+    sys.wait_count(rounds, 3, std::time::Duration::from_secs(30));
+    let seen = capture.finish();
+    seen.assert_nothing_between_clients();
+
+    let stats = counters(&view, "client1");
+    let get = |name: &str| stats.get(name).unwrap_or_else(|| panic!("no {name}"));
+    assert!(get("peer0.udp_echoed") >= 40, "{stats:?}");
+    assert_eq!(get("peer0.udp_bad") + get("peer0.udp_dup"), 0, "{stats:?}");
+    assert!(get("peer0.tcp_bytes_echoed") >= 2 * 20_000, "{stats:?}");
+    assert_eq!(get("peer0.tcp_bad"), 0, "{stats:?}");
+    let tx = counters(&view, "net_virt_tx");
+    for c in ["client0", "client1"] {
+        let delivered = tx.get(&format!("{c}.local_delivered")).unwrap();
+        assert!(delivered > 0, "{c}: {tx:?}");
+        assert_eq!(tx.get(&format!("{c}.local_misbehaviour")), Some(0));
+    }
+    assert_buffers_accounted(&view, "after client1's echoes", &[]);
 }

@@ -292,7 +292,11 @@ impl<'a> VirtTx<'a> {
         self.local_return(notifier);
         self.serve_driver_reset(notifier);
         self.tx_provide(notifier);
-        self.notify_local(notifier);
+        if self.notify_local(notifier) {
+            // Ask the copiers just given frames to signal their returns (nothing else would
+            // run this PD once traffic stops), collecting what they already gave back.
+            self.local_return(notifier);
+        }
         // What was just sent may have left a client low: then arm for its completions now.
         if self.lazy_completions && self.completions_wanted() {
             self.tx_return(notifier);

@@ -39,6 +39,10 @@ pub(crate) struct Local<'a> {
     multicast: bool,
     /// Ports given frames since the last [`VirtTx::notify_local`].
     pending: u64,
+    /// Buffers each port holds (the bits of `holders` per port).
+    held_by: [u32; MAX_LOCAL_PORTS],
+    /// Slots with any holder.
+    held_slots: usize,
 }
 
 impl Local<'_> {
@@ -49,6 +53,8 @@ impl Local<'_> {
             holders: [0; MAX_BUFFERS],
             multicast,
             pending: 0,
+            held_by: [0; MAX_LOCAL_PORTS],
+            held_slots: 0,
         }
     }
 
@@ -59,7 +65,25 @@ impl Local<'_> {
 
     /// Buffers held by local destinations (one per buffer, however many hold it).
     pub(crate) fn held_count(&self) -> usize {
-        self.holders.iter().filter(|&&h| h != 0).count()
+        self.held_slots
+    }
+
+    /// Port `b` now holds `slot`.
+    fn hold(&mut self, slot: usize, b: usize) {
+        if self.holders[slot] == 0 {
+            self.held_slots += 1;
+        }
+        self.holders[slot] |= 1 << b;
+        self.held_by[b] += 1;
+    }
+
+    /// Port `b` gave `slot` back (its bit was set).
+    fn release(&mut self, slot: usize, b: usize) {
+        self.holders[slot] &= !(1 << b);
+        self.held_by[b] = self.held_by[b].saturating_sub(1);
+        if self.holders[slot] == 0 {
+            self.held_slots = self.held_slots.saturating_sub(1);
+        }
     }
 
     /// Whether client `c` has a port.
@@ -160,7 +184,7 @@ impl<'a> VirtTx<'a> {
             };
             match port.queues.active.enqueue(out) {
                 Ok(()) => {
-                    self.local.holders[slot] |= 1 << b;
+                    self.local.hold(slot, b);
                     self.local.pending |= 1 << b;
                     client.counters.local_delivered += 1;
                 }
@@ -171,8 +195,9 @@ impl<'a> VirtTx<'a> {
         to_driver
     }
 
-    /// Notifies each copier whose local active queue got frames and asked for a signal.
-    pub(crate) fn notify_local(&mut self, notifier: &mut impl Notifier) {
+    /// Notifies each copier whose local active queue got frames and asked for a signal; returns
+    /// whether any copier got frames.
+    pub(crate) fn notify_local(&mut self, notifier: &mut impl Notifier) -> bool {
         let pending = core::mem::take(&mut self.local.pending);
         for (c, port) in self.local.ports.iter_mut().enumerate() {
             let Some(port) = port else { continue };
@@ -180,6 +205,7 @@ impl<'a> VirtTx<'a> {
                 notifier.notify(port.channel);
             }
         }
+        pending != 0
     }
 
     /// Takes back what the copiers are done with; a buffer no one else holds goes back to its
@@ -196,8 +222,7 @@ impl<'a> VirtTx<'a> {
                         notify |= 1 << owner;
                     }
                 }
-                let bit = 1u16 << b;
-                let holding = self.local.holders.iter().any(|h| h & bit != 0);
+                let holding = self.local.held_by[b] > 0;
                 let Some(port) = self.local.ports[b].as_mut() else {
                     break;
                 };
@@ -257,7 +282,7 @@ impl<'a> VirtTx<'a> {
             self.local_misbehaved(b);
             return None;
         }
-        self.local.holders[slot] &= !(1 << b);
+        self.local.release(slot, b);
         if self.local.held(slot) || self.bit(slot) {
             return None;
         }

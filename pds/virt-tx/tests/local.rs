@@ -85,6 +85,11 @@ fn unicast_to_another_client_stays_inside_and_returns_once_the_copier_is_done() 
         CAP - 1,
         "held while the copier reads it"
     );
+    // virt_tx asked to hear of the return: nothing else would run it once traffic stops.
+    assert!(
+        cp[1].free.take_signal_request(),
+        "the return will be signalled"
+    );
     // The same buffer submitted again while a copier holds it is a duplicate.
     c0.active.enqueue(sent).unwrap();
     v.notified(&mut n);
