@@ -12,6 +12,9 @@
 //! returns the descriptor unchanged on the local free queue; virt_tx gives A its buffer back
 //! once the driver (if it got the frame) and every local destination are done with it.
 //!
+//! The section holds up to [`MAX_PORTS`] ports; netvm's virt_tx serves ports of its first 16
+//! clients (its holder masks are 16 bits) and refuses a section with more.
+//!
 //! Both sections are all zero when never patched (sdfgen's systems, sDDF's own, or an older
 //! `system.xml` without local queues): local delivery is then off, and everything behaves as
 //! before. sDDF's config structs are untouched, so a C sDDF copier or client that knows nothing
