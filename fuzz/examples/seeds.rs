@@ -58,8 +58,13 @@ fn main() {
     let macs = parse_mac_list(std::str::from_utf8(&macs_text).unwrap()).unwrap();
     let spec = NetSystemSpec::infer(&sys, &macs).unwrap();
     let mut seen = std::collections::BTreeSet::new();
-    for (pd, section, blob) in derive(&sys, &spec).unwrap() {
-        let selector = match section {
+    for sdf::Section {
+        pd,
+        name: section,
+        bytes: blob,
+    } in derive(&sys, &spec).unwrap()
+    {
+        let selector = match section.as_str() {
             ".net_driver_config" => 0u8,
             ".net_virt_rx_config" => 1,
             ".net_virt_tx_config" => 2,

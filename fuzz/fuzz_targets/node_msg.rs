@@ -107,7 +107,14 @@ fuzz_target!(|data: &[u8]| {
     let capacity = usize::from(inp.u8() % 3) + 1;
     let addrs = [1u8, 2].map(|n| SocketAddrV4::new(client_ip(n, 0).unwrap(), PORT));
     let cfg = Config::default();
-    let node = |n: u8| Box::new(Node::new(M, client_mac(n, 0).unwrap(), u32::from(n) * 1000, cfg));
+    let node = |n: u8| {
+        Box::new(Node::new(
+            M,
+            client_mac(n, 0).unwrap(),
+            u32::from(n) * 1000,
+            cfg,
+        ))
+    };
     let mut lan = Lan {
         master: Box::new(Master::new(capacity)),
         nodes: [node(1), node(2)],
