@@ -387,6 +387,17 @@ fn a_lan_of_no_nodes_or_of_too_many_is_refused() {
 }
 
 #[test]
+fn more_sel4_nodes_than_nodes_is_refused() {
+    let run = netvm_lan(&["--nodes", "2", "--sel4-nodes", "3"]);
+    let (_, stderr) = text(&run);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--sel4-nodes 3: more than the 2 nodes"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn sel4_without_the_sdk_is_refused() {
     let run = Command::new(env!("CARGO_BIN_EXE_netvm"))
         .current_dir(common::workspace())

@@ -23,6 +23,10 @@ pub(crate) struct LanArgs {
     /// seL4 images on QEMU (one built per node with make) instead of host-mode systems.
     #[arg(long)]
     sel4: bool,
+    /// Only the first K nodes are seL4 images on QEMU, the others host-mode systems (one LAN
+    /// of both).
+    #[arg(long, value_name = "K", conflicts_with = "sel4")]
+    sel4_nodes: Option<u16>,
     /// The switch [default: vde where vde_switch is installed, else bridge].
     #[arg(long, value_enum)]
     switch: Option<SwitchArg>,
@@ -32,7 +36,7 @@ pub(crate) struct LanArgs {
     /// Sampling time of each host -> node measurement.
     #[arg(long, value_parser = netvm::bench::parse_duration, default_value = "2s")]
     duration: Duration,
-    /// Requested UDP rate of each host -> node measurement [default: 100M, 10M with --sel4].
+    /// Requested UDP rate of each host -> node measurement [default: 100M, 10M with seL4 nodes].
     #[arg(long)]
     rate: Option<String>,
     /// The switch's capture [default: <out>/switch.pcap].
@@ -68,10 +72,14 @@ pub(crate) struct LanArgs {
 
 /// `netvm lan`: runs the LAN, prints the table and the capture's frame counts.
 pub(crate) fn run_lan(a: LanArgs) -> ExitCode {
-    let rate = a
-        .rate
-        .clone()
-        .unwrap_or_else(|| if a.sel4 { "10M" } else { "100M" }.into());
+    let rate = a.rate.clone().unwrap_or_else(|| {
+        if a.sel4 || a.sel4_nodes.is_some_and(|k| k > 0) {
+            "10M"
+        } else {
+            "100M"
+        }
+        .into()
+    });
     let rate = match netvm::bench::parse_rates(&rate).as_deref() {
         Ok([rate]) => *rate,
         Ok(_) => {
@@ -92,7 +100,11 @@ pub(crate) fn run_lan(a: LanArgs) -> ExitCode {
     };
     let opts = LanOptions {
         nodes: a.nodes,
-        sel4: a.sel4,
+        sel4_nodes: if a.sel4 {
+            a.nodes
+        } else {
+            a.sel4_nodes.unwrap_or(0)
+        },
         switch: a.switch.map(|s| match s {
             SwitchArg::Vde => SwitchKind::Vde,
             SwitchArg::Bridge => SwitchKind::Bridge,

@@ -55,8 +55,9 @@ pub const MAX_NODES: u16 = netvm_api::lan::MAX_NODE as u16 + 1;
 pub struct LanOptions {
     /// How many nodes (ids 0..nodes).
     pub nodes: u16,
-    /// seL4 images on QEMU instead of host-mode systems.
-    pub sel4: bool,
+    /// How many nodes (the first ids) are seL4 images on QEMU; the others are host-mode
+    /// systems.
+    pub sel4_nodes: u16,
     /// The switch; `None`: VDE where it is installed, else a Linux bridge.
     pub switch: Option<SwitchKind>,
     /// Where the pcap, logs and per-node builds go.
@@ -111,7 +112,7 @@ impl LanReport {
     }
 }
 
-/// Checks the options that need nothing from the machine: the node count and, with `sel4`,
+/// Checks the options that need nothing from the machine: the node count and, with seL4 nodes,
 /// the Microkit SDK.
 pub fn check_options(opts: &LanOptions) -> Result<()> {
     if opts.nodes == 0 {
@@ -123,13 +124,19 @@ pub fn check_options(opts: &LanOptions) -> Result<()> {
             opts.nodes
         )));
     }
-    if !opts.sel4 && !opts.system.is_file() {
+    if opts.sel4_nodes > opts.nodes {
+        return Err(err(format!(
+            "--sel4-nodes {}: more than the {} nodes",
+            opts.sel4_nodes, opts.nodes
+        )));
+    }
+    if opts.sel4_nodes < opts.nodes && !opts.system.is_file() {
         return Err(err(format!(
             "{}: no such system description (--system)",
             opts.system.display()
         )));
     }
-    if opts.sel4 {
+    if opts.sel4_nodes > 0 {
         let sdk = std::env::var_os("MICROKIT_SDK").filter(|s| !s.is_empty());
         let Some(sdk) = sdk else {
             return Err(err(
@@ -245,7 +252,7 @@ fn start_nodes(
         });
     }
     // A loaded 2-core host under TCG takes 20-60 s to boot one seL4 image, more for several.
-    let limit = Duration::from_secs(if opts.sel4 {
+    let limit = Duration::from_secs(if opts.sel4_nodes > 0 {
         240 + 60 * nodes.len() as u64
     } else {
         30
@@ -367,15 +374,13 @@ pub fn run(opts: &LanOptions) -> Result<LanReport> {
         .unwrap_or_else(|| out_dir.join("switch.pcap"));
     let netvm = std::env::current_exe().map_err(|e| err(format!("current_exe: {e}")))?;
     tracing::info!("netvm lan: {} nodes on a {kind}", opts.nodes);
-    let images = if opts.sel4 {
+    let images = {
         let mut images = Vec::new();
-        for id in 0..opts.nodes {
+        for id in 0..opts.sel4_nodes {
             let id = u8::try_from(id).map_err(|_| err(format!("node id {id} is above 254")))?;
             images.push(nodes::build_sel4(opts, &out_dir, id)?);
         }
         images
-    } else {
-        Vec::new()
     };
 
     let prefix = format!("nvl{}", std::process::id());
