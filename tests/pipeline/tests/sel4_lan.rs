@@ -4,6 +4,7 @@
 //! the host side), that the table has the host row measured for both and both node-to-node
 //! cells measured by the nodes themselves (client1 of each originating UDP and TCP echo traffic
 //! to client0 of the other, its counters read over QMP: good echoes, none wrong, a round trip),
+//! the same inside each node (`--in-system`: client1 to its own client0 by local delivery),
 //! and reads the switch's pcap back with tcpdump: frames to and from every client of both nodes.
 //!
 //! Needs what `sel4_system` needs (`MICROKIT_SDK`, root, QEMU, `make`) and vde2 and tcpdump;
@@ -82,7 +83,15 @@ fn two_sel4_nodes_on_one_vde_switch() {
     let pcap = out.join("switch.pcap");
     let run = Command::new(&netvm)
         .current_dir(&root)
-        .args(["lan", "--nodes", "2", "--sel4", "--switch", "vde"])
+        .args([
+            "lan",
+            "--nodes",
+            "2",
+            "--sel4",
+            "--switch",
+            "vde",
+            "--in-system",
+        ])
         .args(["--duration", "2s", "--rate", "5M", "--out"])
         .arg(&out)
         .output()
@@ -107,13 +116,16 @@ fn two_sel4_nodes_on_one_vde_switch() {
     assert_eq!(host.matches(" Mb/s").count(), 2, "host row: {host}");
     assert!(!host.contains(" 0.0 Mb/s"), "a node echoed nothing: {host}");
 
-    // The node rows: node 0 -> node 1 and node 1 -> node 0, measured by the nodes.
-    for (from, to) in [(0u8, 1u8), (1, 0)] {
+    // The node rows, measured by the nodes: node 0 -> node 1 and node 1 -> node 0 over the
+    // switch, and (`--in-system`) each node's client1 -> client0 inside the system.
+    for from in 0..2u8 {
         let row = stdout
             .lines()
             .find(|l| l.starts_with(&format!("node {from} ")))
             .unwrap_or_else(|| panic!("no row of node {from}:\n{stdout}"));
-        assert_eq!(row.matches(" Mb/s").count(), 1, "node {from}'s row: {row}");
+        assert_eq!(row.matches(" Mb/s").count(), 2, "node {from}'s row: {row}");
+    }
+    for (from, to) in [(0u8, 1u8), (1, 0), (0, 0), (1, 1)] {
         let (echoed, bad, rtt) = pair_counts(&stdout, from, to);
         assert!(
             echoed > 0 && bad == 0 && rtt > 0,
