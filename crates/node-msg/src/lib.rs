@@ -82,6 +82,7 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod content;
 mod master;
 mod node;
 #[cfg(feature = "smoltcp")]
