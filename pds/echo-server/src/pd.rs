@@ -5,7 +5,7 @@
 //! * `.net_client_config` (128 bytes, sDDF `net_client_config_t`, written by sdfgen or the host
 //!   runner) with the six regions mapped rw at their vaddrs;
 //! * `.echo_config` (16 bytes, [`crate::config`]): static address or DHCP;
-//! * optionally `.echo_peers` (88 bytes, [`echo_api::peers`]): the peers this PD also sends
+//! * optionally `.echo_peers` (96 bytes, [`echo_api::peers`]): the peers this PD also sends
 //!   echo requests to ([`crate::origin`]); all zero (not written) leaves the role off. With it,
 //!   the stats page holds the role's counters after the device's, and each round prints a
 //!   line per peer;
@@ -39,7 +39,7 @@ use crate::{Buffers, EchoServer, Sockets, TakeOnce};
 
 microkit::config_section!(".net_client_config", NET_CLIENT_CONFIG: [u8; 128]);
 microkit::config_section!(".echo_config", ECHO_CONFIG: [u8; 16]);
-microkit::config_section!(".echo_peers", ECHO_PEERS: [u8; 88]);
+microkit::config_section!(".echo_peers", ECHO_PEERS: [u8; echo_api::peers::SECTION_BYTES]);
 microkit::config_section!(".netvm_stats", STATS: [u8; 16]);
 microkit::config_section!(".timer_client_config", TIMER_CLIENT_CONFIG: [u8; 6]);
 microkit::setvar!(
