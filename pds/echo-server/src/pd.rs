@@ -50,6 +50,9 @@ microkit::setvar!(
 
 static SOCKETS: TakeOnce<Sockets<'static>> = TakeOnce::new(Sockets::new());
 static BUFFERS: TakeOnce<Buffers> = TakeOnce::new(Buffers::new());
+/// The messaging role's node (about 130 KiB, uninitialised: in `.bss`), written when it is on.
+static NODE: TakeOnce<core::mem::MaybeUninit<node_msg::Node>> =
+    TakeOnce::new(core::mem::MaybeUninit::uninit());
 
 #[cfg(target_os = "linux")]
 type PdCycles = crate::host::ProcStat;
@@ -275,6 +278,10 @@ impl Handler for EchoPd {
             Some(plan) => {
                 let mut server = EchoServer::new(dev, ip, sockets, buffers, cycles, clock);
                 server.originate(&plan, origin_stats(stats, &plan), log_round);
+                if let Some(master) = plan.msg_master {
+                    let node = NODE.take().expect("init runs once");
+                    server.message(node, master, &plan, log_msg);
+                }
                 server
             }
         };
@@ -356,7 +363,8 @@ fn origin_stats(
     let peers = plan.peers().len();
     let load = plan.load;
     let page = stats.map(|(mut writer, len)| {
-        let fit = crate::origin_io::lay_out_stats(&mut writer, len, peers)
+        let msg = plan.msg_master.is_some();
+        let fit = crate::origin_io::lay_out_stats(&mut writer, len, peers, msg)
             .unwrap_or_else(|e| panic!("{}: {e}", microkit::pd_name()));
         (writer, fit)
     });
@@ -370,7 +378,18 @@ fn origin_stats(
         load.period_ms,
         page.as_ref().map_or(0, |p| p.1)
     );
+    if let Some(master) = plan.msg_master {
+        microkit::debug_println!(
+            "{}: node messaging through the master at {master}",
+            microkit::pd_name()
+        );
+    }
     page
+}
+
+/// A line of the messaging role on the console.
+fn log_msg(line: &crate::msg::MsgLine<'_>) {
+    microkit::debug_println!("{}: {line}", microkit::pd_name());
 }
 
 /// A round's line on the console.
