@@ -11,8 +11,10 @@
 //!   line per peer;
 //! * channels `rx.id` (copier) and `tx.id` (virt_tx) from the client config;
 //! * a stack of at least 64 KiB (the smoltcp interface and the device's two 2 KiB frame buffers
-//!   live in the PD state); the socket buffers are statics (the aarch64 ELF has about 1.7 MiB of
-//!   `.bss`, 300 KiB of it the originating role's, and 23 KiB of `.data`).
+//!   live in the PD state), 256 KiB with node messaging (its 130 KiB node is built on the stack
+//!   before it is written into its static, and again when it joins anew); the socket buffers are
+//!   statics (the aarch64 ELF has about 1.9 MiB of `.bss`, 300 KiB of it the originating role's
+//!   and 190 KiB the messaging role's, and 23 KiB of `.data`).
 //!
 //! On seL4 also:
 //! * `.timer_client_config` (6 bytes, sDDF `timer_client_config_t`,
