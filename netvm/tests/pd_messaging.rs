@@ -141,6 +141,9 @@ fn a_client_pd_exchanges_verified_messages_with_a_host_node() {
     assert!(sent3 >= 3 && lost3 >= 2, "node 4: {sent3} {lost3}");
     assert_eq!((delivered3, received3), (0, 0));
 
+    for line in sys.seen.iter().filter(|l| l.contains("client1: ")) {
+        eprintln!("{line}");
+    }
     let view = sys.view();
     let stats = counters(&view, "client1");
     let get = |name: &str| {
