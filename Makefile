@@ -66,6 +66,9 @@ NIC_TX ?= tx=timer
 # it). sDDF's own virtio driver expects slot 0: NIC_BUS=virtio-mmio-bus.0 (netvm sel4-demo
 # --peer-image sets it).
 NIC_BUS ?=
+# QEMU's NIC backend: the tap in $(NETNS) by default; `netvm lan` passes vde,id=n0,sock=DIR to put
+# the NIC on its VDE switch (one image per node, each with its own MACS=, ECHO_IPS=, OUT=, IMAGE=).
+NETDEV ?= tap,id=n0,ifname=$(TAP),script=no,downscript=no
 
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 SEL4_TARGET_DIR := $(TARGET_DIR)/sel4-$(MICROKIT_CONFIG)
@@ -86,7 +89,7 @@ comma := ,
 # two are measured on the same emulated hardware.
 QEMU_MACHINE := $(QEMU) -machine virt,virtualization=on -cpu cortex-a53 -m size=$(QEMU_RAM) -nographic \
 	-serial mon:stdio -nic none -global virtio-mmio.force-legacy=false \
-	-netdev tap,id=n0,ifname=$(TAP),script=no,downscript=no \
+	-netdev $(NETDEV) \
 	-device virtio-net-device,netdev=n0,mac=$(NIC_MAC),$(NIC_OFFLOADS_OFF)$(if $(NIC_TX),$(comma)$(NIC_TX))$(if $(NIC_BUS),$(comma)bus=$(NIC_BUS)) \
 	-qmp unix:$(QMP),server=on,wait=off
 QEMU_CMD := $(QEMU_MACHINE) -device loader,file=$(BOOT_IMAGE),addr=0x70000000,cpu-num=0
@@ -134,11 +137,12 @@ image: check-sdk guest pds
 		--config $(MICROKIT_CONFIG) -o $(IMAGE) -r $(OUT)/report.txt
 	@echo "built $(IMAGE) ($(MICROKIT_CONFIG)); boot it with: make qemu"
 
-# The peer network: namespace $(NETNS) with the tap QEMU attaches to (created once, kept).
+# The peer network: namespace $(NETNS) with the tap QEMU attaches to (created once, kept);
+# HOST_IP= (empty) leaves the tap unaddressed.
 netns:
 	@ip netns list | grep -qx '$(NETNS)\( .*\)\?' || ip netns add $(NETNS)
 	@ip -n $(NETNS) link show $(TAP) >/dev/null 2>&1 || ip -n $(NETNS) tuntap add dev $(TAP) mode tap
-	@ip -n $(NETNS) addr replace $(HOST_IP) dev $(TAP)
+	@$(if $(strip $(HOST_IP)),ip -n $(NETNS) addr replace $(HOST_IP) dev $(TAP),true)
 	@ip -n $(NETNS) link set lo up
 	@ip -n $(NETNS) link set $(TAP) up
 

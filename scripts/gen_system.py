@@ -74,6 +74,12 @@ PRIO = {"timer": 110, "vmm": 105, "vm": 90, "virt_tx": 100, "virt_rx": 99, "copi
 # The idle PD's counters page (pds/idle): rw in the idle PD, read-only in the echo clients, whose
 # utilisation daemon reads it; both find it through the setvar `idle_counters`.
 IDLE_COUNTERS_VADDR = 0x7100_0000
+# Local delivery between clients (netvm_api::vswitch; sdfgen 0.35 does not know it): each
+# copier's local queue pair from virt_tx, at LOCAL_QUEUES_VADDR + i * 0x2_0000 in virt_tx (copier
+# i) and at LOCAL_QUEUES_VADDR in the copier (free, then active 0x1_0000 above); the other
+# clients' TX data regions, read-only in each copier, at LOCAL_SOURCES_VADDR + j * 0x10_0000.
+LOCAL_QUEUES_VADDR = 0x7200_0000
+LOCAL_SOURCES_VADDR = 0x7400_0000
 
 
 def clients_wanted() -> dict:
@@ -107,6 +113,8 @@ def main(out: str, macs_out: str = "") -> None:
     if os.environ.get("NETVM_GEN_BLOBS"):
         os.makedirs(os.environ["NETVM_GEN_BLOBS"], exist_ok=True)
         assert net.serialise_config(os.environ["NETVM_GEN_BLOBS"])
+
+    add_local_delivery(sdf, virt_tx, copiers, list(CLIENTS))
 
     timer_system = Sddf.Timer(sdf, None, timer)
     for client in [vmm, *clients]:
@@ -192,6 +200,26 @@ def main(out: str, macs_out: str = "") -> None:
         with open(macs_out, "w") as f:
             f.writelines(header)
             f.writelines(f"{c}={mac}\n" for c, mac in CLIENTS.items())
+
+
+def add_local_delivery(sdf, virt_tx, copiers, clients) -> None:
+    """Clients of the system reach each other without the frame leaving it: one more queue pair
+    virt_tx -> each copier (`generic/net/vswitch/<copier>/{free,active}`, as many descriptors as
+    the system has TX buffers), a channel between them, and every other client's TX data mapped
+    read-only into the copier, which copies from there. `sdf::net::vswitch_sections` derives the
+    PDs' `.netvm_vswitch` from these; without them local delivery is off."""
+    capacity = 1 << (512 * len(clients) - 1).bit_length()
+    for i, copier in enumerate(copiers):
+        for k, end in enumerate(["free", "active"]):
+            mr = MR(sdf, f"generic/net/vswitch/{copier.name}/{end}", queue_bytes(capacity))
+            sdf.add_mr(mr)
+            virt_tx.add_map(Map(mr, LOCAL_QUEUES_VADDR + i * 0x2_0000 + k * 0x1_0000, "rw"))
+            copier.add_map(Map(mr, LOCAL_QUEUES_VADDR + k * 0x1_0000, "rw"))
+        sdf.add_channel(SystemDescription.Channel(virt_tx, copier))
+        for j, other in enumerate(clients):
+            if j != i:
+                tx = MR(sdf, f"generic/net/tx/data/client/{other}", 512 * 2048)
+                copier.add_map(Map(tx, LOCAL_SOURCES_VADDR + j * 0x10_0000, "r"))
 
 
 def with_page_size(xml: str, mr: str, page_size: int) -> str:

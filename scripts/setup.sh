@@ -15,6 +15,7 @@ APT_PACKAGES=(
     "dnsmasq-base:/usr/sbin/dnsmasq"   # a real DHCP server for the echo server's DHCP client test
     "ethtool:/usr/sbin/ethtool"        # offloads off on the host-mode veths
     "iputils-ping:/usr/bin/ping"       # the host-mode end-to-end ping check
+    "vde2:/usr/bin/vde_switch"         # netvm lan's switch (vde_switch, vde_plug2tap)
     "libclang-dev:/usr/lib/llvm-14/lib/libclang.so"  # bindgen layout check against sDDF headers
 )
 missing=()

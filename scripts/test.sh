@@ -77,6 +77,8 @@ stage miri-hostile miri --test model -- survives_hostile_memory
 stage fuzz-smoke env FUZZ_SMOKE_SECONDS=5 bash scripts/fuzz-smoke.sh
 # The setup scripts' own errors (a missing SDK is one clear sentence).
 stage setup-errors bash scripts/tests/sdk.sh
+# netvm lan (issue #20): three host-mode systems on a VDE switch, two on the bridge fallback.
+stage lan ignored netvm lan
 
 # The real target: Microkit 2.3.0 images on QEMU aarch64 (TCG).
 if [ $sel4 -eq 1 ]; then
@@ -94,6 +96,8 @@ if [ $sel4 -eq 1 ]; then
     stage sel4_queues64 ignored pipeline-tests sel4_queues64
     stage sel4_restart bash -c \
         'cargo test --release -p pipeline-tests --test sel4_restart -- --ignored --nocapture --test-threads=1'
+    # netvm lan --sel4: two seL4 images, each with its driver VM, on one VDE switch.
+    stage sel4_lan ignored pipeline-tests sel4_lan
 fi
 
 printf '\n--- time per stage\n'
@@ -106,7 +110,7 @@ else
     printf 'none\n'
 fi
 if [ $sel4 -eq 0 ]; then
-    printf '\nNOT TESTED: the seL4 stage (--no-sel4): c_layout, hello-pds on QEMU in debug/release/benchmark, sel4_system, sel4_boot, sel4-demo, sel4_queues64, sel4_restart.\n'
+    printf '\nNOT TESTED: the seL4 stage (--no-sel4): c_layout, hello-pds on QEMU in debug/release/benchmark, sel4_system, sel4_boot, sel4-demo, sel4_queues64, sel4_restart, sel4_lan.\n'
     printf 'NOT TESTED: nothing of the real target (Microkit image on QEMU) was run.\n'
 fi
 printf '\n'

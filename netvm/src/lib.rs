@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 pub mod demo;
+pub mod lan;
 pub mod sel4_demo;
 
 /// The host-mode runner (the `netvm-run` crate).

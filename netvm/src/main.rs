@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use cli::bench::{run_bench, BenchArgs};
 use cli::demo::{run_demo, DemoArgs};
 use cli::echo::{run_echo, EchoArgs};
+use cli::lan::{run_lan, LanArgs};
 use cli::node::{run_node, NodeArgs};
 use cli::run::{run_system, RunArgs};
 use cli::sel4_demo::{run_sel4_demo, Sel4DemoArgs};
@@ -57,6 +58,10 @@ enum Command {
     /// against the same guest kernel booted alone (kernel echo) and any --peer-image, points
     /// interleaved; prints one table. Needs root (or an unprivileged user namespace).
     Sel4Demo(Sel4DemoArgs),
+    /// Several netvm systems (nodes) on one virtual switch (VDE, or a Linux bridge), host mode
+    /// or seL4 images on QEMU (--sel4): each node's addresses follow from its id; the host side
+    /// checks every node, measures it, and captures the switch into a pcap. Needs root.
+    Lan(LanArgs),
     /// Node messaging by id (node-msg): `master` gives out ids; `send`, `recv` and `exchange`
     /// join it and talk to other nodes by id. Exit status 1 when a message is lost or wrong.
     Node(NodeArgs),
@@ -72,6 +77,7 @@ fn main() -> ExitCode {
         Command::Run(a) => run_system(a),
         Command::Demo(a) => run_demo(a),
         Command::Stats(a) => show_stats(a),
+        Command::Lan(a) => run_lan(a),
         Command::Node(a) => run_node(a),
     }
 }

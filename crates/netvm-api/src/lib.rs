@@ -13,6 +13,8 @@
 //! * [`idle`]: the idle PD's counters region, read by the echo servers.
 //! * [`driver_host`]: host mode's `.netvm_driver_host`, the interface of the driver stand-in.
 //! * [`lan`]: node ids and the MACs and addresses that follow from them (`netvm lan`).
+//! * [`vswitch`]: `.netvm_vswitch`, the local queues between virt_tx and the copiers (clients
+//!   of one system reach each other without the frame leaving the system).
 //!
 //! Like `sddf`, this crate has no runtime: no dependency on `microkit`, so tools, tests and the
 //! guest use it as they use `sddf`. PD glue (notifiers, start-up failures, the pcap writer) is in
@@ -35,3 +37,4 @@ pub mod tap;
 #[cfg(feature = "std")]
 pub mod testing;
 pub mod uio;
+pub mod vswitch;

@@ -22,7 +22,7 @@ fn net_error(path: &Path, source: sdf::net::NetError) -> PlanError {
 }
 
 /// The sDDF net configs `sdf::net::derive` makes (byte-identical to sdfgen's), netvm's
-/// virtualiser options and every `.netvm_stats`, for the net system whose roles are read off
+/// virtualiser options, every `.netvm_stats` and the local queues' `.netvm_vswitch`, for the net system whose roles are read off
 /// the region names and whose clients have the MACs and buffer counts of `clients`. For [`Writer::Sel4Image`] the
 /// driver PD (the VMM) gets only the two it reads: `.net_driver_config` (its watchdog watches
 /// the driver's TX queue) and its `.netvm_stats`; its guest finds the rest through UIO.
@@ -43,7 +43,9 @@ pub fn net_sections(
     // Every PD that maps its stats region gets it: on seL4 the VMM PD publishes its own
     // counters there, in host mode the driver stand-in does.
     let stats = sdf::net::stats_sections(sys);
-    Ok(derived.chain(options).chain(stats).collect())
+    // Local delivery between clients, when the system has the local queues (none otherwise).
+    let local = sdf::net::vswitch_sections(sys, &spec).map_err(|e| net_error(path, e))?;
+    Ok(derived.chain(options).chain(stats).chain(local).collect())
 }
 
 /// Each echo client's `.echo_config` (its address, static or DHCP), where the system gives

@@ -122,3 +122,27 @@ pub fn frame(dest: [u8; 6], seq: u32, len: u16) -> Vec<u8> {
     f[6..10].copy_from_slice(&seq.to_le_bytes());
     f
 }
+
+/// Local delivery for [`build`]'s system (`netvm_api::vswitch`): a local queue pair from virt_tx
+/// to each copier (channel `10 + i` at virt_tx, `2` at the copier), each copier reading the
+/// other client's TX region. Returns virt_tx's config and each copier's.
+pub fn local(
+    sys: &mut System,
+) -> (
+    netvm_api::vswitch::VirtTxLocalConfig,
+    Vec<netvm_api::vswitch::CopyLocalConfig>,
+) {
+    use netvm_api::vswitch::{CopyLocalConfig, LocalPort, VirtTxLocalConfig};
+    let (mut ports, mut copiers) = (vec![], vec![]);
+    for (i, mac) in MACS.iter().enumerate() {
+        // Every TX buffer of the system fits: the queues never refuse a frame.
+        let at_virt = sys.layout.connection(2 * CAP, 10 + i as u8);
+        let mut at_copier = at_virt;
+        at_copier.id = 2;
+        ports.push(LocalPort::new(at_virt, *mac));
+        let mut sources = [RegionResource::default(); 2];
+        sources[1 - i] = sys.client[1 - i].tx_data;
+        copiers.push(CopyLocalConfig::new(at_copier, &sources));
+    }
+    (VirtTxLocalConfig::new(&ports), copiers)
+}

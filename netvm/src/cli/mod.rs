@@ -3,6 +3,7 @@
 pub(crate) mod bench;
 pub(crate) mod demo;
 pub(crate) mod echo;
+pub(crate) mod lan;
 pub(crate) mod log;
 pub(crate) mod node;
 pub(crate) mod run;

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 pub use netns::Lan;
 pub(crate) use points::{bench_points, payload_size, BenchSettings};
 pub use points::{Point, Sweep};
-pub(crate) use process::{catch_signals, check_interrupt, err, run_cmd, wait_child, Result};
+pub(crate) use process::{catch_signals, check_interrupt, err, ip, run_cmd, wait_child, Result};
 pub use process::{check_writable, is_root, run_in_user_namespace, DemoError, USERNS_ENV};
 
 /// The addresses of the virtual LAN, in one place.
@@ -219,6 +219,14 @@ fn start_system(lan: &mut Lan, netvm: &Path, opts: &DemoOptions) -> Result<u32> 
         .stderr(Stdio::piped());
     let system = lan.spawn("netvm run", cmd)?;
     let runner_pid = system.id();
+    follow_runner(system, &["client0", "client1"])?;
+    Ok(runner_pid)
+}
+
+/// Waits until the runner `system` (started with piped stdout and stderr) has printed that its
+/// driver and every one of `clients`' echo servers are up, then keeps draining its output so it
+/// never blocks on a full pipe.
+pub(crate) fn follow_runner(system: &mut std::process::Child, clients: &[&str]) -> Result<()> {
     let (tx, rx) = mpsc::channel();
     let out: Box<dyn std::io::Read + Send> = Box::new(
         system
@@ -246,18 +254,13 @@ fn start_system(lan: &mut Lan, netvm: &Path, opts: &DemoOptions) -> Result<u32> 
         });
     }
     drop(tx);
-    wait_ready(
-        &rx,
-        &[
-            "uio-driver: ready",
-            "client0: echo server up",
-            "client1: echo server up",
-        ],
-        Duration::from_secs(30),
-    )?;
+    let mut wanted = vec!["uio-driver: ready".to_string()];
+    wanted.extend(clients.iter().map(|c| format!("{c}: echo server up")));
+    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    wait_ready(&rx, &wanted, Duration::from_secs(30))?;
     // Keep draining the runner's output so it never blocks on a full pipe.
     std::thread::spawn(move || while rx.recv().is_ok() {});
-    Ok(runner_pid)
+    Ok(())
 }
 
 /// Runs the whole demo; see the module docs.

@@ -170,7 +170,7 @@ fn wait_ping(m: &mut Machine, ip: &str, deadline: Instant) -> Result<()> {
 
 /// A short UDP echo check of `ip` (20 samples at 1 Mb/s). With `util`, also through the
 /// utilisation daemon. Returns whether echoes came back.
-fn udp_echoes(netvm: &Path, ns: &str, ip: &str, util: bool) -> Result<bool> {
+pub(crate) fn udp_echoes(netvm: &Path, ns: &str, ip: &str, util: bool) -> Result<bool> {
     let mut cmd = Lan::exec(ns, netvm);
     cmd.args(["bench", "--target", ip, "--proto", "udp", "--rates", "1M"])
         .args(["--samples", "20", "--sample-timeout", "20s"])
@@ -342,7 +342,7 @@ fn start_dnsmasq(m: &Machine, out_dir: &Path, leases: &Path) -> Result<Child> {
 }
 
 /// Copies `child`'s stdout and stderr into `console`, each from a thread of its own.
-fn copy_output(child: &mut Child, console: &Arc<Mutex<Vec<u8>>>) {
+pub(crate) fn copy_output(child: &mut Child, console: &Arc<Mutex<Vec<u8>>>) {
     for stream in [
         child
             .stdout

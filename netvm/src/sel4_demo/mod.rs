@@ -31,6 +31,7 @@ use crate::demo::{
     bench_points, check_interrupt, err, payload_size, run_cmd, wait_child, Result, Sweep,
 };
 use machines::{boot, Kind, Machine, REFERENCE_IP};
+pub(crate) use machines::{copy_output, udp_echoes};
 use report::{mbps, ms};
 pub use report::{Sel4Summary, TableRow};
 
@@ -59,7 +60,7 @@ fn check_writable(dir: &Path) -> Result<PathBuf> {
 }
 
 /// `make -C <workspace> <args>` with output into `log`; on failure, the log's tail.
-fn make(workspace: &Path, args: &[&str], log: &Path) -> Result<()> {
+pub(crate) fn make(workspace: &Path, args: &[&str], log: &Path) -> Result<()> {
     let file = std::fs::File::create(log).map_err(|e| err(format!("{}: {e}", log.display())))?;
     let file2 = file
         .try_clone()

@@ -9,7 +9,9 @@
 //!
 //! Unlike sDDF, every descriptor is checked before use: a frame descriptor from virt_rx with an
 //! unknown `oid`, or an offset/length leaving its region, is returned uncopied and counted; a
-//! client buffer that is misaligned or out of range is discarded and counted, as in sDDF. A
+//! client buffer that is misaligned or out of range is discarded and counted, as in sDDF.
+//! With a `.netvm_vswitch` section ([`Copier::attach_local`]) it also copies the frames other
+//! clients of the system send its client, from their TX regions (the `local` module). A
 //! client that lists one of its buffers twice can only make two of its own frames share that
 //! buffer: the client region is private to the client and this copier, so no one else is harmed.
 //!
@@ -26,6 +28,8 @@
 #![no_std]
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
+
+mod local;
 
 use netvm_api::reconnect::{ControlWords, Notify, PeerEnd, ResetCounts};
 use netvm_api::stats::{StatsError, StatsSlot, StatsWriter};
@@ -62,6 +66,8 @@ pub enum Error {
         /// Buffers configured.
         buffers: usize,
     },
+    /// The local queues from virt_tx (`.netvm_vswitch`) cannot be found.
+    LocalQueues(QueuePairError),
 }
 
 impl core::fmt::Display for Error {
@@ -78,6 +84,7 @@ impl core::fmt::Display for Error {
             Error::ClientRegion { buffers } => {
                 write!(f, "copier: client RX region cannot hold {buffers} buffers")
             }
+            Error::LocalQueues(e) => write!(f, "copier: local queues (netvm_vswitch): {e}"),
         }
     }
 }
@@ -109,6 +116,18 @@ pub struct Counters {
     pub reset_dropped: u64,
     /// Reconnect epochs from the client that moved backwards (ignored).
     pub bad_reset_requests: u64,
+    /// Frames from other clients of the system (virt_tx's local queues) copied to the client.
+    pub local_frames: u64,
+    /// Bytes of those frames.
+    pub local_bytes: u64,
+    /// Local frames dropped because the client had no free buffer (or corrupted its queues).
+    pub local_dropped: u64,
+    /// Local frame descriptors naming no mapped source region, or leaving it (returned uncopied).
+    pub bad_local_frames: u64,
+    /// Times virt_tx left impossible local queue indices.
+    pub local_misbehaviour: u64,
+    /// Notifications sent to virt_tx for returned local frames.
+    pub local_notifications: u64,
 }
 }
 
@@ -125,6 +144,7 @@ pub struct Copier<'a> {
     /// Counters.
     pub counters: Counters,
     stats: StatsSlot<'a>,
+    local: Option<local::LocalIn<'a>>,
 }
 
 impl<'a> Copier<'a> {
@@ -173,6 +193,7 @@ impl<'a> Copier<'a> {
             reconnect: PeerEnd::new(words),
             counters: Counters::default(),
             stats: StatsSlot::default(),
+            local: None,
         })
     }
 
@@ -194,6 +215,26 @@ impl<'a> Copier<'a> {
             }
             self.counters.bad_client_buffers += 1;
         }
+    }
+
+    /// Copies `len` bytes at `offset` of `source` into a free client buffer and hands it to the
+    /// client: `Some(true)` done, `Some(false)` the client's queues are corrupt, `None` no free
+    /// client buffer.
+    fn copy_in(&mut self, source: &Region<'a>, offset: usize, len: u16) -> Option<bool> {
+        let index = self.take_client_buffer()?;
+        let dst = index * NET_BUFFER_SIZE;
+        let copied = self
+            .client_data
+            .copy_from_region(dst, source, offset, usize::from(len))
+            .is_ok();
+        Some(
+            copied
+                && self
+                    .client
+                    .active
+                    .enqueue(BuffDesc::new(dst as u64, len, 0))
+                    .is_ok(),
+        )
     }
 
     /// Serves a reset a restarted client asks for (module docs).
@@ -252,27 +293,14 @@ impl<'a> Copier<'a> {
                                 .is_some_and(|e| e <= s.len())
                     });
                 if let Some(source) = source {
-                    if let Some(index) = self.take_client_buffer() {
-                        let dst = index * NET_BUFFER_SIZE;
-                        let copied = self
-                            .client_data
-                            .copy_from_region(dst, &source, d.io_or_offset as usize, len)
-                            .is_ok();
-                        if copied
-                            && self
-                                .client
-                                .active
-                                .enqueue(BuffDesc::new(dst as u64, d.len, 0))
-                                .is_ok()
-                        {
+                    match self.copy_in(&source, d.io_or_offset as usize, d.len) {
+                        Some(true) => {
                             self.counters.frames += 1;
                             self.counters.bytes += len as u64;
                             to_client = true;
-                        } else {
-                            self.counters.client_misbehaviour += 1;
                         }
-                    } else {
-                        self.counters.dropped_no_buffer += 1;
+                        Some(false) => self.counters.client_misbehaviour += 1,
+                        None => self.counters.dropped_no_buffer += 1,
                     }
                 } else {
                     self.counters.bad_frames += 1;
@@ -290,6 +318,7 @@ impl<'a> Copier<'a> {
                 }
             }
         }
+        to_client |= self.local_notified(notifier);
         if to_client && self.client.active.take_signal_request() {
             self.counters.client_notifications += 1;
             notifier.notify(self.client_channel);

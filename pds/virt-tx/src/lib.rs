@@ -40,15 +40,25 @@
 //!   and only an epoch that moved forward counts (a backwards one is counted in the driver's
 //!   `bad_reset_requests`), so a hostile driver cannot make virt_tx lose or duplicate a buffer
 //!   through the words.
+//! * **Local delivery** (with a `.netvm_vswitch` section, [`VirtTx::attach_local`]): a frame to
+//!   another client's MAC goes to that client's copier instead of the driver, broadcast to both
+//!   (the `local` module); a buffer returns to its client only once the driver and every copier
+//!   holding it are done.
 #![no_std]
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
+
+mod error;
+mod local;
+
+pub use error::Error;
+pub use local::MAX_LOCAL_PORTS;
 
 use netvm_api::options::NetOptions;
 use netvm_api::reconnect::{ControlWords, Notify, PeerEnd, ResetCounts};
 use netvm_api::stats::{StatsError, StatsSlot, StatsWriter};
 use netvm_api::tap::{Tap, TapPoint};
-use sddf::config::{NetVirtTxConfig, QueuePairError};
+use sddf::config::NetVirtTxConfig;
 use sddf::queue::{DrainSide, FillSide, QueueError};
 use sddf::shm::{AddressSpace, Region};
 use sddf::{BuffDesc, Notifier, NET_BUFFER_SIZE};
@@ -59,59 +69,6 @@ pub const MAX_CLIENTS: usize = 64;
 pub const MAX_REGIONS: usize = 64;
 /// Most TX buffers over all regions (the in-flight table is fixed-size: no heap in PDs).
 pub const MAX_BUFFERS: usize = 8192;
-
-/// Why the virtualiser cannot start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Error {
-    /// The config section is invalid.
-    Config(sddf::config::ConfigError),
-    /// A client's TX data region named in the config is not mapped.
-    Unmapped {
-        /// Client index.
-        client: usize,
-        /// Its vaddr.
-        vaddr: u64,
-    },
-    /// A connection's queues cannot be found.
-    Queues {
-        /// Client index, or `None` for the driver's connection.
-        client: Option<usize>,
-        /// What is wrong with them.
-        error: QueuePairError,
-    },
-    /// Too many regions or buffers, a region smaller than its buffers, or a region whose IO
-    /// addresses pass 2^64 (in IO-address mode).
-    Regions {
-        /// Client index.
-        client: usize,
-    },
-}
-
-impl core::fmt::Display for Error {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match *self {
-            Error::Config(e) => write!(f, "virt_tx: {e}"),
-            Error::Unmapped { client, vaddr } => write!(
-                f,
-                "virt_tx: client {client} TX data region at {vaddr:#x} is not mapped"
-            ),
-            Error::Queues {
-                client: Some(c),
-                error,
-            } => write!(f, "virt_tx: client {c} {error}"),
-            Error::Queues {
-                client: None,
-                error,
-            } => write!(f, "virt_tx: driver {error}"),
-            Error::Regions { client } => write!(
-                f,
-                "virt_tx: client {client} data regions: more than {MAX_REGIONS} regions or \
-                 {MAX_BUFFERS} buffers in all, a region smaller than its buffers, or one whose IO \
-                 addresses pass 2^64"
-            ),
-        }
-    }
-}
 
 /// Why a client descriptor was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +98,7 @@ pub struct ClientCounters {
     pub bad_offset: u64,
     /// Descriptors refused because the buffer was already in flight.
     pub duplicates: u64,
-    /// Completed buffers returned to the client.
+    /// Buffers returned to the client once the driver (and any local destination) finished.
     pub returned: u64,
     /// Times the client left impossible queue indices.
     pub peer_misbehaviour: u64,
@@ -157,6 +114,12 @@ pub struct ClientCounters {
     pub bad_reset_requests: u64,
     /// Buffers that were with a driver when it restarted, returned unsent by the reset.
     pub driver_reset_dropped: u64,
+    /// Frames from this client handed to another client's copier (one per destination).
+    pub local_delivered: u64,
+    /// Frames from this client a local destination's queue could not take.
+    pub local_dropped: u64,
+    /// Bad descriptors or impossible queue indices from this client's copier's local queues.
+    pub local_misbehaviour: u64,
 }
 }
 
@@ -182,6 +145,8 @@ pub struct DriverCounters {
     pub resets: u64,
     /// Reconnect epochs from the driver that moved backwards (ignored).
     pub bad_reset_requests: u64,
+    /// Client buffers held by local destinations when last published (a gauge).
+    pub local_held: u64,
 }
 }
 
@@ -229,6 +194,7 @@ pub struct VirtTx<'a> {
     pub driver_counters: DriverCounters,
     stats: StatsSlot<'a>,
     tap: Option<&'a mut dyn Tap>,
+    local: local::Local<'a>,
 }
 
 impl<'a> VirtTx<'a> {
@@ -261,6 +227,7 @@ impl<'a> VirtTx<'a> {
             driver_counters: DriverCounters::default(),
             stats: StatsSlot::default(),
             tap: None,
+            local: local::Local::off(options.deliver_multicast()),
         };
         let mut buffers = 0usize;
         for (c, cc) in config.clients().iter().enumerate() {
@@ -322,8 +289,14 @@ impl<'a> VirtTx<'a> {
             self.serve_reconnect(c, notifier);
         }
         self.tx_return(notifier);
+        self.local_return(notifier);
         self.serve_driver_reset(notifier);
         self.tx_provide(notifier);
+        if self.notify_local(notifier) {
+            // Ask the copiers just given frames to signal their returns (nothing else would
+            // run this PD once traffic stops), collecting what they already gave back.
+            self.local_return(notifier);
+        }
         // What was just sent may have left a client low: then arm for its completions now.
         if self.lazy_completions && self.completions_wanted() {
             self.tx_return(notifier);
@@ -354,6 +327,7 @@ impl<'a> VirtTx<'a> {
             return;
         }
         self.driver_counters.in_flight = self.in_flight() as u64;
+        self.driver_counters.local_held = self.local.held_count() as u64;
         let clients = self.clients[..self.num_clients]
             .iter()
             .flatten()
@@ -402,7 +376,7 @@ impl<'a> VirtTx<'a> {
             return Err(Refusal::Offset);
         }
         let slot = region.first + index as usize;
-        if self.bit(slot) {
+        if self.bit(slot) || self.local.held(slot) {
             return Err(Refusal::Duplicate);
         }
         Ok((region_index, slot))
@@ -429,7 +403,7 @@ impl<'a> VirtTx<'a> {
                 continue;
             };
             for i in 0..region.buffers {
-                if self.bit(region.first + i) {
+                if self.bit(region.first + i) || self.local.held(region.first + i) {
                     continue;
                 }
                 let back = BuffDesc::new((i * NET_BUFFER_SIZE) as u64, 0, region.local_oid);
@@ -474,11 +448,16 @@ impl<'a> VirtTx<'a> {
                 }
                 self.set_bit(region.first + i, false);
                 let back = BuffDesc::new((i * NET_BUFFER_SIZE) as u64, 0, region.local_oid);
+                let held = self.local.held(region.first + i);
                 let Some(client) = self.clients[region.client].as_mut() else {
                     continue;
                 };
                 client.in_flight = client.in_flight.saturating_sub(1);
                 client.counters.driver_reset_dropped += 1;
+                if held {
+                    // Its local destinations still read it: it comes back through them.
+                    continue;
+                }
                 match client.queues.free.enqueue(back) {
                     Ok(()) => notify |= 1 << region.client,
                     // Only when the client has more buffers than its queue holds.
@@ -486,15 +465,7 @@ impl<'a> VirtTx<'a> {
                 }
             }
         }
-        for c in 0..self.num_clients {
-            let Some(client) = self.clients[c].as_mut() else {
-                continue;
-            };
-            if notify & (1 << c) != 0 && client.queues.free.take_signal_request() {
-                client.counters.notifications += 1;
-                notifier.notify(client.channel);
-            }
-        }
+        self.notify_clients(notify, notifier);
         let counts = ResetCounts {
             resets: &mut self.driver_counters.resets,
             notifications: &mut self.driver_counters.notifications,
@@ -527,38 +498,8 @@ impl<'a> VirtTx<'a> {
             taken += 1;
             match self.check(c, &d) {
                 Ok((region_index, slot)) => {
-                    let Some(region) = self.regions[region_index] else {
-                        continue;
-                    };
-                    let offset = d.io_or_offset;
-                    sddf::cache::clean(&region.view, offset as usize, usize::from(d.len));
-                    let out = if self.driver_offsets {
-                        BuffDesc::new(offset, d.len, region_index as u8)
-                    } else {
-                        BuffDesc::new(region.io_addr + offset, d.len, d.oid())
-                    };
-                    match self.driver.active.enqueue(out) {
-                        Ok(()) => {
-                            if let Some(tap) = self.tap.as_mut() {
-                                let len = usize::from(d.len);
-                                let at = offset as usize;
-                                tap.frame(TapPoint::ClientTx(c as u8), &region.view, at, len);
-                                tap.frame(TapPoint::DriverTx, &region.view, at, len);
-                            }
-                            self.set_bit(slot, true);
-                            self.driver_counters.frames += 1;
-                            let client = self.clients[c].as_mut().expect("checked above");
-                            client.in_flight += 1;
-                            client.counters.frames += 1;
-                            client.counters.bytes += u64::from(d.len);
-                        }
-                        Err(_) => {
-                            // Full was checked just above, so only a driver corrupting its queue
-                            // gets here: the frame goes back to its client unsent.
-                            self.driver_counters.peer_misbehaviour += 1;
-                            self.bounce(c, d);
-                            return (taken, false);
-                        }
+                    if !self.forward(c, d, region_index, slot) {
+                        return (taken, false);
                     }
                 }
                 Err(why) => {
@@ -578,6 +519,56 @@ impl<'a> VirtTx<'a> {
             }
         }
         (taken, true)
+    }
+
+    /// Sends the checked frame `d` of client `c` on: to its local destinations, then, unless it
+    /// stays inside the system, to the driver. `false` if the driver's queue is corrupt.
+    fn forward(&mut self, c: usize, d: BuffDesc, region_index: usize, slot: usize) -> bool {
+        let Some(region) = self.regions[region_index] else {
+            return true;
+        };
+        let (offset, len) = (d.io_or_offset, usize::from(d.len));
+        sddf::cache::clean(&region.view, offset as usize, len);
+        if let Some(tap) = self.tap.as_mut() {
+            tap.frame(
+                TapPoint::ClientTx(c as u8),
+                &region.view,
+                offset as usize,
+                len,
+            );
+        }
+        if !self.deliver_local(c, &d, region_index, slot) {
+            // Delivered inside the system only; back at once if no destination took it.
+            if !self.local.held(slot) {
+                self.bounce(c, d);
+            }
+            return true;
+        }
+        let out = if self.driver_offsets {
+            BuffDesc::new(offset, d.len, region_index as u8)
+        } else {
+            BuffDesc::new(region.io_addr + offset, d.len, d.oid())
+        };
+        if self.driver.active.enqueue(out).is_err() {
+            // Full was checked before, so only a driver corrupting its queue gets here: the
+            // frame goes back to its client unsent (once its local destinations are done).
+            self.driver_counters.peer_misbehaviour += 1;
+            if !self.local.held(slot) {
+                self.bounce(c, d);
+            }
+            return false;
+        }
+        if let Some(tap) = self.tap.as_mut() {
+            tap.frame(TapPoint::DriverTx, &region.view, offset as usize, len);
+        }
+        self.set_bit(slot, true);
+        self.driver_counters.frames += 1;
+        if let Some(client) = self.clients[c].as_mut() {
+            client.in_flight += 1;
+            client.counters.frames += 1;
+            client.counters.bytes += d.len as u64;
+        }
+        true
     }
 
     fn bounce(&mut self, c: usize, d: BuffDesc) {
@@ -712,6 +703,13 @@ impl<'a> VirtTx<'a> {
                 };
                 self.set_bit(slot, false);
                 self.driver_counters.completions += 1;
+                if self.local.held(slot) {
+                    // Local destinations still read it: it goes back when they are done.
+                    if let Some(client) = self.clients[region.client].as_mut() {
+                        client.in_flight = client.in_flight.saturating_sub(1);
+                    }
+                    continue;
+                }
                 let back = BuffDesc::new(offset, 0, region.local_oid);
                 if let Some(client) = self.clients[region.client].as_mut() {
                     client.in_flight = client.in_flight.saturating_sub(1);
@@ -737,17 +735,6 @@ impl<'a> VirtTx<'a> {
                 }
             }
         }
-        for c in 0..self.num_clients {
-            if notify & (1 << c) == 0 {
-                continue;
-            }
-            let Some(client) = self.clients[c].as_mut() else {
-                continue;
-            };
-            if client.queues.free.take_signal_request() {
-                client.counters.notifications += 1;
-                notifier.notify(client.channel);
-            }
-        }
+        self.notify_clients(notify, notifier);
     }
 }

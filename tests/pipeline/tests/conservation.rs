@@ -16,6 +16,10 @@
 //! frames it took and not yet completed: virt_rx and virt_tx rebuild its queues through the same
 //! words, every buffer comes back once, what the dead driver completed is delivered, and the
 //! good client's TX frames it held are counted as dropped (never lost buffers).
+//!
+//! Local delivery is on (`netvm_api::vswitch`): the good client also sends frames to client 1's
+//! MAC (delivered only through client 1's copier) and broadcasts (the driver and that copier), so
+//! its TX buffers are held by a copier too, across every reset above; each comes back once.
 use netvm_api::options::{NetOptions, DRIVER_OFFSETS};
 use netvm_api::reconnect::{words_offset, ControlWords};
 use proptest::prelude::*;
@@ -35,9 +39,10 @@ enum Step {
     VirtRx,
     Copier(usize),
     VirtTx,
-    /// The good client drains its RX queue (and returns buffers) and maybe sends a frame.
+    /// The good client drains its RX queue (and returns buffers) and maybe sends a frame of
+    /// `len` to (kind) nobody (0, 1: the wire), client 1 (2: local only) or broadcast (3).
     GoodClient {
-        send: Option<u16>,
+        send: Option<(u16, u8)>,
     },
     /// The hostile client writes garbage: descriptors into its queues, and/or raw indices.
     Hostile {
@@ -66,7 +71,8 @@ fn step() -> impl Strategy<Value = Step> {
         2 => Just(Step::VirtRx),
         2 => (0usize..2).prop_map(Step::Copier),
         2 => Just(Step::VirtTx),
-        2 => proptest::option::of(14u16..1515).prop_map(|send| Step::GoodClient { send }),
+        2 => proptest::option::of((14u16..1515, 0u8..4))
+            .prop_map(|send| Step::GoodClient { send }),
         3 => (hostile_desc(), proptest::option::of((0u8..4, prop_oneof![0u16..40, any::<u16>()])))
             .prop_map(|(desc, scribble)| Step::Hostile { desc, scribble }),
         1 => Just(Step::HostileDrain),
@@ -150,9 +156,10 @@ fn good_live<'a>(
 }
 
 /// Runs the steps, checks conservation, and returns the hostile client's counted misbehaviour
-/// as (at its copier, at virt_tx).
-fn run(steps: Vec<Step>) -> Result<(u64, u64), TestCaseError> {
-    let sys = testkit::pipeline::build(0x5fef_0000, [0, 0]);
+/// as (at its copier, at virt_tx), and the frames copied locally to client 1.
+fn run(steps: Vec<Step>) -> Result<(u64, u64, u64), TestCaseError> {
+    let mut sys = testkit::pipeline::build(0x5fef_0000, [0, 0]);
+    let (local_tx, local_copy) = testkit::pipeline::local(&mut sys);
     let l = &sys.layout;
     let space = &l.space;
     let opts = NetOptions::new(DRIVER_OFFSETS, 2);
@@ -164,6 +171,10 @@ fn run(steps: Vec<Step>) -> Result<(u64, u64), TestCaseError> {
         .iter()
         .map(|c| copier::Copier::new(c, &space).unwrap())
         .collect();
+    vtx.attach_local(&local_tx, &space).unwrap();
+    for (c, local) in copiers.iter_mut().zip(&local_copy) {
+        c.attach_local(local, &space).unwrap();
+    }
     // Scripted driver: RX fill side, TX drain side.
     let (rx, tx) = sys.driver_sides();
     let mut drv = Driver {
@@ -189,7 +200,8 @@ fn run(steps: Vec<Step>) -> Result<(u64, u64), TestCaseError> {
     let mut seq = 0u32;
     let mut expected: Vec<Vec<u8>> = vec![];
     let mut received: Vec<Vec<u8>> = vec![];
-    let mut sent: Vec<Vec<u8>> = vec![];
+    // Frames the good client sent, and whether they are for the wire.
+    let mut sent: Vec<(Vec<u8>, bool)> = vec![];
     let mut transmitted: Vec<Vec<u8>> = vec![];
 
     let words = |r: &RegionResource| {
@@ -269,10 +281,12 @@ fn run(steps: Vec<Step>) -> Result<(u64, u64), TestCaseError> {
                     continue;
                 }
                 good_rx(&mut cli_rx, &mut received);
-                let Some(len) = send else { continue };
+                let Some((len, kind)) = send else { continue };
                 if let Ok(d) = cli_tx[0].free.dequeue() {
                     seq += 1;
-                    let f = frame([2, 0, 0, 0, 0, 1], seq, len);
+                    let dest =
+                        [[2, 0, 0, 0, 0, 1], MACS[1], [0xff; 6]][kind.saturating_sub(1) as usize];
+                    let f = frame(dest, seq, len);
                     l.view(&sys.client[0].tx_data)
                         .write(d.io_or_offset as usize, &f)
                         .unwrap();
@@ -280,7 +294,7 @@ fn run(steps: Vec<Step>) -> Result<(u64, u64), TestCaseError> {
                         .active
                         .enqueue(BuffDesc::new(d.io_or_offset, len, 0))
                         .unwrap();
-                    sent.push(f);
+                    sent.push((f, kind != 2));
                 }
             }
             Step::Hostile {
@@ -411,19 +425,50 @@ fn run(steps: Vec<Step>) -> Result<(u64, u64), TestCaseError> {
     // TX: the good client's frames all went out intact and in order, but for those a dead
     // driver held (counted); its buffers are all back.
     let good = vtx.client_counters(0).unwrap();
+    let sent: Vec<&Vec<u8>> = sent
+        .iter()
+        .filter(|(_, wire)| *wire)
+        .map(|(f, _)| f)
+        .collect();
     prop_assert_eq!(
         transmitted.len() + good.driver_reset_dropped as usize,
         sent.len()
     );
+    // Local delivery: nothing held by a copier any more, and every frame handed to client 1's
+    // copier copied or dropped there exactly once; none ever went to client 0's.
+    prop_assert_eq!(vtx.local_held(), 0);
+    let c1 = copiers[1].counters;
+    prop_assert_eq!(
+        c1.local_frames + c1.local_dropped + c1.bad_local_frames,
+        good.local_delivered
+    );
+    prop_assert_eq!(c1.bad_local_frames + c1.local_misbehaviour, 0);
+    prop_assert_eq!(good.local_dropped, 0);
+    prop_assert_eq!(good.peer_misbehaviour, 0);
+    prop_assert_eq!(copiers[0].counters.local_frames, 0);
+    prop_assert_eq!(vtx.client_counters(1).unwrap().local_misbehaviour, 0);
     let mut it = sent.iter();
     for t in &transmitted {
-        prop_assert!(it.any(|s| s == t), "frame corrupted or reordered");
+        prop_assert!(it.any(|s| *s == t), "frame corrupted or reordered");
     }
     prop_assert_eq!(vrx.driver_counters.bad_reset_requests, 0);
     prop_assert_eq!(vtx.driver_counters.bad_reset_requests, 0);
     prop_assert_eq!(vtx.driver_counters.bad_completions, 0);
     prop_assert_eq!(good.reset_dropped as usize, tx_reset_lost);
     prop_assert_eq!(cli_tx[0].free.len().unwrap(), CAP);
+    // Each TX buffer exactly once (a buffer returned twice would fill the queue as well).
+    let mut offsets: Vec<u64> = l
+        .peek(&sys.client[0].tx, QueueKind::Free)
+        .iter()
+        .map(|d| d.io_or_offset)
+        .collect();
+    offsets.sort_unstable();
+    offsets.dedup();
+    prop_assert_eq!(
+        offsets.len(),
+        usize::from(CAP),
+        "a TX buffer returned twice"
+    );
     prop_assert_eq!(vtx.in_flight(), 0);
     let good = vtx.client_counters(0).unwrap();
     prop_assert_eq!(
@@ -435,6 +480,7 @@ fn run(steps: Vec<Step>) -> Result<(u64, u64), TestCaseError> {
     Ok((
         c1.bad_client_buffers + c1.client_misbehaviour,
         t1.bad_length + t1.bad_oid + t1.bad_offset + t1.duplicates + t1.peer_misbehaviour,
+        c1.local_frames,
     ))
 }
 
@@ -461,10 +507,32 @@ fn hostile_client_misbehaviour_is_counted() {
         steps.push(Step::VirtRx);
         steps.push(Step::Copier(1));
     }
-    let (at_copier, at_virt_tx) = run(steps).unwrap();
+    let (at_copier, at_virt_tx, _) = run(steps).unwrap();
     assert!(at_copier > 0, "copier counted nothing");
     assert!(
         at_virt_tx >= 50,
         "virt_tx counted {at_virt_tx} of 50 garbage descriptors"
+    );
+}
+
+#[test]
+fn local_frames_reach_client_1_across_a_driver_restart() {
+    let send = |kind| Step::GoodClient {
+        send: Some((60, kind)),
+    };
+    let steps = vec![
+        send(2),
+        send(3),
+        Step::VirtTx,
+        Step::DriverTakeTx,
+        Step::DriverRestart,
+        Step::VirtTx,
+        Step::Copier(1),
+        send(2),
+    ];
+    let (_, _, local) = run(steps).unwrap();
+    assert_eq!(
+        local, 3,
+        "two unicast and one broadcast frame copied to client 1"
     );
 }

@@ -21,11 +21,16 @@ const PDS: &[(&str, &[(&str, u64)])] = &[
             (".net_virt_tx_config", 134200),
             (".netvm_net_options", 32),
             (".netvm_stats", 16),
+            (".netvm_vswitch", 3088),
         ],
     ),
     (
         "copier",
-        &[(".net_copy_config", 1128), (".netvm_stats", 16)],
+        &[
+            (".net_copy_config", 1128),
+            (".netvm_stats", 16),
+            (".netvm_vswitch", 1080),
+        ],
     ),
     (
         "echo_server",

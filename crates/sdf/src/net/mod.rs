@@ -47,14 +47,16 @@
 //!
 //! # Not covered
 //!
-//! The vswitch, RX-only or TX-only clients, and clients with more than one MAC address or TX
-//! region: sdfgen's Python binding cannot make the last two, and netvm's system uses none.
+//! sDDF's vswitch (netvm's own local delivery between clients is [`vswitch_sections`]), RX-only
+//! or TX-only clients, and clients with more than one MAC address or TX region: sdfgen's Python
+//! binding cannot make the last two, and netvm's system uses none.
 
 mod buffers;
 mod error;
 mod infer;
 mod observe;
 mod sdfgen;
+mod vswitch;
 
 use std::collections::HashMap;
 
@@ -78,6 +80,7 @@ pub use observe::{
     BufferPool, QueueRef, STATS_PREFIX,
 };
 pub use sdfgen::sdfgen_blob_sections;
+pub use vswitch::vswitch_sections;
 
 /// sdfgen's fixed `rx_buffers` / `tx_buffers` (its Python binding does not expose them).
 pub const DEFAULT_BUFFERS: u16 = 512;
