@@ -315,3 +315,49 @@ impl<'a> Messaging<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::string::ToString;
+
+    use super::*;
+
+    #[test]
+    fn peers_at_lan_addresses_are_nodes_each_once() {
+        let peers = [
+            Ipv4Addr::new(10, 0, 2, 10),
+            Ipv4Addr::new(10, 0, 0, 1), // no LAN client address: not a node
+            Ipv4Addr::new(10, 0, 2, 11), // node 2's client 1: node 2 again
+            Ipv4Addr::new(10, 0, 7, 10),
+        ];
+        let (nodes, n) = peer_nodes(&peers);
+        let ids: std::vec::Vec<u8> = nodes[..n].iter().map(|p| p.id).collect();
+        assert_eq!(ids, [2, 7]);
+    }
+
+    #[test]
+    fn lines_say_the_id_and_each_peers_numbers() {
+        assert_eq!(MsgLine::Joined(3).to_string(), "node id 3");
+        let c = MsgCounters {
+            id: 3,
+            sent: 4,
+            delivered: 3,
+            lost: 1,
+            received: 2,
+            bad: 0,
+        };
+        let p = PeerMsgs {
+            id: 2,
+            sent: 4,
+            delivered: 3,
+            lost: 1,
+            received: 2,
+            next_seq: 4,
+        };
+        assert_eq!(
+            MsgLine::Round(5, &c, &[p]).to_string(),
+            "msg round 5: sent 4 delivered 3 lost 1 received 2 bad 0; node 2: 4 sent 3 delivered 1 lost 2 received"
+        );
+    }
+}
