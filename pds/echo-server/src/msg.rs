@@ -18,7 +18,6 @@
 //! not up yet) or refuses is tried again every round, as a new incarnation. The PD never stops,
 //! so it never leaves.
 use core::fmt;
-use core::mem::MaybeUninit;
 use core::net::{Ipv4Addr, SocketAddrV4};
 
 use echo_api::peers::MAX_PEERS;
@@ -136,16 +135,17 @@ pub(crate) struct Messaging<'a> {
     /// Where messages are built and received (the largest a node accepts).
     buf: &'a mut [u8; MAX_MESSAGE],
     log: MsgLog,
-    /// Master, MAC and seed: to join again.
-    join: (SocketAddrV4, [u8; 6], u32),
+    /// The first incarnation's seed: the later ones' differ from it.
+    seed: u32,
     /// Joins tried.
     joins: u32,
 }
 
 impl<'a> Messaging<'a> {
-    /// Puts a node joining `master` into `slot` and adds `socket`, bound to [`PORT`].
+    /// Starts `node` (whatever it was) joining `master` in place, and adds `socket`, bound to
+    /// [`PORT`].
     pub(crate) fn new(
-        (slot, buf): (&'a mut MaybeUninit<Node>, &'a mut [u8; MAX_MESSAGE]),
+        (node, buf): (&'a mut Node, &'a mut [u8; MAX_MESSAGE]),
         mut socket: udp::Socket<'a>,
         sockets: &mut SocketSet<'a>,
         (master, mac, seed): (Ipv4Addr, [u8; 6], u32),
@@ -153,8 +153,7 @@ impl<'a> Messaging<'a> {
         period_ms: u32,
         log: MsgLog,
     ) -> Self {
-        let master = SocketAddrV4::new(master, PORT);
-        let node = slot.write(Node::new(master, mac, seed, Config::default()));
+        node.rejoin_at(SocketAddrV4::new(master, PORT), mac, seed, Config::DEFAULT);
         // A fresh socket binds to a nonzero port.
         let _ = socket.bind(PORT);
         let (peers, count) = peer_nodes(peers);
@@ -172,7 +171,7 @@ impl<'a> Messaging<'a> {
             next_round_us: 0,
             buf,
             log,
-            join: (master, mac, seed),
+            seed,
             joins: 1,
         }
     }
@@ -210,11 +209,10 @@ impl<'a> Messaging<'a> {
 
     /// A new incarnation of the node asks the master again.
     fn rejoin(&mut self) {
-        let (master, mac, seed) = self.join;
         (self.log)(&MsgLine::Rejoin(self.node.state(), self.node.counters()));
         self.joins += 1;
-        let seed = seed ^ self.joins.wrapping_mul(0x9e37_79b9);
-        *self.node = Node::new(master, mac, seed, Config::default());
+        self.node
+            .rejoin(self.seed ^ self.joins.wrapping_mul(0x9e37_79b9));
     }
 
     fn joined(&self) -> bool {

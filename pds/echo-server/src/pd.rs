@@ -11,10 +11,10 @@
 //!   line per peer;
 //! * channels `rx.id` (copier) and `tx.id` (virt_tx) from the client config;
 //! * a stack of at least 64 KiB (the smoltcp interface and the device's two 2 KiB frame buffers
-//!   live in the PD state), 256 KiB with node messaging (its 130 KiB node is built on the stack
-//!   before it is written into its static, and again when it joins anew); the socket buffers are
-//!   statics (the aarch64 ELF has about 1.9 MiB of `.bss`, 300 KiB of it the originating role's
-//!   and 190 KiB the messaging role's, and 23 KiB of `.data`).
+//!   live in the PD state); the socket buffers are statics (the aarch64 ELF has about 1.8 MiB of
+//!   `.bss`, 300 KiB of it the originating role's and 60 KiB the messaging role's, and 160 KiB
+//!   of `.data`, 130 KiB of it the messaging role's node, built at compile time so that it is
+//!   never on the stack).
 //!
 //! On seL4 also:
 //! * `.timer_client_config` (6 bytes, sDDF `timer_client_config_t`,
@@ -52,9 +52,14 @@ microkit::setvar!(
 
 static SOCKETS: TakeOnce<Sockets<'static>> = TakeOnce::new(Sockets::new());
 static BUFFERS: TakeOnce<Buffers> = TakeOnce::new(Buffers::new());
-/// The messaging role's node (about 130 KiB, uninitialised: in `.bss`), written when it is on.
-static NODE: TakeOnce<core::mem::MaybeUninit<node_msg::Node>> =
-    TakeOnce::new(core::mem::MaybeUninit::uninit());
+/// The messaging role's node (about 130 KiB), built at compile time so that no stack ever holds
+/// one; started over to join the configured master when the role is on.
+static NODE: TakeOnce<node_msg::Node> = TakeOnce::new(node_msg::Node::new(
+    core::net::SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0),
+    [0; 6],
+    0,
+    node_msg::Config::DEFAULT,
+));
 
 #[cfg(target_os = "linux")]
 type PdCycles = crate::host::ProcStat;

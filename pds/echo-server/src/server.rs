@@ -190,13 +190,13 @@ impl<'a, C: CycleSource, K: Clock> EchoServer<'a, C, K> {
         }
     }
 
-    /// Also takes part in node messaging (`crate::msg`) as a node in `slot` joining the master
+    /// Also takes part in node messaging (`crate::msg`) as `node` (started over) joining the master
     /// at `master`, messaging the peers of `plan` that are nodes every round of its period,
     /// printing with `log`. Once only; a later call changes nothing. With the originating role
     /// on, its stats page holds the role's counters ([`crate::origin_io::lay_out_stats`]).
     pub fn message(
         &mut self,
-        slot: &'a mut core::mem::MaybeUninit<node_msg::Node>,
+        node: &'a mut node_msg::Node,
         master: Ipv4Addr,
         plan: &echo_api::peers::PeerPlan,
         log: MsgLog,
@@ -209,7 +209,7 @@ impl<'a, C: CycleSource, K: Clock> EchoServer<'a, C, K> {
         let seed =
             u32::from_le_bytes([mac[2], mac[3], mac[4], mac[5]]) ^ self.clock.now_us() as u32;
         self.msg = Some(Messaging::new(
-            (slot, buf),
+            (node, buf),
             socket,
             &mut self.sockets,
             (master, mac, seed),

@@ -5,7 +5,6 @@
 //! and between events the PD sleeps until the wake-up it asked its clock for.
 use core::net::{Ipv4Addr, SocketAddrV4};
 use std::cell::Cell;
-use std::mem::MaybeUninit;
 use std::rc::Rc;
 use std::sync::Mutex;
 
@@ -119,8 +118,14 @@ fn the_pd_joins_and_exchanges_checked_messages_with_another_node() {
     .unwrap()
     .1;
     server.originate(&plan, None, log_round);
-    let slot: &'static mut MaybeUninit<Node> = Box::leak(Box::new(MaybeUninit::uninit()));
-    server.message(slot, MASTER_IP, &plan, log);
+    // Whatever node it is given, the PD starts it over.
+    let node = Box::leak(Box::new(Node::new(
+        SocketAddrV4::new(OTHER_IP, 9),
+        [9; 6],
+        5,
+        Config::default(),
+    )));
+    server.message(node, MASTER_IP, &plan, log);
     let master_at = SocketAddrV4::new(MASTER_IP, PORT);
     let mut lan = Lan {
         master: Box::new(Master::new(254)),
