@@ -19,7 +19,8 @@
 #   make clean   removes build/sel4 and build/loader.img (not the guest's Debian cache).
 #
 # Echo clients get ECHO_IPS; those named in ECHO_PEERS also originate echo traffic to their peers
-# (e.g. ECHO_PEERS=client1=node1+10.0.2.10/udp=32x256@1000; see echo_api::peers). The MACs come
+# (e.g. ECHO_PEERS=client1=node1+10.0.2.10/udp=32x256@1000; add /msg=10.0.255.1 for node
+# messaging with the master there; see echo_api::peers). The MACs come
 # from system.macs. Everything derived from
 # system.xml is derived by crates/system-plan and written by the `guest-image` tool, not written here.
 

@@ -99,7 +99,8 @@ enum Cmd {
         echo_ips: String,
         /// Echo clients that also originate echo traffic, and to whom:
         /// `client1=node1+10.0.2.10/udp=32x256@1000/tcp=16384/period=1000,...`
-        /// (`echo_api::peers::parse_peer_list`); empty: none does.
+        /// (`echo_api::peers::parse_peer_list`; `/msg=<master>` adds node messaging); empty:
+        /// none does.
         #[arg(long, default_value = "")]
         echo_peers: String,
         /// Where cargo put the aarch64-unknown-none PD binaries.

@@ -1,13 +1,16 @@
 //! The originating role's ABI: the `.echo_peers` section, which makes an echo-server PD also
 //! *send* echo requests to other echo servers (peers) and check what comes back, and the
-//! `client1=node1+10.0.2.10/udp=32x256@1000/tcp=16384/period=1000` list that writes it.
+//! `client1=node1+10.0.2.10/udp=32x256@1000/tcp=16384/period=1000/msg=10.0.255.1` list that
+//! writes it. With `msg=<master>` the PD also takes part in node messaging (crate `node-msg`):
+//! it joins the master at that address and each round sends a message to every peer that is a
+//! node (an address of `netvm_api::lan`'s shape).
 //!
-//! The section is 88 bytes, integers little-endian:
+//! The section is 96 bytes (version 2), integers little-endian:
 //!
 //! | bytes | field |
 //! |---|---|
 //! | 0..4 | magic `EPRS` |
-//! | 4 | version, 1 |
+//! | 4 | version, 2 |
 //! | 5 | peer count, 1..=[`MAX_PEERS`] |
 //! | 6..8 | UDP payload bytes per request, [`MIN_UDP_SIZE`]..=[`MAX_UDP_SIZE`] |
 //! | 8..12 | UDP requests per peer per round, 0..=[`MAX_UDP_PER_ROUND`] |
@@ -15,6 +18,10 @@
 //! | 16..20 | TCP bytes per peer per round, 0..=[`MAX_TCP_BYTES`] |
 //! | 20..24 | round period in milliseconds, [`MIN_PERIOD_MS`]..=[`MAX_PERIOD_MS`] |
 //! | 24..88 | the peers' IPv4 addresses, network order, [`MAX_PEERS`] slots; unused slots zero |
+//! | 88..92 | node messaging's master, IPv4, network order; zero: no messaging |
+//! | 92..96 | reserved, zero |
+//!
+//! Version 1 sections (88 bytes, without the last two fields: no messaging) are still read.
 //!
 //! Unlike `.echo_config`, an all-zero section (nothing written) is valid and means "no peers":
 //! the role is off unless configured, and a system built without it is the plain echo server.
@@ -27,7 +34,11 @@ pub const SECTION: &str = ".echo_peers";
 /// The magic.
 pub const MAGIC: [u8; 4] = *b"EPRS";
 /// The layout version.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
+/// The section's size.
+pub const SECTION_BYTES: usize = 96;
+/// The size of a version-1 section (no messaging).
+pub const V1_BYTES: usize = 88;
 /// Most peers one PD originates traffic to.
 pub const MAX_PEERS: usize = 16;
 /// Smallest UDP payload: the request header (round, sequence number, send time).
@@ -65,9 +76,13 @@ pub struct EchoPeersSection {
     pub period_ms: [u8; 4],
     /// Peer addresses.
     pub peers: [[u8; 4]; MAX_PEERS],
+    /// Node messaging's master (zero: no messaging).
+    pub msg_master: [u8; 4],
+    /// Zero.
+    pub reserved: [u8; 4],
 }
 
-const _: () = assert!(core::mem::size_of::<EchoPeersSection>() == 88);
+const _: () = assert!(core::mem::size_of::<EchoPeersSection>() == SECTION_BYTES);
 
 /// What each round offers each peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +119,8 @@ pub struct PeerPlan {
     count: usize,
     /// The load offered to every peer.
     pub load: Load,
+    /// Node messaging's master, if the PD takes part in node messaging.
+    pub msg_master: Option<Ipv4Addr>,
 }
 
 impl PeerPlan {
@@ -113,6 +130,7 @@ impl PeerPlan {
             addrs: [Ipv4Addr::UNSPECIFIED; MAX_PEERS],
             count: 0,
             load,
+            msg_master: None,
         }
     }
 
@@ -135,7 +153,7 @@ impl PeerPlan {
 /// What is wrong with an `.echo_peers` section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeersError {
-    /// The section is not 88 bytes.
+    /// The section is neither 96 bytes (version 2) nor 88 (version 1).
     Size(usize),
     /// The magic is not `EPRS` (and the section is not all zero).
     Magic([u8; 4]),
@@ -149,20 +167,29 @@ pub enum PeersError {
     Load(&'static str, u32),
     /// A peer slot past the count is not zero.
     Unused(usize),
+    /// The reserved bytes are not zero.
+    Reserved,
 }
 
 impl core::fmt::Display for PeersError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            PeersError::Size(n) => write!(f, "{SECTION}: {n} bytes, expected 88"),
+            PeersError::Size(n) => write!(
+                f,
+                "{SECTION}: {n} bytes, expected {SECTION_BYTES} (or {V1_BYTES}, version 1)"
+            ),
             PeersError::Magic(m) => write!(f, "{SECTION}: magic {m:02x?}, expected \"EPRS\""),
-            PeersError::Version(v) => write!(f, "{SECTION}: version {v}, expected {VERSION}"),
+            PeersError::Version(v) => write!(
+                f,
+                "{SECTION}: version {v}, expected {VERSION} in {SECTION_BYTES} bytes or 1 in {V1_BYTES}"
+            ),
             PeersError::Count(n) => write!(f, "{SECTION}: {n} peers, expected 1..={MAX_PEERS}"),
             PeersError::Addr(a) => write!(f, "{SECTION}: peer {a} is not a unicast address"),
             PeersError::Load(field, v) => write!(f, "{SECTION}: {field} {v} is out of range"),
             PeersError::Unused(i) => {
                 write!(f, "{SECTION}: peer slot {i} is past the count but not zero")
             }
+            PeersError::Reserved => write!(f, "{SECTION}: reserved bytes 92..96 are not zero"),
         }
     }
 }
@@ -220,20 +247,30 @@ impl EchoPeersSection {
             tcp_bytes: load.tcp_bytes.to_le_bytes(),
             period_ms: load.period_ms.to_le_bytes(),
             peers,
+            msg_master: plan.msg_master.map_or([0; 4], |a| a.octets()),
+            reserved: [0; 4],
         }
     }
 
     /// Checks and decodes a section: `Ok(None)` for an all-zero one (the role is off).
+    /// Version 1 (88 bytes) reads as version 2 without messaging.
     pub fn parse(bytes: &[u8]) -> Result<Option<PeerPlan>, PeersError> {
-        let s =
-            EchoPeersSection::read_from_bytes(bytes).map_err(|_| PeersError::Size(bytes.len()))?;
+        let mut full = [0u8; SECTION_BYTES];
+        let version = match bytes.len() {
+            SECTION_BYTES => VERSION,
+            V1_BYTES => 1,
+            n => return Err(PeersError::Size(n)),
+        };
+        full[..bytes.len()].copy_from_slice(bytes);
+        let s = EchoPeersSection::read_from_bytes(&full[..])
+            .map_err(|_| PeersError::Size(bytes.len()))?;
         if bytes.iter().all(|b| *b == 0) {
             return Ok(None);
         }
         if s.magic != MAGIC {
             return Err(PeersError::Magic(s.magic));
         }
-        if s.version != VERSION {
+        if s.version != version {
             return Err(PeersError::Version(s.version));
         }
         let count = usize::from(s.count);
@@ -255,6 +292,13 @@ impl EchoPeersSection {
         if let Some(i) = (count..MAX_PEERS).find(|i| s.peers[*i] != [0; 4]) {
             return Err(PeersError::Unused(i));
         }
+        if s.reserved != [0; 4] {
+            return Err(PeersError::Reserved);
+        }
+        plan.msg_master = match Ipv4Addr::from(s.msg_master) {
+            a if a.is_unspecified() => None,
+            a => Some(check_addr(a)?),
+        };
         Ok(Some(plan))
     }
 }
@@ -281,8 +325,8 @@ pub enum PeerListErrorKind {
     TooMany,
     /// No peers.
     NoPeers,
-    /// An option that is not `udp=<count>x<size>@<rate>`, `tcp=<bytes>` or `period=<ms>`, or a
-    /// value out of its range.
+    /// An option that is not `udp=<count>x<size>@<rate>`, `tcp=<bytes>`, `period=<ms>` or
+    /// `msg=<master IPv4>`, or a value out of its range.
     BadOption,
 }
 
@@ -292,7 +336,7 @@ impl core::fmt::Display for PeerListError<'_> {
         match self.reason {
             PeerListErrorKind::NoEquals => write!(
                 f,
-                "'{entry}': expected <pd>=<peer>+<peer>...[/udp=<count>x<size>@<rate>][/tcp=<bytes>][/period=<ms>]"
+                "'{entry}': expected <pd>=<peer>+<peer>...[/udp=<count>x<size>@<rate>][/tcp=<bytes>][/period=<ms>][/msg=<master>]"
             ),
             PeerListErrorKind::BadPeer => write!(
                 f,
@@ -302,16 +346,16 @@ impl core::fmt::Display for PeerListError<'_> {
             PeerListErrorKind::NoPeers => write!(f, "'{entry}': no peers"),
             PeerListErrorKind::BadOption => write!(
                 f,
-                "'{entry}': option '{part}': expected udp=<count>x<size>@<rate> (count 0..={MAX_UDP_PER_ROUND}, size {MIN_UDP_SIZE}..={MAX_UDP_SIZE}, rate >= 1), tcp=<bytes> (<= {MAX_TCP_BYTES}) or period=<ms> ({MIN_PERIOD_MS}..={MAX_PERIOD_MS})"
+                "'{entry}': option '{part}': expected udp=<count>x<size>@<rate> (count 0..={MAX_UDP_PER_ROUND}, size {MIN_UDP_SIZE}..={MAX_UDP_SIZE}, rate >= 1), tcp=<bytes> (<= {MAX_TCP_BYTES}), period=<ms> ({MIN_PERIOD_MS}..={MAX_PERIOD_MS}) or msg=<master IPv4>"
             ),
         }
     }
 }
 
 /// Parses the originating PDs' peer list (entries separated by commas or white space):
-/// `client1=node1+10.0.2.10/udp=32x256@1000/tcp=16384/period=1000`. Each entry is a PD name,
-/// `+`-separated peers and optional `/`-separated load options ([`Load::default`] for those not
-/// given). A peer is an IPv4 address, `node<n>` (client 0 of node `n` on a netvm LAN,
+/// `client1=node1+10.0.2.10/udp=32x256@1000/tcp=16384/period=1000/msg=10.0.255.1`. Each entry
+/// is a PD name, `+`-separated peers and optional `/`-separated load options ([`Load::default`]
+/// for those not given) and `msg=<master>` (node messaging, off if not given). A peer is an IPv4 address, `node<n>` (client 0 of node `n` on a netvm LAN,
 /// `netvm_api::lan::client_ip`) or `node<n>.<c>` (its client `c`). The one parser behind
 /// `guest-image sel4-pds --echo-peers` and `netvm run --echo-peers`; allocates nothing.
 pub fn parse_peer_list(
@@ -336,12 +380,19 @@ fn parse_peer_entry(entry: &str) -> Result<(&str, PeerPlan), PeerListError<'_>> 
     let mut parts = rest.split('/');
     let peers = parts.next().unwrap_or_default();
     let mut load = Load::default();
+    let mut msg_master = None;
     for option in parts {
+        if let Some(master) = option.strip_prefix("msg=") {
+            let addr = master.parse().ok().and_then(|a| check_addr(a).ok());
+            msg_master = Some(addr.ok_or(fail(option, PeerListErrorKind::BadOption))?);
+            continue;
+        }
         parse_option(option, &mut load)
             .filter(|()| check_load(&load).is_ok())
             .ok_or(fail(option, PeerListErrorKind::BadOption))?;
     }
     let mut plan = PeerPlan::new(load);
+    plan.msg_master = msg_master;
     for peer in peers.split('+').filter(|p| !p.is_empty()) {
         let addr = parse_peer(peer).ok_or(fail(peer, PeerListErrorKind::BadPeer))?;
         if !plan.push(addr) {

@@ -82,6 +82,7 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod content;
 mod master;
 mod node;
 #[cfg(feature = "smoltcp")]
@@ -119,12 +120,17 @@ pub struct Config {
     pub reassembly_ms: u64,
 }
 
+impl Config {
+    /// [`Config::default`], usable in a `const`.
+    pub const DEFAULT: Config = Config {
+        rto_ms: 200,
+        max_tries: 8,
+        reassembly_ms: 2000,
+    };
+}
+
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            rto_ms: 200,
-            max_tries: 8,
-            reassembly_ms: 2000,
-        }
+        Config::DEFAULT
     }
 }

@@ -173,7 +173,7 @@ fn echo_peers_reach_only_the_pds_named() {
     let (sys, path) = system();
     let macs = macs();
     let echo = parse_echo_ips("client0=10.0.0.10/24,client1=10.0.0.11/24").unwrap();
-    let peers = system_plan::parse_echo_peers("client1=node1+10.0.2.10").unwrap();
+    let peers = system_plan::parse_echo_peers("client1=node1+10.0.2.10/msg=10.0.255.1").unwrap();
     let inputs = |writer, echo_peers| Inputs {
         buffers: Default::default(),
         macs: Some(&macs),
@@ -197,6 +197,9 @@ fn echo_peers_reach_only_the_pds_named() {
             .bytes;
         let parsed = echo_api::peers::EchoPeersSection::parse(bytes).unwrap();
         assert_eq!(parsed, Some(peers[0].1));
+        // Version 2 with node messaging's master in bytes 88..92.
+        assert_eq!((bytes.len(), bytes[4]), (96, 2));
+        assert_eq!(&bytes[88..92], &[10, 0, 255, 1]);
         let none = plan(&sys, &path, &inputs(writer, &[])).unwrap().sections;
         assert!(!none.iter().any(|s| s.name == echo_api::peers::SECTION));
     }

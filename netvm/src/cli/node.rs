@@ -179,11 +179,12 @@ fn recv(j: &Join, count: usize, timeout: Duration) -> Result<(), String> {
     n.leave().map_err(|e| e.to_string())
 }
 
-/// The bytes node `src` sends node `dest` in an exchange: every byte depends on both ids.
+/// The bytes node `src` sends node `dest` in an exchange: every byte depends on both ids
+/// (message 0 of `node_msg::content`, so an echo-server PD's messaging role checks it too).
 pub(crate) fn exchange_payload(src: u8, dest: u8, size: usize) -> Vec<u8> {
-    (0..size)
-        .map(|i| (i as u8).wrapping_mul(31) ^ src.rotate_left(4) ^ dest ^ (i >> 8) as u8)
-        .collect()
+    let mut data = vec![0; size];
+    node_msg::content::fill(src, dest, 0, &mut data);
+    data
 }
 
 /// Sends `data` to `dest`, and again while the master does not know `dest` yet (the nodes of

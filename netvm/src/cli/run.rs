@@ -64,7 +64,8 @@ pub(crate) struct RunArgs {
     /// Echo-server PDs that also originate echo traffic (`.echo_peers`), each to its peers:
     /// client1=node1+10.0.2.10/udp=32x256@1000/tcp=16384/period=1000 (peers by address or LAN
     /// node id, node<n>[.<client>]; options default to udp=32x256@1000/tcp=16384/period=1000).
-    /// Each PD needs an address from --echo-ips.
+    /// With /msg=<master IPv4> the PD also joins node messaging's master there and messages its
+    /// peers that are LAN nodes every round. Each PD needs an address from --echo-ips.
     #[arg(long, value_name = "LIST", value_parser = parse_echo_peers, requires = "echo_ips")]
     echo_peers: Option<PeerList>,
     /// Stand in for the driver VM with the host driver process on this network interface

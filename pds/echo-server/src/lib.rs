@@ -23,6 +23,7 @@ extern crate std;
 pub use echo_api as config;
 #[cfg(target_os = "linux")]
 pub mod host;
+pub mod msg;
 pub mod origin;
 pub mod origin_io;
 pub mod pd;

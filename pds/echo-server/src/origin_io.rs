@@ -20,6 +20,7 @@ use smoltcp::socket::Socket;
 use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::IpAddress;
 
+use crate::msg::MsgCounters;
 use crate::origin::{Origin, OriginCounters, PeerCounters, RoundLine, Stream};
 use crate::storage::{PeerRx, PeerTx, ORIGIN_TCP_BUFFER, PEER_UDP_RX, PEER_UDP_TX};
 use crate::{TCP_ECHO_PORT, UDP_ECHO_PORT};
@@ -41,9 +42,11 @@ pub(crate) struct Parts<'a> {
     pub(crate) tcp: tcp::Socket<'a>,
 }
 
-/// Most entries a stats page can need: the device's, the role's and every peer's.
-const MAX_VALUES: usize =
-    Counters::NAMES.len() + OriginCounters::NAMES.len() + MAX_PEERS * PeerCounters::NAMES.len();
+/// Most entries a stats page can need: the device's, the role's, messaging's and every peer's.
+const MAX_VALUES: usize = Counters::NAMES.len()
+    + OriginCounters::NAMES.len()
+    + MsgCounters::NAMES.len()
+    + MAX_PEERS * PeerCounters::NAMES.len();
 
 impl<'a> Parts<'a> {
     /// The role's sockets over its buffers (none bound yet).
@@ -96,19 +99,25 @@ pub(crate) struct OriginIo<'a> {
     blocked: [bool; MAX_PEERS],
 }
 
-/// Entries of the stats page: the device's `net.` group, `origin.`, then `peer<i>.` groups for
-/// as many peers as fit (returned) in a region of `region_len` bytes. Peers that do not fit are
-/// reported on the console only.
+/// Entries of the stats page: the device's `net.` group, `origin.`, with `msg` the messaging
+/// role's `msg.` group (`crate::msg`), then `peer<i>.` groups for as many peers as fit
+/// (returned) in a region of `region_len` bytes. Peers that do not fit are reported on the
+/// console only. (A 4 KiB page holds 84 entries: 16 + 2 + 6 + 4 peers of 15.)
 pub fn lay_out_stats(
     writer: &mut StatsWriter<'_>,
     region_len: usize,
     peers: usize,
+    msg: bool,
 ) -> Result<usize, StatsError> {
     let entries = region_len.saturating_sub(HEADER_BYTES) / ENTRY_BYTES;
-    let fixed = Counters::NAMES.len() + OriginCounters::NAMES.len();
+    let msg_entries = if msg { MsgCounters::NAMES.len() } else { 0 };
+    let fixed = Counters::NAMES.len() + OriginCounters::NAMES.len() + msg_entries;
     let fit = peers.min(entries.saturating_sub(fixed) / PeerCounters::NAMES.len());
     writer.group::<Counters>(format_args!("net"))?;
     writer.group::<OriginCounters>(format_args!("origin"))?;
+    if msg {
+        writer.group::<MsgCounters>(format_args!("msg"))?;
+    }
     for i in 0..fit {
         writer.group::<PeerCounters>(format_args!("peer{i}"))?;
     }
@@ -329,15 +338,19 @@ impl<'a> OriginIo<'a> {
         }
     }
 
-    /// Publishes the device's counters `net` and the role's into the stats page, if any.
-    pub(crate) fn publish(&mut self, net: &Counters) {
+    /// Publishes the device's counters `net`, the role's and messaging's `msg` (if
+    /// [`lay_out_stats`] was told of it) into the stats page, if any.
+    pub(crate) fn publish(&mut self, net: &Counters, msg: Option<MsgCounters>) {
         let Some((writer, fit)) = self.stats.as_mut() else {
             return;
         };
         let mut values = [0u64; MAX_VALUES];
         let origin = self.origin.counters();
         let mut n = 0;
-        let fixed = net.values().chain(origin.values());
+        let fixed = net
+            .values()
+            .chain(origin.values())
+            .chain(msg.iter().flat_map(|m| m.values()));
         for v in fixed {
             if let Some(slot) = values.get_mut(n) {
                 *slot = v;

@@ -5,14 +5,16 @@
 //! * `.net_client_config` (128 bytes, sDDF `net_client_config_t`, written by sdfgen or the host
 //!   runner) with the six regions mapped rw at their vaddrs;
 //! * `.echo_config` (16 bytes, [`crate::config`]): static address or DHCP;
-//! * optionally `.echo_peers` (88 bytes, [`echo_api::peers`]): the peers this PD also sends
+//! * optionally `.echo_peers` (96 bytes, [`echo_api::peers`]): the peers this PD also sends
 //!   echo requests to ([`crate::origin`]); all zero (not written) leaves the role off. With it,
 //!   the stats page holds the role's counters after the device's, and each round prints a
 //!   line per peer;
 //! * channels `rx.id` (copier) and `tx.id` (virt_tx) from the client config;
 //! * a stack of at least 64 KiB (the smoltcp interface and the device's two 2 KiB frame buffers
-//!   live in the PD state); the socket buffers are statics (the aarch64 ELF has about 1.7 MiB of
-//!   `.bss`, 300 KiB of it the originating role's, and 23 KiB of `.data`).
+//!   live in the PD state); the socket buffers are statics (the aarch64 ELF has about 1.8 MiB of
+//!   `.bss`, 300 KiB of it the originating role's and 60 KiB the messaging role's, and 160 KiB
+//!   of `.data`, 130 KiB of it the messaging role's node, built at compile time so that it is
+//!   never on the stack).
 //!
 //! On seL4 also:
 //! * `.timer_client_config` (6 bytes, sDDF `timer_client_config_t`,
@@ -39,7 +41,7 @@ use crate::{Buffers, EchoServer, Sockets, TakeOnce};
 
 microkit::config_section!(".net_client_config", NET_CLIENT_CONFIG: [u8; 128]);
 microkit::config_section!(".echo_config", ECHO_CONFIG: [u8; 16]);
-microkit::config_section!(".echo_peers", ECHO_PEERS: [u8; 88]);
+microkit::config_section!(".echo_peers", ECHO_PEERS: [u8; echo_api::peers::SECTION_BYTES]);
 microkit::config_section!(".netvm_stats", STATS: [u8; 16]);
 microkit::config_section!(".timer_client_config", TIMER_CLIENT_CONFIG: [u8; 6]);
 microkit::setvar!(
@@ -50,6 +52,14 @@ microkit::setvar!(
 
 static SOCKETS: TakeOnce<Sockets<'static>> = TakeOnce::new(Sockets::new());
 static BUFFERS: TakeOnce<Buffers> = TakeOnce::new(Buffers::new());
+/// The messaging role's node (about 130 KiB), built at compile time so that no stack ever holds
+/// one; started over to join the configured master when the role is on.
+static NODE: TakeOnce<node_msg::Node> = TakeOnce::new(node_msg::Node::new(
+    core::net::SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0),
+    [0; 6],
+    0,
+    node_msg::Config::DEFAULT,
+));
 
 #[cfg(target_os = "linux")]
 type PdCycles = crate::host::ProcStat;
@@ -275,6 +285,10 @@ impl Handler for EchoPd {
             Some(plan) => {
                 let mut server = EchoServer::new(dev, ip, sockets, buffers, cycles, clock);
                 server.originate(&plan, origin_stats(stats, &plan), log_round);
+                if let Some(master) = plan.msg_master {
+                    let node = NODE.take().expect("init runs once");
+                    server.message(node, master, &plan, log_msg);
+                }
                 server
             }
         };
@@ -356,7 +370,8 @@ fn origin_stats(
     let peers = plan.peers().len();
     let load = plan.load;
     let page = stats.map(|(mut writer, len)| {
-        let fit = crate::origin_io::lay_out_stats(&mut writer, len, peers)
+        let msg = plan.msg_master.is_some();
+        let fit = crate::origin_io::lay_out_stats(&mut writer, len, peers, msg)
             .unwrap_or_else(|e| panic!("{}: {e}", microkit::pd_name()));
         (writer, fit)
     });
@@ -370,7 +385,18 @@ fn origin_stats(
         load.period_ms,
         page.as_ref().map_or(0, |p| p.1)
     );
+    if let Some(master) = plan.msg_master {
+        microkit::debug_println!(
+            "{}: node messaging through the master at {master}",
+            microkit::pd_name()
+        );
+    }
     page
+}
+
+/// A line of the messaging role on the console.
+fn log_msg(line: &crate::msg::MsgLine<'_>) {
+    microkit::debug_println!("{}: {line}", microkit::pd_name());
 }
 
 /// A round's line on the console.

@@ -7,6 +7,7 @@ use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
 
+use crate::msg::{Messaging, MsgLog};
 use crate::origin_io::{OriginIo, Parts, RoundLog};
 use crate::storage::{Buffers, Sockets};
 use crate::utilisation::{Next, Session, GREETING};
@@ -51,6 +52,10 @@ pub struct EchoServer<'a, C: CycleSource, K: Clock> {
     origin_parts: Option<Parts<'a>>,
     /// The originating role, if configured.
     origin: Option<OriginIo<'a>>,
+    /// The messaging role's socket and message buffer until [`EchoServer::message`] takes them.
+    msg_parts: Option<(udp::Socket<'a>, &'a mut [u8; node_msg::MAX_MESSAGE])>,
+    /// The messaging role, if configured.
+    msg: Option<Messaging<'a>>,
 }
 
 fn instant(us: u64) -> Instant {
@@ -94,6 +99,8 @@ impl<'a, C: CycleSource, K: Clock> EchoServer<'a, C, K> {
             udp_tx_meta,
             peer_rx_meta,
             peer_tx_meta,
+            msg_rx_meta,
+            msg_tx_meta,
         } = sockets;
         let Buffers {
             udp_rx,
@@ -106,7 +113,14 @@ impl<'a, C: CycleSource, K: Clock> EchoServer<'a, C, K> {
             peer_tx,
             origin_tcp_rx,
             origin_tcp_tx,
+            msg_rx,
+            msg_tx,
+            msg_buf,
         } = buffers;
+        let msg_socket = udp::Socket::new(
+            udp::PacketBuffer::new(&mut msg_rx_meta[..], &mut msg_rx[..]),
+            udp::PacketBuffer::new(&mut msg_tx_meta[..], &mut msg_tx[..]),
+        );
         let origin_parts = Parts::new(
             (peer_rx_meta, peer_tx_meta),
             (peer_rx, peer_tx),
@@ -171,7 +185,43 @@ impl<'a, C: CycleSource, K: Clock> EchoServer<'a, C, K> {
             stats: EchoStats::default(),
             origin_parts: Some(origin_parts),
             origin: None,
+            msg_parts: Some((msg_socket, msg_buf)),
+            msg: None,
         }
+    }
+
+    /// Also takes part in node messaging (`crate::msg`) as `node` (started over) joining the master
+    /// at `master`, messaging the peers of `plan` that are nodes every round of its period,
+    /// printing with `log`. Once only; a later call changes nothing. With the originating role
+    /// on, its stats page holds the role's counters ([`crate::origin_io::lay_out_stats`]).
+    pub fn message(
+        &mut self,
+        node: &'a mut node_msg::Node,
+        master: Ipv4Addr,
+        plan: &echo_api::peers::PeerPlan,
+        log: MsgLog,
+    ) {
+        let Some((socket, buf)) = self.msg_parts.take() else {
+            return;
+        };
+        let mac = self.dev.info().mac;
+        // Differs per MAC and per boot time, so a restarted PD is a new incarnation.
+        let seed =
+            u32::from_le_bytes([mac[2], mac[3], mac[4], mac[5]]) ^ self.clock.now_us() as u32;
+        self.msg = Some(Messaging::new(
+            (node, buf),
+            socket,
+            &mut self.sockets,
+            (master, mac, seed),
+            plan.peers(),
+            plan.load.period_ms,
+            log,
+        ));
+    }
+
+    /// The messaging role's counters and its peers' numbers (`None` if it is off).
+    pub fn messaging(&self) -> Option<(crate::msg::MsgCounters, &[crate::msg::PeerMsgs])> {
+        self.msg.as_ref().map(|m| (m.counters(), m.peers()))
     }
 
     /// Also originates echo traffic to `plan`'s peers (`crate::origin`), printing each round's
@@ -237,14 +287,13 @@ impl<'a, C: CycleSource, K: Clock> EchoServer<'a, C, K> {
             .iface
             .poll_delay(now, &self.sockets)
             .map(|d| d.total_micros());
+        let msg = self.msg.as_ref();
         let origin = self.origin.as_mut().map(|o| {
-            o.publish(&self.dev.counters());
+            o.publish(&self.dev.counters(), msg.map(Messaging::counters));
             o.next_wake_us(now.total_micros() as u64)
         });
-        let delay = match (smoltcp, origin) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let msg = msg.and_then(|m| m.next_wake_us(now));
+        let delay = [smoltcp, origin, msg].into_iter().flatten().min();
         if let Some(delay) = delay {
             self.clock.wake_in(delay);
         }
@@ -296,7 +345,11 @@ impl<'a, C: CycleSource, K: Clock> EchoServer<'a, C, K> {
             ),
             _ => false,
         };
-        udp | tcp | util | origin
+        let msg = match &mut self.msg {
+            Some(m) if self.iface.ipv4_addr().is_some() => m.service(now, &mut self.sockets),
+            _ => false,
+        };
+        udp | tcp | util | origin | msg
     }
 
     fn service_dhcp(&mut self, handle: SocketHandle) {

@@ -14,9 +14,10 @@ use echo_api::peers::{MAX_PEERS, MAX_UDP_SIZE};
 
 use crate::TCP_ECHO_CONNS;
 
-/// Sockets: UDP echo, the TCP echo connections, the utilisation daemon, DHCP, and for the
-/// originating role (`crate::origin`) a UDP socket per peer and one TCP connection.
-pub(crate) const SOCKETS: usize = TCP_ECHO_CONNS + 3 + MAX_PEERS + 1;
+/// Sockets: UDP echo, the TCP echo connections, the utilisation daemon, DHCP, for the
+/// originating role (`crate::origin`) a UDP socket per peer and one TCP connection, and the
+/// messaging role's UDP socket (`crate::msg`).
+pub(crate) const SOCKETS: usize = TCP_ECHO_CONNS + 3 + MAX_PEERS + 1 + 1;
 /// Bytes per direction per TCP echo connection.
 pub const TCP_BUFFER: usize = 64 * 1024;
 /// Datagrams per direction in the UDP echo socket.
@@ -37,6 +38,10 @@ pub(crate) type PeerRx = [u8; PEER_UDP_RX * PEER_DATAGRAM];
 pub(crate) type PeerTx = [u8; PEER_UDP_TX * PEER_DATAGRAM];
 /// Bytes per direction of the originating role's TCP connection.
 pub const ORIGIN_TCP_BUFFER: usize = 16 * 1024;
+/// Datagrams per direction in the messaging role's socket: the fragments of a few messages.
+pub const MSG_PACKETS: usize = 16;
+/// Payload bytes per direction in the messaging role's socket.
+pub const MSG_BUFFER: usize = MSG_PACKETS * node_msg::wire::MAX_DATAGRAM;
 
 /// The sockets and the UDP packet metadata (about 23 KiB; not all-zero, so a static of it is in
 /// `.data`).
@@ -46,6 +51,8 @@ pub struct Sockets<'a> {
     pub(crate) udp_tx_meta: [udp::PacketMetadata; UDP_PACKETS],
     pub(crate) peer_rx_meta: [[udp::PacketMetadata; PEER_UDP_RX]; MAX_PEERS],
     pub(crate) peer_tx_meta: [[udp::PacketMetadata; PEER_UDP_TX]; MAX_PEERS],
+    pub(crate) msg_rx_meta: [udp::PacketMetadata; MSG_PACKETS],
+    pub(crate) msg_tx_meta: [udp::PacketMetadata; MSG_PACKETS],
 }
 
 impl Default for Sockets<'_> {
@@ -63,12 +70,15 @@ impl Sockets<'_> {
             udp_tx_meta: [udp::PacketMetadata::EMPTY; UDP_PACKETS],
             peer_rx_meta: [[udp::PacketMetadata::EMPTY; PEER_UDP_RX]; MAX_PEERS],
             peer_tx_meta: [[udp::PacketMetadata::EMPTY; PEER_UDP_TX]; MAX_PEERS],
+            msg_rx_meta: [udp::PacketMetadata::EMPTY; MSG_PACKETS],
+            msg_tx_meta: [udp::PacketMetadata::EMPTY; MSG_PACKETS],
         }
     }
 }
 
-/// The socket data buffers (about 1.2 MiB of zeros, so a static of it is in `.bss`; the
-/// originating role's part, about 300 KiB, is used only when it is configured).
+/// The socket data buffers (about 1.3 MiB of zeros, so a static of it is in `.bss`; the
+/// originating role's part, about 300 KiB, and the messaging role's, about 64 KiB, are used
+/// only when configured).
 pub struct Buffers {
     pub(crate) udp_rx: [u8; UDP_BUFFER],
     pub(crate) udp_tx: [u8; UDP_BUFFER],
@@ -80,6 +90,9 @@ pub struct Buffers {
     pub(crate) peer_tx: [PeerTx; MAX_PEERS],
     pub(crate) origin_tcp_rx: [u8; ORIGIN_TCP_BUFFER],
     pub(crate) origin_tcp_tx: [u8; ORIGIN_TCP_BUFFER],
+    pub(crate) msg_rx: [u8; MSG_BUFFER],
+    pub(crate) msg_tx: [u8; MSG_BUFFER],
+    pub(crate) msg_buf: [u8; node_msg::MAX_MESSAGE],
 }
 
 impl Default for Buffers {
@@ -102,6 +115,9 @@ impl Buffers {
             peer_tx: [[0; PEER_UDP_TX * PEER_DATAGRAM]; MAX_PEERS],
             origin_tcp_rx: [0; ORIGIN_TCP_BUFFER],
             origin_tcp_tx: [0; ORIGIN_TCP_BUFFER],
+            msg_rx: [0; MSG_BUFFER],
+            msg_tx: [0; MSG_BUFFER],
+            msg_buf: [0; node_msg::MAX_MESSAGE],
         }
     }
 }

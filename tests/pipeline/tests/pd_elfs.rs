@@ -37,7 +37,7 @@ const PDS: &[(&str, &[(&str, u64)])] = &[
         &[
             (".net_client_config", 128),
             (".echo_config", 16),
-            (".echo_peers", 88),
+            (".echo_peers", 96),
             (".netvm_stats", 16),
             (".timer_client_config", 8),
         ],

@@ -28,7 +28,7 @@ fn a_plan_round_trips_through_the_section() {
     assert_eq!(plan.load, load);
     let section = EchoPeersSection::new(&plan);
     let bytes = section.as_bytes();
-    assert_eq!(&bytes[..8], &[b'E', b'P', b'R', b'S', 1, 2, 64, 0]);
+    assert_eq!(&bytes[..8], &[b'E', b'P', b'R', b'S', 2, 2, 64, 0]);
     assert_eq!(&bytes[24..32], &[10, 0, 1, 10, 10, 0, 2, 10]);
     assert!(bytes[32..].iter().all(|b| *b == 0));
     assert_eq!(EchoPeersSection::parse(bytes), Ok(Some(plan)));
@@ -36,8 +36,51 @@ fn a_plan_round_trips_through_the_section() {
 
 #[test]
 fn an_unwritten_section_means_no_peers() {
+    assert_eq!(EchoPeersSection::parse(&[0; 96]), Ok(None));
     assert_eq!(EchoPeersSection::parse(&[0; 88]), Ok(None));
     assert_eq!(EchoPeersSection::parse(&[0; 87]), Err(PeersError::Size(87)));
+}
+
+#[test]
+fn messaging_round_trips_and_version_1_is_still_read() {
+    let (_, plan) = parsed("client1=node2/msg=10.0.255.1").unwrap().remove(0);
+    assert_eq!(plan.msg_master, Some(Ipv4Addr::new(10, 0, 255, 1)));
+    let section = EchoPeersSection::new(&plan);
+    assert_eq!(&section.as_bytes()[88..], &[10, 0, 255, 1, 0, 0, 0, 0]);
+    assert_eq!(EchoPeersSection::parse(section.as_bytes()), Ok(Some(plan)));
+    // What an older tool wrote: 88 bytes, version 1, no messaging.
+    let mut old = EchoPeersSection::new(&parsed("client1=node2").unwrap()[0].1);
+    old.version = 1;
+    let v1 = EchoPeersSection::parse(&old.as_bytes()[..88])
+        .unwrap()
+        .unwrap();
+    assert_eq!((v1.peers(), v1.msg_master), (plan.peers(), None));
+    // Version 2 in 88 bytes, version 1 in 96, or reserved bytes set: refused, by name.
+    let e = EchoPeersSection::parse(&section.as_bytes()[..88]).unwrap_err();
+    assert_eq!(e, PeersError::Version(2));
+    assert!(
+        e.to_string().contains("expected 2 in 96 bytes or 1 in 88"),
+        "{e}"
+    );
+    assert_eq!(
+        EchoPeersSection::parse(old.as_bytes()),
+        Err(PeersError::Version(1))
+    );
+    let mut s = section;
+    s.reserved[3] = 1;
+    assert_eq!(
+        EchoPeersSection::parse(s.as_bytes()),
+        Err(PeersError::Reserved)
+    );
+    let mut s = section;
+    s.msg_master = [224, 0, 0, 1];
+    assert_eq!(
+        EchoPeersSection::parse(s.as_bytes()),
+        Err(PeersError::Addr(Ipv4Addr::new(224, 0, 0, 1)))
+    );
+    let reason = |text| parsed(text).unwrap_err().reason;
+    assert_eq!(reason("c=node1/msg=x"), PeerListErrorKind::BadOption);
+    assert_eq!(reason("c=node1/msg=0.0.0.0"), PeerListErrorKind::BadOption);
 }
 
 #[test]
@@ -71,10 +114,10 @@ fn bad_sections_are_named() {
         Err(PeersError::Load("period ms", 5))
     );
     let mut s = good;
-    s.version = 2;
+    s.version = 3;
     assert_eq!(
         EchoPeersSection::parse(s.as_bytes()),
-        Err(PeersError::Version(2))
+        Err(PeersError::Version(3))
     );
 }
 
@@ -115,8 +158,11 @@ proptest! {
     #[test]
     fn any_section_bytes_parse_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..100)) {
         if let Ok(Some(plan)) = EchoPeersSection::parse(&bytes) {
-            let written = EchoPeersSection::new(&plan);
-            prop_assert_eq!(written.as_bytes(), &bytes[..]);
+            let mut written = EchoPeersSection::new(&plan);
+            if bytes.len() == V1_BYTES {
+                written.version = 1;
+            }
+            prop_assert_eq!(&written.as_bytes()[..bytes.len()], &bytes[..]);
         }
     }
 
@@ -124,7 +170,7 @@ proptest! {
     /// magic).
     #[test]
     fn damaged_sections_parse_without_panic(
-        changes in proptest::collection::vec((0..88usize, any::<u8>()), 1..6),
+        changes in proptest::collection::vec((0..96usize, any::<u8>()), 1..6),
     ) {
         let mut plan = PeerPlan::new(Load::default());
         plan.push(Ipv4Addr::new(10, 0, 1, 10));
@@ -133,8 +179,11 @@ proptest! {
             bytes[at] = value;
         }
         if let Ok(Some(plan)) = EchoPeersSection::parse(&bytes) {
-            let written = EchoPeersSection::new(&plan);
-            prop_assert_eq!(written.as_bytes(), &bytes[..]);
+            let mut written = EchoPeersSection::new(&plan);
+            if bytes.len() == V1_BYTES {
+                written.version = 1;
+            }
+            prop_assert_eq!(&written.as_bytes()[..bytes.len()], &bytes[..]);
         }
     }
 

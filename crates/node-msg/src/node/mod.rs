@@ -58,6 +58,29 @@ pub struct Counters {
 }
 }
 
+impl Counters {
+    /// All zero, usable in a `const`.
+    pub const ZERO: Counters = Counters {
+        rx_messages: 0,
+        rx_fragments: 0,
+        rx_malformed: 0,
+        rx_foreign: 0,
+        rx_inconsistent: 0,
+        rx_dup_fragments: 0,
+        rx_dup_messages: 0,
+        rx_stale: 0,
+        rx_expired: 0,
+        rx_no_slot: 0,
+        rx_stale_acks: 0,
+        ack_dropped: 0,
+        tx_messages: 0,
+        tx_fragments: 0,
+        tx_retransmits: 0,
+        tx_delivered: 0,
+        tx_lost: 0,
+    };
+}
+
 /// Where a node is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -160,8 +183,10 @@ pub struct Node {
 impl Node {
     /// A node that will join the master at `master`, announcing `mac`. `seed` makes this
     /// incarnation's session and nonces differ from an earlier one's (a clock or random value).
-    /// The join request goes out with the first [`Node::poll_transmit`].
-    pub fn new(master: SocketAddrV4, mac: [u8; 6], seed: u32, cfg: Config) -> Node {
+    /// The join request goes out with the first [`Node::poll_transmit`]. A `const fn`, so a
+    /// PD can keep a node in a static built at compile time (see [`Node::rejoin_at`]) rather
+    /// than build one on its stack.
+    pub const fn new(master: SocketAddrV4, mac: [u8; 6], seed: u32, cfg: Config) -> Node {
         let session = (seed ^ (seed >> 16)) as u16;
         Node {
             master,
@@ -178,13 +203,44 @@ impl Node {
             }),
             peers: [None; IDS],
             next_seq: [1; IDS],
-            windows: [Window::default(); IDS],
-            tx: core::array::from_fn(|_| TxSlot::new()),
-            rx: core::array::from_fn(|_| RxSlot::new()),
+            windows: [Window::EMPTY; IDS],
+            tx: [const { TxSlot::new() }; TX_SLOTS],
+            rx: [const { RxSlot::new() }; RX_SLOTS],
             acks: [None; ACK_QUEUE],
             completed: 0,
-            c: Counters::default(),
+            c: Counters::ZERO,
         }
+    }
+
+    /// [`Node::rejoin`], but to the master at `master`, announcing `mac`, with `cfg`: for a
+    /// node built at compile time, which knows none of them then.
+    pub fn rejoin_at(&mut self, master: SocketAddrV4, mac: [u8; 6], seed: u32, cfg: Config) {
+        (self.master, self.mac, self.cfg) = (master, mac, cfg);
+        self.rejoin(seed);
+    }
+
+    /// Starts over in place as a new incarnation seeded `seed`, as [`Node::new`] with the same
+    /// master, MAC and config would, but without a node-sized temporary (a PD's stack need not
+    /// hold a second node): everything in flight or held is dropped without an outcome, the
+    /// counters carry on. For a node whose join failed ([`State::MasterSilent`],
+    /// [`State::Refused`]) to try again.
+    pub fn rejoin(&mut self, seed: u32) {
+        self.session = (seed ^ (seed >> 16)) as u16;
+        self.nonce = seed.wrapping_mul(0x9e37_79b9);
+        self.state = State::Joining;
+        self.request = Some(Request {
+            kind: Kind::Join,
+            nonce: seed,
+            due: 0,
+            tries: 0,
+        });
+        self.peers = [None; IDS];
+        self.next_seq = [1; IDS];
+        self.windows = [Window::EMPTY; IDS];
+        self.tx.iter_mut().for_each(TxSlot::clear);
+        self.rx.iter_mut().for_each(RxSlot::clear);
+        self.acks = [None; ACK_QUEUE];
+        self.completed = 0;
     }
 
     /// This node's id, once joined.

@@ -28,6 +28,14 @@ pub(super) struct Window {
 }
 
 impl Window {
+    /// Nothing delivered yet.
+    pub(super) const EMPTY: Window = Window {
+        known: false,
+        session: 0,
+        top: 0,
+        mask: 0,
+    };
+
     fn check(&self, session: u16, seq: u32) -> Seen {
         if !self.known || session != self.session {
             return Seen::New;
@@ -93,7 +101,7 @@ pub(super) struct RxSlot {
 }
 
 impl RxSlot {
-    pub(super) fn new() -> RxSlot {
+    pub(super) const fn new() -> RxSlot {
         RxSlot {
             state: RxState::Free,
             src: 0,
@@ -106,6 +114,13 @@ impl RxSlot {
             order: 0,
             data: [0; MAX_MESSAGE],
         }
+    }
+
+    /// Free again, its data left as it is (no 16 KiB temporary).
+    pub(super) fn clear(&mut self) {
+        self.state = RxState::Free;
+        (self.src, self.session, self.seq, self.total) = (0, 0, 0, 0);
+        (self.count, self.got, self.deadline, self.order) = (0, 0, 0, 0);
     }
 
     pub(super) fn complete(&self) -> bool {

@@ -33,7 +33,7 @@ pub(super) struct TxSlot {
 }
 
 impl TxSlot {
-    pub(super) fn new() -> TxSlot {
+    pub(super) const fn new() -> TxSlot {
         TxSlot {
             state: TxState::Free,
             dest: 0,
@@ -44,6 +44,19 @@ impl TxSlot {
             due: 0,
             data: [0; MAX_MESSAGE],
         }
+    }
+
+    /// Free again, its data left as it is (no 16 KiB temporary).
+    pub(super) fn clear(&mut self) {
+        self.state = TxState::Free;
+        (
+            self.dest,
+            self.seq,
+            self.len,
+            self.next_frag,
+            self.tries,
+            self.due,
+        ) = (0, 0, 0, 0, 0, 0);
     }
 
     fn count(&self) -> usize {
