@@ -2,7 +2,8 @@
 //! namespace of its own, on a real VDE switch (and on the Linux bridge fallback). Checks that
 //! every node came up (ping and UDP echo from the host side), that the N×N table was printed
 //! with a measured host row and every node-to-node cell measured by the nodes' own originating
-//! clients (good echoes, none wrong, a round trip), and reads the switch's pcap back: frames to and from every node. Bad input is refused before anything
+//! clients (good echoes, none wrong, a round trip), that every pair of nodes exchanged node
+//! messages both ways with verified content (the messages table), and reads the switch's pcap back: frames to and from every node. Bad input is refused before anything
 //! starts.
 //!
 //! The LAN runs are ignored by default (about 30 s each; the `lan` stage of scripts/test.sh runs
@@ -93,6 +94,52 @@ fn pair_counts(stdout: &str, from: u8, to: u8) -> (u64, u64, u64) {
     (number_before("echoed"), number_before("bad") + tcp_bad, rtt)
 }
 
+/// The messages table of a run's output: every pair of nodes exchanged messages both ways,
+/// each delivered (none lost) and received with verified content, and each node's `msg.id` is
+/// its node id (so the ids are unique), none bad, the master gave out every id.
+fn check_messages(stdout: &str, nodes: u8) {
+    let lines: Vec<&str> = stdout.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("node messages (rows: from, columns: to"))
+        .unwrap_or_else(|| panic!("no messages table:\n{stdout}"));
+    for node in 0..nodes {
+        assert!(lines[at + 1].contains(&format!("node {node}")), "{stdout}");
+    }
+    for from in 0..nodes {
+        let row = lines[at + 2 + usize::from(from)]
+            .strip_prefix(&format!("node {from} "))
+            .unwrap_or_else(|| panic!("no row of node {from}:\n{stdout}"));
+        let mut words = row.split_whitespace();
+        for to in 0..nodes {
+            let cell = words.next().unwrap_or_else(|| panic!("short row: {row}"));
+            if to == from {
+                assert_eq!(cell, "-", "{row}");
+                continue;
+            }
+            let (delivered, lost) = cell.split_once('/').expect("delivered/lost");
+            let received: u64 = words.next().unwrap().parse().expect("received");
+            let delivered: u64 = delivered.parse().unwrap();
+            assert!(
+                delivered > 0 && lost == "0" && received > 0,
+                "node {from} -> node {to}: {delivered} delivered, {lost} lost, {received} received:\n{stdout}"
+            );
+        }
+        let counters = format!("node {from} msg.*: id {from}, sent ");
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(&counters))
+            .unwrap_or_else(|| panic!("no `{counters}`:\n{stdout}"));
+        assert!(line.contains(", bad 0 ("), "{line}");
+    }
+    let ids: Vec<String> = (0..nodes).map(|n| n.to_string()).collect();
+    assert!(
+        stdout.contains(&format!("master gave out ids: {}\n", ids.join(", "))),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("MESSAGES FAILED"), "{stdout}");
+}
+
 /// Runs `netvm lan --nodes <nodes>` with `extra` and checks everything a run must show.
 fn lan_run(test: &str, nodes: u8, extra: &[&str]) {
     let Some(_one) = exclusive(test) else {
@@ -178,6 +225,7 @@ fn lan_run(test: &str, nodes: u8, extra: &[&str]) {
         }
     }
     assert!(!stdout.contains("NOT REACHED"), "{stdout}");
+    check_messages(&stdout, nodes);
     assert_eq!(
         stdout.contains("node n -> node n: not a path on the LAN"),
         !in_system,

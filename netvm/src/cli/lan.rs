@@ -127,13 +127,21 @@ pub(crate) fn run_lan(a: LanArgs) -> ExitCode {
     match netvm::lan::run(&opts) {
         Ok(report) => {
             println!("{}", report.render());
-            if report.unreached == 0 {
+            if report.unreached == 0 && report.msg_failures.is_empty() {
                 return ExitCode::SUCCESS;
             }
-            tracing::error!(
-                "netvm lan: {} pairs of nodes did not reach each other (NOT REACHED above)",
-                report.unreached
-            );
+            if report.unreached > 0 {
+                tracing::error!(
+                    "netvm lan: {} pairs of nodes did not reach each other (NOT REACHED above)",
+                    report.unreached
+                );
+            }
+            if !report.msg_failures.is_empty() {
+                tracing::error!(
+                    "netvm lan: node messages failed ({} problems, listed under the messages table)",
+                    report.msg_failures.len()
+                );
+            }
             ExitCode::FAILURE
         }
         Err(e) => {

@@ -227,6 +227,16 @@ fn start_system(lan: &mut Lan, netvm: &Path, opts: &DemoOptions) -> Result<u32> 
 /// driver and every one of `clients`' echo servers are up, then keeps draining its output so it
 /// never blocks on a full pipe.
 pub(crate) fn follow_runner(system: &mut std::process::Child, clients: &[&str]) -> Result<()> {
+    follow_runner_into(system, clients, None)
+}
+
+/// [`follow_runner`], and every line after the ready ones also appended to `keep` (a node's
+/// console, read for what its PDs print).
+pub(crate) fn follow_runner_into(
+    system: &mut std::process::Child,
+    clients: &[&str],
+    keep: Option<std::sync::Arc<std::sync::Mutex<Vec<u8>>>>,
+) -> Result<()> {
     let (tx, rx) = mpsc::channel();
     let out: Box<dyn std::io::Read + Send> = Box::new(
         system
@@ -259,7 +269,14 @@ pub(crate) fn follow_runner(system: &mut std::process::Child, clients: &[&str]) 
     let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
     wait_ready(&rx, &wanted, Duration::from_secs(30))?;
     // Keep draining the runner's output so it never blocks on a full pipe.
-    std::thread::spawn(move || while rx.recv().is_ok() {});
+    std::thread::spawn(move || {
+        while let Ok(line) = rx.recv() {
+            if let Some(Ok(mut k)) = keep.as_ref().map(|k| k.lock()) {
+                k.extend_from_slice(line.as_bytes());
+                k.push(b'\n');
+            }
+        }
+    });
     Ok(())
 }
 

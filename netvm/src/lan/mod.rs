@@ -28,6 +28,7 @@
 //! error and on Ctrl-C / SIGTERM.
 
 mod matrix;
+mod messages;
 mod nodes;
 mod pcap;
 mod peers;
@@ -38,6 +39,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use matrix::{node_to_node, Cell, Matrix, NodeRows, NodeStats, Pair};
+pub use messages::{last_round, parse_round, MsgTable, NodeMsgs, PeerMsgs};
 pub use pcap::{End, FrameCounts};
 pub use peers::{parse_load, MEASURED_PEERS, PEERS_PER_PAGE};
 pub use switch::{vde_available, SwitchKind};
@@ -96,16 +98,24 @@ pub struct LanReport {
     pub pcap: PathBuf,
     /// Pairs of nodes that should have reached each other and did not (the run fails).
     pub unreached: usize,
+    /// The node messages exchanged.
+    pub messages: MsgTable,
+    /// What went wrong with them (not empty: the run fails).
+    pub msg_failures: Vec<String>,
 }
 
 impl LanReport {
     /// Everything printed at the end of a run.
     pub fn render(&self) -> String {
+        let failures: String = self.msg_failures.iter().map(|f| format!("\n{f}")).collect();
         format!(
-            "switch: {}\n\nreachability (rows: from, columns: to; round trip, echoed throughput, UDP loss):\n{}\n\
+            "switch: {}\n\nreachability (rows: from, columns: to; round trip, echoed throughput, UDP loss):\n{}\n\n\
+             node messages (rows: from, columns: to; delivered/lost as the sender saw them, then \
+             received with verified content by the receiver):\n{}{failures}\n\n\
              switch capture {}: {}",
             self.switch,
             self.matrix.table(),
+            self.messages.table(),
             self.pcap.display(),
             self.frames.render()
         )
@@ -355,6 +365,35 @@ fn node_rows(
     Ok((cells, pairs, why))
 }
 
+/// The node messages table: each node's `msg.*` counters read now and its console's per-peer
+/// numbers since `consoles` (the consoles at the start of the window), and what is wrong.
+fn node_messages(
+    opts: &LanOptions,
+    nodes: &mut [Node],
+    consoles: &[String],
+    master: &messages::Master,
+) -> (MsgTable, Vec<String>) {
+    let (stats, mut why) = node_stats(nodes);
+    let table = MsgTable {
+        nodes: nodes
+            .iter()
+            .zip(consoles)
+            .map(|(node, before)| {
+                let s = stats.iter().find(|(id, _)| *id == node.id);
+                NodeMsgs::read(node.id, s, before, &node.console_text())
+            })
+            .collect(),
+        joined: master.joined(),
+    };
+    let n = opts.nodes;
+    let failures = table.failures(|from, to| peers::messaged(from, to, n, opts.in_system));
+    if failures.is_empty() {
+        why.clear();
+    }
+    why.extend(failures);
+    (table, why)
+}
+
 /// Runs the whole LAN; see the module docs.
 pub fn run(opts: &LanOptions) -> Result<LanReport> {
     check_options(opts)?;
@@ -386,6 +425,7 @@ pub fn run(opts: &LanOptions) -> Result<LanReport> {
     let prefix = format!("nvl{}", std::process::id());
     let mut switch = Switch::start(kind, &prefix, &out_dir)?;
     switch.start_capture(&pcap)?;
+    let mut master = messages::Master::start(&switch.host_ns, &netvm)?;
     let mut nodes = start_nodes(opts, &out_dir, &prefix, &mut switch, &images, &netvm)?;
     if usize::from(opts.nodes) > 1 + MEASURED_PEERS - usize::from(opts.in_system) {
         tracing::warn!(
@@ -395,9 +435,13 @@ pub fn run(opts: &LanOptions) -> Result<LanReport> {
         );
     }
     let (before, _) = node_stats(&mut nodes);
+    let consoles: Vec<String> = nodes.iter().map(Node::console_text).collect();
     let since = Instant::now();
     let host = measure(opts, &out_dir, &switch.host_ns.clone(), &mut nodes, &netvm)?;
     let (node_cells, pairs, why) = node_rows(opts, &mut nodes, &before, since)?;
+    master.check_alive()?;
+    let (messages, msg_failures) = node_messages(opts, &mut nodes, &consoles, &master);
+    drop(master);
     let mut matrix = Matrix {
         host,
         nodes: node_cells,
@@ -424,5 +468,7 @@ pub fn run(opts: &LanOptions) -> Result<LanReport> {
         frames,
         pcap,
         unreached,
+        messages,
+        msg_failures,
     })
 }

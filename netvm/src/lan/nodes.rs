@@ -10,11 +10,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use netvm_api::lan::{client_ip, client_mac, PREFIX_LEN};
+use netvm_api::lan::{client_ip, client_mac, HOST_IP, PREFIX_LEN};
 
 use super::switch::{terminate, Switch, SwitchKind};
 use super::LanOptions;
-use crate::demo::{err, follow_runner, ip, Lan, Result};
+use crate::demo::{err, follow_runner_into, ip, Lan, Result};
 use crate::observe::ComponentStats;
 use crate::qemu_stats::{components, reread, scan, FoundPage, QmpError, QmpMem};
 use crate::sel4_demo::{copy_output, make};
@@ -51,6 +51,14 @@ impl Node {
     /// The echo clients' addresses.
     pub fn addresses(&self) -> Vec<Ipv4Addr> {
         node_ips(self.id)
+    }
+
+    /// Everything its console holds so far (host mode: the runner's lines after its start).
+    pub fn console_text(&self) -> String {
+        self.console
+            .lock()
+            .map(|c| String::from_utf8_lossy(&c).into_owned())
+            .unwrap_or_default()
     }
 
     /// The last `lines` of a seL4 node's console.
@@ -202,8 +210,14 @@ pub(super) fn start_host(
         .arg(format!("--echo-ips={}", ips_list(id)?))
         .args(["--driver-vm-iface", NODE_IF])
         .args(
-            super::peers::peer_list(id, opts.nodes, &opts.peer_load, opts.in_system)
-                .map(|list| format!("--echo-peers={list}")),
+            super::peers::peer_list(
+                id,
+                opts.nodes,
+                &opts.peer_load,
+                opts.in_system,
+                Some(HOST_IP),
+            )
+            .map(|list| format!("--echo-peers={list}")),
         )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -220,7 +234,8 @@ pub(super) fn start_host(
     );
     let clients: Vec<String> = (0..CLIENTS).map(|c| format!("client{c}")).collect();
     let clients: Vec<&str> = clients.iter().map(String::as_str).collect();
-    follow_runner(child, &clients).map_err(|e| err(format!("node {id}: {e}")))?;
+    let keep = Some(node.console.clone());
+    follow_runner_into(child, &clients, keep).map_err(|e| err(format!("node {id}: {e}")))?;
     Ok(node)
 }
 
@@ -247,8 +262,14 @@ pub(super) fn build_sel4(opts: &LanOptions, out_dir: &Path, id: u8) -> Result<Pa
     ];
     let mut args = args.to_vec();
     args.extend(
-        super::peers::peer_list(id, opts.nodes, &opts.peer_load, opts.in_system)
-            .map(|list| format!("ECHO_PEERS={list}")),
+        super::peers::peer_list(
+            id,
+            opts.nodes,
+            &opts.peer_load,
+            opts.in_system,
+            Some(HOST_IP),
+        )
+        .map(|list| format!("ECHO_PEERS={list}")),
     );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     tracing::info!("node {id}: make {}", args.join(" "));

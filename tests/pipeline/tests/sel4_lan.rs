@@ -5,7 +5,8 @@
 //! cells measured by the nodes themselves (client1 of each originating UDP and TCP echo traffic
 //! to client0 of the other, its counters read over QMP: good echoes, none wrong, a round trip),
 //! the same inside each node (`--in-system`: client1 to its own client0 by local delivery),
-//! and reads the switch's pcap back with tcpdump: frames to and from every client of both nodes.
+//! that the two nodes exchanged node messages both ways with verified content (the messages
+//! table: client1 of each joined the host side's master, its id its node id), and reads the switch's pcap back with tcpdump: frames to and from every client of both nodes.
 //!
 //! Needs what `sel4_system` needs (`MICROKIT_SDK`, root, QEMU, `make`) and vde2 and tcpdump;
 //! otherwise it says what is missing (`testkit::skip`). `#[ignore]`d: `scripts/test.sh`'s seL4
@@ -64,6 +65,52 @@ fn pair_counts(stdout: &str, from: u8, to: u8) -> (u64, u64, u64) {
         .and_then(|b| b.parse().ok())
         .unwrap_or_else(|| panic!("no TCP counters in {line}"));
     (before("echoed"), before("bad") + tcp_bad, rtt)
+}
+
+/// The messages table of a run's output: every pair of nodes exchanged messages both ways,
+/// each delivered (none lost) and received with verified content, and each node's `msg.id` is
+/// its node id (so the ids are unique), none bad, the master gave out every id.
+fn check_messages(stdout: &str, nodes: u8) {
+    let lines: Vec<&str> = stdout.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("node messages (rows: from, columns: to"))
+        .unwrap_or_else(|| panic!("no messages table:\n{stdout}"));
+    for node in 0..nodes {
+        assert!(lines[at + 1].contains(&format!("node {node}")), "{stdout}");
+    }
+    for from in 0..nodes {
+        let row = lines[at + 2 + usize::from(from)]
+            .strip_prefix(&format!("node {from} "))
+            .unwrap_or_else(|| panic!("no row of node {from}:\n{stdout}"));
+        let mut words = row.split_whitespace();
+        for to in 0..nodes {
+            let cell = words.next().unwrap_or_else(|| panic!("short row: {row}"));
+            if to == from {
+                assert_eq!(cell, "-", "{row}");
+                continue;
+            }
+            let (delivered, lost) = cell.split_once('/').expect("delivered/lost");
+            let received: u64 = words.next().unwrap().parse().expect("received");
+            let delivered: u64 = delivered.parse().unwrap();
+            assert!(
+                delivered > 0 && lost == "0" && received > 0,
+                "node {from} -> node {to}: {delivered} delivered, {lost} lost, {received} received:\n{stdout}"
+            );
+        }
+        let counters = format!("node {from} msg.*: id {from}, sent ");
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(&counters))
+            .unwrap_or_else(|| panic!("no `{counters}`:\n{stdout}"));
+        assert!(line.contains(", bad 0 ("), "{line}");
+    }
+    let ids: Vec<String> = (0..nodes).map(|n| n.to_string()).collect();
+    assert!(
+        stdout.contains(&format!("master gave out ids: {}\n", ids.join(", "))),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("MESSAGES FAILED"), "{stdout}");
 }
 
 #[test]
@@ -133,6 +180,9 @@ fn two_sel4_nodes_on_one_vde_switch() {
         );
     }
     assert!(!stdout.contains("NOT REACHED"), "{stdout}");
+    // Node messages: each node's client1 joined the host side's master (its id its node id,
+    // read over QMP in msg.id) and messaged the other both ways, content verified.
+    check_messages(&stdout, 2);
 
     // The capture, read by tcpdump: frames to and from each client of both nodes.
     for node in 0..2u8 {
