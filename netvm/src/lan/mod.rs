@@ -24,7 +24,12 @@
 //! again `peer_rounds` rounds later; the difference fills the cells ([`node_to_node`]). A
 //! pair that should have reached each other and did not is named, and the run fails.
 //!
-//! Everything (nodes, QEMU, plugs, switch, capture, namespaces) is torn down at the end, on
+//! Node messages ([`MsgTable`]): a node-msg master runs on the host side, every node's client1
+//! joins it and messages the nodes on its peer page (its client1 page); after the rounds each
+//! node's `msg.*` counters and its console's per-peer `msg round` line fill the messages table,
+//! and a pair that did not exchange verified messages both ways fails the run.
+//!
+//! Everything (nodes, QEMU, plugs, switch, capture, namespaces, master) is torn down at the end, on
 //! error and on Ctrl-C / SIGTERM.
 
 mod matrix;
