@@ -149,20 +149,27 @@ pub struct NodeMsgs {
     pub rounds: u32,
     /// Each peer's numbers over the window (the last round line less the one before it).
     pub peers: Vec<(u8, PeerMsgs)>,
+    /// The `msg.*` totals over the window (both reads had them).
+    pub window: Option<PeerMsgs>,
+}
+
+/// The `msg.*` entries of a node's stats.
+fn msg_counters(stats: Option<&NodeStats>) -> Vec<(String, u64)> {
+    stats
+        .into_iter()
+        .flat_map(|(_, components)| components)
+        .filter_map(|c| c.snapshot.as_ref().ok())
+        .flat_map(|s| s.entries.iter())
+        .filter(|(name, _)| name.starts_with("msg."))
+        .map(|(name, v)| (name.clone(), *v))
+        .collect()
 }
 
 impl NodeMsgs {
     /// From node `node`'s stats at the end and its console's text at the start of the window
     /// and at the end.
     pub fn read(node: u8, stats: Option<&NodeStats>, console_before: &str, console: &str) -> Self {
-        let counters = stats
-            .into_iter()
-            .flat_map(|(_, components)| components)
-            .filter_map(|c| c.snapshot.as_ref().ok())
-            .flat_map(|s| s.entries.iter())
-            .filter(|(name, _)| name.starts_with("msg."))
-            .map(|(name, v)| (name.clone(), *v))
-            .collect();
+        let counters = msg_counters(stats);
         let (r0, base) = last_round(console_before).unwrap_or_default();
         let (r1, now) = last_round(console).unwrap_or_default();
         let peers = now
@@ -177,7 +184,28 @@ impl NodeMsgs {
             counters,
             rounds: r1.saturating_sub(r0),
             peers,
+            window: None,
         }
+    }
+
+    /// Also keeps the `msg.*` totals over the window (those at its end less `before`'s), for
+    /// [`MsgTable::attribute_totals`].
+    pub fn with_window(mut self, before: Option<&NodeStats>) -> Self {
+        let base = msg_counters(before);
+        let diff = |name: &str| {
+            let name = format!("msg.{name}");
+            let at = |c: &[(String, u64)]| c.iter().find(|(n, _)| *n == name).map(|x| x.1);
+            Some(at(&self.counters)?.saturating_sub(at(&base)?))
+        };
+        self.window = (|| {
+            Some(PeerMsgs {
+                sent: diff("sent")?,
+                delivered: diff("delivered")?,
+                lost: diff("lost")?,
+                received: diff("received")?,
+            })
+        })();
+        self
     }
 
     /// Counter `msg.<name>`.
@@ -198,6 +226,8 @@ pub struct MsgTable {
     pub nodes: Vec<NodeMsgs>,
     /// The master's `joined` ids, in order.
     pub joined: Vec<u8>,
+    /// Where the per-peer numbers came from, where not from the consoles.
+    pub notes: Vec<String>,
 }
 
 /// A cell: `<delivered>/<lost> <received>` of messages from the row's node to the column's.
@@ -218,6 +248,60 @@ fn cell(from: &NodeMsgs, to: &NodeMsgs) -> String {
 }
 
 impl MsgTable {
+    /// For a node whose console printed no `msg round` line (a release seL4 image prints
+    /// nothing), the per-peer numbers from its `msg.*` totals over the window where they can
+    /// only be one peer's: what it sent, if it messages one node only; what it received, if
+    /// one node only messages it. Returns a note for each node left without per-peer numbers.
+    pub fn attribute_totals(&mut self, messaged: impl Fn(u8, u8) -> bool) -> Vec<String> {
+        let ids: Vec<u8> = self.nodes.iter().map(|n| n.node).collect();
+        let mut notes = Vec::new();
+        for n in self.nodes.iter_mut().filter(|n| n.peers.is_empty()) {
+            let Some(w) = n.window else {
+                continue;
+            };
+            let to: Vec<u8> = ids
+                .iter()
+                .copied()
+                .filter(|&t| messaged(n.node, t))
+                .collect();
+            let from: Vec<u8> = ids
+                .iter()
+                .copied()
+                .filter(|&f| messaged(f, n.node))
+                .collect();
+            if let [to] = to[..] {
+                n.peers.push((to, PeerMsgs { received: 0, ..w }));
+            }
+            if let [from] = from[..] {
+                match n.peers.iter_mut().find(|(id, _)| *id == from) {
+                    Some((_, p)) => p.received = w.received,
+                    None => n.peers.push((
+                        from,
+                        PeerMsgs {
+                            received: w.received,
+                            ..PeerMsgs::default()
+                        },
+                    )),
+                }
+            }
+            notes.push(if to.len() > 1 || from.len() > 1 {
+                format!(
+                    "node {}: no `msg round` lines on its console (a release seL4 image prints \
+                     none; --microkit-config debug does) and its msg.* totals are more than \
+                     one peer's",
+                    n.node
+                )
+            } else {
+                format!(
+                    "node {}: per-peer numbers from its msg.* totals over the window (no `msg \
+                     round` lines on its console; one peer each way)",
+                    n.node
+                )
+            });
+        }
+        notes
+    }
+
     /// The table (rows: from, columns: to) and each node's `msg.*` line.
     pub fn table(&self) -> String {
         let w = 14;
@@ -251,6 +335,9 @@ impl MsgTable {
         ids.dedup();
         let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
         let _ = write!(s, "\nmaster gave out ids: {}", ids.join(", "));
+        for note in &self.notes {
+            let _ = write!(s, "\n{note}");
+        }
         s
     }
 
@@ -345,10 +432,64 @@ mod tests {
     }
 
     #[test]
+    fn without_console_lines_the_totals_stand_for_a_single_peer_only() {
+        let stats = |id: u8, sent: u64, received: u64| {
+            let entries = [
+                ("id", u64::from(id)),
+                ("sent", sent),
+                ("delivered", sent),
+                ("lost", 0),
+                ("received", received),
+                ("bad", 0),
+            ];
+            let snap = Snapshot {
+                component: "client1".into(),
+                entries: entries
+                    .iter()
+                    .map(|(k, v)| (format!("msg.{k}"), *v))
+                    .collect(),
+            };
+            (
+                id,
+                vec![ComponentStats {
+                    pd: "client1".into(),
+                    snapshot: Ok(snap),
+                }],
+            )
+        };
+        let node = |id: u8| {
+            NodeMsgs::read(id, Some(&stats(id, 9, 8)), "", "").with_window(Some(&stats(id, 4, 4)))
+        };
+        let mut t = MsgTable {
+            nodes: vec![node(0), node(1)],
+            joined: vec![0, 1],
+            notes: Vec::new(),
+        };
+        let notes = t.attribute_totals(|a, b| a != b);
+        assert_eq!(notes.len(), 2);
+        assert!(t.failures(|a, b| a != b).is_empty());
+        assert!(
+            t.table().contains("node 0  -             5/0 4"),
+            "{}",
+            t.table()
+        );
+        // Three nodes: the totals are two peers' each, so nothing is attributed: the pairs fail.
+        let mut t = MsgTable {
+            nodes: vec![node(0), node(1), node(2)],
+            joined: vec![0, 1, 2],
+            notes: Vec::new(),
+        };
+        let notes = t.attribute_totals(|a, b| a != b);
+        assert!(notes[0].contains("more than one peer's"), "{notes:?}");
+        assert_eq!(t.failures(|a, b| a != b).len(), 6);
+    }
+
+    #[test]
     fn the_window_fills_the_table_and_a_silent_pair_fails() {
         let t = MsgTable {
             nodes: vec![node(0, 1, (2, 2), (7, 6), 0), node(1, 0, (2, 2), (8, 7), 0)],
             joined: vec![0, 1],
+            notes: Vec::new(),
         };
         assert_eq!(t.nodes[0].rounds, 5);
         assert!(
@@ -363,6 +504,7 @@ mod tests {
         let t = MsgTable {
             nodes: vec![node(0, 1, (2, 2), (7, 2), 0), node(1, 0, (2, 2), (2, 7), 1)],
             joined: vec![0],
+            notes: Vec::new(),
         };
         let why = t.failures(|a, b| a != b);
         assert_eq!(why.len(), 3, "{why:?}");
@@ -382,6 +524,7 @@ mod tests {
                 NodeMsgs::read(1, None, "", ""),
             ],
             joined: vec![0],
+            notes: Vec::new(),
         };
         let why = t.failures(|a, b| a != b);
         assert!(

@@ -375,23 +375,27 @@ fn node_rows(
 fn node_messages(
     opts: &LanOptions,
     nodes: &mut [Node],
-    consoles: &[String],
+    (before, consoles): (&[NodeStats], &[String]),
     master: &messages::Master,
 ) -> (MsgTable, Vec<String>) {
     let (stats, mut why) = node_stats(nodes);
-    let table = MsgTable {
+    let mut table = MsgTable {
         nodes: nodes
             .iter()
             .zip(consoles)
-            .map(|(node, before)| {
+            .map(|(node, console)| {
                 let s = stats.iter().find(|(id, _)| *id == node.id);
-                NodeMsgs::read(node.id, s, before, &node.console_text())
+                let b = before.iter().find(|(id, _)| *id == node.id);
+                NodeMsgs::read(node.id, s, console, &node.console_text()).with_window(b)
             })
             .collect(),
         joined: master.joined(),
+        notes: Vec::new(),
     };
     let n = opts.nodes;
-    let failures = table.failures(|from, to| peers::messaged(from, to, n, opts.in_system));
+    let messaged = |from, to| peers::messaged(from, to, n, opts.in_system);
+    table.notes = table.attribute_totals(messaged);
+    let failures = table.failures(messaged);
     if failures.is_empty() {
         why.clear();
     }
@@ -445,7 +449,7 @@ pub fn run(opts: &LanOptions) -> Result<LanReport> {
     let host = measure(opts, &out_dir, &switch.host_ns.clone(), &mut nodes, &netvm)?;
     let (node_cells, pairs, why) = node_rows(opts, &mut nodes, &before, since)?;
     master.check_alive()?;
-    let (messages, msg_failures) = node_messages(opts, &mut nodes, &consoles, &master);
+    let (messages, msg_failures) = node_messages(opts, &mut nodes, (&before, &consoles), &master);
     drop(master);
     let mut matrix = Matrix {
         host,
