@@ -324,10 +324,14 @@ impl MsgTable {
                 .collect();
             let _ = write!(
                 s,
-                "\nnode {} msg.*: {} ({} rounds measured)",
+                "\nnode {} msg.*: {} ({})",
                 n.node,
                 counters.join(", "),
-                n.rounds
+                if n.rounds > 0 {
+                    format!("{} rounds measured", n.rounds)
+                } else {
+                    "no msg round line in the window".to_string()
+                }
             );
         }
         let mut ids = self.joined.clone();
