@@ -92,11 +92,13 @@ if [ $sel4 -eq 1 ]; then
     stage sel4_boot ignored vmm sel4_boot
     # The main job (scripts/run.sh) with one short UDP and TCP point: seL4 image vs Linux alone.
     stage sel4-demo ignored netvm sel4_demo
-    # The driver VM crashed three times under UDP and TCP echo traffic (debug image).
+    # The system with 64-entry queues (BUFFERS) end to end: echo on both clients.
     stage sel4_queues64 ignored pipeline-tests sel4_queues64
+    # The driver VM crashed three times under UDP and TCP echo traffic (debug image).
     stage sel4_restart bash -c \
         'cargo test --release -p pipeline-tests --test sel4_restart -- --ignored --nocapture --test-threads=1'
-    # netvm lan --sel4: two seL4 images, each with its driver VM, on one VDE switch.
+    # netvm lan --sel4 --in-system: two seL4 images, each with its driver VM, on one VDE switch;
+    # each node's clients reach the other node and each other (local delivery).
     stage sel4_lan ignored pipeline-tests sel4_lan
 fi
 
