@@ -27,6 +27,7 @@ pub mod bridge;
 pub mod console;
 #[cfg(all(feature = "microkit", target_os = "linux"))]
 pub mod hello;
+pub mod lan_output;
 #[cfg(feature = "uio")]
 pub mod nic;
 #[cfg(feature = "net")]
