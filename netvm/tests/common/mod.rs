@@ -58,7 +58,11 @@ pub fn hello_bins() -> PathBuf {
 
 /// A fresh temporary directory for one test.
 pub fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("netvm-{tag}-{}", std::process::id()));
+    // A sequence number too: tests of one binary run in parallel, and two calls with the same
+    // tag (two tests sharing a helper) must not get, and wipe, the same directory.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("netvm-{tag}-{}.{n}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("temp dir");
     dir
