@@ -67,6 +67,11 @@ pub struct Counters {
     pub rx_batch: BatchStats,
     /// TX frames per processing pass.
     pub tx_batch: BatchStats,
+    /// Busy polls ([`crate::driver::Driver::set_busy_poll`]) that found work before their time
+    /// was up (each one a sleep, and in the driver VM a WFI exit and a wake-up, saved).
+    pub busy_poll_hits: u64,
+    /// Busy polls that found nothing and went to sleep.
+    pub busy_poll_misses: u64,
 }
 
 impl netvm_api::stats::Counters for Counters {
@@ -92,6 +97,8 @@ impl netvm_api::stats::Counters for Counters {
         "rx_batch_max",
         "tx_batches",
         "tx_batch_max",
+        "busy_poll_hits",
+        "busy_poll_misses",
     ];
 
     fn values(&self) -> impl Iterator<Item = u64> {
@@ -118,6 +125,8 @@ impl netvm_api::stats::Counters for Counters {
             c.rx_batch.max,
             c.tx_batch.batches,
             c.tx_batch.max,
+            c.busy_poll_hits,
+            c.busy_poll_misses,
         ]
         .into_iter()
     }

@@ -37,9 +37,19 @@ struct Args {
     /// Number of ring blocks.
     #[arg(long, default_value_t = 32)]
     blocks: usize,
-    /// Block retire timeout in milliseconds.
-    #[arg(long, default_value_t = 1)]
+    /// Block retire timeout in milliseconds. With per-frame wake-ups the driver drains partly
+    /// filled blocks itself and needs no retire timer; but the kernel re-arms it for as long as
+    /// the ring exists, and in the driver VM each expiry is a timer interrupt (a VM exit, a
+    /// maintenance fault and, when idle, a trapped WFI: 440 exits a second at 1 ms). Use 1 with
+    /// `--rx-wakeup block-retire`.
+    #[arg(long, default_value_t = 100)]
     retire_ms: u32,
+    /// Before sleeping, look for frames and TX descriptors for up to this many microseconds (0:
+    /// sleep at once). Each sleep is a trapped WFI and each wake-up an injected interrupt, VM
+    /// exits that under QEMU flush the whole TLB; the poll spends idle time instead
+    /// (BENCHMARKS.md, issue #18).
+    #[arg(long, default_value_t = 1000)]
+    busy_poll_us: u64,
 }
 
 fn run(args: Args) -> Result<(), String> {
@@ -83,6 +93,7 @@ fn run(args: Args) -> Result<(), String> {
         println!("uio-driver: reconnected: virt_rx and virt_tx reset the queues");
     }
     let mut driver = Driver::new(uio.memory.queues());
+    driver.set_busy_poll(std::time::Duration::from_micros(args.busy_poll_us));
     println!(
         "uio-driver: ready iface={} rx_capacity={} tx_capacity={} tx_regions={}",
         args.iface,

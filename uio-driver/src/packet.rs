@@ -530,6 +530,15 @@ impl Nic for PacketNic {
         self.tx_count > 0
     }
 
+    /// A frame is complete in the block being read, or that block is retired (then
+    /// [`Nic::receive`] hands it back and moves on). Reads only the ring.
+    fn rx_ready(&self) -> bool {
+        let base = self.block * self.cfg.block_size;
+        let retired = self.ring.load_u32(base + block::STATUS).unwrap_or(0) & TP_STATUS_USER != 0;
+        fence(Ordering::Acquire);
+        retired || self.peek(base).is_some()
+    }
+
     /// Frames the kernel dropped because the ring was full (`PACKET_STATISTICS` resets on read).
     fn take_dropped(&mut self) -> io::Result<u64> {
         let s: TpacketStatsV3 =

@@ -342,3 +342,133 @@ fn a_full_nic_stops_dequeuing_until_there_is_room() {
     .unwrap();
     assert_eq!(nic.sent.len(), 6);
 }
+
+/// Busy polling (the driver VM's default): work that arrives while the driver looks is taken
+/// without going to sleep; the time it looks is bounded; with no busy-poll time it sleeps at once.
+#[test]
+fn busy_polling_takes_work_awake_and_sleeps_only_when_its_time_is_up() {
+    use std::time::{Duration, Instant};
+    let mem = Memory::new(1);
+    let mut virt = mem.virt_tx();
+    let mut d = mem.driver();
+    d.set_busy_poll(Duration::from_secs(30));
+    let mut nic = ScriptedNic::new();
+    let mut bells = Bells::default();
+    // Each time the loop comes round, virt_tx queues one more frame; the third time it stops.
+    let mut rounds = 0;
+    d.run(&mut nic, &mut bells, &mut |_, _| {
+        rounds += 1;
+        if rounds < 3 {
+            let f = frame(rounds, 100);
+            mem.tx_data[0].region().write(0, &f).unwrap();
+            virt.active.enqueue(BuffDesc::new(0, 100, 0)).unwrap();
+        }
+        rounds < 3
+    })
+    .unwrap();
+    assert_eq!(nic.sent, vec![frame(1, 100), frame(2, 100)]);
+    assert_eq!(bells.waits, 0, "the driver slept although work was there");
+    assert_eq!(d.counters().busy_poll_hits, 2);
+    assert_eq!(d.counters().busy_poll_misses, 0);
+
+    // Nothing arrives: it looks for the busy-poll time, then sleeps.
+    let mut d = mem.driver();
+    d.set_busy_poll(Duration::from_millis(30));
+    let mut nic = ScriptedNic::new();
+    let mut bells = Bells::default();
+    let mut rounds = 0;
+    let start = Instant::now();
+    d.run(&mut nic, &mut bells, &mut |_, _| {
+        rounds += 1;
+        rounds < 2
+    })
+    .unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(30));
+    assert_eq!((bells.waits, d.counters().busy_poll_misses), (1, 1));
+
+    // A frame that reaches the NIC while the driver looks ends the poll too.
+    let mut d = mem.driver();
+    d.set_busy_poll(Duration::from_secs(30));
+    let mut virt_rx = mem.virt_rx();
+    virt_rx.provide_all_buffers(0, BUFS as u16).unwrap();
+    let feed = std::cell::RefCell::new(Vec::new());
+    let mut late = LateNic {
+        inner: ScriptedNic::new(),
+        feed: &feed,
+    };
+    let mut bells = Bells::default();
+    let mut rounds = 0;
+    d.run(&mut late, &mut bells, &mut |_, _| {
+        rounds += 1;
+        if rounds == 1 {
+            feed.borrow_mut().push(frame(7, 300));
+        }
+        rounds < 2
+    })
+    .unwrap();
+    assert_eq!(d.counters().rx_frames, 1);
+    assert_eq!((bells.waits, d.counters().busy_poll_hits), (0, 1));
+    let got = virt_rx.active.dequeue().unwrap();
+    assert_eq!(got.len, 300);
+
+    // Without a busy-poll time the driver sleeps at once.
+    let mut d = mem.driver();
+    let mut bells = Bells::default();
+    let mut rounds = 0;
+    d.run(&mut nic, &mut bells, &mut |_, _| {
+        rounds += 1;
+        rounds < 2
+    })
+    .unwrap();
+    assert_eq!(bells.waits, 1);
+    assert_eq!(
+        (d.counters().busy_poll_hits, d.counters().busy_poll_misses),
+        (0, 0)
+    );
+}
+
+/// A scripted NIC whose frames arrive later: `feed` is moved onto the wire when the driver
+/// looks.
+struct LateNic<'a> {
+    inner: ScriptedNic,
+    feed: &'a std::cell::RefCell<Vec<Vec<u8>>>,
+}
+
+impl LateNic<'_> {
+    fn arrive(&self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut *self.feed.borrow_mut())
+    }
+}
+
+impl uio_driver::driver::Nic for LateNic<'_> {
+    fn poll_set(&self, rx: bool, tx: bool) -> Vec<uio_driver::driver::NicPoll> {
+        self.inner.poll_set(rx, tx)
+    }
+    fn receive(
+        &mut self,
+        budget: usize,
+        deliver: &mut dyn FnMut(uio_driver::driver::RxFrame<'_>) -> uio_driver::driver::RxVerdict,
+    ) -> std::io::Result<bool> {
+        let frames = self.arrive();
+        self.inner.offer_all(frames);
+        self.inner.receive(budget, deliver)
+    }
+    fn tx_buffer(&mut self) -> Option<&mut [u8]> {
+        self.inner.tx_buffer()
+    }
+    fn tx_commit(&mut self, len: usize) {
+        self.inner.tx_commit(len)
+    }
+    fn tx_flush(&mut self) -> std::io::Result<uio_driver::driver::TxReport> {
+        self.inner.tx_flush()
+    }
+    fn tx_pending(&self) -> bool {
+        self.inner.tx_pending()
+    }
+    fn take_dropped(&mut self) -> std::io::Result<u64> {
+        self.inner.take_dropped()
+    }
+    fn rx_ready(&self) -> bool {
+        !self.feed.borrow().is_empty() || self.inner.rx_ready()
+    }
+}

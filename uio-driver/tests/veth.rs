@@ -99,6 +99,8 @@ fn start(tag: &str) -> Option<Running> {
         .arg(&tree.sysfs)
         .arg("--dev-root")
         .arg(&tree.dev)
+        // Long enough that frames sent right after a batch find the driver busy polling.
+        .args(["--busy-poll-us", "300000"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -180,16 +182,28 @@ fn frames_from_the_peer_arrive_in_rx_active_byte_identical() {
         Queue::new(active_m.region(), cap).unwrap(),
     );
     let sent: Vec<Vec<u8>> = sizes().map(|(i, l)| test_frame(i, l)).collect();
-    for f in &sent {
-        peer.send(f);
+    // In two halves: the second arrives while the driver is busy polling after the first, and
+    // must be found there (PacketNic::rx_ready), not after a sleep.
+    let (first, second) = sent.split_at(sent.len() / 2);
+    let mut got = Vec::new();
+    for half in [first, second] {
+        for f in half {
+            peer.send(f);
+        }
+        got.extend(receive_test_frames(&mut virt_rx, &data_m, half.len()));
     }
-    let got = receive_test_frames(&mut virt_rx, &data_m, sent.len());
     assert_eq!(got, sent, "frames differ or are missing");
     let mut bell = [0u8; 4];
     fault_m.region().read(0, &mut bell).unwrap();
     assert!(u32::from_ne_bytes(bell) >= 1, "rx doorbell never rang");
     let counters = r.stop();
     assert!(counters.contains("rx_drop_oversize=0"), "{counters}");
+    let hits: u64 = counters
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("busy_poll_hits="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no busy_poll_hits in {counters}"));
+    assert!(hits >= 1, "the second half was not found by busy polling: {counters}");
 }
 
 #[test]

@@ -103,15 +103,21 @@ impl Nic for ScriptedNic {
     fn take_dropped(&mut self) -> io::Result<u64> {
         Ok(0)
     }
+    fn rx_ready(&self) -> bool {
+        !self.incoming.is_empty()
+    }
 }
 
-/// Doorbells that count how often each was rung; waiting returns no events at once.
+/// Doorbells that count how often each was rung; waiting returns no events at once (and is
+/// counted).
 #[derive(Default)]
 pub struct Bells {
     /// virt_rx's doorbell.
     pub rx: u32,
     /// virt_tx's doorbell.
     pub tx: u32,
+    /// Calls of [`Platform::wait`]: how often the driver went to sleep.
+    pub waits: u32,
 }
 
 impl Platform for Bells {
@@ -124,6 +130,7 @@ impl Platform for Bells {
         Ok(())
     }
     fn wait(&mut self, _: &[NicPoll], _: Option<Duration>) -> io::Result<Events> {
+        self.waits += 1;
         Ok(Events::default())
     }
 }

@@ -362,6 +362,16 @@ fn the_sel4_system_echoes_through_the_driver_vm() {
         };
         timings.push((needle, t));
     }
+    // The guest kernel runs with the image's tuned command line (guest-image's
+    // DEFAULT_SEL4_BOOTARGS, issue #18), as the VMM passed it in the device tree.
+    let console = qemu.console();
+    let cmdline = console
+        .lines()
+        .find(|l| l.contains("Kernel command line:"))
+        .unwrap_or_else(|| panic!("the guest printed no command line; console:\n{console}"));
+    for flag in ["randomize_kstack_offset=off", "init_on_alloc=0", "ipv6.disable=1"] {
+        assert!(cmdline.contains(flag), "{flag} missing: {cmdline}");
+    }
     println!("boot (from `make qemu`):");
     for (needle, t) in &timings {
         println!("  {:>7.2} s  {needle}", t.as_secs_f64());
