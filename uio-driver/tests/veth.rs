@@ -203,7 +203,10 @@ fn frames_from_the_peer_arrive_in_rx_active_byte_identical() {
         .find_map(|kv| kv.strip_prefix("busy_poll_hits="))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no busy_poll_hits in {counters}"));
-    assert!(hits >= 1, "the second half was not found by busy polling: {counters}");
+    assert!(
+        hits >= 1,
+        "the second half was not found by busy polling: {counters}"
+    );
 }
 
 #[test]

@@ -369,7 +369,11 @@ fn the_sel4_system_echoes_through_the_driver_vm() {
         .lines()
         .find(|l| l.contains("Kernel command line:"))
         .unwrap_or_else(|| panic!("the guest printed no command line; console:\n{console}"));
-    for flag in ["randomize_kstack_offset=off", "init_on_alloc=0", "ipv6.disable=1"] {
+    for flag in [
+        "randomize_kstack_offset=off",
+        "init_on_alloc=0",
+        "ipv6.disable=1",
+    ] {
         assert!(cmdline.contains(flag), "{flag} missing: {cmdline}");
     }
     println!("boot (from `make qemu`):");
