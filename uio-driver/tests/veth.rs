@@ -101,6 +101,7 @@ fn start(tag: &str) -> Option<Running> {
         .arg(&tree.dev)
         // Long enough that frames sent right after a batch find the driver busy polling.
         .args(["--busy-poll-us", "300000"])
+        .args(["--report-every", "1"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -418,4 +419,40 @@ fn oversize_frames_are_dropped_and_counted_and_sigusr1_prints_counters() {
     assert!(line.contains("rx_drop_oversize=2"), "{line}");
     let last = r.stop();
     assert!(last.contains("rx_drop_oversize=2"), "{last}");
+}
+
+/// `--report-every`: while frames keep arriving, the counters line comes once a second without
+/// SIGUSR1 (the only way to see them from outside the driver VM).
+#[test]
+fn counters_are_reported_periodically_while_frames_flow() {
+    let Some(r) = start("rep") else { return };
+    let peer = peer_socket(&r);
+    let (free_m, active_m, data_m) = (r.map("rx_free"), r.map("rx_active"), r.map("rx_data"));
+    let cap = Capacity::new(CAP as u32).unwrap();
+    let mut virt_rx = DrainSide::new(
+        Queue::new(free_m.region(), cap).unwrap(),
+        Queue::new(active_m.region(), cap).unwrap(),
+    );
+    let mut periodic = Vec::new();
+    let start = Instant::now();
+    let mut i = 0;
+    while start.elapsed() < Duration::from_millis(3500) {
+        let f = test_frame(i, 100);
+        peer.send(&f);
+        assert_eq!(receive_test_frames(&mut virt_rx, &data_m, 1), vec![f]);
+        i += 1;
+        while let Ok(l) = r.lines.try_recv() {
+            if l.contains("counters") {
+                periodic.push(l);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        periodic.len() >= 2,
+        "{} periodic counters lines in 3.5 s: {periodic:?}",
+        periodic.len()
+    );
+    assert!(periodic.iter().all(|l| l.contains("rx_ring_drops=")));
+    r.stop();
 }
