@@ -139,3 +139,25 @@ fn counters_are_published_after_each_batch() {
     assert_eq!(s.get("copier.frames"), Some(1));
     assert_eq!(s.get("copier.bad_frames"), Some(1));
 }
+
+/// A client that scribbled on its free queue before the copier started (host mode starts every
+/// PD at once) costs itself its buffers, not the copier its life: the copier starts, counts it,
+/// and keeps taking frames from virt_rx (dropping that client's, returning every DMA buffer).
+#[test]
+fn a_client_that_corrupted_its_free_queue_before_start_does_not_stop_the_copier() {
+    let (l, cfg, dma) = rig();
+    // The free queue's head (bytes 2..4 of sDDF's net_queue) far beyond its tail: impossible.
+    l.view(&cfg.client.free_queue)
+        .write(2, &[0xff, 0x7f])
+        .unwrap();
+    let mut cp = Copier::new(&cfg, &&l.space).expect("the copier starts");
+    assert_eq!(cp.counters.client_misbehaviour, 1);
+    let (f, a) = l.queues(&cfg.rx);
+    let mut virt = FillSide::new(f, a);
+    l.view(&dma).write(0, &[0xab; 60]).unwrap();
+    virt.active.enqueue(BuffDesc::new(0, 60, 0)).unwrap();
+    let mut n = RecordingNotifier::default();
+    cp.notified(&mut n);
+    assert_eq!(virt.free.dequeue().unwrap(), BuffDesc::new(0, 60, 0));
+    assert_eq!(cp.counters.frames, 0);
+}
