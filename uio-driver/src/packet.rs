@@ -355,6 +355,14 @@ struct Found {
 }
 
 impl PacketNic {
+    /// Whether the kernel has retired the block at `base` (handed it to user space); what the
+    /// kernel wrote into it before is visible after this (acquire).
+    fn block_retired(&self, base: usize) -> bool {
+        let retired = self.ring.load_u32(base + block::STATUS).unwrap_or(0) & TP_STATUS_USER != 0;
+        fence(Ordering::Acquire);
+        retired
+    }
+
     /// The packet at `self.pos` of the current block if it is complete.
     fn peek(&self, base: usize) -> Option<Found> {
         let pos = if self.pos == 0 {
@@ -430,9 +438,7 @@ impl Nic for PacketNic {
         for _ in 0..=self.cfg.block_count {
             let base = self.block * self.cfg.block_size;
             loop {
-                let retired =
-                    self.ring.load_u32(base + block::STATUS).unwrap_or(0) & TP_STATUS_USER != 0;
-                fence(Ordering::Acquire);
+                let retired = self.block_retired(base);
                 if retired {
                     let num = self.ring.load_u32(base + block::NUM_PKTS).unwrap_or(0);
                     if self.seen >= num {
@@ -534,9 +540,7 @@ impl Nic for PacketNic {
     /// [`Nic::receive`] hands it back and moves on). Reads only the ring.
     fn rx_ready(&self) -> bool {
         let base = self.block * self.cfg.block_size;
-        let retired = self.ring.load_u32(base + block::STATUS).unwrap_or(0) & TP_STATUS_USER != 0;
-        fence(Ordering::Acquire);
-        retired || self.peek(base).is_some()
+        self.block_retired(base) || self.peek(base).is_some()
     }
 
     /// Frames the kernel dropped because the ring was full (`PACKET_STATISTICS` resets on read).

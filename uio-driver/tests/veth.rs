@@ -20,6 +20,11 @@ const CAP: u64 = 64;
 const RX_BUFS: u64 = 64;
 const TX_BUFS: u64 = 64;
 
+/// The queue in map `m`, with the capacity the driver is configured for.
+fn queue(m: &FileMap) -> Queue<'_> {
+    Queue::new(m.region(), Capacity::new(CAP as u32).unwrap()).unwrap()
+}
+
 struct Running {
     tree: UioTree,
     files: Vec<(String, PathBuf)>,
@@ -77,11 +82,7 @@ fn start(tag: &str) -> Option<Running> {
     {
         let free = FileMap::open(&files.iter().find(|(n, _)| n == "rx_free").unwrap().1);
         let active = FileMap::open(&files.iter().find(|(n, _)| n == "rx_active").unwrap().1);
-        let cap = Capacity::new(CAP as u32).unwrap();
-        let mut virt_rx = DrainSide::new(
-            Queue::new(free.region(), cap).unwrap(),
-            Queue::new(active.region(), cap).unwrap(),
-        );
+        let mut virt_rx = DrainSide::new(queue(&free), queue(&active));
         virt_rx.provide_all_buffers(0, RX_BUFS as u16).unwrap();
     }
     let mut child = Command::new("ip")
@@ -177,11 +178,7 @@ fn frames_from_the_peer_arrive_in_rx_active_byte_identical() {
         r.map("rx_data"),
         r.map("rx_fault"),
     );
-    let cap = Capacity::new(CAP as u32).unwrap();
-    let mut virt_rx = DrainSide::new(
-        Queue::new(free_m.region(), cap).unwrap(),
-        Queue::new(active_m.region(), cap).unwrap(),
-    );
+    let mut virt_rx = DrainSide::new(queue(&free_m), queue(&active_m));
     let sent: Vec<Vec<u8>> = sizes().map(|(i, l)| test_frame(i, l)).collect();
     // In two halves: the second arrives while the driver is busy polling after the first, and
     // must be found there (PacketNic::rx_ready), not after a sleep.
@@ -215,11 +212,7 @@ fn frames_in_tx_active_come_out_on_the_peer() {
     let Some(mut r) = start("tx") else { return };
     let peer = peer_socket(&r);
     let (free_m, active_m, data_m) = (r.map("tx_free"), r.map("tx_active"), r.map("tx_data0"));
-    let cap = Capacity::new(CAP as u32).unwrap();
-    let mut virt_tx = FillSide::new(
-        Queue::new(free_m.region(), cap).unwrap(),
-        Queue::new(active_m.region(), cap).unwrap(),
-    );
+    let mut virt_tx = FillSide::new(queue(&free_m), queue(&active_m));
     let frames: Vec<Vec<u8>> = sizes().map(|(i, l)| test_frame(1000 + i, l)).collect();
     for (i, f) in frames.iter().enumerate() {
         let off = i * NET_BUFFER_SIZE;
@@ -272,7 +265,6 @@ fn frames_in_tx_active_come_out_on_the_peer() {
 fn a_queue_side_reflector_echoes_every_frame() {
     let Some(mut r) = start("echo") else { return };
     let peer = peer_socket(&r);
-    let cap = Capacity::new(CAP as u32).unwrap();
     let m: Vec<FileMap> = [
         "rx_free",
         "rx_active",
@@ -284,7 +276,7 @@ fn a_queue_side_reflector_echoes_every_frame() {
     .iter()
     .map(|n| r.map(n))
     .collect();
-    let q = |i: usize| Queue::new(m[i].region(), cap).unwrap();
+    let q = |i: usize| queue(&m[i]);
     let mut virt_rx = DrainSide::new(q(0), q(1));
     let mut virt_tx = FillSide::new_self_provided(q(3), q(4), TX_BUFS as u16).unwrap();
     let (rx_data, tx_data) = (m[2].region(), m[5].region());
@@ -395,11 +387,7 @@ fn oversize_frames_are_dropped_and_counted_and_sigusr1_prints_counters() {
     }
     let peer = peer_socket(&r);
     let (free_m, active_m, data_m) = (r.map("rx_free"), r.map("rx_active"), r.map("rx_data"));
-    let cap = Capacity::new(CAP as u32).unwrap();
-    let mut virt_rx = DrainSide::new(
-        Queue::new(free_m.region(), cap).unwrap(),
-        Queue::new(active_m.region(), cap).unwrap(),
-    );
+    let mut virt_rx = DrainSide::new(queue(&free_m), queue(&active_m));
     peer.send(&test_frame(1, 3000));
     peer.send(&test_frame(2, 2049));
     peer.send(&test_frame(3, 100));
@@ -428,11 +416,7 @@ fn counters_are_reported_periodically_while_frames_flow() {
     let Some(r) = start("rep") else { return };
     let peer = peer_socket(&r);
     let (free_m, active_m, data_m) = (r.map("rx_free"), r.map("rx_active"), r.map("rx_data"));
-    let cap = Capacity::new(CAP as u32).unwrap();
-    let mut virt_rx = DrainSide::new(
-        Queue::new(free_m.region(), cap).unwrap(),
-        Queue::new(active_m.region(), cap).unwrap(),
-    );
+    let mut virt_rx = DrainSide::new(queue(&free_m), queue(&active_m));
     let mut periodic = Vec::new();
     let start = Instant::now();
     let mut i = 0;
