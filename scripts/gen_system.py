@@ -125,7 +125,7 @@ def main(out: str, macs_out: str = "") -> None:
     # Counters: each virtualiser, copier and client publishes its own into `netvm/stats/<pd>`
     # (one page, mapped only into that PD; `sdf::net::stats_sections` derives its `.netvm_stats`
     # section, `netvm stats` reads the region in host mode). The VMM's is for host mode's
-    # driver stand-in; on seL4 the driver's counters stay in the guest.
+    # driver stand-in; on seL4 the guest's driver publishes into `netvm/stats/driver_vm` below.
     for pd in [vmm, virt_rx, virt_tx, *copiers, *clients]:
         stats = MR(sdf, f"netvm/stats/{pd.name}", 0x1000)
         sdf.add_mr(stats)
@@ -178,6 +178,12 @@ def main(out: str, macs_out: str = "") -> None:
         perms = "r" if name.startswith("generic/net/tx/data/client/") else "rw"
         vm.add_map(Map(MR(sdf, name, size), vaddr, perms, cached=False))
         vaddr += (size + 0xFFFF) & ~0xFFFF
+    # The guest driver's counters: one page after the UIO window (the optional `stats` UIO
+    # device, netvm_api::uio::STATS), found by `netvm stats --qmp` like every PD's. The guest
+    # writes it, so it is read as the untrusted guest's claim.
+    driver_stats = MR(sdf, "netvm/stats/driver_vm", 0x1000)
+    sdf.add_mr(driver_stats)
+    vm.add_map(Map(driver_stats, vaddr, "rw", cached=False))
     vmm.add_irq(Irq(UART_IRQ, trigger=Irq.Trigger.LEVEL))
     vmm.add_irq(Irq(VIRTIO_NET_IRQ, trigger=Irq.Trigger.EDGE))
     vmm.set_virtual_machine(vm)

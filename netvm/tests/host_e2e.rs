@@ -77,6 +77,15 @@ fn host_mode_echo_system_end_to_end() {
 
     let view = sys.view();
     assert_buffers_accounted(&view, "after ARP and ping", &[]);
+    // Every component's page reads; the driver VM's page (system.xml maps
+    // `netvm/stats/driver_vm` into the VM only) is no component here: host mode runs no VM,
+    // and its stand-in publishes the driver's counters in the vmm's page.
+    let components = view.stats();
+    for c in &components {
+        assert!(c.snapshot.is_ok(), "{}: {:?}", c.pd, c.snapshot);
+    }
+    assert!(!components.iter().any(|c| c.pd == "driver_vm"));
+    assert!(components.iter().any(|c| c.pd == "vmm"));
 
     // UDP and TCP echo on both clients: every echo verified byte for byte by the bench. While
     // only client 0 is addressed, client 1 gets exactly the broadcast and multicast frames.

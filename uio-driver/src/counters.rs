@@ -1,6 +1,14 @@
 //! Per-driver counters, printed on SIGUSR1 and at exit.
 use std::fmt;
 
+netvm_api::counters! {
+    /// What the NIC itself counts (published as the `nic` group beside the driver's).
+    pub struct NicCounters {
+        /// Frames the kernel dropped because the packet ring was full (the driver fell behind).
+        pub rx_ring_drops: u64,
+    }
+}
+
 /// How many descriptors or frames one processing pass moved: count, total and largest.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct BatchStats {

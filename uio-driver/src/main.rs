@@ -3,8 +3,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
+use netvm_api::stats::{Counters as _, StatsWriter};
 use uio_driver::config::{DriverConfig, DT_PATHS};
-use uio_driver::counters::Counters;
+use uio_driver::counters::{Counters, NicCounters};
 use uio_driver::driver::{connect, Driver, DriverWords, Nic};
 use uio_driver::packet::{PacketConfig, PacketNic, RxWakeup};
 use uio_driver::signals;
@@ -108,10 +109,18 @@ fn run(args: Args) -> Result<(), String> {
         uio.memory.tx_capacity.get(),
         driver.tx_regions()
     );
-    let mut ring_drops = 0u64;
-    let mut report = |c: &Counters, nic: &mut dyn Nic| {
-        ring_drops += nic.take_dropped().unwrap_or(0);
-        println!("uio-driver: counters {c} rx_ring_drops={ring_drops}");
+    let mut stats = match &uio.stats {
+        Some(page) => Some(stats_writer(page.region())?),
+        None => None,
+    };
+    let mut nic_counters = NicCounters::default();
+    let mut wakeups = 0u32;
+    let report = |c: &Counters, nic: &mut dyn Nic, nic_counters: &mut NicCounters| {
+        nic_counters.rx_ring_drops += nic.take_dropped().unwrap_or(0);
+        println!(
+            "uio-driver: counters {c} rx_ring_drops={}",
+            nic_counters.rx_ring_drops
+        );
     };
     let every = std::time::Duration::from_secs(args.report_every);
     let mut last_report = std::time::Instant::now();
@@ -121,12 +130,39 @@ fn run(args: Args) -> Result<(), String> {
             last_report = std::time::Instant::now();
         }
         if signals::take_usr1() || due {
-            report(c, nic);
+            report(c, nic, &mut nic_counters);
+        }
+        if let Some(stats) = stats.as_mut() {
+            // The ring's drop count costs a system call: every STATS_DROPS_EVERY wake-ups (under
+            // load a wake-up is a batch of up to 64 frames).
+            wakeups = wakeups.wrapping_add(1);
+            if wakeups.is_multiple_of(STATS_DROPS_EVERY) {
+                nic_counters.rx_ring_drops += nic.take_dropped().unwrap_or(0);
+            }
+            stats.publish(c.values().chain(nic_counters.values()));
         }
         !signals::stop_requested()
     });
-    report(driver.counters(), &mut nic);
+    report(driver.counters(), &mut nic, &mut nic_counters);
+    if let Some(stats) = stats.as_mut() {
+        stats.publish(driver.counters().values().chain(nic_counters.values()));
+    }
     result.map_err(|e| format!("driver loop: {e}"))
+}
+
+/// Wake-ups between two reads of the packet ring's drop count for the stats page.
+const STATS_DROPS_EVERY: u32 = 16;
+
+/// The counters page ([`uio_driver::names::STATS`]): the driver's counters and the NIC's, as
+/// component [`uio_driver::names::STATS_COMPONENT`], the same groups as host mode's stand-in.
+fn stats_writer(page: sddf::shm::Region<'_>) -> Result<StatsWriter<'_>, String> {
+    let mut w = StatsWriter::new(page, uio_driver::names::STATS_COMPONENT)
+        .map_err(|e| format!("the stats page: {e}"))?;
+    w.group::<Counters>(format_args!("driver"))
+        .and_then(|()| w.group::<NicCounters>(format_args!("nic")))
+        .map_err(|e| format!("the stats page: {e}"))?;
+    w.finish();
+    Ok(w)
 }
 
 fn main() -> ExitCode {

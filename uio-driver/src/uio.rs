@@ -336,9 +336,14 @@ pub struct UioDevices {
     pub memory: UioMemory,
     /// Doorbells and interrupts.
     pub platform: UioPlatform,
+    /// The page for the driver's counters ([`names::STATS`]), if the system gives one.
+    pub stats: Option<UioMap>,
     /// What was found (for the log).
     pub listing: String,
 }
+
+/// Bytes of the [`names::STATS`] page.
+const STATS_PAGE: u64 = 4096;
 
 struct Finder<'a> {
     devices: &'a [UioDevice],
@@ -515,9 +520,14 @@ impl UioDevices {
             tx_irq: f.open_file(f.require(names::TX_IRQ)?, true)?,
             rings: 0,
         };
+        let stats = match f.find(names::STATS)? {
+            Some(_) => Some(f.map(names::STATS, STATS_PAGE, "one page of counters")?),
+            None => None,
+        };
         Ok(UioDevices {
             memory,
             platform,
+            stats,
             listing: f.found,
         })
     }

@@ -135,6 +135,28 @@ fn the_configured_capacity_is_used_even_where_the_maps_hold_more() {
 }
 
 #[test]
+fn the_stats_page_is_optional_and_must_hold_a_page() {
+    let (mut t, _) = UioTree::standard(64, 64, 1, 64);
+    assert!(open(&t, &config(64, 64)).unwrap().stats.is_none());
+    let page = t.add_map("stats", PAGE, 0);
+    let uio = open(&t, &config(64, 64)).unwrap();
+    let stats = uio.stats.as_ref().expect("the stats device is mapped");
+    assert_eq!(stats.len(), PAGE as usize);
+    // Writable, and where the file is.
+    stats.region().write(0, b"netvmst1").unwrap();
+    let mut b = [0u8; 8];
+    FileMap::open(&page).region().read(0, &mut b).unwrap();
+    assert_eq!(&b, b"netvmst1");
+    let (mut t, _) = UioTree::standard(64, 64, 1, 64);
+    t.add_map("stats", PAGE, 0x800);
+    let e = open(&t, &config(64, 64)).err().unwrap().to_string();
+    assert!(
+        e.contains("`stats`: map0 holds 0x800 bytes after its offset, 0x1000 needed (one page of counters)"),
+        "{e}"
+    );
+}
+
+#[test]
 fn tx_data_regions_must_be_numbered_without_gaps() {
     let (mut t, _) = UioTree::standard(256, 512, 2, 512);
     t.add_map("tx_data3", 0x1000, 0);

@@ -15,6 +15,7 @@
 //! | `tx_data0` .. `tx_data<N-1>` (`tx_data`, feature `std`) | data region | client TX regions, `oid` = index |
 //! | [`RX_FAULT`], [`TX_FAULT`] | doorbell page | unmapped in the VM: a 32-bit store there faults into the VMM, which notifies virt_rx / virt_tx |
 //! | [`RX_IRQ`], [`TX_IRQ`] | none | readable when virt_rx / virt_tx notified the driver |
+//! | [`STATS`] (optional) | one page | the driver's counters (`crate::stats` layout, component [`STATS_COMPONENT`]), for `netvm stats` |
 
 /// Queue of free RX buffers (virt_rx -> driver).
 pub const RX_FREE: &str = "rx_free";
@@ -36,6 +37,15 @@ pub const TX_FAULT: &str = "tx_fault";
 pub const RX_IRQ: &str = "rx_irq";
 /// IRQ-only device raised when virt_tx notifies the driver.
 pub const TX_IRQ: &str = "tx_irq";
+
+/// Optional: the page where the guest's driver publishes its counters (the `crate::stats`
+/// layout), present when the VM maps the memory region `netvm/stats/<STATS_COMPONENT>`. On seL4
+/// the guest's console is otherwise the only place they show; this page is found by `netvm
+/// stats --qmp` like every PD's. Written by the untrusted guest: read as a claim.
+pub const STATS: &str = "stats";
+/// The component name on the [`STATS`] page, and so the `<pd>` part of its memory region's name
+/// (`netvm/stats/driver_vm`).
+pub const STATS_COMPONENT: &str = "driver_vm";
 
 /// Largest number of client TX regions: `oid` is a 6-bit field.
 pub const MAX_TX_REGIONS: usize = sddf::desc::MAX_OID as usize + 1;

@@ -221,11 +221,18 @@ impl RunView {
         MappedFile::open(path).map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    /// The counters of every PD with a stats region, in system order.
+    /// The counters of every PD with a stats region, in system order. A stats region only a
+    /// virtual machine maps (the driver VM's, `netvm_api::uio::STATS`) is left out: host mode
+    /// runs no virtual machine, and its stand-in publishes in its PD's own region.
     pub fn stats(&self) -> Vec<ComponentStats> {
         self.system
             .memory_regions
             .iter()
+            .filter(|mr| {
+                self.system
+                    .pds()
+                    .any(|(pd, _)| pd.maps.iter().any(|m| m.mr == mr.name))
+            })
             .filter_map(|mr| {
                 let pd = mr.name.strip_prefix(sdf::net::STATS_PREFIX)?;
                 let snapshot = self

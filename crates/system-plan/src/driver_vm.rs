@@ -81,7 +81,7 @@ pub fn driver_vm(
     bootargs: &str,
     clients: &Clients<'_>,
 ) -> Result<DriverVm, PlanError> {
-    let (driver, regions, standalone) = match sdf::net::driver_vm_regions(sys) {
+    let (driver, mut regions, standalone) = match sdf::net::driver_vm_regions(sys) {
         Ok((driver, regions)) => (driver, regions, false),
         Err(e) => {
             let (driver, regions) = standalone_vm_regions(sys)
@@ -104,6 +104,11 @@ pub fn driver_vm(
         )
     })?;
     let ram = guest_ram(sys, path, pd, vm)?;
+    // The guest driver's counters page, when the VM maps one (writable: the guest writes it).
+    let stats_mr = format!("{}{}", sdf::net::STATS_PREFIX, names::STATS_COMPONENT);
+    if vm.maps.iter().any(|m| m.mr == stats_mr && m.perms.write) {
+        regions.push((names::STATS.to_owned(), stats_mr));
+    }
     let uio_regions = uio_regions(sys, path, vm, &regions)?;
     let uart = uart(sys, path, pd, vm)?;
     let (nic, nic_irq) = nic(sys, path, pd, vm)?;

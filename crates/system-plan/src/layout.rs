@@ -343,16 +343,18 @@ impl GuestLayout {
     fn validate_region(&self, r: &UioRegion, clients: usize) -> Result<(), PlanError> {
         let bad = |reason: String| Err(PlanError::Layout { reason });
         let known = FIXED_REGIONS.contains(&r.name.as_str())
+            || r.name == names::STATS
             || r.name
                 .strip_prefix(names::TX_DATA_PREFIX)
                 .and_then(|i| i.parse::<usize>().ok())
                 .is_some_and(|i| i < clients && names::tx_data(i) == r.name);
         if !known {
             return bad(format!(
-                "UIO region '{}' is not one the uio-driver knows (expected {} and tx_data0..tx_data{}; \
-                 TX data regions must be numbered from 0 without gaps)",
+                "UIO region '{}' is not one the uio-driver knows (expected {}, optionally {}, and \
+                 tx_data0..tx_data{}; TX data regions must be numbered from 0 without gaps)",
                 r.name,
                 FIXED_REGIONS.join(", "),
+                names::STATS,
                 clients - 1
             ));
         }

@@ -211,3 +211,51 @@ fn echo_peers_reach_only_the_pds_named() {
     );
     assert!(err.to_string().contains("--echo-ips"), "{err}");
 }
+
+/// The driver VM's counters page: a UIO region for the guest where system.xml maps
+/// `netvm/stats/driver_vm` into the VM (writable), none where it does not.
+#[test]
+fn the_driver_vms_stats_page_becomes_a_uio_region_when_the_vm_maps_it() {
+    use netvm_api::uio;
+    let (sys, path) = system();
+    let (macs, echo) = (
+        macs(),
+        parse_echo_ips("client0=10.0.0.10/24,client1=dhcp").unwrap(),
+    );
+    let inputs = Inputs {
+        buffers: Default::default(),
+        macs: Some(&macs),
+        echo: &echo,
+        echo_peers: &[],
+        bootargs: "console=ttyAMA0",
+        writer: Writer::Sel4Image,
+    };
+    let stats_of = |sys: &sdf::SystemDescription, path: &Path| {
+        let p = plan(sys, path, &inputs).unwrap_or_else(|e| panic!("{e}"));
+        let vm = p.driver_vm.expect("a driver VM");
+        vm.layout
+            .uio_regions
+            .iter()
+            .find(|r| r.name == uio::STATS)
+            .map(|r| (r.reg.base, r.reg.size))
+    };
+    assert_eq!(stats_of(&sys, &path), Some((0x3034_0000, 0x1000)));
+    assert_eq!(
+        format!("{}{}", sdf::net::STATS_PREFIX, uio::STATS_COMPONENT),
+        "netvm/stats/driver_vm"
+    );
+
+    // Without the map (or mapped read-only) there is no page, and the guest publishes nothing.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let map = r#"<map mr="netvm/stats/driver_vm" vaddr="0x30340000" perms="rw" cached="false" />"#;
+    assert!(text.contains(map));
+    let dir = std::env::temp_dir().join(format!("system-plan-stats-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (tag, replacement) in [("none", ""), ("ro", &*map.replace("\"rw\"", "\"r\""))] {
+        let p = dir.join(format!("{tag}.xml"));
+        std::fs::write(&p, text.replace(map, replacement)).unwrap();
+        let sys = sdf::parse(&p, sdf::Arch::Aarch64).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(stats_of(&sys, &p), None, "{tag}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

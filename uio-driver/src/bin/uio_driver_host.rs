@@ -25,6 +25,7 @@ use sddf::config::NetDriverConfig;
 use sddf::queue::{Capacity, DrainSide, FillSide, Queue};
 use sddf::shm::{AddressSpace, IdentityMapped, Region};
 use uio_driver::config::DriverConfig;
+use uio_driver::counters::NicCounters;
 use uio_driver::driver::{connect, Driver, DriverQueues, DriverWords};
 use uio_driver::host::{callback_platform, Doorbell, NotifyHandle};
 use uio_driver::names;
@@ -38,14 +39,6 @@ static STOP: AtomicBool = AtomicBool::new(false);
 
 /// How often the packet socket's drop count is read (published with the driver's counters).
 const RING_POLL: Duration = Duration::from_millis(20);
-
-netvm_api::counters! {
-    /// What the host interface itself counts.
-    struct NicCounters {
-        /// Frames the kernel dropped because the packet ring was full (the driver fell behind).
-        rx_ring_drops: u64,
-    }
-}
 
 struct Pd {
     notify: NotifyHandle,
@@ -91,7 +84,7 @@ fn words(
 }
 
 /// The driver's counters go to the VMM PD's stats region when the system gives it one (host
-/// mode only: in a driver VM they stay in the guest).
+/// mode; a driver VM's guest publishes the same groups in its own page, `netvm_api::uio::STATS`).
 fn stats_writer(mem: &IdentityMapped) -> Option<netvm_api::stats::StatsWriter<'static>> {
     let mut w =
         netvm_api::stats::StatsWriter::from_section(STATS.as_bytes(), mem, microkit::pd_name())
