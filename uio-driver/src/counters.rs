@@ -1,12 +1,36 @@
 //! Per-driver counters, printed on SIGUSR1 and at exit.
 use std::fmt;
 
+use netvm_api::stats::{StatsError, StatsWriter};
+
 netvm_api::counters! {
     /// What the NIC itself counts (published as the `nic` group beside the driver's).
     pub struct NicCounters {
         /// Frames the kernel dropped because the packet ring was full (the driver fell behind).
         pub rx_ring_drops: u64,
     }
+}
+
+impl NicCounters {
+    /// Adds the drops `nic` counted since the last call (a system call for a packet socket).
+    pub fn take_drops(&mut self, nic: &mut dyn crate::driver::Nic) {
+        self.rx_ring_drops += nic.take_dropped().unwrap_or(0);
+    }
+}
+
+/// The driver's stats page, the same in host mode's vmm page and in the driver VM's own
+/// (`netvm_api::uio::STATS`): group `driver` ([`Counters`]), then group `nic` ([`NicCounters`]).
+pub fn lay_out(w: &mut StatsWriter<'_>) -> Result<(), StatsError> {
+    w.group::<Counters>(format_args!("driver"))?;
+    w.group::<NicCounters>(format_args!("nic"))?;
+    w.finish();
+    Ok(())
+}
+
+/// Publishes `driver` and `nic` on a page laid out by [`lay_out`].
+pub fn publish(w: &mut StatsWriter<'_>, driver: &Counters, nic: &NicCounters) {
+    use netvm_api::stats::Counters as _;
+    w.publish(driver.values().chain(nic.values()));
 }
 
 /// How many descriptors or frames one processing pass moved: count, total and largest.

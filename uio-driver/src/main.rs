@@ -3,9 +3,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use netvm_api::stats::{Counters as _, StatsWriter};
+use netvm_api::stats::StatsWriter;
 use uio_driver::config::{DriverConfig, DT_PATHS};
-use uio_driver::counters::{Counters, NicCounters};
+use uio_driver::counters::{self, Counters, NicCounters};
 use uio_driver::driver::{connect, Driver, DriverWords, Nic};
 use uio_driver::packet::{PacketConfig, PacketNic, RxWakeup};
 use uio_driver::signals;
@@ -116,7 +116,7 @@ fn run(args: Args) -> Result<(), String> {
     let mut nic_counters = NicCounters::default();
     let mut wakeups = 0u32;
     let report = |c: &Counters, nic: &mut dyn Nic, nic_counters: &mut NicCounters| {
-        nic_counters.rx_ring_drops += nic.take_dropped().unwrap_or(0);
+        nic_counters.take_drops(nic);
         println!(
             "uio-driver: counters {c} rx_ring_drops={}",
             nic_counters.rx_ring_drops
@@ -137,15 +137,15 @@ fn run(args: Args) -> Result<(), String> {
             // load a wake-up is a batch of up to 64 frames).
             wakeups = wakeups.wrapping_add(1);
             if wakeups.is_multiple_of(STATS_DROPS_EVERY) {
-                nic_counters.rx_ring_drops += nic.take_dropped().unwrap_or(0);
+                nic_counters.take_drops(nic);
             }
-            stats.publish(c.values().chain(nic_counters.values()));
+            counters::publish(stats, c, &nic_counters);
         }
         !signals::stop_requested()
     });
     report(driver.counters(), &mut nic, &mut nic_counters);
     if let Some(stats) = stats.as_mut() {
-        stats.publish(driver.counters().values().chain(nic_counters.values()));
+        counters::publish(stats, driver.counters(), &nic_counters);
     }
     result.map_err(|e| format!("driver loop: {e}"))
 }
@@ -153,15 +153,13 @@ fn run(args: Args) -> Result<(), String> {
 /// Wake-ups between two reads of the packet ring's drop count for the stats page.
 const STATS_DROPS_EVERY: u32 = 16;
 
-/// The counters page ([`uio_driver::names::STATS`]): the driver's counters and the NIC's, as
-/// component [`uio_driver::names::STATS_COMPONENT`], the same groups as host mode's stand-in.
+/// The counters page ([`uio_driver::names::STATS`]) as component
+/// [`uio_driver::names::STATS_COMPONENT`], laid out as host mode's stand-in lays out its page
+/// ([`counters::lay_out`]).
 fn stats_writer(page: sddf::shm::Region<'_>) -> Result<StatsWriter<'_>, String> {
     let mut w = StatsWriter::new(page, uio_driver::names::STATS_COMPONENT)
         .map_err(|e| format!("the stats page: {e}"))?;
-    w.group::<Counters>(format_args!("driver"))
-        .and_then(|()| w.group::<NicCounters>(format_args!("nic")))
-        .map_err(|e| format!("the stats page: {e}"))?;
-    w.finish();
+    counters::lay_out(&mut w).map_err(|e| format!("the stats page: {e}"))?;
     Ok(w)
 }
 

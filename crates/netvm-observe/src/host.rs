@@ -228,13 +228,13 @@ impl RunView {
         self.system
             .memory_regions
             .iter()
-            .filter(|mr| {
-                self.system
-                    .pds()
-                    .any(|(pd, _)| pd.maps.iter().any(|m| m.mr == mr.name))
-            })
             .filter_map(|mr| {
                 let pd = mr.name.strip_prefix(sdf::net::STATS_PREFIX)?;
+                let mapped_by_a_pd =
+                    |(p, _): (&sdf::ProtectionDomain, _)| p.maps.iter().any(|m| m.mr == mr.name);
+                if !self.system.pds().any(mapped_by_a_pd) {
+                    return None;
+                }
                 let snapshot = self
                     .map(&mr.name)
                     .and_then(|m| Snapshot::read(&m.region()).map_err(|e| e.to_string()));

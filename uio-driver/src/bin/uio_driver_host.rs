@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use microkit::host::manifest::Manifest;
 use microkit::{Channel, ChannelSet, Handler};
 use netvm_api::reconnect::ControlWords;
-use netvm_api::stats::Counters as _;
 use sddf::config::NetDriverConfig;
 use sddf::queue::{Capacity, DrainSide, FillSide, Queue};
 use sddf::shm::{AddressSpace, IdentityMapped, Region};
@@ -89,11 +88,7 @@ fn stats_writer(mem: &IdentityMapped) -> Option<netvm_api::stats::StatsWriter<'s
     let mut w =
         netvm_api::stats::StatsWriter::from_section(STATS.as_bytes(), mem, microkit::pd_name())
             .unwrap_or_else(|e| fail(e))?;
-    w.group::<uio_driver::counters::Counters>(format_args!("driver"))
-        .unwrap_or_else(|e| fail(e));
-    w.group::<NicCounters>(format_args!("nic"))
-        .unwrap_or_else(|e| fail(e));
-    w.finish();
+    uio_driver::counters::lay_out(&mut w).unwrap_or_else(|e| fail(e));
     Some(w)
 }
 
@@ -165,10 +160,10 @@ impl Handler for Pd {
                     if let Some(stats) = stats.as_mut() {
                         // One getsockopt per RING_POLL, not per wake-up.
                         if last_poll.elapsed() >= RING_POLL {
-                            nic_counters.rx_ring_drops += nic.take_dropped().unwrap_or(0);
+                            nic_counters.take_drops(nic);
                             last_poll = Instant::now();
                         }
-                        stats.publish(counters.values().chain(nic_counters.values()));
+                        uio_driver::counters::publish(stats, counters, &nic_counters);
                     }
                     !STOP.load(Ordering::Relaxed)
                 });
