@@ -9,6 +9,10 @@
 //!   directly on QEMU (no seL4) gives the NIC that address and runs the kernel echo
 //!   (`/bin/kernel-echo`) instead of the uio-driver: Linux alone, to measure the seL4 system
 //!   against. `netvm.mode=driver` (the default) is the driver VM.
+//! * `netvm.mode=reflect netvm.ip=<a.b.c.d>/<prefix>`: the packet path alone. The NIC is set up
+//!   as in the driver VM (offloads off, silent) and the uio-driver, with its usual options,
+//!   answers ARP, ping and UDP for that address itself (`uio-driver --reflect`): the ceiling of
+//!   the driver's path in this kernel, measured without seL4.
 //! * `netvm.debug`: a debug image (the image build adds it for `MICROKIT_CONFIG=debug` only):
 //!   console commands meant for tests are honoured, e.g. `netvm.crash`, which panics the
 //!   kernel on purpose to exercise the VMM's restart.
@@ -60,6 +64,13 @@ pub enum Mode {
         addr: Ipv4Addr,
         /// Its netmask.
         mask: Ipv4Addr,
+    },
+    /// The packet path alone: the NIC stays as in the driver VM (offloads off, no address, no
+    /// ARP) and the uio-driver answers ARP, ping and UDP as a host at this address
+    /// (`uio-driver --reflect`), to measure what that path carries without seL4.
+    Reflect {
+        /// The address the uio-driver answers for.
+        addr: Ipv4Addr,
     },
 }
 
@@ -137,8 +148,13 @@ impl Options {
             (Some("echo"), Some(ip)) => {
                 parse_cidr(ip).map(|(addr, mask)| Mode::Echo { addr, mask })
             }
-            (Some("echo"), None) => Err("netvm.mode=echo needs netvm.ip=a.b.c.d/prefix".into()),
-            (Some(other), _) => Err(format!("netvm.mode={other}: expected driver or echo")),
+            (Some("reflect"), Some(ip)) => parse_cidr(ip).map(|(addr, _)| Mode::Reflect { addr }),
+            (Some(m @ ("echo" | "reflect")), None) => {
+                Err(format!("netvm.mode={m} needs netvm.ip=a.b.c.d/prefix"))
+            }
+            (Some(other), _) => Err(format!(
+                "netvm.mode={other}: expected driver, echo or reflect"
+            )),
         }
     }
 
@@ -225,5 +241,15 @@ mod tests {
             .mode()
             .is_err());
         assert!(Options::parse("netvm.mode=bridge").mode().is_err());
+        assert_eq!(
+            Options::parse("netvm.mode=reflect netvm.ip=10.0.0.30/24 uio_driver.blocks=8").mode(),
+            Ok(Mode::Reflect {
+                addr: Ipv4Addr::new(10, 0, 0, 30)
+            })
+        );
+        assert!(Options::parse("netvm.mode=reflect").mode().is_err());
+        assert!(Options::parse("netvm.mode=reflect netvm.ip=10.0.0.300/24")
+            .mode()
+            .is_err());
     }
 }

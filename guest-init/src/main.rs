@@ -11,7 +11,9 @@
 //! 5. runs `/bin/uio-driver --iface <if>`, restarting it with exponential backoff when it dies;
 //!    in the reference mode (`netvm.mode=echo netvm.ip=<a.b.c.d/p>`, see `cmdline`) instead
 //!    gives the NIC that address, leaves its offloads as Linux sets them, and runs
-//!    `/bin/kernel-echo` on it the same way;
+//!    `/bin/kernel-echo` on it the same way; in the reflect mode (`netvm.mode=reflect`) sets
+//!    the NIC up as for the driver and runs `/bin/uio-driver --reflect <a.b.c.d>`, the packet
+//!    path answering for that address itself;
 //! 6. powers off cleanly on SIGTERM, SIGINT (Ctrl-Alt-Del), SIGPWR, or a line `netvm.poweroff`
 //!    on the console — and also after a fatal setup error, since PID 1 must not exit;
 //! 7. in a debug image only (`netvm.debug` on the kernel command line, which the image build
@@ -339,8 +341,8 @@ impl Service {
     }
 }
 
-/// Starts the service the command line's mode asks for: the uio-driver on the NIC, or (the
-/// reference) the kernel echo on an addressed NIC.
+/// Starts the service the command line's mode asks for: the uio-driver on the NIC, (the
+/// reference) the kernel echo on an addressed NIC, or the uio-driver's reflector.
 fn start_service(opts: &Options) -> io::Result<Service> {
     let mode = opts
         .mode()
@@ -365,6 +367,17 @@ fn start_service(opts: &Options) -> io::Result<Service> {
             log(format!("reference mode: {} is {addr}/{mask}", opts.iface));
             let args = ["--bind", &addr.to_string(), "--util-port", UTIL_PORT];
             (KERNEL_ECHO, args.map(String::from).to_vec())
+        }
+        Mode::Reflect { addr } => {
+            bring_up_nic(&opts.iface, true)?;
+            let mut args = vec![
+                "--iface".to_string(),
+                opts.iface.clone(),
+                "--reflect".to_string(),
+                addr.to_string(),
+            ];
+            args.extend(opts.driver_args.iter().cloned());
+            (UIO_DRIVER, args)
         }
     };
     let mut service = Service {

@@ -10,6 +10,7 @@
 //! * [`host`]: an eventfd [`driver::Platform`] for running the core as an ordinary process.
 //! * [`names`]: the UIO device names (shared with the guest image builder).
 //! * [`counters`]: what the driver counts.
+//! * [`reflect`]: the reflector (`--reflect`), the packet path alone with nothing behind it.
 //!
 //! # Building for the guest
 //!
@@ -44,6 +45,7 @@ pub mod driver;
 pub mod host;
 pub mod names;
 pub mod packet;
+pub mod reflect;
 pub mod signals;
 mod sys;
 pub mod uio;

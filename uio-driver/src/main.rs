@@ -8,6 +8,7 @@ use uio_driver::config::{DriverConfig, DT_PATHS};
 use uio_driver::counters::{self, Counters, NicCounters};
 use uio_driver::driver::{connect, Driver, DriverWords, Nic};
 use uio_driver::packet::{PacketConfig, PacketNic, RxWakeup};
+use uio_driver::reflect::{self, Reflector};
 use uio_driver::signals;
 use uio_driver::uio::UioDevices;
 
@@ -58,18 +59,17 @@ struct Args {
     /// packet ring's drops under load.
     #[arg(long, default_value_t = 0)]
     report_every: u64,
+    /// Instead of bridging to sDDF, answer ARP, ping and UDP (echo) as a host at this IPv4
+    /// address, on the same packet path (`uio_driver::reflect`): the guest's
+    /// `netvm.mode=reflect`, which measures what that path carries in Linux alone. Needs no UIO
+    /// devices or driver config.
+    #[arg(long, value_name = "IPV4")]
+    reflect: Option<std::net::Ipv4Addr>,
 }
 
-fn run(args: Args) -> Result<(), String> {
-    let config = match &args.config {
-        Some(path) => DriverConfig::read(&[path]),
-        None => DriverConfig::read(&DT_PATHS.map(Path::new)),
-    }
-    .map_err(|e| e.to_string())?;
-    let mut uio =
-        UioDevices::open(&args.sysfs_root, &args.dev_root, &config).map_err(|e| e.to_string())?;
-    eprintln!("uio-driver: UIO devices: {}", uio.listing);
-    let mut nic = PacketNic::open(
+/// The packet ring and transmit socket on `args.iface`, as the options ask.
+fn open_nic(args: &Args) -> Result<PacketNic, String> {
+    let nic = PacketNic::open(
         &args.iface,
         PacketConfig {
             block_size: args.block_size,
@@ -82,6 +82,54 @@ fn run(args: Args) -> Result<(), String> {
     for w in &nic.warnings {
         eprintln!("uio-driver: warning: {w}");
     }
+    Ok(nic)
+}
+
+/// `--reflect`: the packet path alone.
+fn reflect(args: &Args, ip: std::net::Ipv4Addr) -> Result<(), String> {
+    let mut nic = open_nic(args)?;
+    signals::install().map_err(|e| format!("installing signal handlers: {e}"))?;
+    let reflector = Reflector::new(ip);
+    let mac = reflector.mac().map(|b| format!("{b:02x}")).join(":");
+    println!(
+        "uio-driver: reflecting iface={} ip={ip} mac={mac}",
+        args.iface
+    );
+    let every = std::time::Duration::from_secs(args.report_every);
+    let mut last_report = std::time::Instant::now();
+    let counts = reflect::run(&mut nic, &reflector, &mut |c| {
+        let due = !every.is_zero() && last_report.elapsed() >= every;
+        if due {
+            last_report = std::time::Instant::now();
+        }
+        if signals::take_usr1() || due {
+            println!("uio-driver: reflector counters {c}");
+        }
+        !signals::stop_requested()
+    })
+    .map_err(|e| format!("reflector loop: {e}"))?;
+    let mut nic_counters = NicCounters::default();
+    nic_counters.take_drops(&mut nic);
+    println!(
+        "uio-driver: reflector counters {counts} rx_ring_drops={}",
+        nic_counters.rx_ring_drops
+    );
+    Ok(())
+}
+
+fn run(args: Args) -> Result<(), String> {
+    if let Some(ip) = args.reflect {
+        return reflect(&args, ip);
+    }
+    let config = match &args.config {
+        Some(path) => DriverConfig::read(&[path]),
+        None => DriverConfig::read(&DT_PATHS.map(Path::new)),
+    }
+    .map_err(|e| e.to_string())?;
+    let mut uio =
+        UioDevices::open(&args.sysfs_root, &args.dev_root, &config).map_err(|e| e.to_string())?;
+    eprintln!("uio-driver: UIO devices: {}", uio.listing);
+    let mut nic = open_nic(&args)?;
     signals::install().map_err(|e| format!("installing signal handlers: {e}"))?;
     uio.platform
         .enable_irqs()

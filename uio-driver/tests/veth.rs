@@ -3,7 +3,6 @@
 //! Needs root (`ip netns`); skips with a message otherwise.
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -106,15 +105,7 @@ fn start(tag: &str) -> Option<Running> {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, lines) = mpsc::channel();
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = common::stdout_lines(&mut child);
     let ready = lines
         .recv_timeout(Duration::from_secs(10))
         .expect("driver printed no ready line");

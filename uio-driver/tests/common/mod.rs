@@ -485,3 +485,18 @@ pub fn driver_config(rx: u32, tx: u32) -> Vec<u8> {
     let cap = |n| sddf::queue::Capacity::new(n).unwrap();
     uio_driver::config::DriverConfig::standalone(cap(rx), cap(tx), q, q).to_bytes()
 }
+
+/// The lines `child` prints on its stdout (which must be piped), as they come.
+pub fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, lines) = std::sync::mpsc::channel();
+    let out = child.stdout.take().expect("stdout is piped");
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
