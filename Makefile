@@ -11,6 +11,10 @@
 #                (default build/qmp.sock).
 #   make qemu-reference  the reference, Linux alone: the guest's kernel booted directly on the
 #                same machine and NIC (no seL4), the kernel echo on $(REF_IP) (static).
+#                REF_MODE=reflect: the NIC as in the driver VM and the uio-driver's reflector
+#                answering for $(REF_IP) (the packet path alone; UDP, ARP and ping only).
+#                REF_APPEND adds kernel options (`netvm sel4-demo --reference reflect` passes
+#                the driver VM's tuning, system_plan::GUEST_KERNEL_TUNING).
 #   make stats   prints every PD's counters (the VMM's included) from the running QEMU:
 #                `netvm stats --qmp $(QMP)`, which finds the stats pages in guest RAM.
 #                STATS_ARGS adds options (e.g. --watch 1).
@@ -52,6 +56,12 @@ CARGO ?= cargo
 QEMU ?= qemu-system-aarch64
 NIC_MAC ?= 52:54:00:12:34:56
 REF_IP ?= 10.0.0.20/24
+REF_MODE ?= echo
+# Words added to the driver VM's kernel command line (guest-image sel4-dtb --append), e.g.
+# uio_driver.busy_poll_us=300 (a uio-driver option) or, for the packet path inside the seL4 VM,
+# netvm.mode=reflect netvm.ip=10.0.0.10/24 (the clients then get no frames).
+GUEST_APPEND ?=
+REF_APPEND ?=
 
 # The tap hands the guest frames with partial checksums when virtio-net offers checksum
 # offload; Linux would fix them up, but the uio-driver forwards raw frames to smoltcp, which
@@ -94,9 +104,10 @@ QEMU_MACHINE := $(QEMU) -machine virt,virtualization=on -cpu cortex-a53 -m size=
 	-qmp unix:$(QMP),server=on,wait=off
 QEMU_CMD := $(QEMU_MACHINE) -device loader,file=$(BOOT_IMAGE),addr=0x70000000,cpu-num=0
 # The reference: the guest's kernel and initramfs booted directly (no seL4, QEMU's own device
-# tree), /init in its reference mode running the kernel echo on REF_IP.
+# tree), /init in its reference mode running the kernel echo on REF_IP (or, REF_MODE=reflect,
+# the uio-driver's reflector).
 REF_CMD := $(QEMU_MACHINE) -kernel $(GUEST_DIR)/Image -initrd $(GUEST_DIR)/initrd.cpio.gz \
-	-append "console=ttyAMA0 panic=-1 netvm.mode=echo netvm.ip=$(REF_IP)"
+	-append "console=ttyAMA0 panic=-1 netvm.mode=$(REF_MODE) netvm.ip=$(REF_IP) $(REF_APPEND)"
 
 .PHONY: all check-sdk guest tools pds image qemu qemu-reference bench stats netns clean
 
@@ -126,7 +137,7 @@ pds: check-sdk
 image: check-sdk guest pds
 	mkdir -p $(OUT)
 	$(GUEST_TOOL) sel4-dtb --system $(SYSTEM) --macs @$(MACS) $(if $(BUFFERS),--buffers $(BUFFERS)) --initrd $(GUEST_DIR)/initrd.cpio.gz \
-		$(if $(filter debug,$(MICROKIT_CONFIG)),--debug) --out $(OUT)/guest.dtb
+		$(if $(filter debug,$(MICROKIT_CONFIG)),--debug) $(if $(GUEST_APPEND),--append "$(GUEST_APPEND)") --out $(OUT)/guest.dtb
 	$(SEL4_ENV) VMM_GUEST_KERNEL=$(GUEST_DIR)/Image VMM_GUEST_INITRD=$(GUEST_DIR)/initrd.cpio.gz \
 		VMM_GUEST_DTB=$(OUT)/guest.dtb \
 		$(CARGO) build --release --target aarch64-unknown-none -p vmm --bin vmm --target-dir $(SEL4_TARGET_DIR)

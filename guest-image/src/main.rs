@@ -60,13 +60,18 @@ enum Cmd {
         #[arg(long)]
         initrd: PathBuf,
         /// The kernel command line.
-        #[arg(long, default_value = DEFAULT_SEL4_BOOTARGS)]
+        #[arg(long, default_value_t = default_sel4_bootargs())]
         bootargs: String,
         /// A debug image: adds `netvm.debug` to the command line, so that the guest's `/init`
         /// honours test-only console commands (`netvm.crash`). The Makefile passes it for
         /// `MICROKIT_CONFIG=debug` only.
         #[arg(long)]
         debug: bool,
+        /// Words added to the command line (the Makefile's GUEST_APPEND), e.g.
+        /// `uio_driver.busy_poll_us=300` for a uio-driver option, or `netvm.mode=reflect
+        /// netvm.ip=10.0.0.10/24` to run the driver VM's reflector instead of the driver.
+        #[arg(long, default_value = "")]
+        append: String,
         /// Client MACs, `client0=52:54:01:00:00:10,...`, or `@FILE` (e.g. `@system.macs`):
         /// the net spec whose driver config goes into /chosen. Not needed for a standalone VM.
         #[arg(long, default_value = "")]
@@ -112,32 +117,15 @@ enum Cmd {
     },
 }
 
-/// Kernel command line of the seL4 system's guest (the PL011 is passed through).
-/// `virtio_net.napi_tx=0`: the guest frees transmitted buffers when it next transmits instead of
-/// taking a TX-completion interrupt for them. Every guest interrupt costs a round trip through
-/// the VMM and a VGIC maintenance fault; without it UDP echo lost frames from 20 Mb/s, with it
-/// it was lossless at 30 Mb/s in the same session (TCG; BENCHMARKS.md).
-/// `ipv6.disable=1`: the driver VM is no host on the clients' link; without IPv6 in the kernel
-/// it cannot send MLD reports, DAD or router solicitations or answer ND and ping6 (`/init` also
-/// turns IPv6 and ARP off on the NIC, for command lines without it).
-///
-/// The rest take per-frame work off the guest kernel, which under QEMU's TCG is most of what
-/// limits the image (issue #18; BENCHMARKS.md has the profile and the before/after runs). The
-/// driver VM runs one program that moves frames and holds no secrets; seL4 contains it, so
-/// hardening inside it buys little and costs every frame:
-/// - `randomize_kstack_offset=off`: Debian's kernel draws a random stack offset on every system
-///   call. The guest has no entropy source, its RNG never becomes ready, and each refill of the
-///   per-CPU batch then extracts from the input pool (BLAKE2s): 9% of the guest's translated
-///   code at 100 Mb/s UDP before this flag;
-/// - `init_on_alloc=0`: no zeroing of every page and slab object (each skb's data) on allocation;
-/// - `hardened_usercopy=off`, `audit=0`, `apparmor=0`, `psi=0`: no object checks on each copy to
-///   or from user space, no audit context per system call, no LSM hook on each socket operation,
-///   no pressure accounting on each context switch;
-/// - `nowatchdog`: no lockup-detector timers (each guest timer interrupt is a VM exit);
-/// - `mitigations=off`: the guest's Spectre workarounds (the cortex-a53 needs few).
-const DEFAULT_SEL4_BOOTARGS: &str = "earlycon=pl011,0x9000000 console=ttyAMA0 panic=-1 \
-ipv6.disable=1 virtio_net.napi_tx=0 randomize_kstack_offset=off init_on_alloc=0 \
-hardened_usercopy=off audit=0 apparmor=0 psi=0 nowatchdog mitigations=off";
+/// Kernel command line of the seL4 system's guest: the PL011 is passed through, then the
+/// driver VM's kernel tuning ([`system_plan::GUEST_KERNEL_TUNING`], which says why
+/// each flag is there).
+fn default_sel4_bootargs() -> String {
+    format!(
+        "earlycon=pl011,0x9000000 console=ttyAMA0 panic=-1 {}",
+        system_plan::GUEST_KERNEL_TUNING
+    )
+}
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
@@ -146,15 +134,12 @@ fn main() -> ExitCode {
             initrd,
             bootargs,
             debug,
+            append,
             macs,
             buffers,
             out,
         } => {
-            let bootargs = if debug {
-                format!("{bootargs} netvm.debug")
-            } else {
-                bootargs
-            };
+            let bootargs = compose_bootargs(bootargs, debug, &append);
             sel4_dtb(&system, &initrd, &bootargs, (&macs, &buffers), &out)
         }
         Cmd::Sel4Pds {
@@ -217,6 +202,19 @@ fn sel4_plan(
     system_plan::plan(sys, system, &inputs).map_err(|e| e.to_string())
 }
 
+/// The guest's command line: `base`, then `netvm.debug` for a debug image, then `append`'s
+/// words (the Makefile's GUEST_APPEND).
+fn compose_bootargs(mut base: String, debug: bool, append: &str) -> String {
+    if debug {
+        base.push_str(" netvm.debug");
+    }
+    for word in append.split_whitespace() {
+        base.push(' ');
+        base.push_str(word);
+    }
+    base
+}
+
 fn sel4_dtb(
     system: &Path,
     initrd: &Path,
@@ -251,7 +249,7 @@ fn sel4_pds(
     let echo = parse_echo_ips(echo_ips)?;
     let peers =
         system_plan::parse_echo_peers(echo_peers).map_err(|e| format!("--echo-peers {e}"))?;
-    let plan = sel4_plan(system, &sys, DEFAULT_SEL4_BOOTARGS, net, (&echo, &peers))?;
+    let plan = sel4_plan(system, &sys, &default_sel4_bootargs(), net, (&echo, &peers))?;
     let written = guest_image::sel4::patch_pds(&sys, &plan.sections, elf_dir, out)
         .map_err(|e| e.to_string())?;
     for s in &plan.sections {
@@ -321,13 +319,31 @@ fn guest_build(cmd: Cmd) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::DEFAULT_SEL4_BOOTARGS;
+    use super::{compose_bootargs, default_sel4_bootargs};
+
+    /// GUEST_APPEND's words come after the tuning (and after `netvm.debug`), so that `/init`
+    /// reads them and a later word overrides an earlier kernel option.
+    #[test]
+    fn appended_words_follow_the_default_command_line() {
+        let line = compose_bootargs(
+            default_sel4_bootargs(),
+            true,
+            "  netvm.mode=reflect   netvm.ip=10.0.0.10/24 ",
+        );
+        assert!(line.starts_with(&default_sel4_bootargs()), "{line}");
+        assert!(
+            line.ends_with(" netvm.debug netvm.mode=reflect netvm.ip=10.0.0.10/24"),
+            "{line}"
+        );
+        assert_eq!(compose_bootargs("a b".into(), false, ""), "a b");
+    }
 
     /// The per-frame savings of issue #18 are on the default command line, each once (a flag
     /// dropped here puts its cost back on every frame; BENCHMARKS.md has what each bought).
     #[test]
     fn the_default_command_line_carries_the_guest_kernel_tuning() {
-        let args: Vec<&str> = DEFAULT_SEL4_BOOTARGS.split_whitespace().collect();
+        let line = default_sel4_bootargs();
+        let args: Vec<&str> = line.split_whitespace().collect();
         for flag in [
             "virtio_net.napi_tx=0",
             "randomize_kstack_offset=off",
@@ -343,7 +359,7 @@ mod tests {
             assert_eq!(
                 args.iter().filter(|a| **a == flag).count(),
                 1,
-                "{flag} in {DEFAULT_SEL4_BOOTARGS}"
+                "{flag} in {line}"
             );
         }
     }

@@ -37,6 +37,35 @@ use crate::layout::{
 };
 use crate::{Clients, PlanError, Subject};
 
+/// The driver VM's kernel tuning, on the guest's command line after the console options (the
+/// image's device tree; the reflect reference, `make qemu-reference REF_MODE=reflect`, boots
+/// with it too, so that it measures the same kernel).
+/// `virtio_net.napi_tx=0`: the guest frees transmitted buffers when it next transmits instead of
+/// taking a TX-completion interrupt for them. Every guest interrupt costs a round trip through
+/// the VMM and a VGIC maintenance fault; without it UDP echo lost frames from 20 Mb/s, with it
+/// it was lossless at 30 Mb/s in the same session (TCG; BENCHMARKS.md).
+/// `ipv6.disable=1`: the driver VM is no host on the clients' link; without IPv6 in the kernel
+/// it cannot send MLD reports, DAD or router solicitations or answer ND and ping6 (`/init` also
+/// turns IPv6 and ARP off on the NIC, for command lines without it).
+///
+/// The rest take per-frame work off the guest kernel, which under QEMU's TCG is most of what
+/// limits the image (issue #18; BENCHMARKS.md has the profile and the before/after runs). The
+/// driver VM runs one program that moves frames and holds no secrets; seL4 contains it, so
+/// hardening inside it buys little and costs every frame:
+/// - `randomize_kstack_offset=off`: Debian's kernel draws a random stack offset on every system
+///   call. The guest has no entropy source, its RNG never becomes ready, and each refill of the
+///   per-CPU batch then extracts from the input pool (BLAKE2s): 9% of the guest's translated
+///   code at 100 Mb/s UDP before this flag;
+/// - `init_on_alloc=0`: no zeroing of every page and slab object (each skb's data) on allocation;
+/// - `hardened_usercopy=off`, `audit=0`, `apparmor=0`, `psi=0`: no object checks on each copy to
+///   or from user space, no audit context per system call, no LSM hook on each socket operation,
+///   no pressure accounting on each context switch;
+/// - `nowatchdog`: no lockup-detector timers (each guest timer interrupt is a VM exit);
+/// - `mitigations=off`: the guest's Spectre workarounds (the cortex-a53 needs few).
+pub const GUEST_KERNEL_TUNING: &str = "ipv6.disable=1 virtio_net.napi_tx=0 \
+randomize_kstack_offset=off init_on_alloc=0 hardened_usercopy=off audit=0 apparmor=0 psi=0 \
+nowatchdog mitigations=off";
+
 /// Guest-physical page of the `rx_fault` doorbell.
 pub const RX_FAULT_GPA: u64 = 0x3f00_0000;
 /// Guest-physical page of the `tx_fault` doorbell.

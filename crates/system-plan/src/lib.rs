@@ -25,7 +25,8 @@ pub mod layout;
 mod sections;
 
 pub use driver_vm::{
-    derived_driver_config, driver_vm, DriverVm, INITRD_OFFSET, RX_FAULT_GPA, TX_FAULT_GPA,
+    derived_driver_config, driver_vm, DriverVm, GUEST_KERNEL_TUNING, INITRD_OFFSET, RX_FAULT_GPA,
+    TX_FAULT_GPA,
 };
 pub use inputs::{parse_echo_ips, parse_echo_peers, parse_macs};
 pub use layout::GuestLayout;

@@ -362,8 +362,8 @@ fn the_sel4_system_echoes_through_the_driver_vm() {
         };
         timings.push((needle, t));
     }
-    // The guest kernel runs with the image's tuned command line (guest-image's
-    // DEFAULT_SEL4_BOOTARGS, issue #18), as the VMM passed it in the device tree.
+    // The guest kernel runs with the image's tuned command line
+    // (system_plan::GUEST_KERNEL_TUNING, issue #18), as the VMM passed it in the device tree.
     let console = qemu.console();
     let cmdline = console
         .lines()
