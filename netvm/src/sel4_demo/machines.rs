@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{make, Sel4DemoOptions};
+use super::{make, ReferenceMode, Sel4DemoOptions};
 use crate::demo::{check_interrupt, err, lan, Lan, Result};
 use crate::qemu_stats::Qmp;
 
@@ -31,8 +31,8 @@ const MORE_LEASES: Duration = Duration::from_secs(20);
 pub(super) enum Kind {
     /// `build/loader.img`: the seL4 system of `system.xml`.
     Sel4,
-    /// The guest's kernel booted directly, running the kernel echo.
-    Reference,
+    /// The guest's kernel booted directly, running the kernel echo or the reflector.
+    Reference(ReferenceMode),
     /// Another Microkit image (already decompressed), addresses by DHCP.
     Peer(PathBuf),
 }
@@ -206,7 +206,10 @@ pub(super) fn boot(
 ) -> Result<Machine> {
     let (label, file_label) = match &kind {
         Kind::Sel4 => ("seL4 netvm".to_string(), "sel4".to_string()),
-        Kind::Reference => ("Linux alone".to_string(), "linux".to_string()),
+        Kind::Reference(ReferenceMode::Echo) => ("Linux alone".to_string(), "linux".to_string()),
+        Kind::Reference(mode @ ReferenceMode::Reflect) => {
+            (mode.label().to_string(), "reflect".to_string())
+        }
         Kind::Peer(_) => (format!("peer {peer}"), format!("peer{peer}")),
     };
     let mut m = Machine {
@@ -238,9 +241,14 @@ pub(super) fn boot(
     let mut args = vec!["-s".to_string(), ns_arg.clone(), tap_arg, host_arg, qmp_arg];
     match &m.kind {
         Kind::Sel4 => args.insert(1, "qemu".into()),
-        Kind::Reference => {
+        Kind::Reference(mode) => {
             args.insert(1, "qemu-reference".into());
             args.push(format!("REF_IP={REFERENCE_IP}/{}", lan::PREFIX));
+            if *mode == ReferenceMode::Reflect {
+                // The same kernel as the driver VM's: its command-line tuning too.
+                args.push("REF_MODE=reflect".into());
+                args.push(format!("REF_APPEND={}", system_plan::GUEST_KERNEL_TUNING));
+            }
         }
         Kind::Peer(image) => {
             args.insert(1, "qemu".into());
@@ -274,7 +282,7 @@ pub(super) fn boot(
 
     m.targets = match &m.kind {
         Kind::Sel4 => lan::CLIENTS.iter().map(ToString::to_string).collect(),
-        Kind::Reference => vec![REFERENCE_IP.to_string()],
+        Kind::Reference(_) => vec![REFERENCE_IP.to_string()],
         Kind::Peer(_) => wait_leases(&mut m, &leases, deadline)?,
     };
     for ip in m.targets.clone() {

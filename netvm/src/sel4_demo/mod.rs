@@ -5,6 +5,7 @@
 //! ```text
 //!  ns <p>-0: tap0 10.0.0.1/24 ── QEMU: seL4 image (driver VM + PDs), client0 10.0.0.10, client1 .11
 //!  ns <p>-1: tap0 10.0.0.1/24 ── QEMU: the guest's kernel alone, /bin/kernel-echo on 10.0.0.20
+//!                                (--reference reflect: the uio-driver's reflector on .20)
 //!  ns <p>-2: tap0 10.0.0.1/24 ── QEMU: --peer-image (any Microkit echo image), DHCP from dnsmasq
 //! ```
 //!
@@ -46,10 +47,31 @@ pub struct Sel4DemoOptions {
     pub sweep: Sweep,
     /// Build the image first (`make MICROKIT_CONFIG=release`).
     pub build: bool,
-    /// Measure the reference (the guest kernel alone) too.
-    pub reference: bool,
+    /// Which reference (the guest kernel alone) to measure too, if any.
+    pub reference: Option<ReferenceMode>,
     /// Other Microkit echo images (plain or gzip'd) measured in the same run.
     pub peer_images: Vec<PathBuf>,
+}
+
+/// What the reference machine (the guest's kernel booted without seL4) runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferenceMode {
+    /// Linux alone: the kernel echo on an addressed NIC (`make qemu-reference`).
+    Echo,
+    /// The driver's packet path alone: the NIC as in the driver VM and the uio-driver's
+    /// reflector answering UDP (`make qemu-reference REF_MODE=reflect`, with the driver VM's
+    /// kernel tuning): a ceiling for the driver VM on this kernel. UDP only.
+    Reflect,
+}
+
+impl ReferenceMode {
+    /// Its label in the tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            ReferenceMode::Echo => "Linux alone",
+            ReferenceMode::Reflect => "Linux packet path",
+        }
+    }
 }
 
 /// Checks up front that `dir` can be written (rather than after minutes of booting), and
@@ -169,8 +191,8 @@ fn build(opts: &Sel4DemoOptions, out_dir: &Path) -> Result<()> {
 /// paused.
 fn boot_all(opts: &Sel4DemoOptions, out_dir: &Path, netvm: &Path) -> Result<Vec<Machine>> {
     let mut kinds = vec![Kind::Sel4];
-    if opts.reference {
-        kinds.push(Kind::Reference);
+    if let Some(mode) = opts.reference {
+        kinds.push(Kind::Reference(mode));
     }
     for (i, image) in opts.peer_images.iter().enumerate() {
         kinds.push(Kind::Peer(peer_image(image, out_dir, i + 1)?));
@@ -183,8 +205,12 @@ fn boot_all(opts: &Sel4DemoOptions, out_dir: &Path, netvm: &Path) -> Result<Vec<
             "boot {}",
             match &kind {
                 Kind::Sel4 => "seL4 netvm: make qemu (build/loader.img)".to_string(),
-                Kind::Reference => format!(
+                Kind::Reference(ReferenceMode::Echo) => format!(
                     "Linux alone: make qemu-reference (the guest kernel, kernel echo on {REFERENCE_IP})"
+                ),
+                Kind::Reference(ReferenceMode::Reflect) => format!(
+                    "Linux packet path: make qemu-reference REF_MODE=reflect (the guest kernel, \
+                     the uio-driver's reflector on {REFERENCE_IP})"
                 ),
                 Kind::Peer(p) => format!("peer {}: make qemu BOOT_IMAGE={}", peers + 1, p.display()),
             }
@@ -199,6 +225,17 @@ fn boot_all(opts: &Sel4DemoOptions, out_dir: &Path, netvm: &Path) -> Result<Vec<
 
 /// Runs the whole job; see the module docs.
 pub fn run(opts: &Sel4DemoOptions) -> Result<Sel4Summary> {
+    if opts.reference == Some(ReferenceMode::Reflect)
+        && opts
+            .sweep
+            .protocols()
+            .iter()
+            .any(|(proto, rates)| *proto == "tcp" && !rates.is_empty())
+    {
+        return Err(err(
+            "--reference reflect measures UDP only (the reflector has no TCP): give --tcp-rates ''",
+        ));
+    }
     crate::demo::catch_signals()?;
     if !crate::demo::is_root() {
         return Err(err(
@@ -227,7 +264,7 @@ pub fn run(opts: &Sel4DemoOptions) -> Result<Sel4Summary> {
     // ceiling (Gb/s); calibrating floods the loopback for ~1.5 s per point while a guest runs.
     let settings = |util: bool| opts.sweep.settings(&points_dir, util, None, false);
     let mut summary = Sel4Summary {
-        reference: opts.reference.then(|| "Linux alone".to_string()),
+        reference: opts.reference.map(|m| m.label().to_string()),
         ..Sel4Summary::default()
     };
     for (proto, rates) in opts.sweep.protocols() {

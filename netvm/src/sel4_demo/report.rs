@@ -49,9 +49,17 @@ impl Sel4Summary {
     /// never echoed), utilisation the echo side's busy share from its ipbench daemon.
     pub fn table(&self) -> String {
         let mut out = String::new();
+        // As wide as the longest system name ("Linux packet path").
+        let w = self
+            .rows
+            .iter()
+            .map(|r| r.system.len())
+            .chain([14])
+            .max()
+            .unwrap_or(14);
         let _ = writeln!(
             out,
-            "{:<14} {:<5} {:>10} {:>12} {:>8} {:>11} {:>11} {:>6} {:>7}",
+            "{:<w$} {:<5} {:>10} {:>12} {:>8} {:>11} {:>11} {:>6} {:>7}",
             "system",
             "proto",
             "requested",
@@ -65,7 +73,7 @@ impl Sel4Summary {
         for r in &self.rows {
             let _ = write!(
                 out,
-                "{:<14} {:<5} {:>5.0} Mb/s ",
+                "{:<w$} {:<5} {:>5.0} Mb/s ",
                 r.system,
                 r.proto.to_uppercase(),
                 mbps(r.requested)
@@ -202,6 +210,26 @@ mod tests {
         assert!(lines[3].contains("bench failed: connection refused"));
         // Linux TCP had a daemon reporting total 100 idle 0: 100% busy.
         assert!(lines[4].contains("100%"), "{}", lines[4]);
+    }
+
+    #[test]
+    fn a_long_system_name_widens_the_column() {
+        let mut s = summary();
+        s.rows[1].system = "Linux packet path".into();
+        s.rows[3].system = "Linux packet path".into();
+        s.reference = Some("Linux packet path".into());
+        let t = s.table();
+        let col = |l: &str| {
+            l.find(" UDP ")
+                .or_else(|| l.find(" TCP "))
+                .or_else(|| l.find(" proto"))
+        };
+        let lines: Vec<&str> = t.lines().collect();
+        let first = col(lines[0]).unwrap();
+        assert_eq!(first, "Linux packet path".len(), "{t}");
+        for l in &lines[1..] {
+            assert_eq!(col(l), Some(first), "columns do not line up:\n{t}");
+        }
     }
 
     #[test]
