@@ -11,6 +11,7 @@
 //! * [`names`]: the UIO device names (shared with the guest image builder).
 //! * [`counters`]: what the driver counts.
 //! * [`reflect`]: the reflector (`--reflect`), the packet path alone with nothing behind it.
+//! * [`loopback`]: a NIC with the reflector as its wire (`--loopback`), the sDDF side alone.
 //!
 //! # Building for the guest
 //!
@@ -43,6 +44,7 @@ pub mod config;
 pub mod counters;
 pub mod driver;
 pub mod host;
+pub mod loopback;
 pub mod names;
 pub mod packet;
 pub mod reflect;

@@ -7,6 +7,7 @@ use netvm_api::stats::StatsWriter;
 use uio_driver::config::{DriverConfig, DT_PATHS};
 use uio_driver::counters::{self, Counters, NicCounters};
 use uio_driver::driver::{connect, Driver, DriverWords, Nic};
+use uio_driver::loopback::{LoopbackNic, LoopbackSpec};
 use uio_driver::packet::{PacketConfig, PacketNic, RxWakeup};
 use uio_driver::reflect::{self, Reflector};
 use uio_driver::signals;
@@ -65,6 +66,12 @@ struct Args {
     /// devices or driver config.
     #[arg(long, value_name = "IPV4")]
     reflect: Option<std::net::Ipv4Addr>,
+    /// Instead of the packet socket, a NIC with no wire whose peer is the reflector at PEER
+    /// (`uio_driver::loopback`): COUNT UDP datagrams to the client at CLIENT_IP/CLIENT_MAC's echo
+    /// port circle between the driver and the echo client for as long as it runs, to measure
+    /// the sDDF side alone (the driver's counters give the rate).
+    #[arg(long, value_name = "PEER,CLIENT_IP,CLIENT_MAC,COUNT")]
+    loopback: Option<LoopbackSpec>,
 }
 
 /// The packet ring and transmit socket on `args.iface`, as the options ask.
@@ -129,7 +136,21 @@ fn run(args: Args) -> Result<(), String> {
     let mut uio =
         UioDevices::open(&args.sysfs_root, &args.dev_root, &config).map_err(|e| e.to_string())?;
     eprintln!("uio-driver: UIO devices: {}", uio.listing);
-    let mut nic = open_nic(&args)?;
+    let (mut packet, mut looped);
+    let nic: &mut dyn Nic = match &args.loopback {
+        Some(spec) => {
+            looped = LoopbackNic::new(spec).map_err(|e| format!("the loopback NIC: {e}"))?;
+            println!(
+                "uio-driver: loopback: {} datagrams from {} to {} circle through the reflector",
+                spec.count, spec.peer, spec.client_ip
+            );
+            &mut looped
+        }
+        None => {
+            packet = open_nic(&args)?;
+            &mut packet
+        }
+    };
     signals::install().map_err(|e| format!("installing signal handlers: {e}"))?;
     uio.platform
         .enable_irqs()
@@ -172,7 +193,7 @@ fn run(args: Args) -> Result<(), String> {
     };
     let every = std::time::Duration::from_secs(args.report_every);
     let mut last_report = std::time::Instant::now();
-    let result = driver.run(&mut nic, &mut uio.platform, &mut |c, nic| {
+    let result = driver.run(nic, &mut uio.platform, &mut |c, nic| {
         let due = !every.is_zero() && last_report.elapsed() >= every;
         if due {
             last_report = std::time::Instant::now();
@@ -191,7 +212,7 @@ fn run(args: Args) -> Result<(), String> {
         }
         !signals::stop_requested()
     });
-    report(driver.counters(), &mut nic, &mut nic_counters);
+    report(driver.counters(), nic, &mut nic_counters);
     if let Some(stats) = stats.as_mut() {
         counters::publish(stats, driver.counters(), &nic_counters);
     }
