@@ -59,7 +59,8 @@ REF_IP ?= 10.0.0.20/24
 REF_MODE ?= echo
 # Words added to the driver VM's kernel command line (guest-image sel4-dtb --append), e.g.
 # uio_driver.busy_poll_us=300 (a uio-driver option) or, for the packet path inside the seL4 VM,
-# netvm.mode=reflect netvm.ip=10.0.0.10/24 (the clients then get no frames).
+# netvm.mode=reflect netvm.ip=10.0.0.10/24 (the clients then get no frames), or for the sDDF side
+# alone uio_driver.loopback=10.0.0.1,10.0.0.10,52:54:01:00:00:10,64 (BENCHMARKS.md, issue #18).
 GUEST_APPEND ?=
 REF_APPEND ?=
 
