@@ -20,11 +20,6 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 
 use sddf::NET_BUFFER_SIZE;
-use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol,
-    Ipv4Address, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
-};
 
 use crate::driver::{Nic, NicPoll, RxFrame, RxVerdict, TxReport};
 use crate::reflect::Reflector;
@@ -132,39 +127,11 @@ impl LoopbackNic {
 /// pattern, with valid IPv4 and UDP checksums.
 fn datagram(spec: &LoopbackSpec, peer: &Reflector, i: usize) -> Vec<u8> {
     let payload: Vec<u8> = (0..PAYLOAD).map(|j| (i + j) as u8).collect();
-    let (src, dst) = (
-        Ipv4Address::from(spec.peer.octets()),
-        Ipv4Address::from(spec.client_ip.octets()),
-    );
-    let udp = UdpRepr {
-        src_port: 40000 + (i % 20000) as u16,
-        dst_port: ECHO_PORT,
-    };
-    let ip = Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        next_header: IpProtocol::Udp,
-        payload_len: 8 + PAYLOAD,
-        hop_limit: 64,
-    };
-    let mut buf = vec![0u8; 14 + 20 + 8 + PAYLOAD];
-    EthernetRepr {
-        src_addr: EthernetAddress(peer.mac()),
-        dst_addr: EthernetAddress(spec.client_mac),
-        ethertype: EthernetProtocol::Ipv4,
-    }
-    .emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
-    let mut p = Ipv4Packet::new_unchecked(&mut buf[14..]);
-    ip.emit(&mut p, &ChecksumCapabilities::default());
-    udp.emit(
-        &mut UdpPacket::new_unchecked(p.payload_mut()),
-        &IpAddress::Ipv4(src),
-        &IpAddress::Ipv4(dst),
-        PAYLOAD,
-        |b| b.copy_from_slice(&payload),
-        &ChecksumCapabilities::default(),
-    );
-    buf
+    crate::reflect::udp_frame(
+        (peer.mac(), spec.peer, 40000 + (i % 20000) as u16),
+        (spec.client_mac, spec.client_ip, ECHO_PORT),
+        &payload,
+    )
 }
 
 impl Nic for LoopbackNic {
@@ -255,6 +222,7 @@ impl Nic for LoopbackNic {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use smoltcp::wire::{IpAddress, Ipv4Address, Ipv4Packet, UdpPacket};
 
     fn spec() -> LoopbackSpec {
         "10.0.0.1,10.0.0.10,52:54:01:00:00:10,3".parse().unwrap()

@@ -64,7 +64,7 @@ struct Args {
     /// address, on the same packet path (`uio_driver::reflect`): the guest's
     /// `netvm.mode=reflect`, which measures what that path carries in Linux alone. Needs no UIO
     /// devices or driver config.
-    #[arg(long, value_name = "IPV4")]
+    #[arg(long, value_name = "IPV4", conflicts_with = "loopback")]
     reflect: Option<std::net::Ipv4Addr>,
     /// Instead of the packet socket, a NIC with no wire whose peer is the reflector at PEER
     /// (`uio_driver::loopback`): COUNT UDP datagrams to the client at CLIENT_IP/CLIENT_MAC's echo

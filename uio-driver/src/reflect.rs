@@ -179,6 +179,50 @@ impl Reflector {
     }
 }
 
+/// A UDP datagram in an Ethernet frame, `from` (MAC, address, port) `to` (MAC, address, port),
+/// with valid IPv4 and UDP checksums and TTL 64: what the reflector answers, and what
+/// [`crate::loopback`] seeds.
+pub fn udp_frame(
+    from: ([u8; 6], Ipv4Addr, u16),
+    to: ([u8; 6], Ipv4Addr, u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    let (src, dst) = (
+        Ipv4Address::from(from.1.octets()),
+        Ipv4Address::from(to.1.octets()),
+    );
+    let mut buf = vec![0u8; 14 + 20 + 8 + payload.len()];
+    smoltcp::wire::EthernetRepr {
+        src_addr: EthernetAddress(from.0),
+        dst_addr: EthernetAddress(to.0),
+        ethertype: EthernetProtocol::Ipv4,
+    }
+    .emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
+    let mut p = Ipv4Packet::new_unchecked(&mut buf[14..]);
+    let caps = smoltcp::phy::ChecksumCapabilities::default();
+    smoltcp::wire::Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: IpProtocol::Udp,
+        payload_len: 8 + payload.len(),
+        hop_limit: 64,
+    }
+    .emit(&mut p, &caps);
+    smoltcp::wire::UdpRepr {
+        src_port: from.2,
+        dst_port: to.2,
+    }
+    .emit(
+        &mut UdpPacket::new_unchecked(p.payload_mut()),
+        &smoltcp::wire::IpAddress::Ipv4(src),
+        &smoltcp::wire::IpAddress::Ipv4(dst),
+        payload.len(),
+        |b| b.copy_from_slice(payload),
+        &caps,
+    );
+    buf
+}
+
 /// What [`run`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ReflectCounts {
@@ -276,7 +320,7 @@ pub fn run(
 mod tests {
     use super::*;
     use smoltcp::phy::ChecksumCapabilities;
-    use smoltcp::wire::{ArpRepr, EthernetRepr, Icmpv4Repr, IpAddress, Ipv4Repr, UdpRepr};
+    use smoltcp::wire::{ArpRepr, EthernetRepr, Icmpv4Repr, IpAddress, Ipv4Repr};
 
     const ME: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 30);
     const PEER_IP: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
@@ -294,29 +338,11 @@ mod tests {
     }
 
     fn udp_frame(dst_mac: EthernetAddress, dst_ip: Ipv4Address, payload: &[u8]) -> Vec<u8> {
-        let udp = UdpRepr {
-            src_port: 40000,
-            dst_port: 1235,
-        };
-        let ip = Ipv4Repr {
-            src_addr: PEER_IP,
-            dst_addr: dst_ip,
-            next_header: IpProtocol::Udp,
-            payload_len: 8 + payload.len(),
-            hop_limit: 64,
-        };
-        let mut buf = eth(dst_mac, EthernetProtocol::Ipv4, 20 + 8 + payload.len());
-        let mut p = Ipv4Packet::new_unchecked(&mut buf[14..]);
-        ip.emit(&mut p, &ChecksumCapabilities::default());
-        udp.emit(
-            &mut UdpPacket::new_unchecked(p.payload_mut()),
-            &IpAddress::Ipv4(PEER_IP),
-            &IpAddress::Ipv4(dst_ip),
-            payload.len(),
-            |b| b.copy_from_slice(payload),
-            &ChecksumCapabilities::default(),
-        );
-        buf
+        super::udp_frame(
+            (PEER_MAC.0, Ipv4Addr::from(PEER_IP.octets()), 40000),
+            (dst_mac.0, Ipv4Addr::from(dst_ip.octets()), 1235),
+            payload,
+        )
     }
 
     #[test]
