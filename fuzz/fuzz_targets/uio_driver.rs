@@ -104,8 +104,11 @@ fuzz_target!(|data: &[u8]| {
                 if input.u8() % 4 == 0 {
                     let off = input.u64();
                     let at = usize::try_from(off).ok();
+                    // An offset near usize::MAX must not overflow the harness's own check.
                     let valid = at.is_some_and(|o| {
-                        o % NET_BUFFER_SIZE == 0 && o + NET_BUFFER_SIZE <= rx_size
+                        o % NET_BUFFER_SIZE == 0
+                            && o.checked_add(NET_BUFFER_SIZE)
+                                .is_some_and(|end| end <= rx_size)
                     });
                     if !valid || chaos {
                         let _ = virt_rx.free.enqueue(BuffDesc::new(off, 0, 0));
