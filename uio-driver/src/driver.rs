@@ -54,6 +54,18 @@ pub struct NicPoll {
     pub writable: bool,
 }
 
+impl NicPoll {
+    /// As a `poll(2)` entry.
+    pub fn pollfd(&self) -> libc::pollfd {
+        libc::pollfd {
+            fd: self.fd,
+            events: if self.readable { libc::POLLIN } else { 0 }
+                | if self.writable { libc::POLLOUT } else { 0 },
+            revents: 0,
+        }
+    }
+}
+
 /// What woke [`Platform::wait`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Events {

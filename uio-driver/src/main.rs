@@ -102,14 +102,9 @@ fn reflect(args: &Args, ip: std::net::Ipv4Addr) -> Result<(), String> {
         "uio-driver: reflecting iface={} ip={ip} mac={mac}",
         args.iface
     );
-    let every = std::time::Duration::from_secs(args.report_every);
-    let mut last_report = std::time::Instant::now();
+    let mut every = Every::secs(args.report_every);
     let counts = reflect::run(&mut nic, &reflector, &mut |c| {
-        let due = !every.is_zero() && last_report.elapsed() >= every;
-        if due {
-            last_report = std::time::Instant::now();
-        }
-        if signals::take_usr1() || due {
+        if signals::take_usr1() || every.due() {
             println!("uio-driver: reflector counters {c}");
         }
         !signals::stop_requested()
@@ -191,14 +186,9 @@ fn run(args: Args) -> Result<(), String> {
             nic_counters.rx_ring_drops
         );
     };
-    let every = std::time::Duration::from_secs(args.report_every);
-    let mut last_report = std::time::Instant::now();
+    let mut every = Every::secs(args.report_every);
     let result = driver.run(nic, &mut uio.platform, &mut |c, nic| {
-        let due = !every.is_zero() && last_report.elapsed() >= every;
-        if due {
-            last_report = std::time::Instant::now();
-        }
-        if signals::take_usr1() || due {
+        if signals::take_usr1() || every.due() {
             report(c, nic, &mut nic_counters);
         }
         if let Some(stats) = stats.as_mut() {
@@ -217,6 +207,30 @@ fn run(args: Args) -> Result<(), String> {
         counters::publish(stats, driver.counters(), &nic_counters);
     }
     result.map_err(|e| format!("driver loop: {e}"))
+}
+
+/// `--report-every`: due once every so many seconds (never for 0), checked when the loop wakes.
+struct Every {
+    period: std::time::Duration,
+    last: std::time::Instant,
+}
+
+impl Every {
+    fn secs(secs: u64) -> Every {
+        Every {
+            period: std::time::Duration::from_secs(secs),
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// Whether a period has passed since it was last due (and if so, starts the next).
+    fn due(&mut self) -> bool {
+        let due = !self.period.is_zero() && self.last.elapsed() >= self.period;
+        if due {
+            self.last = std::time::Instant::now();
+        }
+        due
+    }
 }
 
 /// Wake-ups between two reads of the packet ring's drop count for the stats page.

@@ -23,7 +23,7 @@ use std::net::Ipv4Addr;
 
 use sddf::NET_BUFFER_SIZE;
 
-use crate::driver::{Nic, RxVerdict, BATCH};
+use crate::driver::{Nic, NicPoll, RxVerdict, BATCH};
 
 use smoltcp::wire::{
     ArpOperation, ArpPacket, EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv4Message,
@@ -266,12 +266,7 @@ pub fn run(
         let mut fds: Vec<libc::pollfd> = nic
             .poll_set(true, nic.tx_pending())
             .iter()
-            .map(|p| libc::pollfd {
-                fd: p.fd,
-                events: if p.readable { libc::POLLIN } else { 0 }
-                    | if p.writable { libc::POLLOUT } else { 0 },
-                revents: 0,
-            })
+            .map(NicPoll::pollfd)
             .collect();
         // A signal (SIGTERM) ends the wait; `keep_going` then decides.
         crate::sys::poll(&mut fds, 1000)?;

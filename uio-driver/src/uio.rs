@@ -617,12 +617,7 @@ pub(crate) fn poll_with(
             revents: 0,
         })
         .collect();
-    fds.extend(nic.iter().map(|p| libc::pollfd {
-        fd: p.fd,
-        events: if p.readable { libc::POLLIN } else { 0 }
-            | if p.writable { libc::POLLOUT } else { 0 },
-        revents: 0,
-    }));
+    fds.extend(nic.iter().map(NicPoll::pollfd));
     let ms = timeout.map_or(-1, |t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX));
     let mut ev = Events::default();
     if sys::poll(&mut fds, ms)?.is_none() {
