@@ -11,8 +11,8 @@
 //!   against. `netvm.mode=driver` (the default) is the driver VM.
 //! * `netvm.mode=reflect netvm.ip=<a.b.c.d>/<prefix>`: the packet path alone. The NIC is set up
 //!   as in the driver VM (offloads off, silent) and the uio-driver, with its usual options,
-//!   answers ARP, ping and UDP for that address itself (`uio-driver --reflect`): the ceiling of
-//!   the driver's path in this kernel, measured without seL4.
+//!   answers ARP, ping and UDP for that address itself (`uio-driver --reflect`): the driver's
+//!   packet path alone, booted with or without seL4.
 //! * `netvm.debug`: a debug image (the image build adds it for `MICROKIT_CONFIG=debug` only):
 //!   console commands meant for tests are honoured, e.g. `netvm.crash`, which panics the
 //!   kernel on purpose to exercise the VMM's restart.

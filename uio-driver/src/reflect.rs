@@ -9,10 +9,11 @@
 //! sender, which is what `netvm bench` and the echo servers' port 1235 expect). Its MAC is
 //! [`Reflector::mac`]. The guest kernel itself stays silent on the link, as in the driver VM (no
 //! address, no ARP, no IPv6), so every frame costs the guest exactly the driver VM's kernel
-//! path: the virtio-net receive, the packet sockets, and the transmit. The echoed rate of the
-//! reflector is therefore a ceiling for any driver VM built on this path and this guest kernel on
-//! the same emulated machine: the seL4 system adds VM exits, the virtualisers, the copier and the
-//! echo server to it.
+//! path: the virtio-net receive, the packet sockets, and the transmit. Run inside the seL4
+//! driver VM (`GUEST_APPEND="netvm.mode=reflect ..."`), its echoed rate is a ceiling for the
+//! driver VM on this kernel: the full system adds the sDDF side behind it. Booted alone on QEMU
+//! the same path measured slower than inside seL4's VM (BENCHMARKS.md, issue #18), so that
+//! figure is a reference for Linux, not a bound.
 //!
 //! Only UDP echo (no TCP): it has no TCP stack, and TCP would measure one more thing.
 //!

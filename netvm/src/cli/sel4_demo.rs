@@ -5,12 +5,6 @@ use std::process::ExitCode;
 
 use super::{demo_prologue, PointArgs};
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum Reference {
-    Echo,
-    Reflect,
-}
-
 #[derive(clap::Args)]
 pub(crate) struct Sel4DemoArgs {
     /// The netvm checkout whose Makefile builds and boots the image.
@@ -34,10 +28,10 @@ pub(crate) struct Sel4DemoArgs {
     #[arg(long, conflicts_with = "reference")]
     no_reference: bool,
     /// What the reference runs: `echo` (Linux alone: the kernel echo) or `reflect` (the
-    /// driver's packet path alone: the uio-driver's reflector with the driver VM's kernel
-    /// tuning, a ceiling for the driver VM; UDP only, so with `--tcp-rates ''`).
+    /// driver's packet path alone in Linux: the uio-driver's reflector with the driver VM's
+    /// kernel tuning; UDP only, so with `--tcp-rates ''`).
     #[arg(long, value_enum, default_value = "echo")]
-    reference: Reference,
+    reference: netvm::sel4_demo::ReferenceMode,
     /// Another Microkit echo image (plain or .gz) to measure in the same run, its addresses by
     /// DHCP; may be repeated.
     #[arg(long, value_name = "FILE")]
@@ -66,10 +60,7 @@ pub(crate) fn run_sel4_demo(a: Sel4DemoArgs) -> ExitCode {
         out_dir: a.out,
         sweep,
         build: !a.no_build,
-        reference: (!a.no_reference).then_some(match a.reference {
-            Reference::Echo => netvm::sel4_demo::ReferenceMode::Echo,
-            Reference::Reflect => netvm::sel4_demo::ReferenceMode::Reflect,
-        }),
+        reference: (!a.no_reference).then_some(a.reference),
         peer_images: a.peer_image,
     };
     match netvm::sel4_demo::run(&opts) {

@@ -53,14 +53,16 @@ pub struct Sel4DemoOptions {
     pub peer_images: Vec<PathBuf>,
 }
 
-/// What the reference machine (the guest's kernel booted without seL4) runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the reference machine (the guest's kernel booted without seL4) runs
+/// (`--reference echo|reflect`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReferenceMode {
     /// Linux alone: the kernel echo on an addressed NIC (`make qemu-reference`).
     Echo,
     /// The driver's packet path alone: the NIC as in the driver VM and the uio-driver's
     /// reflector answering UDP (`make qemu-reference REF_MODE=reflect`, with the driver VM's
-    /// kernel tuning): a ceiling for the driver VM on this kernel. UDP only.
+    /// kernel tuning). UDP only. Booted alone this path measured slower than inside seL4's VM
+    /// (BENCHMARKS.md), so it is a reference for Linux, not a bound for the driver VM.
     Reflect,
 }
 
