@@ -371,6 +371,9 @@ fn the_main_job_runs_unprivileged_in_a_user_namespace() {
         "{stdout}"
     );
     assert_eq!(stdout.matches("all accounted for").count(), 4, "{stdout}");
+    // Split by default: the load generator on CPUs of its own (receive steering may not be
+    // permitted without root in the first user namespace; the line says so then).
+    assert!(stdout.contains("cpus: echo side"), "{stdout}");
     std::fs::remove_dir_all(&out).ok();
 }
 
@@ -493,4 +496,43 @@ fn a_driver_vm_system_from_sdfgens_own_blobs_echoes_on_every_client() {
     }
     drop(sys);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `netvm demo --cpus split` steers each side's links' receive processing to that side's CPUs
+/// (RPS); this reads the mask back from the device in its namespace.
+#[test]
+fn the_demo_steers_a_links_receive_processing_to_the_given_cpus() {
+    use netvm::demo::cpus;
+    let Some(_one) = exclusive("demo receive steering") else {
+        return;
+    };
+    let allowed = cpus::allowed_cpus().unwrap();
+    let split = cpus::Split::of(&allowed).expect("at least two CPUs");
+    let ns = format!("nvcpu{}", std::process::id());
+    let ip = |args: &[&str]| assert!(Command::new("ip").args(args).status().unwrap().success());
+    ip(&["netns", "add", &ns]);
+    ip(&[
+        "-n", &ns, "link", "add", "a0", "type", "veth", "peer", "name", "b0",
+    ]);
+    let read = |dev: &str| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns, "cat"])
+            .arg(format!("/sys/class/net/{dev}/queues/rx-0/rps_cpus"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let steered = cpus::steer_receive(&ns, "a0", &split.echo)
+        .and_then(|()| cpus::steer_receive(&ns, "b0", &split.generator));
+    let (a, b) = (read("a0"), read("b0"));
+    let missing = cpus::steer_receive(&ns, "nosuchdev", &split.echo);
+    ip(&["netns", "del", &ns]);
+    steered.unwrap();
+    // The kernel prints the mask in as many 32-bit words as the machine has CPUs for.
+    let value = |m: &str| u128::from_str_radix(&m.replace(',', ""), 16).unwrap();
+    assert_eq!(value(&a), value(&cpus::rps_mask(&split.echo)), "{a}");
+    assert_eq!(value(&b), value(&cpus::rps_mask(&split.generator)), "{b}");
+    assert_ne!(value(&a), value(&b));
+    let e = missing.unwrap_err().to_string();
+    assert!(e.contains("nosuchdev") && e.contains(&ns), "{e}");
 }

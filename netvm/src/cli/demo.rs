@@ -24,6 +24,11 @@ pub(crate) struct DemoArgs {
     tcp_rates: String,
     #[command(flatten)]
     points: PointArgs,
+    /// Where the echo side and the load generator run: `split` gives the system (and the kernel
+    /// echo, in its turn) half of the CPUs and the load generator the other half, as ipbench's
+    /// load generators run on machines of their own; `shared` lets them compete.
+    #[arg(long, value_enum, default_value_t = netvm::demo::CpuPlacement::Split)]
+    cpus: netvm::demo::CpuPlacement,
     /// Capture every frame the virtualisers pass into DIR (see `netvm run --pcap`).
     #[arg(long, value_name = "DIR")]
     pcap: Option<PathBuf>,
@@ -41,10 +46,12 @@ pub(crate) fn run_demo(a: DemoArgs) -> ExitCode {
         out_dir: a.out,
         sweep,
         pcap: a.pcap,
+        cpus: a.cpus,
     };
     match netvm::demo::run(&opts) {
         Ok(summary) => {
             println!("\ncounters after the last point:\n{}", summary.counters);
+            println!("{}", summary.cpus);
             println!("{}", summary.table());
             println!("CSV and SVG files: {}", opts.out_dir.display());
             if let Some(dir) = &opts.pcap {

@@ -14,6 +14,7 @@
 //! checksummed and merged frames to a raw socket, which a real NIC would not. Everything is
 //! torn down at the end, on error, and on Ctrl-C / SIGTERM (namespaces, processes, shm files).
 
+pub mod cpus;
 mod netns;
 mod points;
 mod process;
@@ -24,6 +25,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub use cpus::CpuPlacement;
 pub use netns::Lan;
 pub(crate) use points::{bench_points, payload_size, BenchSettings};
 pub use points::{Point, Sweep};
@@ -57,6 +59,8 @@ pub struct DemoOptions {
     pub sweep: Sweep,
     /// Where the virtualisers write their pcap files (`netvm run --pcap`), if anywhere.
     pub pcap: Option<PathBuf>,
+    /// Where the echo side and the load generator run.
+    pub cpus: CpuPlacement,
 }
 
 /// Runs one sweep from the peer namespace; returns its points.
@@ -87,6 +91,8 @@ pub struct Summary {
     pub counters: String,
     /// Whether every sDDF buffer was back in a queue once the system was idle.
     pub buffers_accounted: bool,
+    /// Where the processes ran (one line).
+    pub cpus: String,
 }
 
 /// The summary table's value columns, in order (between `proto` and `bad`).
@@ -195,7 +201,12 @@ fn wait_ready(lines: &mpsc::Receiver<String>, wanted: &[&str], limit: Duration) 
 
 /// Starts `netvm run` of the system in its namespace, with the driver on sys0, and waits until
 /// the driver and both echo clients are up; returns the runner's pid.
-fn start_system(lan: &mut Lan, netvm: &Path, opts: &DemoOptions) -> Result<u32> {
+fn start_system(
+    lan: &mut Lan,
+    netvm: &Path,
+    opts: &DemoOptions,
+    split: Option<&cpus::Split>,
+) -> Result<u32> {
     let bin_dir = netvm.parent().map(Path::to_path_buf).unwrap_or_default();
     // The system, in its namespace, with the driver on sys0.
     let ips: Vec<String> = lan::CLIENTS
@@ -217,6 +228,9 @@ fn start_system(lan: &mut Lan, netvm: &Path, opts: &DemoOptions) -> Result<u32> 
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if let Some(s) = split {
+        cpus::pin(&mut cmd, s.echo);
+    }
     let system = lan.spawn("netvm run", cmd)?;
     let runner_pid = system.id();
     follow_runner(system, &["client0", "client1"])?;
@@ -292,9 +306,32 @@ pub fn run(opts: &DemoOptions) -> Result<Summary> {
     std::fs::create_dir_all(&opts.out_dir)
         .map_err(|e| err(format!("{}: {e}", opts.out_dir.display())))?;
     let netvm = std::env::current_exe().map_err(|e| err(format!("current_exe: {e}")))?;
+    let split = match opts.cpus {
+        CpuPlacement::Split => Some(cpus::Split::of_this_process()?),
+        CpuPlacement::Shared => None,
+    };
+    let mut placement = cpus::describe(opts.cpus, split.as_ref());
     let mut lan = Lan::create(&format!("nvd{}", std::process::id()))?;
+    if let Some(s) = &split {
+        // Steering needs CAP_NET_ADMIN in the first user namespace; without it (the
+        // unprivileged demo) the processes are still pinned, and the output says so.
+        let steered = [
+            (&lan.sys, "sys0", &s.echo),
+            (&lan.reference, "ref0", &s.echo),
+            (&lan.peer, "peer0", &s.generator),
+            (&lan.peer, "peer1", &s.generator),
+        ]
+        .into_iter()
+        .try_for_each(|(ns, dev, set)| cpus::steer_receive(ns, dev, set));
+        if let Err(e) = steered {
+            placement = format!(
+                "{placement}; BUT receive processing NOT steered, it runs on the sender's CPU ({e})"
+            );
+        }
+    }
+    tracing::info!("netvm demo: {placement}");
 
-    let runner_pid = start_system(&mut lan, &netvm, opts)?;
+    let runner_pid = start_system(&mut lan, &netvm, opts, split.as_ref())?;
 
     // The reference: a kernel echo on the same kind of link.
     let mut cmd = Lan::exec(&lan.reference, &netvm);
@@ -306,17 +343,26 @@ pub fn run(opts: &DemoOptions) -> Result<Summary> {
         "1237",
     ])
     .stdout(Stdio::null());
+    if let Some(s) = &split {
+        cpus::pin(&mut cmd, s.echo);
+    }
     lan.spawn("netvm kernel-echo", cmd)?;
     std::thread::sleep(Duration::from_millis(300));
 
-    let mut summary = Summary::default();
+    let mut summary = Summary {
+        cpus: placement,
+        ..Summary::default()
+    };
     for (proto, rates) in opts.sweep.protocols() {
         if rates.is_empty() {
             continue;
         }
         // The system's utilisation is its own processes' CPU time (the bench shares the cores);
         // the kernel echo's comes from its ipbench daemon (/proc/stat, the whole machine).
-        let settings = |util_pid| opts.sweep.settings(&opts.out_dir, true, util_pid, true);
+        let settings = |util_pid| BenchSettings {
+            cpus: split.as_ref().map(|s| s.generator),
+            ..opts.sweep.settings(&opts.out_dir, true, util_pid, true)
+        };
         let sys_settings = settings(Some(runner_pid));
         let sys = sweep(
             &lan,

@@ -129,6 +129,7 @@ impl Sweep {
             util,
             util_pid,
             calibrate,
+            cpus: None,
         }
     }
 }
@@ -152,6 +153,8 @@ pub(crate) struct BenchSettings<'a> {
     pub util_pid: Option<u32>,
     /// Whether the bench measures its own ceiling on loopback first (`--no-calibrate` if not).
     pub calibrate: bool,
+    /// The CPUs the bench may run on (`None`: any).
+    pub cpus: Option<nix::sched::CpuSet>,
 }
 
 /// Payload bytes per packet: UDP 1472 B and TCP 1460 B fill a 1500-byte MTU.
@@ -207,6 +210,9 @@ pub(crate) fn bench_points(
         })
         .stdout(Stdio::null())
         .stderr(log);
+    if let Some(set) = settings.cpus {
+        super::cpus::pin(&mut cmd, set);
+    }
     let mut child = cmd.spawn().map_err(|e| err(format!("netvm bench: {e}")))?;
     let per_point =
         settings.warmup + settings.duration + settings.cooldown + Duration::from_secs(15);
