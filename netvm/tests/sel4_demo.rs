@@ -64,6 +64,22 @@ fn sel4_demo_echoes_on_sel4_and_on_linux_alone() {
     }
     // The table is printed once, with every row.
     assert_eq!(stdout.matches("system ").count(), 1, "{stdout}");
+    // Each seL4 row is followed by its event counts, read from the VMM's and the guest
+    // driver's stats pages: at least one VM fault and one doorbell per 1000 frames (the driver
+    // rings a doorbell for every batch it passes on); the reference has none.
+    let counts: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("per 1000 frames: VM faults"))
+        .collect();
+    assert_eq!(counts.len(), 2, "{stdout}");
+    for row in summary.lines().filter(|l| l.starts_with("seL4 netvm,")) {
+        let f: Vec<&str> = row.split(',').collect();
+        let per = |i: usize| f[i].parse::<f64>().unwrap_or(0.0);
+        assert!(per(11) >= 1.0 && per(12) >= 1.0, "{row}");
+    }
+    for row in summary.lines().filter(|l| l.starts_with("Linux alone,")) {
+        assert!(row.contains(",,,,,,"), "{row}");
+    }
     let _ = std::fs::remove_dir_all(&out);
 }
 

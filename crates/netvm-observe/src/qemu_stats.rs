@@ -233,6 +233,21 @@ pub fn reread(
     Ok(Some(out))
 }
 
+/// Reads the stats pages in `pages` again, or, the first time and after the system restarted
+/// (a page no longer starts with the magic), finds them anew in `base..base+size`.
+pub fn refresh(
+    mem: &mut impl PhysMem,
+    pages: &mut Vec<FoundPage>,
+    base: u64,
+    size: u64,
+) -> Result<(), QmpError> {
+    *pages = match reread(mem, pages)? {
+        Some(again) if !again.is_empty() => again,
+        _ => scan(mem, base, size)?,
+    };
+    Ok(())
+}
+
 /// A QMP connection.
 pub struct Qmp {
     path: PathBuf,

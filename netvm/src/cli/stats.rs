@@ -92,7 +92,7 @@ pub(crate) fn show_stats(a: StatsArgs) -> ExitCode {
 fn show_qemu_stats(a: &StatsArgs, socket: &std::path::Path) -> ExitCode {
     use netvm::observe::{render_pools, render_stats, PoolReport};
     use netvm::qemu_pools::PoolLayout;
-    use netvm::qemu_stats::{components, reread, scan, QmpMem};
+    use netvm::qemu_stats::{components, refresh, QmpMem};
     let layout = match (&a.report, &a.system) {
         (Some(report), Some(system)) => match PoolLayout::load(report, system) {
             Ok(l) => Some(l),
@@ -113,20 +113,9 @@ fn show_qemu_stats(a: &StatsArgs, socket: &std::path::Path) -> ExitCode {
     let mut pages = Vec::new();
     loop {
         // The stats pages also place the queues (qemu_pools::PoolLayout::shift).
-        {
-            let read = match reread(&mut mem, &pages) {
-                Ok(Some(again)) if !pages.is_empty() => Ok(again),
-                // First time, or the system restarted: find the pages again.
-                Ok(_) => scan(&mut mem, a.ram_base, a.ram_size),
-                Err(e) => Err(e),
-            };
-            pages = match read {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!("netvm stats: {e}");
-                    return ExitCode::from(2);
-                }
-            };
+        if let Err(e) = refresh(&mut mem, &mut pages, a.ram_base, a.ram_size) {
+            tracing::error!("netvm stats: {e}");
+            return ExitCode::from(2);
         }
         if !a.pools {
             println!(

@@ -16,14 +16,13 @@ use super::switch::{terminate, Switch, SwitchKind};
 use super::LanOptions;
 use crate::demo::{err, follow_runner_into, ip, Lan, Result};
 use crate::observe::ComponentStats;
-use crate::qemu_stats::{components, reread, scan, FoundPage, QmpError, QmpMem};
+use crate::qemu_stats::{
+    components, refresh, FoundPage, QmpError, QmpMem, DEFAULT_RAM_SIZE, VIRT_RAM_BASE,
+};
 use crate::sel4_demo::{copy_output, make};
 
 /// Echo clients per node (system.xml's `client0` and `client1`).
 pub const CLIENTS: u8 = 2;
-/// Guest-physical start and size of a seL4 node's RAM (QEMU virt, the Makefile's QEMU_RAM).
-const SEL4_RAM_BASE: u64 = 0x4000_0000;
-const SEL4_RAM_SIZE: u64 = 2 << 30;
 /// The interface a host-mode node's driver uses, in the node's namespace.
 const NODE_IF: &str = "lan0";
 
@@ -86,11 +85,7 @@ impl Node {
         };
         let fail = |e: QmpError| err(format!("node {}: its stats over QMP: {e}", self.id));
         let mut mem = QmpMem::connect(socket).map_err(fail)?;
-        let again = match reread(&mut mem, &self.pages).map_err(fail)? {
-            Some(pages) if !pages.is_empty() => pages,
-            _ => scan(&mut mem, SEL4_RAM_BASE, SEL4_RAM_SIZE).map_err(fail)?,
-        };
-        self.pages = again;
+        refresh(&mut mem, &mut self.pages, VIRT_RAM_BASE, DEFAULT_RAM_SIZE).map_err(fail)?;
         Ok(components(&self.pages))
     }
 

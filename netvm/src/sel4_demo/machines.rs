@@ -8,9 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::events::Events;
 use super::{make, ReferenceMode, Sel4DemoOptions};
 use crate::demo::{check_interrupt, err, lan, Lan, Result};
-use crate::qemu_stats::Qmp;
+use crate::qemu_stats::{
+    components, refresh, FoundPage, Qmp, QmpMem, DEFAULT_RAM_SIZE, VIRT_RAM_BASE,
+};
 
 /// The host side of every machine's tap (each tap is in a namespace of its own).
 const HOST_IP: &str = "10.0.0.1/24";
@@ -46,7 +49,10 @@ pub(super) struct Machine {
     kind: Kind,
     pub(super) ns: String,
     qmp_path: PathBuf,
-    qmp: Option<Qmp>,
+    /// QMP, also for reading the seL4 image's stats pages from its RAM.
+    qmp: Option<QmpMem>,
+    /// The seL4 image's stats pages, once found.
+    pages: Vec<FoundPage>,
     /// `make qemu...`, leader of the process group that QEMU is in.
     qemu: Option<Child>,
     dnsmasq: Option<Child>,
@@ -73,7 +79,34 @@ impl Machine {
         let label = &self.label;
         self.qmp
             .as_mut()
+            .map(QmpMem::qmp)
             .ok_or_else(|| err(format!("{label}: no QMP connection")))
+    }
+
+    /// The seL4 image's event counters now (`None` for the other machines); a failed read is
+    /// logged and gives `None`, so the point is measured without its counts.
+    pub(super) fn events(&mut self) -> Option<Events> {
+        if self.kind != Kind::Sel4 {
+            return None;
+        }
+        let mem = self.qmp.as_mut()?;
+        match refresh(mem, &mut self.pages, VIRT_RAM_BASE, DEFAULT_RAM_SIZE) {
+            Ok(()) => {
+                let events = Events::read(&components(&self.pages));
+                if events.is_none() {
+                    tracing::warn!(
+                        "{}: no VMM or driver counters among its {} stats pages",
+                        self.label,
+                        self.pages.len()
+                    );
+                }
+                events
+            }
+            Err(e) => {
+                tracing::warn!("{}: reading its stats pages over QMP: {e}", self.label);
+                None
+            }
+        }
     }
 
     pub(super) fn pause(&mut self) -> Result<()> {
@@ -218,6 +251,7 @@ pub(super) fn boot(
         ns: format!("{prefix}-{index}"),
         qmp_path: out_dir.join(format!("{file_label}.qmp")),
         qmp: None,
+        pages: Vec::new(),
         qemu: None,
         dnsmasq: None,
         console: Arc::new(Mutex::new(Vec::new())),
@@ -318,7 +352,7 @@ fn connect_qmp(m: &mut Machine, t0: Instant) -> Result<()> {
     while m.qmp.is_none() {
         check_interrupt()?;
         m.check_alive()?;
-        match Qmp::connect(&m.qmp_path) {
+        match QmpMem::connect(&m.qmp_path) {
             Ok(q) => m.qmp = Some(q),
             Err(e) if Instant::now() > t0 + Duration::from_secs(30) => {
                 return Err(err(format!("{}: QMP: {e}", m.label)))

@@ -20,6 +20,7 @@
 //! Everything (QEMU process groups, dnsmasq, namespaces) is torn down at the end, on error and
 //! on Ctrl-C / SIGTERM.
 
+mod events;
 mod machines;
 mod report;
 
@@ -31,6 +32,7 @@ use crate::bench::{csv, svg};
 use crate::demo::{
     bench_points, check_interrupt, err, payload_size, run_cmd, wait_child, Result, Sweep,
 };
+pub use events::Events;
 use machines::{boot, Kind, Machine, REFERENCE_IP};
 pub(crate) use machines::{copy_output, udp_echoes};
 use report::{mbps, ms};
@@ -273,6 +275,7 @@ pub fn run(opts: &Sel4DemoOptions) -> Result<Sel4Summary> {
         for &rate in rates.iter() {
             for m in machines.iter_mut() {
                 check_interrupt()?;
+                let before = m.events();
                 m.resume()?;
                 let label = format!("{}-{rate}", m.file_label);
                 let result = bench_points(
@@ -287,6 +290,7 @@ pub fn run(opts: &Sel4DemoOptions) -> Result<Sel4Summary> {
                 check_interrupt()?;
                 m.check_alive()?;
                 m.pause()?;
+                let events = before.zip(m.events()).and_then(|(b, a)| a.since(&b));
                 let point = match result {
                     Ok((points, _)) => points
                         .into_iter()
@@ -296,12 +300,13 @@ pub fn run(opts: &Sel4DemoOptions) -> Result<Sel4Summary> {
                 };
                 match &point {
                     Ok(p) => tracing::info!(
-                        "{proto} {:.0} Mb/s {}: echoed {:.1} Mb/s, loss {:.3}%, median RTT {}",
+                        "{proto} {:.0} Mb/s {}: echoed {:.1} Mb/s, loss {:.3}%, median RTT {}{}",
                         mbps(rate),
                         m.label,
                         mbps(p.received),
                         p.loss_percent(),
-                        ms(p.median_rtt)
+                        ms(p.median_rtt),
+                        events.map(|e| format!("; {e}")).unwrap_or_default()
                     ),
                     Err(e) => tracing::warn!("{proto} {:.0} Mb/s {}: {e}", mbps(rate), m.label),
                 }
@@ -310,6 +315,7 @@ pub fn run(opts: &Sel4DemoOptions) -> Result<Sel4Summary> {
                     proto: proto.to_string(),
                     requested: rate,
                     point,
+                    events,
                 });
             }
         }

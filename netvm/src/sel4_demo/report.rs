@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use super::events::Events;
 use crate::demo::{payload_size, Point};
 
 /// One row of the table: a machine's point (or why it has none).
@@ -15,6 +16,9 @@ pub struct TableRow {
     pub requested: u64,
     /// The point, or the error of its bench.
     pub point: std::result::Result<Point, String>,
+    /// The seL4 image's event counts over the point (`None` for other machines, or when they
+    /// could not be read).
+    pub events: Option<Events>,
 }
 
 /// The result of a run: every point of every machine, in measuring order.
@@ -105,6 +109,9 @@ impl Sel4Summary {
                     let _ = writeln!(out, "bench failed: {e}");
                 }
             }
+            if let Some(e) = &r.events {
+                let _ = writeln!(out, "{:<w$}   {e}", "");
+            }
         }
         out
     }
@@ -113,8 +120,10 @@ impl Sel4Summary {
     pub fn csv(&self) -> String {
         let mut out = String::from(
             "System,Proto,Packet_Size,Requested_Throughput,Receive_Throughput,Loss_Percent,\
-             Median_RTT,P99_RTT,Busy_Percent,Sent_Packets,Lost_Packets,Error\n",
+             Median_RTT,P99_RTT,Busy_Percent,Sent_Packets,Lost_Packets,",
         );
+        out.push_str(&Events::csv_header());
+        out.push_str(",Error\n");
         for r in &self.rows {
             let size = payload_size(&r.proto);
             match &r.point {
@@ -125,7 +134,7 @@ impl Sel4Summary {
                         .unwrap_or_default();
                     let _ = writeln!(
                         out,
-                        "{},{},{size},{},{},{:.4},{},{},{busy},{},{},",
+                        "{},{},{size},{},{},{:.4},{},{},{busy},{},{},{},",
                         r.system,
                         r.proto,
                         r.requested,
@@ -134,16 +143,18 @@ impl Sel4Summary {
                         p.median_rtt,
                         p.p99_rtt,
                         p.sent_packets,
-                        p.lost_packets
+                        p.lost_packets,
+                        Events::csv_fields(r.events.as_ref())
                     );
                 }
                 Err(e) => {
                     let _ = writeln!(
                         out,
-                        "{},{},{size},{},,,,,,,,\"{}\"",
+                        "{},{},{size},{},,,,,,,,{},\"{}\"",
                         r.system,
                         r.proto,
                         r.requested,
+                        Events::csv_fields(r.events.as_ref()),
                         e.replace('"', "'")
                     );
                 }
@@ -179,6 +190,7 @@ mod tests {
             proto: proto.into(),
             requested: 10_000_000,
             point,
+            events: None,
         };
         Sel4Summary {
             rows: vec![
@@ -213,6 +225,31 @@ mod tests {
     }
 
     #[test]
+    fn the_sel4_images_event_counts_follow_its_row() {
+        let mut s = summary();
+        s.rows[0].events = Some(Events {
+            frames: 2000,
+            counts: [2864, 498, 500, 1104, 604, 628],
+        });
+        let t = s.table();
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 6, "{t}");
+        assert_eq!(
+            lines[2].trim(),
+            "per 1000 frames: VM faults 1432, doorbells 249, NIC vIRQs 250, maintenance 552, \
+             vPPI 302, WFI blocks 314 (2000 frames)",
+            "{t}"
+        );
+        assert!(lines[3].starts_with("Linux alone"), "{t}");
+        let c = s.csv();
+        let row: Vec<&str> = c.lines().nth(1).unwrap().split(',').collect();
+        assert_eq!(
+            row[11..17],
+            ["1432.0", "249.0", "250.0", "552.0", "302.0", "314.0"]
+        );
+    }
+
+    #[test]
     fn a_long_system_name_widens_the_column() {
         let mut s = summary();
         s.rows[1].system = "Linux packet path".into();
@@ -239,7 +276,12 @@ mod tests {
         assert_eq!(lines.len(), 5);
         assert_eq!(
             lines[1],
-            "seL4 netvm,udp,1472,10000000,5000000,50.0000,3210,12500,75.0,1000,500,"
+            "seL4 netvm,udp,1472,10000000,5000000,50.0000,3210,12500,75.0,1000,500,,,,,,,"
+        );
+        assert!(
+            lines[0].ends_with("WFI_blocks_Per_1000_Frames,Error"),
+            "{}",
+            lines[0]
         );
         assert!(lines[3].ends_with(",\"connection refused\""));
         assert_eq!(lines[4].split(',').count(), lines[0].split(',').count());
