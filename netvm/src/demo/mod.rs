@@ -10,7 +10,8 @@
 //!   client1 10.0.0.11
 //! ```
 //!
-//! Offloads (checksum, TSO/GSO/GRO) are off on every veth end: a veth hands partially
+//! With `--cpus split` (the default, [`cpus`]) the echo side and the bench run on CPUs of their
+//! own. Offloads (checksum, TSO/GSO/GRO) are off on every veth end: a veth hands partially
 //! checksummed and merged frames to a raw socket, which a real NIC would not. Everything is
 //! torn down at the end, on error, and on Ctrl-C / SIGTERM (namespaces, processes, shm files).
 
@@ -357,8 +358,9 @@ pub fn run(opts: &DemoOptions) -> Result<Summary> {
         if rates.is_empty() {
             continue;
         }
-        // The system's utilisation is its own processes' CPU time (the bench shares the cores);
-        // the kernel echo's comes from its ipbench daemon (/proc/stat, the whole machine).
+        // The system's utilisation is its own processes' CPU time (with --cpus shared the bench
+        // shares its cores); the kernel echo's comes from its ipbench daemon (/proc/stat, the
+        // whole machine, the bench's CPUs too).
         let settings = |util_pid| BenchSettings {
             cpus: split.as_ref().map(|s| s.generator),
             ..opts.sweep.settings(&opts.out_dir, true, util_pid, true)
