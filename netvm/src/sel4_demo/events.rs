@@ -30,7 +30,8 @@ const FRAMES: &str = "driver.rx_frames";
 pub struct Events {
     /// Frames the guest driver received.
     pub frames: u64,
-    /// The counts of [`EVENTS`], in order.
+    /// The events in table order: VM faults, doorbells (RX and TX), NIC vIRQs, VGIC
+    /// maintenance faults, vPPIs (guest timer), WFI blocks.
     pub counts: [u64; EVENTS.len()],
 }
 
