@@ -227,6 +227,60 @@ fn boot_all(opts: &Sel4DemoOptions, out_dir: &Path, netvm: &Path) -> Result<Vec<
     Ok(machines)
 }
 
+/// Measures one point of machine `m` (paused before and after): resumes it, runs the bench at
+/// `rate` and, for the seL4 image, reads its event counters before and after.
+fn measure(
+    m: &mut Machine,
+    netvm: &Path,
+    settings: &crate::demo::BenchSettings<'_>,
+    proto: &str,
+    rate: u64,
+) -> Result<TableRow> {
+    check_interrupt()?;
+    let before = m.events();
+    m.resume()?;
+    let label = format!("{}-{rate}", m.file_label);
+    let result = bench_points(
+        &m.ns,
+        netvm,
+        settings,
+        &m.targets[0],
+        proto,
+        &[rate],
+        &label,
+    );
+    check_interrupt()?;
+    m.check_alive()?;
+    m.pause()?;
+    let events = before.zip(m.events()).and_then(|(b, a)| a.since(&b));
+    let point = match result {
+        Ok((points, _)) => points
+            .into_iter()
+            .next()
+            .ok_or_else(|| "no CSV row".to_string()),
+        Err(e) => Err(e.0),
+    };
+    match &point {
+        Ok(p) => tracing::info!(
+            "{proto} {:.0} Mb/s {}: echoed {:.1} Mb/s, loss {:.3}%, median RTT {}{}",
+            mbps(rate),
+            m.label,
+            mbps(p.received),
+            p.loss_percent(),
+            ms(p.median_rtt),
+            events.map(|e| format!("; {e}")).unwrap_or_default()
+        ),
+        Err(e) => tracing::warn!("{proto} {:.0} Mb/s {}: {e}", mbps(rate), m.label),
+    }
+    Ok(TableRow {
+        system: m.label.clone(),
+        proto: proto.to_string(),
+        requested: rate,
+        point,
+        events,
+    })
+}
+
 /// Runs the whole job; see the module docs.
 pub fn run(opts: &Sel4DemoOptions) -> Result<Sel4Summary> {
     if opts.reference == Some(ReferenceMode::Reflect)
@@ -274,49 +328,10 @@ pub fn run(opts: &Sel4DemoOptions) -> Result<Sel4Summary> {
     for (proto, rates) in opts.sweep.protocols() {
         for &rate in rates.iter() {
             for m in machines.iter_mut() {
-                check_interrupt()?;
-                let before = m.events();
-                m.resume()?;
-                let label = format!("{}-{rate}", m.file_label);
-                let result = bench_points(
-                    &m.ns,
-                    &netvm,
-                    &settings(m.util),
-                    &m.targets[0],
-                    proto,
-                    &[rate],
-                    &label,
-                );
-                check_interrupt()?;
-                m.check_alive()?;
-                m.pause()?;
-                let events = before.zip(m.events()).and_then(|(b, a)| a.since(&b));
-                let point = match result {
-                    Ok((points, _)) => points
-                        .into_iter()
-                        .next()
-                        .ok_or_else(|| "no CSV row".to_string()),
-                    Err(e) => Err(e.0),
-                };
-                match &point {
-                    Ok(p) => tracing::info!(
-                        "{proto} {:.0} Mb/s {}: echoed {:.1} Mb/s, loss {:.3}%, median RTT {}{}",
-                        mbps(rate),
-                        m.label,
-                        mbps(p.received),
-                        p.loss_percent(),
-                        ms(p.median_rtt),
-                        events.map(|e| format!("; {e}")).unwrap_or_default()
-                    ),
-                    Err(e) => tracing::warn!("{proto} {:.0} Mb/s {}: {e}", mbps(rate), m.label),
-                }
-                summary.rows.push(TableRow {
-                    system: m.label.clone(),
-                    proto: proto.to_string(),
-                    requested: rate,
-                    point,
-                    events,
-                });
+                let settings = settings(m.util);
+                summary
+                    .rows
+                    .push(measure(m, &netvm, &settings, proto, rate)?);
             }
         }
     }
