@@ -125,16 +125,17 @@ pub fn steer_receive(ns: &str, dev: &str, set: &CpuSet) -> Result<()> {
         .map_err(|e| err(format!("steering {dev}'s receive processing in {ns}: {e}")))
 }
 
-/// How `placement` reads in the demo's output.
-pub fn describe(placement: CpuPlacement, split: Option<&Split>) -> String {
-    match (placement, split) {
-        (CpuPlacement::Split, Some(s)) => format!(
+/// How the placement reads in the demo's output: `split` is the split in force, `None` when the
+/// CPUs are shared.
+pub fn describe(split: Option<&Split>) -> String {
+    match split {
+        Some(s) => format!(
             "cpus: echo side (system, then kernel echo) and its links' receive processing on \
              {:?}, load generator and its links' on {:?} (--cpus split)",
             cpus_of(&s.echo),
             cpus_of(&s.generator)
         ),
-        _ => "cpus: shared by the echo side and the load generator (--cpus shared)".to_string(),
+        None => "cpus: shared by the echo side and the load generator (--cpus shared)".to_string(),
     }
 }
 

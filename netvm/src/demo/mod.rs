@@ -311,7 +311,7 @@ pub fn run(opts: &DemoOptions) -> Result<Summary> {
         CpuPlacement::Split => Some(cpus::Split::of_this_process()?),
         CpuPlacement::Shared => None,
     };
-    let mut placement = cpus::describe(opts.cpus, split.as_ref());
+    let mut placement = cpus::describe(split.as_ref());
     let mut lan = Lan::create(&format!("nvd{}", std::process::id()))?;
     if let Some(s) = &split {
         // Steering needs CAP_NET_ADMIN in the first user namespace; without it (the
