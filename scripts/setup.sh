@@ -29,13 +29,24 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Rust: the pinned toolchain and its targets come from rust-toolchain.toml (rustup installs them
-# on first use); nightly is only for miri.
+# Rust: the pinned toolchain, its components and targets come from rust-toolchain.toml; nightly is
+# only for miri. rustup >= 1.28 no longer installs a toolchain file's targets on first use when
+# the toolchain itself is already there (a machine image with Rust 1.95 but no aarch64 std), so
+# they are installed here explicitly.
 if ! command -v rustup >/dev/null 2>&1; then
     log "error: rustup not found; netvm needs rustup (https://rustup.rs) for the toolchain pinned in rust-toolchain.toml, its targets and a nightly for miri"
     exit 1
 fi
 rustup show active-toolchain >/dev/null
+toolchain_targets=$(sed -n 's/^targets *= *\[\(.*\)\]/\1/p' rust-toolchain.toml | tr -d '"' | tr , ' ')
+installed_targets=$(rustup target list --installed)
+for t in $toolchain_targets; do
+    if ! grep -qx "$t" <<<"$installed_targets"; then
+        log "rustup toolchain install (rust-toolchain.toml: target $t missing)"
+        rustup toolchain install >/dev/null
+        break
+    fi
+done
 if ! cargo +nightly miri --version >/dev/null 2>&1; then
     log "rustup component add miri (nightly)"
     rustup toolchain install nightly --profile minimal --component miri,rust-src >/dev/null 2>&1 \
