@@ -73,6 +73,13 @@ NIC_OFFLOADS_OFF := guest_csum=off,guest_tso4=off,guest_tso6=off,guest_ecn=off,g
 # rather than one per frame (UDP 1472 B at 50 Mb/s requested: 40.7 vs 26.4 Mb/s echoed in one
 # session, BENCHMARKS.md). NIC_TX= restores QEMU's default (tx=bh).
 NIC_TX ?= tx=timer
+# Receive buffers: with mrg_rxbuf=off Linux's virtio_net fills its ring with whole-frame buffers
+# and builds each skb around the buffer itself, instead of allocating a separate head and
+# copying the first 128 bytes (mergeable buffers). The driver VM echoed ~4% more UDP 1472 B at
+# saturation, in four of four interleaved pairs (BENCHMARKS.md, issue #18). sDDF's own virtio
+# driver negotiates only VIRTIO_NET_F_MAC, so a native image on the same machine is unaffected.
+# NIC_RX= restores QEMU's default.
+NIC_RX ?= mrg_rxbuf=off
 # Which virtio-mmio slot the NIC takes (QEMU's default: the last free one, where system.xml expects
 # it). sDDF's own virtio driver expects slot 0: NIC_BUS=virtio-mmio-bus.0 (netvm sel4-demo
 # --peer-image sets it).
@@ -101,7 +108,7 @@ comma := ,
 QEMU_MACHINE := $(QEMU) -machine virt,virtualization=on -cpu cortex-a53 -m size=$(QEMU_RAM) -nographic \
 	-serial mon:stdio -nic none -global virtio-mmio.force-legacy=false \
 	-netdev $(NETDEV) \
-	-device virtio-net-device,netdev=n0,mac=$(NIC_MAC),$(NIC_OFFLOADS_OFF)$(if $(NIC_TX),$(comma)$(NIC_TX))$(if $(NIC_BUS),$(comma)bus=$(NIC_BUS)) \
+	-device virtio-net-device,netdev=n0,mac=$(NIC_MAC),$(NIC_OFFLOADS_OFF)$(if $(NIC_TX),$(comma)$(NIC_TX))$(if $(NIC_RX),$(comma)$(NIC_RX))$(if $(NIC_BUS),$(comma)bus=$(NIC_BUS)) \
 	-qmp unix:$(QMP),server=on,wait=off
 QEMU_CMD := $(QEMU_MACHINE) -device loader,file=$(BOOT_IMAGE),addr=0x70000000,cpu-num=0
 # The reference: the guest's kernel and initramfs booted directly (no seL4, QEMU's own device
