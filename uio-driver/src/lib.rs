@@ -48,6 +48,7 @@ pub mod loopback;
 pub mod names;
 pub mod packet;
 pub mod reflect;
+pub mod sched;
 pub mod signals;
 mod sys;
 pub mod uio;

@@ -54,6 +54,14 @@ struct Args {
     /// is off by default.
     #[arg(long, default_value_t = 0)]
     busy_poll_us: u64,
+    /// Transmit around the interface's qdisc (`PACKET_QDISC_BYPASS`), e.g.
+    /// `uio_driver.qdisc_bypass=1` on the guest command line.
+    #[arg(long, default_value = "false", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    qdisc_bypass: bool,
+    /// Run above the kernel's receive processing (`uio_driver::sched`): the interface's NAPI in
+    /// a kernel thread, this process `SCHED_FIFO`; e.g. `uio_driver.driver_first=1`.
+    #[arg(long, default_value = "false", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    driver_first: bool,
     /// Also print the counters line every this many seconds (checked whenever the driver
     /// wakes; 0: only on SIGUSR1 and at exit). In the driver VM the console is the only place
     /// they show, e.g. `uio_driver.report_every=2` on the guest command line to watch the
@@ -83,11 +91,20 @@ fn open_nic(args: &Args) -> Result<PacketNic, String> {
             block_count: args.blocks,
             retire_ms: args.retire_ms,
             wakeup: args.rx_wakeup,
+            qdisc_bypass: args.qdisc_bypass,
         },
     )
     .map_err(|e| e.to_string())?;
     for w in &nic.warnings {
         eprintln!("uio-driver: warning: {w}");
+    }
+    if args.driver_first {
+        uio_driver::sched::driver_first(&args.iface)?;
+        println!(
+            "uio-driver: driver first: {}'s NAPI in a kernel thread, the driver SCHED_FIFO {}",
+            args.iface,
+            uio_driver::sched::DRIVER_FIFO_PRIORITY
+        );
     }
     Ok(nic)
 }

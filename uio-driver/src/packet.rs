@@ -43,6 +43,7 @@ const PACKET_ADD_MEMBERSHIP: i32 = 1;
 const PACKET_RX_RING: i32 = 5;
 const PACKET_STATISTICS: i32 = 6;
 const PACKET_VERSION: i32 = 10;
+const PACKET_QDISC_BYPASS: i32 = 20;
 const PACKET_IGNORE_OUTGOING: i32 = 23;
 const TPACKET_V3: i32 = 2;
 const PACKET_MR_PROMISC: u16 = 1;
@@ -102,6 +103,10 @@ pub struct PacketConfig {
     pub retire_ms: u32,
     /// Wake-up mode.
     pub wakeup: RxWakeup,
+    /// Transmit with `PACKET_QDISC_BYPASS`: frames go straight to the driver's queue
+    /// (`packet_direct_xmit`), skipping the interface's qdisc. Frames the device queue cannot
+    /// take are then dropped instead of queued, and the transmit is reported short.
+    pub qdisc_bypass: bool,
 }
 
 impl Default for PacketConfig {
@@ -111,6 +116,7 @@ impl Default for PacketConfig {
             block_count: 32,
             retire_ms: 1,
             wakeup: RxWakeup::PerFrame,
+            qdisc_bypass: false,
         }
     }
 }
@@ -271,6 +277,13 @@ impl PacketNic {
             "PACKET_IGNORE_OUTGOING",
             sys::setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &1i32),
         )?;
+        if cfg.qdisc_bypass {
+            setup(
+                iface,
+                "PACKET_QDISC_BYPASS",
+                sys::setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &1i32),
+            )?;
+        }
         let frame_size = NET_BUFFER_SIZE as u32;
         let req = TpacketReq3 {
             block_size: cfg.block_size as u32,

@@ -10,7 +10,8 @@
 //! options (the `PACKET_*` ring options, classic BPF), `sockaddr_ll` (no safe constructor of
 //! nix's `LinkAddr`), the ethtool ioctl, `poll` over the callers' `pollfd` arrays, and
 //! `sendmmsg` in the transmit hot path (nix's takes its headers in a `MultiHeaders` built per
-//! batch and returns a collected `Vec` of results, an allocation per call).
+//! batch and returns a collected `Vec` of results, an allocation per call), and the
+//! `sched_setscheduler` system call (nix 0.29 has none; musl's wrapper is a stub).
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -378,4 +379,27 @@ pub fn install_signal_flags() -> io::Result<()> {
         unsafe { sigaction(sig, &action) }?;
     }
     Ok(())
+}
+
+/// Makes the calling thread `SCHED_FIFO` at `priority` (nix 0.29 has no `sched_setscheduler`).
+pub fn set_fifo(priority: i32) -> io::Result<()> {
+    // SAFETY: sched_param is plain integers (musl adds SCHED_SPORADIC fields), all-zero valid.
+    let mut param: libc::sched_param = unsafe { zeroed() };
+    param.sched_priority = priority;
+    // musl's sched_setscheduler() is a stub that fails with ENOSYS (POSIX's per-process meaning
+    // is not Linux's per-thread one), so the system call is made directly.
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setscheduler,
+            0,
+            libc::SCHED_FIFO,
+            &param as *const libc::sched_param,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }

@@ -57,6 +57,42 @@ impl Running {
 /// Sets up namespaces, the UIO tree, hands all RX buffers to the driver, starts it and waits
 /// for its ready line. `None` (after saying why) when the machine cannot do this.
 fn start(tag: &str) -> Option<Running> {
+    start_with(tag, &[])
+}
+
+/// [`start`] with more driver options.
+fn start_with(tag: &str, extra: &[&str]) -> Option<Running> {
+    let (veth, tree, files, config) = prepare(tag)?;
+    let mut child = driver_command(&veth, &tree, &config)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = common::stdout_lines(&mut child);
+    let ready = lines
+        .recv_timeout(Duration::from_secs(10))
+        .expect("driver printed no ready line");
+    assert_eq!(
+        ready,
+        format!(
+            "uio-driver: ready iface={} rx_capacity={CAP} tx_capacity={CAP} tx_regions=1",
+            veth.if_driver
+        )
+    );
+    Some(Running {
+        tree,
+        files,
+        child,
+        lines,
+        veth,
+    })
+}
+
+type Prepared = (VethPair, UioTree, Vec<(String, PathBuf)>, PathBuf);
+
+/// The veth pair, the UIO tree with every RX buffer handed to the driver, and the driver's
+/// config file; `None` (after saying why) when the machine cannot make them.
+fn prepare(tag: &str) -> Option<Prepared> {
     let veth = match VethPair::new(tag) {
         Ok(v) => v,
         Err(e) => {
@@ -84,45 +120,30 @@ fn start(tag: &str) -> Option<Running> {
         let mut virt_rx = DrainSide::new(queue(&free), queue(&active));
         virt_rx.provide_all_buffers(0, RX_BUFS as u16).unwrap();
     }
-    let mut child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &veth.ns_driver,
-            env!("CARGO_BIN_EXE_uio-driver"),
-            "--iface",
-            &veth.if_driver,
-            "--config",
-        ])
-        .arg(&config)
-        .arg("--sysfs-root")
-        .arg(&tree.sysfs)
-        .arg("--dev-root")
-        .arg(&tree.dev)
-        // Long enough that frames sent right after a batch find the driver busy polling.
-        .args(["--busy-poll-us", "300000"])
-        .args(["--report-every", "1"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = common::stdout_lines(&mut child);
-    let ready = lines
-        .recv_timeout(Duration::from_secs(10))
-        .expect("driver printed no ready line");
-    assert_eq!(
-        ready,
-        format!(
-            "uio-driver: ready iface={} rx_capacity={CAP} tx_capacity={CAP} tx_regions=1",
-            veth.if_driver
-        )
-    );
-    Some(Running {
-        tree,
-        files,
-        child,
-        lines,
-        veth,
-    })
+    Some((veth, tree, files, config))
+}
+
+/// The driver on the driver side of `veth`, in its namespace, with the test's UIO tree.
+fn driver_command(veth: &VethPair, tree: &UioTree, config: &std::path::Path) -> Command {
+    let mut c = Command::new("ip");
+    c.args([
+        "netns",
+        "exec",
+        &veth.ns_driver,
+        env!("CARGO_BIN_EXE_uio-driver"),
+        "--iface",
+        &veth.if_driver,
+        "--config",
+    ])
+    .arg(config)
+    .arg("--sysfs-root")
+    .arg(&tree.sysfs)
+    .arg("--dev-root")
+    .arg(&tree.dev)
+    // Long enough that frames sent right after a batch find the driver busy polling.
+    .args(["--busy-poll-us", "300000"])
+    .args(["--report-every", "1"]);
+    c
 }
 
 fn peer_socket(r: &Running) -> RawSocket {
@@ -201,7 +222,73 @@ fn frames_from_the_peer_arrive_in_rx_active_byte_identical() {
 #[test]
 fn frames_in_tx_active_come_out_on_the_peer() {
     let Some(mut r) = start("tx") else { return };
-    let peer = peer_socket(&r);
+    let sent = tx_frames_come_out_on_the_peer(&mut r);
+    let counters = r.stop();
+    assert!(
+        counters.contains(&format!("tx_frames={sent}")),
+        "{counters}"
+    );
+}
+
+/// With `--qdisc-bypass 1` the driver's frames reach the peer without passing the interface's
+/// qdisc: a `pfifo` put on the driver's veth counts none of them, and counts every one of them
+/// when the driver runs without the option.
+#[test]
+fn qdisc_bypass_sends_around_the_interfaces_qdisc() {
+    for bypass in ["0", "1"] {
+        let Some(mut r) = start_with(&format!("qdisc{bypass}"), &["--qdisc-bypass", bypass]) else {
+            return;
+        };
+        let (ns, dev) = (r.veth.ns_driver.clone(), r.veth.if_driver.clone());
+        let tc = |args: &[&str]| {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &ns, "tc"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "tc {args:?}: {out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        tc(&["qdisc", "add", "dev", &dev, "root", "pfifo"]);
+        let sent = tx_frames_come_out_on_the_peer(&mut r);
+        let stats = tc(&["-s", "qdisc", "show", "dev", &dev]);
+        let through_qdisc: usize = stats
+            .split_once(" bytes ")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no packet count in {stats}"));
+        if bypass == "1" {
+            assert_eq!(through_qdisc, 0, "bypass: the qdisc saw frames: {stats}");
+        } else {
+            assert!(through_qdisc >= sent, "{sent} frames, qdisc: {stats}");
+        }
+        r.stop();
+    }
+}
+
+/// `--driver-first` on an interface with no NAPI of its own (a veth without GRO) cannot do what
+/// it says: the driver stops at once with an error that says so, instead of running without it.
+#[test]
+fn driver_first_without_napi_fails_clearly() {
+    let Some((veth, tree, _files, config)) = prepare("first") else {
+        return;
+    };
+    let out = driver_command(&veth, &tree, &config)
+        .args(["--driver-first", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "driver ran: {out:?}");
+    assert!(
+        stderr.contains("--driver-first: vdrv has no NAPI instance to move into a thread"),
+        "{stderr}"
+    );
+}
+
+/// Puts test frames of every size into tx_active, fires tx_irq, and checks that the peer gets
+/// them in order and that every TX buffer comes back with its offset; returns how many.
+fn tx_frames_come_out_on_the_peer(r: &mut Running) -> usize {
+    let peer = peer_socket(r);
     let (free_m, active_m, data_m) = (r.map("tx_free"), r.map("tx_active"), r.map("tx_data0"));
     let mut virt_tx = FillSide::new(queue(&free_m), queue(&active_m));
     let frames: Vec<Vec<u8>> = sizes().map(|(i, l)| test_frame(1000 + i, l)).collect();
@@ -245,11 +332,7 @@ fn frames_in_tx_active_come_out_on_the_peer() {
         Some(1),
         "driver re-armed the IRQ"
     );
-    let counters = r.stop();
-    assert!(
-        counters.contains(&format!("tx_frames={}", frames.len())),
-        "{counters}"
-    );
+    frames.len()
 }
 
 #[test]
