@@ -350,11 +350,14 @@ mod tests {
             "init_on_alloc=0",
             "hardened_usercopy=off",
             "audit=0",
-            "apparmor=0",
+            "lsm=capability",
+            "rodata=on",
             "psi=0",
             "nowatchdog",
             "mitigations=off",
             "ipv6.disable=1",
+            "uio_driver.qdisc_bypass=1",
+            "uio_driver.driver_first=1",
         ] {
             assert_eq!(
                 args.iter().filter(|a| **a == flag).count(),

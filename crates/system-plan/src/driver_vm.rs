@@ -57,14 +57,32 @@ use crate::{Clients, PlanError, Subject};
 ///   per-CPU batch then extracts from the input pool (BLAKE2s): 9% of the guest's translated
 ///   code at 100 Mb/s UDP before this flag;
 /// - `init_on_alloc=0`: no zeroing of every page and slab object (each skb's data) on allocation;
-/// - `hardened_usercopy=off`, `audit=0`, `apparmor=0`, `psi=0`: no object checks on each copy to
-///   or from user space, no audit context per system call, no LSM hook on each socket operation,
-///   no pressure accounting on each context switch;
+/// - `hardened_usercopy=off`, `audit=0`, `psi=0`: no object checks on each copy to or from user
+///   space, no audit context per system call, no pressure accounting on each context switch;
+/// - `lsm=capability`: no security module but capabilities. Debian's kernel otherwise starts
+///   SELinux, TOMOYO, Landlock and the BPF LSM (with `apparmor=0` SELinux took AppArmor's
+///   place), each with hooks on every socket operation;
+/// - `rodata=on`: read-only kernel data without `rodata=full`'s page-granular linear map, so
+///   the linear map keeps its block mappings. QEMU refills its TLB after every VM exit and
+///   entry, and each refill walks the guest's stage-1 tables (nested in stage 2): fewer levels
+///   to walk per refill. With `lsm=capability`, ~3% more UDP echoed at saturation, in four of
+///   four interleaved pairs (BENCHMARKS.md, issue #18);
 /// - `nowatchdog`: no lockup-detector timers (each guest timer interrupt is a VM exit);
 /// - `mitigations=off`: the guest's Spectre workarounds (the cortex-a53 needs few).
+///
+/// Two words are the uio-driver's (`/init` passes `uio_driver.<option>=<value>` on as
+/// `--<option> <value>`), for the same reason:
+/// - `uio_driver.qdisc_bypass=1`: the driver's frames go straight to virtio-net's queue
+///   (`PACKET_QDISC_BYPASS`), not through the interface's qdisc;
+/// - `uio_driver.driver_first=1`: the NIC's NAPI in a kernel thread and the driver `SCHED_FIFO`
+///   above it (`uio_driver::sched`), so that past its capacity the guest stops taking frames off
+///   the NIC instead of receiving them only for the packet ring to drop them; the device then
+///   drops what the guest has no room for, before the guest pays for it (UDP 1472 B at 160 Mb/s
+///   offered: ~100 instead of ~89 Mb/s echoed).
 pub const GUEST_KERNEL_TUNING: &str = "ipv6.disable=1 virtio_net.napi_tx=0 \
-randomize_kstack_offset=off init_on_alloc=0 hardened_usercopy=off audit=0 apparmor=0 psi=0 \
-nowatchdog mitigations=off";
+randomize_kstack_offset=off init_on_alloc=0 hardened_usercopy=off audit=0 psi=0 \
+lsm=capability rodata=on nowatchdog mitigations=off \
+uio_driver.qdisc_bypass=1 uio_driver.driver_first=1";
 
 /// Guest-physical page of the `rx_fault` doorbell.
 pub const RX_FAULT_GPA: u64 = 0x3f00_0000;

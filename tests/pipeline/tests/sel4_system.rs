@@ -373,9 +373,17 @@ fn the_sel4_system_echoes_through_the_driver_vm() {
         "randomize_kstack_offset=off",
         "init_on_alloc=0",
         "ipv6.disable=1",
+        "lsm=capability",
+        "uio_driver.driver_first=1",
     ] {
         assert!(cmdline.contains(flag), "{flag} missing: {cmdline}");
     }
+    // ... and the driver took its place above the kernel's receive processing (virtio_net's
+    // NAPI in a thread, the driver SCHED_FIFO), which a veth cannot show.
+    assert!(
+        console.contains("uio-driver: driver first: eth0's NAPI in a kernel thread"),
+        "the uio-driver did not report --driver-first; console:\n{console}"
+    );
     println!("boot (from `make qemu`):");
     for (needle, t) in &timings {
         println!("  {:>7.2} s  {needle}", t.as_secs_f64());
