@@ -356,6 +356,7 @@ mod tests {
             "nowatchdog",
             "mitigations=off",
             "ipv6.disable=1",
+            "uio_driver.rx_wakeup=frame-ring",
             "uio_driver.qdisc_bypass=1",
             "uio_driver.driver_first=1",
         ] {

@@ -7,7 +7,8 @@
 //! Both reflectors use the same `PacketNic` code (TPACKET_V3 ring, `sendmmsg`) and set byte 6
 //! (first source-MAC byte) to 0xee; the load generator lives in the peer namespace and counts
 //! only marked echoes of its own EtherType. Each is run with per-frame wake-ups (the driver's
-//! default) and with block-retire wake-ups only (TPACKET_V3's stock behaviour).
+//! default), with block-retire wake-ups only (TPACKET_V3's stock behaviour) and with the
+//! TPACKET_V2 slot ring (the driver VM's choice).
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -243,7 +244,7 @@ fn run_point(v: &VethPair, path: Path, wakeup: RxWakeup, secs: f64) {
     std::thread::sleep(Duration::from_millis(200));
     let name = match path {
         Path::Driver => "driver core + queue reflector",
-        Path::Plain => "plain TPACKET_V3 reflector   ",
+        Path::Plain => "plain packet-ring reflector  ",
     };
     for len in [60usize, 1514] {
         let (sent, echoed, _) = generate(v, len, 0, secs);
@@ -283,7 +284,11 @@ fn main() {
             std::process::exit(2);
         }
     };
-    for wakeup in [RxWakeup::PerFrame, RxWakeup::BlockRetire] {
+    for wakeup in [
+        RxWakeup::PerFrame,
+        RxWakeup::BlockRetire,
+        RxWakeup::FrameRing,
+    ] {
         for path in [Path::Plain, Path::Driver] {
             run_point(&v, path, wakeup, secs);
         }

@@ -6,7 +6,7 @@
 //! * [`driver`]: the core ([`driver::Driver`]), independent of UIO and sockets, behind the
 //!   [`driver::Platform`] (doorbells, sleeping) and [`driver::Nic`] (frames) traits.
 //! * [`uio`]: finding UIO devices by name and the guest [`uio::UioPlatform`].
-//! * [`packet`]: the TPACKET_V3 receive ring and `sendmmsg` transmit ([`packet::PacketNic`]).
+//! * [`packet`]: the TPACKET_V3 (or V2) receive ring and `sendmmsg` transmit ([`packet::PacketNic`]).
 //! * [`host`]: an eventfd [`driver::Platform`] for running the core as an ordinary process.
 //! * [`names`]: the UIO device names (shared with the guest image builder).
 //! * [`counters`]: what the driver counts.

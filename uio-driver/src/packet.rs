@@ -24,6 +24,11 @@
 //! [`RxWakeup::BlockRetire`] keeps only the retire timer, for comparison (see
 //! `examples/veth_bench.rs`).
 //!
+//! [`RxWakeup::FrameRing`] (the driver VM's choice, on its kernel command line) uses a
+//! TPACKET_V2 ring instead: a 2048-byte slot per frame, each handed to user space on its own
+//! with `poll` woken per frame, so neither the notifier nor the partial-block walk is needed;
+//! each slot goes back to the kernel as soon as its frame is taken.
+//!
 //! Caveat: on a weakly ordered SMP machine the kernel's header stores are not ordered against its
 //! data stores by a barrier; the netvm guest has one vCPU and host mode runs on x86 (TSO), where
 //! the check above is exact.
@@ -45,6 +50,7 @@ const PACKET_STATISTICS: i32 = 6;
 const PACKET_VERSION: i32 = 10;
 const PACKET_QDISC_BYPASS: i32 = 20;
 const PACKET_IGNORE_OUTGOING: i32 = 23;
+const TPACKET_V2: i32 = 1;
 const TPACKET_V3: i32 = 2;
 const PACKET_MR_PROMISC: u16 = 1;
 const TP_STATUS_KERNEL: u32 = 0;
@@ -73,6 +79,20 @@ mod pkt {
     pub const SIZE: usize = 48;
 }
 
+/// `struct tpacket2_hdr`, at the start of every TPACKET_V2 slot.
+mod v2 {
+    pub const STATUS: usize = 0;
+    pub const LEN: usize = 4;
+    pub const SNAPLEN: usize = 8;
+    pub const MAC: usize = 12;
+    pub const VLAN_TCI: usize = 24;
+    pub const VLAN_TPID: usize = 26;
+}
+
+/// Bytes per TPACKET_V2 slot: header, padding and a frame of up to a buffer's size less the
+/// header (the kernel truncates longer frames, which the driver then drops as oversize).
+const V2_SLOT: usize = NET_BUFFER_SIZE;
+
 /// Legacy ethtool "set" commands (linux/ethtool.h), in the order they are applied: TSO before TX
 /// checksumming, which it depends on.
 const OFFLOADS: [(&str, u32); 5] = [
@@ -90,6 +110,9 @@ pub enum RxWakeup {
     PerFrame,
     /// Only TPACKET_V3's block retire (full block or retire timer).
     BlockRetire,
+    /// A TPACKET_V2 ring instead: a slot per frame, each marked ready on its own, and `poll`
+    /// wakes per frame without a second socket; no block is zeroed or retired.
+    FrameRing,
 }
 
 /// Ring and socket parameters.
@@ -132,6 +155,16 @@ struct TpacketReq3 {
     retire_blk_tov: u32,
     sizeof_priv: u32,
     feature_req_word: u32,
+}
+
+/// `struct tpacket_req` (TPACKET_V2).
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct TpacketReq {
+    block_size: u32,
+    block_nr: u32,
+    frame_size: u32,
+    frame_nr: u32,
 }
 
 /// `struct packet_mreq`.
@@ -255,7 +288,7 @@ impl PacketNic {
         // The notifier is bound first: the kernel delivers to the newest binding first, so the
         // ring has the frame before the notifier wakes anyone.
         let notifier = match cfg.wakeup {
-            RxWakeup::BlockRetire => None,
+            RxWakeup::BlockRetire | RxWakeup::FrameRing => None,
             RxWakeup::PerFrame => Some(open_notifier(iface, &addr)?),
         };
 
@@ -267,10 +300,16 @@ impl PacketNic {
                 warnings.push(format!("could not switch {name} off on {iface}: {e}"));
             }
         }
+        let frame_ring = cfg.wakeup == RxWakeup::FrameRing;
         setup(
             iface,
-            "PACKET_VERSION TPACKET_V3",
-            sys::setsockopt(fd, SOL_PACKET, PACKET_VERSION, &TPACKET_V3),
+            "PACKET_VERSION",
+            sys::setsockopt(
+                fd,
+                SOL_PACKET,
+                PACKET_VERSION,
+                if frame_ring { &TPACKET_V2 } else { &TPACKET_V3 },
+            ),
         )?;
         setup(
             iface,
@@ -294,11 +333,18 @@ impl PacketNic {
             sizeof_priv: 0,
             feature_req_word: 0,
         };
-        setup(
-            iface,
-            "PACKET_RX_RING",
-            sys::setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req),
-        )?;
+        let ring_set = if frame_ring {
+            let slots = TpacketReq {
+                block_size: req.block_size,
+                block_nr: req.block_nr,
+                frame_size: V2_SLOT as u32,
+                frame_nr: (cfg.block_size * cfg.block_count / V2_SLOT) as u32,
+            };
+            sys::setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &slots)
+        } else {
+            sys::setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req)
+        };
+        setup(iface, "PACKET_RX_RING", ring_set)?;
         let ring = setup(
             iface,
             "mapping the ring",
@@ -420,6 +466,90 @@ impl PacketNic {
     }
 }
 
+/// The frame of `snaplen` bytes at `mac` in the ring, with its VLAN tag put back in front of
+/// the EtherType (in `vlan_frame`) when the kernel stripped it into the header.
+fn frame_at<'a>(
+    ring: &'a Mapping,
+    vlan_frame: &'a mut [u8],
+    mac: usize,
+    snaplen: usize,
+    wire_len: usize,
+    vlan: Option<(u16, u16)>,
+) -> RxFrame<'a> {
+    let data = ring.bytes(mac, snaplen).unwrap_or(&[]);
+    match vlan {
+        Some((tpid, tci)) if data.len() >= 12 && data.len() + 4 <= NET_BUFFER_SIZE => {
+            let b = vlan_frame;
+            b[..12].copy_from_slice(&data[..12]);
+            b[12..14].copy_from_slice(&tpid.to_be_bytes());
+            b[14..16].copy_from_slice(&tci.to_be_bytes());
+            b[16..data.len() + 4].copy_from_slice(&data[12..]);
+            RxFrame {
+                data: &b[..data.len() + 4],
+                wire_len: wire_len + 4,
+            }
+        }
+        _ => RxFrame { data, wire_len },
+    }
+}
+
+/// The TPACKET_V2 ring ([`RxWakeup::FrameRing`]): `self.block` is the next slot to read.
+impl PacketNic {
+    /// Whether the slot at `base` holds a frame for user space; what the kernel wrote into it
+    /// is visible after this (acquire).
+    fn slot_ready(&self, base: usize) -> bool {
+        let ready = self.ring.load_u32(base + v2::STATUS).unwrap_or(0) & TP_STATUS_USER != 0;
+        fence(Ordering::Acquire);
+        ready
+    }
+
+    /// [`Nic::receive`] on the slot ring: delivers ready slots in order and hands each back to
+    /// the kernel as soon as its frame is taken. A slot whose header points outside it is
+    /// handed back unread.
+    fn receive_slots(
+        &mut self,
+        budget: usize,
+        deliver: &mut dyn FnMut(RxFrame<'_>) -> RxVerdict,
+    ) -> bool {
+        let slots = self.cfg.block_size * self.cfg.block_count / V2_SLOT;
+        for _ in 0..budget {
+            let base = self.block * V2_SLOT;
+            if !self.slot_ready(base) {
+                return false;
+            }
+            let status = self.ring.load_u32(base + v2::STATUS).unwrap_or(0);
+            let mac = usize::from(self.ring.load_u16(base + v2::MAC).unwrap_or(0));
+            let snaplen = self.ring.load_u32(base + v2::SNAPLEN).unwrap_or(0) as usize;
+            let wire_len = self.ring.load_u32(base + v2::LEN).unwrap_or(0) as usize;
+            if mac != 0 && mac + snaplen <= V2_SLOT {
+                let vlan = (status & TP_STATUS_VLAN_VALID != 0).then(|| {
+                    let tci = self.ring.load_u16(base + v2::VLAN_TCI).unwrap_or(0);
+                    let tpid = match self.ring.load_u16(base + v2::VLAN_TPID) {
+                        Some(t) if status & TP_STATUS_VLAN_TPID_VALID != 0 => t,
+                        _ => 0x8100,
+                    };
+                    (tpid, tci)
+                });
+                let frame = frame_at(
+                    &self.ring,
+                    &mut self.vlan_frame,
+                    base + mac,
+                    snaplen,
+                    wire_len,
+                    vlan,
+                );
+                if deliver(frame) == RxVerdict::Keep {
+                    return true;
+                }
+            }
+            fence(Ordering::Release);
+            self.ring.store_u32(base + v2::STATUS, TP_STATUS_KERNEL);
+            self.block = (self.block + 1) % slots;
+        }
+        true
+    }
+}
+
 impl Nic for PacketNic {
     fn poll_set(&self, want_rx: bool, want_tx: bool) -> Vec<NicPoll> {
         let mut v = vec![NicPoll {
@@ -442,6 +572,9 @@ impl Nic for PacketNic {
         budget: usize,
         deliver: &mut dyn FnMut(RxFrame<'_>) -> RxVerdict,
     ) -> io::Result<bool> {
+        if self.cfg.wakeup == RxWakeup::FrameRing {
+            return Ok(self.receive_slots(budget, deliver));
+        }
         // Drain wake-ups first: a frame that lands after this produces a new one.
         if let Some(n) = &self.notifier {
             while sys::recv_discard(n.as_raw_fd())? {}
@@ -468,24 +601,14 @@ impl Nic for PacketNic {
                     }
                     return Ok(false);
                 };
-                let data = self.ring.bytes(base + f.mac, f.snaplen).unwrap_or(&[]);
-                let frame = match f.vlan {
-                    Some((tpid, tci)) if data.len() >= 12 && data.len() + 4 <= NET_BUFFER_SIZE => {
-                        let b = &mut self.vlan_frame;
-                        b[..12].copy_from_slice(&data[..12]);
-                        b[12..14].copy_from_slice(&tpid.to_be_bytes());
-                        b[14..16].copy_from_slice(&tci.to_be_bytes());
-                        b[16..data.len() + 4].copy_from_slice(&data[12..]);
-                        RxFrame {
-                            data: &b[..data.len() + 4],
-                            wire_len: f.wire_len + 4,
-                        }
-                    }
-                    _ => RxFrame {
-                        data,
-                        wire_len: f.wire_len,
-                    },
-                };
+                let frame = frame_at(
+                    &self.ring,
+                    &mut self.vlan_frame,
+                    base + f.mac,
+                    f.snaplen,
+                    f.wire_len,
+                    f.vlan,
+                );
                 if deliver(frame) == RxVerdict::Keep {
                     return Ok(true);
                 }
@@ -552,6 +675,9 @@ impl Nic for PacketNic {
     /// A frame is complete in the block being read, or that block is retired (then
     /// [`Nic::receive`] hands it back and moves on). Reads only the ring.
     fn rx_ready(&self) -> bool {
+        if self.cfg.wakeup == RxWakeup::FrameRing {
+            return self.slot_ready(self.block * V2_SLOT);
+        }
         let base = self.block * self.cfg.block_size;
         self.block_retired(base) || self.peek(base).is_some()
     }

@@ -8,7 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{is_test_frame, test_frame, FileMap, RawSocket, UioTree, VethPair, TEST_ETHERTYPE};
+use common::{
+    is_test_frame, test_frame, vlan_tagged, FileMap, RawSocket, UioTree, VethPair, TEST_ETHERTYPE,
+};
 use sddf::queue::{queue_bytes, Capacity, DrainSide, FillSide, Queue};
 use sddf::{BuffDesc, NET_BUFFER_SIZE};
 
@@ -182,7 +184,22 @@ fn receive_test_frames(virt_rx: &mut DrainSide<'_>, data: &FileMap, want: usize)
 
 #[test]
 fn frames_from_the_peer_arrive_in_rx_active_byte_identical() {
-    let Some(r) = start("rx") else { return };
+    rx_byte_identical("rx", &[]);
+}
+
+/// The same with the TPACKET_V2 slot ring (`--rx-wakeup frame-ring`).
+#[test]
+fn frames_from_the_peer_arrive_byte_identical_through_the_slot_ring() {
+    rx_byte_identical("rxv2", &["--rx-wakeup", "frame-ring"]);
+}
+
+/// Test frames of every size (every third 802.1Q-tagged: the driver must put back the tag the
+/// kernel took out) from the peer arrive in rx_active byte-identical and in order, half of them
+/// found by busy polling; the doorbell rang.
+fn rx_byte_identical(tag: &str, extra: &[&str]) {
+    let Some(r) = start_with(tag, extra) else {
+        return;
+    };
     let peer = peer_socket(&r);
     let (free_m, active_m, data_m, fault_m) = (
         r.map("rx_free"),
@@ -191,7 +208,12 @@ fn frames_from_the_peer_arrive_in_rx_active_byte_identical() {
         r.map("rx_fault"),
     );
     let mut virt_rx = DrainSide::new(queue(&free_m), queue(&active_m));
-    let sent: Vec<Vec<u8>> = sizes().map(|(i, l)| test_frame(i, l)).collect();
+    let sent: Vec<Vec<u8>> = sizes()
+        .map(|(i, l)| match i % 3 {
+            0 => vlan_tagged(&test_frame(i, l), 5 + i as u16),
+            _ => test_frame(i, l),
+        })
+        .collect();
     // In two halves: the second arrives while the driver is busy polling after the first, and
     // must be found there (PacketNic::rx_ready), not after a sleep.
     let (first, second) = sent.split_at(sent.len() / 2);

@@ -375,6 +375,7 @@ fn the_sel4_system_echoes_through_the_driver_vm() {
         "ipv6.disable=1",
         "lsm=capability",
         "uio_driver.driver_first=1",
+        "uio_driver.rx_wakeup=frame-ring",
     ] {
         assert!(cmdline.contains(flag), "{flag} missing: {cmdline}");
     }

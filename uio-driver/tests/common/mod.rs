@@ -464,9 +464,20 @@ pub fn test_frame(seq: u32, len: usize) -> Vec<u8> {
     f
 }
 
-/// Whether a frame carries the test EtherType.
+/// Whether a frame carries the test EtherType (behind an 802.1Q tag or not).
 pub fn is_test_frame(f: &[u8]) -> bool {
-    f.len() >= 14 && f[12..14] == TEST_ETHERTYPE.to_be_bytes()
+    (f.len() >= 14 && f[12..14] == TEST_ETHERTYPE.to_be_bytes())
+        || (f.len() >= 18 && f[12..14] == [0x81, 0x00] && f[16..18] == TEST_ETHERTYPE.to_be_bytes())
+}
+
+/// `f` with an 802.1Q tag (VLAN `vid`) after its addresses. Linux strips such a tag into the
+/// skb on receive, and packet sockets report it beside the frame, not in it.
+pub fn vlan_tagged(f: &[u8], vid: u16) -> Vec<u8> {
+    let mut t = f[..12].to_vec();
+    t.extend_from_slice(&[0x81, 0x00]);
+    t.extend_from_slice(&vid.to_be_bytes());
+    t.extend_from_slice(&f[12..]);
+    t
 }
 
 /// Moves the calling thread into network namespace `ns`.
