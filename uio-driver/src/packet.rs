@@ -266,6 +266,61 @@ fn open_notifier(iface: &str, addr: &libc::sockaddr_ll) -> Result<OwnedFd, Packe
     Ok(n)
 }
 
+/// The socket options that make `fd`'s receive ring as `cfg` asks (version, ring geometry) and
+/// how it sends (no copies of its own frames back, `PACKET_QDISC_BYPASS`).
+fn request_ring(
+    iface: &str,
+    fd: std::os::fd::RawFd,
+    cfg: &PacketConfig,
+) -> Result<(), PacketError> {
+    let frame_ring = cfg.wakeup == RxWakeup::FrameRing;
+    setup(
+        iface,
+        "PACKET_VERSION",
+        sys::setsockopt(
+            fd,
+            SOL_PACKET,
+            PACKET_VERSION,
+            if frame_ring { &TPACKET_V2 } else { &TPACKET_V3 },
+        ),
+    )?;
+    setup(
+        iface,
+        "PACKET_IGNORE_OUTGOING",
+        sys::setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &1i32),
+    )?;
+    if cfg.qdisc_bypass {
+        setup(
+            iface,
+            "PACKET_QDISC_BYPASS",
+            sys::setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &1i32),
+        )?;
+    }
+    let frame_size = NET_BUFFER_SIZE as u32;
+    let req = TpacketReq3 {
+        block_size: cfg.block_size as u32,
+        block_nr: cfg.block_count as u32,
+        frame_size,
+        frame_nr: (cfg.block_size * cfg.block_count) as u32 / frame_size,
+        retire_blk_tov: cfg.retire_ms,
+        sizeof_priv: 0,
+        feature_req_word: 0,
+    };
+    let ring_set = if frame_ring {
+        let slots = TpacketReq {
+            block_size: req.block_size,
+            block_nr: req.block_nr,
+            frame_size: V2_SLOT as u32,
+            frame_nr: (cfg.block_size * cfg.block_count / V2_SLOT) as u32,
+        };
+        sys::setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &slots)
+    } else {
+        sys::setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req)
+    };
+    setup(iface, "PACKET_RX_RING", ring_set)?;
+    Ok(())
+}
+
 impl PacketNic {
     /// Opens `iface`: switches its offloads off (warnings, not errors, if that fails), sets it
     /// promiscuous, and maps the receive ring.
@@ -300,51 +355,7 @@ impl PacketNic {
                 warnings.push(format!("could not switch {name} off on {iface}: {e}"));
             }
         }
-        let frame_ring = cfg.wakeup == RxWakeup::FrameRing;
-        setup(
-            iface,
-            "PACKET_VERSION",
-            sys::setsockopt(
-                fd,
-                SOL_PACKET,
-                PACKET_VERSION,
-                if frame_ring { &TPACKET_V2 } else { &TPACKET_V3 },
-            ),
-        )?;
-        setup(
-            iface,
-            "PACKET_IGNORE_OUTGOING",
-            sys::setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &1i32),
-        )?;
-        if cfg.qdisc_bypass {
-            setup(
-                iface,
-                "PACKET_QDISC_BYPASS",
-                sys::setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &1i32),
-            )?;
-        }
-        let frame_size = NET_BUFFER_SIZE as u32;
-        let req = TpacketReq3 {
-            block_size: cfg.block_size as u32,
-            block_nr: cfg.block_count as u32,
-            frame_size,
-            frame_nr: (cfg.block_size * cfg.block_count) as u32 / frame_size,
-            retire_blk_tov: cfg.retire_ms,
-            sizeof_priv: 0,
-            feature_req_word: 0,
-        };
-        let ring_set = if frame_ring {
-            let slots = TpacketReq {
-                block_size: req.block_size,
-                block_nr: req.block_nr,
-                frame_size: V2_SLOT as u32,
-                frame_nr: (cfg.block_size * cfg.block_count / V2_SLOT) as u32,
-            };
-            sys::setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &slots)
-        } else {
-            sys::setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req)
-        };
-        setup(iface, "PACKET_RX_RING", ring_set)?;
+        request_ring(iface, fd, &cfg)?;
         let ring = setup(
             iface,
             "mapping the ring",

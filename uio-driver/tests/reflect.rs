@@ -55,23 +55,15 @@ fn reflector_answers_the_kernel_peer_arp_ping_and_udp() {
         .status()
         .expect("ethtool (scripts/setup.sh installs it)");
     assert!(ok.success());
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &veth.ns_driver])
-        .arg(env!("CARGO_BIN_EXE_uio-driver"))
-        .args(["--iface", &veth.if_driver, "--reflect", REFLECTOR])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = common::stdout_lines(&mut child);
-    let ready = lines
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the reflector printed no ready line");
-    assert_eq!(
-        ready,
-        format!(
+    let (mut child, lines) = common::spawn_until(
+        Command::new("ip")
+            .args(["netns", "exec", &veth.ns_driver])
+            .arg(env!("CARGO_BIN_EXE_uio-driver"))
+            .args(["--iface", &veth.if_driver, "--reflect", REFLECTOR]),
+        &format!(
             "uio-driver: reflecting iface={} ip={REFLECTOR} mac=02:52:0a:4d:00:02",
             veth.if_driver
-        )
+        ),
     );
 
     let ping = Command::new("ip")

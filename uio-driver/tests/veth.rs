@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -65,22 +65,12 @@ fn start(tag: &str) -> Option<Running> {
 /// [`start`] with more driver options.
 fn start_with(tag: &str, extra: &[&str]) -> Option<Running> {
     let (veth, tree, files, config) = prepare(tag)?;
-    let mut child = driver_command(&veth, &tree, &config)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = common::stdout_lines(&mut child);
-    let ready = lines
-        .recv_timeout(Duration::from_secs(10))
-        .expect("driver printed no ready line");
-    assert_eq!(
-        ready,
-        format!(
-            "uio-driver: ready iface={} rx_capacity={CAP} tx_capacity={CAP} tx_regions=1",
-            veth.if_driver
-        )
+    let ready = format!(
+        "uio-driver: ready iface={} rx_capacity={CAP} tx_capacity={CAP} tx_regions=1",
+        veth.if_driver
     );
+    let (child, lines) =
+        common::spawn_until(driver_command(&veth, &tree, &config).args(extra), &ready);
     Some(Running {
         tree,
         files,
@@ -224,7 +214,10 @@ fn frames_beyond_the_rx_buffers_wait_in_the_ring_and_arrive_in_order() {
             match virt_rx.active.dequeue() {
                 Ok(d) => {
                     let mut f = vec![0; usize::from(d.len)];
-                    data_m.region().read(d.io_or_offset as usize, &mut f).unwrap();
+                    data_m
+                        .region()
+                        .read(d.io_or_offset as usize, &mut f)
+                        .unwrap();
                     if is_test_frame(&f) {
                         got.push(f);
                     }

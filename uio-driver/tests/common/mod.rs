@@ -512,6 +512,21 @@ pub fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receive
     lines
 }
 
+/// Starts `cmd` with its stdout piped and waits up to 10 s for its first line, which must be
+/// `first`; returns the child and the rest of its stdout lines.
+pub fn spawn_until(
+    cmd: &mut std::process::Command,
+    first: &str,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let lines = stdout_lines(&mut child);
+    let line = lines
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap_or_else(|_| panic!("no first line (expected {first:?}) within 10 s"));
+    assert_eq!(line, first);
+    (child, lines)
+}
+
 /// virt_rx, a client and virt_tx in one, on the queue side of a driver under test: takes each
 /// frame off rx_active (its buffer goes back at once), lets `answer` rewrite it, and queues the
 /// answer on tx_active in a TX buffer secured before the frame is taken (so no answer is lost
