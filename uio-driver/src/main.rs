@@ -51,7 +51,7 @@ struct Args {
     /// sleep at once). It saves the trapped WFI and the injected wake-up (VM exits per 1000
     /// frames at 100 Mb/s UDP: 275 without, 148 with 1000 us), but under QEMU the polling
     /// guest cost more echo throughput than the exits did (BENCHMARKS.md, issue #18), so it
-    /// is off by default.
+    /// is off by default. Not with `--driver-first` (`uio_driver::sched` says why).
     #[arg(long, default_value_t = 0)]
     busy_poll_us: u64,
     /// Transmit around the interface's qdisc (`PACKET_QDISC_BYPASS`), e.g.
@@ -84,6 +84,13 @@ struct Args {
 
 /// The packet ring and transmit socket on `args.iface`, as the options ask.
 fn open_nic(args: &Args) -> Result<PacketNic, String> {
+    if args.driver_first && args.busy_poll_us > 0 {
+        return Err(format!(
+            "--driver-first with --busy-poll-us {}: a SCHED_FIFO driver that polls keeps the \
+             NAPI thread, which brings its frames, from running; use one or the other",
+            args.busy_poll_us
+        ));
+    }
     let nic = PacketNic::open(
         &args.iface,
         PacketConfig {

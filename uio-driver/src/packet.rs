@@ -27,7 +27,8 @@
 //! [`RxWakeup::FrameRing`] (the driver VM's choice, on its kernel command line) uses a
 //! TPACKET_V2 ring instead: a 2048-byte slot per frame, each handed to user space on its own
 //! with `poll` woken per frame, so neither the notifier nor the partial-block walk is needed;
-//! each slot goes back to the kernel as soon as its frame is taken.
+//! each slot goes back to the kernel as soon as its frame is taken. The kernel writes a slot's
+//! status after its data with a barrier between, so the caveat below does not apply to it.
 //!
 //! Caveat: on a weakly ordered SMP machine the kernel's header stores are not ordered against its
 //! data stores by a barrier; the netvm guest has one vCPU and host mode runs on x86 (TSO), where
@@ -90,7 +91,8 @@ mod v2 {
 }
 
 /// Bytes per TPACKET_V2 slot: header, padding and a frame of up to a buffer's size less the
-/// header (the kernel truncates longer frames, which the driver then drops as oversize).
+/// header (~1980 bytes; the kernel truncates a longer frame, which the driver then drops and
+/// counts as truncated).
 const V2_SLOT: usize = NET_BUFFER_SIZE;
 
 /// Legacy ethtool "set" commands (linux/ethtool.h), in the order they are applied: TSO before TX
@@ -126,9 +128,9 @@ pub struct PacketConfig {
     pub retire_ms: u32,
     /// Wake-up mode.
     pub wakeup: RxWakeup,
-    /// Transmit with `PACKET_QDISC_BYPASS`: frames go straight to the driver's queue
-    /// (`packet_direct_xmit`), skipping the interface's qdisc. Frames the device queue cannot
-    /// take are then dropped instead of queued, and the transmit is reported short.
+    /// Transmit with `PACKET_QDISC_BYPASS`: frames go straight to the device driver's queue
+    /// (`packet_direct_xmit`), skipping the interface's qdisc. A frame the device queue cannot
+    /// take is then refused (`ENOBUFS`, counted as a send error) instead of queued in the qdisc.
     pub qdisc_bypass: bool,
 }
 

@@ -8,6 +8,11 @@
 //! reverses that: the kernel receives only while the driver sleeps, i.e. has taken everything
 //! already received, and what neither can take stays in the NIC's ring until the device drops it
 //! (on QEMU: before the guest sees it).
+//!
+//! It does not mix with busy polling (`--busy-poll-us`): a `SCHED_FIFO` driver that polls keeps
+//! the NAPI thread, the only source of its frames, from running until its poll time is up, so
+//! the driver refuses the combination.
+
 /// `SCHED_FIFO` priority the driver runs at (the lowest real-time one: above every normal task,
 /// including the NAPI thread, below the kernel's own real-time threads).
 pub const DRIVER_FIFO_PRIORITY: i32 = 1;

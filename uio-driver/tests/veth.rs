@@ -69,8 +69,14 @@ fn start_with(tag: &str, extra: &[&str]) -> Option<Running> {
         "uio-driver: ready iface={} rx_capacity={CAP} tx_capacity={CAP} tx_regions=1",
         veth.if_driver
     );
-    let (child, lines) =
-        common::spawn_until(driver_command(&veth, &tree, &config).args(extra), &ready);
+    let (child, lines) = common::spawn_until(
+        driver_command(&veth, &tree, &config)
+            // Long enough that frames sent right after a batch find the driver busy polling.
+            .args(["--busy-poll-us", "300000"])
+            .args(["--report-every", "1"])
+            .args(extra),
+        &ready,
+    );
     Some(Running {
         tree,
         files,
@@ -131,10 +137,7 @@ fn driver_command(veth: &VethPair, tree: &UioTree, config: &std::path::Path) -> 
     .arg("--sysfs-root")
     .arg(&tree.sysfs)
     .arg("--dev-root")
-    .arg(&tree.dev)
-    // Long enough that frames sent right after a batch find the driver busy polling.
-    .args(["--busy-poll-us", "300000"])
-    .args(["--report-every", "1"]);
+    .arg(&tree.dev);
     c
 }
 
@@ -332,22 +335,32 @@ fn qdisc_bypass_sends_around_the_interfaces_qdisc() {
 }
 
 /// `--driver-first` on an interface with no NAPI of its own (a veth without GRO) cannot do what
-/// it says: the driver stops at once with an error that says so, instead of running without it.
+/// it says, and with busy polling it would starve its own frames: in both cases the driver
+/// stops at once with an error that says so, instead of running without it.
 #[test]
-fn driver_first_without_napi_fails_clearly() {
+fn driver_first_without_napi_or_with_busy_polling_fails_clearly() {
     let Some((veth, tree, _files, config)) = prepare("first") else {
         return;
     };
-    let out = driver_command(&veth, &tree, &config)
-        .args(["--driver-first", "1"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "driver ran: {out:?}");
-    assert!(
-        stderr.contains("--driver-first: vdrv has no NAPI instance to move into a thread"),
-        "{stderr}"
-    );
+    for (extra, why) in [
+        (
+            &[][..],
+            "--driver-first: vdrv has no NAPI instance to move into a thread",
+        ),
+        (
+            &["--busy-poll-us", "100"][..],
+            "--driver-first with --busy-poll-us 100: a SCHED_FIFO driver that polls",
+        ),
+    ] {
+        let out = driver_command(&veth, &tree, &config)
+            .args(["--driver-first", "1"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "driver ran: {out:?}");
+        assert!(stderr.contains(why), "{stderr}");
+    }
 }
 
 /// Puts test frames of every size into tx_active, fires tx_irq, and checks that the peer gets
