@@ -4,7 +4,10 @@
 //! so `/init` collects them per module and hands them to `finit_module`. Its own options:
 //! * `netvm.iface=<if>`: the NIC the uio-driver bridges (default `eth0`);
 //! * `uio_driver.<option>=<value>`: passed to the uio-driver as `--<option> <value>` (`_` in
-//!   the option read as `-`), e.g. `uio_driver.blocks=64`;
+//!   the option read as `-`), e.g. `uio_driver.blocks=64`. A later word for the same option
+//!   replaces an earlier one, as with the kernel's own parameters, so words appended to the
+//!   image's command line (`make GUEST_APPEND=...`) override its defaults, e.g.
+//!   `uio_driver.driver_first=0`;
 //! * `netvm.mode=echo netvm.ip=<a.b.c.d>/<prefix>`: the reference mode. The same kernel booted
 //!   directly on QEMU (no seL4) gives the NIC that address and runs the kernel echo
 //!   (`/bin/kernel-echo`) instead of the uio-driver: Linux alone, to measure the seL4 system
@@ -92,7 +95,8 @@ fn parse_cidr(text: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
 pub struct Options {
     /// The NIC's interface name.
     pub iface: String,
-    /// Extra uio-driver arguments, in command-line order.
+    /// Extra uio-driver arguments, in command-line order of each option's first word, with
+    /// the value of its last.
     pub driver_args: Vec<String>,
     /// `netvm.mode=`, if given.
     mode: Option<String>,
@@ -122,15 +126,21 @@ impl Options {
             } else if let Some(v) = w.strip_prefix("netvm.ip=") {
                 ip = Some(v.to_string());
             } else if let Some(rest) = w.strip_prefix("uio_driver.") {
-                match rest.split_once('=') {
-                    Some((k, v)) => {
-                        driver_args.push(format!("--{}", k.replace('_', "-")));
-                        driver_args.push(v.to_string());
-                    }
-                    None => driver_args.push(format!("--{}", rest.replace('_', "-"))),
+                let (k, v) = match rest.split_once('=') {
+                    Some((k, v)) => (k, Some(v.to_string())),
+                    None => (rest, None),
+                };
+                let flag = format!("--{}", k.replace('_', "-"));
+                match driver_args.iter_mut().find(|(f, _)| *f == flag) {
+                    Some(earlier) => earlier.1 = v,
+                    None => driver_args.push((flag, v)),
                 }
             }
         }
+        let driver_args = driver_args
+            .into_iter()
+            .flat_map(|(f, v)| core::iter::once(f).chain(v))
+            .collect();
         Options {
             iface,
             driver_args,
@@ -221,6 +231,19 @@ mod tests {
         assert_eq!(o.iface, "eth1");
         assert_eq!(o.driver_args, vec!["--blocks", "64", "--verbose"]);
         assert_eq!(Options::parse("quiet").iface, DEFAULT_IFACE);
+    }
+
+    /// The image's defaults come first on its command line and `GUEST_APPEND`'s words after:
+    /// the later word for an option wins (the uio-driver refuses an option given twice).
+    #[test]
+    fn a_later_driver_option_replaces_an_earlier_one() {
+        let o = Options::parse(
+            "uio_driver.driver_first=1 uio_driver.blocks=8 uio_driver.driver_first=0 uio_driver.verbose uio_driver.verbose",
+        );
+        assert_eq!(
+            o.driver_args,
+            vec!["--driver-first", "0", "--blocks", "8", "--verbose"]
+        );
     }
 
     #[test]
